@@ -1,0 +1,470 @@
+"""The pipeline YAML as pydantic models.
+
+Every problem in a config is reported at once, each naming its field path and what is
+allowed, so a person fixes a file in one pass. Names that later become SQL identifiers are
+validated here; the SQL layer still quotes them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+CLIENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+ENV_REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+PHASE_DIRS = ("ingestion", "hist_union", "staging", "unification")
+SOURCE_FORMATS = ("csv", "parquet", "jsonl")
+
+
+class Problem(BaseModel):
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(Exception):
+    """One or more problems in a pipeline config; str() lists them all."""
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"- {p}" for p in problems)
+        noun = "problem" if len(problems) == 1 else "problems"
+        super().__init__(f"{source}: {len(problems)} {noun}\n{lines}")
+
+
+def _identifier(value: str) -> str:
+    lowered = value.lower()
+    if not IDENT_RE.match(lowered):
+        raise ValueError(
+            f"{value!r} is not a valid name: use letters, digits and '_', starting with a "
+            "letter or '_' (it becomes a SQL identifier)"
+        )
+    return lowered
+
+
+Ident = Annotated[str, AfterValidator(_identifier)]
+
+
+def parse_timestamp(value: str) -> datetime:
+    """Parse the ISO-8601 forms people write in configs; naive means UTC."""
+    text = value.strip().replace("Z", "+00:00")
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        text += "T00:00:00"
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class TableRef(BaseModel):
+    """`table` or `database.table`, as the seed allows."""
+
+    model_config = ConfigDict(frozen=True)
+    database: str | None = None
+    table: str
+
+    @classmethod
+    def parse(cls, text: str) -> TableRef:
+        parts = text.split(".")
+        if len(parts) > 2 or not all(parts):
+            raise ValueError(f"{text!r} must be `table` or `database.table`")
+        names = [_identifier(p) for p in parts]
+        return cls(database=names[0], table=names[1]) if len(names) == 2 else cls(table=names[0])
+
+    def qualified(self, default_db: str) -> str:
+        return f"{self.database or default_db}.{self.table}"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class GlobalConfig(_Strict):
+    client: str
+    backend: Literal["local", "treasuredata"] = "local"
+    td_endpoint: str = "https://api.treasuredata.com"
+    td_api_key: SecretStr | None = None
+    workspace: Path | None = None
+
+    @field_validator("client")
+    @classmethod
+    def _client(cls, v: str) -> str:
+        v = v.lower()
+        if not CLIENT_RE.match(v):
+            raise ValueError(
+                f"{v!r} is not a valid client name: lower-case letters, digits and '_', "
+                "starting with a letter (it names the databases)"
+            )
+        return v
+
+    @field_validator("td_endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if not re.match(r"^https?://[A-Za-z0-9.\-]+(:\d+)?$", v):
+            raise ValueError(
+                f"{v!r} is not an endpoint: give a scheme and host, e.g. "
+                "https://api.treasuredata.com or https://api.eu01.treasuredata.com"
+            )
+        return v
+
+
+class IngestionConfig(_Strict):
+    source_name: Ident
+    connector: Ident = "file"
+    source_path: Path | None = None
+    objects: list[Ident] = Field(min_length=1)
+    mode: Literal["incremental", "historical", "both"] = "both"
+    incremental_field: Ident = "updated_at"
+    start_date: str = "2023-09-01T00:00:00.000000"
+    primary_keys: dict[Ident, Ident] = Field(default_factory=dict)
+    target_database: Ident | None = None
+    parallel_limit: int = Field(default=3, ge=1, le=10)
+
+    @field_validator("objects")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dupes = sorted({o for o in v if v.count(o) > 1})
+        if dupes:
+            raise ValueError(f"objects are listed twice: {', '.join(dupes)}")
+        return v
+
+    @field_validator("start_date")
+    @classmethod
+    def _date(cls, v: str) -> str:
+        try:
+            parse_timestamp(v)
+        except ValueError:
+            raise ValueError(
+                f"{v!r} is not a date: use ISO 8601, e.g. 2023-09-01 or "
+                "2023-09-01T00:00:00.000000"
+            ) from None
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self) -> IngestionConfig:
+        unknown = sorted(set(self.primary_keys) - set(self.objects))
+        if unknown:
+            raise ValueError(
+                f"@primary_keys: names objects not in `objects`: {', '.join(unknown)} "
+                f"(objects: {', '.join(self.objects)})"
+            )
+        if self.connector == "file" and self.source_path is None:
+            raise ValueError(
+                "@source_path: connector `file` needs `source_path`: the folder holding "
+                "{object}.csv, .parquet or .jsonl"
+            )
+        return self
+
+    @property
+    def start_datetime(self) -> datetime:
+        return parse_timestamp(self.start_date)
+
+
+class HistUnionConfig(_Strict):
+    tables: list[str] | None = None
+
+    @field_validator("tables")
+    @classmethod
+    def _tables(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            for t in v:
+                TableRef.parse(t)
+        return v
+
+
+class StagingConfig(_Strict):
+    engine: Literal["presto", "hive"] = "presto"
+    target_database: Ident | None = None
+
+
+class KeyConfig(_Strict):
+    name: Ident
+    invalid_texts: list[str] = Field(default_factory=lambda: [""], max_length=127)
+    valid_regexp: str | None = Field(default=None, max_length=512)
+
+    @field_validator("valid_regexp")
+    @classmethod
+    def _regexp(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as e:
+                raise ValueError(f"{v!r} is not a valid regular expression: {e}") from None
+        return v
+
+
+class KeyColumn(_Strict):
+    column: Ident
+    key: Ident
+
+
+class UnificationTable(_Strict):
+    table: str
+    key_columns: list[KeyColumn] = Field(min_length=1, max_length=32)
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, v: str) -> str:
+        TableRef.parse(v)
+        return v
+
+
+class UnificationConfig(_Strict):
+    name: Ident = "customer_360"
+    id_method: Literal["persistent_id", "canonical_id"] = "persistent_id"
+    update_strategy: Literal["incremental", "full"] = "incremental"
+    id_name: Ident = "unified_id"
+    keys: list[KeyConfig] | None = None
+    tables: list[UnificationTable] | None = Field(default=None, max_length=255)
+    merge_by_keys: list[Ident] | None = None
+    merge_iterations: int = Field(default=15, ge=1, le=49)
+    incremental_merge_iterations: int = Field(default=2, ge=1, le=49)
+    max_values_per_key: int = Field(default=1000, ge=1)
+
+    @model_validator(mode="after")
+    def _cross(self) -> UnificationConfig:
+        if self.keys is None:
+            return self
+        names = [k.name for k in self.keys]
+        problems = []
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            problems.append(f"@keys: keys are defined twice: {', '.join(dupes)}")
+        if self.merge_by_keys is not None:
+            unknown = [k for k in self.merge_by_keys if k not in names]
+            if unknown:
+                problems.append(
+                    f"@merge_by_keys: names undefined keys: {', '.join(unknown)} "
+                    f"(keys: {', '.join(names)})"
+                )
+        if self.tables is not None:
+            used = {kc.key for t in self.tables for kc in t.key_columns}
+            for t in self.tables:
+                for j, kc in enumerate(t.key_columns):
+                    if kc.key not in names:
+                        problems.append(
+                            f"@tables[{self.tables.index(t)}].key_columns[{j}].key: "
+                            f"undefined key {kc.key!r} "
+                            f"(keys: {', '.join(names)})"
+                        )
+            unused = [n for n in names if n not in used]
+            if unused:
+                problems.append(
+                    f"@keys: not used by any table (TD rejects them): {', '.join(unused)}"
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+class PipelineConfig(_Strict):
+    global_: GlobalConfig = Field(alias="global")
+    ingestion: IngestionConfig
+    hist_union: HistUnionConfig = Field(default_factory=HistUnionConfig)
+    staging: StagingConfig = Field(default_factory=StagingConfig)
+    unification: UnificationConfig = Field(default_factory=UnificationConfig)
+    # Where the YAML lives; relative paths in it resolve against this.
+    config_dir: Path = Field(default=Path("."), exclude=True)
+
+    # -- derived names, the one place they are spelt out ------------------------------
+    @property
+    def client(self) -> str:
+        return self.global_.client
+
+    @property
+    def source(self) -> str:
+        return self.ingestion.source_name
+
+    @property
+    def src_db(self) -> str:
+        return self.ingestion.target_database or f"{self.client}_src"
+
+    @property
+    def stg_db(self) -> str:
+        return self.staging.target_database or f"{self.client}_stg"
+
+    @property
+    def config_db(self) -> str:
+        return f"{self.client}_config"
+
+    @property
+    def unif_db(self) -> str:
+        return f"cdp_unification_{self.unification.name}"
+
+    @property
+    def workspace(self) -> Path:
+        ws = self.global_.workspace or Path(f"{self.client}_cdp")
+        return (ws if ws.is_absolute() else self.config_dir / ws).resolve()
+
+    @property
+    def source_dir(self) -> Path | None:
+        p = self.ingestion.source_path
+        if p is None:
+            return None
+        return (p if p.is_absolute() else self.config_dir / p).resolve()
+
+    def ingested_tables(self) -> list[str]:
+        return [f"{self.source}_{o}" for o in self.ingestion.objects]
+
+    def hist_union_tables(self) -> list[TableRef]:
+        if self.hist_union.tables is None:
+            return [TableRef(database=self.src_db, table=t) for t in self.ingested_tables()]
+        refs = [TableRef.parse(t) for t in self.hist_union.tables]
+        return [TableRef(database=r.database or self.src_db, table=r.table) for r in refs]
+
+    def primary_key(self, obj: str) -> str:
+        return self.ingestion.primary_keys.get(obj, "id")
+
+    def object_of(self, table: str) -> str | None:
+        """The ingestion object a `{source}_{object}` table came from."""
+        prefix = f"{self.source}_"
+        obj = table[len(prefix) :] if table.startswith(prefix) else None
+        return obj if obj in self.ingestion.objects else None
+
+    @model_validator(mode="after")
+    def _cross(self) -> PipelineConfig:
+        if self.hist_union.tables is not None:
+            known = set(self.ingested_tables())
+            for i, t in enumerate(self.hist_union.tables):
+                ref = TableRef.parse(t)
+                if ref.table not in known:
+                    raise ValueError(
+                        f"@hist_union.tables[{i}]: {t!r} is not an ingested table "
+                        f"(ingested: {', '.join(sorted(known))})"
+                    )
+        return self
+
+
+def _resolve_env(node: Any, path: str, problems: list[Problem], optional: set[str]) -> Any:
+    """Replace ${VAR} in every string with the environment's value."""
+    if isinstance(node, dict):
+        return {
+            k: _resolve_env(v, f"{path}.{k}" if path else str(k), problems, optional)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_resolve_env(v, f"{path}[{i}]", problems, optional) for i, v in enumerate(node)]
+    if isinstance(node, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name in os.environ:
+                return os.environ[name]
+            if path not in optional:
+                problems.append(
+                    Problem(path=path, message=f"environment variable {name} is not set")
+                )
+            return ""
+
+        return ENV_REF_RE.sub(sub, node)
+    return node
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+_TOP_LEVEL = ("global", "ingestion", "hist_union", "staging", "unification")
+
+
+def _problems_from(err: ValidationError) -> list[Problem]:
+    problems = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        path = _loc(loc)
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            parent = _loc(loc[:-1])
+            msg = (
+                f"unknown section; allowed: {', '.join(_TOP_LEVEL)}"
+                if not parent
+                else "unknown field (check the spelling against the config reference in README.md)"
+            )
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        elif e["type"] == "literal_error":
+            msg = f"{e.get('input')!r} is not allowed; {msg.lower()}"
+        for line in msg.split("\n"):
+            # Cross-field checks name their field as "@field: message".
+            m = re.match(r"^@([\w.\[\]]+): (.*)$", line)
+            if m:
+                problems.append(Problem(path=_join(path, m.group(1)), message=m.group(2)))
+            else:
+                problems.append(Problem(path=path, message=line))
+    return problems
+
+
+def _join(base: str, rel: str) -> str:
+    if not base:
+        return rel
+    return base + rel if rel.startswith("[") else f"{base}.{rel}"
+
+
+def parse_config(raw: Any, source: str, config_dir: Path) -> PipelineConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            source, [Problem(path="", message="the file must be a YAML mapping of sections")]
+        )
+    problems: list[Problem] = []
+    backend = (raw.get("global") or {}).get("backend", "local")
+    # A local run needs no key, so an unset ${TD_API_KEY} is not an error there.
+    optional = {"global.td_api_key"} if backend == "local" else set()
+    resolved = _resolve_env(raw, "", problems, optional)
+    glob = resolved.get("global")
+    if isinstance(glob, dict) and glob.get("td_api_key") == "":
+        glob.pop("td_api_key")
+    try:
+        cfg = PipelineConfig.model_validate({**resolved, "config_dir": config_dir})
+    except ValidationError as err:
+        problems.extend(_problems_from(err))
+        raise ConfigError(source, problems) from None
+    if backend == "treasuredata" and cfg.global_.td_api_key is None:
+        problems.append(
+            Problem(
+                path="global.td_api_key",
+                message="backend treasuredata needs an API key, e.g. td_api_key: ${TD_API_KEY}",
+            )
+        )
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read, resolve and validate a pipeline YAML; raises ConfigError with every problem."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(str(p), [Problem(path="", message="config file not found")])
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(
+            str(p), [Problem(path="", message=f"not valid YAML{where}: {e}")]
+        ) from None
+    return parse_config(raw, str(p), p.resolve().parent)

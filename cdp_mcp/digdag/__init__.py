@@ -1,0 +1,1 @@
+"""Digdag project files: loading .dig YAML with `!include`, as Digdag's compiler reads it."""

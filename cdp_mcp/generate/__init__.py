@@ -1,0 +1,65 @@
+"""Render each phase's Digdag project from the config and the input tables' schemas."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from cdp_mcp.config import PipelineConfig
+from cdp_mcp.generate.writer import GenerationError, write_project
+from cdp_mcp.phases import Phase, workflows
+from cdp_mcp.schema import SchemaMap
+
+__all__ = ["GeneratedProject", "GenerationError", "generate", "render_phase"]
+
+
+class GeneratedProject(BaseModel):
+    phase: Phase
+    directory: Path
+    files: list[str]
+    workflows: list[str]
+    secrets: list[str] = []
+
+
+Renderer = Callable[[PipelineConfig, SchemaMap], dict[str, str]]
+
+
+def _renderer(phase: Phase) -> Renderer:
+    # Imported lazily so one phase's template problem does not break the others.
+    if phase is Phase.INGESTION:
+        from cdp_mcp.generate.ingestion import render
+    elif phase is Phase.HIST_UNION:
+        from cdp_mcp.generate.hist_union import render
+    elif phase is Phase.STAGING:
+        from cdp_mcp.generate.staging import render
+    else:
+        from cdp_mcp.generate.unification import render
+    return render
+
+
+def render_phase(cfg: PipelineConfig, phase: Phase, schemas: SchemaMap) -> dict[str, str]:
+    """The project's files (relative path -> text); deterministic for the same inputs."""
+    return _renderer(phase)(cfg, schemas)
+
+
+def referenced_secrets(files: dict[str, str]) -> list[str]:
+    import re
+
+    found = set()
+    for text in files.values():
+        found.update(re.findall(r"\$\{secret:([A-Za-z0-9_.\-]+)\}", text))
+    return sorted(found)
+
+
+def generate(cfg: PipelineConfig, phase: Phase, schemas: SchemaMap) -> GeneratedProject:
+    files = render_phase(cfg, phase, schemas)
+    directory = write_project(cfg.workspace, phase.value, files)
+    return GeneratedProject(
+        phase=phase,
+        directory=directory,
+        files=sorted(files),
+        workflows=workflows(cfg, phase),
+        secrets=referenced_secrets(files),
+    )

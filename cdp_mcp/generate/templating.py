@@ -1,0 +1,42 @@
+"""The jinja2 environment every phase template renders in.
+
+Identifiers reaching SQL were validated by the config; templates still quote them (`q`) and
+render values as SQL string literals (`lit`) so nothing from a config is pasted raw.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import jinja2
+import yaml
+
+from cdp_mcp.sources import quote_ident, sql_string
+
+
+def _yaml_value(value: Any) -> str:
+    """A scalar as a YAML flow value (quoted when needed)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).removesuffix("\n...\n").strip()
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("cdp_mcp.generate", "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["q"] = quote_ident
+    env.filters["lit"] = sql_string
+    env.filters["yaml"] = _yaml_value
+    env.filters["json"] = lambda v: json.dumps(v, sort_keys=True)
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    return environment().get_template(template).render(**context)

@@ -1,0 +1,90 @@
+"""Local source files (connector `file`): where each object's file is and how it reads.
+
+The generator (to learn the columns) and the local `td_load>` operator (to load rows) both
+read a source through `select_sql`, so the schema a project is generated for is exactly the
+schema the load produces.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from cdp_mcp.schema import Column, snake_case, td_type, unique_names
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_KEEP_TYPES = ("long", "double", "boolean")
+
+
+class SourceError(Exception):
+    """A source file is missing, unreadable or ambiguous."""
+
+
+def sql_string(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def find_object_file(source_dir: Path, obj: str) -> Path:
+    """The one `{obj}.csv|.parquet|.jsonl` file in `source_dir`."""
+    if not source_dir.is_dir():
+        raise SourceError(f"source_path {source_dir} is not a folder")
+    found = [source_dir / f"{obj}{ext}" for ext in FORMATS if (source_dir / f"{obj}{ext}").is_file()]
+    if not found:
+        raise SourceError(
+            f"no file for object {obj!r} in {source_dir}: expected {obj}.csv, {obj}.parquet "
+            f"or {obj}.jsonl"
+        )
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise SourceError(f"object {obj!r} has more than one file in {source_dir}: {names}")
+    return found[0]
+
+
+def _reader(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    lit = sql_string(str(path))
+    if fmt == "csv":
+        # Dates stay text, as a TD import keeps them; only numbers and booleans are typed.
+        return (
+            f"read_csv({lit}, header=true, sample_size=-1, "
+            "auto_type_candidates=['BOOLEAN','BIGINT','DOUBLE','VARCHAR'])"
+        )
+    if fmt == "parquet":
+        return f"read_parquet({lit})"
+    if fmt == "jsonl":
+        return f"read_json({lit}, format='newline_delimited', dateformat='%%NONE', timestampformat='%%NONE')"
+    raise SourceError(f"{path}: unsupported file type {path.suffix!r}; use .csv, .parquet or .jsonl")
+
+
+def _described(con: duckdb.DuckDBPyConnection, path: Path) -> list[tuple[str, str]]:
+    try:
+        rows = con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}").fetchall()
+    except duckdb.Error as e:
+        raise SourceError(f"cannot read {path}: {e}") from None
+    return [(r[0], r[1]) for r in rows]
+
+
+def select_sql(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, list[Column]]:
+    """A SELECT over the file with TD column names and types, and the resulting columns."""
+    described = _described(con, path)
+    names = unique_names([snake_case(n) for n, _ in described])
+    if "time" in names:
+        raise SourceError(f"{path}: column `time` is reserved for TD's load time; rename it")
+    cols, exprs = [], []
+    for (orig, dtype), name in zip(described, names, strict=True):
+        ttype = td_type(dtype)
+        target = {"long": "BIGINT", "double": "DOUBLE", "boolean": "BOOLEAN"}.get(ttype, "VARCHAR")
+        exprs.append(f"CAST({quote_ident(orig)} AS {target}) AS {quote_ident(name)}")
+        cols.append(Column(name=name, type=ttype))
+    return f"SELECT {', '.join(exprs)} FROM {_reader(path)}", cols
+
+
+def read_schema(path: Path) -> list[Column]:
+    with duckdb.connect() as con:
+        return select_sql(con, path)[1]
