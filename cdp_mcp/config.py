@@ -442,7 +442,8 @@ def parse_config(raw: Any, source: str, config_dir: Path) -> PipelineConfig:
     except ValidationError as err:
         problems.extend(_problems_from(err))
         raise ConfigError(source, problems) from None
-    if backend == "treasuredata" and cfg.global_.td_api_key is None:
+    key_named = any(p.path == "global.td_api_key" for p in problems)
+    if backend == "treasuredata" and cfg.global_.td_api_key is None and not key_named:
         problems.append(
             Problem(
                 path="global.td_api_key",
