@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from cdp_mcp.cli_wf import add_wf_commands
 from cdp_mcp.config import ConfigError, load_config
 from cdp_mcp.generate import GenerationError, generate
 from cdp_mcp.generate.schemas import predicted_schemas
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         "phase", help="ingestion | hist_union | staging | unification | all", default="all"
     )
     gen.set_defaults(func=_cmd_generate)
+    add_wf_commands(sub)
     return parser
 
 

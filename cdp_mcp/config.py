@@ -153,8 +153,7 @@ class IngestionConfig(_Strict):
             parse_timestamp(v)
         except ValueError:
             raise ValueError(
-                f"{v!r} is not a date: use ISO 8601, e.g. 2023-09-01 or "
-                "2023-09-01T00:00:00.000000"
+                f"{v!r} is not a date: use ISO 8601, e.g. 2023-09-01 or 2023-09-01T00:00:00.000000"
             ) from None
         return v
 

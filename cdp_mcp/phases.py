@@ -104,6 +104,8 @@ def unification_output_columns(cfg: PipelineConfig) -> dict[str, list[str]]:
     idn = cfg.unification.id_name
     return {
         f"{idn}_lookup": [idn, "id", "id_key_type"],
+        # TD's key-name -> id_key_type table; enrichment joins the lookup through it.
+        f"{idn}_keys": ["key_type", "key_name"],
         f"{idn}_graph": ["follower_id", "follower_ns", "leader_id", "leader_ns"],
         f"{idn}_result_key_stats": ["from_table", "total_distinct", "time"],
         f"{idn}_source_key_stats": ["from_table", "total_distinct", "time"],
@@ -152,13 +154,17 @@ def expected_tables(cfg: PipelineConfig, phase: Phase, schemas: SchemaMap) -> li
                 tables.append(table(cfg.src_db, f"{src}_{obj}"))
         return tables
     if phase is Phase.HIST_UNION:
-        tables = [table(r.database or cfg.src_db, f"{r.table}_hist_union") for r in cfg.hist_union_tables()]
+        tables = [
+            table(r.database or cfg.src_db, f"{r.table}_hist_union")
+            for r in cfg.hist_union_tables()
+        ]
         return [*tables, table(cfg.config_db, "inc_log", INC_LOG_COLUMNS)]
     if phase is Phase.STAGING:
         return [table(cfg.stg_db, r.table) for r in cfg.hist_union_tables()]
     fixed = unification_output_columns(cfg)
     tables = [
-        ExpectedTable(database=cfg.unif_db, table=name, columns=cols) for name, cols in fixed.items()
+        ExpectedTable(database=cfg.unif_db, table=name, columns=cols)
+        for name, cols in fixed.items()
     ]
     for ref in unified_tables(cfg, schemas):
         tables.append(table(cfg.unif_db, f"enriched_{ref}"))

@@ -54,8 +54,17 @@ def unique_names(names: list[str]) -> list[str]:
 def td_type(duckdb_type: str) -> str:
     """Map a DuckDB type to the TD type the column would have after an import."""
     t = duckdb_type.upper()
-    if t in {"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER", "USMALLINT",
-             "UTINYINT", "HUGEINT"}:
+    if t in {
+        "BIGINT",
+        "INTEGER",
+        "SMALLINT",
+        "TINYINT",
+        "UBIGINT",
+        "UINTEGER",
+        "USMALLINT",
+        "UTINYINT",
+        "HUGEINT",
+    }:
         return "long"
     if t in {"DOUBLE", "FLOAT", "REAL"} or t.startswith("DECIMAL"):
         return "double"
@@ -66,3 +75,8 @@ def td_type(duckdb_type: str) -> str:
 
 def duckdb_type(td: str) -> str:
     return {"long": "BIGINT", "double": "DOUBLE", "boolean": "BOOLEAN"}.get(td, "VARCHAR")
+
+
+def presto_type(td: str) -> str:
+    """The Presto/Trino type a TD column type is declared as in DDL and CASTs."""
+    return {"long": "bigint", "double": "double", "boolean": "boolean"}.get(td, "varchar")

@@ -34,7 +34,9 @@ def find_object_file(source_dir: Path, obj: str) -> Path:
     """The one `{obj}.csv|.parquet|.jsonl` file in `source_dir`."""
     if not source_dir.is_dir():
         raise SourceError(f"source_path {source_dir} is not a folder")
-    found = [source_dir / f"{obj}{ext}" for ext in FORMATS if (source_dir / f"{obj}{ext}").is_file()]
+    found = [
+        source_dir / f"{obj}{ext}" for ext in FORMATS if (source_dir / f"{obj}{ext}").is_file()
+    ]
     if not found:
         raise SourceError(
             f"no file for object {obj!r} in {source_dir}: expected {obj}.csv, {obj}.parquet "
@@ -59,7 +61,9 @@ def _reader(path: Path) -> str:
         return f"read_parquet({lit})"
     if fmt == "jsonl":
         return f"read_json({lit}, format='newline_delimited', dateformat='%%NONE', timestampformat='%%NONE')"
-    raise SourceError(f"{path}: unsupported file type {path.suffix!r}; use .csv, .parquet or .jsonl")
+    raise SourceError(
+        f"{path}: unsupported file type {path.suffix!r}; use .csv, .parquet or .jsonl"
+    )
 
 
 def _described(con: duckdb.DuckDBPyConnection, path: Path) -> list[tuple[str, str]]:

@@ -108,14 +108,16 @@ def test_env_refs_resolve_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         ({"unification": {"merge_iterations": 60}}, "unification.merge_iterations", "49"),
         ({"unification": {"id_method": "magic"}}, "unification.id_method", "persistent_id"),
         ({"hist_union": {"tables": ["a.b.c"]}}, "hist_union.tables", "database.table"),
-        ({"hist_union": {"tables": ["shopify_refunds"]}}, "hist_union.tables[0]", "not an ingested"),
+        (
+            {"hist_union": {"tables": ["shopify_refunds"]}},
+            "hist_union.tables[0]",
+            "not an ingested",
+        ),
         ({"stagin": {}}, "stagin", "unknown section"),
         ({"staging": {"engnie": "hive"}}, "staging.engnie", "unknown field"),
     ],
 )
-def test_each_bad_field_is_named(
-    tmp_path: Path, sections: dict, path: str, needle: str
-) -> None:
+def test_each_bad_field_is_named(tmp_path: Path, sections: dict, path: str, needle: str) -> None:
     found = problems(tmp_path, merged(**sections))
     assert path in found, found
     assert needle in found[path]
@@ -133,7 +135,9 @@ def test_unification_cross_checks_name_their_fields(tmp_path: Path) -> None:
         merged(
             unification={
                 "keys": [{"name": "email"}, {"name": "phone"}],
-                "tables": [{"table": "shopify_orders", "key_columns": [{"column": "e", "key": "emial"}]}],
+                "tables": [
+                    {"table": "shopify_orders", "key_columns": [{"column": "e", "key": "emial"}]}
+                ],
                 "merge_by_keys": ["email", "fax"],
             }
         ),

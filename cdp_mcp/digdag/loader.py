@@ -43,13 +43,17 @@ def _include(loader: _DigLoader, node: yaml.Node) -> object:
         return _IncludeKey(line)
     if isinstance(node, yaml.ScalarNode):
         return _Include(str(loader.construct_scalar(node)), line)
-    raise yaml.constructor.ConstructorError(None, None, "!include takes a file name", node.start_mark)
+    raise yaml.constructor.ConstructorError(
+        None, None, "!include takes a file name", node.start_mark
+    )
 
 
 _DigLoader.add_constructor("!include", _include)
 
 
-def _no_dup_mapping(loader: _DigLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+def _no_dup_mapping(
+    loader: _DigLoader, node: yaml.MappingNode, deep: bool = False
+) -> dict[Any, Any]:
     loader.flatten_mapping(node)
     out: dict[Any, Any] = {}
     for key_node, value_node in node.value:
@@ -71,7 +75,7 @@ def _parse(path: Path, rel: str) -> Any:
     except (OSError, UnicodeDecodeError) as e:
         raise DigError(rel, f"cannot read: {e}") from None
     try:
-        return yaml.load(text, Loader=_DigLoader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(text, Loader=_DigLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,14 +30,8 @@ Renderer = Callable[[PipelineConfig, SchemaMap], dict[str, str]]
 
 def _renderer(phase: Phase) -> Renderer:
     # Imported lazily so one phase's template problem does not break the others.
-    if phase is Phase.INGESTION:
-        from cdp_mcp.generate.ingestion import render
-    elif phase is Phase.HIST_UNION:
-        from cdp_mcp.generate.hist_union import render
-    elif phase is Phase.STAGING:
-        from cdp_mcp.generate.staging import render
-    else:
-        from cdp_mcp.generate.unification import render
+    module = importlib.import_module(f"cdp_mcp.generate.{phase.value}")
+    render: Renderer = module.render
     return render
 
 
@@ -45,8 +41,6 @@ def render_phase(cfg: PipelineConfig, phase: Phase, schemas: SchemaMap) -> dict[
 
 
 def referenced_secrets(files: dict[str, str]) -> list[str]:
-    import re
-
     found = set()
     for text in files.values():
         found.update(re.findall(r"\$\{secret:([A-Za-z0-9_.\-]+)\}", text))

@@ -18,7 +18,9 @@ from cdp_mcp.sources import quote_ident, sql_string
 
 def _yaml_value(value: Any) -> str:
     """A scalar as a YAML flow value (quoted when needed)."""
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000).removesuffix("\n...\n").strip()
+    return (
+        yaml.safe_dump(value, default_flow_style=True, width=10_000).removesuffix("\n...\n").strip()
+    )
 
 
 @cache

@@ -1,0 +1,180 @@
+"""The Backend protocol both backends implement, and the models their answers use.
+
+The models follow Digdag's REST shapes (ids are strings, times are timezone-aware) so the
+pipeline code reads a local attempt and a Treasure Data attempt the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field, computed_field
+
+from cdp_mcp.schema import Column
+
+AttemptStatus = Literal["running", "success", "error", "killed"]
+TaskState = Literal[
+    "blocked",
+    "ready",
+    "retry_waiting",
+    "group_retry_waiting",
+    "running",
+    "planned",
+    "group_error",
+    "success",
+    "error",
+    "canceled",
+]
+DONE_TASK_STATES: frozenset[str] = frozenset({"success", "error", "group_error", "canceled"})
+
+
+class BackendError(Exception):
+    """A request the backend refused or could not carry out; the message says why."""
+
+
+class NotFoundError(BackendError):
+    """No project, session, attempt, log file or table with that name or id."""
+
+
+class ConflictError(BackendError):
+    """The request conflicts with the current state (e.g. killing a finished attempt)."""
+
+
+class ProjectRejectedError(BackendError):
+    """A push refused because a project file would not compile; names file and line."""
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None) -> None:
+        self.file, self.line = file, line
+        super().__init__(message)
+
+
+class QueryError(BackendError):
+    """A SQL query failed; the message is the engine's."""
+
+
+class Project(BaseModel):
+    id: str
+    name: str
+    revision: str
+    archive_md5: str
+    created_at: datetime
+    updated_at: datetime | None = None
+
+
+class Attempt(BaseModel):
+    id: str
+    index: int
+    project: str  # project name
+    project_id: str
+    workflow: str
+    session_id: str
+    session_time: datetime
+    retry_attempt_name: str | None = None
+    done: bool
+    success: bool
+    cancel_requested: bool
+    created_at: datetime
+    finished_at: datetime | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def status(self) -> AttemptStatus:
+        """Derived like TD's console: success, killed (done after a kill), error, running."""
+        if self.success:
+            return "success"
+        if self.done and self.cancel_requested:
+            return "killed"
+        if self.done:
+            return "error"
+        return "running"
+
+
+class Session(BaseModel):
+    id: str
+    project: str
+    project_id: str
+    workflow: str
+    session_time: datetime
+    session_uuid: str
+    last_attempt: Attempt | None = None
+
+
+class Task(BaseModel):
+    id: str
+    full_name: str
+    parent_id: str | None = None
+    upstreams: list[str] = Field(default_factory=list)
+    is_group: bool
+    state: TaskState
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+    retry_at: datetime | None = None
+    error: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    store_params: dict[str, Any] = Field(default_factory=dict)
+    export_params: dict[str, Any] = Field(default_factory=dict)
+
+
+class LogFile(BaseModel):
+    file_name: str
+    file_size: int
+    task_name: str
+    file_time: datetime
+
+
+class TableInfo(BaseModel):
+    name: str
+    count: int
+    columns: list[Column]
+
+
+class QueryResult(BaseModel):
+    columns: list[str]
+    rows: list[list[Any]]
+    truncated: bool = False
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the pipeline needs from a workflow engine plus its warehouse.
+
+    Every method raises BackendError (or a subclass) with a message fit for a person.
+    """
+
+    async def push(self, project: str, directory: Path) -> Project: ...
+
+    async def start(
+        self,
+        project: str,
+        workflow: str,
+        session_time: datetime | None = None,
+        params: dict[str, Any] | None = None,
+        retry_attempt_name: str | None = None,
+    ) -> Attempt: ...
+
+    async def attempt(self, attempt_id: str) -> Attempt: ...
+
+    async def session(self, session_id: str) -> Session: ...
+
+    async def tasks(self, attempt_id: str) -> list[Task]: ...
+
+    async def log_files(self, attempt_id: str, task: str | None = None) -> list[LogFile]: ...
+
+    async def read_log(self, attempt_id: str, file_name: str) -> str: ...
+
+    async def kill(self, attempt_id: str) -> Attempt: ...
+
+    async def retry(self, attempt_id: str, resume_failed: bool = True) -> Attempt: ...
+
+    async def wait(self, attempt_id: str, timeout: float) -> Attempt: ...
+
+    async def databases(self) -> list[str]: ...
+
+    async def tables(self, database: str) -> list[TableInfo]: ...
+
+    async def query(
+        self, sql: str, database: str, engine: str = "presto", limit: int | None = None
+    ) -> QueryResult: ...

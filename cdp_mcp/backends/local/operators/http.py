@@ -1,0 +1,75 @@
+"""`http_call>` / `http>`: only TD's ID-unification call has a local meaning.
+
+The generated `id_unification.dig` posts its config to
+`https://api-cdp.<site>/unifications/workflow_call`; locally that call goes to the
+registered unification handler. Any other URL would reach an outside service, which a local
+dry run must not do, so the task fails saying so.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+from urllib.parse import urlparse
+
+from cdp_mcp.backends.local.hooks import UNIFICATION_NOT_INSTALLED, UnificationCall
+from cdp_mcp.backends.local.operators.base import OperatorContext, OperatorResult, TaskFailure
+from cdp_mcp.backends.local.params import StoreUpdate
+
+
+def is_unification_call(url: str) -> bool:
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    return host.startswith("api-cdp.") and parsed.path.rstrip("/").endswith(
+        "/unifications/workflow_call"
+    )
+
+
+def _content(ctx: OperatorContext) -> Any:
+    content = ctx.config.get("content")
+    if isinstance(content, str) and str(ctx.config.get("content_format", "json")).lower() == "json":
+        try:
+            return json.loads(content)
+        except json.JSONDecodeError:
+            return content
+    return content
+
+
+class HttpOperator:
+    name: ClassVar[str] = "http_call"
+
+    def run(self, ctx: OperatorContext) -> OperatorResult:
+        url = str(ctx.command or ctx.config.get("uri") or "")
+        if not url:
+            raise TaskFailure("http_call>: needs a URL")
+        if not is_unification_call(url):
+            host = urlparse(url).hostname or url
+            raise TaskFailure(
+                f"http_call> to {host} is not run by the local backend (it would reach an outside "
+                "service); only TD's ID-unification call runs locally"
+            )
+        handler = ctx.services.unification_handler
+        if handler is None:
+            raise TaskFailure(UNIFICATION_NOT_INSTALLED)
+        method = str(ctx.config.get("method", "GET")).upper()
+        ctx.log.info(f"{method} {url}: running ID unification locally")
+        with ctx.services.cursor() as cur:
+            call = UnificationCall(
+                url=url,
+                method=method,
+                content=_content(ctx),
+                task_config=ctx.config,
+                session_time=ctx.session_time,
+                cursor=cur,
+                log=ctx.log.info,
+                cancel_requested=ctx.services.cancel_requested,
+            )
+            try:
+                stored = handler(call)
+            except TaskFailure:
+                raise
+            except Exception as e:
+                if ctx.services.cancel_requested():
+                    raise TaskFailure("ID unification interrupted by a kill request") from None
+                raise TaskFailure(f"ID unification failed: {e}") from None
+        return OperatorResult(store=StoreUpdate(stored) if stored else None)

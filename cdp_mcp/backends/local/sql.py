@@ -1,0 +1,119 @@
+"""TD SQL (Presto or Hive) to DuckDB: statement splitting with line numbers, transpiling.
+
+A TD query file usually holds one statement, but DDL such as `DROP TABLE IF EXISTS` before
+it is common; statements are split on `;` outside quotes and comments, each keeps the line
+it starts on so an error points at the file line a person can open.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+
+ENGINES = {"presto": "presto", "trino": "trino", "hive": "hive"}
+
+
+@dataclass(frozen=True)
+class Statement:
+    text: str
+    line: int  # 1-based line of the file where the statement starts
+
+
+@dataclass(frozen=True)
+class Translated:
+    sql: str  # DuckDB SQL
+    is_query: bool  # returns rows (SELECT, WITH, VALUES)
+    overwrite_table: str | None = None  # Hive `INSERT OVERWRITE TABLE t <query>`: t
+    note: str | None = None  # why the statement was passed through untranslated
+
+
+def split_statements(sql: str) -> list[Statement]:
+    """Split on top-level `;`, skipping statements that are only whitespace or comments."""
+    out: list[Statement] = []
+    buf: list[str] = []
+    line, start_line, has_code = 1, 1, False
+    i, n = 0, len(sql)
+    quote: str | None = None
+
+    def flush() -> None:
+        text = "".join(buf).strip()
+        if has_code and text:
+            out.append(Statement(text, start_line))
+
+    while i < n:
+        c = sql[i]
+        if quote:
+            buf.append(c)
+            if c == quote:
+                if i + 1 < n and sql[i + 1] == quote:  # doubled quote escapes itself
+                    buf.append(sql[i + 1])
+                    i += 1
+                else:
+                    quote = None
+        elif c in ("'", '"', "`"):
+            quote = c
+            buf.append(c)
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            end = n if end < 0 else end
+            buf.append(sql[i:end])
+            i = end
+            continue
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+            chunk = sql[i:end]
+            buf.append(chunk)
+            line += chunk.count("\n")
+            i = end
+            continue
+        elif c == ";":
+            flush()
+            buf, has_code = [], False
+            i += 1
+            continue
+        else:
+            if not has_code and not c.isspace():
+                has_code, start_line = True, line
+            buf.append(c)
+        if c == "\n":
+            line += 1
+        i += 1
+    flush()
+    return out
+
+
+_QUERY_START = re.compile(r"^\s*(\(|select\b|with\b|values\b|show\b|describe\b|table\b)", re.I)
+
+
+def _strip_comments(sql: str) -> str:
+    return re.sub(r"(--[^\n]*|/\*.*?\*/)", " ", sql, flags=re.S)
+
+
+def translate(sql: str, engine: str = "presto") -> Translated:
+    """One statement in TD's dialect as DuckDB SQL; passes it through if it cannot parse."""
+    dialect = ENGINES.get(engine)
+    if dialect is None:
+        raise ValueError(f"unknown engine {engine!r}; use presto or hive")
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except sqlglot.errors.SqlglotError as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return Translated(
+            sql,
+            bool(_QUERY_START.match(_strip_comments(sql))),
+            note=f"sqlglot could not parse it ({first})",
+        )
+    if isinstance(tree, exp.Insert) and tree.args.get("overwrite"):
+        target = tree.this
+        table = target.this if isinstance(target, exp.Schema) else target
+        if isinstance(table, exp.Table) and isinstance(tree.expression, exp.Query):
+            return Translated(
+                tree.expression.sql(dialect="duckdb"),
+                True,
+                overwrite_table=".".join(p.name for p in table.parts),
+            )
+    return Translated(tree.sql(dialect="duckdb"), isinstance(tree, exp.Query))

@@ -1,0 +1,201 @@
+"""The local warehouse: one DuckDB file, one schema per TD database, UTC sessions.
+
+DuckDB lets one process write a file at a time, so the file is opened while something uses
+it (a running workflow, a query) and closed when idle; the MCP server and a CLI can then
+take turns. Every task gets its own cursor, so parallel tasks run concurrently and a kill
+can interrupt exactly the queries of one attempt.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from datetime import time as dtime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+from uuid import UUID
+
+import duckdb
+
+from cdp_mcp.backends.base import BackendError, NotFoundError
+from cdp_mcp.schema import Column, td_type
+from cdp_mcp.sources import quote_ident
+
+SYSTEM_SCHEMAS = frozenset({"main", "information_schema", "pg_catalog", "temp"})
+_OPEN_WAIT_SEC = 10.0
+
+# TD's Presto UDFs that generated SQL may use; DuckDB has no equivalent built in.
+_TD_MACROS = (
+    "CREATE OR REPLACE TEMP MACRO td_time_parse(s) AS CAST(epoch(CAST(s AS TIMESTAMPTZ)) AS BIGINT),"
+    " (s, tz) AS CAST(epoch(CAST(s AS TIMESTAMPTZ)) AS BIGINT)",
+    "CREATE OR REPLACE TEMP MACRO td_time_range(t, s) AS"
+    " (s IS NULL OR t >= td_time_parse(s)),"
+    " (t, s, e) AS (s IS NULL OR t >= td_time_parse(s)) AND (e IS NULL OR t < td_time_parse(e)),"
+    " (t, s, e, tz) AS (s IS NULL OR t >= td_time_parse(s)) AND (e IS NULL OR t < td_time_parse(e))",
+    "CREATE OR REPLACE TEMP MACRO td_joda_format(fmt) AS replace(replace(replace(replace("
+    "replace(replace(replace(fmt, 'yyyy', '%Y'), 'MM', '%m'), 'dd', '%d'), 'HH', '%H'),"
+    " 'mm', '%M'), 'ss', '%S'), 'SSS', '%g')",
+    "CREATE OR REPLACE TEMP MACRO td_time_format(t, fmt) AS"
+    " strftime(to_timestamp(t), td_joda_format(fmt)),"
+    " (t, fmt, tz) AS strftime(to_timestamp(t), td_joda_format(fmt))",
+)
+
+
+def json_value(value: Any) -> Any:
+    """A DuckDB value as JSON-friendly Python (for params, MCP output and CSV)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime | date | dtime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, list | tuple):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    return str(value)
+
+
+class Warehouse:
+    """The DuckDB file at `path`, shared by all users of it in this process."""
+
+    _instances: ClassVar[dict[Path, Warehouse]] = {}
+    _instances_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def at(cls, path: Path) -> Warehouse:
+        key = path.resolve()
+        with cls._instances_lock:
+            found = cls._instances.get(key)
+            if found is None:
+                found = cls._instances[key] = cls(key)
+            return found
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._users = 0
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + _OPEN_WAIT_SEC
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.IOException as e:
+                if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                    raise BackendError(
+                        f"the local warehouse {self.path} is in use by another process; "
+                        f"wait for its workflow to finish ({str(e).splitlines()[0]})"
+                    ) from None
+                time.sleep(0.2)
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Keep the file open for the duration (nested sessions share one connection)."""
+        with self._lock:
+            if self._con is None:
+                self._con = self._open()
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0 and self._con is not None:
+                    self._con.close()
+                    self._con = None
+
+    @contextmanager
+    def cursor(self, database: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A fresh connection to the warehouse in UTC, with `database` as default schema."""
+        with self.session():
+            with self._lock:
+                assert self._con is not None
+                cur = self._con.cursor()
+            try:
+                cur.execute("SET TimeZone = 'UTC'")
+                for macro in _TD_MACROS:
+                    cur.execute(macro)
+                if database:
+                    require_database(cur, database)
+                    cur.execute(f"SET schema = {_literal(database)}")
+                yield cur
+            finally:
+                cur.close()
+
+    # catalog
+
+    def databases(self) -> list[str]:
+        with self.cursor() as cur:
+            return list_databases(cur)
+
+    def tables(self, database: str) -> list[tuple[str, int, list[Column]]]:
+        with self.cursor() as cur:
+            require_database(cur, database)
+            out = []
+            for name in list_tables(cur, database):
+                count = cur.execute(f"SELECT count(*) FROM {qualified(database, name)}").fetchone()
+                out.append(
+                    (name, int(count[0]) if count else 0, table_columns(cur, database, name))
+                )
+            return out
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def qualified(database: str, table: str) -> str:
+    return f"{quote_ident(database)}.{quote_ident(table)}"
+
+
+def list_databases(cur: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = cur.execute(
+        "SELECT schema_name FROM information_schema.schemata"
+        " WHERE catalog_name = current_database() ORDER BY schema_name"
+    ).fetchall()
+    return [r[0] for r in rows if r[0] not in SYSTEM_SCHEMAS]
+
+
+def database_exists(cur: duckdb.DuckDBPyConnection, database: str) -> bool:
+    return database in list_databases(cur)
+
+
+def require_database(cur: duckdb.DuckDBPyConnection, database: str) -> None:
+    if not database_exists(cur, database):
+        raise NotFoundError(
+            f"database {database!r} does not exist (create it first, e.g. with td_ddl>'s "
+            "create_databases)"
+        )
+
+
+def list_tables(cur: duckdb.DuckDBPyConnection, database: str) -> list[str]:
+    rows = cur.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database()"
+        " AND table_schema = ? ORDER BY table_name",
+        [database],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def table_exists(cur: duckdb.DuckDBPyConnection, database: str, table: str) -> bool:
+    return table in list_tables(cur, database)
+
+
+def table_columns(cur: duckdb.DuckDBPyConnection, database: str, table: str) -> list[Column]:
+    rows = cur.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog ="
+        " current_database() AND table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [database, table],
+    ).fetchall()
+    return [Column(name=r[0], type=td_type(r[1])) for r in rows]

@@ -1,0 +1,708 @@
+"""Resolve the `unification` section into a concrete plan, and enforce TD's limits on it.
+
+The plan is what every unification artefact is rendered from (the prep SQL, `unif_input`,
+`config/unify.yml`, the enrichment) and what `phases.expected_tables` reads, so the tables
+that are built and the tables that are validated come from one place.
+
+Keys and tables are taken from the config when given, otherwise inferred from the staging
+tables' columns (email and phone columns, as `staging_rules.column_kind` classifies them).
+Every problem is collected and raised at once as a `ConfigError`, naming the config field.
+
+TD's limits (reference/unification.md) are checked twice with the same code: on the
+`unify.yml` this plan renders (`unify_config_problems`, before any push) and by
+`generate.check` on whatever `config/unify.yml` a project holds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from cdp_mcp.config import ConfigError, PipelineConfig, Problem, TableRef, UnificationTable
+from cdp_mcp.schema import Column, SchemaMap
+from cdp_mcp.staging_rules import column_kind
+
+SQL_SYMBOL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+UNIF_INPUT = "unif_input"
+# unif_input's non-key columns; a key or slot of the same name would collide with them.
+SOURCE_TABLE_COLUMN = "source_table"
+TIME_COLUMN = "time"
+RESERVED_INPUT_COLUMNS = (SOURCE_TABLE_COLUMN, TIME_COLUMN)
+# Columns of `{id}_lookup` besides the id itself; the id column must not reuse them.
+LOOKUP_COLUMNS = ("id", "id_key_type")
+# Staging adds these next to an email/phone/timestamp column; they are not identities.
+DERIVED_SUFFIXES = ("_valid", "_hash", "_unixtime")
+
+# TD's limits (treasure-boxes unification-validator and TD's docs).
+MAX_ITERATIONS = 49
+MAX_KEY_COLUMNS = 32
+MAX_TABLES = 255
+MAX_INVALID_TEXTS = 127
+MAX_REGEXP_CHARS = 512
+
+# Values that, left valid, join thousands of unrelated people into one profile.
+EMAIL_INVALID_TEXTS = [
+    "",
+    "test@test.com",
+    "test@example.com",
+    "example@example.com",
+    "user@example.com",
+    "email@email.com",
+    "noemail@noemail.com",
+    "no@email.com",
+    "none@none.com",
+    "null@null.com",
+    "na@na.com",
+    "a@a.com",
+    "abc@abc.com",
+    "noreply@noreply.com",
+]
+EMAIL_VALID_REGEXP = ".+@.+"
+PHONE_INVALID_TEXTS = ["", "0000000000", "1111111111", "1234567890", "9999999999"]
+INFERRED_KINDS = ("email", "phone")  # inferred key name == column kind, in priority order
+
+
+class PlanKey(BaseModel):
+    name: str
+    valid_regexp: str | None = None
+    invalid_texts: list[str] = [""]
+
+
+class PlanKeyColumn(BaseModel):
+    column: str  # the staging column
+    key: str
+    input_column: str  # its column in the prep table and unif_input
+    valid_flag: str | None = None  # staging's `{column}_valid`, when the table has it
+
+
+class PlanTable(BaseModel):
+    database: str
+    table: str
+    key_columns: list[PlanKeyColumn]
+    has_time: bool  # the staging table has TD's `time` column
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.database}.{self.table}"
+
+    @property
+    def prep_table(self) -> str:
+        return f"{self.table}_prep"
+
+
+class InputColumn(BaseModel):
+    """A key column of unif_input: `{key}` for a key's first column, `{key}_{n}` after."""
+
+    name: str
+    key: str
+
+
+class UnificationPlan(BaseModel):
+    name: str
+    id_method: Literal["persistent_id", "canonical_id"]
+    update_strategy: Literal["incremental", "full"]
+    id_name: str
+    stg_db: str
+    unif_db: str
+    unif_input: str = UNIF_INPUT
+    keys: list[PlanKey]
+    tables: list[PlanTable]
+    merge_by_keys: list[str]
+    merge_iterations: int
+    incremental_merge_iterations: int
+    input_columns: list[InputColumn]
+
+    def key(self, name: str) -> PlanKey:
+        return next(k for k in self.keys if k.name == name)
+
+    def by_priority(self, table: PlanTable) -> list[PlanKeyColumn]:
+        """A table's key columns, highest merge priority first (then config order)."""
+        rank = {k: i for i, k in enumerate(self.merge_by_keys)}
+        return sorted(table.key_columns, key=lambda kc: rank[kc.key])
+
+    def unify_config(self) -> dict[str, Any]:
+        """TD's unify.yml for this plan, as a mapping (rendered by config/unify.yml.j2)."""
+        keys = []
+        for k in self.keys:
+            entry: dict[str, Any] = {"name": k.name}
+            if k.valid_regexp is not None:
+                entry["valid_regexp"] = k.valid_regexp
+            entry["invalid_texts"] = list(k.invalid_texts)
+            keys.append(entry)
+        table = {
+            "database": self.stg_db,
+            "table": self.unif_input,
+            "incremental_columns": [TIME_COLUMN],
+            "key_columns": [{"column": c.name, "key": c.key} for c in self.input_columns],
+        }
+        ids = {
+            "name": self.id_name,
+            "merge_by_keys": list(self.merge_by_keys),
+            "merge_iterations": self.merge_iterations,
+            "incremental_merge_iterations": self.incremental_merge_iterations,
+        }
+        return {"name": self.name, "keys": keys, "tables": [table], f"{self.id_method}s": [ids]}
+
+
+# -- planning ---------------------------------------------------------------------------
+
+
+def plan_unification(cfg: PipelineConfig, schemas: SchemaMap) -> UnificationPlan:
+    """The unification plan for `cfg` over the staging tables in `schemas`; raises ConfigError."""
+    u = cfg.unification
+    problems: list[Problem] = []
+    staging = _staging_tables(cfg, schemas)
+    if u.tables is not None:
+        tables = _configured_tables(cfg, u.tables, staging, problems)
+        keys = _configured_keys(cfg) or _keys_named(_used_keys(tables))
+    else:
+        keys = _configured_keys(cfg) or _inferred_keys(cfg, staging, problems)
+        tables = _inferred_tables(cfg, staging, keys)
+    _check_keys(cfg, keys, tables, problems)
+    merge_by_keys = _merge_by_keys(cfg, keys, problems)
+    input_columns = _assign_input_columns(keys, tables, problems)
+    _check_id_name(cfg, tables, staging, problems)
+    if problems:
+        raise ConfigError("pipeline config", problems)
+    plan = UnificationPlan(
+        name=u.name,
+        id_method=u.id_method,
+        update_strategy=u.update_strategy,
+        id_name=u.id_name,
+        stg_db=cfg.stg_db,
+        unif_db=cfg.unif_db,
+        keys=keys,
+        tables=tables,
+        merge_by_keys=merge_by_keys,
+        merge_iterations=u.merge_iterations,
+        incremental_merge_iterations=u.incremental_merge_iterations,
+        input_columns=input_columns,
+    )
+    # The same limits TD applies, on exactly what would be sent (a derived key or a wide
+    # unif_input can break them even when every configured value is in range).
+    td_problems = unify_config_problems(plan.unify_config())
+    if td_problems:
+        raise ConfigError(
+            "pipeline config",
+            [
+                Problem(path="unification", message=f"generated config/unify.yml: {p}")
+                for p in td_problems
+            ],
+        )
+    return plan
+
+
+def _staging_tables(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, list[Column] | None]:
+    """Staging table name -> its columns (None when the schema is not known)."""
+    return {ref.table: schemas.get(f"{cfg.stg_db}.{ref.table}") for ref in cfg.hist_union_tables()}
+
+
+def _is_derived(name: str) -> bool:
+    return name.endswith(DERIVED_SUFFIXES)
+
+
+def _valid_flag(column: str, names: set[str]) -> str | None:
+    flag = f"{column}_valid"
+    return flag if flag in names else None
+
+
+def _configured_tables(
+    cfg: PipelineConfig,
+    configured: list[UnificationTable],
+    staging: dict[str, list[Column] | None],
+    problems: list[Problem],
+) -> list[PlanTable]:
+    tables: list[PlanTable] = []
+    for i, t in enumerate(configured):
+        path = f"unification.tables[{i}]"
+        columns = _configured_table_columns(cfg, t, path, staging, tables, problems)
+        if columns is None:
+            continue
+        names = [c.name for c in columns]
+        key_columns = []
+        for j, kc in enumerate(t.key_columns):
+            if kc.column in names:
+                flag = _valid_flag(kc.column, set(names))
+                key_columns.append(
+                    PlanKeyColumn(
+                        column=kc.column, key=kc.key, input_column=kc.key, valid_flag=flag
+                    )
+                )
+            else:
+                problems.append(
+                    Problem(
+                        path=f"{path}.key_columns[{j}].column",
+                        message=f"{kc.column!r} is not a column of {cfg.stg_db}.{TableRef.parse(t.table).table} "
+                        f"(columns: {', '.join(names)})",
+                    )
+                )
+        if key_columns:
+            table = TableRef.parse(t.table).table
+            tables.append(
+                PlanTable(
+                    database=cfg.stg_db,
+                    table=table,
+                    key_columns=key_columns,
+                    has_time=TIME_COLUMN in names,
+                )
+            )
+    return tables
+
+
+def _configured_table_columns(
+    cfg: PipelineConfig,
+    t: UnificationTable,
+    path: str,
+    staging: dict[str, list[Column] | None],
+    planned: list[PlanTable],
+    problems: list[Problem],
+) -> list[Column] | None:
+    """The columns of a configured table, or None (and a problem) when it cannot be used."""
+    ref = TableRef.parse(t.table)
+    qualified = ref.qualified(cfg.stg_db)
+    if (ref.database or cfg.stg_db) != cfg.stg_db or ref.table not in staging:
+        known = ", ".join(f"{cfg.stg_db}.{name}" for name in staging)
+        message = f"{t.table!r} is not a staging table (staging tables: {known})"
+    elif any(p.table == ref.table for p in planned):
+        message = f"{qualified} is listed twice"
+    elif staging[ref.table] is None:
+        message = f"the columns of {qualified} are not known: run the staging phase first"
+    else:
+        return staging[ref.table]
+    problems.append(Problem(path=f"{path}.table", message=message))
+    return None
+
+
+def _configured_keys(cfg: PipelineConfig) -> list[PlanKey]:
+    keys = cfg.unification.keys or []
+    return [
+        PlanKey(name=k.name, valid_regexp=k.valid_regexp, invalid_texts=list(k.invalid_texts))
+        for k in keys
+    ]
+
+
+def _default_key(name: str) -> PlanKey:
+    if name == "email":
+        return PlanKey(
+            name=name, valid_regexp=EMAIL_VALID_REGEXP, invalid_texts=list(EMAIL_INVALID_TEXTS)
+        )
+    if name == "phone":
+        return PlanKey(name=name, invalid_texts=list(PHONE_INVALID_TEXTS))
+    return PlanKey(name=name, invalid_texts=[""])
+
+
+def _keys_named(names: Iterable[str]) -> list[PlanKey]:
+    return [_default_key(n) for n in names]
+
+
+def _used_keys(tables: list[PlanTable]) -> list[str]:
+    """Key names in order of first use."""
+    return list(dict.fromkeys(kc.key for t in tables for kc in t.key_columns))
+
+
+def _key_candidates(cfg: PipelineConfig, columns: list[Column]) -> list[tuple[Column, str]]:
+    """(column, kind) for every column that could carry an identity."""
+    return [
+        (c, column_kind(c, cfg.ingestion.incremental_field))
+        for c in columns
+        if not _is_derived(c.name)
+    ]
+
+
+def _inferred_keys(
+    cfg: PipelineConfig, staging: dict[str, list[Column] | None], problems: list[Problem]
+) -> list[PlanKey]:
+    if staging and all(cols is None for cols in staging.values()):
+        problems.append(
+            Problem(
+                path="unification.tables",
+                message="the columns of the staging tables are not known: run the staging phase first",
+            )
+        )
+        return []
+    kinds = {kind for cols in staging.values() for _, kind in _key_candidates(cfg, cols or [])}
+    keys = _keys_named(k for k in INFERRED_KINDS if k in kinds)
+    if not keys:
+        problems.append(
+            Problem(
+                path="unification.keys",
+                message="no email or phone column in staging tables; set unification.keys and unification.tables",
+            )
+        )
+    return keys
+
+
+def _inferred_tables(
+    cfg: PipelineConfig, staging: dict[str, list[Column] | None], keys: list[PlanKey]
+) -> list[PlanTable]:
+    """Every staging table with a column for some key: a column named like the key, or an
+    email/phone column when the key is `email`/`phone`."""
+    key_names = {k.name for k in keys}
+    tables = []
+    for table, columns in staging.items():
+        names = {c.name for c in columns or []}
+        key_columns = []
+        for col, kind in _key_candidates(cfg, columns or []):
+            key = col.name if col.name in key_names else kind if kind in key_names else None
+            if key is not None:
+                key_columns.append(
+                    PlanKeyColumn(
+                        column=col.name,
+                        key=key,
+                        input_column=key,
+                        valid_flag=_valid_flag(col.name, names),
+                    )
+                )
+        if key_columns:
+            tables.append(
+                PlanTable(
+                    database=cfg.stg_db,
+                    table=table,
+                    key_columns=key_columns,
+                    has_time=TIME_COLUMN in names,
+                )
+            )
+    return tables
+
+
+def _check_keys(
+    cfg: PipelineConfig, keys: list[PlanKey], tables: list[PlanTable], problems: list[Problem]
+) -> None:
+    """Reserved names, and configured keys that no inferred table maps (with configured
+    tables, the config itself already rejects unused keys)."""
+    used = set(_used_keys(tables))
+    check_unused = cfg.unification.keys is not None and cfg.unification.tables is None
+    for i, k in enumerate(keys):
+        if k.name in RESERVED_INPUT_COLUMNS:
+            problems.append(
+                Problem(
+                    path=f"unification.keys[{i}].name",
+                    message=f"{k.name!r} is reserved (a column of unif_input); name the key differently",
+                )
+            )
+        if check_unused and k.name not in used:
+            problems.append(
+                Problem(
+                    path=f"unification.keys[{i}]",
+                    message=f"key {k.name!r} is not used by any table (TD rejects unused keys): "
+                    f"no staging table has a column named {k.name!r}; map one in unification.tables "
+                    "or remove the key",
+                )
+            )
+
+
+def _merge_by_keys(cfg: PipelineConfig, keys: list[PlanKey], problems: list[Problem]) -> list[str]:
+    names = [k.name for k in keys]
+    configured = cfg.unification.merge_by_keys
+    if configured is None:
+        return names
+    path = "unification.merge_by_keys"
+    dupes = sorted({k for k in configured if configured.count(k) > 1})
+    if dupes:
+        problems.append(Problem(path=path, message=f"keys are listed twice: {', '.join(dupes)}"))
+    unknown = [k for k in configured if k not in names]
+    if unknown and names:
+        problems.append(
+            Problem(
+                path=path,
+                message=f"names undefined keys: {', '.join(unknown)} (keys: {', '.join(names)})",
+            )
+        )
+    missing = [k for k in names if k not in configured]
+    if missing:
+        problems.append(
+            Problem(
+                path=path,
+                message=f"does not list keys {', '.join(missing)}: list every key, in priority order "
+                "(a key that merges nothing should be removed instead)",
+            )
+        )
+    return list(dict.fromkeys(k for k in configured if k in names))
+
+
+def _assign_input_columns(
+    keys: list[PlanKey], tables: list[PlanTable], problems: list[Problem]
+) -> list[InputColumn]:
+    """Give each table's key columns a unif_input column; returns unif_input's key columns.
+
+    A table's n-th column for key `k` lands in `k` (n = 1) or `k_n`, so a table with two
+    email columns keeps both on the same row and TD links them.
+    """
+    width: dict[str, int] = {}
+    for t in tables:
+        seen: dict[str, int] = {}
+        for kc in t.key_columns:
+            seen[kc.key] = seen.get(kc.key, 0) + 1
+            kc.input_column = kc.key if seen[kc.key] == 1 else f"{kc.key}_{seen[kc.key]}"
+        for key, n in seen.items():
+            width[key] = max(width.get(key, 0), n)
+    columns = [
+        InputColumn(name=k.name if n == 1 else f"{k.name}_{n}", key=k.name)
+        for k in keys
+        for n in range(1, width.get(k.name, 0) + 1)
+    ]
+    key_names = {k.name for k in keys}
+    for c in columns:
+        if c.name != c.key and c.name in key_names:
+            problems.append(
+                Problem(
+                    path="unification.keys",
+                    message=f"key {c.name!r} collides with the second column of key {c.key!r} in "
+                    "unif_input; rename the key",
+                )
+            )
+    if len(columns) > MAX_KEY_COLUMNS:
+        problems.append(
+            Problem(
+                path="unification.tables",
+                message=f"unif_input would need {len(columns)} key columns; TD allows {MAX_KEY_COLUMNS} "
+                "per table: map fewer columns per key",
+            )
+        )
+    return columns
+
+
+def _check_id_name(
+    cfg: PipelineConfig,
+    tables: list[PlanTable],
+    staging: dict[str, list[Column] | None],
+    problems: list[Problem],
+) -> None:
+    id_name = cfg.unification.id_name
+    path = "unification.id_name"
+    if id_name in (*LOOKUP_COLUMNS, TIME_COLUMN):
+        problems.append(
+            Problem(
+                path=path,
+                message=f"{id_name!r} is a column of the lookup table; choose another id_name",
+            )
+        )
+        return
+    for t in tables:
+        if id_name in {c.name for c in staging.get(t.table) or []}:
+            problems.append(
+                Problem(
+                    path=path,
+                    message=f"{t.qualified} already has a column {id_name!r}, and enrichment adds the id "
+                    "under that name; choose another id_name",
+                )
+            )
+
+
+# -- TD's limits on a unify.yml ---------------------------------------------------------
+
+_TOP_FIELDS = ("name", "keys", "tables", "canonical_ids", "persistent_ids", "master_tables")
+_KEY_FIELDS = ("name", "valid_regexp", "invalid_texts")
+_TABLE_FIELDS = ("database", "table", "as", "incremental_columns", "key_columns")
+_ID_FIELDS = {
+    "canonical_ids": (
+        "name",
+        "merge_by_keys",
+        "merge_by_canonical_ids",
+        "do_not_merge_key",
+        "source_tables",
+        "merge_iterations",
+        "incremental_merge_iterations",
+    ),
+    "persistent_ids": (
+        "name",
+        "merge_by_keys",
+        "merge_by_persistent_ids",
+        "source_tables",
+        "merge_iterations",
+        "incremental_merge_iterations",
+    ),
+}
+
+
+def _templated(value: Any) -> bool:
+    """A `${...}` value is filled in by Digdag at run time; it cannot be checked here."""
+    return isinstance(value, str) and "${" in value
+
+
+class _Checker:
+    """Collects problems with their unify.yml path (e.g. `keys[1].invalid_texts`)."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path=path, message=message))
+
+    def symbol(self, path: str, value: Any) -> None:
+        if _templated(value):
+            return
+        if not isinstance(value, str) or not SQL_SYMBOL_RE.match(value):
+            self.add(
+                path,
+                f"{value!r} is not a valid name: letters, digits and '_', not starting with a digit",
+            )
+
+    def fields(
+        self, path: str, node: Any, allowed: tuple[str, ...], required: tuple[str, ...]
+    ) -> bool:
+        if not isinstance(node, dict):
+            self.add(path, "must be a mapping")
+            return False
+        for f in node:
+            if f not in allowed:
+                self.add(
+                    f"{path}.{f}" if path else str(f),
+                    f"unknown field; allowed: {', '.join(allowed)}",
+                )
+        for f in required:
+            if f not in node:
+                self.add(f"{path}.{f}" if path else f, "required field is missing")
+        return True
+
+    def items(self, path: str, node: Any, low: int, high: int) -> list[Any]:
+        if _templated(node):
+            return []
+        if not isinstance(node, list):
+            self.add(path, "must be a list")
+            return []
+        if not low <= len(node) <= high:
+            limit = f"at least {low}" if high >= 10**6 else f"{low} to {high}"
+            self.add(path, f"has {len(node)} entries; TD allows {limit}")
+        return node
+
+    def iterations(self, path: str, value: Any) -> None:
+        if value is None or _templated(value):
+            return
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 1 <= value <= MAX_ITERATIONS
+        ):
+            self.add(path, f"{value!r} is out of range; TD allows 1 to {MAX_ITERATIONS}")
+
+
+def unify_config_problems(doc: Any) -> list[Problem]:
+    """Every way `doc` (a parsed unify.yml) breaks TD's rules, with its path in the file."""
+    c = _Checker()
+    if not c.fields("", doc, _TOP_FIELDS, ("name", "keys", "tables")):
+        return c.problems
+    c.symbol("name", doc.get("name"))
+    key_names = _check_td_keys(c, doc.get("keys"))
+    used = _check_td_tables(c, doc.get("tables"), key_names)
+    merged = _check_td_ids(c, doc, key_names)
+    for i, key in enumerate(doc.get("keys") or []):
+        name = key.get("name") if isinstance(key, dict) else None
+        if not isinstance(name, str) or _templated(name):
+            continue
+        if name not in used:
+            c.add(
+                f"keys[{i}]", f"key {name!r} is not used by any table's key_columns (TD rejects it)"
+            )
+        elif merged is not None and name not in merged:
+            c.add(f"keys[{i}]", f"key {name!r} is in no merge_by_keys: it would merge nothing")
+    return c.problems
+
+
+def _check_td_keys(c: _Checker, keys: Any) -> set[str]:
+    names: set[str] = set()
+    for i, key in enumerate(c.items("keys", keys, 1, 10**6)):
+        path = f"keys[{i}]"
+        if not c.fields(path, key, _KEY_FIELDS, ("name",)):
+            continue
+        c.symbol(f"{path}.name", key.get("name"))
+        if isinstance(key.get("name"), str):
+            if key["name"] in names:
+                c.add(f"{path}.name", f"key {key['name']!r} is defined twice")
+            names.add(key["name"])
+        regexp = key.get("valid_regexp")
+        if regexp is not None and not _templated(regexp):
+            _check_regexp(c, f"{path}.valid_regexp", regexp)
+        texts = key.get("invalid_texts")
+        if texts is not None:
+            c.items(f"{path}.invalid_texts", texts, 0, MAX_INVALID_TEXTS)
+    return names
+
+
+def _check_regexp(c: _Checker, path: str, regexp: Any) -> None:
+    if not isinstance(regexp, str) or not regexp:
+        c.add(path, "must be a non-empty text")
+    elif len(regexp) > MAX_REGEXP_CHARS:
+        c.add(path, f"is {len(regexp)} characters long; TD allows {MAX_REGEXP_CHARS}")
+    else:
+        try:
+            re.compile(regexp)
+        except re.error as e:
+            c.add(path, f"{regexp!r} is not a valid regular expression: {e}")
+
+
+def _check_td_tables(c: _Checker, tables: Any, key_names: set[str]) -> set[str]:
+    used: set[str] = set()
+    for i, table in enumerate(c.items("tables", tables, 1, MAX_TABLES)):
+        path = f"tables[{i}]"
+        if not c.fields(path, table, _TABLE_FIELDS, ("database", "table", "key_columns")):
+            continue
+        for f in ("database", "table", "as"):
+            if f in table:
+                c.symbol(f"{path}.{f}", table[f])
+        if "incremental_columns" in table:
+            c.items(f"{path}.incremental_columns", table["incremental_columns"], 0, 127)
+        for j, kc in enumerate(
+            c.items(f"{path}.key_columns", table.get("key_columns"), 1, MAX_KEY_COLUMNS)
+        ):
+            kpath = f"{path}.key_columns[{j}]"
+            if not c.fields(kpath, kc, ("column", "key"), ("column", "key")):
+                continue
+            c.symbol(f"{kpath}.column", kc.get("column"))
+            key = kc.get("key")
+            if isinstance(key, str):
+                used.add(key)
+                if key not in key_names and not _templated(key):
+                    c.add(
+                        f"{kpath}.key",
+                        f"undefined key {key!r} (keys: {', '.join(sorted(key_names))})",
+                    )
+    return used
+
+
+def _check_td_ids(c: _Checker, doc: dict[str, Any], key_names: set[str]) -> set[str] | None:
+    """Check canonical_ids / persistent_ids; returns every key some id merges by."""
+    if not doc.get("canonical_ids") and not doc.get("persistent_ids"):
+        c.add("", "either canonical_ids or persistent_ids must have at least one entry")
+        return None
+    merged: set[str] = set()
+    for section in ("canonical_ids", "persistent_ids"):
+        for i, entry in enumerate(c.items(section, doc.get(section, []), 0, 10**6)):
+            path = f"{section}[{i}]"
+            if not c.fields(path, entry, _ID_FIELDS[section], ("name",)):
+                continue
+            c.symbol(f"{path}.name", entry.get("name"))
+            by_keys = entry.get("merge_by_keys") or []
+            merged.update(k for k in by_keys if isinstance(k, str))
+            _check_merge_by_keys(c, section, path, entry, by_keys, key_names)
+            c.iterations(f"{path}.merge_iterations", entry.get("merge_iterations"))
+            c.iterations(
+                f"{path}.incremental_merge_iterations", entry.get("incremental_merge_iterations")
+            )
+    return merged
+
+
+def _check_merge_by_keys(
+    c: _Checker, section: str, path: str, entry: dict[str, Any], by_keys: Any, key_names: set[str]
+) -> None:
+    if not isinstance(by_keys, list) or not by_keys:
+        c.add(f"{path}.merge_by_keys", "must list at least one key")
+        return
+    special = {"time"} if section == "persistent_ids" else set()
+    for k in by_keys:
+        if k not in key_names | special and not _templated(k):
+            c.add(
+                f"{path}.merge_by_keys",
+                f"names undefined key {k!r} (keys: {', '.join(sorted(key_names))})",
+            )
+    if by_keys.count("time") > 1 and section == "persistent_ids":
+        c.add(f"{path}.merge_by_keys", "lists the special key 'time' more than once")
+    dnm = entry.get("do_not_merge_key")
+    if dnm is not None and dnm != by_keys[0]:
+        c.add(
+            f"{path}.do_not_merge_key",
+            f"must be the first of merge_by_keys ({by_keys[0]!r}), not {dnm!r}",
+        )

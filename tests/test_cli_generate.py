@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cdp_mcp.cli import main
+
+
+def test_generate_prints_files_and_workflows(
+    acme_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["generate", str(acme_config), "ingestion"]) == 0
+    out = capsys.readouterr().out
+    assert "shopify_ingest_hist.dig" in out
+    assert "workflows (run order): shopify_ingest_hist, shopify_ingest_inc" in out
+    assert (acme_config.parent / "acme_cdp" / "ingestion" / "shopify_ingest_inc.dig").is_file()
+
+
+def test_generate_all_phases(acme_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", str(acme_config), "all"]) == 0
+    ws = acme_config.parent / "acme_cdp"
+    assert {p.name for p in ws.iterdir()} >= {"ingestion", "hist_union", "staging", "unification"}
+
+
+def test_bad_config_is_one_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "bad.yml"
+    cfg.write_text("global: {client: acme}\ningestion: {source_name: s, objects: []}\n")
+    assert main(["generate", str(cfg), "ingestion"]) == 1
+    err = capsys.readouterr().err
+    assert "ingestion.objects" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_phase_and_missing_source(
+    acme_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["generate", str(acme_config), "enrichment"]) == 1
+    assert "unknown phase 'enrichment'" in capsys.readouterr().err
+    (acme_config.parent / "shopify" / "products.csv").unlink()
+    assert main(["generate", str(acme_config), "ingestion"]) == 1
+    assert "no file for object 'products'" in capsys.readouterr().err
