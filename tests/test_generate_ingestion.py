@@ -208,6 +208,7 @@ COMMON = {
     "config/shopify_products_load.yml",
     "queries/create_ingestion_log.sql",
     "queries/create_target_table.sql",
+    "queries/clear_range.sql",
     "queries/log_success.sql",
     "queries/log_error.sql",
 }
@@ -370,12 +371,15 @@ def test_backfill_and_incremental_load_every_row_once(tmp_path: Path) -> None:
             "range_end": "2024-03-01T00:00:00.000000Z",
             "from_inclusive": "true",
         }
+        (hist_log,) = [r for r in emu.log() if r["object_name"] == obj]
         inc = emu.ingest("inc", obj)
+        # the incremental load continues strictly after what the backfill brought
         assert inc == {
-            "range_start": "2024-03-01T00:00:00.000000Z",
+            "range_start": hist_log["watermark"],
             "range_end": "",
-            "from_inclusive": "true",
+            "from_inclusive": "false",
         }
+        assert hist_log["watermark"] < "2024-03-01T00:00:00.000000Z"
         assert emu.loaded_keys(obj) == emu.expected_keys(obj)
         # rows before the start date exist in the sample and were not loaded
         assert len(emu.expected_keys(obj)) < _source_rows(emu, obj)

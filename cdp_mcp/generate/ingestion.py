@@ -85,7 +85,13 @@ def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
     )
     for obj in cfg.ingestion.objects:
         files[f"config/{cfg.source}_{obj}_load.yml"] = _load_config(cfg, obj, ctx)
-    for name in ("create_ingestion_log", "create_target_table", "log_success", "log_error"):
+    for name in (
+        "create_ingestion_log",
+        "create_target_table",
+        "clear_range",
+        "log_success",
+        "log_error",
+    ):
         files[f"queries/{name}.sql"] = render_template(f"ingestion/{name}.sql.j2", **ctx)
     return files
 

@@ -1,6 +1,8 @@
--- Range of the incremental load of one object: rows after the watermark (max parsed
--- updated_at loaded by any successful incremental load), or from the split point S
--- inclusive on the first run (docs/internals.md "Ingestion semantics"). No upper bound.
+-- Range of the incremental load of one object: rows after the watermark (the max parsed
+-- updated_at any successful load of this object brought, historical or incremental), or
+-- from the split point S inclusive when nothing was loaded yet (docs/internals.md
+-- "Ingestion semantics"). A row newer than the historical watermark was not there when
+-- the backfill ran, so loading it here loads it once. No upper bound.
 WITH
 log AS (
   SELECT "mode", "range_start", "range_end", "watermark"
@@ -18,7 +20,7 @@ split AS (
   ) AS s
 ),
 inc AS (
-  SELECT (SELECT MAX("watermark") FROM log WHERE "mode" = 'incremental') AS last_watermark
+  SELECT (SELECT MAX("watermark") FROM log WHERE "watermark" <> '') AS last_watermark
 )
 SELECT
   COALESCE(inc.last_watermark, split.s) AS range_start,
