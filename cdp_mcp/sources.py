@@ -7,6 +7,7 @@ schema the load produces.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import duckdb
@@ -48,11 +49,16 @@ def find_object_file(source_dir: Path, obj: str) -> Path:
     return found[0]
 
 
-def _reader(path: Path) -> str:
+def _reader(path: Path, csv_types: list[tuple[str, str]] | None = None) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     lit = sql_string(str(path))
     if fmt == "csv":
+        if csv_types is not None:
+            # Types known from a full scan: a sampled sniff is enough for the dialect.
+            types = ", ".join(f"{sql_string(n)}: {sql_string(t)}" for n, t in csv_types)
+            return f"read_csv({lit}, header=true, types={{{types}}})"
         # Dates stay text, as a TD import keeps them; only numbers and booleans are typed.
+        # The whole file is scanned so a late 'N/A' cannot break a numeric guess.
         return (
             f"read_csv({lit}, header=true, sample_size=-1, "
             "auto_type_candidates=['BOOLEAN','BIGINT','DOUBLE','VARCHAR'])"
@@ -66,17 +72,26 @@ def _reader(path: Path) -> str:
     )
 
 
-def _described(con: duckdb.DuckDBPyConnection, path: Path) -> list[tuple[str, str]]:
-    try:
-        rows = con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}").fetchall()
-    except duckdb.Error as e:
-        raise SourceError(f"cannot read {path}: {e}") from None
-    return [(r[0], r[1]) for r in rows]
+def _described(path: Path) -> list[tuple[str, str]]:
+    """(column, DuckDB type) of a source file, from a full scan cached per file version."""
+    stat = path.stat()
+    return list(_cached_description(path.resolve(), stat.st_size, stat.st_mtime_ns))
 
 
-def select_sql(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, list[Column]]:
+@functools.lru_cache(maxsize=256)
+def _cached_description(path: Path, size: int, mtime_ns: int) -> tuple[tuple[str, str], ...]:
+    # Keyed by the file's size and mtime: an appended or replaced file is described anew.
+    with duckdb.connect() as con:
+        try:
+            rows = con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}").fetchall()
+        except duckdb.Error as e:
+            raise SourceError(f"cannot read {path}: {e}") from None
+    return tuple((str(r[0]), str(r[1])) for r in rows)
+
+
+def select_sql(path: Path) -> tuple[str, list[Column]]:
     """A SELECT over the file with TD column names and types, and the resulting columns."""
-    described = _described(con, path)
+    described = _described(path)
     names = unique_names([snake_case(n) for n, _ in described])
     if "time" in names:
         raise SourceError(f"{path}: column `time` is reserved for TD's load time; rename it")
@@ -86,9 +101,9 @@ def select_sql(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[str, list[Co
         target = {"long": "BIGINT", "double": "DOUBLE", "boolean": "BOOLEAN"}.get(ttype, "VARCHAR")
         exprs.append(f"CAST({quote_ident(orig)} AS {target}) AS {quote_ident(name)}")
         cols.append(Column(name=name, type=ttype))
-    return f"SELECT {', '.join(exprs)} FROM {_reader(path)}", cols
+    csv_types = described if FORMATS.get(path.suffix.lower()) == "csv" else None
+    return f"SELECT {', '.join(exprs)} FROM {_reader(path, csv_types)}", cols
 
 
 def read_schema(path: Path) -> list[Column]:
-    with duckdb.connect() as con:
-        return select_sql(con, path)[1]
+    return select_sql(path)[1]

@@ -135,7 +135,7 @@ class Emulator:
                 {f"td.last_results.{k}": v for k, v in bounds.items()},
             )
         )["in"]
-        select, _ = select_sql(self.con, Path(load_yml["path"]))
+        select, _ = select_sql(Path(load_yml["path"]))
         ts = self.parse_duck.removeprefix("SELECT ")
         lo, hi = load_yml["from"], load_yml["to"]
         op = ">=" if load_yml["from_inclusive"] else ">"
@@ -184,7 +184,7 @@ class Emulator:
 
     def expected_keys(self, obj: str) -> list[tuple[Any, ...]]:
         """Source rows with field >= start_date, each once."""
-        select, _ = select_sql(self.con, source_file(self.cfg, obj))
+        select, _ = select_sql(source_file(self.cfg, obj))
         ts = self.parse_duck.removeprefix("SELECT ")
         start = canonical_ts(self.cfg.ingestion.start_date)
         rows = self.con.execute(
@@ -461,7 +461,7 @@ def test_error_rows_are_logged_and_never_bounds(tmp_path: Path) -> None:
 
 
 def _source_rows(emu: Emulator, obj: str) -> int:
-    select, _ = select_sql(emu.con, source_file(emu.cfg, obj))
+    select, _ = select_sql(source_file(emu.cfg, obj))
     count = emu.con.execute(f"SELECT count(*) FROM ({select}) s").fetchone()
     return int(count[0]) if count else 0
 

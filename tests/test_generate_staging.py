@@ -434,7 +434,7 @@ def test_the_seed_example_stages_its_own_source_files(acme_config: Path, engine:
     con.execute("SET TimeZone = 'UTC'")
     con.execute("CREATE SCHEMA acme_src; CREATE SCHEMA acme_stg")
     for obj in cfg.ingestion.objects:
-        select, _ = select_sql(con, find_object_file(cfg.source_dir, obj))
+        select, _ = select_sql(find_object_file(cfg.source_dir, obj))
         con.execute(
             f"CREATE TABLE acme_src.shopify_{obj}_hist_union AS "
             f"SELECT *, CAST(1 AS BIGINT) AS time FROM ({select})"

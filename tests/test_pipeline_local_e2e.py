@@ -27,7 +27,7 @@ PHASES = (Phase.INGESTION, Phase.HIST_UNION, Phase.STAGING)
 def source_rows(cfg: PipelineConfig, obj: str) -> list[dict[str, object]]:
     assert cfg.source_dir is not None
     with duckdb.connect() as con:
-        sql, cols = select_sql(con, find_object_file(cfg.source_dir, obj))
+        sql, cols = select_sql(find_object_file(cfg.source_dir, obj))
         rows = con.execute(sql).fetchall()
     return [dict(zip([c.name for c in cols], r, strict=True)) for r in rows]
 

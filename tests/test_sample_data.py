@@ -23,7 +23,7 @@ def read_timed(path: Path) -> list[dict[str, object]]:
     """Rows plus `_utc`: updated_at parsed to unix seconds (None when it does not parse)."""
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
-        select, _ = select_sql(con, path)
+        select, _ = select_sql(path)
         cur = con.execute(
             f"SELECT *, epoch(TRY_CAST(updated_at AS TIMESTAMPTZ)) AS _utc FROM ({select})"
         )

@@ -93,6 +93,26 @@ def _strip_comments(sql: str) -> str:
     return re.sub(r"(--[^\n]*|/\*.*?\*/)", " ", sql, flags=re.S)
 
 
+def _vectorized_try(node: exp.Expression) -> exp.Expression:
+    """Presto's TRY(CAST ...) / TRY(date_parse ...) as DuckDB's TRY_CAST / TRY_STRPTIME.
+
+    Same results (NULL where the value does not convert), but DuckDB's TRY() falls back to
+    row-at-a-time evaluation on every vector holding a bad value, and dirty timestamp
+    columns have one in nearly every vector.
+    """
+    if isinstance(node, exp.Try):
+        inner = node.this
+        if isinstance(inner, exp.Cast) and not isinstance(inner, exp.TryCast):
+            return exp.TryCast(this=inner.this, to=inner.to)
+        if isinstance(inner, exp.FromISO8601Timestamp):
+            return exp.TryCast(this=inner.this, to=exp.DataType.build("TIMESTAMPTZ"))
+        if isinstance(inner, exp.StrToTime) and inner.args.get("format") is not None:
+            return exp.Anonymous(
+                this="TRY_STRPTIME", expressions=[inner.this, inner.args["format"]]
+            )
+    return node
+
+
 def translate(sql: str, engine: str = "presto") -> Translated:
     """One statement in TD's dialect as DuckDB SQL; passes it through if it cannot parse."""
     dialect = ENGINES.get(engine)
@@ -107,6 +127,7 @@ def translate(sql: str, engine: str = "presto") -> Translated:
             bool(_QUERY_START.match(_strip_comments(sql))),
             note=f"sqlglot could not parse it ({first})",
         )
+    tree = tree.transform(_vectorized_try)
     if isinstance(tree, exp.Insert) and tree.args.get("overwrite"):
         target = tree.this
         table = target.this if isinstance(target, exp.Schema) else target

@@ -111,7 +111,7 @@ class TdLoadOperator:
     def _select(
         self, cur: duckdb.DuckDBPyConnection, path: Path, source: dict[str, Any]
     ) -> tuple[str, str]:
-        select, columns = select_sql(cur, path)
+        select, columns = select_sql(path)
         field = source.get("incremental_field")
         lower, upper = source.get("from"), source.get("to")
         if not field or (lower in (None, "") and upper in (None, "")):

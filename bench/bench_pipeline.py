@@ -1,0 +1,89 @@
+"""Rows per second through ingestion + hist-union + staging on the embedded backend.
+
+The floor is DuckDB copying the same source files into tables (`CREATE TABLE AS SELECT *
+FROM <file>`), measured in the same run on the same machine; the figure that matters is the
+ratio of the pipeline's time to the floor's.
+
+    python bench/bench_pipeline.py --rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+import duckdb
+
+from cdp_mcp.backends.local import LocalBackend
+from cdp_mcp.config import load_config
+from cdp_mcp.generate import generate
+from cdp_mcp.generate.schemas import predicted_schemas
+from cdp_mcp.phases import Phase, project_name, workflows
+from cdp_mcp.sample_data import SAMPLE_FOLDER, write_sample, write_sample_config
+from cdp_mcp.sources import sql_string
+
+PHASES = (Phase.INGESTION, Phase.HIST_UNION, Phase.STAGING)
+
+
+def customers_for(total_rows: int) -> int:
+    # write_sample(n) writes n customers, n orders and n/50 products, each plus ~5% updates.
+    return max(100, round(total_rows / (2.02 * 1.05)))
+
+
+def floor_seconds(files: dict[str, Path], db_path: Path) -> tuple[float, int]:
+    start = time.perf_counter()
+    with duckdb.connect(str(db_path)) as con:
+        rows = 0
+        for obj, path in files.items():
+            con.execute(f"CREATE TABLE {obj} AS SELECT * FROM {sql_string(str(path))}")
+            row = con.execute(f"SELECT count(*) FROM {obj}").fetchone()
+            rows += int(row[0]) if row else 0
+    return time.perf_counter() - start, rows
+
+
+async def pipeline_seconds(config: Path) -> dict[str, float]:
+    cfg = load_config(config)
+    backend = LocalBackend(cfg.workspace)
+    schemas = predicted_schemas(cfg)
+    session = datetime.now(UTC).replace(microsecond=0)
+    timings: dict[str, float] = {}
+    for phase in PHASES:
+        start = time.perf_counter()
+        project = generate(cfg, phase, schemas)
+        await backend.push(project_name(cfg, phase), project.directory)
+        for wf in workflows(cfg, phase):
+            attempt = await backend.start(project_name(cfg, phase), wf, session_time=session)
+            done = await backend.wait(attempt.id, timeout=3600)
+            if done.status != "success":
+                raise SystemExit(f"{wf} ended {done.status}; see `cdp-mcp wf log {done.id}`")
+        timings[phase.value] = time.perf_counter() - start
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="source rows in all")
+    parser.add_argument("--dir", type=Path, help="work folder (default: a temp folder)")
+    args = parser.parse_args()
+    work = args.dir or Path(tempfile.mkdtemp(prefix="cdp-bench-"))
+    files = write_sample(work / SAMPLE_FOLDER, rows=customers_for(args.rows))
+    config = write_sample_config(work)
+
+    floor, source_rows = floor_seconds(files, work / "floor.duckdb")
+    timings = anyio.run(pipeline_seconds, config)
+    total = sum(timings.values())
+    print(f"source rows: {source_rows:,} in {', '.join(p.name for p in files.values())}")
+    print(f"floor (DuckDB copies the files into tables): {floor:.2f} s")
+    for phase, secs in timings.items():
+        print(f"  {phase:<11} {secs:7.2f} s")
+    print(f"pipeline (ingestion + hist_union + staging): {total:.2f} s")
+    print(f"rows/s: pipeline {source_rows / total:,.0f}, floor {source_rows / floor:,.0f}")
+    print(f"ratio pipeline / floor: {total / floor:.2f}x (target: within 4x)")
+
+
+if __name__ == "__main__":
+    main()
