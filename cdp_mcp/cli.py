@@ -1,16 +1,24 @@
-"""`cdp-mcp` command line: generate projects now; serve, run and demo arrive with the server."""
+"""`cdp-mcp` command line: serve the MCP tools, run a pipeline headless, generate, demo."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
 
 from cdp_mcp.cli_wf import add_wf_commands
 from cdp_mcp.config import ConfigError, load_config
+from cdp_mcp.emulator.command import add_emulate_command
 from cdp_mcp.generate import GenerationError, generate
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.phases import ORDER, parse_phase
+from cdp_mcp.pipeline.headless import EXIT_FAILED, RunOutcome, run_pipeline
+from cdp_mcp.pipeline.models import PipelineError
+from cdp_mcp.pipeline.orchestrator import Pipeline
+from cdp_mcp.sample_data import SAMPLE_FOLDER, write_sample, write_sample_config
 from cdp_mcp.sources import SourceError
 
 
@@ -29,6 +37,76 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _echo_err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _print_outcome(outcome: RunOutcome) -> int:
+    if outcome.exit_code == EXIT_FAILED:
+        _echo_err(f"FAILED: {outcome.message}")
+        if outcome.failed_phase:
+            _echo_err(f"  phase: {outcome.failed_phase}")
+        if outcome.failed_task:
+            _echo_err(f"  task: {outcome.failed_task}")
+        if outcome.log_tail:
+            _echo_err(
+                "  log tail:\n" + "\n".join(f"    {ln}" for ln in outcome.log_tail.splitlines())
+            )
+    else:
+        _echo_err(outcome.message)
+    if outcome.report_path:
+        print(f"report: {outcome.report_path}")
+    return outcome.exit_code
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    outcome = anyio.run(
+        lambda: run_pipeline(args.config, accept_warnings=args.accept_warnings, echo=_echo_err)
+    )
+    return _print_outcome(outcome)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    status = Pipeline(args.config).status()
+    print(
+        f"pipeline {status.client} ({status.backend}), run {status.run}"
+        + (", ABORTED" if status.aborted else "")
+    )
+    for ph in status.phases:
+        print(f"{ph.phase:<12} {ph.status:<12} verdict {ph.verdict or '-'}")
+        for st in ph.steps:
+            ids = f" session {st.session_id} attempt {st.attempt_id}" if st.attempt_id else ""
+            err = f" - {st.last_error}" if st.last_error else ""
+            print(f"  {st.name:<32} {st.status:<10} {st.attempts}/3{ids}{err}")
+    na = status.next_action
+    print(f"next: {na.tool} {na.arguments}: {na.why}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    target = Path(args.dir).resolve()
+    config = target / "acme.yml"
+    if not config.exists():
+        write_sample(target / SAMPLE_FOLDER, rows=args.rows)
+        write_sample_config(target)
+        _echo_err(f"wrote a sample shopify extract and {config}")
+    else:
+        _echo_err(f"using the existing demo in {target}")
+    outcome = anyio.run(lambda: run_pipeline(config, echo=_echo_err))
+    return _print_outcome(outcome)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from cdp_mcp.server import build_server
+
+    server = build_server()
+    if args.transport == "stdio":
+        server.run("stdio")
+    else:
+        server.run("streamable-http", host=args.host, port=args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cdp-mcp",
@@ -42,7 +120,33 @@ def build_parser() -> argparse.ArgumentParser:
         "phase", help="ingestion | hist_union | staging | unification | all", default="all"
     )
     gen.set_defaults(func=_cmd_generate)
+
+    run = sub.add_parser("run", help="run every phase headless through the orchestrator")
+    run.add_argument("config", help="the pipeline YAML")
+    run.add_argument(
+        "--accept-warnings",
+        action="store_true",
+        help="continue past WARN validations (exit code 3 instead of 0 at the end)",
+    )
+    run.set_defaults(func=_cmd_run)
+
+    status = sub.add_parser("status", help="show every phase and step of a pipeline")
+    status.add_argument("config", help="the pipeline YAML")
+    status.set_defaults(func=_cmd_status)
+
+    demo = sub.add_parser("demo", help="write a sample extract and config, and run it locally")
+    demo.add_argument("dir", nargs="?", default="demo", help="where to write it (default ./demo)")
+    demo.add_argument("--rows", type=int, default=500, help="customers in the sample")
+    demo.set_defaults(func=_cmd_demo)
+
+    serve = sub.add_parser("serve", help="run the MCP server")
+    serve.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.set_defaults(func=_cmd_serve)
+
     add_wf_commands(sub)
+    add_emulate_command(sub)
     return parser
 
 
@@ -54,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except ConfigError as e:
         print(f"error: config {e}", file=sys.stderr)
-    except (GenerationError, SourceError, ValueError) as e:
+    except (GenerationError, SourceError, PipelineError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -36,12 +36,20 @@ class UsageError(Exception):
     """A bad argument value (exit code 2)."""
 
 
-def _runtime(args: argparse.Namespace) -> Any:
+def _runtime(args: argparse.Namespace, create: bool = False) -> Any:
     from cdp_mcp.backends.local.runtime import LocalRuntime  # keeps `--help` fast
 
     workspace = Path(args.workspace).expanduser()
     if not workspace.is_dir():
         raise UsageError(f"workspace {workspace} is not a folder")
+    if not create and not (workspace / ".cdp_local").is_dir():
+        # Only a push starts a new local backend; anything else in the wrong folder is a typo.
+        candidates = sorted(p.parent.name for p in workspace.glob("*/.cdp_local"))
+        hint = f" (found: --workspace {candidates[0]})" if candidates else ""
+        raise UsageError(
+            f"no local backend in {workspace.resolve()}: pass --workspace, the pipeline's "
+            f"workspace folder{hint}, or push a project first"
+        )
     return LocalRuntime(workspace)
 
 
@@ -73,7 +81,7 @@ def _print_attempt(attempt: Attempt, with_session: bool = True) -> None:
 def _cmd_push(args: argparse.Namespace) -> int:
     directory = Path(args.directory).expanduser().resolve()
     project = args.project or directory.name
-    proj = _runtime(args).push(project, directory)
+    proj = _runtime(args, create=True).push(project, directory)
     print("Uploaded:")
     print(f"  id: {proj.id}")
     print(f"  name: {proj.name}")

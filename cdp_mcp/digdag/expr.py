@@ -10,10 +10,11 @@ already a date when a later key uses it).
 
 from __future__ import annotations
 
+import atexit
 import json
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -143,6 +144,16 @@ class _ContextPool:
     def __init__(self) -> None:
         self._free: list[MiniRacer] = []
         self._lock = threading.Lock()
+        # V8 runs on its own daemon threads; left to interpreter teardown, they can call
+        # back into a finalizing Python and abort the process. Close them first.
+        atexit.register(self.close_all)
+
+    def close_all(self) -> None:
+        with self._lock:
+            contexts, self._free = self._free, []
+        for ctx in contexts:
+            with suppress(Exception):
+                ctx.close()
 
     @contextmanager
     def context(self) -> Iterator[MiniRacer]:

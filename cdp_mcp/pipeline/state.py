@@ -81,6 +81,9 @@ class PhaseState(BaseModel):
     validation: dict[str, Any] | None = None
     config_hash: str | None = None
 
+    def validation_warnings(self) -> list[str]:
+        return list((self.validation or {}).get("warnings", []))
+
     def step(self, name: str) -> StepState:
         if name not in self.steps:
             self.steps[name] = StepState(name=name)
@@ -96,8 +99,10 @@ class PipelineState(BaseModel):
     backend: str
     created_at: datetime = Field(default_factory=now)
     updated_at: datetime = Field(default_factory=now)
+    run: int = 1  # a finished pipeline started again by init_pipeline is run 2, ...
     aborted: bool = False
     abort_reason: str | None = None
+    history: list[dict[str, Any]] = Field(default_factory=list)  # summaries of earlier runs
     phases: dict[Phase, PhaseState] = Field(
         default_factory=lambda: {p: PhaseState(phase=p) for p in ORDER}
     )

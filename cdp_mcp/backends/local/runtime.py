@@ -399,7 +399,16 @@ class LocalRuntime:
             child = self.attempt(child.id)
         if child.success:
             return True, f"{workflow} succeeded (attempt {child.id})"
-        return False, f"required workflow {workflow} ended in {child.status} (attempt {child.id})"
+        # Name the child's own failure, so the parent's error says what to fix.
+        causes = [
+            f"{t.full_name}: {t.error}"
+            for t in self.tasks(child.id)
+            if t.state == "error" and t.error and not t.is_group
+        ]
+        cause = f": {causes[0]}" if causes else ""
+        return False, (
+            f"required workflow {workflow} ended in {child.status} (attempt {child.id}){cause}"
+        )
 
     def reap_stale(self) -> None:
         """Attempts whose runner process is gone end as error, with the reason on a task."""

@@ -1,0 +1,20 @@
+"""The backend a pipeline config asks for."""
+
+from __future__ import annotations
+
+from cdp_mcp.backends.base import Backend
+from cdp_mcp.config import PipelineConfig
+
+
+def make_backend(cfg: PipelineConfig) -> Backend:
+    """`local` keeps its warehouse in the workspace; `treasuredata` talks to td_endpoint."""
+    if cfg.global_.backend == "treasuredata":
+        from cdp_mcp.backends.treasuredata import TreasureDataBackend
+
+        key = cfg.global_.td_api_key
+        if key is None:  # the config refuses this; kept for type narrowing
+            raise ValueError("global.td_api_key: backend treasuredata needs an API key")
+        return TreasureDataBackend(cfg.global_.td_endpoint, key)
+    from cdp_mcp.backends.local import LocalBackend
+
+    return LocalBackend(cfg.workspace)

@@ -1,0 +1,178 @@
+"""What the pipeline's operations return: the structured output of the MCP tools."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Verdict = Literal["PASS", "WARN", "FAIL"]
+
+
+class PipelineError(Exception):
+    """An operation the pipeline refuses or could not do; the message says what to do next."""
+
+
+class NextAction(BaseModel):
+    """The call the agent should make next, and why."""
+
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    why: str
+    choices: list[str] = Field(default_factory=list)  # when a person must decide
+
+
+class PhasePlan(BaseModel):
+    phase: str
+    status: str
+    project: str
+    workflows: list[str]
+    tables: list[str]
+
+
+class InitResult(BaseModel):
+    config_path: str
+    client: str
+    backend: str
+    workspace: str
+    resumed: bool
+    new_run: bool = False
+    reset_steps: list[str] = Field(default_factory=list)
+    phases: list[PhasePlan]
+    preflight: list[str] = Field(default_factory=list)
+    next_action: NextAction
+
+
+class GenerateResult(BaseModel):
+    phase: str
+    directory: str
+    files: list[str]
+    workflows: list[str]
+    secrets: list[str]
+    changed: bool
+    reset_phases: list[str] = Field(default_factory=list)
+    next_action: NextAction
+
+
+class PushResult(BaseModel):
+    phase: str
+    project: str
+    project_id: str
+    revision: str
+    attempt: int
+    next_action: NextAction
+
+
+class StartResult(BaseModel):
+    phase: str
+    workflow: str
+    session_id: str
+    attempt_id: str
+    resumed_failed_tasks: bool
+    attempt: int
+    next_action: NextAction
+
+
+class FailedTask(BaseModel):
+    name: str
+    error: str | None
+    log_tail: str
+
+
+class SessionResult(BaseModel):
+    session_id: str
+    attempt_id: str
+    phase: str | None
+    workflow: str
+    status: Literal["running", "success", "error", "killed"]
+    elapsed_seconds: float
+    tasks_total: int
+    tasks_done: int
+    tasks_by_state: dict[str, int]
+    failed_tasks: list[FailedTask] = Field(default_factory=list)
+    timed_out: bool = False
+    next_action: NextAction
+
+
+class TableCheck(BaseModel):
+    database: str
+    table: str
+    exists: bool
+    row_count: int | None
+    expected_columns: list[str]
+    missing_columns: list[str]
+    problems: list[str] = Field(default_factory=list)
+
+
+class ValidationResult(BaseModel):
+    phase: str
+    verdict: Verdict
+    accepted_warnings: bool
+    attempt: int
+    tables: list[TableCheck]
+    metrics: dict[str, Any]
+    warnings: list[str]
+    failures: list[str]
+    next_action: NextAction
+
+
+class LogsResult(BaseModel):
+    attempt_id: str
+    task: str | None
+    files: list[str]
+    offset: int
+    next_offset: int | None
+    text: str
+
+
+class QueryOutput(BaseModel):
+    columns: list[str]
+    rows: list[list[Any]]
+    row_count: int
+    truncated: bool
+
+
+class StepView(BaseModel):
+    name: str
+    status: str
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    session_id: str | None
+    attempt_id: str | None
+    last_error: str | None
+
+
+class PhaseView(BaseModel):
+    phase: str
+    status: str
+    verdict: str | None
+    project_id: str | None
+    revision: str | None
+    steps: list[StepView]
+
+
+class StatusResult(BaseModel):
+    config_path: str
+    client: str
+    backend: str
+    aborted: bool
+    run: int
+    phases: list[PhaseView]
+    next_action: NextAction
+
+
+class DecisionResult(BaseModel):
+    phase: str | None
+    status: str
+    message: str
+    report_path: str | None = None
+    next_action: NextAction
+
+
+class ReportResult(BaseModel):
+    path: str
+    html_path: str | None = None
+    complete: bool
+    markdown: str

@@ -1,0 +1,844 @@
+"""The pipeline as a state machine over phases and steps, enforcing the rules itself.
+
+Rules (not left to the prompt): a phase's generate/push/start is refused until the previous
+phase validated PASS (or WARN accepted, or was skipped); deploy, each workflow's execution
+and validate have at most MAX_ATTEMPTS attempts each; state is saved atomically after every
+change, under a file lock, so a restarted server continues where it stopped.
+
+Every method returns a pydantic model (the tool's structured output) or raises
+PipelineError with a message that says what to do next.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+
+from cdp_mcp.backends.base import Attempt, Backend, BackendError, ProjectRejectedError
+from cdp_mcp.backends.factory import make_backend
+from cdp_mcp.config import ConfigError, PipelineConfig, load_config
+from cdp_mcp.generate import GenerationError, generate
+from cdp_mcp.generate.check import check_project
+from cdp_mcp.phases import (
+    ORDER,
+    Phase,
+    expected_tables,
+    parse_phase,
+    previous,
+    project_name,
+    workflows,
+)
+from cdp_mcp.pipeline import report as report_mod
+from cdp_mcp.pipeline.models import (
+    DecisionResult,
+    FailedTask,
+    GenerateResult,
+    InitResult,
+    LogsResult,
+    PhasePlan,
+    PhaseView,
+    PipelineError,
+    PushResult,
+    QueryOutput,
+    ReportResult,
+    SessionResult,
+    StartResult,
+    StatusResult,
+    StepView,
+    ValidationResult,
+)
+from cdp_mcp.pipeline.nextstep import DONE, execute_step, next_action, out_of_attempts
+from cdp_mcp.pipeline.readonly import check_read_only
+from cdp_mcp.pipeline.schemas import phase_schemas
+from cdp_mcp.pipeline.state import (
+    MAX_ATTEMPTS,
+    PhaseState,
+    PhaseStatus,
+    PipelineState,
+    StateError,
+    StateStore,
+    StepState,
+    StepStatus,
+    now,
+)
+from cdp_mcp.pipeline.validate import validate_phase
+from cdp_mcp.sources import SourceError
+
+DEFAULT_MONITOR_DEADLINE = 2 * 3600.0  # the seed's maximum wait for one workflow
+LOG_PAGE_CHARS = 16_000
+LOG_TAIL_LINES = 15
+MAX_QUERY_ROWS = 1_000
+ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
+
+
+def config_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _files_hash(directory: Path, files: list[str]) -> str:
+    digest = hashlib.sha256()
+    for rel in sorted(files):
+        digest.update(rel.encode() + b"\0" + (directory / rel).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+class Pipeline:
+    """One pipeline (one config file); cheap to create per tool call."""
+
+    def __init__(
+        self,
+        config_path: str | Path,
+        backend: Backend | None = None,
+        monitor_deadline: float = DEFAULT_MONITOR_DEADLINE,
+    ) -> None:
+        self.config_path = Path(config_path).expanduser().resolve()
+        try:
+            self.cfg: PipelineConfig = load_config(self.config_path)
+        except ConfigError as e:
+            raise PipelineError(
+                f"{e}\nFix the config file, then call init_pipeline again."
+            ) from None
+        self.store = StateStore(self.cfg.workspace)
+        self._backend = backend
+        self.monitor_deadline = monitor_deadline
+
+    # -- plumbing --------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = make_backend(self.cfg)
+        return self._backend
+
+    def _load(self) -> PipelineState:
+        try:
+            return self.store.load()
+        except StateError as e:
+            raise PipelineError(str(e)) from None
+
+    @contextmanager
+    def _locked_state(self) -> Iterator[PipelineState]:
+        """Load, let the caller change, save: under the pipeline's lock."""
+        with self.store.locked():
+            state = self._load()
+            if state.config_path != str(self.config_path):
+                raise PipelineError(
+                    f"the workspace {self.cfg.workspace} belongs to the pipeline of "
+                    f"{state.config_path}; give this config its own global.workspace"
+                )
+            yield state
+            self.store.save(state)
+
+    def _check_runnable(self, state: PipelineState) -> None:
+        if state.aborted:
+            raise PipelineError(
+                "the pipeline was aborted; call final_report for where it stopped, or "
+                "init_pipeline to start a new run"
+            )
+        if state.config_hash != config_hash(self.config_path):
+            raise PipelineError(
+                f"{self.config_path.name} changed since init_pipeline read it; call "
+                "init_pipeline again so the plan and budgets match the file"
+            )
+
+    def _gate(self, state: PipelineState, phase: Phase) -> None:
+        """Refuse work on a phase until the phase before it is done."""
+        self._check_runnable(state)
+        prev = previous(phase)
+        if prev is None:
+            return
+        ps = state.phase(prev)
+        if ps.status not in DONE:
+            hint = {
+                PhaseStatus.WARNED: f"validate_tables(config_path, '{prev.value}', "
+                "accept_warnings=true) if a person accepts the warnings",
+                PhaseStatus.FAILED: f"fix {prev.value}, or skip_phase(config_path, "
+                f"'{prev.value}', confirm=true)",
+            }.get(ps.status, f"finish {prev.value}: generate, push, run, then validate_tables")
+            raise PipelineError(
+                f"{phase.value} is locked: {prev.value} has not validated PASS "
+                f"(status: {ps.status.value}). Next: {hint}."
+            )
+
+    @staticmethod
+    def _begin(step: StepState, what: str) -> None:
+        """Count an attempt, refusing the one past the budget."""
+        if out_of_attempts(step):
+            raise PipelineError(
+                f"{what} already failed {step.attempts} times (the limit is {MAX_ATTEMPTS}); "
+                f"last error: {step.last_error or 'unknown'}. Choices: fix the config and "
+                "call init_pipeline, skip_phase(config_path, phase, confirm=true), or "
+                "abort_pipeline(config_path)."
+            )
+        step.attempts += 1
+        step.status = StepStatus.RUNNING
+        step.started_at, step.finished_at, step.last_error = now(), None, None
+
+    @staticmethod
+    def _finish(step: StepState, ok: bool, error: str | None = None) -> None:
+        step.status = StepStatus.SUCCEEDED if ok else StepStatus.FAILED
+        step.finished_at = now()
+        step.last_error = error
+
+    def _reset_from(self, state: PipelineState, phase: Phase) -> list[str]:
+        """Forget `phase` and every later phase (a new project invalidates what follows)."""
+        reset = []
+        for p in ORDER[ORDER.index(phase) :]:
+            ps = state.phase(p)
+            if ps.steps or ps.status is not PhaseStatus.PENDING:
+                reset.append(p.value)
+            state.phases[p] = PhaseState(phase=p)
+        return reset
+
+    # -- init --------------------------------------------------------------------------
+    async def init(self) -> InitResult:
+        chash = config_hash(self.config_path)
+        preflight = await self._preflight()
+        with self.store.locked():
+            resumed, new_run, reset_steps = self.store.exists(), False, []
+            if resumed:
+                state = self._load()
+                if state.config_path != str(self.config_path):
+                    raise PipelineError(
+                        f"the workspace {self.cfg.workspace} holds the pipeline of "
+                        f"{state.config_path}; give this config its own global.workspace"
+                    )
+                finished = state.aborted or all(state.phase(p).status in DONE for p in ORDER)
+                if finished:
+                    state = self._new_run(state, chash)
+                    new_run = True
+                elif state.config_hash != chash:
+                    reset_steps = self._config_changed(state)
+                state.config_hash = chash
+            else:
+                state = PipelineState(
+                    config_path=str(self.config_path),
+                    config_hash=chash,
+                    client=self.cfg.client,
+                    backend=self.cfg.global_.backend,
+                )
+            state.backend = self.cfg.global_.backend
+            self.store.save(state)
+        return InitResult(
+            config_path=str(self.config_path),
+            client=self.cfg.client,
+            backend=self.cfg.global_.backend,
+            workspace=str(self.cfg.workspace),
+            resumed=resumed and not new_run,
+            new_run=new_run,
+            reset_steps=reset_steps,
+            phases=self._plan(state),
+            preflight=preflight,
+            next_action=next_action(self.cfg, state),
+        )
+
+    def _new_run(self, old: PipelineState, chash: str) -> PipelineState:
+        summary = {
+            "run": old.run,
+            "aborted": old.aborted,
+            "finished_at": old.updated_at.isoformat(),
+            "phases": {p.value: old.phase(p).status.value for p in ORDER},
+        }
+        return PipelineState(
+            config_path=old.config_path,
+            config_hash=chash,
+            client=self.cfg.client,
+            backend=self.cfg.global_.backend,
+            run=old.run + 1,
+            history=[*old.history, summary],
+        )
+
+    def _config_changed(self, state: PipelineState) -> list[str]:
+        """A fixed config re-opens the budgets of the steps that ran out or failed."""
+        reset = []
+        for p in ORDER:
+            ps = state.phase(p)
+            if ps.status is PhaseStatus.FAILED:
+                ps.status = PhaseStatus.IN_PROGRESS
+            for step in ps.steps.values():
+                if step.status in (StepStatus.FAILED, StepStatus.TIMED_OUT) or out_of_attempts(
+                    step
+                ):
+                    step.attempts, step.status = 0, StepStatus.PENDING
+                    reset.append(f"{p.value}.{step.name}")
+        return reset
+
+    async def _preflight(self) -> list[str]:
+        """What was checked before anything is generated, in words a person reads."""
+        notes = []
+        if self.cfg.ingestion.connector == "file" and self.cfg.source_dir is not None:
+            try:
+                schemas = phase_schemas_from_files(self.cfg)
+            except SourceError as e:
+                raise PipelineError(f"ingestion.source_path: {e}") from None
+            notes.append(
+                f"source files readable: {', '.join(self.cfg.ingestion.objects)} "
+                f"({sum(1 for k in schemas if k.endswith('_hist'))} objects)"
+            )
+        if self.cfg.global_.backend == "treasuredata":
+            notes.extend(await self._td_preflight())
+        else:
+            notes.append(f"local backend: warehouse in {self.cfg.workspace / '.cdp_local'}")
+        return notes
+
+    async def _td_preflight(self) -> list[str]:
+        try:
+            dbs = set(await self.backend.databases())
+        except BackendError as e:
+            raise PipelineError(f"Treasure Data preflight failed: {e}") from None
+        wanted = [self.cfg.src_db, self.cfg.stg_db, self.cfg.config_db]
+        missing = [d for d in wanted if d not in dbs]
+        notes = [f"API key accepted by {self.cfg.global_.td_endpoint}"]
+        if missing:
+            notes.append(
+                f"databases to be created by the workflows: {', '.join(missing)} "
+                "(the key needs permission to create databases)"
+            )
+        else:
+            notes.append(f"databases exist: {', '.join(wanted)}")
+        return notes
+
+    def _plan(self, state: PipelineState) -> list[PhasePlan]:
+        try:
+            schemas = phase_schemas_from_files(self.cfg)
+        except SourceError:
+            schemas = {}
+        plans = []
+        for p in ORDER:
+            try:
+                tables = [t.qualified for t in expected_tables(self.cfg, p, schemas)]
+            except (ConfigError, GenerationError):
+                tables = []  # unification tables are known once staging columns are
+            plans.append(
+                PhasePlan(
+                    phase=p.value,
+                    status=state.phase(p).status.value,
+                    project=project_name(self.cfg, p),
+                    workflows=workflows(self.cfg, p),
+                    tables=tables,
+                )
+            )
+        return plans
+
+    # -- generate / push ---------------------------------------------------------------
+    async def generate_phase(self, phase_name: str) -> GenerateResult:
+        phase = self._phase(phase_name)
+        schemas = await phase_schemas(self.cfg, self.backend, phase)
+        with self._locked_state() as state:
+            self._gate(state, phase)
+            ps = state.phase(phase)
+            for step in ps.steps.values():
+                if out_of_attempts(step):
+                    raise PipelineError(
+                        f"{phase.value}: step {step.name} is out of attempts; regenerating the "
+                        "same config would not change that. Fix the config and call "
+                        "init_pipeline, or skip_phase / abort_pipeline."
+                    )
+            try:
+                project = generate(self.cfg, phase, schemas)
+            except (GenerationError, ConfigError, SourceError) as e:
+                raise PipelineError(f"generating {phase.value} failed: {e}") from None
+            problems = check_project(project.directory)
+            if problems:
+                listing = "\n".join(f"- {p}" for p in problems[:20])
+                raise PipelineError(
+                    f"the generated {phase.value} project failed its structural check:\n{listing}"
+                )
+            fhash = _files_hash(project.directory, project.files)
+            changed = ps.config_hash != fhash
+            reset: list[str] = []
+            if changed:
+                reset = [p for p in self._reset_from(state, phase) if p != phase.value]
+                ps = state.phase(phase)
+            ps.config_hash = fhash
+            ps.status = PhaseStatus.IN_PROGRESS
+            ps.files, ps.workflows, ps.secrets = project.files, project.workflows, project.secrets
+            gen = ps.step("generate")
+            gen.attempts += 1
+            self._finish(gen, True)
+            gen.details = {"directory": str(project.directory)}
+            action = next_action(self.cfg, state)
+        return GenerateResult(
+            phase=phase.value,
+            directory=str(project.directory),
+            files=project.files,
+            workflows=project.workflows,
+            secrets=project.secrets,
+            changed=changed,
+            reset_phases=reset,
+            next_action=action,
+        )
+
+    async def push_project(self, phase_name: str) -> PushResult:
+        phase = self._phase(phase_name)
+        with self._locked_state() as state:
+            self._gate(state, phase)
+            ps = state.phase(phase)
+            gen = ps.steps.get("generate")
+            if gen is None or gen.status is not StepStatus.SUCCEEDED:
+                raise PipelineError(
+                    f"generate {phase.value} first: generate_phase(config_path, '{phase.value}')"
+                )
+            step = ps.step("deploy")
+            self._begin(step, f"deploying {phase.value}")
+        name = project_name(self.cfg, phase)
+        directory = self.cfg.workspace / phase.value
+        error: str | None = None
+        project = None
+        try:
+            project = await self.backend.push(name, directory)
+        except ProjectRejectedError as e:
+            where = f" ({e.file}:{e.line})" if e.file else ""
+            error = f"the project was rejected{where}: {e}"
+        except BackendError as e:
+            error = f"push failed: {e}"
+        with self._locked_state() as state:
+            ps = state.phase(phase)
+            step = ps.step("deploy")
+            self._finish(step, project is not None, error)
+            if project is not None:
+                ps.project_id, ps.revision = project.id, project.revision
+                # A new revision means the workflows run anew.
+                for wf in workflows(self.cfg, phase):
+                    ex = ps.steps.get(execute_step(wf))
+                    if ex is not None and ex.details.get("revision") != project.revision:
+                        ps.steps[execute_step(wf)] = StepState(name=execute_step(wf))
+            action = next_action(self.cfg, state)
+            attempts = step.attempts
+        if project is None:
+            raise PipelineError(
+                f"{error}. Attempt {attempts} of {MAX_ATTEMPTS}. Fix the cause (regenerate after a "
+                "config change) and call push_project again, or skip/abort."
+            )
+        return PushResult(
+            phase=phase.value,
+            project=name,
+            project_id=project.id,
+            revision=project.revision,
+            attempt=attempts,
+            next_action=action,
+        )
+
+    # -- execute / monitor -------------------------------------------------------------
+    async def start_workflow(self, phase_name: str, workflow: str | None = None) -> StartResult:
+        phase = self._phase(phase_name)
+        names = workflows(self.cfg, phase)
+        with self._locked_state() as state:
+            self._gate(state, phase)
+            ps = state.phase(phase)
+            deploy = ps.steps.get("deploy")
+            if deploy is None or deploy.status is not StepStatus.SUCCEEDED:
+                raise PipelineError(
+                    f"deploy {phase.value} first: push_project(config_path, '{phase.value}')"
+                )
+            wf = workflow or self._next_workflow(ps, names)
+            if wf not in names:
+                raise PipelineError(
+                    f"{phase.value} has no workflow {wf!r}; its workflows, in run order: {', '.join(names)}"
+                )
+            earlier = names[: names.index(wf)]
+            pending = [
+                w for w in earlier if ps.step(execute_step(w)).status is not StepStatus.SUCCEEDED
+            ]
+            if pending:
+                raise PipelineError(
+                    f"run {', '.join(pending)} before {wf} (workflows run in order: {', '.join(names)})"
+                )
+            step = ps.step(execute_step(wf))
+            if step.status is StepStatus.RUNNING:
+                raise PipelineError(
+                    f"{wf} is already running (attempt {step.attempt_id}); call "
+                    f"get_session(config_path, '{step.session_id}', wait_seconds=60)"
+                )
+            if step.status is StepStatus.SUCCEEDED:
+                raise PipelineError(
+                    f"{wf} already succeeded in this run; to run the phase again, call "
+                    f"generate_phase(config_path, '{phase.value}') after changing the config, or "
+                    "init_pipeline once the pipeline is finished to start a new run"
+                )
+            resume_from = (
+                step.attempt_id
+                if step.status in (StepStatus.FAILED, StepStatus.TIMED_OUT)
+                else None
+            )
+            self._begin(step, f"running {wf}")
+            revision = ps.revision
+        try:
+            if resume_from is not None:
+                attempt = await self.backend.retry(resume_from, resume_failed=True)
+            else:
+                attempt = await self.backend.start(
+                    project_name(self.cfg, phase), wf, session_time=now().replace(microsecond=0)
+                )
+        except BackendError as e:
+            with self._locked_state() as state:
+                self._finish(state.phase(phase).step(execute_step(wf)), False, f"start failed: {e}")
+            raise PipelineError(f"starting {wf} failed: {e}") from None
+        with self._locked_state() as state:
+            step = state.phase(phase).step(execute_step(wf))
+            step.session_id, step.attempt_id = attempt.session_id, attempt.id
+            step.details = {"revision": revision, "started_by": "retry" if resume_from else "start"}
+            attempts = step.attempts
+            action = next_action(self.cfg, state)
+        return StartResult(
+            phase=phase.value,
+            workflow=wf,
+            session_id=attempt.session_id,
+            attempt_id=attempt.id,
+            resumed_failed_tasks=resume_from is not None,
+            attempt=attempts,
+            next_action=action,
+        )
+
+    @staticmethod
+    def _next_workflow(ps: PhaseState, names: list[str]) -> str:
+        for wf in names:
+            if ps.step(execute_step(wf)).status is not StepStatus.SUCCEEDED:
+                return wf
+        raise PipelineError(
+            f"every workflow of {ps.phase.value} already succeeded; next: "
+            f"validate_tables(config_path, '{ps.phase.value}')"
+        )
+
+    def _find_step(self, state: PipelineState, session_id: str | None) -> tuple[Phase, StepState]:
+        candidates = [
+            (p, s)
+            for p in ORDER
+            for s in state.phase(p).steps.values()
+            if s.name.startswith("execute:") and s.session_id
+        ]
+        if session_id is not None:
+            for p, s in candidates:
+                if s.session_id == session_id:
+                    return p, s
+            raise PipelineError(
+                f"session {session_id} is not one of this pipeline's; pipeline_status lists them"
+            )
+        running = [c for c in candidates if c[1].status is StepStatus.RUNNING]
+        pool = running or candidates
+        if not pool:
+            raise PipelineError("no workflow was started yet; start_workflow first")
+        return max(pool, key=lambda c: c[1].started_at or datetime.min.replace(tzinfo=UTC))
+
+    async def get_session(
+        self,
+        session_id: str | None = None,
+        wait_seconds: float = 0,
+        progress: ProgressFn | None = None,
+    ) -> SessionResult:
+        with self.store.locked():
+            state = self._load()
+            phase, step = self._find_step(state, session_id)
+        assert step.attempt_id is not None and step.session_id is not None
+        wait_seconds = max(0.0, min(float(wait_seconds), 600.0))
+        deadline = anyio.current_time() + wait_seconds
+        while True:
+            attempt, tasks = await self._attempt_and_tasks(step.attempt_id)
+            if progress is not None:
+                done = sum(
+                    1 for t in tasks if t.state in ("success", "error", "group_error", "canceled")
+                )
+                elapsed = (now() - (step.started_at or now())).total_seconds()
+                await progress(
+                    done,
+                    len(tasks) or None,
+                    f"{attempt.workflow}: {done}/{len(tasks)} tasks, {elapsed:.0f}s",
+                )
+            if attempt.done or anyio.current_time() >= deadline:
+                break
+            await anyio.sleep(min(1.0, max(0.05, deadline - anyio.current_time())))
+        return await self._record_session(phase, step.name, attempt, tasks)
+
+    async def _attempt_and_tasks(self, attempt_id: str) -> tuple[Attempt, list]:
+        try:
+            return await self.backend.attempt(attempt_id), await self.backend.tasks(attempt_id)
+        except BackendError as e:
+            raise PipelineError(f"reading attempt {attempt_id} failed: {e}") from None
+
+    async def _record_session(
+        self, phase: Phase, step_name: str, attempt: Attempt, tasks: list
+    ) -> SessionResult:
+        failed = [t for t in tasks if t.state in ("error",) and not t.is_group]
+        failed_out = [
+            FailedTask(
+                name=t.full_name,
+                error=t.error,
+                log_tail=await self._log_tail(attempt.id, t.full_name),
+            )
+            for t in failed[:5]
+        ]
+        by_state: dict[str, int] = {}
+        for t in tasks:
+            by_state[t.state] = by_state.get(t.state, 0) + 1
+        timed_out = False
+        with self._locked_state() as state:
+            step = state.phase(phase).step(step_name)
+            if step.attempt_id == attempt.id and step.status is StepStatus.RUNNING:
+                if attempt.done:
+                    errors = (
+                        "; ".join(f"{t.full_name}: {t.error}" for t in failed[:3]) or attempt.status
+                    )
+                    self._finish(
+                        step, attempt.status == "success", None if attempt.success else errors
+                    )
+                elif (
+                    step.started_at
+                    and (now() - step.started_at).total_seconds() > self.monitor_deadline
+                ):
+                    step.status, step.finished_at = StepStatus.TIMED_OUT, now()
+                    step.last_error = f"still running after {self.monitor_deadline / 3600:.1f} h (the monitor deadline)"
+                    timed_out = True
+            timed_out = timed_out or step.status is StepStatus.TIMED_OUT
+            action = next_action(self.cfg, state)
+        started = step.started_at or attempt.created_at
+        end = attempt.finished_at or now()
+        return SessionResult(
+            session_id=attempt.session_id,
+            attempt_id=attempt.id,
+            phase=phase.value,
+            workflow=attempt.workflow,
+            status=attempt.status,
+            elapsed_seconds=round((end - started).total_seconds(), 1),
+            tasks_total=len(tasks),
+            tasks_done=sum(
+                1 for t in tasks if t.state in ("success", "error", "group_error", "canceled")
+            ),
+            tasks_by_state=by_state,
+            failed_tasks=failed_out,
+            timed_out=timed_out,
+            next_action=action,
+        )
+
+    async def _log_tail(self, attempt_id: str, task: str) -> str:
+        try:
+            files = await self.backend.log_files(attempt_id, task)
+            own = [f for f in files if f.task_name == task] or files
+            if not own:
+                return ""
+            text = await self.backend.read_log(attempt_id, own[-1].file_name)
+        except BackendError:
+            return ""
+        return "\n".join(text.rstrip().splitlines()[-LOG_TAIL_LINES:])
+
+    async def get_logs(
+        self, attempt_id: str, task: str | None = None, offset: int = 0
+    ) -> LogsResult:
+        try:
+            files = await self.backend.log_files(attempt_id, task)
+            texts = [await self.backend.read_log(attempt_id, f.file_name) for f in files]
+        except BackendError as e:
+            raise PipelineError(f"reading logs of attempt {attempt_id} failed: {e}") from None
+        full = "".join(texts)
+        offset = max(0, offset)
+        page = full[offset : offset + LOG_PAGE_CHARS]
+        end = offset + len(page)
+        return LogsResult(
+            attempt_id=attempt_id,
+            task=task,
+            files=[f.file_name for f in files],
+            offset=offset,
+            next_offset=end if end < len(full) else None,
+            text=page,
+        )
+
+    # -- validate ----------------------------------------------------------------------
+    async def validate_tables(
+        self, phase_name: str, accept_warnings: bool = False
+    ) -> ValidationResult:
+        phase = self._phase(phase_name)
+        with self._locked_state() as state:
+            self._gate(state, phase)
+            ps = state.phase(phase)
+            not_run = [
+                wf
+                for wf in workflows(self.cfg, phase)
+                if ps.step(execute_step(wf)).status is not StepStatus.SUCCEEDED
+            ]
+            if not_run:
+                raise PipelineError(
+                    f"{phase.value} cannot be validated before its workflows succeed; not yet: "
+                    f"{', '.join(not_run)}. Next: start_workflow(config_path, '{phase.value}')"
+                )
+            # Accepting the warnings of the validation already done is a decision, not a new attempt.
+            if accept_warnings and ps.status is PhaseStatus.WARNED:
+                ps.status = PhaseStatus.ACCEPTED
+                ps.step("validate").details["accepted_warnings"] = True
+                return self._validation_result(state, ps, accepted=True)
+            self._begin(ps.step("validate"), f"validating {phase.value}")
+        try:
+            schemas = await phase_schemas(self.cfg, self.backend, phase, for_validation=True)
+            findings = await validate_phase(self.cfg, phase, self.backend, schemas)
+        except (BackendError, ConfigError) as e:
+            with self._locked_state() as state:
+                self._finish(state.phase(phase).step("validate"), False, str(e))
+            raise PipelineError(f"validating {phase.value} failed: {e}") from None
+        with self._locked_state() as state:
+            ps = state.phase(phase)
+            step = ps.step("validate")
+            verdict = findings.verdict
+            ps.verdict = verdict
+            ps.validation = findings.model_dump(mode="json")
+            if verdict == "PASS":
+                ps.status = PhaseStatus.PASSED
+                self._finish(step, True)
+            elif verdict == "WARN":
+                ps.status = PhaseStatus.ACCEPTED if accept_warnings else PhaseStatus.WARNED
+                self._finish(step, True)
+                step.details["accepted_warnings"] = accept_warnings
+            else:
+                ps.status = (
+                    PhaseStatus.FAILED if out_of_attempts_after(step) else PhaseStatus.IN_PROGRESS
+                )
+                self._finish(step, False, "; ".join(findings.failures[:3]))
+            return self._validation_result(
+                state, ps, accepted=accept_warnings and verdict == "WARN"
+            )
+
+    def _validation_result(
+        self, state: PipelineState, ps: PhaseState, accepted: bool
+    ) -> ValidationResult:
+        v = ps.validation or {}
+        return ValidationResult(
+            phase=ps.phase.value,
+            verdict=ps.verdict or "FAIL",  # type: ignore[arg-type]
+            accepted_warnings=accepted,
+            attempt=ps.step("validate").attempts,
+            tables=v.get("tables", []),
+            metrics=v.get("metrics", {}),
+            warnings=v.get("warnings", []),
+            failures=v.get("failures", []),
+            next_action=next_action(self.cfg, state),
+        )
+
+    # -- query / status ----------------------------------------------------------------
+    async def query(self, sql: str, limit: int = 100) -> QueryOutput:
+        check_read_only(sql)
+        limit = max(1, min(int(limit), MAX_QUERY_ROWS))
+        try:
+            result = await self.backend.query(sql, self.cfg.src_db, limit=limit)
+        except BackendError as e:
+            raise PipelineError(f"the query failed: {e}") from None
+        rows = [list(r) for r in result.rows]
+        return QueryOutput(
+            columns=result.columns, rows=rows, row_count=len(rows), truncated=result.truncated
+        )
+
+    def status(self) -> StatusResult:
+        with self.store.locked():
+            state = self._load()
+        phases = [
+            PhaseView(
+                phase=p.value,
+                status=state.phase(p).status.value,
+                verdict=state.phase(p).verdict,
+                project_id=state.phase(p).project_id,
+                revision=state.phase(p).revision,
+                steps=[
+                    StepView(
+                        name=s.name,
+                        status=s.status.value,
+                        attempts=s.attempts,
+                        started_at=s.started_at,
+                        finished_at=s.finished_at,
+                        session_id=s.session_id,
+                        attempt_id=s.attempt_id,
+                        last_error=s.last_error,
+                    )
+                    for s in state.phase(p).steps.values()
+                ],
+            )
+            for p in ORDER
+        ]
+        return StatusResult(
+            config_path=state.config_path,
+            client=state.client,
+            backend=state.backend,
+            aborted=state.aborted,
+            run=state.run,
+            phases=phases,
+            next_action=next_action(self.cfg, state),
+        )
+
+    def state(self) -> PipelineState:
+        with self.store.locked():
+            return self._load()
+
+    # -- decisions ---------------------------------------------------------------------
+    async def skip_phase(self, phase_name: str, confirm: bool) -> DecisionResult:
+        phase = self._phase(phase_name)
+        if not confirm:
+            raise PipelineError(
+                f"skipping {phase.value} needs confirm=true: later phases will run on whatever "
+                f"{phase.value} left behind (possibly nothing). Ask the person first."
+            )
+        with self._locked_state() as state:
+            self._check_runnable(state)
+            ps = state.phase(phase)
+            ps.status = PhaseStatus.SKIPPED
+            action = next_action(self.cfg, state)
+        return DecisionResult(
+            phase=phase.value,
+            status="skipped",
+            message=f"{phase.value} skipped",
+            next_action=action,
+        )
+
+    async def abort(self, reason: str = "aborted by request") -> DecisionResult:
+        with self._locked_state() as state:
+            running = [
+                s.attempt_id
+                for p in ORDER
+                for s in state.phase(p).steps.values()
+                if s.status is StepStatus.RUNNING and s.attempt_id
+            ]
+            state.aborted, state.abort_reason = True, reason
+        killed = []
+        for attempt_id in running:
+            try:
+                await self.backend.kill(attempt_id)
+                killed.append(attempt_id)
+            except BackendError:
+                pass  # already finished
+        report = await self.final_report()
+        with self._locked_state() as state:
+            action = next_action(self.cfg, state)
+        note = f"; killed attempts {', '.join(killed)}" if killed else ""
+        return DecisionResult(
+            phase=None,
+            status="aborted",
+            message=f"pipeline aborted{note}; partial report at {report.path}",
+            report_path=report.path,
+            next_action=action,
+        )
+
+    async def final_report(self) -> ReportResult:
+        with self.store.locked():
+            state = self._load()
+        return report_mod.write_report(self.cfg, state)
+
+    # -- helpers -----------------------------------------------------------------------
+    @staticmethod
+    def _phase(name: str) -> Phase:
+        try:
+            return parse_phase(name)
+        except ValueError as e:
+            raise PipelineError(str(e)) from None
+
+
+def out_of_attempts_after(step: StepState) -> bool:
+    return step.attempts >= MAX_ATTEMPTS
+
+
+def phase_schemas_from_files(cfg: PipelineConfig) -> dict:
+    from cdp_mcp.generate.schemas import predicted_schemas
+
+    return predicted_schemas(cfg)
+
+
+def state_json(state: PipelineState) -> str:
+    return json.dumps(state.model_dump(mode="json"), indent=2)

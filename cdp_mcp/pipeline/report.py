@@ -1,0 +1,143 @@
+"""The pipeline report: what ran, what each phase produced and validated, where it stopped.
+
+Written from the state alone (no backend calls), so an aborted or half-done pipeline still
+gets a truthful report. Never contains the API key: the config summary lists names only.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from cdp_mcp.config import PipelineConfig
+from cdp_mcp.phases import ORDER, project_name
+from cdp_mcp.pipeline.models import ReportResult
+from cdp_mcp.pipeline.nextstep import DONE, next_action
+from cdp_mcp.pipeline.state import PhaseState, PipelineState
+
+REPORT_NAME = "cdp_report.md"
+
+
+def report_path(cfg: PipelineConfig) -> Path:
+    return cfg.workspace / "reports" / REPORT_NAME
+
+
+def _fmt_time(value: object) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if hasattr(value, "strftime") else "-"
+
+
+def _duration(ps: PhaseState) -> str:
+    starts = [s.started_at for s in ps.steps.values() if s.started_at]
+    ends = [s.finished_at for s in ps.steps.values() if s.finished_at]
+    if not starts or not ends:
+        return "-"
+    return f"{(max(ends) - min(starts)).total_seconds():.1f} s"
+
+
+def _config_section(cfg: PipelineConfig) -> list[str]:
+    u = cfg.unification
+    return [
+        "## Configuration",
+        "",
+        f"- client `{cfg.client}`, backend `{cfg.global_.backend}`, workspace `{cfg.workspace}`",
+        f"- source `{cfg.source}` via connector `{cfg.ingestion.connector}`: "
+        f"{', '.join(cfg.ingestion.objects)} (mode {cfg.ingestion.mode}, incremental field "
+        f"`{cfg.ingestion.incremental_field}`, from {cfg.ingestion.start_date})",
+        f"- databases: `{cfg.src_db}`, `{cfg.stg_db}`, `{cfg.config_db}`, `{cfg.unif_db}`",
+        f"- staging engine {cfg.staging.engine}; unification `{u.name}` with {u.id_method} "
+        f"`{u.id_name}`, {u.update_strategy}, merge_iterations {u.merge_iterations}",
+        "",
+    ]
+
+
+def _phase_section(cfg: PipelineConfig, ps: PhaseState) -> list[str]:
+    lines = [
+        f"### {ps.phase.value}",
+        "",
+        f"Status **{ps.status.value}**, verdict {ps.verdict or '-'}, project "
+        f"`{project_name(cfg, ps.phase)}` (id {ps.project_id or '-'}, revision {ps.revision or '-'}), "
+        f"time {_duration(ps)}.",
+        "",
+    ]
+    if ps.steps:
+        lines += [
+            "| step | status | attempts | session | attempt | finished | error |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for s in ps.steps.values():
+            err = (s.last_error or "").replace("|", "\\|").replace("\n", " ")[:200]
+            lines.append(
+                f"| {s.name} | {s.status.value} | {s.attempts} | {s.session_id or ''} | "
+                f"{s.attempt_id or ''} | {_fmt_time(s.finished_at)} | {err} |"
+            )
+        lines.append("")
+    v = ps.validation or {}
+    tables = v.get("tables") or []
+    if tables:
+        lines += ["| table | rows | missing columns |", "|---|---|---|"]
+        for t in tables:
+            rows = "-" if t.get("row_count") is None else f"{t['row_count']:,}"
+            missing = ", ".join(t.get("missing_columns") or []) or (
+                "does not exist" if not t.get("exists") else ""
+            )
+            lines.append(f"| {t['database']}.{t['table']} | {rows} | {missing} |")
+        lines.append("")
+    for title, key in (("Failures", "failures"), ("Warnings", "warnings")):
+        items = v.get(key) or []
+        if items:
+            lines += [f"{title}:", "", *[f"- {i}" for i in items], ""]
+    metrics = v.get("metrics") or {}
+    if metrics:
+        lines += ["Metrics:", "", "```", *_metric_lines(metrics), "```", ""]
+    return lines
+
+
+def _metric_lines(metrics: dict[str, object], indent: str = "") -> list[str]:
+    out = []
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out.append(f"{indent}{key}:")
+            out.extend(_metric_lines(value, indent + "  "))
+        else:
+            out.append(f"{indent}{key}: {value}")
+    return out
+
+
+def render_markdown(cfg: PipelineConfig, state: PipelineState) -> tuple[str, bool]:
+    complete = not state.aborted and all(state.phase(p).status in DONE for p in ORDER)
+    lines = [
+        f"# CDP pipeline report: {cfg.client}",
+        "",
+        f"Config `{state.config_path}`, run {state.run}, started {_fmt_time(state.created_at)}, "
+        f"last change {_fmt_time(state.updated_at)}.",
+        "",
+    ]
+    if state.aborted:
+        stopped = next(
+            (p.value for p in ORDER if state.phase(p).status not in DONE), "after the last phase"
+        )
+        lines += [f"**Aborted** ({state.abort_reason}); stopped at phase **{stopped}**.", ""]
+    elif not complete:
+        stopped = next(p.value for p in ORDER if state.phase(p).status not in DONE)
+        lines += [f"**Partial report**: the pipeline is at phase **{stopped}**.", ""]
+    else:
+        lines += ["**Complete**: every phase validated (or was skipped by decision).", ""]
+    lines += _config_section(cfg)
+    lines += ["## Phases", ""]
+    for p in ORDER:
+        lines += _phase_section(cfg, state.phase(p))
+    action = next_action(cfg, state)
+    lines += ["## Next step", "", f"`{action.tool}` {action.arguments}: {action.why}", ""]
+    return "\n".join(lines), complete
+
+
+def write_report(cfg: PipelineConfig, state: PipelineState) -> ReportResult:
+    text, complete = render_markdown(cfg, state)
+    path = report_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".report-", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    return ReportResult(path=str(path), complete=complete, markdown=text)

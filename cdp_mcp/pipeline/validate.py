@@ -1,0 +1,283 @@
+"""The validate step: do the phase's tables exist with the right columns, and do the numbers
+add up. Every check runs through the backend (table list + Presto SQL), so it means the same
+on the embedded backend and on Treasure Data.
+
+Verdict: FAIL when a table is missing, lacks an expected column, or a number is impossible
+(rows lost between phases, duplicate keys after dedup); WARN when something needs a person's
+eye (an empty table, a value joining too many people); PASS otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from cdp_mcp.backends.base import Backend, BackendError, TableInfo
+from cdp_mcp.config import PipelineConfig
+from cdp_mcp.phases import ExpectedTable, Phase, expected_tables
+from cdp_mcp.pipeline.models import TableCheck, Verdict
+from cdp_mcp.schema import SchemaMap
+from cdp_mcp.sources import quote_ident, sql_string
+from cdp_mcp.staging_rules import column_kind
+
+
+class Findings(BaseModel):
+    tables: list[TableCheck]
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+    failures: list[str] = Field(default_factory=list)
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.failures:
+            return "FAIL"
+        return "WARN" if self.warnings else "PASS"
+
+
+def _q(db: str, table: str) -> str:
+    return f"{quote_ident(db)}.{quote_ident(table)}"
+
+
+async def _scalar(backend: Backend, sql: str, db: str) -> Any:
+    result = await backend.query(sql, db)
+    return result.rows[0][0] if result.rows else None
+
+
+class _Catalog:
+    """Table lists per database, fetched once per validation."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._dbs: dict[str, dict[str, TableInfo]] = {}
+
+    async def table(self, db: str, name: str) -> TableInfo | None:
+        if db not in self._dbs:
+            try:
+                infos = await self.backend.tables(db)
+            except BackendError:
+                infos = []  # a missing database means missing tables
+            self._dbs[db] = {t.name: t for t in infos}
+        return self._dbs[db].get(name)
+
+
+async def check_tables(catalog: _Catalog, expected: list[ExpectedTable]) -> list[TableCheck]:
+    checks = []
+    for exp_table in expected:
+        info = await catalog.table(exp_table.database, exp_table.table)
+        present = {c.name for c in info.columns} if info else set()
+        missing = [c for c in exp_table.columns if c not in present] if info else []
+        problems = []
+        if info is None:
+            problems.append("table does not exist")
+        elif missing:
+            problems.append(f"missing columns: {', '.join(missing)}")
+        elif info.count == 0:
+            problems.append("table is empty")
+        checks.append(
+            TableCheck(
+                database=exp_table.database,
+                table=exp_table.table,
+                exists=info is not None,
+                row_count=info.count if info else None,
+                expected_columns=exp_table.columns,
+                missing_columns=missing,
+                problems=problems,
+            )
+        )
+    return checks
+
+
+async def validate_phase(
+    cfg: PipelineConfig, phase: Phase, backend: Backend, schemas: SchemaMap
+) -> Findings:
+    catalog = _Catalog(backend)
+    checks = await check_tables(catalog, expected_tables(cfg, phase, schemas))
+    findings = Findings(tables=checks)
+    for c in checks:
+        name = f"{c.database}.{c.table}"
+        if not c.exists:
+            findings.failures.append(f"{name} does not exist")
+        elif c.missing_columns:
+            findings.failures.append(f"{name} lacks columns: {', '.join(c.missing_columns)}")
+        elif c.row_count == 0 and phase is not Phase.INGESTION and c.table != "inc_log":
+            # (an ingestion table may be empty: the other mode may hold the object's rows)
+            findings.warnings.append(f"{name} is empty")
+    if findings.failures:
+        return findings  # numbers over missing tables would only repeat the failures
+    metric = {
+        Phase.INGESTION: _ingestion_metrics,
+        Phase.HIST_UNION: _hist_union_metrics,
+        Phase.STAGING: _staging_metrics,
+        Phase.UNIFICATION: _unification_metrics,
+    }[phase]
+    await metric(cfg, backend, catalog, schemas, findings)
+    return findings
+
+
+async def _count(catalog: _Catalog, db: str, table: str) -> int:
+    info = await catalog.table(db, table)
+    return info.count if info else 0
+
+
+async def _ingestion_metrics(
+    cfg: PipelineConfig, backend: Backend, catalog: _Catalog, _: SchemaMap, f: Findings
+) -> None:
+    rows = {}
+    for obj in cfg.ingestion.objects:
+        t = f"{cfg.source}_{obj}"
+        rows[obj] = {
+            "historical": await _count(catalog, cfg.src_db, f"{t}_hist"),
+            "incremental": await _count(catalog, cfg.src_db, t),
+        }
+    f.metrics["rows_loaded"] = rows
+    for obj, counts in rows.items():
+        if counts["historical"] + counts["incremental"] == 0:
+            f.warnings.append(f"no rows of {obj} were loaded (check start_date and the source)")
+    # The latest log row per object says whether its last load worked.
+    result = await backend.query(
+        "SELECT object_name, mode, status, message FROM ("
+        "SELECT object_name, mode, status, message, row_number() OVER "
+        "(PARTITION BY object_name, mode ORDER BY time DESC) AS rn "
+        f"FROM {_q(cfg.src_db, 'ingestion_log')}) WHERE rn = 1",
+        cfg.src_db,
+    )
+    for obj, mode, status, message in result.rows:
+        if status != "success":
+            f.failures.append(f"the last {mode} load of {obj} ended {status}: {message}")
+    total = sum(v["historical"] + v["incremental"] for v in rows.values())
+    f.metrics["rows_total"] = total
+
+
+async def _hist_union_metrics(
+    cfg: PipelineConfig, backend: Backend, catalog: _Catalog, _: SchemaMap, f: Findings
+) -> None:
+    flow = {}
+    for ref in cfg.hist_union_tables():
+        db = ref.database or cfg.src_db
+        hist = await _count(catalog, db, f"{ref.table}_hist")
+        inc = await _count(catalog, db, ref.table)
+        union = await _count(catalog, db, f"{ref.table}_hist_union")
+        flow[ref.table] = {"hist": hist, "incremental": inc, "union": union}
+        if union < hist + inc:
+            f.failures.append(
+                f"{db}.{ref.table}_hist_union has {union} rows, fewer than _hist ({hist}) + "
+                f"incremental ({inc}): rows were lost"
+            )
+        elif union > hist + inc:
+            f.warnings.append(
+                f"{db}.{ref.table}_hist_union has {union - hist - inc} more rows than its "
+                "sources (a range was reloaded); staging's dedup removes the copies"
+            )
+    f.metrics["row_flow"] = flow
+
+
+async def _staging_metrics(
+    cfg: PipelineConfig, backend: Backend, catalog: _Catalog, schemas: SchemaMap, f: Findings
+) -> None:
+    per_table: dict[str, Any] = {}
+    for ref in cfg.hist_union_tables():
+        db = ref.database or cfg.src_db
+        union = await _count(catalog, db, f"{ref.table}_hist_union")
+        staged = await _count(catalog, cfg.stg_db, ref.table)
+        stats: dict[str, Any] = {"union_rows": union, "staged_rows": staged}
+        stats["dropped_by_dedup"] = union - staged
+        obj = cfg.object_of(ref.table)
+        key = cfg.primary_key(obj) if obj else "id"
+        columns = [c for c in schemas.get(f"{cfg.stg_db}.{ref.table}", [])]
+        names = {c.name for c in columns}
+        target = _q(cfg.stg_db, ref.table)
+        if key in names and staged:
+            dupes = await _scalar(
+                backend,
+                f"SELECT count(*) FROM (SELECT {quote_ident(key)} FROM {target} "
+                f"WHERE {quote_ident(key)} IS NOT NULL GROUP BY 1 HAVING count(*) > 1)",
+                cfg.stg_db,
+            )
+            stats["duplicate_keys"] = int(dupes or 0)
+            if dupes:
+                f.failures.append(
+                    f"{cfg.stg_db}.{ref.table} has {dupes} duplicate {key} values after dedup"
+                )
+            nulls = await _scalar(
+                backend,
+                f"SELECT count(*) FROM {target} WHERE {quote_ident(key)} IS NULL",
+                cfg.stg_db,
+            )
+            stats["null_key_rows"] = int(nulls or 0)
+        for col in columns:
+            kind = column_kind(col, cfg.ingestion.incremental_field)
+            if kind in ("email", "phone") and f"{col.name}_valid" in names and staged:
+                valid = await _scalar(
+                    backend,
+                    f"SELECT count_if({quote_ident(col.name + '_valid')}) FROM {target}",
+                    cfg.stg_db,
+                )
+                stats[f"{col.name}_valid_share"] = round(int(valid or 0) / staged, 4)
+        per_table[ref.table] = stats
+    f.metrics["tables"] = per_table
+
+
+async def _unification_metrics(
+    cfg: PipelineConfig, backend: Backend, catalog: _Catalog, schemas: SchemaMap, f: Findings
+) -> None:
+    from cdp_mcp.generate.unify_plan import plan_unification
+
+    plan = plan_unification(cfg, schemas)
+    idn = cfg.unification.id_name
+    lookup = _q(cfg.unif_db, f"{idn}_lookup")
+    profiles = await _scalar(
+        backend, f"SELECT count(DISTINCT {quote_ident(idn)}) FROM {lookup}", cfg.unif_db
+    )
+    f.metrics["profiles"] = int(profiles or 0)
+    hist = await backend.query(
+        f"SELECT n, count(*) FROM (SELECT {quote_ident(idn)}, count(*) AS n FROM {lookup} "
+        "GROUP BY 1) GROUP BY n ORDER BY n",
+        cfg.unif_db,
+    )
+    f.metrics["ids_per_profile"] = {str(n): int(c) for n, c in hist.rows}
+    largest = await backend.query(
+        f"SELECT {quote_ident(idn)}, count(*) AS n FROM {lookup} GROUP BY 1 ORDER BY n DESC, 1 "
+        "LIMIT 5",
+        cfg.unif_db,
+    )
+    f.metrics["largest_clusters"] = [{"id": str(i), "values": int(n)} for i, n in largest.rows]
+    coverage = {}
+    for t in plan.tables:
+        enriched = _q(cfg.unif_db, f"enriched_{t.table}")
+        total = await _count(catalog, cfg.unif_db, f"enriched_{t.table}")
+        staged = await _count(catalog, t.database, t.table)
+        with_id = await _scalar(
+            backend, f"SELECT count({quote_ident(idn)}) FROM {enriched}", cfg.unif_db
+        )
+        coverage[t.table] = round(int(with_id or 0) / total, 4) if total else 0.0
+        if total != staged:
+            f.failures.append(
+                f"enriched_{t.table} has {total} rows but {t.database}.{t.table} has {staged}: "
+                "enrichment must keep every staging row"
+            )
+    f.metrics["coverage"] = coverage
+    await _over_merge(cfg, backend, [(c.name, c.key) for c in plan.input_columns], f)
+
+
+async def _over_merge(
+    cfg: PipelineConfig, backend: Backend, columns: list[tuple[str, str]], f: Findings
+) -> None:
+    """Values shared by more records than the threshold: the classic junk that over-merges."""
+    limit = cfg.unification.max_values_per_key
+    unif_input = _q(cfg.stg_db, "unif_input")
+    suspects = []
+    for column, key in columns:
+        rows = await backend.query(
+            f"SELECT {quote_ident(column)}, count(*) AS n FROM {unif_input} "
+            f"WHERE {quote_ident(column)} IS NOT NULL GROUP BY 1 HAVING count(*) > {int(limit)} "
+            "ORDER BY n DESC LIMIT 5",
+            cfg.stg_db,
+        )
+        for value, n in rows.rows:
+            suspects.append({"key": key, "value": str(value), "records": int(n)})
+            f.warnings.append(
+                f"{key} value {sql_string(str(value))} joins {n} records (over "
+                f"{limit}): likely junk; add it to the key's invalid_texts"
+            )
+    f.metrics["over_merge_suspects"] = suspects

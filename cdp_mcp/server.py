@@ -1,0 +1,239 @@
+"""The MCP surface: tools, the orchestration prompt and the state/report resources.
+
+Thin by design: each tool parses its arguments, calls the Pipeline, and shapes the result.
+Every refusal or failure becomes a ToolError whose text says what to do next (the SDK
+withholds the message of any other exception from the client).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import jinja2
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.types import ToolAnnotations
+
+from cdp_mcp import __version__
+from cdp_mcp.pipeline.models import (
+    DecisionResult,
+    GenerateResult,
+    InitResult,
+    LogsResult,
+    PipelineError,
+    PushResult,
+    QueryOutput,
+    ReportResult,
+    SessionResult,
+    StartResult,
+    StatusResult,
+    ValidationResult,
+)
+from cdp_mcp.pipeline.orchestrator import Pipeline, state_json
+from cdp_mcp.pipeline.report import report_path
+
+T = TypeVar("T")
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=True)
+WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
+DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True)
+
+INSTRUCTIONS = (
+    "Builds a Treasure Data CDP in four ordered phases (ingestion, hist_union, staging, "
+    "unification). Start with the cdp_implement prompt or init_pipeline(config_path); "
+    "every result has next_action. The server enforces phase order and a 3-attempt budget "
+    "per step; failures need the person's decision (retry / fix / skip / abort)."
+)
+
+
+async def _call(make: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await make()
+    except PipelineError as e:
+        raise ToolError(str(e)) from None
+
+
+def _pipeline(config_path: str) -> Pipeline:
+    try:
+        return Pipeline(config_path)
+    except PipelineError as e:
+        raise ToolError(str(e)) from None
+
+
+def _prompt_template() -> jinja2.Template:
+    here = Path(__file__).parent
+    for folder in (here / "prompts", here.parent / "prompts"):
+        if (folder / "cdp_implement.md.j2").is_file():
+            env = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(folder),
+                undefined=jinja2.StrictUndefined,
+                trim_blocks=True,
+                lstrip_blocks=True,
+                keep_trailing_newline=True,
+            )
+            return env.get_template("cdp_implement.md.j2")
+    raise RuntimeError("prompts/cdp_implement.md.j2 is missing from the installation")
+
+
+def render_implement_prompt(config_path: str) -> str:
+    """The orchestration instructions with the pipeline's current state (also the resume prompt)."""
+    status = Pipeline(config_path).status()
+    return _prompt_template().render(
+        config_path=status.config_path,
+        client=status.client,
+        backend=status.backend,
+        run=status.run,
+        aborted=status.aborted,
+        phases=[p.model_dump() for p in status.phases],
+        next=status.next_action,
+    )
+
+
+def build_server() -> MCPServer:
+    server = MCPServer(
+        name="cdp-mcp",
+        title="CDP builder for Treasure Data",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+    )
+
+    @server.tool(annotations=WRITES)
+    async def init_pipeline(config_path: str) -> InitResult:
+        """Validate the pipeline YAML, create or load its state, and return the plan (phases,
+        workflows, tables) with the next action. Call it first, again after fixing the
+        config (re-opens the budgets of failed steps), or to start a new run of a finished
+        pipeline."""
+        return await _call(lambda: _pipeline(config_path).init())
+
+    @server.tool(annotations=WRITES)
+    async def generate_phase(config_path: str, phase: str) -> GenerateResult:
+        """Render a phase's Digdag project into the workspace; returns its files and its
+        workflows in run order. Refused until the previous phase validated PASS."""
+        return await _call(lambda: _pipeline(config_path).generate_phase(phase))
+
+    @server.tool(annotations=DESTRUCTIVE)
+    async def push_project(config_path: str, phase: str) -> PushResult:
+        """Deploy the generated project (replaces the project's current revision on the
+        backend); returns project id and revision. At most 3 attempts."""
+        return await _call(lambda: _pipeline(config_path).push_project(phase))
+
+    @server.tool(annotations=WRITES)
+    async def start_workflow(
+        config_path: str, phase: str, workflow: str | None = None
+    ) -> StartResult:
+        """Start the named workflow of the phase (default: the next one not yet succeeded);
+        after a failure it retries only the failed tasks. Returns session_id and attempt_id.
+        At most 3 attempts per workflow."""
+        return await _call(lambda: _pipeline(config_path).start_workflow(phase, workflow))
+
+    @server.tool(annotations=READ_ONLY)
+    async def get_session(
+        config_path: str, ctx: Context, session_id: str | None = None, wait_seconds: float = 0
+    ) -> SessionResult:
+        """Status of a session (default: the one running or started last): running, success,
+        error or killed, elapsed time, task counts, failed tasks with log tails. Waits up to
+        wait_seconds (max 600) for it to end, sending progress."""
+
+        async def progress(done: float, total: float | None, message: str) -> None:
+            await ctx.report_progress(done, total, message)
+
+        return await _call(
+            lambda: _pipeline(config_path).get_session(session_id, wait_seconds, progress)
+        )
+
+    @server.tool(annotations=WRITES)
+    async def validate_tables(
+        config_path: str, phase: str, accept_warnings: bool = False
+    ) -> ValidationResult:
+        """Check the phase's tables (exist, row counts, expected columns) and its metrics;
+        verdict PASS, WARN or FAIL. A WARN lets the next phase start only when called with
+        accept_warnings=true (after the person agrees). At most 3 attempts."""
+        return await _call(lambda: _pipeline(config_path).validate_tables(phase, accept_warnings))
+
+    @server.tool(annotations=READ_ONLY)
+    async def get_logs(
+        config_path: str, attempt_id: str, task: str | None = None, offset: int = 0
+    ) -> LogsResult:
+        """Task logs of an attempt (optionally one task, by full name or prefix), 16,000
+        characters a page; pass next_offset to read on."""
+        return await _call(lambda: _pipeline(config_path).get_logs(attempt_id, task, offset))
+
+    @server.tool(annotations=READ_ONLY)
+    async def query(config_path: str, sql: str, limit: int = 100) -> QueryOutput:
+        """Run one read-only statement (SELECT, WITH, SHOW, DESCRIBE) in Presto SQL; use
+        database.table names. Returns columns, rows (at most `limit`, max 1000) and
+        `truncated`."""
+        return await _call(lambda: _pipeline(config_path).query(sql, limit))
+
+    @server.tool(annotations=READ_ONLY)
+    async def pipeline_status(config_path: str) -> StatusResult:
+        """Every phase and step with attempts, session/attempt ids, timings and errors, plus
+        the next action."""
+
+        async def status() -> StatusResult:
+            return _pipeline(config_path).status()
+
+        return await _call(status)
+
+    @server.tool(annotations=WRITES)
+    async def skip_phase(config_path: str, phase: str, confirm: bool = False) -> DecisionResult:
+        """Skip a phase by the person's decision (needs confirm=true); later phases run on
+        whatever it left behind."""
+        return await _call(lambda: _pipeline(config_path).skip_phase(phase, confirm))
+
+    @server.tool(annotations=DESTRUCTIVE)
+    async def abort_pipeline(config_path: str) -> DecisionResult:
+        """Stop the pipeline by the person's decision: kills running workflows and writes a
+        partial report."""
+        return await _call(lambda: _pipeline(config_path).abort())
+
+    @server.tool(annotations=WRITES)
+    async def final_report(config_path: str) -> ReportResult:
+        """Write the report (Markdown) into the workspace and return it; partial when the
+        pipeline is not finished."""
+        return await _call(lambda: _pipeline(config_path).final_report())
+
+    @server.prompt(title="Implement a CDP")
+    def cdp_implement(config_path: str) -> str:
+        """Orchestration instructions for the pipeline, with its current state; use it to
+        start and to resume."""
+        try:
+            return render_implement_prompt(config_path)
+        except PipelineError as e:
+            return (
+                f"The pipeline `{config_path}` has no usable state yet ({e}). "
+                f"Call init_pipeline(config_path='{config_path}') first, then follow next_action."
+            )
+
+    @server.resource(
+        "cdp://pipeline/{config_path}/state",
+        name="pipeline_state",
+        description="The pipeline's state file (config_path URL-encoded)",
+        mime_type="application/json",
+    )
+    def pipeline_state(config_path: str) -> str:
+        try:
+            return state_json(Pipeline(urllib.parse.unquote(config_path)).state())
+        except PipelineError as e:
+            raise ResourceError(str(e)) from None
+
+    @server.resource(
+        "cdp://pipeline/{config_path}/report",
+        name="pipeline_report",
+        description="The latest report written by final_report (config_path URL-encoded)",
+        mime_type="text/markdown",
+    )
+    def pipeline_report(config_path: str) -> str:
+        try:
+            pipeline = Pipeline(urllib.parse.unquote(config_path))
+        except PipelineError as e:
+            raise ResourceError(str(e)) from None
+        path = report_path(pipeline.cfg)
+        if not path.is_file():
+            raise ResourceError("no report yet: call final_report first")
+        return path.read_text(encoding="utf-8")
+
+    return server
