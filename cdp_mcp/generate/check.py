@@ -135,7 +135,7 @@ def _placeholder(quote: str | None, before: list[str]) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_sqlglot() -> Iterator[None]:
+def quiet_sqlglot() -> Iterator[None]:
     # sqlglot logs a warning for syntax it keeps as a raw command; that is not a problem.
     logger = logging.getLogger("sqlglot")
     level = logger.level
@@ -150,7 +150,7 @@ def sql_problems(sql: str, engine: str) -> list[tuple[int | None, str]]:
     """(line, message) for each reason `sql` (with `${...}`) does not parse as `engine`."""
     text = neutralize_params(sql)
     try:
-        with _quiet_sqlglot():
+        with quiet_sqlglot():
             statements = [s for s in sqlglot.parse(text, read=engine) if s is not None]
     except ParseError as e:
         first = e.errors[0] if e.errors else {}

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator
-
 import sqlglot
 from sqlglot import exp
 
+from cdp_mcp.generate.check import quiet_sqlglot
 from cdp_mcp.pipeline.models import PipelineError
 
 # Statement kinds a person may run through `query`; anything else is refused.
@@ -30,22 +27,10 @@ _WRITES = (
 )
 
 
-@contextlib.contextmanager
-def _quiet_sqlglot() -> Iterator[None]:
-    # sqlglot logs a warning when it falls back to an opaque command; the verdict says enough.
-    log = logging.getLogger("sqlglot")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
-
-
 def check_read_only(sql: str, dialect: str = "presto") -> None:
     """Raise PipelineError unless `sql` is exactly one SELECT / WITH / SHOW / DESCRIBE."""
     try:
-        with _quiet_sqlglot():
+        with quiet_sqlglot():
             statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
     except sqlglot.errors.ParseError as e:
         first = str(e).splitlines()[0]
