@@ -114,6 +114,10 @@ class AttemptRun:
                 with self._lock:
                     self._cursors.add(cur)
                 try:
+                    # A kill between the first check and the registration above found no
+                    # cursor to interrupt; the flag it set first is seen here.
+                    if self._cancel.is_set():
+                        raise TaskFailure("the attempt is being killed")
                     yield cur
                 finally:
                     with self._lock:

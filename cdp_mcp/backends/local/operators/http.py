@@ -16,13 +16,17 @@ from cdp_mcp.backends.local.hooks import UNIFICATION_NOT_INSTALLED, UnificationC
 from cdp_mcp.backends.local.operators.base import OperatorContext, OperatorResult, TaskFailure
 from cdp_mcp.backends.local.params import StoreUpdate
 
+_TD_DOMAINS = (".treasuredata.com", ".treasuredata.co.jp")
+
 
 def is_unification_call(url: str) -> bool:
+    """TD's `api-cdp` host, or a non-TD host standing in for it (the `cdp-mcp emulate`
+    server, when a project was generated for `td_endpoint: http://127.0.0.1:N`)."""
     parsed = urlparse(url)
     host = parsed.hostname or ""
-    return host.startswith("api-cdp.") and parsed.path.rstrip("/").endswith(
-        "/unifications/workflow_call"
-    )
+    if not parsed.path.rstrip("/").endswith("/unifications/workflow_call"):
+        return False
+    return host.startswith("api-cdp.") or not host.endswith(_TD_DOMAINS)
 
 
 def _content(ctx: OperatorContext) -> Any:

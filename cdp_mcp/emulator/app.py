@@ -1,0 +1,124 @@
+"""The emulator's ASGI app: TD's Digdag REST and API v3 on one origin, over a LocalBackend.
+
+    app = create_app(workspace, api_key, faults=FaultPlan(rate=0.3, seed=7))
+
+Pushed projects really run (on the embedded runner); tables and queries are the local
+warehouse's. Requests need `Authorization: TD1 <api_key>`; errors are TD's
+`{"message", "status"}` bodies with TD's status codes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from cdp_mcp.backends.base import (
+    BackendError,
+    ConflictError,
+    NotFoundError,
+    ProjectRejectedError,
+)
+from cdp_mcp.backends.local.hooks import UnificationHandler
+from cdp_mcp.emulator import shapes
+from cdp_mcp.emulator.faults import FaultDraw, FaultInjector, FaultPlan, silence_drop_reports
+from cdp_mcp.emulator.routes_digdag import DIRECT_PREFIX, DigdagRoutes
+from cdp_mcp.emulator.routes_v3 import V3Routes
+from cdp_mcp.emulator.site import RequestError, Site
+
+log = logging.getLogger("cdp_mcp.emulator")
+
+
+class TD1Auth:
+    """Refuses any request without `Authorization: TD1 <key>` (signed log URLs aside)."""
+
+    def __init__(self, app: ASGIApp, api_key: SecretStr) -> None:
+        self.app = app
+        self._expected = f"TD1 {api_key.get_secret_value()}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(DIRECT_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        if not hmac.compare_digest(given, self._expected):
+            response = JSONResponse(shapes.error(401, "Authentication failed"), 401)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _status_of(exc: Exception) -> int:
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, ConflictError):
+        return 409
+    if isinstance(exc, ProjectRejectedError | RequestError | BackendError | ValueError):
+        return 400
+    return 500
+
+
+async def _backend_error(request: Request, exc: Exception) -> Response:
+    status = _status_of(exc)
+    return JSONResponse(shapes.error(status, str(exc)), status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(shapes.error(exc.status_code, str(exc.detail)), exc.status_code)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("emulator error on %s %s", request.method, request.url.path)
+    return JSONResponse(shapes.error(500, f"internal error: {type(exc).__name__}"), 500)
+
+
+def create_app(
+    workspace: Path,
+    api_key: SecretStr | str,
+    *,
+    faults: FaultPlan | None = None,
+    direct_logs: bool = True,
+    unification_handler: UnificationHandler | None = None,
+) -> Starlette:
+    key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+    if not key.get_secret_value():
+        raise ValueError("the emulator needs an API key to check requests against")
+    site = Site(Path(workspace), unification_handler)
+    middleware = [Middleware(TD1Auth, api_key=key)]
+    draw = FaultDraw(faults) if faults is not None and faults.rate > 0 else None
+    if draw is not None:
+        silence_drop_reports()
+        middleware.insert(0, Middleware(FaultInjector, draw=draw))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            site.close()
+
+    app = Starlette(
+        routes=[*DigdagRoutes(site, direct_logs).routes(), *V3Routes(site).routes()],
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={
+            BackendError: _backend_error,
+            ValueError: _backend_error,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+    )
+    app.state.site = site
+    app.state.faults = draw  # counts of injected faults, for tests
+    return app

@@ -1,0 +1,147 @@
+"""The JSON TD answers with, built from the backend models: camelCase, ids as strings."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from cdp_mcp.backends.base import Attempt, LogFile, Session, TableInfo, Task
+
+
+def instant(value: datetime | None) -> str | None:
+    """Digdag's Instant: UTC with `Z`."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def offset_time(value: datetime) -> str:
+    """Digdag's OffsetDateTime for session times: `2026-01-01T00:00:00+00:00`."""
+    return value.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def v3_time(value: datetime | None) -> str | None:
+    """API v3's time form: `2026-01-01 00:00:00 UTC`."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def error(status: int, message: str, **extra: Any) -> dict[str, Any]:
+    return {"message": message, "status": status, **extra}
+
+
+def project(
+    project_id: str, name: str, revision: str, md5: str, created: datetime, updated: datetime
+) -> dict[str, Any]:
+    return {
+        "id": project_id,
+        "name": name,
+        "revision": revision,
+        "createdAt": instant(created),
+        "updatedAt": instant(updated),
+        "deletedAt": None,
+        "archiveType": "db",
+        "archiveMd5": md5,
+    }
+
+
+def workflow(
+    workflow_id: str, name: str, project_id: str, project_name: str, revision: str, tz: str
+) -> dict[str, Any]:
+    return {
+        "id": workflow_id,
+        "name": name,
+        "project": {"id": project_id, "name": project_name},
+        "revision": revision,
+        "timezone": tz,
+        "config": {},
+    }
+
+
+def attempt(a: Attempt, workflow_id: str, session_uuid: str) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "index": a.index,
+        "project": {"id": a.project_id, "name": a.project},
+        "workflow": {"name": a.workflow, "id": workflow_id},
+        "sessionId": a.session_id,
+        "sessionUuid": session_uuid,
+        "sessionTime": offset_time(a.session_time),
+        "retryAttemptName": a.retry_attempt_name,
+        "done": a.done,
+        "success": a.success,
+        "cancelRequested": a.cancel_requested,
+        "params": a.params,
+        "createdAt": instant(a.created_at),
+        "finishedAt": instant(a.finished_at),
+        "status": a.status,
+    }
+
+
+def session(s: Session, workflow_id: str) -> dict[str, Any]:
+    last = s.last_attempt
+    return {
+        "id": s.id,
+        "project": {"id": s.project_id, "name": s.project},
+        "workflow": {"name": s.workflow, "id": workflow_id},
+        "sessionUuid": s.session_uuid,
+        "sessionTime": offset_time(s.session_time),
+        "lastAttempt": None
+        if last is None
+        else {
+            "id": last.id,
+            "retryAttemptName": last.retry_attempt_name,
+            "done": last.done,
+            "success": last.success,
+            "cancelRequested": last.cancel_requested,
+            "params": last.params,
+            "createdAt": instant(last.created_at),
+            "finishedAt": instant(last.finished_at),
+        },
+    }
+
+
+def task(t: Task, cancel_requested: bool) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "fullName": t.full_name,
+        "parentId": t.parent_id,
+        "config": t.config,
+        "upstreams": t.upstreams,
+        "isGroup": t.is_group,
+        "state": t.state,
+        "cancelRequested": cancel_requested,
+        "exportParams": t.export_params,
+        "storeParams": t.store_params,
+        "stateParams": {},
+        "updatedAt": instant(t.updated_at),
+        "retryAt": instant(t.retry_at),
+        "startedAt": instant(t.started_at),
+        "error": {"message": t.error} if t.error else {},
+    }
+
+
+def log_file(f: LogFile, direct: str | None) -> dict[str, Any]:
+    return {
+        "fileName": f.file_name,
+        "fileSize": f.file_size,
+        "taskName": f.task_name,
+        "fileTime": instant(f.file_time),
+        "agentId": "local",
+        "direct": {"type": "http", "url": direct} if direct else None,
+    }
+
+
+def table(t: TableInfo) -> dict[str, Any]:
+    # TD leaves the implicit `time` column out of a table's schema.
+    schema = [[c.name, c.type] for c in t.columns if c.name != "time"]
+    return {
+        "name": t.name,
+        "type": "log",
+        "count": t.count,
+        "schema": json.dumps(schema),
+        "estimated_storage_size": 0,
+        "expire_days": None,
+    }
