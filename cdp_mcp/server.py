@@ -7,13 +7,13 @@ withholds the message of any other exception from the client).
 
 from __future__ import annotations
 
-import urllib.parse
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
 import jinja2
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context, MCPServer, ResourceSecurity
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import ToolAnnotations
 
@@ -36,10 +36,15 @@ from cdp_mcp.pipeline.orchestrator import Pipeline, state_json
 from cdp_mcp.pipeline.report import report_path
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=True)
 WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
 DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True)
+
+# The resources take the config file's path like the tools do (URL-encoded in the URI, decoded
+# by the SDK); it is usually absolute, which the SDK's default policy would refuse.
+PATH_PARAM = ResourceSecurity(exempt_params={"config_path"})
 
 INSTRUCTIONS = (
     "Builds a Treasure Data CDP in four ordered phases (ingestion, hist_union, staging, "
@@ -52,8 +57,16 @@ INSTRUCTIONS = (
 async def _call(make: Callable[[], Awaitable[T]]) -> T:
     try:
         return await make()
+    except ToolError:
+        raise
     except PipelineError as e:
         raise ToolError(str(e)) from None
+    except Exception as e:  # a bug: the agent still gets words, the log gets the traceback
+        log.exception("tool call failed")
+        raise ToolError(
+            f"internal error in cdp-mcp ({type(e).__name__}: {e}). Call pipeline_status to see "
+            "what was recorded, and report this as a bug with the server log."
+        ) from None
 
 
 def _pipeline(config_path: str) -> Pipeline:
@@ -144,7 +157,8 @@ def build_server() -> MCPServer:
             lambda: _pipeline(config_path).get_session(session_id, wait_seconds, progress)
         )
 
-    @server.tool(annotations=WRITES)
+    # Read-only for the warehouse (it only reads tables); it records the verdict in the state.
+    @server.tool(annotations=READ_ONLY)
     async def validate_tables(
         config_path: str, phase: str, accept_warnings: bool = False
     ) -> ValidationResult:
@@ -157,7 +171,7 @@ def build_server() -> MCPServer:
     async def get_logs(
         config_path: str, attempt_id: str, task: str | None = None, offset: int = 0
     ) -> LogsResult:
-        """Task logs of an attempt (optionally one task, by full name or prefix), 16,000
+        """Task logs of an attempt (optionally one task, by full name or prefix), 12,000
         characters a page; pass next_offset to read on."""
         return await _call(lambda: _pipeline(config_path).get_logs(attempt_id, task, offset))
 
@@ -213,10 +227,11 @@ def build_server() -> MCPServer:
         name="pipeline_state",
         description="The pipeline's state file (config_path URL-encoded)",
         mime_type="application/json",
+        security=PATH_PARAM,
     )
     def pipeline_state(config_path: str) -> str:
         try:
-            return state_json(Pipeline(urllib.parse.unquote(config_path)).state())
+            return state_json(Pipeline(config_path).state())
         except PipelineError as e:
             raise ResourceError(str(e)) from None
 
@@ -225,10 +240,11 @@ def build_server() -> MCPServer:
         name="pipeline_report",
         description="The latest report written by final_report (config_path URL-encoded)",
         mime_type="text/markdown",
+        security=PATH_PARAM,
     )
     def pipeline_report(config_path: str) -> str:
         try:
-            pipeline = Pipeline(urllib.parse.unquote(config_path))
+            pipeline = Pipeline(config_path)
         except PipelineError as e:
             raise ResourceError(str(e)) from None
         path = report_path(pipeline.cfg)

@@ -6,6 +6,7 @@ this module, so the agent and the headless runner follow the same path.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from cdp_mcp.config import PipelineConfig
@@ -21,12 +22,15 @@ from cdp_mcp.pipeline.state import (
 )
 
 DONE = (PhaseStatus.PASSED, PhaseStatus.ACCEPTED, PhaseStatus.SKIPPED)
-DECISION_CHOICES = [
-    "retry: call the suggested tool again (attempts left are counted per step)",
-    "fix: change the config, call init_pipeline, then generate_phase again",
-    "skip: skip_phase(config_path, phase, confirm=true) — later phases run without it",
-    "abort: abort_pipeline(config_path) — stops here and writes a partial report",
-]
+
+
+def format_call(action: NextAction) -> str:
+    """`tool(arg='value', flag=true, ...)`: the call as an agent would write it."""
+    args = ", ".join(
+        f"{k}={v!r}" if isinstance(v, str) else f"{k}={json.dumps(v)}"
+        for k, v in action.arguments.items()
+    )
+    return f"{action.tool}({args})"
 
 
 def execute_step(workflow: str) -> str:
@@ -40,8 +44,30 @@ def out_of_attempts(step: StepState) -> bool:
     )
 
 
-def _decision(tool: str, args: Mapping[str, object], why: str) -> NextAction:
-    return NextAction(tool=tool, arguments=dict(args), why=why, choices=DECISION_CHOICES)
+def decision_choices(
+    cp: str, phase: Phase, retry: NextAction | None = None, retry_label: str = "retry"
+) -> list[str]:
+    """The person's options at a failure, each with the exact call that carries it out."""
+    choices = []
+    if retry is not None:
+        choices.append(f"{retry_label}: {format_call(retry)}")
+    choices += [
+        f"fix: change the config file, call init_pipeline(config_path={cp!r}), then "
+        f"generate_phase(config_path={cp!r}, phase={phase.value!r}) and go on from there",
+        f"skip: skip_phase(config_path={cp!r}, phase={phase.value!r}, confirm=true) - later "
+        "phases run on whatever this phase left behind",
+        f"abort: abort_pipeline(config_path={cp!r}) - stops here and writes a partial report",
+    ]
+    return choices
+
+
+def _decision(
+    tool: str, args: Mapping[str, object], why: str, retry_label: str = "retry"
+) -> NextAction:
+    action = NextAction(tool=tool, arguments=dict(args), why=why)
+    cp, phase = str(args["config_path"]), Phase(str(args["phase"]))
+    action.choices = decision_choices(cp, phase, action, retry_label)
+    return action
 
 
 def _exhausted(phase: Phase, step: StepState, cp: str) -> NextAction:
@@ -52,7 +78,7 @@ def _exhausted(phase: Phase, step: StepState, cp: str) -> NextAction:
             f"{phase.value}: step {step.name} failed {step.attempts} times (the limit is "
             f"{MAX_ATTEMPTS}); last error: {step.last_error or 'unknown'}. A person decides."
         ),
-        choices=DECISION_CHOICES[1:],
+        choices=decision_choices(cp, phase),
     )
 
 
@@ -87,13 +113,23 @@ def next_for_phase(cfg: PipelineConfig, state: PipelineState, ps: PhaseState) ->
                 why=f"workflow {wf} is running (attempt {ex.attempt_id}); wait for it",
             )
         if ex.status in (StepStatus.FAILED, StepStatus.TIMED_OUT):
-            what = "timed out" if ex.status is StepStatus.TIMED_OUT else "failed"
-            return _decision(
+            timed_out = ex.status is StepStatus.TIMED_OUT
+            action = _decision(
                 "start_workflow",
                 wf_args,
-                f"workflow {wf} {what}: {ex.last_error or 'see get_logs'}. Calling "
-                "start_workflow again retries only the failed tasks (Digdag resume).",
+                f"workflow {wf} {'timed out' if timed_out else 'failed'}: "
+                f"{ex.last_error or 'see get_logs'}. Calling start_workflow again retries only "
+                "the failed tasks (Digdag resume)"
+                + (", after killing the attempt still running." if timed_out else "."),
             )
+            if timed_out:
+                wait = NextAction(
+                    tool="get_session",
+                    arguments={"config_path": cp, "session_id": ex.session_id, "wait_seconds": 600},
+                    why="",
+                )
+                action.choices.insert(1, f"wait longer: {format_call(wait)}")
+            return action
     val = ps.steps.get("validate")
     if ps.status is PhaseStatus.WARNED:
         return _decision(
@@ -101,6 +137,7 @@ def next_for_phase(cfg: PipelineConfig, state: PipelineState, ps: PhaseState) ->
             {**args, "accept_warnings": True},
             f"{phase.value} validated WARN: {', '.join(ps.validation_warnings()) or 'see validate_tables'}. "
             "A person decides whether to accept the warnings.",
+            retry_label="accept the warnings",
         )
     if val is not None and val.status is StepStatus.FAILED:
         return _decision("validate_tables", args, f"{phase.value} validated FAIL: {val.last_error}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,7 +21,14 @@ from pathlib import Path
 
 import anyio
 
-from cdp_mcp.backends.base import Attempt, Backend, BackendError, ProjectRejectedError
+from cdp_mcp.backends.base import (
+    DONE_TASK_STATES,
+    Attempt,
+    Backend,
+    BackendError,
+    ConflictError,
+    ProjectRejectedError,
+)
 from cdp_mcp.backends.factory import make_backend
 from cdp_mcp.config import ConfigError, PipelineConfig, load_config
 from cdp_mcp.generate import GenerationError, generate
@@ -53,7 +61,13 @@ from cdp_mcp.pipeline.models import (
     StepView,
     ValidationResult,
 )
-from cdp_mcp.pipeline.nextstep import DONE, execute_step, next_action, out_of_attempts
+from cdp_mcp.pipeline.nextstep import (
+    DONE,
+    execute_step,
+    format_call,
+    next_action,
+    out_of_attempts,
+)
 from cdp_mcp.pipeline.readonly import check_read_only
 from cdp_mcp.pipeline.schemas import phase_schemas
 from cdp_mcp.pipeline.state import (
@@ -70,9 +84,13 @@ from cdp_mcp.pipeline.state import (
 from cdp_mcp.pipeline.validate import validate_phase
 from cdp_mcp.sources import SourceError
 
+log = logging.getLogger(__name__)
+
 DEFAULT_MONITOR_DEADLINE = 2 * 3600.0  # the seed's maximum wait for one workflow
-LOG_PAGE_CHARS = 16_000
+LOG_PAGE_CHARS = 12_000  # with the JSON around it, a page stays under ~20 KB
 LOG_TAIL_LINES = 15
+KILL_WAIT_SECONDS = 30.0
+MAX_WAIT_SECONDS = 600.0
 MAX_QUERY_ROWS = 1_000
 ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
 
@@ -155,24 +173,25 @@ class Pipeline:
         ps = state.phase(prev)
         if ps.status not in DONE:
             hint = {
-                PhaseStatus.WARNED: f"validate_tables(config_path, '{prev.value}', "
-                "accept_warnings=true) if a person accepts the warnings",
+                PhaseStatus.WARNED: "a person accepts the warnings, or fixes the cause",
                 PhaseStatus.FAILED: f"fix {prev.value}, or skip_phase(config_path, "
                 f"'{prev.value}', confirm=true)",
             }.get(ps.status, f"finish {prev.value}: generate, push, run, then validate_tables")
+            action = next_action(self.cfg, state)
             raise PipelineError(
                 f"{phase.value} is locked: {prev.value} has not validated PASS "
-                f"(status: {ps.status.value}). Next: {hint}."
+                f"(status: {ps.status.value}); {hint}. Next call: {format_call(action)}."
             )
 
     @staticmethod
-    def _begin(step: StepState, what: str) -> None:
+    def _begin(step: StepState, what: str, phase: Phase) -> None:
         """Count an attempt, refusing the one past the budget."""
         if out_of_attempts(step):
             raise PipelineError(
                 f"{what} already failed {step.attempts} times (the limit is {MAX_ATTEMPTS}); "
-                f"last error: {step.last_error or 'unknown'}. Choices: fix the config and "
-                "call init_pipeline, skip_phase(config_path, phase, confirm=true), or "
+                f"last error: {step.last_error or 'unknown'}. A person chooses: fix the cause "
+                "in the config and call init_pipeline(config_path) (then generate_phase "
+                f"again), skip_phase(config_path, '{phase.value}', confirm=true), or "
                 "abort_pipeline(config_path)."
             )
         step.attempts += 1
@@ -266,6 +285,14 @@ class Pipeline:
                 ):
                     step.attempts, step.status = 0, StepStatus.PENDING
                     reset.append(f"{p.value}.{step.name}")
+            # The project of an unfinished phase was rendered from the old file: it must be
+            # generated again before it is pushed or run (an unchanged render keeps the steps).
+            gen = ps.steps.get("generate")
+            running = any(s.status is StepStatus.RUNNING for s in ps.steps.values())
+            if ps.status not in DONE and gen is not None and not running:
+                gen.status = StepStatus.PENDING
+                gen.last_error = "the config changed: generate the phase again"
+                reset.append(f"{p.value}.generate")
         return reset
 
     async def _preflight(self) -> list[str]:
@@ -356,7 +383,8 @@ class Pipeline:
                 reset = [p for p in self._reset_from(state, phase) if p != phase.value]
                 ps = state.phase(phase)
             ps.config_hash = fhash
-            ps.status = PhaseStatus.IN_PROGRESS
+            if changed or ps.status is PhaseStatus.PENDING:
+                ps.status = PhaseStatus.IN_PROGRESS  # an unchanged render keeps its verdict
             ps.files, ps.workflows, ps.secrets = project.files, project.workflows, project.secrets
             gen = ps.step("generate")
             gen.attempts += 1
@@ -385,7 +413,7 @@ class Pipeline:
                     f"generate {phase.value} first: generate_phase(config_path, '{phase.value}')"
                 )
             step = ps.step("deploy")
-            self._begin(step, f"deploying {phase.value}")
+            self._begin(step, f"deploying {phase.value}", phase)
         name = project_name(self.cfg, phase)
         directory = self.cfg.workspace / phase.value
         error: str | None = None
@@ -397,6 +425,8 @@ class Pipeline:
             error = f"the project was rejected{where}: {e}"
         except BackendError as e:
             error = f"push failed: {e}"
+        except Exception as e:  # a bug must not leave the step running forever
+            error = _internal(e, f"pushing {phase.value}")
         with self._locked_state() as state:
             ps = state.phase(phase)
             step = ps.step("deploy")
@@ -431,6 +461,13 @@ class Pipeline:
         with self._locked_state() as state:
             self._gate(state, phase)
             ps = state.phase(phase)
+            gen = ps.steps.get("generate")
+            if gen is None or gen.status is not StepStatus.SUCCEEDED:
+                raise PipelineError(
+                    f"generate {phase.value} first"
+                    + (f" ({gen.last_error})" if gen is not None and gen.last_error else "")
+                    + f": generate_phase(config_path, '{phase.value}'), then push_project"
+                )
             deploy = ps.steps.get("deploy")
             if deploy is None or deploy.status is not StepStatus.SUCCEEDED:
                 raise PipelineError(
@@ -466,19 +503,23 @@ class Pipeline:
                 if step.status in (StepStatus.FAILED, StepStatus.TIMED_OUT)
                 else None
             )
-            self._begin(step, f"running {wf}")
+            self._begin(step, f"running {wf}", phase)
             revision = ps.revision
         try:
             if resume_from is not None:
+                await self._end_timed_out(resume_from)
                 attempt = await self.backend.retry(resume_from, resume_failed=True)
             else:
                 attempt = await self.backend.start(
                     project_name(self.cfg, phase), wf, session_time=now().replace(microsecond=0)
                 )
-        except BackendError as e:
+        except Exception as e:
+            error = f"starting {wf} failed: {e}"
+            if not isinstance(e, BackendError):  # a bug must not leave the step running
+                error = _internal(e, f"starting {wf}")
             with self._locked_state() as state:
-                self._finish(state.phase(phase).step(execute_step(wf)), False, f"start failed: {e}")
-            raise PipelineError(f"starting {wf} failed: {e}") from None
+                self._finish(state.phase(phase).step(execute_step(wf)), False, error)
+            raise PipelineError(error) from None
         with self._locked_state() as state:
             step = state.phase(phase).step(execute_step(wf))
             step.session_id, step.attempt_id = attempt.session_id, attempt.id
@@ -494,6 +535,22 @@ class Pipeline:
             attempt=attempts,
             next_action=action,
         )
+
+    async def _end_timed_out(self, attempt_id: str) -> None:
+        """A retry after the monitor deadline first kills the attempt still running."""
+        current = await self.backend.attempt(attempt_id)
+        if current.done:
+            return
+        try:
+            await self.backend.kill(attempt_id)
+        except ConflictError:
+            return  # it ended meanwhile
+        current = await self.backend.wait(attempt_id, timeout=KILL_WAIT_SECONDS)
+        if not current.done:
+            raise BackendError(
+                f"attempt {attempt_id} did not stop within {KILL_WAIT_SECONDS:.0f}s of the kill "
+                "request; wait with get_session, then retry"
+            )
 
     @staticmethod
     def _next_workflow(ps: PhaseState, names: list[str]) -> str:
@@ -535,15 +592,18 @@ class Pipeline:
             state = self._load()
             phase, step = self._find_step(state, session_id)
         assert step.attempt_id is not None and step.session_id is not None
-        wait_seconds = max(0.0, min(float(wait_seconds), 600.0))
+        wait_seconds = max(0.0, min(float(wait_seconds), MAX_WAIT_SECONDS))
         deadline = anyio.current_time() + wait_seconds
+        started = step.started_at or now()
+        pause = 0.05
+        reported = -1.0
         while True:
             attempt, tasks = await self._attempt_and_tasks(step.attempt_id)
-            if progress is not None:
-                done = sum(
-                    1 for t in tasks if t.state in ("success", "error", "group_error", "canceled")
-                )
-                elapsed = (now() - (step.started_at or now())).total_seconds()
+            elapsed = (now() - started).total_seconds()
+            done = sum(1 for t in tasks if t.state in DONE_TASK_STATES)
+            # MCP progress must increase with every notification: report each new task done.
+            if progress is not None and done > reported:
+                reported = done
                 await progress(
                     done,
                     len(tasks) or None,
@@ -551,7 +611,11 @@ class Pipeline:
                 )
             if attempt.done or anyio.current_time() >= deadline:
                 break
-            await anyio.sleep(min(1.0, max(0.05, deadline - anyio.current_time())))
+            if step.status is StepStatus.RUNNING and elapsed > self.monitor_deadline:
+                break  # past the monitor deadline: the person decides, not the wait
+            # Poll often at first (short tasks end fast), then once a second.
+            await anyio.sleep(min(pause, max(0.0, deadline - anyio.current_time())))
+            pause = min(pause * 1.5, 1.0)
         return await self._record_session(phase, step.name, attempt, tasks)
 
     async def _attempt_and_tasks(self, attempt_id: str) -> tuple[Attempt, list]:
@@ -578,7 +642,9 @@ class Pipeline:
         timed_out = False
         with self._locked_state() as state:
             step = state.phase(phase).step(step_name)
-            if step.attempt_id == attempt.id and step.status is StepStatus.RUNNING:
+            # A timed-out attempt that ended later still counts for what it did.
+            open_states = (StepStatus.RUNNING, StepStatus.TIMED_OUT)
+            if step.attempt_id == attempt.id and step.status in open_states:
                 if attempt.done:
                     errors = (
                         "; ".join(f"{t.full_name}: {t.error}" for t in failed[:3]) or attempt.status
@@ -587,11 +653,16 @@ class Pipeline:
                         step, attempt.status == "success", None if attempt.success else errors
                     )
                 elif (
-                    step.started_at
+                    step.status is StepStatus.RUNNING
+                    and step.started_at
                     and (now() - step.started_at).total_seconds() > self.monitor_deadline
                 ):
                     step.status, step.finished_at = StepStatus.TIMED_OUT, now()
-                    step.last_error = f"still running after {self.monitor_deadline / 3600:.1f} h (the monitor deadline)"
+                    step.last_error = (
+                        f"still running after {_duration(self.monitor_deadline)} (the monitor "
+                        "deadline); kill and retry it with start_workflow, or wait longer with "
+                        "get_session"
+                    )
                     timed_out = True
             timed_out = timed_out or step.status is StepStatus.TIMED_OUT
             action = next_action(self.cfg, state)
@@ -637,10 +708,17 @@ class Pipeline:
         offset = max(0, offset)
         page = full[offset : offset + LOG_PAGE_CHARS]
         end = offset + len(page)
+        # Name only the files this page's text comes from: an attempt of a big phase has
+        # hundreds of log files, and the page must stay small.
+        on_page, start = [], 0
+        for f, text in zip(files, texts, strict=True):
+            if start < end and start + len(text) > offset:
+                on_page.append(f.file_name)
+            start += len(text)
         return LogsResult(
             attempt_id=attempt_id,
             task=task,
-            files=[f.file_name for f in files],
+            files=on_page,
             offset=offset,
             next_offset=end if end < len(full) else None,
             text=page,
@@ -669,14 +747,19 @@ class Pipeline:
                 ps.status = PhaseStatus.ACCEPTED
                 ps.step("validate").details["accepted_warnings"] = True
                 return self._validation_result(state, ps, accepted=True)
-            self._begin(ps.step("validate"), f"validating {phase.value}")
+            self._begin(ps.step("validate"), f"validating {phase.value}", phase)
         try:
             schemas = await phase_schemas(self.cfg, self.backend, phase, for_validation=True)
             findings = await validate_phase(self.cfg, phase, self.backend, schemas)
-        except (BackendError, ConfigError) as e:
+        except (BackendError, ConfigError, PipelineError) as e:
             with self._locked_state() as state:
                 self._finish(state.phase(phase).step("validate"), False, str(e))
             raise PipelineError(f"validating {phase.value} failed: {e}") from None
+        except Exception as e:  # a bug must not leave the step running forever
+            error = _internal(e, f"validating {phase.value}")
+            with self._locked_state() as state:
+                self._finish(state.phase(phase).step("validate"), False, error)
+            raise PipelineError(error) from None
         with self._locked_state() as state:
             ps = state.phase(phase)
             step = ps.step("validate")
@@ -804,6 +887,12 @@ class Pipeline:
                 killed.append(attempt_id)
             except BackendError:
                 pass  # already finished
+        if killed:
+            with self._locked_state() as state:
+                for p in ORDER:
+                    for s in state.phase(p).steps.values():
+                        if s.status is StepStatus.RUNNING and s.attempt_id in killed:
+                            self._finish(s, False, f"killed by abort_pipeline ({reason})")
         report = await self.final_report()
         with self._locked_state() as state:
             action = next_action(self.cfg, state)
@@ -828,6 +917,24 @@ class Pipeline:
             return parse_phase(name)
         except ValueError as e:
             raise PipelineError(str(e)) from None
+
+
+def _internal(error: Exception, what: str) -> str:
+    """An unexpected error: logged with its traceback, returned as words for the agent."""
+    log.exception("%s failed", what)
+    return (
+        f"{what} failed with an internal error ({type(error).__name__}: {error}); the step "
+        "was recorded as failed. This is a cdp-mcp bug: report it with the server log; "
+        "retrying may help if the cause was passing"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.1f} s"
 
 
 def out_of_attempts_after(step: StepState) -> bool:

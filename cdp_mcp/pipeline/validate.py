@@ -134,11 +134,14 @@ async def _ingestion_metrics(
     for obj, counts in rows.items():
         if counts["historical"] + counts["incremental"] == 0:
             f.warnings.append(f"no rows of {obj} were loaded (check start_date and the source)")
-    # The latest log row per object says whether its last load worked.
+    # The latest log row per object says whether its last load worked. `time` is in whole
+    # seconds, and a failed load and its retry often share one: the attempt id (increasing
+    # on Digdag) decides first.
     result = await backend.query(
         "SELECT object_name, mode, status, message FROM ("
         "SELECT object_name, mode, status, message, row_number() OVER "
-        "(PARTITION BY object_name, mode ORDER BY time DESC) AS rn "
+        "(PARTITION BY object_name, mode "
+        "ORDER BY TRY_CAST(attempt_id AS BIGINT) DESC NULLS LAST, time DESC) AS rn "
         f"FROM {_q(cfg.src_db, 'ingestion_log')}) WHERE rn = 1",
         cfg.src_db,
     )
@@ -264,7 +267,7 @@ async def _over_merge(
     cfg: PipelineConfig, backend: Backend, columns: list[tuple[str, str]], f: Findings
 ) -> None:
     """Values shared by more records than the threshold: the classic junk that over-merges."""
-    limit = cfg.unification.max_values_per_key
+    limit = cfg.unification.over_merge_threshold
     unif_input = _q(cfg.stg_db, "unif_input")
     suspects = []
     for column, key in columns:
