@@ -27,6 +27,7 @@ from cdp_mcp.pipeline.models import (
     PushResult,
     QueryOutput,
     ReportResult,
+    SecretsResult,
     SessionResult,
     StartResult,
     StatusResult,
@@ -67,6 +68,19 @@ async def _call(make: Callable[[], Awaitable[T]]) -> T:
             f"internal error in cdp-mcp ({type(e).__name__}: {e}). Call pipeline_status to see "
             "what was recorded, and report this as a bug with the server log."
         ) from None
+
+
+async def _with(config_path: str, use: Callable[[Pipeline], Awaitable[T]]) -> T:
+    """Run `use` on the config's pipeline, then release its backend connections."""
+
+    async def run() -> T:
+        pipeline = _pipeline(config_path)
+        try:
+            return await use(pipeline)
+        finally:
+            await pipeline.aclose()
+
+    return await _call(run)
 
 
 def _pipeline(config_path: str) -> Pipeline:
@@ -119,19 +133,19 @@ def build_server() -> MCPServer:
         workflows, tables) with the next action. Call it first, again after fixing the
         config (re-opens the budgets of failed steps), or to start a new run of a finished
         pipeline."""
-        return await _call(lambda: _pipeline(config_path).init())
+        return await _with(config_path, lambda p: p.init())
 
     @server.tool(annotations=WRITES)
     async def generate_phase(config_path: str, phase: str) -> GenerateResult:
         """Render a phase's Digdag project into the workspace; returns its files and its
         workflows in run order. Refused until the previous phase validated PASS."""
-        return await _call(lambda: _pipeline(config_path).generate_phase(phase))
+        return await _with(config_path, lambda p: p.generate_phase(phase))
 
     @server.tool(annotations=DESTRUCTIVE)
     async def push_project(config_path: str, phase: str) -> PushResult:
         """Deploy the generated project (replaces the project's current revision on the
         backend); returns project id and revision. At most 3 attempts."""
-        return await _call(lambda: _pipeline(config_path).push_project(phase))
+        return await _with(config_path, lambda p: p.push_project(phase))
 
     @server.tool(annotations=WRITES)
     async def start_workflow(
@@ -140,7 +154,7 @@ def build_server() -> MCPServer:
         """Start the named workflow of the phase (default: the next one not yet succeeded);
         after a failure it retries only the failed tasks. Returns session_id and attempt_id.
         At most 3 attempts per workflow."""
-        return await _call(lambda: _pipeline(config_path).start_workflow(phase, workflow))
+        return await _with(config_path, lambda p: p.start_workflow(phase, workflow))
 
     @server.tool(annotations=READ_ONLY)
     async def get_session(
@@ -153,9 +167,7 @@ def build_server() -> MCPServer:
         async def progress(done: float, total: float | None, message: str) -> None:
             await ctx.report_progress(done, total, message)
 
-        return await _call(
-            lambda: _pipeline(config_path).get_session(session_id, wait_seconds, progress)
-        )
+        return await _with(config_path, lambda p: p.get_session(session_id, wait_seconds, progress))
 
     # Read-only for the warehouse (it only reads tables); it records the verdict in the state.
     @server.tool(annotations=READ_ONLY)
@@ -165,7 +177,14 @@ def build_server() -> MCPServer:
         """Check the phase's tables (exist, row counts, expected columns) and its metrics;
         verdict PASS, WARN or FAIL. A WARN lets the next phase start only when called with
         accept_warnings=true (after the person agrees). At most 3 attempts."""
-        return await _call(lambda: _pipeline(config_path).validate_tables(phase, accept_warnings))
+        return await _with(config_path, lambda p: p.validate_tables(phase, accept_warnings))
+
+    @server.tool(annotations=WRITES)
+    async def set_secrets(config_path: str, phase: str, names: list[str]) -> SecretsResult:
+        """Upload the project secrets a pushed phase references (e.g. td.apikey) from the
+        server's environment variables of those names (td.apikey: TD_APIKEY or the config's
+        key), so a secret value never passes through the conversation."""
+        return await _with(config_path, lambda p: p.set_secrets(phase, names))
 
     @server.tool(annotations=READ_ONLY)
     async def get_logs(
@@ -173,14 +192,14 @@ def build_server() -> MCPServer:
     ) -> LogsResult:
         """Task logs of an attempt (optionally one task, by full name or prefix), 12,000
         characters a page; pass next_offset to read on."""
-        return await _call(lambda: _pipeline(config_path).get_logs(attempt_id, task, offset))
+        return await _with(config_path, lambda p: p.get_logs(attempt_id, task, offset))
 
     @server.tool(annotations=READ_ONLY)
     async def query(config_path: str, sql: str, limit: int = 100) -> QueryOutput:
         """Run one read-only statement (SELECT, WITH, SHOW, DESCRIBE) in Presto SQL; use
         database.table names. Returns columns, rows (at most `limit`, max 1000) and
         `truncated`."""
-        return await _call(lambda: _pipeline(config_path).query(sql, limit))
+        return await _with(config_path, lambda p: p.query(sql, limit))
 
     @server.tool(annotations=READ_ONLY)
     async def pipeline_status(config_path: str) -> StatusResult:
@@ -196,19 +215,19 @@ def build_server() -> MCPServer:
     async def skip_phase(config_path: str, phase: str, confirm: bool = False) -> DecisionResult:
         """Skip a phase by the person's decision (needs confirm=true); later phases run on
         whatever it left behind."""
-        return await _call(lambda: _pipeline(config_path).skip_phase(phase, confirm))
+        return await _with(config_path, lambda p: p.skip_phase(phase, confirm))
 
     @server.tool(annotations=DESTRUCTIVE)
     async def abort_pipeline(config_path: str) -> DecisionResult:
         """Stop the pipeline by the person's decision: kills running workflows and writes a
         partial report."""
-        return await _call(lambda: _pipeline(config_path).abort())
+        return await _with(config_path, lambda p: p.abort())
 
     @server.tool(annotations=WRITES)
     async def final_report(config_path: str) -> ReportResult:
         """Write the report (Markdown) into the workspace and return it; partial when the
         pipeline is not finished."""
-        return await _call(lambda: _pipeline(config_path).final_report())
+        return await _with(config_path, lambda p: p.final_report())
 
     @server.prompt(title="Implement a CDP")
     def cdp_implement(config_path: str) -> str:

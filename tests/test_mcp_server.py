@@ -50,6 +50,8 @@ CONTRACT: dict[str, tuple[list[str], list[str]]] = {
     "skip_phase": (["config_path", "phase", "confirm"], ["config_path", "phase"]),
     "abort_pipeline": (["config_path"], ["config_path"]),
     "final_report": (["config_path"], ["config_path"]),
+    # issue 6: secrets come from the server's environment, never from the conversation
+    "set_secrets": (["config_path", "phase", "names"], ["config_path", "phase", "names"]),
 }
 READ_ONLY = {"get_session", "validate_tables", "pipeline_status", "query", "get_logs"}
 DESTRUCTIVE = {"push_project", "abort_pipeline"}

@@ -178,3 +178,12 @@ class Backend(Protocol):
     async def query(
         self, sql: str, database: str, engine: str = "presto", limit: int | None = None
     ) -> QueryResult: ...
+
+
+@runtime_checkable
+class SecretStore(Protocol):
+    """Project secrets (Digdag's secrets API): a capability of the Treasure Data backend."""
+
+    async def list_secrets(self, project: str) -> list[str]: ...
+
+    async def set_secret(self, project: str, key: str, value: str) -> None: ...

@@ -11,10 +11,7 @@ def make_backend(cfg: PipelineConfig) -> Backend:
     if cfg.global_.backend == "treasuredata":
         from cdp_mcp.backends.treasuredata import TreasureDataBackend
 
-        key = cfg.global_.td_api_key
-        if key is None:  # the config refuses this; kept for type narrowing
-            raise ValueError("global.td_api_key: backend treasuredata needs an API key")
-        return TreasureDataBackend(cfg.global_.td_endpoint, key)
+        return TreasureDataBackend.from_config(cfg)
     from cdp_mcp.backends.local import LocalBackend
 
     return LocalBackend(cfg.workspace)

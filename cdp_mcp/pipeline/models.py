@@ -61,6 +61,16 @@ class PushResult(BaseModel):
     project_id: str
     revision: str
     attempt: int
+    missing_secrets: list[str] = Field(default_factory=list)
+    next_action: NextAction
+
+
+class SecretsResult(BaseModel):
+    phase: str
+    project: str
+    set: list[str]
+    missing_env: dict[str, list[str]] = Field(default_factory=dict)  # secret -> env vars tried
+    still_missing: list[str]
     next_action: NextAction
 
 

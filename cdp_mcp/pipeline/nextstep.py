@@ -101,6 +101,16 @@ def next_for_phase(cfg: PipelineConfig, state: PipelineState, ps: PhaseState) ->
                 "push_project", args, f"{why}; the last push failed: {deploy.last_error}"
             )
         return NextAction(tool="push_project", arguments=args, why=why)
+    missing = list(deploy.details.get("missing_secrets") or [])
+    if missing:
+        return NextAction(
+            tool="set_secrets",
+            arguments={**args, "names": missing},
+            why=(
+                f"the project references secrets it does not have yet: {', '.join(missing)}; "
+                "export them in the server's environment (see README), then set them"
+            ),
+        )
     for wf in workflows(cfg, phase):
         ex = ps.steps.get(execute_step(wf))
         wf_args = {**args, "workflow": wf}

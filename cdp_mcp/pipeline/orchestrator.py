@@ -55,6 +55,7 @@ from cdp_mcp.pipeline.models import (
     PushResult,
     QueryOutput,
     ReportResult,
+    SecretsResult,
     SessionResult,
     StartResult,
     StatusResult,
@@ -69,7 +70,9 @@ from cdp_mcp.pipeline.nextstep import (
     out_of_attempts,
 )
 from cdp_mcp.pipeline.readonly import check_read_only
+from cdp_mcp.pipeline.runlogs import write_run_log
 from cdp_mcp.pipeline.schemas import phase_schemas
+from cdp_mcp.pipeline.secrets import missing_secrets, upload_secrets
 from cdp_mcp.pipeline.state import (
     MAX_ATTEMPTS,
     PhaseState,
@@ -132,6 +135,12 @@ class Pipeline:
         if self._backend is None:
             self._backend = make_backend(self.cfg)
         return self._backend
+
+    async def aclose(self) -> None:
+        """Release the backend's connections (the TD client holds an HTTP pool)."""
+        close = getattr(self._backend, "aclose", None)
+        if close is not None:
+            await close()
 
     def _load(self) -> PipelineState:
         try:
@@ -315,6 +324,9 @@ class Pipeline:
 
     async def _td_preflight(self) -> list[str]:
         try:
+            check_auth = getattr(self.backend, "check_auth", None)
+            if check_auth is not None:
+                await check_auth()  # the key works on the API and the workflow host
             dbs = set(await self.backend.databases())
         except BackendError as e:
             raise PipelineError(f"Treasure Data preflight failed: {e}") from None
@@ -323,8 +335,8 @@ class Pipeline:
         notes = [f"API key accepted by {self.cfg.global_.td_endpoint}"]
         if missing:
             notes.append(
-                f"databases to be created by the workflows: {', '.join(missing)} "
-                "(the key needs permission to create databases)"
+                f"databases the workflows will create: {', '.join(missing)} (confirm with the "
+                "person before the first run; the key needs permission to create databases)"
             )
         else:
             notes.append(f"databases exist: {', '.join(wanted)}")
@@ -427,10 +439,16 @@ class Pipeline:
             error = f"push failed: {e}"
         except Exception as e:  # a bug must not leave the step running forever
             error = _internal(e, f"pushing {phase.value}")
+        missing: list[str] = []
+        if project is not None:
+            with self.store.locked():
+                wanted = self._load().phase(phase).secrets
+            missing = await missing_secrets(self.backend, name, wanted)
         with self._locked_state() as state:
             ps = state.phase(phase)
             step = ps.step("deploy")
             self._finish(step, project is not None, error)
+            step.details["missing_secrets"] = missing
             if project is not None:
                 ps.project_id, ps.revision = project.id, project.revision
                 # A new revision means the workflows run anew.
@@ -451,6 +469,40 @@ class Pipeline:
             project_id=project.id,
             revision=project.revision,
             attempt=attempts,
+            missing_secrets=missing,
+            next_action=action,
+        )
+
+    async def set_secrets(self, phase_name: str, names: list[str]) -> SecretsResult:
+        """Upload project secrets from the server's environment (values never pass here)."""
+        phase = self._phase(phase_name)
+        with self._locked_state() as state:
+            self._gate(state, phase)
+            deploy = state.phase(phase).steps.get("deploy")
+            if deploy is None or deploy.status is not StepStatus.SUCCEEDED:
+                raise PipelineError(
+                    f"push {phase.value} first (secrets belong to the pushed project): "
+                    f"push_project(config_path, '{phase.value}')"
+                )
+            wanted = state.phase(phase).secrets
+        unknown = [n for n in names if n not in wanted]
+        if unknown:
+            raise PipelineError(
+                f"the {phase.value} project does not reference {', '.join(unknown)}; it uses: "
+                f"{', '.join(wanted) or 'no secrets'}"
+            )
+        project = project_name(self.cfg, phase)
+        done, missing_env = await upload_secrets(self.cfg, self.backend, project, names)
+        still = await missing_secrets(self.backend, project, wanted)
+        with self._locked_state() as state:
+            state.phase(phase).step("deploy").details["missing_secrets"] = still
+            action = next_action(self.cfg, state)
+        return SecretsResult(
+            phase=phase.value,
+            project=project,
+            set=done,
+            missing_env=missing_env,
+            still_missing=still,
             next_action=action,
         )
 
@@ -473,6 +525,7 @@ class Pipeline:
                 raise PipelineError(
                     f"deploy {phase.value} first: push_project(config_path, '{phase.value}')"
                 )
+            recorded_missing = list(deploy.details.get("missing_secrets") or [])
             wf = workflow or self._next_workflow(ps, names)
             if wf not in names:
                 raise PipelineError(
@@ -503,6 +556,18 @@ class Pipeline:
                 if step.status in (StepStatus.FAILED, StepStatus.TIMED_OUT)
                 else None
             )
+            if recorded_missing:
+                # Set since (e.g. with `td wf secrets`)? Ask the backend before refusing.
+                still = await missing_secrets(
+                    self.backend, project_name(self.cfg, phase), recorded_missing
+                )
+                deploy.details["missing_secrets"] = still
+                if still:
+                    raise PipelineError(
+                        f"{wf} would fail: the project lacks secrets {', '.join(still)}. Set "
+                        "them from the server's environment with set_secrets(config_path, "
+                        f"'{phase.value}', names={still}) (see README: secrets)"
+                    )
             self._begin(step, f"running {wf}", phase)
             revision = ps.revision
         try:
@@ -627,6 +692,7 @@ class Pipeline:
     async def _record_session(
         self, phase: Phase, step_name: str, attempt: Attempt, tasks: list
     ) -> SessionResult:
+        await write_run_log(self.cfg.workspace, phase.value, attempt, tasks, self.backend)
         failed = [t for t in tasks if t.state in ("error",) and not t.is_group]
         failed_out = [
             FailedTask(
