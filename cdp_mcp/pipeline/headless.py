@@ -86,15 +86,15 @@ async def _step(
         return push.next_action
     if action.tool == "set_secrets":
         names = list(args.get("names") or [])
-        result = await p.set_secrets(phase, names)
-        echo(f"{phase}: set secrets {', '.join(result.set) or '(none)'} from the environment")
-        if result.still_missing:
-            tried = "; ".join(f"{k}: {', '.join(v)}" for k, v in result.missing_env.items())
+        secrets = await p.set_secrets(phase, names)
+        echo(f"{phase}: set secrets {', '.join(secrets.set) or '(none)'} from the environment")
+        if secrets.still_missing:
+            tried = "; ".join(f"{k}: {', '.join(v)}" for k, v in secrets.missing_env.items())
             raise PipelineError(
-                f"{phase} needs secrets {', '.join(result.still_missing)}; export them "
+                f"{phase} needs secrets {', '.join(secrets.still_missing)}; export them "
                 f"({tried}) and run again"
             )
-        return result.next_action
+        return secrets.next_action
     if action.tool == "start_workflow":
         start = await p.start_workflow(phase, args.get("workflow"))
         how = "retrying failed tasks of" if start.resumed_failed_tasks else "started"
