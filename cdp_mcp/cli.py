@@ -9,25 +9,37 @@ from pathlib import Path
 
 import anyio
 
+from cdp_mcp.backends.factory import make_backend
 from cdp_mcp.cli_wf import add_wf_commands
 from cdp_mcp.config import ConfigError, load_config
 from cdp_mcp.emulator.command import add_emulate_command
 from cdp_mcp.generate import GenerationError, generate
-from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.phases import ORDER, parse_phase
+from cdp_mcp.phases import ORDER, Phase, parse_phase
 from cdp_mcp.pipeline.headless import EXIT_FAILED, RunOutcome, run_pipeline
 from cdp_mcp.pipeline.models import PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
+from cdp_mcp.pipeline.schemas import phase_schemas
 from cdp_mcp.sample_data import SAMPLE_FOLDER, write_sample, write_sample_config
+from cdp_mcp.schema import SchemaMap
 from cdp_mcp.sources import SourceError
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     phases = ORDER if args.phase == "all" else (parse_phase(args.phase),)
-    schemas = predicted_schemas(cfg)
+
+    async def schemas_for(phase: Phase) -> SchemaMap:
+        # The orchestrator's path: source files for `file`, loaded tables otherwise.
+        backend = make_backend(cfg)
+        try:
+            return await phase_schemas(cfg, backend, phase)
+        finally:
+            close = getattr(backend, "aclose", None)
+            if close is not None:
+                await close()
+
     for phase in phases:
-        project = generate(cfg, phase, schemas)
+        project = generate(cfg, phase, anyio.run(schemas_for, phase))
         print(f"{phase.value}: {len(project.files)} files in {project.directory}")
         for f in project.files:
             print(f"  {f}")

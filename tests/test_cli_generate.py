@@ -42,3 +42,22 @@ def test_unknown_phase_and_missing_source(
     (acme_config.parent / "shopify" / "products.csv").unlink()
     assert main(["generate", str(acme_config), "ingestion"]) == 1
     assert "no file for object 'products'" in capsys.readouterr().err
+
+
+def test_seed_config_with_a_td_connector_generates_ingestion(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The seed's own YAML (connector rest): ingestion generates with secret placeholders;
+    later phases wait for the loaded tables' columns and say so."""
+    cfg = tmp_path / "acme.yml"
+    cfg.write_text(
+        "global: {client: acme}\n"
+        "ingestion: {source_name: shopify, connector: rest, objects: [orders, customers]}\n"
+    )
+    assert main(["generate", str(cfg), "ingestion"]) == 0
+    load = (tmp_path / "acme_cdp" / "ingestion" / "config" / "shopify_orders_load.yml").read_text()
+    assert "type: rest" in load
+    assert "${secret:shopify.api_key}" in load
+    assert "secrets to set before running: shopify.api_key" in capsys.readouterr().out
+    assert main(["generate", str(cfg), "hist_union"]) == 1
+    assert "run and validate ingestion first" in capsys.readouterr().err

@@ -28,6 +28,7 @@ def write_project(workspace: Path, folder: str, files: dict[str, str]) -> Path:
             raise GenerationError(f"refusing to write {rel!r}: it is outside the project folder")
     ws.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would make the project folder private
     try:
         for rel, text in sorted(files.items()):
             dest = tmp / rel

@@ -33,7 +33,11 @@ async def _loaded_columns(cfg: PipelineConfig, backend: Backend) -> dict[str, li
     try:
         tables = {t.name: t for t in await backend.tables(cfg.src_db)}
     except BackendError as e:
-        raise PipelineError(f"reading the tables of {cfg.src_db} failed: {e}") from None
+        raise PipelineError(
+            f"the columns of connector {cfg.ingestion.connector!r} come from the tables "
+            f"ingestion loaded, and {cfg.src_db} has none yet ({e}): run and validate "
+            "ingestion first"
+        ) from None
     sources: dict[str, list[Column]] = {}
     for obj in cfg.ingestion.objects:
         base = f"{cfg.source}_{obj}"
