@@ -236,7 +236,9 @@ class UnificationConfig(_Strict):
     merge_by_keys: list[Ident] | None = None
     merge_iterations: int = Field(default=15, ge=1, le=49)
     incremental_merge_iterations: int = Field(default=2, ge=1, le=49)
-    max_values_per_key: int = Field(default=1000, ge=1)
+    # Over-merge guard (TD has none): a value carried by more records than this is reported
+    # with the profile it joined (see cdp_mcp/unification/report.py).
+    over_merge_threshold: int = Field(default=1000, ge=1)
 
     @model_validator(mode="after")
     def _cross(self) -> UnificationConfig:

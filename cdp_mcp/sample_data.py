@@ -230,6 +230,7 @@ def write_sample(dir: Path, rows: int = 200, seed: int = 7) -> dict[str, Path]:
     counts = {"customers": rows, "orders": rows, "products": max(20, rows // 50)}
     out: dict[str, Path] = {}
     with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
         _macros(con, seed)
         for obj in OBJECTS:
             n = counts[obj]
@@ -254,6 +255,7 @@ def append_rows(dir: Path, obj: str, n: int, seed: int = 11) -> Path:
     the rest newer versions of existing ids. Returns the file."""
     path = find_object_file(dir, obj)
     with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
         _macros(con, seed)
         max_id, max_ts = _file_extent(con, path)
         customers = _customer_ids(con, dir)

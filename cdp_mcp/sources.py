@@ -82,6 +82,7 @@ def _described(path: Path) -> list[tuple[str, str]]:
 def _cached_description(path: Path, size: int, mtime_ns: int) -> tuple[tuple[str, str], ...]:
     # Keyed by the file's size and mtime: an appended or replaced file is described anew.
     with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
         try:
             rows = con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}").fetchall()
         except duckdb.Error as e:

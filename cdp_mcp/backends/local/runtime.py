@@ -44,7 +44,7 @@ from cdp_mcp.backends.local.archive import (
     extract_archive,
 )
 from cdp_mcp.backends.local.engine import AttemptInfo, AttemptRun
-from cdp_mcp.backends.local.hooks import UnificationHandler
+from cdp_mcp.backends.local.hooks import UnificationCall, UnificationHandler
 from cdp_mcp.backends.local.logs import LogStore, TaskLog
 from cdp_mcp.backends.local.params import StoreUpdate, merged_store, session_builtins
 from cdp_mcp.backends.local.sql import ENGINES, split_statements, translate
@@ -83,7 +83,7 @@ class LocalRuntime:
         self.store = StateStore(self.home / "state.sqlite")
         self.warehouse = Warehouse.at(self.home / "warehouse.duckdb")
         self.logs = LogStore(self.home / "logs", self.store)
-        self.unification_handler: UnificationHandler | None = None
+        self.unification_handler: UnificationHandler | None = default_unification_handler
         self.reap_stale()
 
     # projects
@@ -568,6 +568,13 @@ class LocalRuntime:
                 rows = [[json_value(v) for v in r] for r in fetched[:limit]]
                 return QueryResult(columns=columns, rows=rows, truncated=truncated)
         raise QueryError("no SQL statement to run")
+
+
+def default_unification_handler(call: UnificationCall) -> dict[str, Any] | None:
+    """TD's unification API served by cdp_mcp.unification (imported on first use)."""
+    from cdp_mcp.unification.handler import handle_unification_call
+
+    return handle_unification_call(call)
 
 
 def _int_id(value: str, what: str) -> int:

@@ -124,6 +124,9 @@ class Warehouse:
                 cur = self._con.cursor()
             try:
                 cur.execute("SET TimeZone = 'UTC'")
+                # DuckDB draws a progress bar on stdout for long queries; in `cdp-mcp serve`
+                # stdout is the MCP stdio stream.
+                cur.execute("SET enable_progress_bar = false")
                 for macro in _TD_MACROS:
                     cur.execute(macro)
                 if database:

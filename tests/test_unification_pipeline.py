@@ -1,0 +1,87 @@
+"""The four phases of the seed's example (tests/fixtures/acme.yml) on the local backend:
+the generated id_unification.dig's call to TD's API is served by cdp_mcp.unification, and
+the generated enrichment runs unchanged on its tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from cdp_mcp.backends.local import LocalBackend
+from cdp_mcp.config import PipelineConfig, load_config
+from cdp_mcp.generate import generate
+from cdp_mcp.generate.schemas import predicted_schemas
+from cdp_mcp.phases import ORDER, Phase, expected_tables, project_name, workflows
+from cdp_mcp.unification import unification_metrics
+
+pytestmark = pytest.mark.slow
+
+
+async def run_phases(backend: LocalBackend, cfg: PipelineConfig, session: datetime) -> None:
+    schemas = predicted_schemas(cfg)
+    for phase in ORDER:
+        project = generate(cfg, phase, schemas)
+        await backend.push(project_name(cfg, phase), project.directory)
+        for i, wf in enumerate(workflows(cfg, phase)):
+            attempt = await backend.start(
+                project_name(cfg, phase), wf, session_time=session + timedelta(seconds=i)
+            )
+            done = await backend.wait(attempt.id, timeout=120)
+            if done.status != "success":
+                failed = [t for t in await backend.tasks(done.id) if t.state == "error"]
+                pytest.fail(f"{wf} ended {done.status}: {[(t.full_name, t.error) for t in failed]}")
+
+
+def rows(backend: LocalBackend, sql: str) -> list[tuple[Any, ...]]:
+    with backend.runtime.warehouse.cursor() as cur:
+        return cur.execute(sql).fetchall()
+
+
+def test_acme_unifies_and_enriches_every_staging_row(acme_config: Path) -> None:
+    cfg = load_config(acme_config)
+    backend = LocalBackend(cfg.workspace)
+    session = datetime(2026, 1, 1, tzinfo=UTC)
+    anyio.run(run_phases, backend, cfg, session)
+
+    db, stg, idn = cfg.unif_db, cfg.stg_db, cfg.unification.id_name
+    schemas = predicted_schemas(cfg)
+    with backend.runtime.warehouse.cursor() as cur:
+        for table in expected_tables(cfg, Phase.UNIFICATION, schemas):
+            got = [r[0] for r in cur.execute(f"DESCRIBE {table.qualified}").fetchall()]
+            assert set(table.columns) <= set(got), table.qualified
+
+    customers = dict(rows(backend, f"SELECT email, {idn} FROM {db}.enriched_shopify_customers"))
+    orders = rows(backend, f"SELECT id, customer_email, {idn} FROM {db}.enriched_shopify_orders")
+    by_order = {r[0]: (r[1], r[2]) for r in orders}
+    bob = customers["bob@example.com"]
+    assert bob is not None and by_order[101] == ("bob@example.com", bob)  # customer + order
+    ann = by_order[100][1]  # Ann's customer row predates start_date: only her order is in
+    assert ann is not None and ann != bob
+    assert customers["test@test.com"] is None  # junk email: joins nobody, gets no id
+    assert by_order[102][1] is None  # no email at all
+    assert customers["dee@example.com"] not in (None, ann, bob)
+    for table in ("shopify_customers", "shopify_orders"):
+        staged = rows(backend, f"SELECT count(*) FROM {stg}.{table}")
+        enriched = rows(backend, f"SELECT count(*) FROM {db}.enriched_{table}")
+        assert staged == enriched, table  # every staging row survives enrichment
+    lookup = rows(backend, f"SELECT id FROM {db}.{idn}_lookup ORDER BY 1")
+    assert ("test@test.com",) not in lookup
+
+    with backend.runtime.warehouse.cursor() as cur:
+        metrics = unification_metrics(cur, cfg)
+    coverage = {c.table: c for c in metrics.coverage}
+    assert coverage["enriched_shopify_customers"].rows_with_id == 2  # Bob, Dee (not Cy)
+    assert coverage["enriched_shopify_customers"].staging_rows == 3
+    assert metrics.profiles == 3 and metrics.last_run is not None
+    assert metrics.last_run.method == "persistent_id" and metrics.warnings == []
+
+    # Run the unification phase again: incremental, and every id stays.
+    before = rows(backend, f"SELECT id, {idn} FROM {db}.{idn}_lookup ORDER BY 1")
+    anyio.run(run_phases, backend, cfg, session + timedelta(days=1))
+    assert rows(backend, f"SELECT id, {idn} FROM {db}.{idn}_lookup ORDER BY 1") == before
+    modes = rows(backend, f"SELECT mode FROM {db}.{idn}_runs ORDER BY rowid")
+    assert [m for (m,) in modes] == ["full", "incremental"]
