@@ -260,7 +260,43 @@ async def _unification_metrics(
                 "enrichment must keep every staging row"
             )
     f.metrics["coverage"] = coverage
-    await _over_merge(cfg, backend, [(c.name, c.key) for c in plan.input_columns], f)
+    if await catalog.table(cfg.unif_db, f"{idn}_cluster_report") is not None:
+        await _cluster_report(cfg, backend, f)  # the local engine's own report
+    else:
+        await _over_merge(cfg, backend, [(c.name, c.key) for c in plan.input_columns], f)
+
+
+async def _cluster_report(cfg: PipelineConfig, backend: Backend, f: Findings) -> None:
+    """Largest clusters with the values that joined them, over-merges and split clusters,
+    as the local unification engine recorded them in `{id}_cluster_report`."""
+    idn = cfg.unification.id_name
+    report = _q(cfg.unif_db, f"{idn}_cluster_report")
+    rows = await backend.query(
+        "SELECT kind, rank, unified_id, key_name, value, records, cluster_values, detail "
+        f"FROM {report} WHERE kind IN ('cluster_value', 'over_merge', 'split') "
+        "ORDER BY kind, rank",
+        cfg.unif_db,
+    )
+    joined: dict[str, list[str]] = {}
+    splits: set[int] = set()
+    suspects = []
+    for kind, rank, person, key, value, records, _values, detail in rows.rows:
+        if kind == "cluster_value" and len(joined.get(str(person), [])) < 5:
+            joined.setdefault(str(person), []).append(f"{key}={value} ({records} records)")
+        elif kind == "over_merge":
+            suspects.append({"key": key, "value": str(value), "records": int(records or 0)})
+            f.warnings.append(str(detail))
+        elif kind == "split":
+            splits.add(int(rank))
+    for cluster in f.metrics.get("largest_clusters", []):
+        cluster["joined_by"] = joined.get(cluster["id"], [])
+    f.metrics["over_merge_suspects"] = suspects
+    f.metrics["split_clusters"] = len(splits)
+    if splits:
+        f.warnings.append(
+            f"{len(splits)} clusters were left split because merge_iterations "
+            f"({cfg.unification.merge_iterations}) was reached; raise it if they are one person"
+        )
 
 
 async def _over_merge(
