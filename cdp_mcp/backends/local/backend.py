@@ -90,17 +90,16 @@ class LocalBackend:
         return await self._call(self.runtime.retry, attempt_id, resume_failed)
 
     async def wait(self, attempt_id: str, timeout: float) -> Attempt:
-        """Poll until the attempt is done or `timeout` seconds passed; returns it either way."""
+        """Until the attempt is done or `timeout` seconds passed; returns it either way.
+
+        Waits in slices so a cancelled caller is not stuck in a worker thread for long.
+        """
         deadline = anyio.current_time() + max(0.0, timeout)
-        pause = 0.02
         while True:
-            current = await self.attempt(attempt_id)
+            left = max(0.0, deadline - anyio.current_time())
+            current = await self._call(self.runtime.wait, attempt_id, min(left, 1.0))
             if current.done or anyio.current_time() >= deadline:
                 return current
-            await anyio.sleep(min(pause, max(0.0, deadline - anyio.current_time())))
-            pause = min(pause * 1.5, 0.5)
-            if pause >= 0.5:  # a runner that died leaves its attempt running; end it as error
-                await self._call(self.runtime.reap_stale)
 
     async def databases(self) -> list[str]:
         return await self._call(self.runtime.databases)

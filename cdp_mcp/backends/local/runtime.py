@@ -58,6 +58,8 @@ _PROJECT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _RUNNER_TOKEN = uuid.uuid4().hex  # identifies attempts run by this process
 _ACTIVE: dict[tuple[str, int], AttemptRun] = {}  # (state file, attempt id) -> its run
 _ACTIVE_LOCK = threading.Lock()
+# Notified whenever an attempt run by this process ends (see `wait`).
+_FINISHED = threading.Condition(_ACTIVE_LOCK)
 _STALE_MESSAGE = "the local runner stopped while this attempt was running (its process exited); retry the attempt"
 
 
@@ -270,6 +272,7 @@ class LocalRuntime:
             self.store.finish_attempt(attempt_id, success)
             with _ACTIVE_LOCK:
                 _ACTIVE.pop((str(self.store.path), attempt_id), None)
+                _FINISHED.notify_all()
 
     def _mark_root_error(self, attempt_id: int, message: str) -> None:
         rows = self.store.tasks(attempt_id)
@@ -339,6 +342,12 @@ class LocalRuntime:
         return self.attempt(attempt_id)
 
     def wait(self, attempt_id: str, timeout: float) -> Attempt:
+        key = (str(self.store.path), int(attempt_id)) if attempt_id.isdigit() else None
+        with _FINISHED:
+            if key is not None and key in _ACTIVE:
+                # Run by this process: wake when it ends instead of polling.
+                _FINISHED.wait_for(lambda: key not in _ACTIVE, timeout=max(0.0, timeout))
+                return self.attempt(attempt_id)
         deadline = time.monotonic() + max(0.0, timeout)
         pause = 0.02
         while True:

@@ -26,6 +26,37 @@ standardized AS (
     "time" AS "time"
   FROM cleaned
 ),
+ranked AS (
+  -- One row per id: the latest by updated_at, then time. Rows without a key are all kept.
+  -- Deduplicated before the derived columns are computed: less to sort, less to hash.
+  SELECT
+    "id",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "created_at",
+    "updated_at",
+    "time",
+    ROW_NUMBER() OVER (
+      PARTITION BY "id"
+      ORDER BY COALESCE(TRY(from_iso8601_timestamp(trim("updated_at"))), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y')), TRY(date_parse(trim("updated_at"), '%Y%m%d'))) DESC NULLS LAST, "time" DESC NULLS LAST
+    ) AS "__stg_row_number"
+  FROM standardized
+),
+latest AS (
+  SELECT
+    "id",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "created_at",
+    "updated_at",
+    "time"
+  FROM ranked
+  WHERE "__stg_row_number" = 1 OR "id" IS NULL
+),
 enriched AS (
   SELECT
     "id" AS "id",
@@ -44,32 +75,7 @@ enriched AS (
     "time" AS "time",
     'shopify' AS "source_system",
     CAST(floor(to_unixtime(now())) AS BIGINT) AS "load_timestamp"
-  FROM standardized
-),
-ranked AS (
-  -- One row per id: the latest by updated_at, then time. Rows without a key are all kept.
-  SELECT
-    "id",
-    "first_name",
-    "last_name",
-    "email",
-    "email_valid",
-    "email_hash",
-    "phone",
-    "phone_valid",
-    "phone_hash",
-    "created_at",
-    "created_at_unixtime",
-    "updated_at",
-    "updated_at_unixtime",
-    "time",
-    "source_system",
-    "load_timestamp",
-    ROW_NUMBER() OVER (
-      PARTITION BY "id"
-      ORDER BY COALESCE(TRY(from_iso8601_timestamp(trim("updated_at"))), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y')), TRY(date_parse(trim("updated_at"), '%Y%m%d'))) DESC NULLS LAST, "time" DESC NULLS LAST
-    ) AS "__stg_row_number"
-  FROM enriched
+  FROM latest
 )
 SELECT
     "id",
@@ -88,5 +94,4 @@ SELECT
     "time",
     "source_system",
     "load_timestamp"
-FROM ranked
-WHERE "__stg_row_number" = 1 OR "id" IS NULL
+FROM enriched
