@@ -102,6 +102,8 @@ class GlobalConfig(_Strict):
     td_endpoint: str = "https://api.treasuredata.com"
     td_api_key: SecretStr | None = None
     workspace: Path | None = None
+    # How long one workflow run may take before the person is asked (the seed waits 2 h).
+    monitor_deadline_minutes: float = Field(default=120, gt=0, le=7 * 24 * 60)
 
     @field_validator("client")
     @classmethod

@@ -161,3 +161,13 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
         load_config(write(tmp_path, "global:\n  client: [acme\n"))
     with pytest.raises(ConfigError, match="mapping"):
         load_config(write(tmp_path, "- just a list\n"))
+
+
+def test_monitor_deadline_defaults_to_two_hours_and_is_configurable(tmp_path: Path) -> None:
+    from cdp_mcp.pipeline.orchestrator import Pipeline
+
+    assert load_config(write(tmp_path, BASE)).global_.monitor_deadline_minutes == 120
+    doc = merged(**{"global": {"monitor_deadline_minutes": 30}})
+    assert Pipeline(write(tmp_path, doc)).monitor_deadline == 30 * 60
+    found = problems(tmp_path, merged(**{"global": {"monitor_deadline_minutes": 0}}))
+    assert "global.monitor_deadline_minutes" in found

@@ -89,7 +89,6 @@ from cdp_mcp.sources import SourceError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MONITOR_DEADLINE = 2 * 3600.0  # the seed's maximum wait for one workflow
 LOG_PAGE_CHARS = 12_000  # with the JSON around it, a page stays under ~20 KB
 LOG_TAIL_LINES = 15
 KILL_WAIT_SECONDS = 30.0
@@ -116,7 +115,7 @@ class Pipeline:
         self,
         config_path: str | Path,
         backend: Backend | None = None,
-        monitor_deadline: float = DEFAULT_MONITOR_DEADLINE,
+        monitor_deadline: float | None = None,
     ) -> None:
         self.config_path = Path(config_path).expanduser().resolve()
         try:
@@ -127,7 +126,12 @@ class Pipeline:
             ) from None
         self.store = StateStore(self.cfg.workspace)
         self._backend = backend
-        self.monitor_deadline = monitor_deadline
+        # seconds; the config's global.monitor_deadline_minutes unless a caller overrides it
+        self.monitor_deadline = (
+            monitor_deadline
+            if monitor_deadline is not None
+            else self.cfg.global_.monitor_deadline_minutes * 60
+        )
 
     # -- plumbing --------------------------------------------------------------------
     @property
