@@ -632,3 +632,30 @@ def test_the_api_key_appears_nowhere(ingested: Path, monkeypatch: pytest.MonkeyP
             data = gzip.decompress(data)
         assert not any(s.encode() in data for s in secret_bits), f
     assert StateStore(workspace).load().client == "acme"
+
+
+def test_two_starts_within_one_second_get_two_sessions(
+    acme_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Digdag keys a session by its time: a second start in the same second must not be
+    handed the first session's (finished) attempt."""
+    from datetime import UTC, datetime
+
+    import cdp_mcp.pipeline.orchestrator as orch
+
+    frozen = datetime(2099, 1, 1, tzinfo=UTC)  # every start asks for the same second
+    monkeypatch.setattr(orch, "now", lambda: frozen)
+
+    async def scenario() -> None:
+        p = orch.Pipeline(acme_config)
+        await p.init()
+        await p.generate_phase("ingestion")
+        await p.push_project("ingestion")
+        project = orch.project_name(p.cfg, orch.Phase.INGESTION)
+        first = await p._start_new_session(project, HIST)
+        assert (await p.backend.wait(first.id, 60)).done
+        second = await p._start_new_session(project, HIST)
+        assert second.session_id != first.session_id
+        assert second.session_time > first.session_time
+
+    anyio.run(scenario)

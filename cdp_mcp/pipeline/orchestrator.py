@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -579,9 +579,7 @@ class Pipeline:
                 await self._end_timed_out(resume_from)
                 attempt = await self.backend.retry(resume_from, resume_failed=True)
             else:
-                attempt = await self.backend.start(
-                    project_name(self.cfg, phase), wf, session_time=now().replace(microsecond=0)
-                )
+                attempt = await self._start_new_session(project_name(self.cfg, phase), wf)
         except Exception as e:
             error = f"starting {wf} failed: {e}"
             if not isinstance(e, BackendError):  # a bug must not leave the step running
@@ -604,6 +602,18 @@ class Pipeline:
             attempt=attempts,
             next_action=action,
         )
+
+    async def _start_new_session(self, project: str, workflow: str) -> Attempt:
+        """Start a session of its own: a session time already used (two starts within one
+        second) would hand back that session's old attempt, as Digdag's 409 does."""
+        asked = now()
+        when = asked.replace(microsecond=0)
+        for _ in range(30):
+            attempt = await self.backend.start(project, workflow, session_time=when)
+            if not (attempt.done and attempt.created_at < asked):
+                return attempt
+            when += timedelta(seconds=1)
+        raise PipelineError(f"could not find a free session time for {workflow}")
 
     async def _end_timed_out(self, attempt_id: str) -> None:
         """A retry after the monitor deadline first kills the attempt still running."""
