@@ -14,25 +14,17 @@ from cdp_mcp.config import PipelineConfig
 from cdp_mcp.phases import ORDER, project_name
 from cdp_mcp.pipeline.models import ReportResult
 from cdp_mcp.pipeline.nextstep import DONE, next_action
+from cdp_mcp.pipeline.opsdocs import render_ops_docs
+from cdp_mcp.pipeline.report_facts import fmt_time, phase_duration
+from cdp_mcp.pipeline.report_html import render_html
 from cdp_mcp.pipeline.state import PhaseState, PipelineState
 
 REPORT_NAME = "cdp_report.md"
+HTML_REPORT_NAME = "cdp_report.html"
 
 
 def report_path(cfg: PipelineConfig) -> Path:
     return cfg.workspace / "reports" / REPORT_NAME
-
-
-def _fmt_time(value: object) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if hasattr(value, "strftime") else "-"
-
-
-def _duration(ps: PhaseState) -> str:
-    starts = [s.started_at for s in ps.steps.values() if s.started_at]
-    ends = [s.finished_at for s in ps.steps.values() if s.finished_at]
-    if not starts or not ends:
-        return "-"
-    return f"{(max(ends) - min(starts)).total_seconds():.1f} s"
 
 
 def _config_section(cfg: PipelineConfig) -> list[str]:
@@ -57,7 +49,7 @@ def _phase_section(cfg: PipelineConfig, ps: PhaseState) -> list[str]:
         "",
         f"Status **{ps.status.value}**, verdict {ps.verdict or '-'}, project "
         f"`{project_name(cfg, ps.phase)}` (id {ps.project_id or '-'}, revision {ps.revision or '-'}), "
-        f"time {_duration(ps)}.",
+        f"time {phase_duration(ps)}.",
         "",
     ]
     if ps.steps:
@@ -69,7 +61,7 @@ def _phase_section(cfg: PipelineConfig, ps: PhaseState) -> list[str]:
             err = (s.last_error or "").replace("|", "\\|").replace("\n", " ")[:200]
             lines.append(
                 f"| {s.name} | {s.status.value} | {s.attempts} | {s.session_id or ''} | "
-                f"{s.attempt_id or ''} | {_fmt_time(s.finished_at)} | {err} |"
+                f"{s.attempt_id or ''} | {fmt_time(s.finished_at)} | {err} |"
             )
         lines.append("")
     v = ps.validation or {}
@@ -109,8 +101,8 @@ def render_markdown(cfg: PipelineConfig, state: PipelineState) -> tuple[str, boo
     lines = [
         f"# CDP pipeline report: {cfg.client}",
         "",
-        f"Config `{state.config_path}`, run {state.run}, started {_fmt_time(state.created_at)}, "
-        f"last change {_fmt_time(state.updated_at)}.",
+        f"Config `{state.config_path}`, run {state.run}, started {fmt_time(state.created_at)}, "
+        f"last change {fmt_time(state.updated_at)}.",
         "",
     ]
     if state.aborted:
@@ -132,12 +124,21 @@ def render_markdown(cfg: PipelineConfig, state: PipelineState) -> tuple[str, boo
     return "\n".join(lines), complete
 
 
-def write_report(cfg: PipelineConfig, state: PipelineState) -> ReportResult:
-    text, complete = render_markdown(cfg, state)
-    path = report_path(cfg)
+def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".report-", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)
-    return ReportResult(path=str(path), complete=complete, markdown=text)
+
+
+def write_report(cfg: PipelineConfig, state: PipelineState) -> ReportResult:
+    """The Markdown report, its HTML twin and the ops documents, all in `{workspace}/reports`."""
+    text, complete = render_markdown(cfg, state)
+    path = report_path(cfg)
+    _write_atomic(path, text)
+    html_path = path.with_name(HTML_REPORT_NAME)
+    _write_atomic(html_path, render_html(cfg, state))
+    for doc_name, doc_text in render_ops_docs(cfg, state).items():
+        _write_atomic(path.with_name(doc_name), doc_text)
+    return ReportResult(path=str(path), html_path=str(html_path), complete=complete, markdown=text)

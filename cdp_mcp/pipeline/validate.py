@@ -148,6 +148,27 @@ async def _ingestion_metrics(
     for obj, mode, status, message in result.rows:
         if status != "success":
             f.failures.append(f"the last {mode} load of {obj} ended {status}: {message}")
+    # Rows per load, in load order. Source rows before start_date are never loaded, so no
+    # backend can count them: what was loaded, per mode and per load, is what is reported.
+    loads = await backend.query(
+        "SELECT object_name, mode, status, rows_loaded, range_start, range_end "
+        f"FROM {_q(cfg.src_db, 'ingestion_log')} "
+        "ORDER BY time, TRY_CAST(attempt_id AS BIGINT) NULLS FIRST, mode",
+        cfg.src_db,
+    )
+    per_load: dict[str, list[dict[str, Any]]] = {obj: [] for obj in cfg.ingestion.objects}
+    for obj, mode, status, n, start, end in loads.rows:
+        per_load.setdefault(str(obj), []).append(
+            {
+                "mode": mode,
+                "status": status,
+                "rows": int(n or 0),
+                "range_start": start or "",
+                "range_end": end or "",
+            }
+        )
+    f.metrics["loads"] = per_load
+    f.metrics["start_date"] = cfg.ingestion.start_date
     total = sum(v["historical"] + v["incremental"] for v in rows.values())
     f.metrics["rows_total"] = total
 
@@ -175,12 +196,65 @@ async def _hist_union_metrics(
     f.metrics["row_flow"] = flow
 
 
+# Data-quality score weights (see `dq_score` and docs/internals.md, "Data-quality score").
+DQ_WEIGHTS = {
+    "key_not_null": 0.25,
+    "key_unique": 0.15,
+    "contact_valid": 0.45,
+    "time_not_null": 0.15,
+}
+DQ_SCORE_FORMULA = (
+    "dq_score = round(100 * sum(w_i * c_i) / sum(w_i), 1) over the components present: "
+    "key_not_null = 1 - null_rate_{key} (w 0.25); key_unique = 1 - duplicate_share (w 0.15); "
+    "{col}_valid = {col}_valid_share per email/phone column (w 0.45 split equally among them); "
+    "time_not_null = 1 - null_rate_{incremental_field}_unixtime (w 0.15)"
+)
+DQ_WARN_BELOW = 60
+
+
+def dq_score(stats: dict[str, Any], key: str, contacts: list[str], time_col: str | None) -> Any:
+    """The 0-100 data-quality score of a staging table, from its metrics, and its components.
+
+    score = round(100 * sum(w_i * c_i) / sum(w_i), 1), over the components present:
+    - key_not_null = 1 - null_rate_{key}, weight 0.25 (rows staging cannot deduplicate or join);
+    - key_unique = 1 - duplicate_share, weight 0.15 (duplicate_share = (non-NULL keys -
+      distinct keys) / rows);
+    - {col}_valid = {col}_valid_share for each email/phone column, weight 0.45 split equally
+      among them (the identity keys unification joins on);
+    - time_not_null = 1 - null_rate_{incremental_field}_unixtime, weight 0.15 (rows whose
+      recency cannot be parsed; a numeric incremental field has no _unixtime and is used as is).
+    A component whose column the table lacks is left out and the other weights renormalised.
+    Returns (score or None when there is nothing to score, {component: value}).
+    """
+    parts: list[tuple[str, float, float]] = []
+    if f"null_rate_{key}" in stats:
+        parts.append(("key_not_null", DQ_WEIGHTS["key_not_null"], 1 - stats[f"null_rate_{key}"]))
+    if "duplicate_share" in stats:
+        parts.append(("key_unique", DQ_WEIGHTS["key_unique"], 1 - stats["duplicate_share"]))
+    for col in contacts:
+        weight = DQ_WEIGHTS["contact_valid"] / len(contacts)
+        parts.append((f"{col}_valid", weight, stats[f"{col}_valid_share"]))
+    if time_col and f"null_rate_{time_col}" in stats:
+        parts.append(
+            ("time_not_null", DQ_WEIGHTS["time_not_null"], 1 - stats[f"null_rate_{time_col}"])
+        )
+    if not parts:
+        return None, {}
+    total = sum(w for _, w, _ in parts)
+    score = round(100 * sum(w * c for _, w, c in parts) / total, 1)
+    return score, {name: round(c, 4) for name, _, c in parts}
+
+
 async def _staging_metrics(
     cfg: PipelineConfig, backend: Backend, catalog: _Catalog, schemas: SchemaMap, f: Findings
 ) -> None:
     per_table: dict[str, Any] = {}
+    flow: dict[str, Any] = {}
+    inc_field = cfg.ingestion.incremental_field
     for ref in cfg.hist_union_tables():
         db = ref.database or cfg.src_db
+        hist = await _count(catalog, db, f"{ref.table}_hist")
+        inc = await _count(catalog, db, ref.table)
         union = await _count(catalog, db, f"{ref.table}_hist_union")
         staged = await _count(catalog, cfg.stg_db, ref.table)
         stats: dict[str, Any] = {"union_rows": union, "staged_rows": staged}
@@ -190,7 +264,14 @@ async def _staging_metrics(
         columns = [c for c in schemas.get(f"{cfg.stg_db}.{ref.table}", [])]
         names = {c.name for c in columns}
         target = _q(cfg.stg_db, ref.table)
-        if key in names and staged:
+        contacts = [
+            c.name
+            for c in columns
+            if column_kind(c, inc_field) in ("email", "phone") and f"{c.name}_valid" in names
+        ]
+        time_col = next((c for c in (f"{inc_field}_unixtime", inc_field) if c in names), None)
+        has_key = key in names
+        if has_key and staged:
             dupes = await _scalar(
                 backend,
                 f"SELECT count(*) FROM (SELECT {quote_ident(key)} FROM {target} "
@@ -202,23 +283,51 @@ async def _staging_metrics(
                 f.failures.append(
                     f"{cfg.stg_db}.{ref.table} has {dupes} duplicate {key} values after dedup"
                 )
-            nulls = await _scalar(
-                backend,
-                f"SELECT count(*) FROM {target} WHERE {quote_ident(key)} IS NULL",
-                cfg.stg_db,
-            )
-            stats["null_key_rows"] = int(nulls or 0)
-        for col in columns:
-            kind = column_kind(col, cfg.ingestion.incremental_field)
-            if kind in ("email", "phone") and f"{col.name}_valid" in names and staged:
-                valid = await _scalar(
-                    backend,
-                    f"SELECT count_if({quote_ident(col.name + '_valid')}) FROM {target}",
-                    cfg.stg_db,
-                )
-                stats[f"{col.name}_valid_share"] = round(int(valid or 0) / staged, 4)
+        if staged:
+            # One scan: non-NULL counts of the key, contact and time columns, valid counts.
+            wanted = [*([key] if has_key else []), *contacts, *([time_col] if time_col else [])]
+            null_cols = list(dict.fromkeys(wanted))
+            exprs = [f"count({quote_ident(c)})" for c in null_cols]
+            exprs += [f"count_if({quote_ident(c + '_valid')})" for c in contacts]
+            if has_key:
+                exprs.append(f"count(DISTINCT {quote_ident(key)})")
+            row = (
+                await backend.query(f"SELECT {', '.join(exprs)} FROM {target}", cfg.stg_db)
+            ).rows[0]
+            values = [int(v or 0) for v in row]
+            non_null = dict(zip(null_cols, values, strict=False))
+            valid = dict(zip(contacts, values[len(null_cols) :], strict=False))
+            if has_key:
+                stats["null_key_rows"] = staged - non_null[key]
+                dup_rows = non_null[key] - values[-1]
+                stats["duplicate_share"] = round(dup_rows / staged, 4)
+            for c in null_cols:
+                stats[f"null_rate_{c}"] = round((staged - non_null[c]) / staged, 4)
+            for c in contacts:
+                stats[f"{c}_valid_share"] = round(valid[c] / staged, 4)
+            score, components = dq_score(stats, key, contacts, time_col)
+            if score is not None:
+                stats["dq_score"] = score
+                stats["dq_components"] = components
+                if score < DQ_WARN_BELOW:
+                    weakest = min(components, key=lambda n: components[n])
+                    f.warnings.append(
+                        f"{cfg.stg_db}.{ref.table} has data-quality score {score} (below "
+                        f"{DQ_WARN_BELOW}); weakest component: {weakest} = {components[weakest]}"
+                    )
         per_table[ref.table] = stats
+        flow[ref.table] = {
+            "ingested": hist + inc,
+            "hist": hist,
+            "incremental": inc,
+            "union": union,
+            "staged": staged,
+            "dropped": {"dedup": union - staged},
+            "null_key_rows_kept": stats.get("null_key_rows", 0),
+        }
     f.metrics["tables"] = per_table
+    f.metrics["row_flow"] = flow
+    f.metrics["dq_score_formula"] = DQ_SCORE_FORMULA
 
 
 async def _unification_metrics(
