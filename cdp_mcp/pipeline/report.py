@@ -6,12 +6,11 @@ gets a truthful report. Never contains the API key: the config summary lists nam
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from cdp_mcp.config import PipelineConfig
 from cdp_mcp.phases import ORDER, project_name
+from cdp_mcp.pipeline.files import write_text_atomic
 from cdp_mcp.pipeline.models import ReportResult
 from cdp_mcp.pipeline.nextstep import DONE, next_action
 from cdp_mcp.pipeline.opsdocs import render_ops_docs
@@ -124,21 +123,13 @@ def render_markdown(cfg: PipelineConfig, state: PipelineState) -> tuple[str, boo
     return "\n".join(lines), complete
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".report-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def write_report(cfg: PipelineConfig, state: PipelineState) -> ReportResult:
     """The Markdown report, its HTML twin and the ops documents, all in `{workspace}/reports`."""
     text, complete = render_markdown(cfg, state)
     path = report_path(cfg)
-    _write_atomic(path, text)
+    write_text_atomic(path, text)
     html_path = path.with_name(HTML_REPORT_NAME)
-    _write_atomic(html_path, render_html(cfg, state))
+    write_text_atomic(html_path, render_html(cfg, state))
     for doc_name, doc_text in render_ops_docs(cfg, state).items():
-        _write_atomic(path.with_name(doc_name), doc_text)
+        write_text_atomic(path.with_name(doc_name), doc_text)
     return ReportResult(path=str(path), html_path=str(html_path), complete=complete, markdown=text)

@@ -8,13 +8,12 @@ is written atomically: a reader sees the previous version or the new one.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
 from cdp_mcp.backends.base import Attempt, Backend, BackendError, Task
+from cdp_mcp.pipeline.files import write_text_atomic
 
 
 def run_log_path(workspace: Path, phase: str, attempt: Attempt) -> Path:
@@ -58,9 +57,5 @@ async def write_run_log(
     except BackendError as e:
         lines.append(f"(task logs unavailable: {e})")
     path = run_log_path(workspace, phase, attempt)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".run-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path
