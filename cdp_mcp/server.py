@@ -33,7 +33,7 @@ from cdp_mcp.pipeline.models import (
     StatusResult,
     ValidationResult,
 )
-from cdp_mcp.pipeline.orchestrator import Pipeline, state_json
+from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.report import report_path
 
 T = TypeVar("T")
@@ -250,7 +250,7 @@ def build_server() -> MCPServer:
     )
     def pipeline_state(config_path: str) -> str:
         try:
-            return state_json(Pipeline(config_path).state())
+            return Pipeline(config_path).state().model_dump_json(indent=2)
         except PipelineError as e:
             raise ResourceError(str(e)) from None
 

@@ -12,7 +12,6 @@ PipelineError with a message that says what to do next.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from cdp_mcp.backends.factory import make_backend
 from cdp_mcp.config import ConfigError, PipelineConfig, load_config
 from cdp_mcp.generate import GenerationError, generate
 from cdp_mcp.generate.check import check_project
+from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.phases import (
     ORDER,
     Phase,
@@ -313,7 +313,7 @@ class Pipeline:
         notes = []
         if self.cfg.ingestion.connector == "file" and self.cfg.source_dir is not None:
             try:
-                schemas = phase_schemas_from_files(self.cfg)
+                schemas = predicted_schemas(self.cfg)
             except SourceError as e:
                 raise PipelineError(f"ingestion.source_path: {e}") from None
             notes.append(
@@ -348,7 +348,7 @@ class Pipeline:
 
     def _plan(self, state: PipelineState) -> list[PhasePlan]:
         try:
-            schemas = phase_schemas_from_files(self.cfg)
+            schemas = predicted_schemas(self.cfg)
         except SourceError:
             schemas = {}
         plans = []
@@ -854,10 +854,8 @@ class Pipeline:
                 self._finish(step, True)
                 step.details["accepted_warnings"] = accept_warnings
             else:
-                ps.status = (
-                    PhaseStatus.FAILED if out_of_attempts_after(step) else PhaseStatus.IN_PROGRESS
-                )
                 self._finish(step, False, "; ".join(findings.failures[:3]))
+                ps.status = PhaseStatus.FAILED if out_of_attempts(step) else PhaseStatus.IN_PROGRESS
             return self._validation_result(
                 state, ps, accepted=accept_warnings and verdict == "WARN"
             )
@@ -1015,17 +1013,3 @@ def _duration(seconds: float) -> str:
     if seconds >= 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds:.1f} s"
-
-
-def out_of_attempts_after(step: StepState) -> bool:
-    return step.attempts >= MAX_ATTEMPTS
-
-
-def phase_schemas_from_files(cfg: PipelineConfig) -> dict:
-    from cdp_mcp.generate.schemas import predicted_schemas
-
-    return predicted_schemas(cfg)
-
-
-def state_json(state: PipelineState) -> str:
-    return json.dumps(state.model_dump(mode="json"), indent=2)
