@@ -17,6 +17,7 @@ from cdp_mcp.pipeline.opsdocs import render_ops_docs
 from cdp_mcp.pipeline.report_facts import fmt_time, phase_duration
 from cdp_mcp.pipeline.report_html import render_html
 from cdp_mcp.pipeline.state import PhaseState, PipelineState
+from cdp_mcp.pipeline.timeline import SEED_SOURCE, TIMELINE_HEADERS, timeline_rows
 
 REPORT_NAME = "cdp_report.md"
 HTML_REPORT_NAME = "cdp_report.html"
@@ -84,6 +85,22 @@ def _phase_section(cfg: PipelineConfig, ps: PhaseState) -> list[str]:
     return lines
 
 
+def _timeline_section(state: PipelineState) -> list[str]:
+    rows, total = timeline_rows(state)
+    lines = [
+        "## Timings against the seed's expected timeline",
+        "",
+        f"Estimates from {SEED_SOURCE}, for Treasure Data at production volumes. "
+        "`took` runs from a phase's first step to its last; `workflows ran` sums its "
+        "workflow runs as the orchestrator saw them.",
+        "",
+        "| " + " | ".join(TIMELINE_HEADERS) + " |",
+        "|" + "---|" * len(TIMELINE_HEADERS),
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in [*rows, total]]
+    return [*lines, ""]
+
+
 def _metric_lines(metrics: dict[str, object], indent: str = "") -> list[str]:
     out = []
     for key, value in metrics.items():
@@ -115,6 +132,7 @@ def render_markdown(cfg: PipelineConfig, state: PipelineState) -> tuple[str, boo
     else:
         lines += ["**Complete**: every phase validated (or was skipped by decision).", ""]
     lines += _config_section(cfg)
+    lines += _timeline_section(state)
     lines += ["## Phases", ""]
     for p in ORDER:
         lines += _phase_section(cfg, state.phase(p))

@@ -18,6 +18,7 @@ from cdp_mcp.phases import ORDER, Phase, project_name, workflows
 from cdp_mcp.pipeline.nextstep import format_call, next_action
 from cdp_mcp.pipeline.report_facts import fmt_time, phase_duration, progress
 from cdp_mcp.pipeline.state import PhaseState, PipelineState, StepState
+from cdp_mcp.pipeline.timeline import SEED_SOURCE, TIMELINE_HEADERS, timeline_rows
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;
@@ -283,6 +284,19 @@ def _overview(cfg: PipelineConfig, state: PipelineState) -> str:
     return "<h2>Phases</h2>" + _table(headers, rows)
 
 
+def _timeline(state: PipelineState) -> str:
+    rows, total = timeline_rows(state)
+    return (
+        "<h2>Timings against the seed's expected timeline</h2>"
+        + _note(
+            f"Estimates from {SEED_SOURCE}, for Treasure Data at production volumes. "
+            "'took' runs from a phase's first step to its last; 'workflows ran' sums its "
+            "workflow runs as the orchestrator saw them."
+        )
+        + _table(TIMELINE_HEADERS, [*rows, total])
+    )
+
+
 def _step_rows(steps: Iterable[StepState]) -> list[list[Cell]]:
     return [
         [
@@ -367,6 +381,7 @@ def render_html(cfg: PipelineConfig, state: PipelineState) -> str:
         _banner(state),
         _config(cfg),
         _overview(cfg, state),
+        _timeline(state),
         _charts(cfg, state),
         "<h2>Phase details</h2>",
         *(_phase(cfg, state.phase(p)) for p in ORDER),
