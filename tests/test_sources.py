@@ -1,0 +1,58 @@
+"""Reading source files: the column types a CSV gets must hold for every row of the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from cdp_mcp.sources import read_schema, select_sql
+
+SNIFF_ROWS = 30_000  # beyond DuckDB's sniff sample (20,480 rows)
+
+
+def _csv(path: Path, late_line: str | None) -> Path:
+    lines = ["id,amount,opted_in,updated_at"]
+    lines += [f"{i},{i * 1.5},{'true' if i % 2 else 'false'},2024-01-01" for i in range(SNIFF_ROWS)]
+    if late_line:
+        lines.append(late_line)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _types(path: Path) -> dict[str, str]:
+    return {c.name: c.type for c in read_schema(path)}
+
+
+def test_clean_csv_keeps_numbers_and_booleans_typed(tmp_path: Path) -> None:
+    path = _csv(tmp_path / "clean.csv", None)
+    assert _types(path) == {
+        "id": "long",
+        "amount": "double",
+        "opted_in": "boolean",
+        "updated_at": "string",
+    }
+
+
+def test_a_late_na_in_a_number_column_makes_it_text_and_the_file_loads(tmp_path: Path) -> None:
+    path = _csv(tmp_path / "late.csv", f"{SNIFF_ROWS},N/A,maybe,2024-01-02")
+    assert _types(path) == {
+        "id": "long",
+        "amount": "string",
+        "opted_in": "string",
+        "updated_at": "string",
+    }
+    select, _ = select_sql(path)
+    with duckdb.connect() as con:
+        rows = con.execute(f"SELECT count(*), count(amount) FROM ({select})").fetchone()
+        last = con.execute(f"SELECT amount, opted_in FROM ({select}) WHERE id = {SNIFF_ROWS}")
+        assert rows == (SNIFF_ROWS + 1, SNIFF_ROWS + 1)
+        assert last.fetchone() == ("N/A", "maybe")
+
+
+def test_an_appended_late_value_is_seen_by_the_next_read(tmp_path: Path) -> None:
+    path = _csv(tmp_path / "grows.csv", None)
+    assert _types(path)["amount"] == "double"
+    with path.open("a", encoding="utf-8") as f:
+        f.write(f"{SNIFF_ROWS},twelve,true,2024-01-03\n")
+    assert _types(path)["amount"] == "string"
