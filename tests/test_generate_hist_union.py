@@ -144,11 +144,13 @@ def test_workflow_loads_and_references_existing_queries(tmp_path: Path) -> None:
     root = write_project(tmp_path, "hist_union", render(cfg, schemas_for(cfg)))
     dig = load_dig(root / "shopify_hist_union.dig", root)
     assert dig["+create_databases"]["create_databases"] == ["acme_config", "acme_src"]
-    groups = [k for k in dig if k.startswith("+union_")]
-    assert groups == ["+union_shopify_orders", "+union_shopify_customers"]
+    union = dig["+union"]
+    assert union["_parallel"] == {"limit": 3}  # tables are independent: side by side
+    groups = [k for k in union if k.startswith("+")]
+    assert groups == ["+shopify_orders", "+shopify_customers"]
     for g in groups:
-        assert dig[g]["+read_watermarks"]["store_last_results"] is True
-        for task in dig[g].values():
+        assert union[g]["+read_watermarks"]["store_last_results"] is True
+        for task in union[g].values():
             assert (root / task["td>"]).is_file()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdp_mcp.config import PipelineConfig, TableRef
+from cdp_mcp.generate.templating import PARALLEL_LIMIT
 from cdp_mcp.generate.templating import render as render_template
 from cdp_mcp.generate.writer import GenerationError
 from cdp_mcp.phases import INC_LOG_COLUMNS
@@ -57,6 +58,7 @@ def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
         "config_db": cfg.config_db,
         "databases": sorted({cfg.config_db, *(t.database for t in tables)}),
         "tables": tables,
+        "parallel_limit": PARALLEL_LIMIT,
         "inc_log_columns": [(c.name, presto_type(c.type)) for c in INC_LOG_COLUMNS],
     }
     files = {

@@ -11,13 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdp_mcp.config import PipelineConfig, TableRef
+from cdp_mcp.generate.templating import PARALLEL_LIMIT
 from cdp_mcp.generate.templating import render as render_template
 from cdp_mcp.generate.writer import GenerationError
 from cdp_mcp.schema import Column, SchemaMap
 from cdp_mcp.sources import quote_ident, sql_string
 from cdp_mcp.staging_rules import Kind, column_kind, staging_plan
-
-PARALLEL_LIMIT = 3
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,9 @@ import yaml
 
 from cdp_mcp.sources import quote_ident, sql_string
 
+# Tasks of one phase that run side by side (`_parallel: {limit: N}`), as the seed's plugins do.
+PARALLEL_LIMIT = 3
+
 
 def _yaml_value(value: Any) -> str:
     """A scalar as a YAML flow value (quoted when needed)."""

@@ -30,11 +30,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cdp_mcp.config import PipelineConfig
+from cdp_mcp.generate.templating import PARALLEL_LIMIT
 from cdp_mcp.generate.templating import render as render_template
 from cdp_mcp.generate.unify_plan import UnificationPlan, plan_unification
 from cdp_mcp.schema import SchemaMap
 
-PARALLEL_LIMIT = 3
 WORKFLOW_CALL_PATH = "/unifications/workflow_call"
 TD_DOMAINS = (".treasuredata.com", ".treasuredata.co.jp")
 
