@@ -51,66 +51,80 @@ def find_object_file(source_dir: Path, obj: str) -> Path:
     return found[0]
 
 
-def _reader(path: Path, csv_types: list[tuple[str, str]] | None = None) -> str:
+Types = list[tuple[str, str]]  # (column, DuckDB type)
+
+
+def _reader(path: Path, types: Types | None = None, whole_file: bool = False) -> str:
+    """The DuckDB table function reading `path`: with `types` fixed, or inferring them from
+    the first rows (or, with `whole_file`, from every row)."""
     fmt = FORMATS.get(path.suffix.lower())
     lit = sql_string(str(path))
+    fixed = ", ".join(f"{sql_string(n)}: {sql_string(t)}" for n, t in types or [])
     if fmt == "csv":
-        if csv_types is not None:
-            # Types known from a full scan: a sampled sniff is enough for the dialect.
-            types = ", ".join(f"{sql_string(n)}: {sql_string(t)}" for n, t in csv_types)
-            return f"read_csv({lit}, header=true, types={{{types}}})"
-        # The whole file is scanned so a late 'N/A' cannot break a numeric guess.
-        return f"read_csv({lit}, header=true, sample_size=-1, {_CSV_CANDIDATES})"
+        if types is not None:
+            return f"read_csv({lit}, header=true, types={{{fixed}}})"
+        sample = ", sample_size=-1" if whole_file else ""
+        return f"read_csv({lit}, header=true{sample}, {_CSV_CANDIDATES})"
     if fmt == "parquet":
         return f"read_parquet({lit})"
     if fmt == "jsonl":
-        return f"read_json({lit}, format='newline_delimited', dateformat='%%NONE', timestampformat='%%NONE')"
+        if types is not None:
+            how = f"columns={{{fixed}}}"
+        else:
+            how = "dateformat='%%NONE', timestampformat='%%NONE'"
+            how += ", sample_size=-1" if whole_file else ""
+        return f"read_json({lit}, format='newline_delimited', {how})"
     raise SourceError(
         f"{path}: unsupported file type {path.suffix!r}; use .csv, .parquet or .jsonl"
     )
 
 
-def _described(path: Path) -> list[tuple[str, str]]:
-    """(column, DuckDB type) of a source file, from a full scan cached per file version."""
+def _described(path: Path) -> Types:
+    """(column, DuckDB type) of a source file, true of every row, cached per file version."""
     stat = path.stat()
     return list(_cached_description(path.resolve(), stat.st_size, stat.st_mtime_ns))
 
 
 @functools.lru_cache(maxsize=256)
 def _cached_description(path: Path, size: int, mtime_ns: int) -> tuple[tuple[str, str], ...]:
-    # Keyed by the file's size and mtime: an appended or replaced file is described anew.
+    """Types a sample of the first rows proposes, proven by one typed read of the whole file.
+
+    Only when a later value breaks them (a late 'N/A' in a number column) does the slower
+    whole-file inference decide. Keyed by size and mtime: an appended or replaced file is
+    described anew.
+    """
     with duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
         try:
-            if FORMATS.get(path.suffix.lower()) == "csv":
-                return _describe_csv(con, path)
-            rows = con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}").fetchall()
+            types = _describe(con, _reader(path))
+            if FORMATS.get(path.suffix.lower()) != "parquet" and not _holds(con, path, types):
+                # A JSON field of mixed kinds is inferred as JSON: its values read as text.
+                types = [
+                    (n, "VARCHAR" if t == "JSON" else t)
+                    for n, t in _describe(con, _reader(path, whole_file=True))
+                ]
         except duckdb.Error as e:
             raise SourceError(f"cannot read {path}: {e}") from None
-    return tuple((str(r[0]), str(r[1])) for r in rows)
+    return tuple(types)
 
 
-def _describe_csv(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[tuple[str, str], ...]:
-    """Column types that hold for every row of the file, as a whole-file sniff finds them.
+def _describe(con: duckdb.DuckDBPyConnection, reader: str) -> Types:
+    return [
+        (str(r[0]), str(r[1])) for r in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
+    ]
 
-    A sniff of the first rows proposes the types and one typed read of the whole file proves
-    them; only when a later value breaks them (a late 'N/A' in a number column) does the
-    slower whole-file sniff decide. Same answer, a third of the time on a clean file.
-    """
-    lit = sql_string(str(path))
-    sampled = con.execute(
-        f"DESCRIBE SELECT * FROM read_csv({lit}, header=true, {_CSV_CANDIDATES})"
-    ).fetchall()
-    proposed = [(str(r[0]), str(r[1])) for r in sampled]
-    typed = [quote_ident(n) for n, t in proposed if t != "VARCHAR"]
-    if typed:
-        counts = ", ".join(f"count({c})" for c in typed)  # count(col) converts every value
-        try:
-            con.execute(f"SELECT {counts} FROM {_reader(path, proposed)}").fetchall()
-        except duckdb.ConversionException:
-            rows = con.execute(f"DESCRIBE SELECT * FROM {_reader(path)}").fetchall()
-            return tuple((str(r[0]), str(r[1])) for r in rows)
-    return tuple(proposed)
+
+def _holds(con: duckdb.DuckDBPyConnection, path: Path, types: Types) -> bool:
+    """Every row of the file converts to `types` (text columns always do)."""
+    typed = [quote_ident(n) for n, t in types if t != "VARCHAR"]
+    if not typed:
+        return True
+    counts = ", ".join(f"count({c})" for c in typed)  # count(col) converts every value
+    try:
+        con.execute(f"SELECT {counts} FROM {_reader(path, types)}").fetchall()
+    except (duckdb.ConversionException, duckdb.InvalidInputException):
+        return False
+    return True
 
 
 def select_sql(path: Path) -> tuple[str, list[Column]]:
@@ -125,8 +139,8 @@ def select_sql(path: Path) -> tuple[str, list[Column]]:
         target = {"long": "BIGINT", "double": "DOUBLE", "boolean": "BOOLEAN"}.get(ttype, "VARCHAR")
         exprs.append(f"CAST({quote_ident(orig)} AS {target}) AS {quote_ident(name)}")
         cols.append(Column(name=name, type=ttype))
-    csv_types = described if FORMATS.get(path.suffix.lower()) == "csv" else None
-    return f"SELECT {', '.join(exprs)} FROM {_reader(path, csv_types)}", cols
+    fixed = described if FORMATS.get(path.suffix.lower()) != "parquet" else None
+    return f"SELECT {', '.join(exprs)} FROM {_reader(path, fixed)}", cols
 
 
 def read_schema(path: Path) -> list[Column]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -56,3 +57,25 @@ def test_an_appended_late_value_is_seen_by_the_next_read(tmp_path: Path) -> None
     with path.open("a", encoding="utf-8") as f:
         f.write(f"{SNIFF_ROWS},twelve,true,2024-01-03\n")
     assert _types(path)["amount"] == "string"
+
+
+def _jsonl(path: Path, late: dict[str, object] | None) -> Path:
+    rows = [{"id": i, "amount": i * 1.5, "tags": {"vip": i % 2 == 0}} for i in range(SNIFF_ROWS)]
+    if late:
+        rows.append(late)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_jsonl_types_hold_for_a_late_value_beyond_the_sample(tmp_path: Path) -> None:
+    clean = _jsonl(tmp_path / "clean.jsonl", None)
+    assert _types(clean)["amount"] == "double"
+    late = _jsonl(tmp_path / "late.jsonl", {"id": SNIFF_ROWS, "amount": "N/A", "tags": {}})
+    assert _types(late)["amount"] == "string"
+    select, _ = select_sql(late)
+    with duckdb.connect() as con:
+        got = con.execute(
+            f"SELECT count(*), max(amount) FILTER (WHERE id = {SNIFF_ROWS}), "
+            f"max(amount) FILTER (WHERE id = 3) FROM ({select})"
+        )
+        assert got.fetchone() == (SNIFF_ROWS + 1, "N/A", "4.5")  # text, numbers as written
