@@ -113,6 +113,25 @@ def _vectorized_try(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def _direct_sha256(node: exp.Expression) -> exp.Expression:
+    """Presto's lower(to_hex(sha256(to_utf8(x)))) as DuckDB's sha256(x).
+
+    DuckDB's sha256 of text hashes its UTF-8 bytes and returns lower-case hex already; the
+    literal translation round-trips every digest through a blob and back, at twice the cost.
+    """
+    if isinstance(node, exp.LowerHex) and isinstance(node.this, exp.SHA2Digest):
+        digest = node.this
+        encoded = digest.this
+        length = digest.args.get("length")
+        if (
+            isinstance(encoded, exp.Encode)
+            and str(encoded.args.get("charset", "")).strip("'").lower() in ("utf-8", "utf8")
+            and (length is None or length.name == "256")
+        ):
+            return exp.SHA2(this=encoded.this, length=exp.Literal.number(256))
+    return node
+
+
 def translate(sql: str, engine: str = "presto") -> Translated:
     """One statement in TD's dialect as DuckDB SQL; passes it through if it cannot parse."""
     dialect = ENGINES.get(engine)
@@ -127,7 +146,7 @@ def translate(sql: str, engine: str = "presto") -> Translated:
             bool(_QUERY_START.match(_strip_comments(sql))),
             note=f"sqlglot could not parse it ({first})",
         )
-    tree = tree.transform(_vectorized_try)
+    tree = tree.transform(_vectorized_try).transform(_direct_sha256)
     if isinstance(tree, exp.Insert) and tree.args.get("overwrite"):
         target = tree.this
         table = target.this if isinstance(target, exp.Schema) else target
