@@ -139,15 +139,17 @@ class Charts(HTMLParser):
         self.charts: list[Chart] = []
         self.in_svg = self.in_title = False
         self.group_depth = 0
+        self.last_tag = ""  # the chart's own title is the svg's first child
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
+        a, after = dict(attrs), self.last_tag
+        self.last_tag = tag
         if tag == "svg":
             self.in_svg = True
             self.charts.append(Chart(a.get("aria-label") or ""))
         elif self.in_svg and tag == "g":
             self.group_depth += 1
-        elif self.in_svg and tag == "title" and not self.group_depth:
+        elif self.in_svg and tag == "title" and after == "svg":
             self.in_title = True
         elif self.in_svg and self.group_depth and tag == "rect":
             height, color = float(a.get("height") or 0), (a.get("fill") or "").lower()

@@ -22,6 +22,7 @@ from cdp_mcp.phases import ORDER, Phase, expected_tables, workflows
 from cdp_mcp.pipeline.headless import run_pipeline
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.report_facts import phase_seconds
+from cdp_mcp.pipeline.report_html import COLORS, Group, Series, bar_chart
 from cdp_mcp.pipeline.state import StateStore
 from cdp_mcp.pipeline.timeline import fmt_seconds
 from tests.conftest import FIXTURES, SENTINEL_KEY
@@ -195,3 +196,29 @@ def test_reports_time_each_phase_against_the_seed_timeline(full_run: PipelineCon
         assert f"<tr><td>{p.value}</td><td>{took}</td>" in page
     # a sample run on the embedded backend is far faster than the seed's hours on TD
     assert markdown.count("faster than the range") == len(ORDER)
+
+
+def test_charts_stay_readable_at_production_volumes() -> None:
+    long_name = "salesforce_opportunity_line_items_with_discounts_2024"
+    groups = [
+        Group(long_name, [12_345_678.0, 12_345_678.0, 3.0]),
+        Group("shopify_orders", [987_654.0, 987_000.0, 986_999.0]),
+    ]
+    series = [Series(n, c) for n, c in COLORS.items()]
+    svg = bar_chart("Rows", groups, series)
+    labels = re.findall(r'font-size="10">([^<]*)</text>', svg)
+    assert labels == ["12.3M", "12.3M", "3", "988k", "987k", "987k"]
+    assert all(len(label) <= 5 for label in labels)  # fits over a 34 px bar
+    # exact numbers stay in the tooltips
+    assert f"<title>{long_name}: staged 3</title>" in svg
+    assert "<title>shopify_orders: union 987,000</title>" in svg
+    # a long table name is cut to its group's width, and whole in its tooltip
+    names = re.findall(r'font-size="11"><title>([^<]*)</title>([^<]*)</text>', svg)
+    assert names[0][0] == long_name and names[0][1].endswith("\u2026")
+    assert len(names[0][1]) < len(long_name)
+    assert names[1] == ("shopify_orders", "shopify_orders")
+    # 3 rows against 12 million still draws a bar
+    heights = [
+        float(h) for h in re.findall(r'<rect x="[^"]+" y="[^"]+" width="30" height="([^"]+)"', svg)
+    ]
+    assert min(heights) >= 1.0

@@ -82,16 +82,38 @@ class Group(NamedTuple):
     values: list[float | None]  # one per series; None draws no bar
 
 
+def compact(value: float) -> str:
+    """A bar label short enough to sit over a 34 px bar: 987, 12.3k, 4.56M."""
+    if abs(value) < 1000:
+        return f"{value:,.0f}"
+    for bound, suffix in ((1e3, "k"), (1e6, "M"), (1e9, "B")):
+        scaled = value / bound
+        if abs(float(f"{scaled:.3g}")) < 1000:
+            return f"{scaled:.3g}{suffix}"
+    return f"{value / 1e9:,.0f}B"
+
+
+def _fit(text: str, width: float, char_px: float = 6.5) -> str:
+    """`text` cut with an ellipsis to about `width` pixels at font size 11."""
+    room = max(int(width / char_px), 4)
+    return text if len(text) <= room else text[: room - 1] + "…"
+
+
 def bar_chart(
     title: str,
     groups: list[Group],
     series: list[Series],
-    label: Callable[[float], str] = lambda v: f"{v:,.0f}",
+    label: Callable[[float], str] = compact,
+    exact: Callable[[float], str] = lambda v: f"{v:,.0f}",
     max_value: float | None = None,
 ) -> str:
-    """Grouped vertical bars, value labels on top, a legend when there are several series."""
-    bar_w, gap, left, top, plot_h, bottom = 28, 24, 16, 34, 180, 40
-    group_w = max(len(series) * bar_w, 120)
+    """Grouped vertical bars: short value labels on top, exact values in each bar's tooltip,
+    group names under the axis (cut to fit, whole in a tooltip), a legend for several series.
+    With `max_value` a dashed line marks it (100% on a share chart)."""
+    bar_w, gap, left, plot_h, bottom = 34, 24, 16, 180, 40
+    top = 34 if len(series) > 1 else 20
+    longest = max((len(g.label) for g in groups), default=0)
+    group_w = min(max(len(series) * bar_w, 120, round(longest * 6.5)), 240)
     legend_w = LEGEND_STEP * len(series) if len(series) > 1 else 0
     width = max(left * 2 + len(groups) * (group_w + gap), left * 2 + legend_w)
     height = top + plot_h + bottom
@@ -104,6 +126,11 @@ def bar_chart(
         f'<line x1="{left}" y1="{top + plot_h}" x2="{width - left}" y2="{top + plot_h}" '
         'stroke="#9aa5b1"/>',
     ]
+    if max_value is not None:
+        parts.append(
+            f'<line x1="{left}" y1="{top}" x2="{width - left}" y2="{top}" stroke="#cbd2d9" '
+            f'stroke-dasharray="4 3"><title>{escape(label(max_value))}</title></line>'
+        )
     if len(series) > 1:
         parts += _legend(series, left)
     for i, group in enumerate(groups):
@@ -112,24 +139,23 @@ def bar_chart(
         offset = x0 + (group_w - bars_w) / 2
         for j, (s, value) in enumerate(zip(series, group.values, strict=True)):
             if value is not None:
-                parts.append(
-                    _bar(
-                        offset + j * bar_w,
-                        top,
-                        plot_h,
-                        bar_w,
-                        value / scale_max,
-                        s,
-                        group,
-                        label(value),
-                    )
-                )
+                bar = Bar(offset + j * bar_w, bar_w, value / scale_max, label(value), exact(value))
+                parts.append(_bar(bar, top, plot_h, s, group))
         parts.append(
             f'<text x="{x0 + group_w / 2:.1f}" y="{top + plot_h + 16}" text-anchor="middle" '
-            f'font-size="11">{escape(group.label)}</text>'
+            f'font-size="11"><title>{escape(group.label)}</title>'
+            f"{escape(_fit(group.label, group_w + gap))}</text>"
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+class Bar(NamedTuple):
+    x: float
+    w: int
+    share: float  # of the chart's maximum
+    text: str  # over the bar
+    exact: str  # in its tooltip
 
 
 def _legend(series: list[Series], left: int) -> list[str]:
@@ -141,17 +167,17 @@ def _legend(series: list[Series], left: int) -> list[str]:
     return out
 
 
-def _bar(
-    x: float, top: int, plot_h: int, w: int, share: float, s: Series, g: Group, text: str
-) -> str:
-    h = max(share, 0.0) * plot_h
+def _bar(bar: Bar, top: int, plot_h: int, s: Series, g: Group) -> str:
+    # A value above zero keeps at least a pixel, so a tiny count still shows a bar.
+    h = max(bar.share * plot_h, 1.0) if bar.share > 0 else 0.0
     y = top + plot_h - h
-    tip = f"{g.label}: {s.name} {text}"
+    tip = f"{g.label}: {s.name} {bar.exact}"
     return (
         f"<g><title>{escape(tip)}</title>"
-        f'<rect x="{x + 2:.1f}" y="{y:.1f}" width="{w - 4}" height="{h:.1f}" fill="{s.color}"/>'
-        f'<text x="{x + w / 2:.1f}" y="{y - 4:.1f}" text-anchor="middle" font-size="10">'
-        f"{escape(text)}</text></g>"
+        f'<rect x="{bar.x + 2:.1f}" y="{y:.1f}" width="{bar.w - 4}" height="{h:.1f}" '
+        f'fill="{s.color}"/>'
+        f'<text x="{bar.x + bar.w / 2:.1f}" y="{y - 4:.1f}" text-anchor="middle" font-size="10">'
+        f"{escape(bar.text)}</text></g>"
     )
 
 
@@ -222,6 +248,7 @@ def coverage_chart(state: PipelineState) -> str | None:
         groups,
         series,
         label=lambda v: f"{v:.1f}%",
+        exact=lambda v: f"{v:.2f}%",
         max_value=100.0,
     )
 
