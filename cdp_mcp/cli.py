@@ -10,12 +10,13 @@ from pathlib import Path
 import anyio
 
 from cdp_mcp.backends.factory import make_backend
+from cdp_mcp.cli_progress import RunDisplay
 from cdp_mcp.cli_wf import add_wf_commands
 from cdp_mcp.config import ConfigError, load_config
 from cdp_mcp.emulator.command import add_emulate_command
 from cdp_mcp.generate import GenerationError, generate
 from cdp_mcp.phases import ORDER, Phase, parse_phase
-from cdp_mcp.pipeline.headless import EXIT_FAILED, RunOutcome, run_pipeline
+from cdp_mcp.pipeline.headless import run_pipeline
 from cdp_mcp.pipeline.models import PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.schemas import phase_schemas
@@ -49,33 +50,21 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _echo_err(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def _print_outcome(outcome: RunOutcome) -> int:
-    if outcome.exit_code == EXIT_FAILED:
-        _echo_err(f"FAILED: {outcome.message}")
-        if outcome.failed_phase:
-            _echo_err(f"  phase: {outcome.failed_phase}")
-        if outcome.failed_task:
-            _echo_err(f"  task: {outcome.failed_task}")
-        if outcome.log_tail:
-            _echo_err(
-                "  log tail:\n" + "\n".join(f"    {ln}" for ln in outcome.log_tail.splitlines())
-            )
-    else:
-        _echo_err(outcome.message)
+def _run_and_show(config: str | Path, accept_warnings: bool = False, note: str = "") -> int:
+    """Run every phase with the progress display; the report's path goes to stdout."""
+    with RunDisplay() as display:
+        if note:
+            display.note(note)
+        outcome = anyio.run(
+            lambda: run_pipeline(config, accept_warnings=accept_warnings, on_event=display)
+        )
     if outcome.report_path:
-        print(f"report: {outcome.report_path}")
+        print(f"report: {outcome.report_path}", flush=True)
     return outcome.exit_code
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    outcome = anyio.run(
-        lambda: run_pipeline(args.config, accept_warnings=args.accept_warnings, echo=_echo_err)
-    )
-    return _print_outcome(outcome)
+    return _run_and_show(args.config, accept_warnings=args.accept_warnings)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -101,11 +90,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if not config.exists():
         write_sample(target / SAMPLE_FOLDER, rows=args.rows)
         write_sample_config(target)
-        _echo_err(f"wrote a sample shopify extract and {config}")
+        note = f"wrote a sample shopify extract and {config}"
     else:
-        _echo_err(f"using the existing demo in {target}")
-    outcome = anyio.run(lambda: run_pipeline(config, echo=_echo_err))
-    return _print_outcome(outcome)
+        note = f"using the existing demo in {target}"
+    return _run_and_show(config, note=note)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

@@ -4,6 +4,9 @@ It follows `next_action` exactly as the MCP tools return it, through the same Pi
 a headless run obeys the same order and budgets. What needs a person in a conversation
 (accepting warnings, what to do once a step is out of attempts) is decided by flags: retries
 happen within the budget; warnings are accepted only with `accept_warnings`.
+
+Progress goes out as structured events (`run_events`): the CLI renders them live or as lines
+(`cdp_mcp.cli_progress`); without a sink they are written as plain lines to `echo`.
 """
 
 from __future__ import annotations
@@ -11,50 +14,109 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel
-
-from cdp_mcp.pipeline.models import NextAction, PipelineError
+from cdp_mcp.phases import ORDER
+from cdp_mcp.pipeline.models import NextAction, PipelineError, SessionProgress
 from cdp_mcp.pipeline.orchestrator import Pipeline
+from cdp_mcp.pipeline.report_facts import phase_seconds
+from cdp_mcp.pipeline.run_events import (
+    EventSink,
+    FailedTaskInfo,
+    Generated,
+    PhaseSummary,
+    Pushed,
+    RunEvent,
+    RunFinished,
+    RunOutcome,
+    RunStarted,
+    SecretsSet,
+    Step,
+    StepStarted,
+    TaskProgress,
+    Validated,
+    WorkflowFinished,
+    WorkflowStarted,
+)
+
+__all__ = [
+    "EXIT_ACCEPTED_WARNINGS",
+    "EXIT_FAILED",
+    "EXIT_PASS",
+    "Echo",
+    "RunOutcome",
+    "run_pipeline",
+]
 
 EXIT_PASS = 0
 EXIT_FAILED = 1
 EXIT_ACCEPTED_WARNINGS = 3
 
-
-class RunOutcome(BaseModel):
-    exit_code: int
-    message: str
-    report_path: str | None = None
-    failed_phase: str | None = None
-    failed_task: str | None = None
-    log_tail: str | None = None
-
-
 Echo = Callable[[str], None]
+
+# the tool of a next_action -> the step of its phase a display shows
+_STEP_OF: dict[str, Step] = {
+    "generate_phase": "generate",
+    "push_project": "push",
+    "set_secrets": "secrets",
+    "start_workflow": "start",
+    "validate_tables": "validate",
+}
+
+
+def lines_to(echo: Echo) -> EventSink:
+    """A sink writing each event as its plain lines (no live display)."""
+
+    def sink(event: RunEvent) -> None:
+        for line in event.lines():
+            if not isinstance(event, TaskProgress):  # one line a second is too chatty
+                echo(line)
+
+    return sink
 
 
 async def run_pipeline(
-    config_path: str | Path, accept_warnings: bool = False, echo: Echo = print, max_steps: int = 200
+    config_path: str | Path,
+    accept_warnings: bool = False,
+    echo: Echo = print,
+    max_steps: int = 200,
+    on_event: EventSink | None = None,
 ) -> RunOutcome:
-    cp = str(config_path)
+    """Run every phase; report progress as events to `on_event` (else as lines to `echo`)."""
+    emit = on_event or lines_to(echo)
+    outcome = await _run(str(config_path), accept_warnings, emit, max_steps)
+    emit(RunFinished(outcome))
+    return outcome
+
+
+async def _run(cp: str, accept_warnings: bool, emit: EventSink, max_steps: int) -> RunOutcome:
     init = await Pipeline(cp).init()
-    echo(f"pipeline {init.client} on {init.backend} (workspace {init.workspace})")
-    for note in init.preflight:
-        echo(f"  preflight: {note}")
+    emit(
+        RunStarted(
+            client=init.client,
+            backend=init.backend,
+            workspace=init.workspace,
+            phases={ph.phase: ph.status for ph in init.phases},
+            preflight=tuple(init.preflight),
+            resumed=init.resumed,
+            config_path=init.config_path,
+        )
+    )
     accepted: list[str] = []
     action = init.next_action
     for _ in range(max_steps):
         if action.tool == "final_report":
-            report = await Pipeline(cp).final_report()
-            if accepted:
-                return RunOutcome(
-                    exit_code=EXIT_ACCEPTED_WARNINGS,
-                    message=f"done, with accepted warnings in: {', '.join(accepted)}",
-                    report_path=report.path,
-                )
-            return RunOutcome(
-                exit_code=EXIT_PASS, message="every phase validated PASS", report_path=report.path
+            p = Pipeline(cp)
+            report = await p.final_report()
+            done = RunOutcome(
+                exit_code=EXIT_PASS,
+                message="every phase validated PASS",
+                report_path=report.path,
+                html_report_path=report.html_path,
+                phases=_summaries(p),
             )
+            if accepted:
+                done.exit_code = EXIT_ACCEPTED_WARNINGS
+                done.message = f"done, with accepted warnings in: {', '.join(accepted)}"
+            return done
         if action.tool == "ask_person":
             return await _stopped(cp, action)
         if (
@@ -64,30 +126,33 @@ async def run_pipeline(
         ):
             return await _stopped(cp, action)  # a FAIL: validating the same tables again won't help
         try:
-            action = await _step(cp, action, accept_warnings, accepted, echo)
+            action = await _step(cp, action, accept_warnings, accepted, emit)
         except PipelineError as e:
             return await _stopped(cp, action, str(e))
     return await _stopped(cp, action, f"stopped after {max_steps} steps without finishing")
 
 
 async def _step(
-    cp: str, action: NextAction, accept_warnings: bool, accepted: list[str], echo: Echo
+    cp: str, action: NextAction, accept_warnings: bool, accepted: list[str], emit: EventSink
 ) -> NextAction:
     args = action.arguments
     p = Pipeline(cp)
     phase = str(args.get("phase", ""))
+    step = _STEP_OF.get(action.tool)
+    if step is not None and phase:
+        emit(StepStarted(phase, step, args.get("workflow")))
     if action.tool == "generate_phase":
         gen = await p.generate_phase(phase)
-        echo(f"{phase}: generated {len(gen.files)} files; workflows {', '.join(gen.workflows)}")
+        emit(Generated(phase, len(gen.files), tuple(gen.workflows)))
         return gen.next_action
     if action.tool == "push_project":
         push = await p.push_project(phase)
-        echo(f"{phase}: pushed {push.project} revision {push.revision}")
+        emit(Pushed(phase, push.project, push.revision))
         return push.next_action
     if action.tool == "set_secrets":
         names = list(args.get("names") or [])
         secrets = await p.set_secrets(phase, names)
-        echo(f"{phase}: set secrets {', '.join(secrets.set) or '(none)'} from the environment")
+        emit(SecretsSet(phase, tuple(secrets.set)))
         if secrets.still_missing:
             tried = "; ".join(f"{k}: {', '.join(v)}" for k, v in secrets.missing_env.items())
             raise PipelineError(
@@ -97,20 +162,46 @@ async def _step(
         return secrets.next_action
     if action.tool == "start_workflow":
         start = await p.start_workflow(phase, args.get("workflow"))
-        how = "retrying failed tasks of" if start.resumed_failed_tasks else "started"
-        echo(
-            f"{phase}: {how} {start.workflow} (session {start.session_id}, attempt {start.attempt_id})"
+        emit(
+            WorkflowStarted(
+                phase,
+                start.workflow,
+                start.session_id,
+                start.attempt_id,
+                retry=start.resumed_failed_tasks,
+            )
         )
         return start.next_action
     if action.tool == "get_session":
-        session = await p.get_session(args.get("session_id"), wait_seconds=30)
-        if session.status != "running":
-            echo(
-                f"{session.phase}: {session.workflow} {session.status} in "
-                f"{session.elapsed_seconds:.1f}s ({session.tasks_done}/{session.tasks_total} tasks)"
+
+        async def watch(sp: SessionProgress) -> None:
+            emit(
+                TaskProgress(
+                    phase=sp.phase,
+                    workflow=sp.workflow,
+                    session_id=sp.session_id,
+                    done=sp.tasks_done,
+                    total=sp.tasks_total,
+                    running=tuple(sp.running_tasks),
+                    elapsed=sp.elapsed_seconds,
+                )
             )
-            for t in session.failed_tasks:
-                echo(f"  failed task {t.name}: {t.error}")
+
+        session = await p.get_session(args.get("session_id"), wait_seconds=30, watch=watch)
+        if session.status != "running" or session.timed_out:
+            emit(
+                WorkflowFinished(
+                    phase=session.phase or "",
+                    workflow=session.workflow,
+                    session_id=session.session_id,
+                    status=session.status,
+                    elapsed=session.elapsed_seconds,
+                    done=session.tasks_done,
+                    total=session.tasks_total,
+                    failed=tuple(FailedTaskInfo(t.name, t.error) for t in session.failed_tasks),
+                    timed_out=session.timed_out,
+                )
+            )
         return session.next_action
     if action.tool == "validate_tables":
         wants_accept = bool(args.get("accept_warnings"))
@@ -119,15 +210,49 @@ async def _step(
                 f"{phase} validated WARN; rerun with --accept-warnings to continue past it"
             )
         result = await p.validate_tables(phase, accept_warnings=wants_accept or accept_warnings)
-        echo(f"{phase}: validation {result.verdict}")
-        for w in result.warnings:
-            echo(f"  warning: {w}")
-        for f in result.failures:
-            echo(f"  failure: {f}")
+        counted = [t.row_count for t in result.tables if t.row_count is not None]
+        emit(
+            Validated(
+                phase,
+                result.verdict,
+                accepted=result.accepted_warnings,
+                warnings=tuple(result.warnings),
+                failures=tuple(result.failures),
+                tables=len(result.tables),
+                rows=sum(counted) if counted else None,
+            )
+        )
         if result.verdict == "WARN" and result.accepted_warnings:
             accepted.append(phase)
         return result.next_action
     raise PipelineError(f"the headless run does not know how to do {action.tool}")
+
+
+def _summaries(p: Pipeline) -> list[PhaseSummary]:
+    """Each phase as the saved state has it: status, time taken, rows validated, sessions."""
+    state = p.state()
+    out = []
+    for phase in ORDER:
+        ps = state.phase(phase)
+        tables = (ps.validation or {}).get("tables") or []
+        counted = [t["row_count"] for t in tables if t.get("row_count") is not None]
+        sessions = [
+            s.session_id
+            for s in ps.steps.values()
+            if s.name.startswith("execute:") and s.session_id
+        ]
+        out.append(
+            PhaseSummary(
+                phase=phase.value,
+                status=ps.status.value,
+                verdict=ps.verdict,
+                seconds=None if (took := phase_seconds(ps)) is None else round(took, 1),
+                tables=len(tables) if tables else None,
+                rows=sum(counted) if counted else None,
+                sessions=list(dict.fromkeys(sessions)),
+            )
+        )
+    return out
 
 
 async def _stopped(cp: str, action: NextAction, error: str | None = None) -> RunOutcome:
@@ -148,11 +273,18 @@ async def _stopped(cp: str, action: NextAction, error: str | None = None) -> Run
         except PipelineError:
             pass
     report = await p.final_report()
+    now = p.status().next_action
+    next_steps = list(now.choices)
+    if error and now.why and now.why != error and not next_steps:
+        next_steps = [now.why]
     return RunOutcome(
         exit_code=EXIT_FAILED,
         message=error or action.why,
         report_path=report.path,
+        html_report_path=report.html_path,
         failed_phase=phase.phase if phase else None,
         failed_task=task,
         log_tail=tail,
+        next_steps=next_steps,
+        phases=_summaries(p),
     )

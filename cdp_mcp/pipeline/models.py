@@ -105,6 +105,19 @@ class SessionResult(BaseModel):
     next_action: NextAction
 
 
+class SessionProgress(BaseModel):
+    """One look at a running attempt while get_session waits (for live progress displays)."""
+
+    session_id: str
+    attempt_id: str
+    phase: str
+    workflow: str
+    elapsed_seconds: float
+    tasks_total: int
+    tasks_done: int
+    running_tasks: list[str] = Field(default_factory=list)  # non-group, most recent first
+
+
 class TableCheck(BaseModel):
     database: str
     table: str

@@ -56,6 +56,7 @@ from cdp_mcp.pipeline.models import (
     QueryOutput,
     ReportResult,
     SecretsResult,
+    SessionProgress,
     SessionResult,
     StartResult,
     StatusResult,
@@ -95,6 +96,7 @@ KILL_WAIT_SECONDS = 30.0
 MAX_WAIT_SECONDS = 600.0
 MAX_QUERY_ROWS = 1_000
 ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
+WatchFn = Callable[[SessionProgress], Awaitable[None]]
 
 
 def config_hash(path: Path) -> str:
@@ -666,6 +668,7 @@ class Pipeline:
         session_id: str | None = None,
         wait_seconds: float = 0,
         progress: ProgressFn | None = None,
+        watch: WatchFn | None = None,
     ) -> SessionResult:
         with self.store.locked():
             state = self._load()
@@ -687,6 +690,23 @@ class Pipeline:
                     done,
                     len(tasks) or None,
                     f"{attempt.workflow}: {done}/{len(tasks)} tasks, {elapsed:.0f}s",
+                )
+            if watch is not None:  # every poll: the tasks running now, for a live display
+                running = [t for t in tasks if t.state == "running" and not t.is_group]
+                running.sort(
+                    key=lambda t: t.started_at.timestamp() if t.started_at else 0.0, reverse=True
+                )
+                await watch(
+                    SessionProgress(
+                        session_id=step.session_id,
+                        attempt_id=attempt.id,
+                        phase=phase.value,
+                        workflow=attempt.workflow,
+                        elapsed_seconds=round(elapsed, 1),
+                        tasks_total=len(tasks),
+                        tasks_done=done,
+                        running_tasks=[t.full_name for t in running],
+                    )
                 )
             if attempt.done or anyio.current_time() >= deadline:
                 break
