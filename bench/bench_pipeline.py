@@ -15,6 +15,7 @@ vary by +-20%).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
@@ -26,6 +27,7 @@ import anyio
 import duckdb
 
 from cdp_mcp.backends.local import LocalBackend
+from cdp_mcp.backends.local.warehouse import Storage
 from cdp_mcp.config import load_config
 from cdp_mcp.generate import generate
 from cdp_mcp.generate.schemas import predicted_schemas
@@ -52,9 +54,9 @@ def floor_seconds(files: dict[str, Path], db_path: Path) -> tuple[float, int]:
     return time.perf_counter() - start, rows
 
 
-async def pipeline_seconds(config: Path) -> dict[str, float]:
+async def pipeline_seconds(config: Path, storage: Storage) -> dict[str, float]:
     cfg = load_config(config)
-    backend = LocalBackend(cfg.workspace)
+    backend = LocalBackend(cfg.workspace, storage=storage)
     session = datetime.now(UTC).replace(microsecond=0)
     timings: dict[str, float] = {}
     # Learning the source schemas is part of the pipeline's work (generation reads them),
@@ -81,6 +83,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000, help="source rows in all")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions (median reported)")
     parser.add_argument("--dir", type=Path, help="work folder (default: a temp folder)")
+    parser.add_argument(
+        "--storage",
+        choices=["fast", "compact"],
+        default="fast",
+        help="the warehouse's global.local_storage (default fast, as the config's default)",
+    )
     args = parser.parse_args()
     work = args.dir or Path(tempfile.mkdtemp(prefix="cdp-bench-"))
     files = write_sample(work / SAMPLE_FOLDER, rows=customers_for(args.rows))
@@ -89,8 +97,11 @@ def main() -> None:
     for rep in range(1, args.repeat + 1):
         shutil.rmtree(work / "acme_cdp", ignore_errors=True)
         (work / "floor.duckdb").unlink(missing_ok=True)
+        # Each measurement starts with no dirty pages of the previous one still being written.
+        os.sync()
         floor, source_rows = floor_seconds(files, work / "floor.duckdb")
-        timings = anyio.run(pipeline_seconds, config)
+        os.sync()
+        timings = anyio.run(pipeline_seconds, config, args.storage)
         total = sum(timings.values())
         ratios.append(total / floor)
         phases = ", ".join(f"{p} {t:.2f}s" for p, t in timings.items())
@@ -99,6 +110,7 @@ def main() -> None:
             f"ratio {total / floor:.2f}x, {source_rows / total:,.0f} rows/s"
         )
     print(f"source rows: {source_rows:,} in {', '.join(p.name for p in files.values())}")
+    print(f"warehouse storage: {args.storage}")
     print(
         f"ratio pipeline / floor: median {statistics.median(ratios):.2f}x, best "
         f"{min(ratios):.2f}x, worst {max(ratios):.2f}x over {len(ratios)} runs (target: within 4x)"

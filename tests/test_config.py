@@ -171,3 +171,17 @@ def test_monitor_deadline_defaults_to_two_hours_and_is_configurable(tmp_path: Pa
     assert Pipeline(write(tmp_path, doc)).monitor_deadline == 30 * 60
     found = problems(tmp_path, merged(**{"global": {"monitor_deadline_minutes": 0}}))
     assert "global.monitor_deadline_minutes" in found
+
+
+def test_local_storage_defaults_to_fast_and_reaches_the_backend(tmp_path: Path) -> None:
+    from cdp_mcp.backends.factory import make_backend
+    from cdp_mcp.backends.local import LocalBackend
+
+    cfg = load_config(write(tmp_path, BASE))
+    assert cfg.global_.local_storage == "fast"
+    compact = load_config(write(tmp_path, merged(**{"global": {"local_storage": "compact"}})))
+    backend = make_backend(compact)
+    assert isinstance(backend, LocalBackend)
+    assert backend.runtime.warehouse.storage == "compact"
+    found = problems(tmp_path, merged(**{"global": {"local_storage": "tiny"}}))
+    assert "global.local_storage" in found and "fast" in found["global.local_storage"]

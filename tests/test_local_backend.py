@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from cdp_mcp.backends.base import (
@@ -27,6 +28,7 @@ from cdp_mcp.backends.base import (
 from cdp_mcp.backends.local import LocalBackend
 from cdp_mcp.backends.local.archive import build_archive
 from cdp_mcp.backends.local.runtime import LocalRuntime
+from cdp_mcp.backends.local.warehouse import Storage
 
 SESSION = datetime(2026, 1, 1, tzinfo=UTC)
 WF = "+init:\n  td_ddl>:\n  create_databases: [db]\n+t:\n  td>: q.sql\n  database: db\n  create_table: t\n"
@@ -217,3 +219,23 @@ def test_async_backend_implements_the_protocol(tmp_path: Path) -> None:
         assert retried.status == "success" and retried.index == 2
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("storage", "compressed"), [("fast", False), ("compact", True)])
+def test_local_storage_decides_whether_text_is_compressed(
+    tmp_path: Path, storage: Storage, compressed: bool
+) -> None:
+    # 200k rows of few distinct texts: DuckDB's dictionary/FSST compression takes them when allowed
+    sql = "SELECT i AS id, 'customer-' || (i % 50) AS name FROM range(200000) r(i)"
+    rt = LocalRuntime(tmp_path / "ws", storage)
+    rt.push("proj", project(tmp_path / "proj", {"wf.dig": WF, "q.sql": sql}))
+    assert rt.wait(rt.start("proj", "wf", SESSION).id, 60).status == "success"
+    assert rt.query("SELECT count(DISTINCT name) FROM t", "db").rows == [[50]]
+    with duckdb.connect(str(rt.home / "warehouse.duckdb"), read_only=True) as con:
+        kinds = {
+            row[0]
+            for row in con.execute(
+                "SELECT compression FROM pragma_storage_info('db.t') WHERE column_name = 'name'"
+            ).fetchall()
+        }
+    assert ("DICT_FSST" in kinds) is compressed, kinds

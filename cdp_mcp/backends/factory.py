@@ -14,4 +14,4 @@ def make_backend(cfg: PipelineConfig) -> Backend:
         return TreasureDataBackend.from_config(cfg)
     from cdp_mcp.backends.local import LocalBackend
 
-    return LocalBackend(cfg.workspace)
+    return LocalBackend(cfg.workspace, storage=cfg.global_.local_storage)

@@ -24,6 +24,7 @@ from cdp_mcp.backends.base import (
 )
 from cdp_mcp.backends.local.hooks import UnificationHandler
 from cdp_mcp.backends.local.runtime import LocalRuntime
+from cdp_mcp.backends.local.warehouse import Storage
 
 T = TypeVar("T")
 
@@ -31,8 +32,8 @@ T = TypeVar("T")
 class LocalBackend:
     """Digdag-compatible workflows over DuckDB, state under `{workspace}/.cdp_local/`."""
 
-    def __init__(self, workspace: Path) -> None:
-        self.runtime = LocalRuntime(Path(workspace))
+    def __init__(self, workspace: Path, storage: Storage = "fast") -> None:
+        self.runtime = LocalRuntime(Path(workspace), storage)
 
     @property
     def workspace(self) -> Path:

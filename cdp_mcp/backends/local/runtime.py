@@ -49,7 +49,7 @@ from cdp_mcp.backends.local.logs import LogStore, TaskLog
 from cdp_mcp.backends.local.params import StoreUpdate, merged_store, session_builtins
 from cdp_mcp.backends.local.sql import ENGINES, split_statements, translate
 from cdp_mcp.backends.local.store import Row, StateStore, parse_ts, ts
-from cdp_mcp.backends.local.warehouse import Warehouse, json_value
+from cdp_mcp.backends.local.warehouse import Storage, Warehouse, json_value
 from cdp_mcp.digdag.loader import DigError
 from cdp_mcp.digdag.tasks import TaskNode, check_project, load_workflow_file
 
@@ -78,12 +78,12 @@ def _pid_alive(pid: int | None) -> bool:
 
 
 class LocalRuntime:
-    def __init__(self, workspace: Path) -> None:
+    def __init__(self, workspace: Path, storage: Storage = "fast") -> None:
         self.workspace = Path(workspace).resolve()
         self.home = self.workspace / STATE_DIR
         self.home.mkdir(parents=True, exist_ok=True)
         self.store = StateStore(self.home / "state.sqlite")
-        self.warehouse = Warehouse.at(self.home / "warehouse.duckdb")
+        self.warehouse = Warehouse.at(self.home / "warehouse.duckdb", storage)
         self.logs = LogStore(self.home / "logs", self.store)
         self.unification_handler: UnificationHandler | None = default_unification_handler
         self.reap_stale()

@@ -16,7 +16,7 @@ from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 import duckdb
@@ -64,23 +64,35 @@ def json_value(value: Any) -> Any:
     return str(value)
 
 
+Storage = Literal["fast", "compact"]
+# DuckDB's analysis for dictionary+FSST text compression costs about half of a large write
+# (measured in bench/README.md); `fast` skips it and stores text plainly.
+_TEXT_COMPRESSION = {"fast": "dict_fsst", "compact": ""}
+
+
 class Warehouse:
-    """The DuckDB file at `path`, shared by all users of it in this process."""
+    """The DuckDB file at `path`, shared by all users of it in this process.
+
+    `storage` (the config's `global.local_storage`) applies to what is written from then on;
+    a later `at()` for the same file with another setting replaces it.
+    """
 
     _instances: ClassVar[dict[Path, Warehouse]] = {}
     _instances_lock: ClassVar[threading.Lock] = threading.Lock()
 
     @classmethod
-    def at(cls, path: Path) -> Warehouse:
+    def at(cls, path: Path, storage: Storage = "fast") -> Warehouse:
         key = path.resolve()
         with cls._instances_lock:
             found = cls._instances.get(key)
             if found is None:
                 found = cls._instances[key] = cls(key)
+            found.storage = storage
             return found
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.storage: Storage = "fast"
         self._lock = threading.Lock()
         self._users = 0
         self._con: duckdb.DuckDBPyConnection | None = None
@@ -127,6 +139,8 @@ class Warehouse:
                 # DuckDB draws a progress bar on stdout for long queries; in `cdp-mcp serve`
                 # stdout is the MCP stdio stream.
                 cur.execute("SET enable_progress_bar = false")
+                disabled = _TEXT_COMPRESSION[self.storage]
+                cur.execute(f"SET disabled_compression_methods = {_literal(disabled)}")
                 for macro in _TD_MACROS:
                     cur.execute(macro)
                 if database:
