@@ -17,7 +17,7 @@ from cdp_mcp.emulator.command import add_emulate_command
 from cdp_mcp.generate import GenerationError, generate
 from cdp_mcp.phases import ORDER, Phase, parse_phase
 from cdp_mcp.pipeline.headless import run_pipeline
-from cdp_mcp.pipeline.models import PipelineError
+from cdp_mcp.pipeline.models import DecisionResult, PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.schemas import phase_schemas
 from cdp_mcp.sample_data import SAMPLE_FOLDER, write_sample, write_sample_config
@@ -84,6 +84,24 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_decision(result: DecisionResult) -> int:
+    print(f"{result.status}: {result.message}")
+    if result.report_path:
+        print(f"report: {result.report_path}")
+    na = result.next_action
+    print(f"next: {na.tool} {na.arguments}: {na.why}")
+    return 0
+
+
+def _cmd_skip(args: argparse.Namespace) -> int:
+    result = anyio.run(lambda: Pipeline(args.config).skip_phase(args.phase, confirm=args.yes))
+    return _print_decision(result)
+
+
+def _cmd_abort(args: argparse.Namespace) -> int:
+    return _print_decision(anyio.run(lambda: Pipeline(args.config).abort(args.reason)))
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     target = Path(args.dir).resolve()
     config = target / "acme.yml"
@@ -133,6 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show every phase and step of a pipeline")
     status.add_argument("config", help="the pipeline YAML")
     status.set_defaults(func=_cmd_status)
+
+    skip = sub.add_parser(
+        "skip", help="skip a phase by decision (later phases run on what it left behind)"
+    )
+    skip.add_argument("config", help="the pipeline YAML")
+    skip.add_argument("phase", help="ingestion | hist_union | staging | unification")
+    skip.add_argument("--yes", action="store_true", help="confirm the skip")
+    skip.set_defaults(func=_cmd_skip)
+
+    abort = sub.add_parser("abort", help="stop the pipeline: kill what runs, write the report")
+    abort.add_argument("config", help="the pipeline YAML")
+    abort.add_argument("--reason", default="aborted from the command line")
+    abort.set_defaults(func=_cmd_abort)
 
     demo = sub.add_parser("demo", help="write a sample extract and config, and run it locally")
     demo.add_argument("dir", nargs="?", default="demo", help="where to write it (default ./demo)")

@@ -431,8 +431,20 @@ def failure_lines(outcome: RunOutcome, config_path: str = "") -> list[str]:
         lines.append("  what now:")
         lines += [f"    - {step}" for step in outcome.next_steps]
     if config_path:
-        lines.append(f"  every step: cdp-mcp status {config_path}")
+        lines += [f"  {hint}" for hint in cli_hints(outcome, config_path)]
     return lines
+
+
+def cli_hints(outcome: RunOutcome, config_path: str) -> list[str]:
+    """The choices above as commands, for a person at a shell rather than an agent."""
+    hints = [f"every step: cdp-mcp status {config_path}"]
+    if outcome.failed_phase:
+        hints.append(
+            f"from the shell: fix and `cdp-mcp run {config_path}`, or "
+            f"`cdp-mcp skip {config_path} {outcome.failed_phase} --yes`, or "
+            f"`cdp-mcp abort {config_path}`"
+        )
+    return hints
 
 
 _LOG_LINE = re.compile(
@@ -475,6 +487,6 @@ def failure_panel(outcome: RunOutcome, config_path: str = "") -> Panel:
         parts += [Text(), Text("what now", style="bold")]
         parts += [Text(f"• {step}") for step in outcome.next_steps]
     if config_path:
-        parts.append(Text(f"every step: cdp-mcp status {config_path}", style="dim"))
+        parts += [Text(hint, style="dim") for hint in cli_hints(outcome, config_path)]
     title = f"FAILED at {outcome.failed_phase}" if outcome.failed_phase else "FAILED"
     return Panel(Group(*parts), title=title, title_align="left", border_style="red")

@@ -131,7 +131,21 @@ def test_a_failing_run_names_phase_task_and_log_tail_and_exits_1(
     what_now = failure.split("  what now:\n", 1)[1]
     assert "    - skip: skip_phase(" in what_now and "    - abort: abort_pipeline(" in what_now
     assert f"  every step: cdp-mcp status {config}" in what_now
+    assert f"`cdp-mcp skip {config} ingestion --yes`" in what_now
     assert ran.out.strip().startswith("report: ")
+
+    # the shell's own way through the choices: skip needs --yes; abort ends it with a report
+    refused = cdp("skip", str(config), "ingestion")
+    assert refused.code == 1 and "needs confirm=true" in refused.err
+    skipped = cdp("skip", str(config), "ingestion", "--yes")
+    assert skipped.code == 0 and skipped.out.startswith("skipped: ")
+    assert "ingestion    skipped" in cdp("status", str(config)).out
+    aborted = cdp("abort", str(config), "--reason", "wrong source folder")
+    assert aborted.code == 0 and "report: " in aborted.out
+    status = cdp("status", str(config)).out
+    assert "ABORTED" in status
+    report = Path(aborted.out.split("report: ", 1)[1].split()[0]).read_text(encoding="utf-8")
+    assert "wrong source folder" in report
 
 
 def _run_in_a_terminal(args: list[str], cwd: Path, columns: int = 120) -> tuple[int, str]:
