@@ -137,11 +137,8 @@ def test_status_needs_a_pipeline_and_names_the_next_call(
     assert failed.code == 1 and "global.client" in failed.err
 
 
-def test_run_stops_at_a_failing_workflow_with_its_task_and_log_tail(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Resumed from a state made elsewhere (an MCP session), the run retries the failing
-    workflow within its budget, then stops and says which task failed and why."""
+def broken_ingestion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A pipeline whose first workflow fails: a generated SQL file damaged after generation."""
     shutil.copytree(FIXTURES / "shopify", tmp_path / "shopify")
     config = tmp_path / "acme.yml"
     shutil.copy(FIXTURES / "acme.yml", config)
@@ -152,8 +149,16 @@ def test_run_stops_at_a_failing_workflow_with_its_task_and_log_tail(
 
     monkeypatch.setenv("TD_API_KEY", SENTINEL_KEY)
     project = anyio.run(generate)
-    # A SQL file of the generated project is damaged after generation.
     (project / "queries" / "create_ingestion_log.sql").write_text("CREATE TABLE (oops;\n")
+    return config
+
+
+def test_run_stops_at_a_failing_workflow_with_its_task_and_log_tail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resumed from a state made elsewhere (an MCP session), the run retries the failing
+    workflow within its budget, then stops and says which task failed and why."""
+    config = broken_ingestion(tmp_path, monkeypatch)
 
     ran = cdp("run", str(config))
     assert ran.code == 1

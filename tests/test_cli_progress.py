@@ -11,18 +11,15 @@ import errno
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import anyio
 import pytest
 from rich.console import Console
 
 from cdp_mcp.cli_progress import RunDisplay
-from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.run_events import (
     FailedTaskInfo,
     Generated,
@@ -37,8 +34,8 @@ from cdp_mcp.pipeline.run_events import (
     WorkflowFinished,
     WorkflowStarted,
 )
-from tests.conftest import FIXTURES, SENTINEL_KEY
-from tests.test_cli_pipeline import PHASES, ROWS, Ran, cdp, cli, phase_lines
+from tests.conftest import SENTINEL_KEY
+from tests.test_cli_pipeline import PHASES, ROWS, Ran, broken_ingestion, cdp, cli, phase_lines
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 SUMMARY_HEAD = re.compile(r"^phase +result +time", re.M)
@@ -94,26 +91,10 @@ def test_piped_output_is_plain_lines_with_every_phase_and_a_summary(
     assert ran.out.strip().splitlines()[-1].startswith("report: ")
 
 
-def _broken_ingestion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A pipeline whose first workflow fails: a generated SQL file damaged after generation."""
-    shutil.copytree(FIXTURES / "shopify", tmp_path / "shopify")
-    config = tmp_path / "acme.yml"
-    shutil.copy(FIXTURES / "acme.yml", config)
-
-    async def generate() -> Path:
-        await Pipeline(config).init()
-        return Path((await Pipeline(config).generate_phase("ingestion")).directory)
-
-    monkeypatch.setenv("TD_API_KEY", SENTINEL_KEY)
-    project = anyio.run(generate)
-    (project / "queries" / "create_ingestion_log.sql").write_text("CREATE TABLE (oops;\n")
-    return config
-
-
 def test_a_failing_run_names_phase_task_and_log_tail_and_exits_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = _broken_ingestion(tmp_path, monkeypatch)
+    config = broken_ingestion(tmp_path, monkeypatch)
     ran = cdp("run", str(config))
     assert ran.code == 1
     assert not ANSI.search(ran.err)
@@ -183,7 +164,7 @@ def _run_in_a_terminal(args: list[str], cwd: Path, columns: int = 120) -> tuple[
 def test_a_terminal_gets_the_live_board_and_a_failure_panel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = _broken_ingestion(tmp_path, monkeypatch)
+    config = broken_ingestion(tmp_path, monkeypatch)
     code, raw = _run_in_a_terminal(["run", str(config)], cwd=tmp_path)
     assert code == 1
     assert "Traceback" not in raw and SENTINEL_KEY not in raw

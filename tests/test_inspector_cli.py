@@ -125,20 +125,26 @@ def test_inspector_lists_every_contract_tool_with_the_snapshot_schemas(
     assert seen == expected
 
 
-def test_inspector_calls_init_pipeline_on_the_demo_config(
-    inspector: list[str], server_command: list[str], demo_config: Path, tmp_path: Path
-) -> None:
-    proc = _inspect(
+def _init_pipeline(
+    inspector: list[str], server_command: list[str], home: Path, config: Path
+) -> subprocess.CompletedProcess[str]:
+    return _inspect(
         inspector,
         server_command,
-        tmp_path / "home",
+        home,
         "--method",
         "tools/call",
         "--tool-name",
         "init_pipeline",
         "--tool-arg",
-        f"config_path={demo_config}",
+        f"config_path={config}",
     )
+
+
+def test_inspector_calls_init_pipeline_on_the_demo_config(
+    inspector: list[str], server_command: list[str], demo_config: Path, tmp_path: Path
+) -> None:
+    proc = _init_pipeline(inspector, server_command, tmp_path / "home", demo_config)
     result = _json(proc)
     assert proc.returncode == 0 and result["isError"] is False, proc.stdout + proc.stderr
     out = result["structuredContent"]
@@ -158,19 +164,7 @@ def test_inspector_calls_init_pipeline_on_the_demo_config(
         "phase": "ingestion",
     }
     # the call did its work on disk: a second client finds the pipeline and resumes it
-    again = _json(
-        _inspect(
-            inspector,
-            server_command,
-            tmp_path / "home",
-            "--method",
-            "tools/call",
-            "--tool-name",
-            "init_pipeline",
-            "--tool-arg",
-            f"config_path={demo_config}",
-        )
-    )
+    again = _json(_init_pipeline(inspector, server_command, tmp_path / "home", demo_config))
     assert again["structuredContent"]["resumed"] is True
     assert Path(out["workspace"]).is_dir()
 
@@ -179,17 +173,7 @@ def test_inspector_sees_a_refusal_as_a_tool_error_with_the_fix(
     inspector: list[str], server_command: list[str], tmp_path: Path
 ) -> None:
     missing = tmp_path / "nowhere" / "acme.yml"
-    proc = _inspect(
-        inspector,
-        server_command,
-        tmp_path / "home",
-        "--method",
-        "tools/call",
-        "--tool-name",
-        "init_pipeline",
-        "--tool-arg",
-        f"config_path={missing}",
-    )
+    proc = _init_pipeline(inspector, server_command, tmp_path / "home", missing)
     result = _json(proc)
     assert result["isError"] is True, proc.stdout
     assert proc.returncode != 0 and "tool_is_error" in proc.stderr, proc.stderr
