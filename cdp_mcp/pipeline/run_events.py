@@ -21,9 +21,8 @@ class PhaseSummary(BaseModel):
     """One phase at the end of a run, as the pipeline state has it."""
 
     phase: str
-    status: (
-        str  # PhaseStatus: pending | in_progress | passed | warned | accepted | failed | skipped
-    )
+    # PhaseStatus: pending | in_progress | passed | warned | accepted | failed | skipped
+    status: str
     verdict: str | None = None
     seconds: float | None = None  # first step's start to last step's end
     tables: int | None = None  # tables validated
