@@ -115,7 +115,15 @@ def _describe(con: duckdb.DuckDBPyConnection, reader: str) -> Types:
 
 
 def _holds(con: duckdb.DuckDBPyConnection, path: Path, types: Types) -> bool:
-    """Every row of the file converts to `types` (text columns always do)."""
+    """Every row of the file converts to `types` (text columns always do), and, for JSONL,
+    no row has a field the sample did not see (an API adding a field mid-extract)."""
+    if FORMATS.get(path.suffix.lower()) == "jsonl":
+        keys = con.execute(
+            "SELECT DISTINCT unnest(json_keys(json)) FROM "
+            f"read_json_objects({sql_string(str(path))}, format='newline_delimited')"
+        ).fetchall()
+        if {str(k[0]) for k in keys} - {n for n, _ in types}:
+            return False
     typed = [quote_ident(n) for n, t in types if t != "VARCHAR"]
     if not typed:
         return True

@@ -79,3 +79,15 @@ def test_jsonl_types_hold_for_a_late_value_beyond_the_sample(tmp_path: Path) -> 
             f"max(amount) FILTER (WHERE id = 3) FROM ({select})"
         )
         assert got.fetchone() == (SNIFF_ROWS + 1, "N/A", "4.5")  # text, numbers as written
+
+
+def test_a_jsonl_field_that_first_appears_late_is_kept(tmp_path: Path) -> None:
+    late = {"id": SNIFF_ROWS, "amount": 1.0, "tags": {}, "loyalty_tier": "gold"}
+    path = _jsonl(tmp_path / "late_field.jsonl", late)
+    assert _types(path)["loyalty_tier"] == "string"
+    select, _ = select_sql(path)
+    with duckdb.connect() as con:
+        got = con.execute(
+            f"SELECT count(*), count(loyalty_tier), max(loyalty_tier) FROM ({select})"
+        )
+        assert got.fetchone() == (SNIFF_ROWS + 1, 1, "gold")
