@@ -146,7 +146,8 @@ def translate(sql: str, engine: str = "presto") -> Translated:
             bool(_QUERY_START.match(_strip_comments(sql))),
             note=f"sqlglot could not parse it ({first})",
         )
-    tree = tree.transform(_vectorized_try).transform(_direct_sha256)
+    # The tree is ours (just parsed): rewrite it in place rather than deep-copying it twice.
+    tree = tree.transform(_vectorized_try, copy=False).transform(_direct_sha256, copy=False)
     if isinstance(tree, exp.Insert) and tree.args.get("overwrite"):
         target = tree.this
         table = target.this if isinstance(target, exp.Schema) else target
