@@ -67,8 +67,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return _run_and_show(args.config, accept_warnings=args.accept_warnings)
 
 
+def _started(config: str) -> Pipeline:
+    """The config's pipeline, refused in the shell's words when it was never started."""
+    pipeline = Pipeline(config)
+    if not pipeline.store.exists():
+        raise PipelineError(
+            f"no pipeline for {config} yet: `cdp-mcp run {config}` starts one "
+            "(from an MCP client: init_pipeline)"
+        )
+    return pipeline
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
-    status = Pipeline(args.config).status()
+    status = _started(args.config).status()
     print(
         f"pipeline {status.client} ({status.backend}), run {status.run}"
         + (", ABORTED" if status.aborted else "")
@@ -94,12 +105,19 @@ def _print_decision(result: DecisionResult) -> int:
 
 
 def _cmd_skip(args: argparse.Namespace) -> int:
-    result = anyio.run(lambda: Pipeline(args.config).skip_phase(args.phase, confirm=args.yes))
-    return _print_decision(result)
+    pipeline = _started(args.config)
+    phase = parse_phase(args.phase).value
+    if not args.yes:
+        raise PipelineError(
+            f"skipping {phase} needs --yes: later phases will run on whatever {phase} left "
+            "behind (possibly nothing)"
+        )
+    return _print_decision(anyio.run(lambda: pipeline.skip_phase(phase, confirm=True)))
 
 
 def _cmd_abort(args: argparse.Namespace) -> int:
-    return _print_decision(anyio.run(lambda: Pipeline(args.config).abort(args.reason)))
+    pipeline = _started(args.config)
+    return _print_decision(anyio.run(lambda: pipeline.abort(args.reason)))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -111,7 +111,7 @@ def test_status_needs_a_pipeline_and_names_the_next_call(
 
     none_yet = cdp("status", str(config))
     assert none_yet.code == 1
-    assert "no pipeline state" in none_yet.err and "init_pipeline first" in none_yet.err
+    assert f"no pipeline for {config} yet" in none_yet.err and "init_pipeline" in none_yet.err
 
     async def start() -> None:
         await Pipeline(config).init()
@@ -237,3 +237,15 @@ def test_demo_defaults_to_a_demo_folder_in_the_current_directory(tmp_path: Path)
         check=True,
     )
     assert parsed.stdout.strip() == "demo"
+
+
+def test_commands_on_a_pipeline_never_started_say_how_to_start_it(tmp_path: Path) -> None:
+    shutil.copytree(FIXTURES / "shopify", tmp_path / "shopify")
+    config = tmp_path / "acme.yml"
+    shutil.copy(FIXTURES / "acme.yml", config)
+    for args in (["status"], ["abort"], ["skip", "--yes"]):
+        extra = ["staging"] if args[0] == "skip" else []
+        ran = cdp(args[0], str(config), *extra, *args[1:])
+        assert ran.code == 1, args
+        assert f"no pipeline for {config} yet: `cdp-mcp run {config}` starts one" in ran.err
+    assert not (tmp_path / "acme_cdp" / ".cdp_state").exists()  # nothing was created

@@ -117,7 +117,7 @@ def test_a_failing_run_names_phase_task_and_log_tail_and_exits_1(
 
     # the shell's own way through the choices: skip needs --yes; abort ends it with a report
     refused = cdp("skip", str(config), "ingestion")
-    assert refused.code == 1 and "needs confirm=true" in refused.err
+    assert refused.code == 1 and "skipping ingestion needs --yes" in refused.err
     skipped = cdp("skip", str(config), "ingestion", "--yes")
     assert skipped.code == 0 and skipped.out.startswith("skipped: ")
     assert "ingestion    skipped" in cdp("status", str(config)).out
