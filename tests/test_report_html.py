@@ -222,3 +222,29 @@ def test_charts_stay_readable_at_production_volumes() -> None:
         float(h) for h in re.findall(r'<rect x="[^"]+" y="[^"]+" width="30" height="([^"]+)"', svg)
     ]
     assert min(heights) >= 1.0
+
+
+def test_row_flow_accounts_for_every_source_row(full_run: PipelineConfig) -> None:
+    """From each source file to staging: rows before start_date or with no readable time are
+    counted as left out, and with the loaded rows they add up to the file's own row count."""
+    cfg = full_run
+    state = StateStore(cfg.workspace).load()
+    sources = (state.phase(Phase.INGESTION).validation or {})["metrics"]["source_rows"]
+    src = _counts(cfg, cfg.src_db)
+    markdown = (_reports(cfg) / "cdp_report.md").read_text(encoding="utf-8")
+    page = _html(cfg)
+    assert any(s["before_start_date"] for s in sources.values())  # the fixture has some
+    for obj, s in sources.items():
+        lines = (FIXTURES / "shopify" / s["file"]).read_text(encoding="utf-8").splitlines()
+        assert s["source_rows"] == len(lines) - 1  # the CSV's data lines
+        table = f"{cfg.source}_{obj}"
+        loaded = src[f"{table}_hist"] + src[table]
+        assert s["loaded"] == loaded
+        assert s["before_start_date"] + s["unparseable_time"] + loaded == s["source_rows"]
+        staged = _counts(cfg, cfg.stg_db)[table]
+        union = src[f"{table}_hist_union"]
+        cells = [s["source_rows"], s["before_start_date"], s["unparseable_time"], loaded]
+        cells += [union, staged, union - staged]
+        assert f"| {table} | " + " | ".join(f"{n:,}" for n in cells) + " |" in markdown
+        html_cells = "".join(f'<td class="num">{n:,}</td>' for n in cells)
+        assert f"<tr><td>{table}</td>{html_cells}</tr>" in page

@@ -152,6 +152,19 @@ def test_metrics_match_the_fixture_row_for_row(acme_config: Path) -> None:
         for mode in ("historical", "incremental"):
             assert sum(ld["rows"] for ld in loads if ld["mode"] == mode) == counts[mode]
     assert ingestion["start_date"] == "2023-09-01T00:00:00.000000"
+    # where each source row went: left out before start_date or without a time, or loaded
+    for t, exp in expected.items():
+        obj = t.removeprefix("shopify_")
+        rows = list(csv.DictReader((shop / f"{obj}.csv").open(encoding="utf-8")))
+        unparsed = sum(_ts(r["updated_at"]) is None for r in rows)
+        assert ingestion["source_rows"][obj] == {
+            "file": f"{obj}.csv",
+            "source_rows": exp["source"],
+            "before_start_date": exp["source"] - exp["loaded"] - unparsed,
+            "unparseable_time": unparsed,
+            "loaded": exp["loaded"],
+            "eligible_not_loaded": 0,
+        }
 
     staging = results["staging"].metrics
     assert staging["dq_score_formula"].startswith("dq_score = round(100 * sum(w_i * c_i)")
@@ -181,6 +194,18 @@ def test_metrics_match_the_fixture_row_for_row(acme_config: Path) -> None:
     assert staging["tables"]["shopify_orders"]["null_rate_customer_email"] == 0.3333
     assert staging["tables"]["shopify_products"]["dq_score"] == 100.0
     assert results["staging"].verdict == "PASS"
+
+    # A row appended to a source after its loads is reported as not loaded (yet).
+    with (shop / "customers.csv").open("a", encoding="utf-8") as f:
+        f.write(
+            "9,Lou,Late,late@example.com,5551112222,2024-06-01T00:00:00Z,2024-06-01T00:00:00Z\n"
+        )
+    again = anyio.run(lambda: Pipeline(acme_config).validate_tables("ingestion"))
+    assert again.metrics["source_rows"]["customers"]["eligible_not_loaded"] == 1
+    assert any(
+        w.startswith("1 rows of customers.csv from start_date on are not loaded")
+        for w in again.warnings
+    ), again.warnings
 
 
 TINY = """

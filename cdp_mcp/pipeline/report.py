@@ -14,7 +14,12 @@ from cdp_mcp.pipeline.files import write_text_atomic
 from cdp_mcp.pipeline.models import ReportResult
 from cdp_mcp.pipeline.nextstep import DONE, next_action
 from cdp_mcp.pipeline.opsdocs import render_ops_docs
-from cdp_mcp.pipeline.report_facts import fmt_time, phase_duration
+from cdp_mcp.pipeline.report_facts import (
+    ROW_FLOW_HEADERS,
+    fmt_time,
+    phase_duration,
+    row_flow_rows,
+)
 from cdp_mcp.pipeline.report_html import render_html
 from cdp_mcp.pipeline.state import PhaseState, PipelineState
 from cdp_mcp.pipeline.timeline import SEED_SOURCE, TIMELINE_HEADERS, timeline_rows
@@ -101,6 +106,23 @@ def _timeline_section(state: PipelineState) -> list[str]:
     return [*lines, ""]
 
 
+def _row_flow_section(cfg: PipelineConfig, state: PipelineState) -> list[str]:
+    lines = [
+        "## Row flow",
+        "",
+        "Rows per table from the source to staging. Loads take rows whose "
+        f"`{cfg.ingestion.incremental_field}` is a time at or after start_date "
+        f"({cfg.ingestion.start_date}); staging keeps one row per key.",
+        "",
+        "| " + " | ".join(ROW_FLOW_HEADERS) + " |",
+        "|---|" + "---:|" * (len(ROW_FLOW_HEADERS) - 1),
+    ]
+    for row in row_flow_rows(cfg, state):
+        cells = [f"{v:,}" if isinstance(v, int) else (v or "-") for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def _metric_lines(metrics: dict[str, object], indent: str = "") -> list[str]:
     out = []
     for key, value in metrics.items():
@@ -133,6 +155,7 @@ def render_markdown(cfg: PipelineConfig, state: PipelineState) -> tuple[str, boo
         lines += ["**Complete**: every phase validated (or was skipped by decision).", ""]
     lines += _config_section(cfg)
     lines += _timeline_section(state)
+    lines += _row_flow_section(cfg, state)
     lines += ["## Phases", ""]
     for p in ORDER:
         lines += _phase_section(cfg, state.phase(p))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 
-from cdp_mcp.phases import ORDER
+from cdp_mcp.config import PipelineConfig
+from cdp_mcp.phases import ORDER, Phase
 from cdp_mcp.pipeline.nextstep import DONE
 from cdp_mcp.pipeline.state import PhaseState, PipelineState
 
@@ -44,3 +47,51 @@ def progress(state: PipelineState) -> Progress:
     else:
         headline = "Complete: every phase validated (or was skipped by decision)."
     return Progress(complete=complete, aborted=state.aborted, stopped_at=stopped, headline=headline)
+
+
+ROW_FLOW_HEADERS = (
+    "table",
+    "in source",
+    "before start_date",
+    "unparseable time",
+    "loaded",
+    "hist-union",
+    "staged",
+    "dropped by dedup",
+)
+
+
+def row_flow_rows(cfg: PipelineConfig, state: PipelineState) -> list[list[int | str | None]]:
+    """Per hist-union table, its rows from the source file to staging, and where they went.
+
+    The source columns are known for connector `file` only; a phase not validated yet
+    leaves its columns empty.
+    """
+
+    def metrics(phase: Phase) -> dict[str, Any]:
+        return dict((state.phase(phase).validation or {}).get("metrics") or {})
+
+    sources = metrics(Phase.INGESTION).get("source_rows") or {}
+    loaded = metrics(Phase.INGESTION).get("rows_loaded") or {}
+    flows = metrics(Phase.HIST_UNION).get("row_flow") or {}
+    staged = metrics(Phase.STAGING).get("tables") or {}
+    rows: list[list[int | str | None]] = []
+    for ref in cfg.hist_union_tables():
+        obj = cfg.object_of(ref.table)
+        src = (sources.get(obj) if obj else None) or {}
+        counts = loaded.get(obj) if obj else None
+        union = (flows.get(ref.table) or {}).get("union")
+        stg = staged.get(ref.table) or {}
+        rows.append(
+            [
+                ref.table,
+                src.get("source_rows"),
+                src.get("before_start_date"),
+                src.get("unparseable_time"),
+                None if counts is None else counts["historical"] + counts["incremental"],
+                union,
+                stg.get("staged_rows"),
+                stg.get("dropped_by_dedup"),
+            ]
+        )
+    return rows

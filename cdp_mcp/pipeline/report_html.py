@@ -16,7 +16,13 @@ from typing import Any, NamedTuple
 from cdp_mcp.config import PipelineConfig
 from cdp_mcp.phases import ORDER, Phase, project_name, workflows
 from cdp_mcp.pipeline.nextstep import format_call, next_action
-from cdp_mcp.pipeline.report_facts import fmt_time, phase_duration, progress
+from cdp_mcp.pipeline.report_facts import (
+    ROW_FLOW_HEADERS,
+    fmt_time,
+    phase_duration,
+    progress,
+    row_flow_rows,
+)
 from cdp_mcp.pipeline.state import PhaseState, PipelineState, StepState
 from cdp_mcp.pipeline.timeline import SEED_SOURCE, TIMELINE_HEADERS, timeline_rows
 
@@ -324,6 +330,17 @@ def _timeline(state: PipelineState) -> str:
     )
 
 
+def _row_flow(cfg: PipelineConfig, state: PipelineState) -> str:
+    return (
+        "<h2>Row flow</h2>"
+        + _note(
+            f"Loads take rows whose {cfg.ingestion.incremental_field} is a time at or after "
+            f"start_date ({cfg.ingestion.start_date}); staging keeps one row per key."
+        )
+        + _table(ROW_FLOW_HEADERS, row_flow_rows(cfg, state))
+    )
+
+
 def _step_rows(steps: Iterable[StepState]) -> list[list[Cell]]:
     return [
         [
@@ -409,6 +426,7 @@ def render_html(cfg: PipelineConfig, state: PipelineState) -> str:
         _config(cfg),
         _overview(cfg, state),
         _timeline(state),
+        _row_flow(cfg, state),
         _charts(cfg, state),
         "<h2>Phase details</h2>",
         *(_phase(cfg, state.phase(p)) for p in ORDER),

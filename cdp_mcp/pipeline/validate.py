@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from pydantic import BaseModel, Field
 
 from cdp_mcp.backends.base import Backend, BackendError, TableInfo
 from cdp_mcp.config import PipelineConfig
 from cdp_mcp.phases import ExpectedTable, Phase, expected_tables
 from cdp_mcp.pipeline.models import TableCheck, Verdict
+from cdp_mcp.pipeline.source_flow import source_rows
 from cdp_mcp.schema import SchemaMap
 from cdp_mcp.sources import quote_ident, sql_string
 from cdp_mcp.staging_rules import column_kind
@@ -171,6 +173,37 @@ async def _ingestion_metrics(
     f.metrics["start_date"] = cfg.ingestion.start_date
     total = sum(v["historical"] + v["incremental"] for v in rows.values())
     f.metrics["rows_total"] = total
+    await _source_metrics(cfg, rows, f)
+
+
+async def _source_metrics(
+    cfg: PipelineConfig, loaded: dict[str, dict[str, int]], f: Findings
+) -> None:
+    """Connector `file`: the source rows each load left out, and why (see source_flow)."""
+    sources = await anyio.to_thread.run_sync(source_rows, cfg)
+    if not sources:
+        return
+    out: dict[str, Any] = {}
+    for obj, s in sources.items():
+        n = loaded[obj]["historical"] + loaded[obj]["incremental"]
+        missing = s.eligible - n
+        out[obj] = {
+            **s.model_dump(),
+            "loaded": n,
+            "eligible_not_loaded": max(missing, 0),
+        }
+        if missing > 0:
+            f.warnings.append(
+                f"{missing} rows of {s.file} from start_date on are not loaded: appended "
+                "after the last load, or late rows at or before the watermark (incremental "
+                "loads skip those)"
+            )
+        elif missing < 0:
+            f.warnings.append(
+                f"{-missing} more rows of {obj} are loaded than {s.file} holds from start_date "
+                "on: a range loaded twice, or rows removed from the file"
+            )
+    f.metrics["source_rows"] = out
 
 
 async def _hist_union_metrics(
