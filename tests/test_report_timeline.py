@@ -71,3 +71,4 @@ def test_seconds_read_naturally() -> None:
     assert fmt_seconds(4.26) == "4.3 s"
     assert fmt_seconds(754) == "12 min 34 s"
     assert fmt_seconds(5400) == "1 h 30 min"
+    assert fmt_seconds(3600) == "1 h"

@@ -92,7 +92,7 @@ def fmt_seconds(seconds: float | None) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     if hours:
-        return f"{hours} h {minutes:02d} min"
+        return f"{hours} h {minutes:02d} min" if minutes else f"{hours} h"
     return f"{minutes} min {secs:02d} s" if secs else f"{minutes} min"
 
 
