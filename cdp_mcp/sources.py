@@ -135,6 +135,12 @@ def _holds(con: duckdb.DuckDBPyConnection, path: Path, types: Types) -> bool:
     return True
 
 
+def _nested(dtype: str) -> bool:
+    """A DuckDB type holding more than one value: struct, map, list, array, union, JSON."""
+    upper = dtype.upper()
+    return upper == "JSON" or upper.endswith("]") or upper.startswith(("STRUCT", "MAP", "UNION"))
+
+
 def select_sql(path: Path) -> tuple[str, list[Column]]:
     """A SELECT over the file with TD column names and types, and the resulting columns."""
     described = _described(path)
@@ -145,7 +151,10 @@ def select_sql(path: Path) -> tuple[str, list[Column]]:
     for (orig, dtype), name in zip(described, names, strict=True):
         ttype = td_type(dtype)
         target = {"long": "BIGINT", "double": "DOUBLE", "boolean": "BOOLEAN"}.get(ttype, "VARCHAR")
-        exprs.append(f"CAST({quote_ident(orig)} AS {target}) AS {quote_ident(name)}")
+        value = quote_ident(orig)
+        if _nested(dtype):
+            value = f"to_json({value})"  # TD keeps a nested value as its JSON text
+        exprs.append(f"CAST({value} AS {target}) AS {quote_ident(name)}")
         cols.append(Column(name=name, type=ttype))
     fixed = described if FORMATS.get(path.suffix.lower()) != "parquet" else None
     return f"SELECT {', '.join(exprs)} FROM {_reader(path, fixed)}", cols

@@ -91,3 +91,21 @@ def test_a_jsonl_field_that_first_appears_late_is_kept(tmp_path: Path) -> None:
             f"SELECT count(*), count(loyalty_tier), max(loyalty_tier) FROM ({select})"
         )
         assert got.fetchone() == (SNIFF_ROWS + 1, 1, "gold")
+
+
+def test_nested_jsonl_values_load_as_their_json_text(tmp_path: Path) -> None:
+    path = tmp_path / "orders.jsonl"
+    rows = [
+        {"id": 1, "line_items": [{"sku": "A-1", "qty": 2}], "shipping": {"city": "Köln"}},
+        {"id": 2, "line_items": [], "shipping": None},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert _types(path) == {"id": "long", "line_items": "string", "shipping": "string"}
+    select, _ = select_sql(path)
+    with duckdb.connect() as con:
+        got = con.execute(f"SELECT line_items, shipping FROM ({select}) ORDER BY id").fetchall()
+    assert [json.loads(v) if v else v for v in got[0]] == [
+        rows[0]["line_items"],
+        rows[0]["shipping"],
+    ]
+    assert got[1] == ("[]", None)
