@@ -438,6 +438,9 @@ def failure_lines(outcome: RunOutcome, config_path: str = "") -> list[str]:
 def cli_hints(outcome: RunOutcome, config_path: str) -> list[str]:
     """The choices above as commands, for a person at a shell rather than an agent."""
     hints = [f"every step: cdp-mcp status {config_path}"]
+    warned = any(p.phase == outcome.failed_phase and p.status == "warned" for p in outcome.phases)
+    if warned:
+        hints.append(f"from the shell: `cdp-mcp run {config_path} --accept-warnings` accepts them")
     if outcome.failed_phase:
         hints.append(
             f"from the shell: fix and `cdp-mcp run {config_path}`, or "

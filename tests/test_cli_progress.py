@@ -351,3 +351,18 @@ def test_no_color_keeps_the_marks_and_drops_the_colours(monkeypatch: pytest.Monk
     monkeypatch.setenv("NO_COLOR", "1")
     plain = render()
     assert "\x1b[32m" not in plain and "validation PASS" in plain
+
+
+def test_a_phase_stopped_at_a_warning_is_told_how_to_accept_it() -> None:
+    from cdp_mcp.cli_progress import failure_lines
+
+    outcome = RunOutcome(
+        exit_code=1,
+        message="staging validated WARN; rerun with --accept-warnings to continue past it",
+        failed_phase="staging",
+        phases=[PhaseSummary(phase="staging", status="warned", verdict="WARN")],
+    )
+    lines = failure_lines(outcome, "acme.yml")
+    assert "  from the shell: `cdp-mcp run acme.yml --accept-warnings` accepts them" in lines
+    failed = outcome.model_copy(update={"phases": [PhaseSummary(phase="staging", status="failed")]})
+    assert not any("--accept-warnings` accepts" in ln for ln in failure_lines(failed, "acme.yml"))
