@@ -61,26 +61,36 @@ ROW_FLOW_HEADERS = (
 )
 
 
+def phase_metrics(state: PipelineState, phase: Phase) -> dict[str, Any]:
+    """The metrics the phase's last validation kept ({} before it validated)."""
+    return dict((state.phase(phase).validation or {}).get("metrics") or {})
+
+
+def _loaded(cfg: PipelineConfig, state: PipelineState, table: str) -> int | None:
+    """Rows ingestion loaded for a hist-union table: its object's backfill + incremental
+    rows, or, for a table no ingested object names, the sides hist-union read."""
+    obj = cfg.object_of(table)
+    counts = (phase_metrics(state, Phase.INGESTION).get("rows_loaded") or {}).get(obj)
+    if obj and counts is not None:
+        return int(counts.get("historical", 0) + counts.get("incremental", 0))
+    flow = (phase_metrics(state, Phase.HIST_UNION).get("row_flow") or {}).get(table)
+    return int(flow["hist"] + flow["incremental"]) if flow else None
+
+
 def row_flow_rows(cfg: PipelineConfig, state: PipelineState) -> list[list[int | str | None]]:
-    """Per hist-union table, its rows from the source file to staging, and where they went.
+    """Per hist-union table, its rows from the source file to staging, and where they went
+    (the report's table and its row-flow chart).
 
     The source columns are known for connector `file` only; a phase not validated yet
     leaves its columns empty.
     """
-
-    def metrics(phase: Phase) -> dict[str, Any]:
-        return dict((state.phase(phase).validation or {}).get("metrics") or {})
-
-    sources = metrics(Phase.INGESTION).get("source_rows") or {}
-    loaded = metrics(Phase.INGESTION).get("rows_loaded") or {}
-    flows = metrics(Phase.HIST_UNION).get("row_flow") or {}
-    staged = metrics(Phase.STAGING).get("tables") or {}
+    sources = phase_metrics(state, Phase.INGESTION).get("source_rows") or {}
+    flows = phase_metrics(state, Phase.HIST_UNION).get("row_flow") or {}
+    staged = phase_metrics(state, Phase.STAGING).get("tables") or {}
     rows: list[list[int | str | None]] = []
     for ref in cfg.hist_union_tables():
         obj = cfg.object_of(ref.table)
         src = (sources.get(obj) if obj else None) or {}
-        counts = loaded.get(obj) if obj else None
-        union = (flows.get(ref.table) or {}).get("union")
         stg = staged.get(ref.table) or {}
         rows.append(
             [
@@ -88,8 +98,8 @@ def row_flow_rows(cfg: PipelineConfig, state: PipelineState) -> list[list[int | 
                 src.get("source_rows"),
                 src.get("before_start_date"),
                 src.get("unparseable_time"),
-                None if counts is None else counts["historical"] + counts["incremental"],
-                union,
+                _loaded(cfg, state, ref.table),
+                (flows.get(ref.table) or {}).get("union"),
                 stg.get("staged_rows"),
                 stg.get("dropped_by_dedup"),
             ]

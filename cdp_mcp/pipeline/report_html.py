@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from html import escape
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from cdp_mcp.config import PipelineConfig
 from cdp_mcp.phases import ORDER, Phase, project_name, workflows
@@ -20,6 +20,7 @@ from cdp_mcp.pipeline.report_facts import (
     ROW_FLOW_HEADERS,
     fmt_time,
     phase_duration,
+    phase_metrics,
     progress,
     row_flow_rows,
 )
@@ -193,33 +194,13 @@ def _figure(caption: str, svg: str | None, empty: str) -> str:
 
 
 # -- chart data from the validation metrics -----------------------------------------------
-def _metrics(state: PipelineState, phase: Phase) -> dict[str, Any]:
-    return dict((state.phase(phase).validation or {}).get("metrics") or {})
-
-
-def _ingested(cfg: PipelineConfig, state: PipelineState, table: str) -> float | None:
-    loaded = _metrics(state, Phase.INGESTION).get("rows_loaded") or {}
-    obj = cfg.object_of(table)
-    counts = loaded.get(obj) if obj else None
-    if counts is not None:
-        return float(counts.get("historical", 0) + counts.get("incremental", 0))
-    flow = (_metrics(state, Phase.HIST_UNION).get("row_flow") or {}).get(table)
-    return float(flow["hist"] + flow["incremental"]) if flow else None
-
-
 def row_flow_groups(cfg: PipelineConfig, state: PipelineState) -> list[Group]:
-    flows = _metrics(state, Phase.HIST_UNION).get("row_flow") or {}
-    staged = _metrics(state, Phase.STAGING).get("tables") or {}
+    """Loaded, unioned and staged rows per table: the report's row-flow table, as bars."""
     groups = []
-    for ref in cfg.hist_union_tables():
-        union = (flows.get(ref.table) or {}).get("union")
-        stg = (staged.get(ref.table) or {}).get("staged_rows")
-        values = [
-            _ingested(cfg, state, ref.table),
-            None if union is None else float(union),
-            None if stg is None else float(stg),
-        ]
-        groups.append(Group(ref.table, values))
+    for row in row_flow_rows(cfg, state):
+        table, _src, _before, _unparsed, loaded, union, staged, _dropped = row
+        values = [None if v is None else float(v) for v in (loaded, union, staged)]
+        groups.append(Group(str(table), values))
     return groups
 
 
@@ -232,7 +213,7 @@ def row_flow_chart(cfg: PipelineConfig, state: PipelineState) -> str | None:
 
 
 def cluster_chart(state: PipelineState) -> str | None:
-    hist = _metrics(state, Phase.UNIFICATION).get("ids_per_profile") or {}
+    hist = phase_metrics(state, Phase.UNIFICATION).get("ids_per_profile") or {}
     if not hist:
         return None
     groups = [
@@ -244,7 +225,7 @@ def cluster_chart(state: PipelineState) -> str | None:
 
 
 def coverage_chart(state: PipelineState) -> str | None:
-    coverage = _metrics(state, Phase.UNIFICATION).get("coverage") or {}
+    coverage = phase_metrics(state, Phase.UNIFICATION).get("coverage") or {}
     if not coverage:
         return None
     groups = [Group(table, [100.0 * float(share)]) for table, share in coverage.items()]
