@@ -170,6 +170,41 @@ def test_an_attempt_whose_process_died_is_marked_error(tmp_path: Path) -> None:
     assert slow_task.state == "error" and "process exited" in (slow_task.error or "")
 
 
+EXIT_MID_RUN = """
+import sys, time
+from datetime import UTC, datetime
+from pathlib import Path
+from cdp_mcp.backends.local.runtime import LocalRuntime
+rt = LocalRuntime(Path(sys.argv[1]))
+attempt = rt.start("proj", "slow", datetime(2026, 1, 1, tzinfo=UTC))
+deadline = time.monotonic() + 20
+while not any(t.full_name == "+slow+slow" and t.state == "running" for t in rt.tasks(attempt.id)):
+    assert time.monotonic() < deadline, "the task never started"
+    time.sleep(0.05)
+"""  # then the script ends, with the query still inside DuckDB
+
+
+def test_a_process_exiting_mid_query_interrupts_the_attempt_and_exits_cleanly(
+    tmp_path: Path,
+) -> None:
+    """Teardown used to stop the runner thread inside DuckDB now and then, aborting the
+    process (exit 134); the runtime now interrupts what runs and lets it unwind first."""
+    ws = tmp_path / "ws"
+    endless = "SELECT count(*) FROM range(10000000000) t(i) WHERE md5(CAST(i AS VARCHAR)) = ''"
+    slow = f"+init:\n  td_ddl>:\n  create_databases: [db]\n+slow:\n  td>:\n  query: {endless}\n"
+    LocalRuntime(ws).push(
+        "proj", project(tmp_path / "proj", {"slow.dig": slow + "  database: db\n"})
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_MID_RUN, str(ws)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    after = LocalRuntime(ws)
+    assert after.attempt("1").status == "error"
+    slow_task = next(t for t in after.tasks("1") if t.full_name == "+slow+slow")
+    assert slow_task.state == "canceled"  # interrupted by its own process, not found dead
+
+
 def _tasks_or_empty(rt: LocalRuntime, attempt_id: str) -> list[Task]:
     try:
         return rt.tasks(attempt_id)

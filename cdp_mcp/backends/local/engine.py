@@ -146,6 +146,9 @@ class AttemptRun:
     def cancel(self) -> None:
         """Stop starting tasks and interrupt running queries."""
         self._cancel.set()
+        self._interrupt_cursors()
+
+    def _interrupt_cursors(self) -> None:
         with self._lock:
             cursors = list(self._cursors)
         for cur in cursors:
@@ -179,7 +182,11 @@ class AttemptRun:
     def _watch_cancel(self, stop: threading.Event) -> None:
         # A kill may come from another process through the state store.
         while not stop.wait(_CANCEL_POLL_SEC):
-            if not self._cancel.is_set() and self.store.cancel_requested(self.info.attempt_id):
+            if self._cancel.is_set():
+                # An interrupt only stops a query already running; one that a task started
+                # just after it (between its cursor check and its execute) is stopped here.
+                self._interrupt_cursors()
+            elif self.store.cancel_requested(self.info.attempt_id):
                 self.cancel()
 
     def _register(self, node: TaskNode, parent_id: int | None, siblings: list[int]) -> int:

@@ -7,6 +7,7 @@ and log. An attempt whose runner process died is marked error when the workspace
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -60,6 +61,25 @@ _ACTIVE: dict[tuple[str, int], AttemptRun] = {}  # (state file, attempt id) -> i
 _ACTIVE_LOCK = threading.Lock()
 # Notified whenever an attempt run by this process ends (see `wait`).
 _FINISHED = threading.Condition(_ACTIVE_LOCK)
+_EXIT_GRACE_SECONDS = 10.0
+
+
+def _stop_runs_at_exit() -> None:
+    """Interrupt attempts still running when the process exits, and let them unwind.
+
+    Interpreter teardown stops daemon threads wherever they are; one stopped inside a DuckDB
+    query aborts the whole process ("FATAL: exception not rethrown", exit 134). An attempt
+    ended here is recorded as failed, as a dead runner's attempt would be.
+    """
+    with _ACTIVE_LOCK:
+        runs = list(_ACTIVE.values())
+    for run in runs:
+        run.cancel()
+    with _ACTIVE_LOCK:
+        _FINISHED.wait_for(lambda: not _ACTIVE, timeout=_EXIT_GRACE_SECONDS)
+
+
+atexit.register(_stop_runs_at_exit)
 _STALE_MESSAGE = "the local runner stopped while this attempt was running (its process exited); retry the attempt"
 
 
