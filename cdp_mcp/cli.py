@@ -50,13 +50,17 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_and_show(config: str | Path, accept_warnings: bool = False, note: str = "") -> int:
+def _run_and_show(
+    config: str | Path, accept_warnings: bool = False, note: str = "", new_run: bool = False
+) -> int:
     """Run every phase with the progress display; the report's path goes to stdout."""
     with RunDisplay() as display:
         if note:
             display.note(note)
         outcome = anyio.run(
-            lambda: run_pipeline(config, accept_warnings=accept_warnings, on_event=display)
+            lambda: run_pipeline(
+                config, accept_warnings=accept_warnings, on_event=display, new_run=new_run
+            )
         )
     if outcome.report_path:
         print(f"report: {outcome.report_path}", flush=True)
@@ -64,7 +68,7 @@ def _run_and_show(config: str | Path, accept_warnings: bool = False, note: str =
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    return _run_and_show(args.config, accept_warnings=args.accept_warnings)
+    return _run_and_show(args.config, accept_warnings=args.accept_warnings, new_run=args.new_run)
 
 
 def _started(config: str) -> Pipeline:
@@ -128,8 +132,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         write_sample_config(target)
         note = f"wrote a sample shopify extract and {config}"
     else:
-        note = f"using the existing demo in {target}"
-    return _run_and_show(config, note=note)
+        note = f"using the existing demo in {target}: a new run of it"
+    # The demo folder is the demo's own: running it again means a new run.
+    return _run_and_show(config, note=note, new_run=True)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -163,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--accept-warnings",
         action="store_true",
         help="continue past WARN validations (exit code 3 instead of 0 at the end)",
+    )
+    run.add_argument(
+        "--new-run",
+        action="store_true",
+        help="start a finished (or aborted) pipeline over as a new run; earlier reports are "
+        "kept in reports/run-N/",
     )
     run.set_defaults(func=_cmd_run)
 

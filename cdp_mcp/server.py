@@ -128,12 +128,13 @@ def build_server() -> MCPServer:
     )
 
     @server.tool(annotations=WRITES)
-    async def init_pipeline(config_path: str) -> InitResult:
+    async def init_pipeline(config_path: str, new_run: bool = False) -> InitResult:
         """Validate the pipeline YAML, create or load its state, and return the plan (phases,
-        workflows, tables) with the next action. Call it first, again after fixing the
-        config (re-opens the budgets of failed steps), or to start a new run of a finished
-        pipeline."""
-        return await _with(config_path, lambda p: p.init())
+        workflows, tables) with the next action. Call it first, and again after fixing the
+        config (re-opens the budgets of failed steps). A finished or aborted pipeline is
+        kept as it is; new_run=true starts it over as a new run (earlier reports are kept
+        in reports/run-N/) and needs the person's say-so."""
+        return await _with(config_path, lambda p: p.init(new_run=new_run))
 
     @server.tool(annotations=WRITES)
     async def generate_phase(config_path: str, phase: str) -> GenerateResult:

@@ -38,7 +38,8 @@ MAX_RESULT_BYTES = 20_000
 
 # DESIGN.md, "MCP surface": the contract. (name -> argument names in order, required ones)
 CONTRACT: dict[str, tuple[list[str], list[str]]] = {
-    "init_pipeline": (["config_path"], ["config_path"]),
+    # new_run: only the person's say-so starts a finished pipeline over
+    "init_pipeline": (["config_path", "new_run"], ["config_path"]),
     "generate_phase": (["config_path", "phase"], ["config_path", "phase"]),
     "push_project": (["config_path", "phase"], ["config_path", "phase"]),
     "start_workflow": (["config_path", "phase", "workflow"], ["config_path", "phase"]),
@@ -56,6 +57,7 @@ CONTRACT: dict[str, tuple[list[str], list[str]]] = {
 READ_ONLY = {"get_session", "validate_tables", "pipeline_status", "query", "get_logs"}
 DESTRUCTIVE = {"push_project", "abort_pipeline"}
 DEFAULTS = {
+    ("init_pipeline", "new_run"): False,
     ("start_workflow", "workflow"): None,
     ("get_session", "session_id"): None,
     ("get_session", "wait_seconds"): 0,

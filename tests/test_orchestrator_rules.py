@@ -479,11 +479,18 @@ def test_abort_kills_the_running_attempt_and_writes_a_partial_report(acme_config
         run(P(acme_config).generate_phase, "ingestion")
     with pytest.raises(PipelineError, match="the pipeline was aborted"):
         run(P(acme_config).start_workflow, "ingestion")
-    # A new run starts from the top, keeping the history.
-    init = run(P(acme_config).init)
-    assert init.new_run is True
+    # init_pipeline alone keeps the aborted run as it is; only new_run=true starts over,
+    # keeping the history and the earlier run's report.
+    again = run(P(acme_config).init)
+    assert (again.resumed, again.new_run, again.finished, again.run) == (True, False, True, 1)
+    assert again.next_action.tool == "final_report"
+    assert state_doc(acme_config)["aborted"] is True
+    init = run(P(acme_config).init, new_run=True)
+    assert init.new_run is True and init.run == 2
     assert init.next_action.tool == "generate_phase"
     assert state_doc(acme_config)["history"][0]["aborted"] is True
+    kept = report.parent / "run-1" / report.name
+    assert "**Aborted**" in kept.read_text() and not report.exists()
 
 
 # -- concurrency, restart --------------------------------------------------------------
@@ -652,9 +659,9 @@ def test_two_starts_within_one_second_get_two_sessions(
         await p.generate_phase("ingestion")
         await p.push_project("ingestion")
         project = orch.project_name(p.cfg, orch.Phase.INGESTION)
-        first = await p._start_new_session(project, HIST)
+        first = await p._start_new_session(project, HIST, frozen, frozen)
         assert (await p.backend.wait(first.id, 60)).done
-        second = await p._start_new_session(project, HIST)
+        second = await p._start_new_session(project, HIST, frozen, orch.now())
         assert second.session_id != first.session_id
         assert second.session_time > first.session_time
 

@@ -40,10 +40,9 @@ def new_state(run: int = 1) -> PipelineState:
 
 
 def leftovers(store: StateStore) -> list[str]:
-    """Files in the state folder other than the state file and its lock (temp files)."""
-    return sorted(
-        p.name for p in store.directory.iterdir() if p.name not in ("state.json", "state.lock")
-    )
+    """Files in the state folder other than the state file and its locks (temp files)."""
+    locks = ("state.json", "state.lock", "operation.lock")
+    return sorted(p.name for p in store.directory.iterdir() if p.name not in locks)
 
 
 def test_save_then_load_round_trips_and_leaves_no_temp_files(tmp_path: Path) -> None:

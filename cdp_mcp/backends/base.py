@@ -34,6 +34,12 @@ class BackendError(Exception):
     """A request the backend refused or could not carry out; the message says why."""
 
 
+class UnavailableError(BackendError):
+    """The backend did not answer, or was busy, so the request was not carried out there
+    (transport retries exhausted, the local warehouse held by another process). Not a
+    failure of the work itself: the pipeline does not count it against a step's budget."""
+
+
 class NotFoundError(BackendError):
     """No project, session, attempt, log file or table with that name or id."""
 
@@ -78,6 +84,9 @@ class Attempt(BaseModel):
     created_at: datetime
     finished_at: datetime | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    # Ended because its runner stopped (the local runner's process exited), not because
+    # the workflow failed; a hosted Digdag never reports this.
+    interrupted: bool = False
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -79,16 +79,22 @@ async def run_pipeline(
     echo: Echo = print,
     max_steps: int = 200,
     on_event: EventSink | None = None,
+    new_run: bool = False,
 ) -> RunOutcome:
-    """Run every phase; report progress as events to `on_event` (else as lines to `echo`)."""
+    """Run every phase; report progress as events to `on_event` (else as lines to `echo`).
+
+    A finished pipeline is not run again unless `new_run` (the person asked for it)."""
     emit = on_event or lines_to(echo)
-    outcome = await _run(str(config_path), accept_warnings, emit, max_steps)
+    outcome = await _run(str(config_path), accept_warnings, emit, max_steps, new_run)
     emit(RunFinished(outcome))
     return outcome
 
 
-async def _run(cp: str, accept_warnings: bool, emit: EventSink, max_steps: int) -> RunOutcome:
-    init = await Pipeline(cp).init()
+async def _run(
+    cp: str, accept_warnings: bool, emit: EventSink, max_steps: int, new_run: bool
+) -> RunOutcome:
+    init = await Pipeline(cp).init(new_run=new_run)
+    already_finished = init.finished and not init.new_run
     emit(
         RunStarted(
             client=init.client,
@@ -116,6 +122,11 @@ async def _run(cp: str, accept_warnings: bool, emit: EventSink, max_steps: int) 
             if accepted:
                 done.exit_code = EXIT_ACCEPTED_WARNINGS
                 done.message = f"done, with accepted warnings in: {', '.join(accepted)}"
+            if already_finished:
+                done.message = (
+                    f"run {init.run} had already finished, so nothing ran again; "
+                    f"`cdp-mcp run {cp} --new-run` starts run {init.run + 1}"
+                )
             return done
         if action.tool == "ask_person":
             return await _stopped(cp, action)

@@ -36,8 +36,10 @@ class InitResult(BaseModel):
     client: str
     backend: str
     workspace: str
+    run: int = 1  # which run of the pipeline this is (a new run only by new_run=true)
     resumed: bool
     new_run: bool = False
+    finished: bool = False  # every phase is done (or the pipeline was aborted)
     reset_steps: list[str] = Field(default_factory=list)
     phases: list[PhasePlan]
     preflight: list[str] = Field(default_factory=list)

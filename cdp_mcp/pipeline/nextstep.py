@@ -82,6 +82,11 @@ def _exhausted(phase: Phase, step: StepState, cp: str) -> NextAction:
     )
 
 
+def _just_interrupted(step: StepState) -> bool:
+    """The step's last attempt ended because its runner stopped, not by the workflow."""
+    return step.details.get("interrupted") is True
+
+
 def next_for_phase(cfg: PipelineConfig, state: PipelineState, ps: PhaseState) -> NextAction:
     cp, phase = state.config_path, ps.phase
     args = {"config_path": cp, "phase": phase.value}
@@ -121,6 +126,33 @@ def next_for_phase(cfg: PipelineConfig, state: PipelineState, ps: PhaseState) ->
                 tool="get_session",
                 arguments={"config_path": cp, "session_id": ex.session_id, "wait_seconds": 60},
                 why=f"workflow {wf} is running (attempt {ex.attempt_id}); wait for it",
+            )
+        if ex.status is StepStatus.LOST:
+            run_again = NextAction(tool="start_workflow", arguments=wf_args, why="")
+            return NextAction(
+                tool="ask_person",
+                arguments=args,
+                why=f"workflow {wf}: {ex.last_error}. A person decides.",
+                choices=decision_choices(cp, phase, run_again, "run it again from the start"),
+            )
+        interruptions = int(ex.details.get("interruptions", 0))
+        if ex.status is StepStatus.FAILED and _just_interrupted(ex):
+            if interruptions >= MAX_ATTEMPTS:
+                resume = NextAction(tool="start_workflow", arguments=wf_args, why="")
+                return NextAction(
+                    tool="ask_person",
+                    arguments=args,
+                    why=(
+                        f"workflow {wf} was interrupted {interruptions} times: something stops "
+                        "the runner's process while it runs (a kill, or memory running out). "
+                        "A person decides."
+                    ),
+                    choices=decision_choices(cp, phase, resume, "resume it once more"),
+                )
+            return NextAction(
+                tool="start_workflow",
+                arguments=wf_args,
+                why=f"workflow {wf}: {ex.last_error}",
             )
         if ex.status in (StepStatus.FAILED, StepStatus.TIMED_OUT):
             timed_out = ex.status is StepStatus.TIMED_OUT

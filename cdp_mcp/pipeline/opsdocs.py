@@ -107,9 +107,10 @@ def _runbook_reruns(cfg: PipelineConfig) -> list[str]:
     return [
         "## Reruns and incremental runs",
         "",
-        "- A finished or aborted pipeline starts again as a new run with "
-        "`init_pipeline(config_path)` (or `cdp-mcp run CONFIG`); the earlier run is kept in "
-        "the state's history.",
+        "- A finished or aborted pipeline stays as it is until a person starts it over as "
+        "a new run with `init_pipeline(config_path, new_run=true)` (or `cdp-mcp run CONFIG "
+        "--new-run`); the earlier run is kept in the state's history and its reports in "
+        "`reports/run-N/`.",
         "- Changing the config and calling `init_pipeline` again reopens the steps that failed "
         "or ran out of attempts; generation is deterministic, so unchanged phases produce "
         "byte-identical projects.",

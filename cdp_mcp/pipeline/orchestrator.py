@@ -11,12 +11,14 @@ PipelineError with a message that says what to do next.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Concatenate, NoReturn, ParamSpec, TypeVar
 
 import anyio
 
@@ -26,7 +28,9 @@ from cdp_mcp.backends.base import (
     Backend,
     BackendError,
     ConflictError,
+    NotFoundError,
     ProjectRejectedError,
+    UnavailableError,
 )
 from cdp_mcp.backends.factory import make_backend
 from cdp_mcp.config import ConfigError, PipelineConfig, load_config
@@ -76,6 +80,7 @@ from cdp_mcp.pipeline.schemas import phase_schemas
 from cdp_mcp.pipeline.secrets import missing_secrets, upload_secrets
 from cdp_mcp.pipeline.state import (
     MAX_ATTEMPTS,
+    BusyError,
     PhaseState,
     PhaseStatus,
     PipelineState,
@@ -95,6 +100,7 @@ LOG_TAIL_LINES = 15
 KILL_WAIT_SECONDS = 30.0
 MAX_WAIT_SECONDS = 600.0
 MAX_QUERY_ROWS = 1_000
+NOT_COUNTED = "not counted against the step's attempts"
 ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
 WatchFn = Callable[[SessionProgress], Awaitable[None]]
 
@@ -108,6 +114,31 @@ def _files_hash(directory: Path, files: list[str]) -> str:
     for rel in sorted(files):
         digest.update(rel.encode() + b"\0" + (directory / rel).read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _one_step(
+    what: str,
+) -> Callable[
+    [Callable[Concatenate[Pipeline, _P], Awaitable[_R]]],
+    Callable[Concatenate[Pipeline, _P], Awaitable[_R]],
+]:
+    """Run the method under the pipeline's operation lock (one step at a time)."""
+
+    def wrap(
+        method: Callable[Concatenate[Pipeline, _P], Awaitable[_R]],
+    ) -> Callable[Concatenate[Pipeline, _P], Awaitable[_R]]:
+        @functools.wraps(method)
+        async def locked(self: Pipeline, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+            async with self._step_lock(what):
+                return await method(self, *args, **kwargs)
+
+        return locked
+
+    return wrap
 
 
 class Pipeline:
@@ -167,11 +198,30 @@ class Pipeline:
             yield state
             self.store.save(state)
 
+    @asynccontextmanager
+    async def _step_lock(self, what: str) -> AsyncIterator[None]:
+        """One step at a time on this pipeline (see StateStore.acquire_operation); first
+        settle what a crashed call left behind, which only the lock's holder can judge."""
+        try:
+            fd = await anyio.to_thread.run_sync(self.store.acquire_operation, what)
+        except BusyError as e:
+            raise PipelineError(str(e)) from None
+        try:
+            if self.store.exists():
+                with self.store.locked():
+                    state = self._load()
+                    if state.config_path == str(self.config_path) and _recover_interrupted(state):
+                        self.store.save(state)
+            yield
+        finally:
+            self.store.release_operation(fd)
+
     def _check_runnable(self, state: PipelineState) -> None:
         if state.aborted:
             raise PipelineError(
                 "the pipeline was aborted; call final_report for where it stopped, or "
-                "init_pipeline to start a new run"
+                "init_pipeline(config_path, new_run=true) to start a new run (the person "
+                "decides)"
             )
         if state.config_hash != config_hash(self.config_path):
             raise PipelineError(
@@ -199,8 +249,8 @@ class Pipeline:
             )
 
     @staticmethod
-    def _begin(step: StepState, what: str, phase: Phase) -> None:
-        """Count an attempt, refusing the one past the budget."""
+    def _begin(step: StepState, what: str, phase: Phase) -> StepStatus:
+        """Count an attempt, refusing the one past the budget; returns the status before."""
         if out_of_attempts(step):
             raise PipelineError(
                 f"{what} already failed {step.attempts} times (the limit is {MAX_ATTEMPTS}); "
@@ -209,15 +259,34 @@ class Pipeline:
                 f"again), skip_phase(config_path, '{phase.value}', confirm=true), or "
                 "abort_pipeline(config_path)."
             )
+        prior = step.status
         step.attempts += 1
         step.status = StepStatus.RUNNING
         step.started_at, step.finished_at, step.last_error = now(), None, None
+        return prior
 
     @staticmethod
     def _finish(step: StepState, ok: bool, error: str | None = None) -> None:
         step.status = StepStatus.SUCCEEDED if ok else StepStatus.FAILED
         step.finished_at = now()
         step.last_error = error
+
+    @staticmethod
+    def _refund(step: StepState, prior: StepStatus, error: str) -> None:
+        """The attempt never reached the backend (it did not answer, or was busy): give it
+        back, as the README promises for transport errors, and say so."""
+        step.attempts = max(0, step.attempts - 1)
+        step.status = prior if prior is not StepStatus.RUNNING else StepStatus.PENDING
+        step.finished_at, step.starting = now(), None
+        step.last_error = f"{error} ({NOT_COUNTED}: call again once the backend answers)"
+
+    def _give_back(self, phase: Phase, step_name: str, prior: StepStatus, error: str) -> NoReturn:
+        """Refund the step's attempt (see `_refund`) and refuse with what happened."""
+        with self._locked_state() as state:
+            step = state.phase(phase).step(step_name)
+            self._refund(step, prior, error)
+            message = step.last_error
+        raise PipelineError(str(message))
 
     def _reset_from(self, state: PipelineState, phase: Phase) -> list[str]:
         """Forget `phase` and every later phase (a new project invalidates what follows)."""
@@ -230,41 +299,60 @@ class Pipeline:
         return reset
 
     # -- init --------------------------------------------------------------------------
-    async def init(self) -> InitResult:
+    async def init(self, new_run: bool = False) -> InitResult:
+        """Create or load the state. A finished (or aborted) pipeline stays as it is unless
+        `new_run` says the person wants to start it over: a run is never discarded on its own."""
         chash = config_hash(self.config_path)
         preflight = await self._preflight()
-        with self.store.locked():
-            resumed, new_run, reset_steps = self.store.exists(), False, []
-            if resumed:
-                state = self._load()
-                if state.config_path != str(self.config_path):
-                    raise PipelineError(
-                        f"the workspace {self.cfg.workspace} holds the pipeline of "
-                        f"{state.config_path}; give this config its own global.workspace"
+        async with self._step_lock("init_pipeline"):
+            with self.store.locked():
+                resumed, started_new, reset_steps = self.store.exists(), False, []
+                if resumed:
+                    state = self._load()
+                    if state.config_path != str(self.config_path):
+                        raise PipelineError(
+                            f"the workspace {self.cfg.workspace} holds the pipeline of "
+                            f"{state.config_path}; give this config its own global.workspace"
+                        )
+                    if new_run:
+                        running = _running_steps(state)
+                        if running:
+                            raise PipelineError(
+                                f"cannot start a new run while {', '.join(running)} is "
+                                "running: wait for it with get_session, or abort_pipeline"
+                            )
+                        report_mod.archive_reports(self.cfg, state.run)
+                        state = self._new_run(state, chash)
+                        started_new = True
+                    elif _finished(state):
+                        if state.config_hash != chash:
+                            preflight.append(
+                                f"{self.config_path.name} changed since run {state.run} "
+                                "finished; the finished run is kept as it was. To run the "
+                                "new config, the person agrees to a new run: "
+                                "init_pipeline(config_path, new_run=true)"
+                            )
+                    elif state.config_hash != chash:
+                        reset_steps = self._config_changed(state)
+                        state.config_hash = chash
+                else:
+                    state = PipelineState(
+                        config_path=str(self.config_path),
+                        config_hash=chash,
+                        client=self.cfg.client,
+                        backend=self.cfg.global_.backend,
                     )
-                finished = state.aborted or all(state.phase(p).status in DONE for p in ORDER)
-                if finished:
-                    state = self._new_run(state, chash)
-                    new_run = True
-                elif state.config_hash != chash:
-                    reset_steps = self._config_changed(state)
-                state.config_hash = chash
-            else:
-                state = PipelineState(
-                    config_path=str(self.config_path),
-                    config_hash=chash,
-                    client=self.cfg.client,
-                    backend=self.cfg.global_.backend,
-                )
-            state.backend = self.cfg.global_.backend
-            self.store.save(state)
+                state.backend = self.cfg.global_.backend
+                self.store.save(state)
         return InitResult(
             config_path=str(self.config_path),
             client=self.cfg.client,
             backend=self.cfg.global_.backend,
             workspace=str(self.cfg.workspace),
-            resumed=resumed and not new_run,
-            new_run=new_run,
+            run=state.run,
+            resumed=resumed and not started_new,
+            new_run=started_new,
+            finished=_finished(state),
             reset_steps=reset_steps,
             phases=self._plan(state),
             preflight=preflight,
@@ -371,6 +459,7 @@ class Pipeline:
         return plans
 
     # -- generate / push ---------------------------------------------------------------
+    @_one_step("generate_phase")
     async def generate_phase(self, phase_name: str) -> GenerateResult:
         phase = self._phase(phase_name)
         schemas = await phase_schemas(self.cfg, self.backend, phase)
@@ -420,6 +509,7 @@ class Pipeline:
             next_action=action,
         )
 
+    @_one_step("push_project")
     async def push_project(self, phase_name: str) -> PushResult:
         phase = self._phase(phase_name)
         with self._locked_state() as state:
@@ -431,7 +521,7 @@ class Pipeline:
                     f"generate {phase.value} first: generate_phase(config_path, '{phase.value}')"
                 )
             step = ps.step("deploy")
-            self._begin(step, f"deploying {phase.value}", phase)
+            prior = self._begin(step, f"deploying {phase.value}", phase)
         name = project_name(self.cfg, phase)
         directory = self.cfg.workspace / phase.value
         error: str | None = None
@@ -441,6 +531,8 @@ class Pipeline:
         except ProjectRejectedError as e:
             where = f" ({e.file}:{e.line})" if e.file else ""
             error = f"the project was rejected{where}: {e}"
+        except UnavailableError as e:
+            self._give_back(phase, "deploy", prior, f"push failed: {e}")
         except BackendError as e:
             error = f"push failed: {e}"
         except Exception as e:  # a bug must not leave the step running forever
@@ -479,6 +571,7 @@ class Pipeline:
             next_action=action,
         )
 
+    @_one_step("set_secrets")
     async def set_secrets(self, phase_name: str, names: list[str]) -> SecretsResult:
         """Upload project secrets from the server's environment (values never pass here)."""
         phase = self._phase(phase_name)
@@ -513,6 +606,7 @@ class Pipeline:
         )
 
     # -- execute / monitor -------------------------------------------------------------
+    @_one_step("start_workflow")
     async def start_workflow(self, phase_name: str, workflow: str | None = None) -> StartResult:
         phase = self._phase(phase_name)
         names = workflows(self.cfg, phase)
@@ -574,25 +668,53 @@ class Pipeline:
                         "them from the server's environment with set_secrets(config_path, "
                         f"'{phase.value}', names={still}) (see README: secrets)"
                     )
-            self._begin(step, f"running {wf}", phase)
+            # An earlier start that a crash interrupted may have created its session: ask for
+            # that same session time first, and adopt what it made (see _recover_interrupted).
+            interrupted_start = step.details.get("interrupted_start") or {}
+            asked = now()
+            session_time = (
+                interrupted_start.get("session_time")
+                if resume_from is None and interrupted_start.get("session_time")
+                else asked.replace(microsecond=0).isoformat()
+            )
+            prior = self._begin(step, f"running {wf}", phase)
+            step.starting = {
+                "session_time": session_time,
+                "asked_at": interrupted_start.get("asked_at") or asked.isoformat(),
+                "resume_from": resume_from,
+            }
             revision = ps.revision
+            starting = dict(step.starting)
         try:
             if resume_from is not None:
                 await self._end_timed_out(resume_from)
                 attempt = await self.backend.retry(resume_from, resume_failed=True)
             else:
-                attempt = await self._start_new_session(project_name(self.cfg, phase), wf)
+                attempt = await self._start_new_session(
+                    project_name(self.cfg, phase),
+                    wf,
+                    datetime.fromisoformat(starting["session_time"]),
+                    datetime.fromisoformat(starting["asked_at"]),
+                )
+        except UnavailableError as e:
+            self._give_back(phase, execute_step(wf), prior, f"starting {wf} failed: {e}")
         except Exception as e:
             error = f"starting {wf} failed: {e}"
             if not isinstance(e, BackendError):  # a bug must not leave the step running
                 error = _internal(e, f"starting {wf}")
             with self._locked_state() as state:
-                self._finish(state.phase(phase).step(execute_step(wf)), False, error)
+                failed = state.phase(phase).step(execute_step(wf))
+                self._finish(failed, False, error)
+                failed.starting = None
             raise PipelineError(error) from None
         with self._locked_state() as state:
             step = state.phase(phase).step(execute_step(wf))
             step.session_id, step.attempt_id = attempt.session_id, attempt.id
+            step.starting = None
+            interruptions = step.details.get("interruptions", 0)
             step.details = {"revision": revision, "started_by": "retry" if resume_from else "start"}
+            if interruptions:
+                step.details["interruptions"] = interruptions
             attempts = step.attempts
             action = next_action(self.cfg, state)
         return StartResult(
@@ -605,11 +727,13 @@ class Pipeline:
             next_action=action,
         )
 
-    async def _start_new_session(self, project: str, workflow: str) -> Attempt:
-        """Start a session of its own: a session time already used (two starts within one
-        second) would hand back that session's old attempt, as Digdag's 409 does."""
-        asked = now()
-        when = asked.replace(microsecond=0)
+    async def _start_new_session(
+        self, project: str, workflow: str, when: datetime, asked: datetime
+    ) -> Attempt:
+        """Start a session of its own at `when` or just after: a session time already used
+        (two starts within one second) hands back that session's old attempt, as Digdag's
+        409 does; one created since `asked` is this start's own (or an interrupted earlier
+        try of it), and is adopted."""
         for _ in range(30):
             attempt = await self.backend.start(project, workflow, session_time=when)
             if not (attempt.done and attempt.created_at < asked):
@@ -680,7 +804,7 @@ class Pipeline:
         pause = 0.05
         reported = -1.0
         while True:
-            attempt, tasks = await self._attempt_and_tasks(step.attempt_id)
+            attempt, tasks = await self._attempt_and_tasks(step.attempt_id, phase, step.name)
             elapsed = (now() - started).total_seconds()
             done = sum(1 for t in tasks if t.state in DONE_TASK_STATES)
             # MCP progress must increase with every notification: report each new task done.
@@ -717,11 +841,35 @@ class Pipeline:
             pause = min(pause * 1.5, 1.0)
         return await self._record_session(phase, step.name, attempt, tasks)
 
-    async def _attempt_and_tasks(self, attempt_id: str) -> tuple[Attempt, list]:
+    async def _attempt_and_tasks(
+        self, attempt_id: str, phase: Phase | None = None, step_name: str | None = None
+    ) -> tuple[Attempt, list]:
         try:
             return await self.backend.attempt(attempt_id), await self.backend.tasks(attempt_id)
+        except NotFoundError as e:
+            if phase is not None and step_name is not None:
+                self._mark_lost(phase, step_name, attempt_id, str(e))
+            raise PipelineError(f"reading attempt {attempt_id} failed: {e}") from None
         except BackendError as e:
             raise PipelineError(f"reading attempt {attempt_id} failed: {e}") from None
+
+    def _mark_lost(self, phase: Phase, step_name: str, attempt_id: str, error: str) -> NoReturn:
+        """The backend does not know the step's attempt: waiting for it would never end."""
+        with self._locked_state() as state:
+            step = state.phase(phase).step(step_name)
+            open_states = (StepStatus.RUNNING, StepStatus.TIMED_OUT)
+            if step.attempt_id == attempt_id and step.status in open_states:
+                step.status, step.finished_at = StepStatus.LOST, now()
+                step.attempts = max(0, step.attempts - 1)
+                step.last_error = (
+                    f"the backend does not know attempt {attempt_id} ({error}): it was lost, "
+                    "e.g. the workspace's .cdp_local folder was removed or the project was "
+                    f"deleted on the server; {NOT_COUNTED}"
+                )
+            message = step.last_error or error
+            action = next_action(self.cfg, state)
+        choices = "\n".join(f"- {c}" for c in action.choices)
+        raise PipelineError(f"{message}. A person decides:\n{choices}")
 
     async def _record_session(
         self, phase: Phase, step_name: str, attempt: Attempt, tasks: list
@@ -744,8 +892,12 @@ class Pipeline:
             step = state.phase(phase).step(step_name)
             # A timed-out attempt that ended later still counts for what it did.
             open_states = (StepStatus.RUNNING, StepStatus.TIMED_OUT)
-            if step.attempt_id == attempt.id and step.status in open_states:
-                if attempt.done:
+            # While a start is in flight (step.starting), its call records the outcome.
+            recordable = step.starting is None and step.attempt_id == attempt.id
+            if recordable and step.status in open_states:
+                if attempt.done and attempt.interrupted:
+                    self._interrupted_run(step)
+                elif attempt.done:
                     errors = (
                         "; ".join(f"{t.full_name}: {t.error}" for t in failed[:3]) or attempt.status
                     )
@@ -783,6 +935,20 @@ class Pipeline:
             failed_tasks=failed_out,
             timed_out=timed_out,
             next_action=action,
+        )
+
+    @staticmethod
+    def _interrupted_run(step: StepState) -> None:
+        """The runner running the attempt stopped (its process exited): not the workflow's
+        failure, so the attempt is given back and start_workflow resumes its failed tasks."""
+        step.attempts = max(0, step.attempts - 1)
+        step.status, step.finished_at = StepStatus.FAILED, now()
+        step.details["interruptions"] = step.details.get("interruptions", 0) + 1
+        step.details["interrupted"] = True  # until the next attempt starts
+        step.last_error = (
+            "the runner stopped while the workflow ran (its process exited: a restart, a "
+            f"kill or a crash); {NOT_COUNTED}: start_workflow resumes the tasks that did "
+            "not finish"
         )
 
     async def _log_tail(self, attempt_id: str, task: str) -> str:
@@ -825,6 +991,7 @@ class Pipeline:
         )
 
     # -- validate ----------------------------------------------------------------------
+    @_one_step("validate_tables")
     async def validate_tables(
         self, phase_name: str, accept_warnings: bool = False
     ) -> ValidationResult:
@@ -847,10 +1014,12 @@ class Pipeline:
                 ps.status = PhaseStatus.ACCEPTED
                 ps.step("validate").details["accepted_warnings"] = True
                 return self._validation_result(state, ps, accepted=True)
-            self._begin(ps.step("validate"), f"validating {phase.value}", phase)
+            prior = self._begin(ps.step("validate"), f"validating {phase.value}", phase)
         try:
             schemas = await phase_schemas(self.cfg, self.backend, phase, for_validation=True)
             findings = await validate_phase(self.cfg, phase, self.backend, schemas)
+        except UnavailableError as e:
+            self._give_back(phase, "validate", prior, f"validating {phase.value} failed: {e}")
         except (BackendError, ConfigError, PipelineError) as e:
             with self._locked_state() as state:
                 self._finish(state.phase(phase).step("validate"), False, str(e))
@@ -950,6 +1119,7 @@ class Pipeline:
             return self._load()
 
     # -- decisions ---------------------------------------------------------------------
+    @_one_step("skip_phase")
     async def skip_phase(self, phase_name: str, confirm: bool) -> DecisionResult:
         phase = self._phase(phase_name)
         if not confirm:
@@ -969,6 +1139,7 @@ class Pipeline:
             next_action=action,
         )
 
+    @_one_step("abort_pipeline")
     async def abort(self, reason: str = "aborted by request") -> DecisionResult:
         with self._locked_state() as state:
             running = [
@@ -991,7 +1162,7 @@ class Pipeline:
                     for s in state.phase(p).steps.values():
                         if s.status is StepStatus.RUNNING and s.attempt_id in killed:
                             self._finish(s, False, f"killed by abort_pipeline ({reason})")
-        report = await self.final_report()
+        report = self._write_report()
         with self._locked_state() as state:
             action = next_action(self.cfg, state)
         note = f"; killed attempts {', '.join(killed)}" if killed else ""
@@ -1003,7 +1174,11 @@ class Pipeline:
             next_action=action,
         )
 
+    @_one_step("final_report")
     async def final_report(self) -> ReportResult:
+        return self._write_report()
+
+    def _write_report(self) -> ReportResult:
         with self.store.locked():
             state = self._load()
         return report_mod.write_report(self.cfg, state)
@@ -1015,6 +1190,58 @@ class Pipeline:
             return parse_phase(name)
         except ValueError as e:
             raise PipelineError(str(e)) from None
+
+
+def _finished(state: PipelineState) -> bool:
+    return state.aborted or all(state.phase(p).status in DONE for p in ORDER)
+
+
+def _running_steps(state: PipelineState) -> list[str]:
+    return [
+        f"{p.value}.{s.name}"
+        for p in ORDER
+        for s in state.phase(p).steps.values()
+        if s.status is StepStatus.RUNNING
+    ]
+
+
+def _recover_interrupted(state: PipelineState) -> bool:
+    """Settle steps a crashed call left running; only the operation lock's holder may call it.
+
+    Holding that lock means no other call is mid-step, so a step still marked running
+    without a live backend attempt was interrupted by a crash of the process running it
+    (a kill, an OOM, a power cut). Its attempt is given back; a workflow start that may
+    have reached the backend is remembered so the next start adopts what it created.
+    Returns whether anything changed.
+    """
+    changed = False
+    for p in ORDER:
+        for step in state.phase(p).steps.values():
+            if step.status is not StepStatus.RUNNING:
+                continue
+            interrupted = (
+                step.starting is not None
+                or step.attempt_id is None
+                or not step.name.startswith("execute:")
+            )
+            if not interrupted:
+                continue  # a workflow attempt the backend runs: get_session follows it
+            step.attempts = max(0, step.attempts - 1)
+            step.finished_at = now()
+            what = "starting the workflow" if step.starting is not None else step.name
+            step.last_error = (
+                f"{what} was interrupted: the cdp-mcp process doing it stopped (killed or "
+                f"crashed) before it finished; {NOT_COUNTED}. Call it again"
+            )
+            if step.starting is not None:
+                step.details["interrupted_start"] = step.starting
+                resumed = step.starting.get("resume_from")
+                step.status = StepStatus.FAILED if resumed else StepStatus.PENDING
+                step.starting = None
+            else:
+                step.status = StepStatus.PENDING
+            changed = True
+    return changed
 
 
 def _internal(error: Exception, what: str) -> str:

@@ -6,6 +6,7 @@ gets a truthful report. Never contains the API key: the config summary lists nam
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cdp_mcp.config import PipelineConfig
@@ -13,7 +14,7 @@ from cdp_mcp.phases import ORDER, project_name
 from cdp_mcp.pipeline.files import write_text_atomic
 from cdp_mcp.pipeline.models import ReportResult
 from cdp_mcp.pipeline.nextstep import DONE, next_action
-from cdp_mcp.pipeline.opsdocs import render_ops_docs
+from cdp_mcp.pipeline.opsdocs import MONITORING, RUNBOOK, TROUBLESHOOTING, render_ops_docs
 from cdp_mcp.pipeline.report_facts import (
     ROW_FLOW_HEADERS,
     fmt_time,
@@ -26,6 +27,7 @@ from cdp_mcp.pipeline.timeline import SEED_SOURCE, TIMELINE_HEADERS, timeline_ro
 
 REPORT_NAME = "cdp_report.md"
 HTML_REPORT_NAME = "cdp_report.html"
+OPS_DOC_NAMES = (RUNBOOK, MONITORING, TROUBLESHOOTING)
 
 
 def report_path(cfg: PipelineConfig) -> Path:
@@ -174,3 +176,20 @@ def write_report(cfg: PipelineConfig, state: PipelineState) -> ReportResult:
     for doc_name, doc_text in render_ops_docs(cfg, state).items():
         write_text_atomic(path.with_name(doc_name), doc_text)
     return ReportResult(path=str(path), html_path=str(html_path), complete=complete, markdown=text)
+
+
+def archive_reports(cfg: PipelineConfig, run: int) -> Path | None:
+    """Keep run `run`'s documents in `reports/run-{run}/` before a new run writes its own.
+
+    Only the files `write_report` writes are moved; anything else in `reports/` stays.
+    """
+    folder = report_path(cfg).parent
+    names = [REPORT_NAME, HTML_REPORT_NAME, *OPS_DOC_NAMES]
+    present = [folder / n for n in names if (folder / n).is_file()]
+    if not present:
+        return None
+    target = folder / f"run-{run}"
+    target.mkdir(parents=True, exist_ok=True)
+    for path in present:
+        os.replace(path, target / path.name)
+    return target

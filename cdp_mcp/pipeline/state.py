@@ -13,7 +13,9 @@ import contextlib
 import fcntl
 import json
 import os
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -27,6 +29,8 @@ from cdp_mcp.phases import ORDER, Phase
 SCHEMA_VERSION = 1
 STATE_KIND = "cdp-mcp/pipeline-state"
 MAX_ATTEMPTS = 3
+# How long a call waits for another call's step on the same pipeline before answering busy.
+OPERATION_WAIT_SECONDS = 5.0
 
 
 def now() -> datetime:
@@ -37,6 +41,10 @@ class StateError(Exception):
     """The state file cannot be used; the message says what to do."""
 
 
+class BusyError(StateError):
+    """Another call (in this process or another) is working on the pipeline right now."""
+
+
 class StepStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
@@ -44,6 +52,9 @@ class StepStatus(StrEnum):
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     SKIPPED = "skipped"
+    # The backend does not know the step's attempt (e.g. the local warehouse was reset):
+    # neither a success nor a failure of the workflow; a person decides what to do.
+    LOST = "lost"
 
 
 class PhaseStatus(StrEnum):
@@ -66,6 +77,10 @@ class StepState(BaseModel):
     session_id: str | None = None
     attempt_id: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+    # Set while a call is starting the step's workflow and cleared once the backend's
+    # attempt is recorded: a crash in between leaves it, so the next call can adopt the
+    # attempt that start may have created instead of counting (or running) a second one.
+    starting: dict[str, Any] | None = None
 
 
 class PhaseState(BaseModel):
@@ -118,6 +133,69 @@ class StateStore:
         self.directory = workspace / ".cdp_state"
         self.path = self.directory / "state.json"
         self._lock_path = self.directory / "state.lock"
+        self._operation_path = self.directory / "operation.lock"
+
+    def acquire_operation(self, what: str, wait: float = OPERATION_WAIT_SECONDS) -> int:
+        """Take the pipeline's operation lock for one whole step (generate, push, start, ...);
+        returns the descriptor to pass to `release_operation`.
+
+        One step at a time per pipeline, across threads and processes: a second server on
+        the same workspace, or a second call of this one, gets BusyError naming who holds
+        it, instead of racing. The kernel drops a flock when its process dies, so while a
+        caller holds this lock, a step still marked running without a live attempt was
+        left by a crash.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._operation_path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    message = self._busy_message(fd)
+                    os.close(fd)
+                    raise BusyError(message) from None
+                time.sleep(0.05)
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "doing": what}
+        holder["since"] = now().isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        return fd
+
+    @staticmethod
+    def release_operation(fd: int) -> None:
+        try:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def operation(self, what: str, wait: float = OPERATION_WAIT_SECONDS) -> Iterator[None]:
+        fd = self.acquire_operation(what, wait)
+        try:
+            yield
+        finally:
+            self.release_operation(fd)
+
+    @staticmethod
+    def _busy_message(fd: int) -> str:
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except (OSError, ValueError):
+            holder = {}
+        who = (
+            f"{holder.get('doing')} (pid {holder.get('pid')} on {holder.get('host')}, since "
+            f"{holder.get('since')})"
+            if holder.get("doing")
+            else "another call"
+        )
+        return (
+            f"busy: {who} is working on this pipeline right now; nothing was changed. Wait "
+            "for it to finish, then call again (pipeline_status shows progress meanwhile)"
+        )
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:

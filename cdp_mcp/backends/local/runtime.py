@@ -8,6 +8,7 @@ and log. An attempt whose runner process died is marked error when the workspace
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import re
@@ -72,8 +73,10 @@ def _stop_runs_at_exit() -> None:
     ended here is recorded as failed, as a dead runner's attempt would be.
     """
     with _ACTIVE_LOCK:
-        runs = list(_ACTIVE.values())
-    for run in runs:
+        runs = list(_ACTIVE.items())
+    for (state_file, attempt_id), run in runs:
+        with contextlib.suppress(Exception):  # the store may be gone; the cancel matters
+            StateStore(Path(state_file)).mark_interrupted(attempt_id)
         run.cancel()
     with _ACTIVE_LOCK:
         _FINISHED.wait_for(lambda: not _ACTIVE, timeout=_EXIT_GRACE_SECONDS)
@@ -447,6 +450,7 @@ class LocalRuntime:
                     continue
                 self.store.fail_unfinished_tasks(row["id"], _STALE_MESSAGE)
                 self._mark_root_error(row["id"], _STALE_MESSAGE)
+                self.store.mark_interrupted(row["id"])
                 self.store.finish_attempt(row["id"], False)
 
     def _runner_alive(self, row: Row) -> bool:
@@ -485,6 +489,7 @@ class LocalRuntime:
             created_at=_dt(row["created_at"]),
             finished_at=parse_ts(row["finished_at"]),
             params=json.loads(row["params"]),
+            interrupted=bool(row["interrupted"]),
         )
 
     def session(self, session_id: str) -> Session:

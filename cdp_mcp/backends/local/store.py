@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS attempts (
   revision_id INTEGER NOT NULL, retry_attempt_name TEXT, params TEXT NOT NULL,
   done INTEGER NOT NULL DEFAULT 0, success INTEGER NOT NULL DEFAULT 0,
   cancel_requested INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, finished_at TEXT,
-  runner_pid INTEGER, runner_token TEXT, resume_from INTEGER);
+  runner_pid INTEGER, runner_token TEXT, resume_from INTEGER,
+  interrupted INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS tasks (
   id INTEGER PRIMARY KEY, attempt_id INTEGER NOT NULL, full_name TEXT NOT NULL,
   parent_id INTEGER, upstreams TEXT NOT NULL, is_group INTEGER NOT NULL, state TEXT NOT NULL,
@@ -87,6 +88,15 @@ class StateStore:
         self._db.execute("PRAGMA busy_timeout=30000")
         with self._lock:
             self._db.executescript(_SCHEMA)  # idempotent; executescript commits itself
+            self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """A state file written by an earlier cdp-mcp lacks columns added since."""
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(attempts)")}
+        if "interrupted" not in have:
+            self._db.execute(
+                "ALTER TABLE attempts ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0"
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -247,6 +257,11 @@ class StateStore:
     def cancel_requested(self, attempt_id: int) -> bool:
         row = self._one("SELECT cancel_requested FROM attempts WHERE id = ?", attempt_id)
         return bool(row and row["cancel_requested"])
+
+    def mark_interrupted(self, attempt_id: int) -> None:
+        """The attempt's runner stopped under it (see Attempt.interrupted)."""
+        with self._tx() as db:
+            db.execute("UPDATE attempts SET interrupted = 1 WHERE id = ?", (attempt_id,))
 
     def finish_attempt(self, attempt_id: int, success: bool) -> None:
         with self._tx() as db:

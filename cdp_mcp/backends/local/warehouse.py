@@ -21,7 +21,7 @@ from uuid import UUID
 
 import duckdb
 
-from cdp_mcp.backends.base import BackendError, NotFoundError
+from cdp_mcp.backends.base import NotFoundError, UnavailableError
 from cdp_mcp.schema import Column, td_type
 from cdp_mcp.sources import quote_ident
 
@@ -105,7 +105,7 @@ class Warehouse:
                 return duckdb.connect(str(self.path))
             except duckdb.IOException as e:
                 if "lock" not in str(e).lower() or time.monotonic() > deadline:
-                    raise BackendError(
+                    raise UnavailableError(
                         f"the local warehouse {self.path} is in use by another process; "
                         f"wait for its workflow to finish ({str(e).splitlines()[0]})"
                     ) from None

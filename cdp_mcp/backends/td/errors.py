@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cdp_mcp.backends.base import BackendError
+from cdp_mcp.backends.base import BackendError, UnavailableError
 
 AUTH_HINT = "check TD_API_KEY and td_endpoint"
 
@@ -11,5 +11,5 @@ class AuthenticationError(BackendError):
     """TD refused the API key (HTTP 401 or 403). The message never holds the key."""
 
 
-class TransientError(BackendError):
+class TransientError(UnavailableError):
     """TD kept failing (connection errors, 5xx, 408, 429) until the retry bound was reached."""
