@@ -109,8 +109,10 @@ class _Retry(Exception):
 
 
 def server_message(body: bytes) -> str:
-    """The human part of an error body: Digdag's `message`, API v3's `message`/`error`/`text`."""
-    text = body.decode("utf-8", errors="replace").strip()
+    """The human part of an error body: Digdag's `message`, API v3's `message`/`error`/`text`.
+
+    Scrubbed before it is cut short, so a cut never leaves part of a secret behind."""
+    text = redact.scrub(body.decode("utf-8", errors="replace").strip())
     try:
         data = json.loads(text)
     except ValueError:
@@ -119,7 +121,7 @@ def server_message(body: bytes) -> str:
         for key in ("message", "error", "text"):
             value = data.get(key)
             if isinstance(value, str) and value:
-                return value[:500]
+                return redact.scrub(value)[:500]
     return text[:300]
 
 
@@ -148,7 +150,7 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 def _where(method: str, url: str) -> str:
     """METHOD host/path, without the query string (a `direct` log URL carries a signature)."""
     parts = urlsplit(url)
-    return f"{method} {parts.netloc}{parts.path}"
+    return redact.scrub(f"{method} {parts.netloc}{parts.path}")
 
 
 class Transport:
