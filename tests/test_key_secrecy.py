@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -28,9 +30,12 @@ import yaml
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult, TextContent
+from pydantic import SecretStr
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cdp_mcp import redact
+from cdp_mcp.backends.td.transport import Transport
 from cdp_mcp.config import ConfigError, parse_config
 from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.server import BackgroundServer
@@ -198,6 +203,63 @@ def test_init_pipeline_over_mcp_refuses_a_key_with_junk_without_showing_it(
     assert "global.td_api_key" in text_of(result) and words in text_of(result)
     assert leaks(result.model_dump_json(), SENTINEL_KEY) == []
     assert leaks(errlog.read_text(errors="replace"), SENTINEL_KEY) == []
+
+
+def every_spelling(key: str) -> list[str]:
+    return [
+        key,
+        repr(key),
+        repr(f"TD1 {key}".encode()),  # httpx/h11 on a bad header value
+        json.dumps(key),
+        json.dumps(key, ensure_ascii=False),
+        quote(key, safe=""),
+        quote(key),
+        quote_plus(key),
+        key.upper(),
+        base64.b64encode(key.encode()).decode(),
+    ]
+
+
+@pytest.mark.parametrize("junk", ENV_JUNK)
+def test_the_scrubber_masks_every_spelling_of_both_key_variables(
+    junk: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TD_APIKEY (secret td.apikey) carrying junk is masked in every spelling, like the
+    config's key; text from a server passes this on its way to any message."""
+    key, _ = JUNK[junk]
+    other = key.replace(SENTINEL_KEY, OTHER_KEY)  # the same junk around the other key
+    monkeypatch.setenv("TD_APIKEY", other)
+    transport = Transport(SecretStr(SENTINEL_KEY))
+    for spelling in [*every_spelling(SENTINEL_KEY), *every_spelling(other)]:
+        text = transport.scrub(f"server said: {spelling}!")
+        assert leaks(text, SENTINEL_KEY, OTHER_KEY) == [], (spelling, text)
+        assert base64.b64encode(other.encode()).decode().rstrip("=") not in text
+        assert text.startswith("server said: ") and text.endswith("!")
+
+
+def test_a_log_record_carrying_the_key_is_masked_before_any_handler_sees_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the CLI and the server install: a library logging the key (in its arguments or
+    in an exception's text) reaches no handler with it; the traceback is kept as text."""
+    monkeypatch.setenv("TD_API_KEY", SENTINEL_KEY)
+    redact.install_log_redaction()
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    logger = logging.getLogger("tests.key_secrecy")
+    logger.addHandler(handler)
+    try:
+        logger.warning("calling %s", f"https://h/?k={quote_plus(SENTINEL_KEY)}")
+        try:
+            raise ValueError(f"Illegal header value {f'TD1 {SENTINEL_KEY}'.encode()!r}")
+        except ValueError:
+            logger.exception("tool call failed")
+    finally:
+        logger.removeHandler(handler)
+    text = out.getvalue()
+    assert "calling https://h/?k=**********" in text
+    assert "Traceback" in text and "ValueError: Illegal header value b'TD1 **********'" in text
+    assert leaks(text, SENTINEL_KEY) == []
 
 
 # -- the key where it does not belong -------------------------------------------------------
