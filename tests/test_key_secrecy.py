@@ -35,7 +35,9 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cdp_mcp import redact
+from cdp_mcp.backends.td.errors import AuthenticationError
 from cdp_mcp.backends.td.transport import Transport
+from cdp_mcp.backends.treasuredata import TreasureDataBackend
 from cdp_mcp.config import ConfigError, parse_config
 from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.server import BackgroundServer
@@ -260,6 +262,33 @@ def test_a_log_record_carrying_the_key_is_masked_before_any_handler_sees_it(
     assert "calling https://h/?k=**********" in text
     assert "Traceback" in text and "ValueError: Illegal header value b'TD1 **********'" in text
     assert leaks(text, SENTINEL_KEY) == []
+
+
+@pytest.mark.parametrize("junk", ["CRLF", "tab", "space inside"])
+def test_a_backend_made_directly_never_sends_a_key_with_junk(junk: str) -> None:
+    """Past the config (a script, a test): the key is refused before any header holds it."""
+    key, _ = JUNK[junk]
+    with pytest.raises(AuthenticationError) as err:
+        TreasureDataBackend("https://api.treasuredata.com", key)
+    assert "whitespace or control characters" in str(err.value)
+    assert leaks(str(err.value), SENTINEL_KEY) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "words"),
+    [("wire-key", "not in TD's form"), (SENTINEL_KEY + "\n", "after it a line feed")],
+)
+def test_the_emulator_takes_a_key_only_in_tds_form(key: str, words: str, tmp_path: Path) -> None:
+    port = "1"  # never bound: the key is refused first
+    done = subprocess.run(
+        [sys.executable, "-m", "cdp_mcp.cli", "emulate", "--port", port, "--key", key],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1 and "error: --key: the API key" in done.stderr, done.stderr
+    assert words in done.stderr and key.strip() not in done.stdout + done.stderr
 
 
 # -- the key where it does not belong -------------------------------------------------------
