@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 
+from cdp_mcp import redact
 from cdp_mcp.backends.factory import make_backend
 from cdp_mcp.cli_progress import RunDisplay
 from cdp_mcp.cli_wf import add_wf_commands
@@ -211,6 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Whatever the command prints or logs (errors, tracebacks, a library's warning) is
+    # scrubbed of the API key and the secrets in play.
+    redact.install_log_redaction()
+    with redact.redacted_stdio():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cdp_mcp import redact
 from cdp_mcp.backends.base import Attempt, BackendError, Task
 from cdp_mcp.config import parse_timestamp
 
@@ -425,7 +426,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_wf_commands(sub)
     args = parser.parse_args(argv)
-    return run_wf_command(args)
+    redact.install_log_redaction()
+    with redact.redacted_stdio():  # the detached runner's output reaches a person too
+        return run_wf_command(args)
 
 
 if __name__ == "__main__":

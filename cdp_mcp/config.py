@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,11 +26,23 @@ from pydantic import (
     model_validator,
 )
 
+from cdp_mcp import redact
+from cdp_mcp.apikey import key_problem
+
 IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 CLIENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 ENV_REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PHASE_DIRS = ("ingestion", "hist_union", "staging", "unification")
 SOURCE_FORMATS = ("csv", "parquet", "jsonl")
+
+
+# A value holding the key outside td_api_key (`td_endpoint: ${TD_API_KEY}`) is named, never shown.
+KEY_ELSEWHERE = (
+    "this value looks like the TD API key, so it is not shown: the key belongs only in "
+    "global.td_api_key (td_api_key: ${TD_API_KEY}); check which variable this field names"
+)
+# A key written literally into the YAML, seen before td_api_key was read (e.g. a YAML error).
+KEY_LIKE_RE = re.compile(r"(?<![0-9A-Za-z])[0-9]+/[0-9A-Fa-f]{16,}")
 
 
 class Problem(BaseModel):
@@ -45,10 +58,27 @@ class ConfigError(Exception):
 
     def __init__(self, source: str, problems: list[Problem]) -> None:
         self.source = source
+        problems = _without_key(problems)
         self.problems = problems
         lines = "\n".join(f"- {p}" for p in problems)
         noun = "problem" if len(problems) == 1 else "problems"
         super().__init__(f"{source}: {len(problems)} {noun}\n{lines}")
+
+
+def _without_key(problems: list[Problem]) -> list[Problem]:
+    """The problems with the key (in any spelling) out of their words."""
+    out: list[Problem] = []
+    for p in problems:
+        path = KEY_LIKE_RE.sub(redact.MASK, redact.scrub(p.path))
+        leaks = redact.contains_secret(p.message) or KEY_LIKE_RE.search(p.message)
+        if leaks and path:
+            message = KEY_ELSEWHERE
+        else:
+            message = KEY_LIKE_RE.sub(redact.MASK, redact.scrub(p.message))
+        problem = Problem(path=path, message=message)
+        if problem not in out:
+            out.append(problem)
+    return out
 
 
 def _identifier(value: str) -> str:
@@ -117,6 +147,16 @@ class GlobalConfig(_Strict):
                 f"{v!r} is not a valid client name: lower-case letters, digits and '_', "
                 "starting with a letter (it names the databases)"
             )
+        return v
+
+    @field_validator("td_api_key", mode="before")
+    @classmethod
+    def _api_key(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            redact.register(v)  # masked everywhere from now on, even if refused below
+            problem = key_problem(v)
+            if problem:
+                raise ValueError(problem)
         return v
 
     @field_validator("td_endpoint")
@@ -346,6 +386,15 @@ class PipelineConfig(_Strict):
         return obj if obj in self.ingestion.objects else None
 
     @model_validator(mode="after")
+    def _key_only_in_its_field(self) -> PipelineConfig:
+        # A key in a name, path or filter would reach generated files, SQL and paths.
+        values = self.model_dump(mode="json", by_alias=True, exclude={"global_": {"td_api_key"}})
+        found = [path for path, text in _strings(values, "") if redact.contains_secret(text)]
+        if found:
+            raise ValueError("\n".join(f"@{path}: {KEY_ELSEWHERE}" for path in found))
+        return self
+
+    @model_validator(mode="after")
     def _cross(self) -> PipelineConfig:
         if self.hist_union.tables is not None:
             known = set(self.ingested_tables())
@@ -357,6 +406,20 @@ class PipelineConfig(_Strict):
                         f"(ingested: {', '.join(sorted(known))})"
                     )
         return self
+
+
+def _strings(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(field path, text) of every string in a dumped config, keys included."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            sub = f"{path}.{k}" if path else str(k)
+            yield sub, str(k)
+            yield from _strings(v, sub)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _strings(v, f"{path}[{i}]")
+    elif isinstance(node, str):
+        yield path, node
 
 
 def _resolve_env(node: Any, path: str, problems: list[Problem], optional: set[str]) -> Any:

@@ -2,7 +2,8 @@
 
 Thin by design: each tool parses its arguments, calls the Pipeline, and shapes the result.
 Every refusal or failure becomes a ToolError whose text says what to do next (the SDK
-withholds the message of any other exception from the client).
+withholds the message of any other exception from the client). Results, errors and resources
+pass `redact` on the way out, so no secret reaches the client in any spelling.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import jinja2
 from mcp.server.mcpserver import Context, MCPServer, ResourceSecurity
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import ToolAnnotations
+from pydantic import BaseModel
 
-from cdp_mcp import __version__
+from cdp_mcp import __version__, redact
 from cdp_mcp.pipeline.models import (
     DecisionResult,
     GenerateResult,
@@ -57,17 +59,18 @@ INSTRUCTIONS = (
 
 async def _call(make: Callable[[], Awaitable[T]]) -> T:
     try:
-        return await make()
-    except ToolError:
-        raise
-    except PipelineError as e:
-        raise ToolError(str(e)) from None
+        result = await make()
+    except (ToolError, PipelineError) as e:
+        raise ToolError(redact.scrub(str(e))) from None
     except Exception as e:  # a bug: the agent still gets words, the log gets the traceback
         log.exception("tool call failed")
         raise ToolError(
-            f"internal error in cdp-mcp ({type(e).__name__}: {e}). Call pipeline_status to see "
-            "what was recorded, and report this as a bug with the server log."
+            redact.scrub(
+                f"internal error in cdp-mcp ({type(e).__name__}: {e}). Call pipeline_status "
+                "to see what was recorded, and report this as a bug with the server log."
+            )
         ) from None
+    return redact.scrub_model(result) if isinstance(result, BaseModel) else result
 
 
 async def _with(config_path: str, use: Callable[[Pipeline], Awaitable[T]]) -> T:
@@ -235,9 +238,9 @@ def build_server() -> MCPServer:
         """Orchestration instructions for the pipeline, with its current state; use it to
         start and to resume."""
         try:
-            return render_implement_prompt(config_path)
+            return redact.scrub(render_implement_prompt(config_path))
         except PipelineError as e:
-            return (
+            return redact.scrub(
                 f"The pipeline `{config_path}` has no usable state yet ({e}). "
                 f"Call init_pipeline(config_path='{config_path}') first, then follow next_action."
             )
@@ -251,9 +254,9 @@ def build_server() -> MCPServer:
     )
     def pipeline_state(config_path: str) -> str:
         try:
-            return Pipeline(config_path).state().model_dump_json(indent=2)
+            return redact.scrub(Pipeline(config_path).state().model_dump_json(indent=2))
         except PipelineError as e:
-            raise ResourceError(str(e)) from None
+            raise ResourceError(redact.scrub(str(e))) from None
 
     @server.resource(
         "cdp://pipeline/{config_path}/report",
@@ -266,10 +269,10 @@ def build_server() -> MCPServer:
         try:
             pipeline = Pipeline(config_path)
         except PipelineError as e:
-            raise ResourceError(str(e)) from None
+            raise ResourceError(redact.scrub(str(e))) from None
         path = report_path(pipeline.cfg)
         if not path.is_file():
             raise ResourceError("no report yet: call final_report first")
-        return path.read_text(encoding="utf-8")
+        return redact.scrub(path.read_text(encoding="utf-8"))
 
     return server

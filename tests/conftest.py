@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SENTINEL_KEY = "1234/SENTINELKEYabcdef0123456789"
+# In TD's key form (`<user id>/<hex>`), as the config requires; its secret half is what
+# must never show up (a test looks for SENTINEL_SECRET, so a half-masked echo still fails).
+SENTINEL_SECRET = "5e471e15c0ffee0ddba11ab1e5ca1ab1ed0d0f00"
+SENTINEL_KEY = f"4242/{SENTINEL_SECRET}"
 
 
 @pytest.fixture

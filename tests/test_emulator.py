@@ -22,7 +22,7 @@ import pytest
 from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.faults import FaultDraw, FaultPlan
 from cdp_mcp.emulator.server import BackgroundServer
-from tests.conftest import SENTINEL_KEY
+from tests.conftest import SENTINEL_KEY, SENTINEL_SECRET
 
 KEY = "wire-key"
 AUTH = {"Authorization": f"TD1 {KEY}"}
@@ -265,7 +265,7 @@ def test_cdp_mcp_emulate_serves_with_the_key_from_the_environment(tmp_path: Path
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=10)
     assert f"http://127.0.0.1:{port}" in out
-    assert "SENTINELKEY" not in out
+    assert SENTINEL_SECRET not in out
     missing = subprocess.run(
         [*cmd, "--workspace", str(tmp_path)],
         env={k: v for k, v in os.environ.items() if k != "TD_API_KEY"},

@@ -30,7 +30,7 @@ from cdp_mcp.generate.unify_plan import (
 from cdp_mcp.phases import Phase, expected_tables, unified_tables
 from cdp_mcp.schema import Column, SchemaMap, duckdb_type
 from cdp_mcp.staging_rules import staging_columns
-from tests.conftest import SENTINEL_KEY
+from tests.conftest import SENTINEL_KEY, SENTINEL_SECRET
 
 STG = "acme_stg"
 UNIF_DB = "cdp_unification_customer_360"
@@ -368,7 +368,7 @@ def test_the_api_key_is_in_no_file(tmp_path: Path) -> None:
     assert cfg.global_.td_api_key is not None
     for text in render(cfg, staging_schemas()).values():
         assert SENTINEL_KEY not in text
-        assert "SENTINEL" not in text
+        assert SENTINEL_SECRET not in text
 
 
 def test_every_sql_file_parses_as_presto(tmp_path: Path) -> None:

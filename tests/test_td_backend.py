@@ -28,7 +28,7 @@ from cdp_mcp.backends.td import AuthenticationError, PollPolicy, RetryPolicy, Tr
 from cdp_mcp.backends.treasuredata import TreasureDataBackend
 from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.server import BackgroundServer
-from tests.conftest import SENTINEL_KEY
+from tests.conftest import SENTINEL_KEY, SENTINEL_SECRET
 
 KEY = SENTINEL_KEY  # the emulator's key is the sentinel too, so every log line is checked
 SESSION = datetime(2026, 1, 1, tzinfo=UTC)
@@ -450,11 +450,11 @@ def test_the_key_never_appears_in_errors_logs_or_reprs(
     for err in seen:
         for text in (str(err), repr(err), repr(err.args)):
             assert SENTINEL_KEY not in text
-            assert "SENTINELKEY" not in text
+            assert SENTINEL_SECRET not in text
     assert caplog.records, "the client and the emulator log"
     for record in caplog.records:
-        assert "SENTINELKEY" not in record.getMessage()
-    assert "SENTINELKEY" not in caplog.text
+        assert SENTINEL_SECRET not in record.getMessage()
+    assert SENTINEL_SECRET not in caplog.text
     assert requests.seen  # the emulator really was called
 
 

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from cdp_mcp import redact
 from cdp_mcp.backends.base import (
     BackendError,
     ConflictError,
@@ -92,6 +93,7 @@ def create_app(
     unification_handler: UnificationHandler | None = None,
 ) -> Starlette:
     key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+    redact.register(key)  # its logs and error bodies never show it
     if not key.get_secret_value():
         raise ValueError("the emulator needs an API key to check requests against")
     site = Site(Path(workspace), unification_handler)

@@ -2,7 +2,8 @@
 
     cdp-mcp emulate --port 8765 --key K [--workspace DIR] [--faults 0.3 --seed 7]
 
-The key may come from TD_API_KEY instead of --key; it is never printed.
+The key may come from TD_API_KEY instead of --key; it must have TD's form (`<user id>/<hex>`,
+checked like the config's key) and is never printed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import argparse
 import os
 from pathlib import Path
 from typing import Any
+
+from cdp_mcp import redact
+from cdp_mcp.apikey import key_problem
 
 
 def _rate(text: str) -> float:
@@ -47,6 +51,10 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     key = args.key or os.environ.get("TD_API_KEY", "")
     if not key:
         raise ValueError("give the API key clients must use: --key K or TD_API_KEY")
+    redact.register(key)
+    problem = key_problem(key)
+    if problem:
+        raise ValueError(f"{'--key' if args.key else 'TD_API_KEY'}: {problem}")
     workspace = Path(args.workspace).expanduser().resolve()
     workspace.mkdir(parents=True, exist_ok=True)
     plan = FaultPlan(rate=args.faults, seed=args.seed, retry_after=args.retry_after)

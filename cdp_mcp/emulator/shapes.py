@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from cdp_mcp import redact
 from cdp_mcp.backends.base import Attempt, LogFile, Session, TableInfo, Task
 
 
@@ -29,7 +30,7 @@ def v3_time(value: datetime | None) -> str | None:
 
 
 def error(status: int, message: str, **extra: Any) -> dict[str, Any]:
-    return {"message": message, "status": status, **extra}
+    return {"message": redact.scrub(message), "status": status, **extra}
 
 
 def project(

@@ -3,7 +3,8 @@
 Values come from the environment of the server process, never from the conversation:
 secret `td.apikey` is read from TD_APIKEY (or the config's td_api_key), `shopify.api_key`
 from `shopify.api_key` or SHOPIFY_API_KEY. The local backend has no secrets store and needs
-none (its unification call runs in-process).
+none (its unification call runs in-process). Every value read is masked in all output from
+then on; `td.apikey` must have TD's key form, like the config's key.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 
+from cdp_mcp import redact
+from cdp_mcp.apikey import key_problem
 from cdp_mcp.backends.base import Backend, BackendError, SecretStore
 from cdp_mcp.config import PipelineConfig
 from cdp_mcp.pipeline.models import PipelineError
@@ -51,12 +54,22 @@ async def upload_secrets(
         raise PipelineError(
             f"the {cfg.global_.backend} backend keeps no project secrets; nothing to set"
         )
-    done, missing = [], {}
+    values, missing = {}, {}
     for name in names:
         value = secret_value(cfg, name)
         if value is None:
             missing[name] = env_names(name)
             continue
+        redact.register(value)
+        problem = key_problem(value, "TD_APIKEY") if name == "td.apikey" else None
+        if problem:  # checked before any upload, so a refused list sets nothing
+            raise PipelineError(
+                f"secret td.apikey (from {' or '.join(env_names(name))}, else "
+                f"global.td_api_key) was not set: {problem}"
+            )
+        values[name] = value
+    done = []
+    for name, value in values.items():
         try:
             await backend.set_secret(project, name, value)
         except BackendError as e:

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from cdp_mcp import redact
 from cdp_mcp.phases import ORDER, Phase
 
 SCHEMA_VERSION = 1
@@ -247,7 +248,9 @@ class StateStore:
     def save(self, state: PipelineState) -> None:
         state.updated_at = now()
         self.directory.mkdir(parents=True, exist_ok=True)
-        text = state.model_dump_json(indent=2)
+        # Error texts from a backend land in the state: no secret is written, in any spelling.
+        doc = redact.scrub_data(state.model_dump(mode="json"))
+        text = json.dumps(doc, indent=2, ensure_ascii=False)
         fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".json", dir=self.directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -17,7 +17,9 @@ delivery harmless instead of treating non-idempotent calls specially:
 - PUT/DELETE secrets: idempotent by key.
 
 The API key is only ever read inside `TDAuth.auth_flow`; messages and logs carry the
-method, host and path, never headers, and server text is scrubbed of the key as well.
+method, host and path, never headers, and server text and exception text are scrubbed of
+the key in every spelling (`cdp_mcp.redact`). A key with whitespace or control characters
+is refused before any request: in a header it breaks the request, and httpx's error quotes it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ import anyio
 import httpx
 from pydantic import SecretStr
 
+from cdp_mcp import redact
+from cdp_mcp.apikey import is_junk
 from cdp_mcp.backends.base import BackendError, ConflictError, NotFoundError
 from cdp_mcp.backends.td.errors import AUTH_HINT, AuthenticationError, TransientError
 
@@ -105,8 +109,10 @@ class _Retry(Exception):
 
 
 def server_message(body: bytes) -> str:
-    """The human part of an error body: Digdag's `message`, API v3's `message`/`error`/`text`."""
-    text = body.decode("utf-8", errors="replace").strip()
+    """The human part of an error body: Digdag's `message`, API v3's `message`/`error`/`text`.
+
+    Scrubbed before it is cut short, so a cut never leaves part of a secret behind."""
+    text = redact.scrub(body.decode("utf-8", errors="replace").strip())
     try:
         data = json.loads(text)
     except ValueError:
@@ -115,7 +121,7 @@ def server_message(body: bytes) -> str:
         for key in ("message", "error", "text"):
             value = data.get(key)
             if isinstance(value, str) and value:
-                return value[:500]
+                return redact.scrub(value)[:500]
     return text[:300]
 
 
@@ -144,7 +150,7 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 def _where(method: str, url: str) -> str:
     """METHOD host/path, without the query string (a `direct` log URL carries a signature)."""
     parts = urlsplit(url)
-    return f"{method} {parts.netloc}{parts.path}"
+    return redact.scrub(f"{method} {parts.netloc}{parts.path}")
 
 
 class Transport:
@@ -158,8 +164,13 @@ class Transport:
         timeout: httpx.Timeout | float | None = None,
         seed: int | None = None,
     ) -> None:
+        redact.register(api_key)
+        if any(is_junk(c) for c in api_key.get_secret_value()):
+            raise AuthenticationError(
+                "the API key contains whitespace or control characters (e.g. a line break "
+                f"from a CRLF file), so it was not sent; {AUTH_HINT}"
+            )
         self._auth = TDAuth(api_key)
-        self._key = api_key
         self.policy = policy or RetryPolicy()
         self.timeout = (
             httpx.Timeout(timeout) if isinstance(timeout, int | float) else timeout
@@ -193,8 +204,7 @@ class Transport:
 
     def scrub(self, text: str) -> str:
         """Remove the key from text that came from elsewhere (server bodies, exceptions)."""
-        key = self._key.get_secret_value()
-        return text.replace(key, "**********") if key else text
+        return redact.scrub(text)
 
     # public calls
 
@@ -293,7 +303,9 @@ class Transport:
             except _Retry as e:
                 reason, retry_after = e.reason, e.retry_after
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as e:
-                raise BackendError(f"{what}: invalid URL {urlsplit(url).netloc}: {e}") from None
+                raise BackendError(
+                    self.scrub(f"{what}: invalid URL {urlsplit(url).netloc}: {e}")
+                ) from None
             except httpx.TransportError as e:
                 reason = self.scrub(f"{type(e).__name__}: {e}".rstrip(": "))
             elapsed = time.monotonic() - started
