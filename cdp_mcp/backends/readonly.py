@@ -11,6 +11,7 @@ Data gets the checked text, re-rendered.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -125,11 +126,16 @@ def read_statement(sql: str, engine: str = "presto") -> ReadStatement:
         )
     tokens = _one_statement(sql, tokens)
     text = _joined(sql, tokens)
+    sqlglot_log = logging.getLogger("sqlglot")  # it warns of syntax it keeps as a command
+    level = sqlglot_log.level
+    sqlglot_log.setLevel(logging.ERROR)
     try:
         trees = [t for t in sqlglot.parse(text, read=dialect) if t is not None]
     except sqlglot.errors.SqlglotError as e:
         first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ReadOnlyError(f"the query does not parse as {dialect} SQL: {first_line}") from None
+    finally:
+        sqlglot_log.setLevel(level)
     if len(trees) != 1:
         raise ReadOnlyError(f"send one statement at a time (got {len(trees)}); use {KINDS}")
     tree = trees[0]
@@ -139,7 +145,7 @@ def read_statement(sql: str, engine: str = "presto") -> ReadStatement:
         if isinstance(node, _NOT_READS):
             what = "SELECT ... INTO (it creates a table)" if isinstance(node, exp.Into) else None
             raise ReadOnlyError(
-                f"{_REFUSED}: the statement contains {what or 'a ' + node.key.upper()}; use {KINDS}"
+                f"{_REFUSED}: the statement contains {what or node.key.upper()}; use {KINDS}"
             )
     return Select(text, tree)
 
@@ -155,16 +161,17 @@ def _tokens(sql: str, dialect: str) -> list[Token]:
 
 def _one_statement(sql: str, tokens: list[Token]) -> list[Token]:
     """The tokens of the only statement in `sql` (trailing `;` dropped), gaps checked."""
-    while tokens and tokens[-1].token_type == TokenType.SEMICOLON:
-        tokens = tokens[:-1]
-    if not tokens:
+    statement = list(tokens)
+    while statement and statement[-1].token_type == TokenType.SEMICOLON:
+        statement.pop()
+    if not statement:
         raise ReadOnlyError(f"no SQL statement to run; `query` runs one {KINDS}")
-    if any(t.token_type == TokenType.SEMICOLON for t in tokens):
+    if any(t.token_type == TokenType.SEMICOLON for t in statement):
         raise ReadOnlyError(
             f"send one statement at a time; `query` runs a single {KINDS} (no `;` inside)"
         )
     _check_gaps(sql, tokens)
-    return tokens
+    return statement
 
 
 def _check_gaps(sql: str, tokens: list[Token]) -> None:
