@@ -209,6 +209,9 @@ def test_reads_keep_working_through_the_mcp_tool(demo: Demo, mcp: Server) -> Non
         " AS t, td_time_range(td_time_parse('2024-01-02'), '2024-01-01', '2024-01-03') AS r"
     )
     assert macros["rows"] == [["2024-01-02 03:04:05", True]]
+    assert rows("TABLE acme_stg.shopify_orders", 1)["truncated"] is True
+    sampled = rows("SELECT id FROM acme_stg.shopify_orders TABLESAMPLE BERNOULLI (50)")
+    assert sampled["columns"] == ["id"]
     series = rows("SELECT x FROM UNNEST(SEQUENCE(1, 50)) AS t(x) ORDER BY x", 10)
     assert series["row_count"] == 10 and series["truncated"] is True
 

@@ -26,7 +26,13 @@ from cdp_mcp.backends.base import QueryError
 _DIALECTS = {"presto": "presto", "trino": "trino", "hive": "hive"}
 KINDS = "SELECT, WITH, SHOW TABLES / SCHEMAS / COLUMNS or DESCRIBE"
 _REFUSED = "`query` is read-only"
-_QUERY_STARTS = {TokenType.SELECT, TokenType.WITH, TokenType.VALUES, TokenType.L_PAREN}
+_QUERY_STARTS = {
+    TokenType.SELECT,
+    TokenType.WITH,
+    TokenType.VALUES,
+    TokenType.TABLE,  # Presto's `TABLE t`, i.e. SELECT * FROM t
+    TokenType.L_PAREN,
+}
 _ROOTS = (exp.Select, exp.SetOperation, exp.Subquery, exp.Values)
 # Nodes that write, change the session or reach outside the warehouse, wherever they appear
 # (sqlglot turns Presto's `SELECT ... INTO t` into CREATE TABLE AS, so Into is one of them).

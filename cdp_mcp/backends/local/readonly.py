@@ -190,7 +190,7 @@ def _check_tree(tree: dict[str, Any], default_db: str, tables: Tables) -> bool:
     ctes = {str(entry["key"]).lower() for node in _dicts(tree) for entry in _cte_entries(node)}
     info = False
     for node in _dicts(tree):
-        kind = node.get("type")
+        kind = node.get("type") if isinstance(node.get("type"), str) else None
         if kind in _REFUSED_REFS:
             raise ReadOnlyError(
                 f"`query` reads tables only; DESCRIBE or SUMMARIZE inside a query is refused; use {KINDS}"
