@@ -236,7 +236,7 @@ def _cmd_kill(args: argparse.Namespace) -> int:
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
-    result = _runtime(args).query(args.sql, args.database, args.engine, args.limit)
+    result = _runtime(args).read_query(args.sql, args.database, args.engine, args.limit)
     if args.format == "json":
         print(
             json.dumps(
@@ -383,7 +383,13 @@ def add_wf_commands(subparsers: Any) -> None:
         "--detach", action="store_true", help="return once started; run in the background"
     )
 
-    q = _command(subparsers, "query", _cmd_query, "run SQL (Presto dialect) on the local warehouse")
+    q = _command(
+        subparsers,
+        "query",
+        _cmd_query,
+        "read the local warehouse with one SELECT / WITH / SHOW / DESCRIBE (Presto dialect); "
+        "writes go through `cdp-mcp wf`",
+    )
     q.add_argument("sql")
     q.add_argument("-d", "--database", required=True)
     q.add_argument("--engine", default="presto", choices=["presto", "hive"])

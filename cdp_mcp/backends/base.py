@@ -188,6 +188,13 @@ class Backend(Protocol):
         self, sql: str, database: str, engine: str = "presto", limit: int | None = None
     ) -> QueryResult: ...
 
+    async def read_query(
+        self, sql: str, database: str, engine: str = "presto", limit: int | None = None
+    ) -> QueryResult:
+        """One read statement from a person or an agent, refused unless it only reads
+        (`backends/readonly.py`); `query` is for this package's own SQL."""
+        ...
+
 
 @runtime_checkable
 class SecretStore(Protocol):

@@ -28,6 +28,7 @@ from cdp_mcp.backends.base import (
     TableInfo,
     Task,
 )
+from cdp_mcp.backends.readonly import Show, read_statement
 from cdp_mcp.backends.td.apiv3 import APIv3, PollPolicy
 from cdp_mcp.backends.td.digdag import DigdagClient
 from cdp_mcp.backends.td.errors import AUTH_HINT
@@ -178,3 +179,12 @@ class TreasureDataBackend:
         return await self.api.query(
             sql, database, engine, limit, fmt=self.result_format, timeout=self.query_timeout
         )
+
+    async def read_query(
+        self, sql: str, database: str, engine: str = "presto", limit: int | None = None
+    ) -> QueryResult:
+        """The same guard as the local backend's, before any job is issued; TD gets the
+        checked statement (comments dropped, SHOW re-rendered from its parts)."""
+        statement = read_statement(sql, engine)
+        text = statement.presto() if isinstance(statement, Show) else statement.text
+        return await self.query(text, database, engine, limit)

@@ -33,6 +33,7 @@ from cdp_mcp.backends.base import (
     UnavailableError,
 )
 from cdp_mcp.backends.factory import make_backend
+from cdp_mcp.backends.readonly import ReadOnlyError
 from cdp_mcp.config import ConfigError, PipelineConfig, load_config
 from cdp_mcp.generate import GenerationError, generate
 from cdp_mcp.generate.check import check_project
@@ -74,7 +75,6 @@ from cdp_mcp.pipeline.nextstep import (
     next_action,
     out_of_attempts,
 )
-from cdp_mcp.pipeline.readonly import check_read_only
 from cdp_mcp.pipeline.runlogs import write_run_log
 from cdp_mcp.pipeline.schemas import phase_schemas
 from cdp_mcp.pipeline.secrets import missing_secrets, upload_secrets
@@ -1067,10 +1067,11 @@ class Pipeline:
 
     # -- query / status ----------------------------------------------------------------
     async def query(self, sql: str, limit: int = 100) -> QueryOutput:
-        check_read_only(sql)
         limit = max(1, min(int(limit), MAX_QUERY_ROWS))
         try:
-            result = await self.backend.query(sql, self.cfg.src_db, limit=limit)
+            result = await self.backend.read_query(sql, self.cfg.src_db, limit=limit)
+        except ReadOnlyError as e:
+            raise PipelineError(str(e)) from None
         except BackendError as e:
             raise PipelineError(f"the query failed: {e}") from None
         rows = [list(r) for r in result.rows]

@@ -112,3 +112,8 @@ class LocalBackend:
         self, sql: str, database: str, engine: str = "presto", limit: int | None = None
     ) -> QueryResult:
         return await self._call(self.runtime.query, sql, database, engine, limit)
+
+    async def read_query(
+        self, sql: str, database: str, engine: str = "presto", limit: int | None = None
+    ) -> QueryResult:
+        return await self._call(self.runtime.read_query, sql, database, engine, limit)

@@ -49,9 +49,25 @@ from cdp_mcp.backends.local.engine import AttemptInfo, AttemptRun
 from cdp_mcp.backends.local.hooks import UnificationCall, UnificationHandler
 from cdp_mcp.backends.local.logs import LogStore, TaskLog
 from cdp_mcp.backends.local.params import StoreUpdate, merged_store, session_builtins
-from cdp_mcp.backends.local.sql import ENGINES, split_statements, translate
+from cdp_mcp.backends.local.readonly import (
+    check_duckdb,
+    clean_error,
+    pipeline_tables,
+    scope_information_schema,
+    show_sql,
+    show_table,
+)
+from cdp_mcp.backends.local.sql import ENGINES, split_statements, translate, translate_tree
 from cdp_mcp.backends.local.store import Row, StateStore, parse_ts, ts
-from cdp_mcp.backends.local.warehouse import Storage, Warehouse, json_value
+from cdp_mcp.backends.local.warehouse import (
+    QUERY_TIMEOUT_SEC,
+    Storage,
+    Warehouse,
+    json_value,
+    list_databases,
+    table_columns,
+)
+from cdp_mcp.backends.readonly import Show, read_statement
 from cdp_mcp.digdag.loader import DigError
 from cdp_mcp.digdag.tasks import TaskNode, check_project, load_workflow_file
 
@@ -568,9 +584,52 @@ class LocalRuntime:
             for n, c, cols in self.warehouse.tables(database)
         ]
 
+    def read_query(
+        self,
+        sql: str,
+        database: str,
+        engine: str = "presto",
+        limit: int | None = None,
+        timeout: float = QUERY_TIMEOUT_SEC,
+    ) -> QueryResult:
+        """One read statement, for a person or an agent (`query`, `cdp-mcp query`).
+
+        Checked twice (on the TD-dialect text, then on the DuckDB text by DuckDB's own
+        splitter, parse tree and plan) and run on a connection that cannot write or reach
+        the host (`Warehouse.reader`), interrupted after `timeout` seconds.
+        """
+        statement = read_statement(sql, engine)
+        with self.warehouse.reader(database) as cur:
+            tables = pipeline_tables(cur, list_databases(cur))
+            if isinstance(statement, Show):
+                columns = None
+                if statement.what == "columns":
+                    columns = table_columns(cur, *show_table(statement, database, tables))
+                duck = show_sql(statement, database, tables, columns)
+            else:
+                tree = scope_information_schema(statement.tree, list(tables))
+                duck = translate_tree(tree).sql
+            check_duckdb(cur, duck, database, tables)
+            timer = threading.Timer(timeout, cur.interrupt)
+            timer.start()
+            try:
+                cur.execute(duck)
+                return _result(cur, limit)
+            except duckdb.InterruptException:
+                raise QueryError(
+                    f"the query ran longer than {timeout:g} s and was stopped; narrow it (a "
+                    "WHERE on time, fewer joins, an aggregate) and run it again"
+                ) from None
+            except (duckdb.Error, ValueError) as e:
+                raise QueryError(clean_error(str(e), tables)) from None
+            finally:
+                timer.cancel()
+
     def query(
         self, sql: str, database: str, engine: str = "presto", limit: int | None = None
     ) -> QueryResult:
+        """Any SQL, read-write, for this package's own callers (validation, the emulator's
+        job API): never for text from a person or an agent (use `read_query`)."""
         engine = engine.lower()
         if engine not in ENGINES:
             raise QueryError(f"unknown engine {engine!r}; use presto or hive")
@@ -594,14 +653,18 @@ class LocalRuntime:
                     raise QueryError(f"{where}{str(e).strip()}") from None
                 if i < len(statements) - 1:
                     continue
-                if cur.description is None:
-                    return QueryResult(columns=[], rows=[], truncated=False)
-                columns = [d[0] for d in cur.description]
-                fetched = cur.fetchmany(limit + 1) if limit is not None else cur.fetchall()
-                truncated = limit is not None and len(fetched) > limit
-                rows = [[json_value(v) for v in r] for r in fetched[:limit]]
-                return QueryResult(columns=columns, rows=rows, truncated=truncated)
+                return _result(cur, limit)
         raise QueryError("no SQL statement to run")
+
+
+def _result(cur: duckdb.DuckDBPyConnection, limit: int | None) -> QueryResult:
+    if cur.description is None:
+        return QueryResult(columns=[], rows=[], truncated=False)
+    columns = [d[0] for d in cur.description]
+    fetched = cur.fetchmany(limit + 1) if limit is not None else cur.fetchall()
+    truncated = limit is not None and len(fetched) > limit
+    rows = [[json_value(v) for v in r] for r in fetched[:limit]]
+    return QueryResult(columns=columns, rows=rows, truncated=truncated)
 
 
 def default_unification_handler(call: UnificationCall) -> dict[str, Any] | None:

@@ -1,9 +1,15 @@
 """The local warehouse: one DuckDB file, one schema per TD database, UTC sessions.
 
 DuckDB lets one process write a file at a time, so the file is opened while something uses
-it (a running workflow, a query) and closed when idle; the MCP server and a CLI can then
+it (a running workflow, validation) and closed when idle; the MCP server and a CLI can then
 take turns. Every task gets its own cursor, so parallel tasks run concurrently and a kill
 can interrupt exactly the queries of one attempt.
+
+The `query` tool and `cdp-mcp query` read through `reader()` instead: a second DuckDB
+instance opened read-only with external access off and its configuration locked. DuckDB
+opens a file in one mode at a time (per process and, by its file lock, across processes),
+so readers and writers take turns: a reader waits a little for a writer to close and then
+answers "busy"; a writer waits for open readers, which a time limit keeps short.
 """
 
 from __future__ import annotations
@@ -27,6 +33,20 @@ from cdp_mcp.sources import quote_ident
 
 SYSTEM_SCHEMAS = frozenset({"main", "information_schema", "pg_catalog", "temp"})
 _OPEN_WAIT_SEC = 10.0
+QUERY_TIMEOUT_SEC = 60.0  # a `query` running longer is interrupted
+_READ_WAIT_SEC = 10.0  # how long a query waits for a writer to close the file
+_WRITE_WAIT_SEC = QUERY_TIMEOUT_SEC + 15.0  # how long a writer waits for open queries
+BUSY = (
+    "busy: a workflow is writing the local warehouse; query again when it has ended "
+    "(get_session, or `cdp-mcp wf session ID`, shows its status)"
+)
+# The read-only instance: no files, URLs or extensions; after setup nothing can change it.
+_READER_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+}
 
 # TD's Presto UDFs that generated SQL may use; DuckDB has no equivalent built in.
 _TD_MACROS = (
@@ -94,8 +114,12 @@ class Warehouse:
         self.path = path
         self.storage: Storage = "fast"
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # users, readers or writers changed
         self._users = 0
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._readers = 0
+        self._writers_waiting = 0
+        self._reader_con: duckdb.DuckDBPyConnection | None = None
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,21 +135,90 @@ class Warehouse:
                     ) from None
                 time.sleep(0.2)
 
+    def _open_reader(self) -> duckdb.DuckDBPyConnection:
+        if not self.path.is_file():
+            raise NotFoundError(
+                f"the local warehouse {self.path} has no tables yet; run a phase's workflow first"
+            )
+        deadline = time.monotonic() + _READ_WAIT_SEC
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=True, config=_READER_CONFIG)
+                break
+            except duckdb.IOException as e:
+                if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                    raise BackendError(f"{BUSY} (in another process)") from None
+                time.sleep(0.2)
+        try:
+            # As a connect option TimeZone would autoload ICU, which external access forbids.
+            con.execute("SET GLOBAL TimeZone = 'UTC'")
+            con.execute("SET lock_configuration = true")
+        except duckdb.Error:
+            con.close()
+            raise
+        return con
+
     @contextmanager
     def session(self) -> Iterator[None]:
         """Keep the file open for the duration (nested sessions share one connection)."""
-        with self._lock:
+        with self._changed:
             if self._con is None:
-                self._con = self._open()
+                self._writers_waiting += 1  # no new reader starts meanwhile
+                try:
+                    idle = self._changed.wait_for(lambda: self._readers == 0, _WRITE_WAIT_SEC)
+                finally:
+                    self._writers_waiting -= 1
+                if not idle:
+                    raise BackendError(
+                        f"the local warehouse {self.path} is being read by a query that did not "
+                        "end; try again"
+                    )
+                if self._con is None:
+                    self._con = self._open()
             self._users += 1
         try:
             yield
         finally:
-            with self._lock:
+            with self._changed:
                 self._users -= 1
                 if self._users == 0 and self._con is not None:
                     self._con.close()
                     self._con = None
+                self._changed.notify_all()
+
+    @contextmanager
+    def reader(self, database: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor that can only read, with `database` as default schema and TD's macros.
+
+        Its instance was opened read-only with external access off (no files, URLs,
+        extensions, ATTACH) and its configuration locked, so no statement can undo that.
+        """
+        with self._changed:
+            free = self._changed.wait_for(
+                lambda: self._con is None and self._writers_waiting == 0, _READ_WAIT_SEC
+            )
+            if not free:
+                raise BackendError(BUSY)
+            if self._reader_con is None:
+                self._reader_con = self._open_reader()
+            self._readers += 1
+            cur = self._reader_con.cursor()
+        try:
+            # A cursor starts with DuckDB's defaults: no progress bar on stdout (the MCP
+            # stream), and the instance's UTC time zone.
+            for macro in _TD_MACROS:
+                cur.execute(macro)  # temporary: lives in this cursor's memory only
+            require_database(cur, database)
+            cur.execute(f"SET schema = {_literal(database)}")
+            yield cur
+        finally:
+            cur.close()
+            with self._changed:
+                self._readers -= 1
+                if self._readers == 0 and self._reader_con is not None:
+                    self._reader_con.close()
+                    self._reader_con = None
+                self._changed.notify_all()
 
     @contextmanager
     def cursor(self, database: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
