@@ -177,7 +177,7 @@ def test_td_sql_file_is_templated_and_may_hold_ddl_before_the_query(rt: LocalRun
     assert a.status == "success", rt.tasks(a.id)
     assert rows(rt, "SELECT d, u FROM t_x") == [["2026-01-01", 1767225600]]
     text = log(rt, a, "+wf+q")
-    assert "statement 2/2 (queries/q.sql line 4)" in text
+    assert "statement 2/2 (queries/q.sql:4)" in text
 
 
 def test_td_sql_error_names_file_line_and_engine_message(rt: LocalRuntime) -> None:

@@ -442,6 +442,7 @@ class AttemptRun:
             session_time=self.info.session_time,
             log=log,
             services=self,
+            extra={"project_name": self.info.project_name, "workflow_name": self.info.workflow},
         )
         return operator.run(ctx)
 

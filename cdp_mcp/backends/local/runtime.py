@@ -638,13 +638,10 @@ class LocalRuntime:
             raise QueryError("no SQL statement to run")
         with self.warehouse.cursor(database) as cur:
             for i, statement in enumerate(statements):
-                translated = translate(statement.text, engine)
                 try:
-                    if translated.overwrite_table:
-                        db, table = tables.split_table(translated.overwrite_table, database)
-                        written = tables.append_by_name(
-                            cur, db, table, translated.sql, replace=True
-                        )
+                    translated = translate(statement.text, engine)
+                    if translated.target:
+                        written = tables.write_rows(cur, database, translated)
                         cur.execute("SELECT ? AS rows", [written])
                     else:
                         cur.execute(translated.sql)

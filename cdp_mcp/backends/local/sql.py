@@ -24,10 +24,25 @@ class Statement:
 
 @dataclass(frozen=True)
 class Translated:
+    """One statement as DuckDB runs it. A statement that writes a query's rows into a table
+    (`CREATE TABLE t AS q`, `INSERT INTO [TABLE] t q`, `INSERT OVERWRITE TABLE t q`) keeps
+    `sql` = the query alone and names the table, so the warehouse writes it with TD's
+    schema-on-write types (backends/local/tables.py `write_rows`)."""
+
     sql: str  # DuckDB SQL
     is_query: bool  # returns rows (SELECT, WITH, VALUES)
     overwrite_table: str | None = None  # Hive `INSERT OVERWRITE TABLE t <query>`: t
     note: str | None = None  # why the statement was passed through untranslated
+    create_table: str | None = None  # `CREATE TABLE t AS <query>`: t
+    insert_table: str | None = None  # `INSERT INTO [TABLE] t <query>`: t
+
+    @property
+    def target(self) -> str | None:
+        return self.overwrite_table or self.create_table or self.insert_table
+
+
+class HiveSyntaxError(ValueError):
+    """Text Hive itself refuses, though sqlglot (lenient) would parse it."""
 
 
 def split_statements(sql: str) -> list[Statement]:
@@ -153,13 +168,45 @@ def translate_tree(tree: exp.Expr) -> Translated:
     """A parsed TD statement as DuckDB SQL (rewrites `tree` in place)."""
     # The tree is ours (just parsed): rewrite it in place rather than deep-copying it twice.
     tree = tree.transform(_vectorized_try, copy=False).transform(_direct_sha256, copy=False)
-    if isinstance(tree, exp.Insert) and tree.args.get("overwrite"):
-        target = tree.this
-        table = target.this if isinstance(target, exp.Schema) else target
-        if isinstance(table, exp.Table) and isinstance(tree.expression, exp.Query):
-            return Translated(
-                tree.expression.sql(dialect="duckdb"),
-                True,
-                overwrite_table=".".join(p.name for p in table.parts),
-            )
+    if isinstance(tree, exp.Insert) and isinstance(tree.expression, exp.Query):
+        table = _table_of(tree.this)
+        if table is not None:
+            if engine == "hive" and _with_of(tree.expression) is not None:
+                raise HiveSyntaxError(
+                    "Hive does not take a WITH clause after INSERT ... TABLE: it must come "
+                    "first (WITH c AS (...) INSERT OVERWRITE TABLE t SELECT ...). In a td> "
+                    "file with create_table/insert_into, put a `-- DIGDAG_INSERT_LINE` line "
+                    "between the WITH clause and the final SELECT"
+                )
+            query = tree.expression
+            leading = _with_of(tree)
+            if leading is not None:  # `WITH c AS (...) INSERT ... SELECT`: the CTE is the query's
+                query.set(_WITH_KEY, leading)
+            name = ".".join(p.name for p in table.parts)
+            if tree.args.get("overwrite"):
+                return Translated(query.sql(dialect="duckdb"), True, overwrite_table=name)
+            return Translated(query.sql(dialect="duckdb"), True, insert_table=name)
+    if (
+        isinstance(tree, exp.Create)
+        and str(tree.args.get("kind", "")).upper() == "TABLE"
+        and isinstance(tree.expression, exp.Query)
+    ):
+        table = _table_of(tree.this)
+        if table is not None:
+            name = ".".join(p.name for p in table.parts)
+            return Translated(tree.expression.sql(dialect="duckdb"), True, create_table=name)
     return Translated(tree.sql(dialect="duckdb"), isinstance(tree, exp.Query))
+
+
+# sqlglot names a node's WITH clause `with_` since version 28, `with` before.
+_WITH_KEY = "with_" if "with_" in exp.Select.arg_types else "with"
+
+
+def _with_of(node: exp.Expression | exp.Query) -> exp.Expression | None:
+    found = node.args.get(_WITH_KEY)
+    return found if isinstance(found, exp.Expression) else None
+
+
+def _table_of(node: exp.Expression | None) -> exp.Table | None:
+    """The target of a write without a column list (with one, DuckDB runs it as written)."""
+    return node if isinstance(node, exp.Table) else None

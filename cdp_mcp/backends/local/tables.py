@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import duckdb
 
+from cdp_mcp.backends.local.sql import Translated
 from cdp_mcp.backends.local.warehouse import qualified, table_columns, table_exists
 from cdp_mcp.schema import duckdb_type, td_type
 from cdp_mcp.sources import quote_ident
@@ -137,3 +138,18 @@ def create_empty(cur: duckdb.DuckDBPyConnection, database: str, table: str) -> N
 def _count(cur: duckdb.DuckDBPyConnection, target: str) -> int:
     row = cur.execute(f"SELECT count(*) FROM {target}").fetchone()
     return int(row[0]) if row else 0
+
+
+def write_rows(cur: duckdb.DuckDBPyConnection, database: str, statement: Translated) -> int:
+    """Write a statement's query rows the way it asked: `CREATE TABLE t AS` (replace the
+    table), `INSERT INTO` (append, creating it) or Hive's `INSERT OVERWRITE` (replace the
+    rows); the rows written."""
+    if statement.create_table:
+        db, table = split_table(statement.create_table, database)
+        return create_table_as(cur, db, table, statement.sql)
+    name = statement.insert_table or statement.overwrite_table
+    if not name:
+        raise ValueError("write_rows needs a statement that writes a table")
+    db, table = split_table(name, database)
+    replace = statement.overwrite_table is not None
+    return append_by_name(cur, db, table, statement.sql, replace=replace)

@@ -1,10 +1,11 @@
 """`td>`: run a TD query (Presto or Hive) on the warehouse.
 
 Like Digdag's td> operator: the SQL comes from a project file (templated with `${...}`) or
-`query:`; `create_table` drops and recreates the target from the result, `insert_into`
-appends (creating the table if missing), `store_last_results` keeps the first row as
-`${td.last_results.col}`. A file may hold several `;`-separated statements (DDL before the
-query); options that write the result apply to the last one.
+`query:`; `create_table` / `insert_into` paste Digdag's own command into the query text
+(`DROP TABLE IF EXISTS t; CREATE TABLE t AS`, `INSERT INTO t`, Hive's `INSERT OVERWRITE
+TABLE t` / `INSERT INTO TABLE t`; see td_text.py) and the result runs statement by
+statement, so a file that would break on TD breaks here too. `store_last_results` keeps the
+first row as `${td.last_results.col}`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 
 import duckdb
 
-from cdp_mcp.backends.local import tables
+from cdp_mcp.backends.local import tables, td_text
 from cdp_mcp.backends.local.operators.base import (
     OperatorContext,
     OperatorResult,
@@ -46,6 +47,17 @@ class _Outcome:
 
     def records(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, r, strict=False)) for r in self.rows]
+
+
+def _clipped(sql: str) -> str:
+    if len(sql) <= _SQL_LOG_LIMIT:
+        return sql
+    return sql[:_SQL_LOG_LIMIT] + f"\n... ({len(sql) - _SQL_LOG_LIMIT} more characters)"
+
+
+def where(origin: str, statement: Statement) -> str:
+    """`file:N` for a statement from the query file, else the file (a line td> added)."""
+    return f"{origin}:{statement.line}" if statement.line else origin
 
 
 def _store_mode(value: Any) -> str | None:
@@ -79,40 +91,49 @@ class TdOperator:
             raise TaskFailure("td>: use create_table or insert_into, not both")
         store_mode = _store_mode(ctx.config.get("store_last_results"))
 
-        statements = split_statements(sql)
+        if create_table or insert_into:
+            with ctx.services.cursor(database) as cur:  # Digdag's ensureTableCreated
+                target = str(insert_into or create_table)
+                if insert_into or engine == "hive":
+                    db, table = tables.split_table(target, database)
+                    tables.create_schema(cur, db)
+                    tables.create_empty(cur, db, table)
+        # Exactly the text Digdag's td> sends TD: the command pasted into the query.
+        text = td_text.with_comment(
+            {**ctx.config, **ctx.extra},
+            td_text.job_statement(sql, engine, create_table, insert_into),
+        )
+        lines = td_text.file_lines(sql, text)
+        statements = [Statement(st.text, lines.get(st.line, 0)) for st in split_statements(text)]
         if not statements:
             raise TaskFailure(f"td>: {origin} has no SQL statement")
         ctx.log.info(
-            f"td>: {origin} on database {database} ({engine}, {len(statements)} statement(s))"
+            f"td>: {origin} on database {database} ({engine}, {len(statements)} statement(s)); "
+            f"the job's query, as Digdag sends it to TD:\n{_clipped(text)}"
         )
         last: _Outcome | None = None
         with ctx.services.cursor(database) as cur:
             for i, statement in enumerate(statements):
-                translated = translate(statement.text, engine)
-                self._log_sql(ctx, statement, translated, i, len(statements), origin)
                 is_last = i == len(statements) - 1
-                target = (create_table or insert_into) if is_last else None
-                if target and not translated.is_query:
-                    raise TaskFailure(
-                        f"td>: {origin}:{statement.line}: create_table/insert_into need a query "
-                        "(SELECT or WITH) as the last statement"
-                    )
                 started = time.monotonic()
                 try:
+                    translated = translate(statement.text, engine)
+                    self._log_sql(ctx, statement, translated, i, len(statements), origin)
                     outcome = self._execute(
-                        cur,
-                        database,
-                        translated,
-                        target,
-                        bool(create_table),
-                        store_mode if is_last else None,
+                        cur, database, translated, store_mode if is_last else None
                     )
                 except (duckdb.Error, ValueError) as e:
                     if ctx.services.cancel_requested():
                         raise TaskFailure("td>: query interrupted by a kill request") from None
                     message = str(e).strip()
-                    ctx.log.error(f"{origin}:{statement.line}: {message}")
-                    raise TaskFailure(f"td>: {origin}:{statement.line}: {message}") from None
+                    if create_table or insert_into:
+                        message += (
+                            " (with create_table/insert_into, td> pastes the write command into "
+                            "the query text, as Digdag does: see the statement above)"
+                        )
+                    at = where(origin, statement)
+                    ctx.log.error(f"{at}: {message}")
+                    raise TaskFailure(f"td>: {at}: {message}") from None
                 elapsed = time.monotonic() - started
                 if outcome.written is not None:
                     ctx.log.info(f"{outcome.written} rows written in {elapsed:.2f}s")
@@ -150,19 +171,10 @@ class TdOperator:
         cur: duckdb.DuckDBPyConnection,
         database: str,
         translated: Translated,
-        target: str | None,
-        create: bool,
         store_mode: str | None,
     ) -> _Outcome:
-        if target:
-            db, table = tables.split_table(str(target), database)
-            write = tables.create_table_as if create else tables.append_by_name
-            return _Outcome.written_rows(write(cur, db, table, translated.sql))
-        if translated.overwrite_table:
-            db, table = tables.split_table(translated.overwrite_table, database)
-            return _Outcome.written_rows(
-                tables.append_by_name(cur, db, table, translated.sql, replace=True)
-            )
+        if translated.target:
+            return _Outcome.written_rows(tables.write_rows(cur, database, translated))
         cur.execute(translated.sql)
         if cur.description is None:
             return _Outcome()
@@ -186,14 +198,9 @@ class TdOperator:
         n: int,
         origin: str,
     ) -> None:
-        sql = translated.sql
-        if len(sql) > _SQL_LOG_LIMIT:
-            sql = (
-                sql[:_SQL_LOG_LIMIT]
-                + f"\n... ({len(translated.sql) - _SQL_LOG_LIMIT} more characters)"
-            )
         ctx.log.info(
-            f"statement {i + 1}/{n} ({origin} line {statement.line}), as run on DuckDB:\n{sql}"
+            f"statement {i + 1}/{n} ({where(origin, statement)}), as run on DuckDB:\n"
+            f"{_clipped(translated.sql)}"
         )
         if translated.note:
             ctx.log.warn(f"ran as written: {translated.note}")
