@@ -161,11 +161,11 @@ def translate(sql: str, engine: str = "presto") -> Translated:
             bool(_QUERY_START.match(_strip_comments(sql))),
             note=f"sqlglot could not parse it ({first})",
         )
-    return translate_tree(tree)
+    return translate_tree(tree, engine)
 
 
-def translate_tree(tree: exp.Expr) -> Translated:
-    """A parsed TD statement as DuckDB SQL (rewrites `tree` in place)."""
+def translate_tree(tree: exp.Expr, engine: str = "presto") -> Translated:
+    """A parsed TD statement (in `engine`'s dialect) as DuckDB SQL (rewrites `tree` in place)."""
     # The tree is ours (just parsed): rewrite it in place rather than deep-copying it twice.
     tree = tree.transform(_vectorized_try, copy=False).transform(_direct_sha256, copy=False)
     if isinstance(tree, exp.Insert) and isinstance(tree.expression, exp.Query):

@@ -147,7 +147,7 @@ class Warehouse:
                 break
             except duckdb.IOException as e:
                 if "lock" not in str(e).lower() or time.monotonic() > deadline:
-                    raise BackendError(f"{BUSY} (in another process)") from None
+                    raise UnavailableError(f"{BUSY} (in another process)") from None
                 time.sleep(0.2)
         try:
             # As a connect option TimeZone would autoload ICU, which external access forbids.
@@ -169,7 +169,7 @@ class Warehouse:
                 finally:
                     self._writers_waiting -= 1
                 if not idle:
-                    raise BackendError(
+                    raise UnavailableError(
                         f"the local warehouse {self.path} is being read by a query that did not "
                         "end; try again"
                     )
@@ -198,7 +198,7 @@ class Warehouse:
                 lambda: self._con is None and self._writers_waiting == 0, _READ_WAIT_SEC
             )
             if not free:
-                raise BackendError(BUSY)
+                raise UnavailableError(BUSY)
             if self._reader_con is None:
                 self._reader_con = self._open_reader()
             self._readers += 1
