@@ -71,6 +71,13 @@ def test_requests_without_the_td1_key_get_401(http: httpx.Client) -> None:
     for headers in ({}, {"Authorization": "TD1 other"}, {"Authorization": KEY}):
         r = httpx.get(f"{http.base_url}/v3/database/list", headers=headers)
         assert r.status_code == 401
+        assert r.json() == {
+            "error": "Authentication failed",
+            "text": "Authentication failed",
+            "severity": "error",
+        }
+        r = httpx.get(f"{http.base_url}/api/projects", headers=headers)
+        assert r.status_code == 401
         assert r.json() == {"message": "Authentication failed", "status": 401}
 
 

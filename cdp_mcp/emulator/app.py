@@ -52,7 +52,8 @@ class TD1Auth:
             return
         given = dict(scope["headers"]).get(b"authorization", b"")
         if not hmac.compare_digest(given, self._expected):
-            response = JSONResponse(shapes.error(401, "Authentication failed"), 401)
+            body = shapes.error_for(scope["path"], 401, "Authentication failed")
+            response = JSONResponse(body, 401)
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

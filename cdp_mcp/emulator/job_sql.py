@@ -28,6 +28,9 @@ from cdp_mcp.backends.local.sql import ENGINES, split_statements, translate
 from cdp_mcp.backends.local.warehouse import json_value, list_tables
 from cdp_mcp.sources import quote_ident
 
+# sqlglot's arg name for a WITH clause ("with_" since sqlglot 28, "with" before)
+_WITH = "with_" if "with_" in exp.Insert.arg_types else "with"
+
 
 class Stopped(Exception):
     """The job was killed between statements."""
@@ -69,7 +72,11 @@ def _run_statement(
     cur: duckdb.DuckDBPyConnection, text: str, database: str, engine: str
 ) -> Outcome:
     tree = _parse(text, engine)
-    if isinstance(tree, exp.Create) and isinstance(tree.expression, exp.Query):
+    if (
+        isinstance(tree, exp.Create)
+        and str(tree.args.get("kind") or "").upper() == "TABLE"
+        and isinstance(tree.expression, exp.Query)
+    ):
         return _create_as(cur, tree, database, engine)
     if isinstance(tree, exp.Insert) and not tree.args.get("overwrite"):
         written = _insert_by_name(cur, tree, database, engine)
@@ -90,7 +97,7 @@ def _run_statement(
     if not translated.is_query:  # DDL answers DuckDB's `Success`; TD answers nothing
         cur.fetchall()
         return Outcome()
-    columns = [str(d[0]) for d in cur.description]
+    columns = _column_names(tree, [str(d[0]) for d in cur.description], engine)
     types = [type_name(d[1], engine) for d in cur.description]
     rows = [[json_value(v) for v in r] for r in cur.fetchall()]
     return Outcome(columns, types, rows)
@@ -115,8 +122,28 @@ def _target(node: exp.Expression, database: str) -> tuple[str, str, list[str]]:
     return node.db or database, node.name, columns
 
 
-def _query_sql(query: exp.Expression, engine: str) -> str:
+def _query_sql(query: exp.Expression, engine: str, ctes: exp.Expression | None = None) -> str:
+    if ctes is not None and isinstance(query, exp.Query):  # Hive's `WITH q AS (..) INSERT ..`
+        query = query.copy()
+        query.set(_WITH, ctes.copy())
     return translate(query.sql(dialect=ENGINES[engine]), engine).sql
+
+
+def _column_names(tree: exp.Expression | None, names: list[str], engine: str) -> list[str]:
+    """Presto names an unnamed result column `_col0`, `_col1`...; Hive `_c0`, `_c1`..."""
+    if not isinstance(tree, exp.Query):
+        return names
+    selects = tree.selects
+    if len(selects) != len(names) or any(isinstance(e, exp.Star) for e in selects):
+        return names
+    prefix = "_c" if engine == "hive" else "_col"
+    out = []
+    for i, (projection, name) in enumerate(zip(selects, names, strict=True)):
+        named = isinstance(projection, exp.Alias | exp.Column) or (
+            isinstance(projection, exp.Dot) and projection.name
+        )
+        out.append(name if named else f"{prefix}{i}")
+    return out
 
 
 def _require_table(cur: duckdb.DuckDBPyConnection, database: str, table: str) -> None:
@@ -131,7 +158,7 @@ def _create_as(
     select = _query_sql(tree.expression, engine)
     if columns:
         select = f"SELECT * FROM ({select}) AS __q({', '.join(map(quote_ident, columns))})"
-    if table in list_tables(cur, db):
+    if table in list_tables(cur, db) and not tree.args.get("replace"):
         if tree.args.get("exists"):  # IF NOT EXISTS
             return _written(0, engine)
         raise QueryError(f"Table '{db}.{table}' already exists")
@@ -147,7 +174,7 @@ def _insert_by_name(
     if not columns and not isinstance(source, exp.Query):
         return None
     _require_table(cur, db, table)
-    select = _query_sql(source, engine)
+    select = _query_sql(source, engine, tree.args.get(_WITH))
     if columns:
         select = f"SELECT * FROM ({select}) AS __q({', '.join(map(quote_ident, columns))})"
     return tables.append_by_name(cur, db, table, select)
