@@ -339,8 +339,11 @@ def test_bulk_import_refuses_what_td_refuses(td: tdclient.Client) -> None:
     with pytest.raises(errors.APIError, match="perform it first"):
         td.commit_bulk_import("refuse-1")
     broken = b"not gzip at all"
-    td.bulk_import_upload_part("refuse-1", "broken", broken, len(broken))
     session = td.bulk_import("refuse-1")
+    session.freeze()
+    session.unfreeze()  # uploads are taken again
+    assert session.upload_frozen is False
+    td.bulk_import_upload_part("refuse-1", "broken", broken, len(broken))
     session.freeze()
     session.perform(wait=True, wait_interval=TICK)  # type: ignore[arg-type]
     assert (session.valid_parts, session.error_parts, session.valid_records) == (0, 1, 0)
@@ -405,3 +408,23 @@ def test_a_wrong_key_is_refused_with_401(emulator: Emulator) -> None:
         "severity": "error",
     }
     assert emulator.site.unserved[before:] == []  # refused, not unserved
+
+
+def test_a_bulk_import_session_survives_a_restart_of_the_emulator(tmp_path: Path) -> None:
+    part = msgpack_gz([{"time": 1700000000, "k": "kept"}])
+    with BackgroundServer(create_app(tmp_path, KEY)) as server:
+        with tdclient.Client(apikey=KEY, endpoint=server.url) as td:
+            td.create_database("restart_db")
+            td.create_log_table("restart_db", "kept")
+            td.create_bulk_import("survivor", "restart_db", "kept")
+            td.bulk_import_upload_part("survivor", "p1", part, len(part))
+    with BackgroundServer(create_app(tmp_path, KEY)) as server:
+        with tdclient.Client(apikey=KEY, endpoint=server.url) as td:
+            session = td.bulk_import("survivor")
+            assert session.list_parts() == ["p1"]
+            session.freeze()
+            session.perform(wait=True, wait_interval=TICK)  # type: ignore[arg-type]
+            session.commit(wait=True, wait_interval=TICK)  # type: ignore[arg-type]
+            assert list(run(td, "restart_db", "SELECT time, k FROM kept").result()) == [
+                [1700000000, "kept"]
+            ]
