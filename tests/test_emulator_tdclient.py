@@ -412,19 +412,22 @@ def test_a_wrong_key_is_refused_with_401(emulator: Emulator) -> None:
 
 def test_a_bulk_import_session_survives_a_restart_of_the_emulator(tmp_path: Path) -> None:
     part = msgpack_gz([{"time": 1700000000, "k": "kept"}])
-    with BackgroundServer(create_app(tmp_path, KEY)) as server:
-        with tdclient.Client(apikey=KEY, endpoint=server.url) as td:
-            td.create_database("restart_db")
-            td.create_log_table("restart_db", "kept")
-            td.create_bulk_import("survivor", "restart_db", "kept")
-            td.bulk_import_upload_part("survivor", "p1", part, len(part))
-    with BackgroundServer(create_app(tmp_path, KEY)) as server:
-        with tdclient.Client(apikey=KEY, endpoint=server.url) as td:
-            session = td.bulk_import("survivor")
-            assert session.list_parts() == ["p1"]
-            session.freeze()
-            session.perform(wait=True, wait_interval=TICK)  # type: ignore[arg-type]
-            session.commit(wait=True, wait_interval=TICK)  # type: ignore[arg-type]
-            assert list(run(td, "restart_db", "SELECT time, k FROM kept").result()) == [
-                [1700000000, "kept"]
-            ]
+    with (
+        BackgroundServer(create_app(tmp_path, KEY)) as server,
+        tdclient.Client(apikey=KEY, endpoint=server.url) as td,
+    ):
+        td.create_database("restart_db")
+        td.create_log_table("restart_db", "kept")
+        td.create_bulk_import("survivor", "restart_db", "kept")
+        td.bulk_import_upload_part("survivor", "p1", part, len(part))
+    with (
+        BackgroundServer(create_app(tmp_path, KEY)) as server,
+        tdclient.Client(apikey=KEY, endpoint=server.url) as td,
+    ):
+        session = td.bulk_import("survivor")
+        assert session.list_parts() == ["p1"]
+        session.freeze()
+        session.perform(wait=True, wait_interval=TICK)  # type: ignore[arg-type]
+        session.commit(wait=True, wait_interval=TICK)  # type: ignore[arg-type]
+        rows = run(td, "restart_db", "SELECT time, k FROM kept").result()
+        assert list(rows) == [[1700000000, "kept"]]
