@@ -71,14 +71,25 @@ def test_requests_without_the_td1_key_get_401(http: httpx.Client) -> None:
     for headers in ({}, {"Authorization": "TD1 other"}, {"Authorization": KEY}):
         r = httpx.get(f"{http.base_url}/v3/database/list", headers=headers)
         assert r.status_code == 401
+        assert r.json() == {
+            "error": "Authentication failed",
+            "text": "Authentication failed",
+            "severity": "error",
+        }
+        r = httpx.get(f"{http.base_url}/api/projects", headers=headers)
+        assert r.status_code == 401
         assert r.json() == {"message": "Authentication failed", "status": 401}
 
 
-def test_errors_are_message_and_status(http: httpx.Client) -> None:
-    for path, status in [("/api/attempts/999", 404), ("/nothing/here", 404)]:
+def test_errors_are_each_hosts_body(http: httpx.Client) -> None:
+    """Digdag's `{"message", "status"}` on the workflow host's paths, API v3's
+    `{"error", "text", "severity"}` (what td-client-java parses) on the api host's."""
+    for path in ("/api/attempts/999", "/api/no/such/route"):
         r = http.get(path)
-        assert r.status_code == status and set(r.json()) == {"message", "status"}
-        assert r.json()["status"] == status
+        assert r.status_code == 404 and set(r.json()) == {"message", "status"}
+    for path in ("/v3/job/show/999", "/nothing/here"):
+        r = http.get(path)
+        assert r.status_code == 404 and set(r.json()) == {"error", "text", "severity"}
     assert http.post("/api/projects").status_code == 405
 
 

@@ -2,9 +2,11 @@
 
     app = create_app(workspace, api_key, faults=FaultPlan(rate=0.3, seed=7))
 
-Pushed projects really run (on the embedded runner); tables and queries are the local
-warehouse's. Requests need `Authorization: TD1 <api_key>`; errors are TD's
-`{"message", "status"}` bodies with TD's status codes.
+Pushed projects really run (on the embedded runner); tables, query jobs and bulk imports
+are the local warehouse's. Requests need `Authorization: TD1 <api_key>`; errors carry TD's
+status codes in the body of the host that serves the path (Digdag's `{"message",
+"status"}` under /api/, API v3's `{"error", "text", "severity"}` elsewhere). A request no
+route serves is recorded in `app.state.site.unserved`.
 """
 
 from __future__ import annotations
@@ -24,18 +26,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cdp_mcp import redact
-from cdp_mcp.backends.base import (
-    BackendError,
-    ConflictError,
-    NotFoundError,
-    ProjectRejectedError,
-)
+from cdp_mcp.backends.base import BackendError
 from cdp_mcp.backends.local.hooks import UnificationHandler
 from cdp_mcp.emulator import shapes
+from cdp_mcp.emulator.errors import status_of
 from cdp_mcp.emulator.faults import FaultDraw, FaultInjector, FaultPlan, silence_drop_reports
+from cdp_mcp.emulator.routes_bulk_import import BulkImportRoutes
 from cdp_mcp.emulator.routes_digdag import DIRECT_PREFIX, DigdagRoutes
 from cdp_mcp.emulator.routes_v3 import V3Routes
-from cdp_mcp.emulator.site import RequestError, Site
+from cdp_mcp.emulator.site import Site
+from cdp_mcp.emulator.unserved import MergeSlashes, unserved_route
 
 log = logging.getLogger("cdp_mcp.emulator")
 
@@ -53,35 +53,28 @@ class TD1Auth:
             return
         given = dict(scope["headers"]).get(b"authorization", b"")
         if not hmac.compare_digest(given, self._expected):
-            response = JSONResponse(shapes.error(401, "Authentication failed"), 401)
+            body = shapes.error_for(scope["path"], 401, "Authentication failed")
+            response = JSONResponse(body, 401)
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
 
-def _status_of(exc: Exception) -> int:
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, ConflictError):
-        return 409
-    if isinstance(exc, ProjectRejectedError | RequestError | BackendError | ValueError):
-        return 400
-    return 500
-
-
 async def _backend_error(request: Request, exc: Exception) -> Response:
-    status = _status_of(exc)
-    return JSONResponse(shapes.error(status, str(exc)), status)
+    status = status_of(exc)
+    return JSONResponse(shapes.error_for(request.url.path, status, str(exc)), status)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return JSONResponse(shapes.error(exc.status_code, str(exc.detail)), exc.status_code)
+    body = shapes.error_for(request.url.path, exc.status_code, str(exc.detail))
+    return JSONResponse(body, exc.status_code)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     log.exception("emulator error on %s %s", request.method, request.url.path)
-    return JSONResponse(shapes.error(500, f"internal error: {type(exc).__name__}"), 500)
+    message = f"internal error: {type(exc).__name__}"
+    return JSONResponse(shapes.error_for(request.url.path, 500, message), 500)
 
 
 def create_app(
@@ -102,6 +95,7 @@ def create_app(
     if draw is not None:
         silence_drop_reports()
         middleware.insert(0, Middleware(FaultInjector, draw=draw))
+    middleware.insert(0, Middleware(MergeSlashes))  # first: faults and auth see the real path
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -111,7 +105,12 @@ def create_app(
             site.close()
 
     app = Starlette(
-        routes=[*DigdagRoutes(site, direct_logs).routes(), *V3Routes(site).routes()],
+        routes=[
+            *DigdagRoutes(site, direct_logs).routes(),
+            *V3Routes(site).routes(),
+            *BulkImportRoutes(site).routes(),
+            unserved_route(site),  # last: whatever no route above serves
+        ],
         middleware=middleware,
         lifespan=lifespan,
         exception_handlers={

@@ -30,7 +30,24 @@ def v3_time(value: datetime | None) -> str | None:
 
 
 def error(status: int, message: str, **extra: Any) -> dict[str, Any]:
+    """Digdag's error body (the workflow host)."""
     return {"message": redact.scrub(message), "status": status, **extra}
+
+
+def v3_error(message: str, **extra: Any) -> dict[str, Any]:
+    """API v3's error body (the api host), as td-client-java's TDApiErrorMessage reads it;
+    td-client-ruby reads `error` too, td-client-python shows the body as it is."""
+    message = redact.scrub(message)
+    return {"error": message, "text": message, "severity": "error", **extra}
+
+
+def is_workflow_path(path: str) -> bool:
+    return path.startswith(("/api/", "/_emulator/"))
+
+
+def error_for(path: str, status: int, message: str, **extra: Any) -> dict[str, Any]:
+    """The error body of the host that serves `path` (both are served on one origin)."""
+    return error(status, message, **extra) if is_workflow_path(path) else v3_error(message, **extra)
 
 
 def project(
@@ -135,8 +152,20 @@ def log_file(f: LogFile, direct: str | None) -> dict[str, Any]:
     }
 
 
+def database(name: str, count: int) -> dict[str, Any]:
+    # Creation times are not kept by the warehouse; clients read a missing time as unknown.
+    return {
+        "name": name,
+        "count": count,
+        "created_at": None,
+        "updated_at": None,
+        "organization": None,
+        "permission": "administrator",
+    }
+
+
 def table(t: TableInfo) -> dict[str, Any]:
-    # TD leaves the implicit `time` column out of a table's schema.
+    # TD leaves the implicit `time` column out of a table's schema, a JSON-encoded string.
     schema = [[c.name, c.type] for c in t.columns if c.name != "time"]
     return {
         "name": t.name,
@@ -144,5 +173,9 @@ def table(t: TableInfo) -> dict[str, Any]:
         "count": t.count,
         "schema": json.dumps(schema),
         "estimated_storage_size": 0,
+        "counter_updated_at": None,
+        "last_log_timestamp": None,
+        "created_at": None,
+        "updated_at": None,
         "expire_days": None,
     }

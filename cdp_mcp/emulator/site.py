@@ -11,30 +11,30 @@ import hashlib
 import re
 import tarfile
 import tempfile
+import threading
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cdp_mcp.backends.base import Attempt, BackendError, ConflictError, LogFile, NotFoundError
+from cdp_mcp.backends.base import Attempt, ConflictError, LogFile, NotFoundError
 from cdp_mcp.backends.local import LocalBackend
 from cdp_mcp.backends.local.archive import extract_archive
 from cdp_mcp.backends.local.hooks import UnificationHandler
 from cdp_mcp.backends.local.runtime import LocalRuntime
 from cdp_mcp.backends.local.store import Row, parse_ts
-from cdp_mcp.backends.local.tables import create_schema
 from cdp_mcp.digdag.loader import DigError, load_dig
 from cdp_mcp.emulator import shapes
+from cdp_mcp.emulator.bulk_import import BulkImports
+from cdp_mcp.emulator.catalog import Catalog
+from cdp_mcp.emulator.errors import RequestError
 from cdp_mcp.emulator.jobs import JobStore
-from cdp_mcp.emulator.state import EmulatorState
+from cdp_mcp.emulator.state import STATE_DIR, EmulatorState
+
+__all__ = ["RequestError", "Site"]
 
 ARCHIVE_LIMIT = 2 * 1024 * 1024  # open-source Digdag's limit on a pushed archive
-DATABASE_NAME = re.compile(r"^[a-z0-9_]{3,255}$")
 SECRET_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
-
-
-class RequestError(BackendError):
-    """A request TD would refuse with 400 (bad parameter or body)."""
 
 
 def _when(value: str | None) -> datetime:
@@ -49,7 +49,18 @@ class Site:
         if unification_handler is not None:  # else the local runner's own engine
             self.backend.set_unification_handler(unification_handler)
         self.state = EmulatorState(self.workspace)
-        self.jobs = JobStore(self.runtime)
+        self.catalog = Catalog(self.runtime.warehouse)
+        self.jobs = JobStore(self.runtime.warehouse)
+        self.bulk_imports = BulkImports(
+            self.workspace / STATE_DIR / "bulk_import",
+            self.catalog,
+            self.jobs,
+            self.runtime.warehouse,
+        )
+        # Requests no route answered ({"method", "path", "query"}): a client asking for
+        # something the emulator does not serve shows here, so tests can require none.
+        self.unserved: list[dict[str, str]] = []
+        self._unserved_lock = threading.Lock()
         # Keep the warehouse open while serving: reopening the DuckDB file per request
         # costs ~20 ms, several times per API call.
         self._open = ExitStack()
@@ -219,29 +230,8 @@ class Site:
             raise RequestError("Invalid secret")
         self.state.delete_secret(project_id, key)
 
-    # API v3: databases and tables
+    # requests no route serves
 
-    def databases(self) -> list[dict[str, Any]]:
-        out = []
-        for name in self.runtime.databases():
-            rows = sum(t.count for t in self.runtime.tables(name))
-            out.append({"name": name, "count": rows, "permission": "owner"})
-        return out
-
-    def create_database(self, name: str) -> None:
-        if not DATABASE_NAME.match(name):
-            raise RequestError(
-                f"Name must be 3 to 255 characters of lower-case letters, digits and '_': {name!r}"
-            )
-        if name in self.runtime.databases():
-            raise ConflictError(f"Database {name} already exists")
-        with self.runtime.warehouse.cursor() as cur:
-            create_schema(cur, name)
-
-    def tables(self, database: str) -> list[dict[str, Any]]:
-        self.require_database(database)
-        return [shapes.table(t) for t in self.runtime.tables(database)]
-
-    def require_database(self, database: str) -> None:
-        if database not in self.runtime.databases():
-            raise NotFoundError(f"Database {database} not found")
+    def record_unserved(self, method: str, path: str, query: str) -> None:
+        with self._unserved_lock:
+            self.unserved.append({"method": method, "path": path, "query": query})
