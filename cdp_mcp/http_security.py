@@ -8,7 +8,9 @@
   start without one; when the variable is set, every bind asks for it. A missing or wrong
   token is answered 401 with `WWW-Authenticate: Bearer` (RFC 6750).
 
-The token is never printed, logged or echoed.
+The token is never printed, logged or echoed. OAuth (the MCP authorization spec) is not
+offered: the SDK brings a resource server's plumbing (TokenVerifier, protected-resource
+metadata) but no verifier for an outside authorization server, and none is at hand here.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ TOKEN_ENV = "CDP_MCP_HTTP_TOKEN"
 MIN_TOKEN_LENGTH = 16
 _TOKEN_HINT = "e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
-# RFC 7230 reg-name / IPv4 / bracketed IPv6, then an optional port or the SDK's `:*` wildcard
+# a host name, IPv4 or bracketed IPv6, then an optional port or the SDK's `:*` (any port)
 _HOST_VALUE = re.compile(r"^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9.-]*[a-z0-9])?)(:(\d{1,5}|\*))?$")
 
 
@@ -104,10 +106,9 @@ def _token(env: Mapping[str, str], host: str) -> str | None:
         if is_loopback(host):
             return None
         raise HttpSecurityError(
-            f"--host {host} is not loopback, so other machines may reach it: set {TOKEN_ENV} to a "
-            "bearer "
-            f"token of at least {MIN_TOKEN_LENGTH} characters ({_TOKEN_HINT}) for clients to "
-            "send as 'Authorization: Bearer <token>', or serve on --host 127.0.0.1"
+            f"--host {host} is not loopback, so other machines may reach it: set {TOKEN_ENV} "
+            f"to a bearer token of at least {MIN_TOKEN_LENGTH} characters ({_TOKEN_HINT}) for "
+            "clients to send as 'Authorization: Bearer <token>', or serve on --host 127.0.0.1"
         )
     if not token:
         raise HttpSecurityError(f"{TOKEN_ENV} is set but empty: set the token, or unset it")

@@ -13,10 +13,10 @@ import anyio
 import httpx
 import httpx2
 import pytest
+import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from cdp_mcp import http_security
 from cdp_mcp.cli import main
 from cdp_mcp.http_security import TOKEN_ENV, http_access
 from tests.http_serve import (
@@ -88,10 +88,10 @@ def test_a_bind_beyond_loopback_without_a_token_refuses_to_start() -> None:
 def must_not_serve(monkeypatch: pytest.MonkeyPatch) -> None:
     """A refusal is decided before serving: serving at all fails the test instead of hanging."""
 
-    def serve(*args: object) -> None:
+    async def serve(*args: object, **kwargs: object) -> None:
         raise AssertionError("the server started")
 
-    monkeypatch.setattr(http_security, "serve_streamable_http", serve)
+    monkeypatch.setattr(uvicorn.Server, "serve", serve)  # what every HTTP transport runs
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,8 @@ def test_a_missing_or_unusable_token_is_refused_in_one_line(
     monkeypatch.delenv(TOKEN_ENV, raising=False)
     if token is not None:
         monkeypatch.setenv(TOKEN_ENV, token)
-    code = main(["serve", "--transport", "streamable-http", "--host", host, "--port", "8765"])
+    port = str(free_port())
+    code = main(["serve", "--transport", "streamable-http", "--host", host, "--port", port])
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.startswith("error: ") and err.count("\n") == 1 and says in err, err
@@ -150,6 +151,10 @@ def test_a_bind_on_every_interface_serves_only_the_token(tmp_path: Path) -> None
         assert _initialize(served.url, Authorization=f"Bearer {TOKEN}x").status_code == 401
         assert _initialize(served.url, Authorization=f"Basic {TOKEN}").status_code == 401
         assert _initialize(served.url, Authorization=TOKEN).status_code == 401
+        twice = [*MCP_HEADERS.items(), *[("Authorization", f"Bearer {TOKEN}")] * 2]
+        repeated = httpx.post(served.url, json=INITIALIZE, headers=twice, timeout=20)
+        assert repeated.status_code == 400  # RFC 6750 invalid_request: which one is meant?
+        assert 'error="invalid_request"' in repeated.headers["WWW-Authenticate"]
         # the token does not stand in for the Host and Origin checks
         bearer = f"Bearer {TOKEN}"
         foreign = _initialize(served.url, Authorization=bearer, Host="attacker.example")
