@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from cdp_mcp.cli_wf import add_wf_commands
 from cdp_mcp.config import ConfigError, load_config
 from cdp_mcp.emulator.command import add_emulate_command
 from cdp_mcp.generate import GenerationError, generate
+from cdp_mcp.http_security import MIN_TOKEN_LENGTH, TOKEN_ENV
 from cdp_mcp.phases import ORDER, Phase, parse_phase
 from cdp_mcp.pipeline.headless import run_pipeline
 from cdp_mcp.pipeline.models import DecisionResult, PipelineError
@@ -141,12 +143,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from cdp_mcp.server import build_server
 
-    server = build_server()
     if args.transport == "stdio":
-        server.run("stdio")
-    else:
-        server.run("streamable-http", host=args.host, port=args.port)
+        build_server().run("stdio")
+        return 0
+    from cdp_mcp.http_security import (
+        HttpSecurityError,
+        describe,
+        http_access,
+        serve_streamable_http,
+    )
+
+    try:
+        access = http_access(args.host, args.port, os.environ, args.allow_host, args.allow_origin)
+    except HttpSecurityError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(describe(access, args.host, args.port), file=sys.stderr, flush=True)
+    serve_streamable_http(build_server(), args.host, args.port, access)
     return 0
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError("a port between 1 and 65535")
+    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,10 +221,40 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=500, help="customers in the sample")
     demo.set_defaults(func=_cmd_demo)
 
-    serve = sub.add_parser("serve", help="run the MCP server")
+    serve = sub.add_parser(
+        "serve",
+        help="run the MCP server",
+        description="Serve the MCP tools over stdio (default) or streamable HTTP at "
+        "http://HOST:PORT/mcp. Over HTTP, requests whose Host or Origin header is not allowed "
+        "are refused. A --host other than loopback needs a bearer token in "
+        f"{TOKEN_ENV} (at least {MIN_TOKEN_LENGTH} characters), which clients send as "
+        "'Authorization: Bearer <token>'; when the variable is set, every bind asks for it.",
+    )
     serve.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help=f"address to listen on (default 127.0.0.1); any other needs {TOKEN_ENV}",
+    )
+    serve.add_argument("--port", type=_port, default=8765, help="port (default 8765)")
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME[:PORT]",
+        help="also accept this Host header (repeatable); a NAME alone is accepted bare and "
+        "with PORT. Always accepted: the bound address, localhost, 127.0.0.1 and [::1] with "
+        "PORT",
+    )
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="also accept this Origin header, e.g. https://mcp.example.com (repeatable). "
+        "Always accepted: http:// with each always-accepted host, and no Origin (a client "
+        "that is not a browser)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     add_wf_commands(sub)
