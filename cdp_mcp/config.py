@@ -27,7 +27,8 @@ from pydantic import (
 
 IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 CLIENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-ENV_REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# `${NAME}` is read from the environment; `$${` stands for a literal `${`.
+ENV_REF_RE = re.compile(r"\$(\$)\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PHASE_DIRS = ("ingestion", "hist_union", "staging", "unification")
 SOURCE_FORMATS = ("csv", "parquet", "jsonl")
 
@@ -360,7 +361,7 @@ class PipelineConfig(_Strict):
 
 
 def _resolve_env(node: Any, path: str, problems: list[Problem], optional: set[str]) -> Any:
-    """Replace ${VAR} in every string with the environment's value."""
+    """Replace ${VAR} in every string with the environment's value, and $${ with ${."""
     if isinstance(node, dict):
         return {
             k: _resolve_env(v, f"{path}.{k}" if path else str(k), problems, optional)
@@ -371,7 +372,9 @@ def _resolve_env(node: Any, path: str, problems: list[Problem], optional: set[st
     if isinstance(node, str):
 
         def sub(m: re.Match[str]) -> str:
-            name = m.group(1)
+            if m.group(1):
+                return "${"
+            name = m.group(2)
             if name in os.environ:
                 return os.environ[name]
             if path not in optional:
