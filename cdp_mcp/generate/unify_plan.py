@@ -153,7 +153,6 @@ class UnificationPlan(BaseModel):
         }
         return {"name": self.name, "keys": keys, "tables": [table], f"{self.id_method}s": [ids]}
 
-
     def prep_only(self) -> list[str]:
         """What unify_config leaves to the prep query, per key (no value is repeated)."""
         notes = []
