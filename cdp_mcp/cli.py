@@ -23,11 +23,13 @@ from cdp_mcp.pipeline.schemas import phase_schemas
 from cdp_mcp.sample_data import SAMPLE_FOLDER, write_sample, write_sample_config
 from cdp_mcp.schema import SchemaMap
 from cdp_mcp.sources import SourceError
+from cdp_mcp.workspace import WorkspaceError, claim_workspace
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     phases = ORDER if args.phase == "all" else (parse_phase(args.phase),)
+    claim_workspace(cfg.workspace)  # before the backend creates anything in it
 
     async def schemas_for(phase: Phase) -> SchemaMap:
         # The orchestrator's path: source files for `file`, loaded tables otherwise.
@@ -40,8 +42,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                 await close()
 
     for phase in phases:
-        project = generate(cfg, phase, anyio.run(schemas_for, phase))
+        project = generate(cfg, phase, anyio.run(schemas_for, phase), keep_aside=args.keep_aside)
         print(f"{phase.value}: {len(project.files)} files in {project.directory}")
+        if project.kept_aside:
+            print(f"  files that were not cdp-mcp's were moved to {project.kept_aside}")
         for f in project.files:
             print(f"  {f}")
         print(f"  workflows (run order): {', '.join(project.workflows)}")
@@ -133,9 +137,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from cdp_mcp.roots import explicit_roots
     from cdp_mcp.server import build_server
 
-    server = build_server()
+    server = build_server(explicit_roots(args.root))
     if args.transport == "stdio":
         server.run("stdio")
     else:
@@ -154,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("config", help="the pipeline YAML")
     gen.add_argument(
         "phase", help="ingestion | hist_union | staging | unification | all", default="all"
+    )
+    gen.add_argument(
+        "--keep-aside",
+        action="store_true",
+        help="move files in the phase folder that cdp-mcp did not write (or that were edited) "
+        "to {workspace}/.cdp_state/kept/ instead of refusing",
     )
     gen.set_defaults(func=_cmd_generate)
 
@@ -192,6 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument(
+        "--root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder the server may read configs from and write workspaces to (repeatable; "
+        "default: env CDP_MCP_ROOTS, else the client's roots, else the working directory)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     add_wf_commands(sub)
@@ -207,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except ConfigError as e:
         print(f"error: config {e}", file=sys.stderr)
-    except (GenerationError, SourceError, PipelineError, ValueError) as e:
+    except (GenerationError, SourceError, PipelineError, WorkspaceError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

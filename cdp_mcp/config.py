@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from cdp_mcp.workspace import system_folder_problem
+
 IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 CLIENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 # `${NAME}` is read from the environment; `$${` stands for a literal `${`.
@@ -348,15 +350,20 @@ class PipelineConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross(self) -> PipelineConfig:
+        problems = []
         if self.hist_union.tables is not None:
             known = set(self.ingested_tables())
             for i, t in enumerate(self.hist_union.tables):
                 ref = TableRef.parse(t)
                 if ref.table not in known:
-                    raise ValueError(
+                    problems.append(
                         f"@hist_union.tables[{i}]: {t!r} is not an ingested table "
                         f"(ingested: {', '.join(sorted(known))})"
                     )
+        if workspace_problem := system_folder_problem(self.workspace):
+            problems.append(f"@global.workspace: {workspace_problem}")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
 

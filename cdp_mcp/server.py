@@ -35,6 +35,7 @@ from cdp_mcp.pipeline.models import (
 )
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.report import report_path
+from cdp_mcp.roots import Roots, allowed_roots
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -70,11 +71,13 @@ async def _call(make: Callable[[], Awaitable[T]]) -> T:
         ) from None
 
 
-async def _with(config_path: str, use: Callable[[Pipeline], Awaitable[T]]) -> T:
+async def _with(
+    config_path: str, use: Callable[[Pipeline], Awaitable[T]], roots: Roots | None = None
+) -> T:
     """Run `use` on the config's pipeline, then release its backend connections."""
 
     async def run() -> T:
-        pipeline = _pipeline(config_path)
+        pipeline = _pipeline(config_path, roots)
         try:
             return await use(pipeline)
         finally:
@@ -83,9 +86,9 @@ async def _with(config_path: str, use: Callable[[Pipeline], Awaitable[T]]) -> T:
     return await _call(run)
 
 
-def _pipeline(config_path: str) -> Pipeline:
+def _pipeline(config_path: str, roots: Roots | None = None) -> Pipeline:
     try:
-        return Pipeline(config_path)
+        return Pipeline(config_path, roots=roots)
     except PipelineError as e:
         raise ToolError(str(e)) from None
 
@@ -105,9 +108,9 @@ def _prompt_template() -> jinja2.Template:
     raise RuntimeError("prompts/cdp_implement.md.j2 is missing from the installation")
 
 
-def render_implement_prompt(config_path: str) -> str:
+def render_implement_prompt(config_path: str, roots: Roots | None = None) -> str:
     """The orchestration instructions with the pipeline's current state (also the resume prompt)."""
-    status = Pipeline(config_path).status()
+    status = Pipeline(config_path, roots=roots).status()
     return _prompt_template().render(
         config_path=status.config_path,
         client=status.client,
@@ -119,7 +122,13 @@ def render_implement_prompt(config_path: str) -> str:
     )
 
 
-def build_server() -> MCPServer:
+def build_server(roots: Roots | None = None) -> MCPServer:
+    """`roots`: the folders given with `--root` / CDP_MCP_ROOTS (None: the client's roots, else
+    the working directory), checked on every call (cdp_mcp/roots.py)."""
+
+    async def allowed(ctx: Context) -> Roots:
+        return await allowed_roots(roots, ctx.session, ctx.request_id)
+
     server = MCPServer(
         name="cdp-mcp",
         title="CDP builder for Treasure Data",
@@ -128,33 +137,35 @@ def build_server() -> MCPServer:
     )
 
     @server.tool(annotations=WRITES)
-    async def init_pipeline(config_path: str) -> InitResult:
+    async def init_pipeline(config_path: str, ctx: Context) -> InitResult:
         """Validate the pipeline YAML, create or load its state, and return the plan (phases,
         workflows, tables) with the next action. Call it first, again after fixing the
         config (re-opens the budgets of failed steps), or to start a new run of a finished
         pipeline."""
-        return await _with(config_path, lambda p: p.init())
+        return await _with(config_path, lambda p: p.init(), await allowed(ctx))
 
     @server.tool(annotations=WRITES)
-    async def generate_phase(config_path: str, phase: str) -> GenerateResult:
+    async def generate_phase(config_path: str, ctx: Context, phase: str) -> GenerateResult:
         """Render a phase's Digdag project into the workspace; returns its files and its
         workflows in run order. Refused until the previous phase validated PASS."""
-        return await _with(config_path, lambda p: p.generate_phase(phase))
+        return await _with(config_path, lambda p: p.generate_phase(phase), await allowed(ctx))
 
     @server.tool(annotations=DESTRUCTIVE)
-    async def push_project(config_path: str, phase: str) -> PushResult:
+    async def push_project(config_path: str, ctx: Context, phase: str) -> PushResult:
         """Deploy the generated project (replaces the project's current revision on the
         backend); returns project id and revision. At most 3 attempts."""
-        return await _with(config_path, lambda p: p.push_project(phase))
+        return await _with(config_path, lambda p: p.push_project(phase), await allowed(ctx))
 
     @server.tool(annotations=WRITES)
     async def start_workflow(
-        config_path: str, phase: str, workflow: str | None = None
+        config_path: str, ctx: Context, phase: str, workflow: str | None = None
     ) -> StartResult:
         """Start the named workflow of the phase (default: the next one not yet succeeded);
         after a failure it retries only the failed tasks. Returns session_id and attempt_id.
         At most 3 attempts per workflow."""
-        return await _with(config_path, lambda p: p.start_workflow(phase, workflow))
+        return await _with(
+            config_path, lambda p: p.start_workflow(phase, workflow), await allowed(ctx)
+        )
 
     @server.tool(annotations=READ_ONLY)
     async def get_session(
@@ -167,74 +178,86 @@ def build_server() -> MCPServer:
         async def progress(done: float, total: float | None, message: str) -> None:
             await ctx.report_progress(done, total, message)
 
-        return await _with(config_path, lambda p: p.get_session(session_id, wait_seconds, progress))
+        return await _with(
+            config_path,
+            lambda p: p.get_session(session_id, wait_seconds, progress),
+            await allowed(ctx),
+        )
 
     # Read-only for the warehouse (it only reads tables); it records the verdict in the state.
     @server.tool(annotations=READ_ONLY)
     async def validate_tables(
-        config_path: str, phase: str, accept_warnings: bool = False
+        config_path: str, ctx: Context, phase: str, accept_warnings: bool = False
     ) -> ValidationResult:
         """Check the phase's tables (exist, row counts, expected columns) and its metrics;
         verdict PASS, WARN or FAIL. A WARN lets the next phase start only when called with
         accept_warnings=true (after the person agrees). At most 3 attempts."""
-        return await _with(config_path, lambda p: p.validate_tables(phase, accept_warnings))
+        return await _with(
+            config_path, lambda p: p.validate_tables(phase, accept_warnings), await allowed(ctx)
+        )
 
     @server.tool(annotations=WRITES)
-    async def set_secrets(config_path: str, phase: str, names: list[str]) -> SecretsResult:
+    async def set_secrets(
+        config_path: str, ctx: Context, phase: str, names: list[str]
+    ) -> SecretsResult:
         """Upload the project secrets a pushed phase references (e.g. td.apikey) from the
         server's environment variables of those names (td.apikey: TD_APIKEY or the config's
         key), so a secret value never passes through the conversation."""
-        return await _with(config_path, lambda p: p.set_secrets(phase, names))
+        return await _with(config_path, lambda p: p.set_secrets(phase, names), await allowed(ctx))
 
     @server.tool(annotations=READ_ONLY)
     async def get_logs(
-        config_path: str, attempt_id: str, task: str | None = None, offset: int = 0
+        config_path: str, ctx: Context, attempt_id: str, task: str | None = None, offset: int = 0
     ) -> LogsResult:
         """Task logs of an attempt (optionally one task, by full name or prefix), 12,000
         characters a page; pass next_offset to read on."""
-        return await _with(config_path, lambda p: p.get_logs(attempt_id, task, offset))
+        return await _with(
+            config_path, lambda p: p.get_logs(attempt_id, task, offset), await allowed(ctx)
+        )
 
     @server.tool(annotations=READ_ONLY)
-    async def query(config_path: str, sql: str, limit: int = 100) -> QueryOutput:
+    async def query(config_path: str, ctx: Context, sql: str, limit: int = 100) -> QueryOutput:
         """Run one read-only statement (SELECT, WITH, SHOW, DESCRIBE) in Presto SQL; use
         database.table names. Returns columns, rows (at most `limit`, max 1000) and
         `truncated`."""
-        return await _with(config_path, lambda p: p.query(sql, limit))
+        return await _with(config_path, lambda p: p.query(sql, limit), await allowed(ctx))
 
     @server.tool(annotations=READ_ONLY)
-    async def pipeline_status(config_path: str) -> StatusResult:
+    async def pipeline_status(config_path: str, ctx: Context) -> StatusResult:
         """Every phase and step with attempts, session/attempt ids, timings and errors, plus
         the next action."""
 
         async def status() -> StatusResult:
-            return _pipeline(config_path).status()
+            return _pipeline(config_path, await allowed(ctx)).status()
 
         return await _call(status)
 
     @server.tool(annotations=WRITES)
-    async def skip_phase(config_path: str, phase: str, confirm: bool = False) -> DecisionResult:
+    async def skip_phase(
+        config_path: str, ctx: Context, phase: str, confirm: bool = False
+    ) -> DecisionResult:
         """Skip a phase by the person's decision (needs confirm=true); later phases run on
         whatever it left behind."""
-        return await _with(config_path, lambda p: p.skip_phase(phase, confirm))
+        return await _with(config_path, lambda p: p.skip_phase(phase, confirm), await allowed(ctx))
 
     @server.tool(annotations=DESTRUCTIVE)
-    async def abort_pipeline(config_path: str) -> DecisionResult:
+    async def abort_pipeline(config_path: str, ctx: Context) -> DecisionResult:
         """Stop the pipeline by the person's decision: kills running workflows and writes a
         partial report."""
-        return await _with(config_path, lambda p: p.abort())
+        return await _with(config_path, lambda p: p.abort(), await allowed(ctx))
 
     @server.tool(annotations=WRITES)
-    async def final_report(config_path: str) -> ReportResult:
+    async def final_report(config_path: str, ctx: Context) -> ReportResult:
         """Write the report (Markdown) into the workspace and return it; partial when the
         pipeline is not finished."""
-        return await _with(config_path, lambda p: p.final_report())
+        return await _with(config_path, lambda p: p.final_report(), await allowed(ctx))
 
     @server.prompt(title="Implement a CDP")
-    def cdp_implement(config_path: str) -> str:
+    async def cdp_implement(config_path: str, ctx: Context) -> str:
         """Orchestration instructions for the pipeline, with its current state; use it to
         start and to resume."""
         try:
-            return render_implement_prompt(config_path)
+            return render_implement_prompt(config_path, await allowed(ctx))
         except PipelineError as e:
             return (
                 f"The pipeline `{config_path}` has no usable state yet ({e}). "
@@ -248,9 +271,9 @@ def build_server() -> MCPServer:
         mime_type="application/json",
         security=PATH_PARAM,
     )
-    def pipeline_state(config_path: str) -> str:
+    async def pipeline_state(config_path: str, ctx: Context) -> str:
         try:
-            return Pipeline(config_path).state().model_dump_json(indent=2)
+            return Pipeline(config_path, roots=await allowed(ctx)).state().model_dump_json(indent=2)
         except PipelineError as e:
             raise ResourceError(str(e)) from None
 
@@ -261,9 +284,9 @@ def build_server() -> MCPServer:
         mime_type="text/markdown",
         security=PATH_PARAM,
     )
-    def pipeline_report(config_path: str) -> str:
+    async def pipeline_report(config_path: str, ctx: Context) -> str:
         try:
-            pipeline = Pipeline(config_path)
+            pipeline = Pipeline(config_path, roots=await allowed(ctx))
         except PipelineError as e:
             raise ResourceError(str(e)) from None
         path = report_path(pipeline.cfg)

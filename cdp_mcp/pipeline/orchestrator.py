@@ -33,6 +33,7 @@ from cdp_mcp.config import ConfigError, PipelineConfig, load_config
 from cdp_mcp.generate import GenerationError, generate
 from cdp_mcp.generate.check import check_project
 from cdp_mcp.generate.schemas import predicted_schemas
+from cdp_mcp.manifest import FileConflictError
 from cdp_mcp.phases import (
     ORDER,
     Phase,
@@ -86,7 +87,9 @@ from cdp_mcp.pipeline.state import (
     now,
 )
 from cdp_mcp.pipeline.validate import validate_phase
+from cdp_mcp.roots import OutsideRootsError, Roots
 from cdp_mcp.sources import SourceError
+from cdp_mcp.workspace import WorkspaceError, check_workspace, claim_workspace
 
 log = logging.getLogger(__name__)
 
@@ -118,14 +121,25 @@ class Pipeline:
         config_path: str | Path,
         backend: Backend | None = None,
         monitor_deadline: float | None = None,
+        roots: Roots | None = None,
     ) -> None:
+        """`roots`: the folders an MCP client may reach (cdp_mcp/roots.py); None for the CLI."""
         self.config_path = Path(config_path).expanduser().resolve()
         try:
+            if roots is not None:
+                roots.check(self.config_path, "the config file")
             self.cfg: PipelineConfig = load_config(self.config_path)
+            if roots is not None:
+                roots.check(self.cfg.workspace, "global.workspace")
+                if self.cfg.source_dir is not None:
+                    roots.check(self.cfg.source_dir, "ingestion.source_path")
+            check_workspace(self.cfg.workspace)
         except ConfigError as e:
             raise PipelineError(
                 f"{e}\nFix the config file, then call init_pipeline again."
             ) from None
+        except (OutsideRootsError, WorkspaceError) as e:
+            raise PipelineError(str(e)) from None
         self.store = StateStore(self.cfg.workspace)
         self._backend = backend
         # seconds; the config's global.monitor_deadline_minutes unless a caller overrides it
@@ -232,6 +246,10 @@ class Pipeline:
     # -- init --------------------------------------------------------------------------
     async def init(self) -> InitResult:
         chash = config_hash(self.config_path)
+        try:
+            claim_workspace(self.cfg.workspace)  # before the backend creates anything in it
+        except WorkspaceError as e:
+            raise PipelineError(str(e)) from None
         preflight = await self._preflight()
         with self.store.locked():
             resumed, new_run, reset_steps = self.store.exists(), False, []
@@ -991,22 +1009,29 @@ class Pipeline:
                     for s in state.phase(p).steps.values():
                         if s.status is StepStatus.RUNNING and s.attempt_id in killed:
                             self._finish(s, False, f"killed by abort_pipeline ({reason})")
-        report = await self.final_report()
+        try:
+            report_path: str | None = (await self.final_report()).path
+            written = f"partial report at {report_path}"
+        except PipelineError as e:  # the abort stands even when the report cannot be written
+            report_path, written = None, str(e)
         with self._locked_state() as state:
             action = next_action(self.cfg, state)
         note = f"; killed attempts {', '.join(killed)}" if killed else ""
         return DecisionResult(
             phase=None,
             status="aborted",
-            message=f"pipeline aborted{note}; partial report at {report.path}",
-            report_path=report.path,
+            message=f"pipeline aborted{note}; {written}",
+            report_path=report_path,
             next_action=action,
         )
 
     async def final_report(self) -> ReportResult:
         with self.store.locked():
             state = self._load()
-        return report_mod.write_report(self.cfg, state)
+        try:
+            return report_mod.write_report(self.cfg, state)
+        except FileConflictError as e:
+            raise PipelineError(f"the report was not written: {e}") from None
 
     # -- helpers -----------------------------------------------------------------------
     @staticmethod
