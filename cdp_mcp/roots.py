@@ -3,8 +3,9 @@
 As MCP's filesystem server does it: the allowed roots come from the server's own command
 line (`cdp-mcp serve --root DIR`, repeatable) or, without it, from the environment
 (`CDP_MCP_ROOTS`, folders separated by os.pathsep). Without either, a client that declares
-the roots capability is asked for its roots on every tool call (they can change), and
-without those the server's working directory is the one root. Unlike the filesystem
+the roots capability is asked for its roots on every tool call (they can change; the SDK's
+`ListRoots` resolver asks in whichever way the negotiated protocol allows), and without
+those (or when it offers no `file://` root) the server's working directory is the one root. Unlike the filesystem
 server, an explicit `--root` / `CDP_MCP_ROOTS` is not replaced by the client's roots: the
 person who configured the server chose it, and a client must not widen it.
 
@@ -25,7 +26,6 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from mcp import types
-from mcp.shared.message import ServerMessageMetadata
 
 ROOTS_ENV = "CDP_MCP_ROOTS"
 LIST_ROOTS_TIMEOUT_SECONDS = 10.0
@@ -95,32 +95,35 @@ def _file_paths(roots: Iterable[types.Root]) -> list[Path]:
     return out
 
 
-async def allowed_roots(explicit: Roots | None, session: Any, request_id: Any = None) -> Roots:
-    """The roots for one tool call: explicit ones, else the client's, else the working dir."""
+def wants_client_roots(explicit: Roots | None, capabilities: Any) -> bool:
+    """Whether to ask the client: no explicit roots, and it declared the roots capability."""
+    return explicit is None and capabilities is not None and capabilities.roots is not None
+
+
+def roots_for(explicit: Roots | None, offered: types.ListRootsResult | None) -> Roots:
+    """The roots of one call: explicit ones, else the client's `file://` roots, else the cwd."""
     if explicit is not None:
         return explicit
-    client = await _client_roots(session, request_id)
+    client = _file_paths(offered.roots) if offered is not None else []
     if client:
         return Roots.of(client, FROM_CLIENT)
     return Roots.of([Path.cwd()], FROM_CWD)
 
 
-async def _client_roots(session: Any, request_id: Any) -> list[Path] | None:
-    capabilities = getattr(session, "client_capabilities", None)
-    if capabilities is None or capabilities.roots is None:
-        return None
-    # On the request's own channel, so streamable HTTP answers on the call's stream.
-    metadata = (
-        ServerMessageMetadata(related_request_id=request_id) if request_id is not None else None
-    )
+async def ask_client(explicit: Roots | None, session: Any) -> Roots:
+    """For a prompt or resource read (the SDK's resolvers serve tools only): a mid-call
+    `roots/list` where the protocol allows one, else the same default as roots_for."""
+    if not wants_client_roots(explicit, session.client_capabilities) or not getattr(
+        session, "can_send_request", False
+    ):
+        return roots_for(explicit, None)
     try:
-        result = await session.send_request(
+        offered = await session.send_request(
             types.ListRootsRequest(),
             types.ListRootsResult,
             request_read_timeout_seconds=LIST_ROOTS_TIMEOUT_SECONDS,
-            metadata=metadata,
         )
-    except Exception as e:  # no back-channel, a client error or a timeout: the default applies
+    except Exception as e:  # a client error or a timeout: the default applies
         log.warning("roots/list failed (%s: %s); using the working directory", type(e).__name__, e)
-        return None
-    return _file_paths(result.roots)
+        offered = None
+    return roots_for(explicit, offered)
