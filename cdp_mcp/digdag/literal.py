@@ -3,9 +3,9 @@
 Digdag evaluates `${...}` in every string of a `.dig` and of the YAML it `!include`s, and
 `td>` / `td_load>` run the same template engine over their SQL and YAML files
 (`Workspace.templateFile`). Its template (digdag.js) also turns `$$` into `$` in literal
-text. So a `$` followed by `{` or `$` in a config value is written as `${'$'}`: a JavaScript
+text. So a `$` followed by `{` or `$` in a config value is written as `${"$"}`: a JavaScript
 expression that evaluates to `$`, after which the next character is plain text again.
-`${1+1}` is written `${'$'}{1+1}`, and Digdag renders `${1+1}`. Any other `$` (a regexp's
+`${1+1}` is written `${"$"}{1+1}`, and Digdag renders `${1+1}`. Any other `$` (a regexp's
 end anchor) is already literal and is left as it is, so text without `${` or `$$` is
 written unchanged.
 
@@ -25,7 +25,7 @@ import re
 
 from cdp_mcp.sources import sql_string
 
-DOLLAR = "${'$'}"
+DOLLAR = '${"$"}'
 _NEEDS_ESCAPE = re.compile(r"\$(?=[{$])")
 # Digdag's io.digdag.util.UserSecretTemplate pattern, as the http operators apply it.
 OPERATOR_TEMPLATE = re.compile(r"\$\{([\s\S]*?):([\s\S]+?)\}")
