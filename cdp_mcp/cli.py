@@ -26,11 +26,13 @@ from cdp_mcp.pipeline.schemas import phase_schemas
 from cdp_mcp.sample_data import SAMPLE_FOLDER, write_sample, write_sample_config
 from cdp_mcp.schema import SchemaMap
 from cdp_mcp.sources import SourceError
+from cdp_mcp.workspace import WorkspaceError, claim_workspace
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     phases = ORDER if args.phase == "all" else (parse_phase(args.phase),)
+    claim_workspace(cfg.workspace)  # before the backend creates anything in it
 
     async def schemas_for(phase: Phase) -> SchemaMap:
         # The orchestrator's path: source files for `file`, loaded tables otherwise.
@@ -43,8 +45,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                 await close()
 
     for phase in phases:
-        project = generate(cfg, phase, anyio.run(schemas_for, phase))
+        project = generate(cfg, phase, anyio.run(schemas_for, phase), keep_aside=args.keep_aside)
         print(f"{phase.value}: {len(project.files)} files in {project.directory}")
+        if project.kept_aside:
+            print(f"  files that were not cdp-mcp's were moved to {project.kept_aside}")
         for f in project.files:
             print(f"  {f}")
         print(f"  workflows (run order): {', '.join(project.workflows)}")
@@ -141,10 +145,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from cdp_mcp.roots import explicit_roots
     from cdp_mcp.server import build_server
 
+    roots = explicit_roots(args.root)
     if args.transport == "stdio":
-        build_server().run("stdio")
+        build_server(roots).run("stdio")
         return 0
     from cdp_mcp.http_security import (
         HttpSecurityError,
@@ -159,7 +165,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(describe(access, args.host, args.port), file=sys.stderr, flush=True)
-    serve_streamable_http(build_server(), args.host, args.port, access)
+    serve_streamable_http(build_server(roots), args.host, args.port, access)
     return 0
 
 
@@ -181,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("config", help="the pipeline YAML")
     gen.add_argument(
         "phase", help="ingestion | hist_union | staging | unification | all", default="all"
+    )
+    gen.add_argument(
+        "--keep-aside",
+        action="store_true",
+        help="move files in the phase folder that cdp-mcp did not write (or that were edited) "
+        "to {workspace}/.cdp_state/kept/ instead of refusing",
     )
     gen.set_defaults(func=_cmd_generate)
 
@@ -255,6 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
         "Always accepted: http:// with each always-accepted host, and no Origin (a client "
         "that is not a browser)",
     )
+    serve.add_argument(
+        "--root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder the server may read configs from and write workspaces to (repeatable; "
+        "default: env CDP_MCP_ROOTS, else the client's roots, else the working directory)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     add_wf_commands(sub)
@@ -278,7 +298,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return code
     except ConfigError as e:
         print(f"error: config {e}", file=sys.stderr)
-    except (GenerationError, SourceError, PipelineError, ValueError) as e:
+    except (GenerationError, SourceError, PipelineError, WorkspaceError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -28,10 +28,12 @@ from pydantic import (
 
 from cdp_mcp import redact
 from cdp_mcp.apikey import key_problem
+from cdp_mcp.workspace import system_folder_problem
 
 IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 CLIENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-ENV_REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# `${NAME}` is read from the environment; `$${` stands for a literal `${`.
+ENV_REF_RE = re.compile(r"\$(\$)\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PHASE_DIRS = ("ingestion", "hist_union", "staging", "unification")
 SOURCE_FORMATS = ("csv", "parquet", "jsonl")
 
@@ -396,15 +398,20 @@ class PipelineConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross(self) -> PipelineConfig:
+        problems = []
         if self.hist_union.tables is not None:
             known = set(self.ingested_tables())
             for i, t in enumerate(self.hist_union.tables):
                 ref = TableRef.parse(t)
                 if ref.table not in known:
-                    raise ValueError(
+                    problems.append(
                         f"@hist_union.tables[{i}]: {t!r} is not an ingested table "
                         f"(ingested: {', '.join(sorted(known))})"
                     )
+        if workspace_problem := system_folder_problem(self.workspace):
+            problems.append(f"@global.workspace: {workspace_problem}")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
 
@@ -423,7 +430,7 @@ def _strings(node: Any, path: str) -> Iterator[tuple[str, str]]:
 
 
 def _resolve_env(node: Any, path: str, problems: list[Problem], optional: set[str]) -> Any:
-    """Replace ${VAR} in every string with the environment's value."""
+    """Replace ${VAR} in every string with the environment's value, and $${ with ${."""
     if isinstance(node, dict):
         return {
             k: _resolve_env(v, f"{path}.{k}" if path else str(k), problems, optional)
@@ -434,7 +441,9 @@ def _resolve_env(node: Any, path: str, problems: list[Problem], optional: set[st
     if isinstance(node, str):
 
         def sub(m: re.Match[str]) -> str:
-            name = m.group(1)
+            if m.group(1):
+                return "${"
+            name = m.group(2)
             if name in os.environ:
                 return os.environ[name]
             if path not in optional:

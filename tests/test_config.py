@@ -92,6 +92,21 @@ def test_env_refs_resolve_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert cfg.source_dir == Path("/srv/extracts/shop")
 
 
+def test_a_doubled_dollar_writes_a_literal_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SRC_DIR", "/srv/extracts")
+    monkeypatch.delenv("session_time", raising=False)
+    keys = [{"name": "email", "invalid_texts": ["$${session_time}", "$${SRC_DIR}", "${SRC_DIR}"]}]
+    cfg = load_config(write(tmp_path, merged(unification={"keys": keys})))
+    assert cfg.unification.keys is not None
+    assert cfg.unification.keys[0].invalid_texts == [
+        "${session_time}",
+        "${SRC_DIR}",
+        "/srv/extracts",
+    ]
+
+
 @pytest.mark.parametrize(
     ("sections", "path", "needle"),
     [

@@ -414,7 +414,12 @@ def test_the_server_also_speaks_streamable_http(tmp_path: Path) -> None:
         [*command, "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env={**os.environ, "TD_API_KEY": SENTINEL_KEY},
+        env={
+            **os.environ,
+            "TD_API_KEY": SENTINEL_KEY,
+            "PYTHONPATH": str(Path(__file__).parents[1]),
+        },
+        cwd=tmp_path,  # the server's working directory is its root
     )
     try:
         deadline = time.monotonic() + 20

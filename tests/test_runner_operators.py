@@ -519,3 +519,23 @@ def test_http_call_without_handler_or_to_other_hosts_fails_clearly(rt: LocalRunt
         session=datetime(2026, 2, 1, tzinfo=UTC),
     )
     assert "example.com is not run by the local backend" in task(rt, b, "+wf+other").error
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("${secret:td.apikey}", "Digdag would post the value of secret 'td.apikey'"),
+        ("${db:x}", "Invalid parametrization: '${db:x}'"),
+    ],
+)
+def test_http_call_content_is_read_for_secrets_after_the_template(
+    rt: LocalRuntime, value: str, error: str
+) -> None:
+    # Digdag's http operators resolve ${secret:...} in their content (UserSecretTemplate);
+    # a literal one, rendered from ${"$"}, would still be replaced on TD.
+    rt.unification_handler = lambda call: {}
+    escaped = value.replace("${", '${"$"}{')
+    dig = UNIFY.replace("name: ${name}", f"name: '{escaped}'")
+    a = run(rt, {"wf.dig": dig})
+    assert a.status == "error"
+    assert error in task(rt, a, "+wf+unify").error

@@ -10,9 +10,10 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cdp_mcp.config import PipelineConfig
-from cdp_mcp.generate.writer import GenerationError, write_project
+from cdp_mcp.generate.writer import GenerationError, kept_folder, write_project
 from cdp_mcp.phases import Phase, workflows
 from cdp_mcp.schema import SchemaMap
+from cdp_mcp.workspace import WorkspaceError, check_workspace
 
 __all__ = ["GeneratedProject", "GenerationError", "generate", "render_phase"]
 
@@ -23,6 +24,7 @@ class GeneratedProject(BaseModel):
     files: list[str]
     workflows: list[str]
     secrets: list[str] = []
+    kept_aside: str | None = None  # where files that were not cdp-mcp's were moved
 
 
 Renderer = Callable[[PipelineConfig, SchemaMap], dict[str, str]]
@@ -47,13 +49,23 @@ def referenced_secrets(files: dict[str, str]) -> list[str]:
     return sorted(found)
 
 
-def generate(cfg: PipelineConfig, phase: Phase, schemas: SchemaMap) -> GeneratedProject:
+def generate(
+    cfg: PipelineConfig, phase: Phase, schemas: SchemaMap, keep_aside: bool = False
+) -> GeneratedProject:
+    """Render and write the phase's project; with `keep_aside`, files in its folder that are
+    not cdp-mcp's (or were edited) are moved under `.cdp_state/kept/` instead of refused."""
     files = render_phase(cfg, phase, schemas)
-    directory = write_project(cfg.workspace, phase.value, files)
+    try:
+        check_workspace(cfg.workspace)
+    except WorkspaceError as e:
+        raise GenerationError(str(e)) from None
+    keep = kept_folder(cfg.workspace, phase.value) if keep_aside else None
+    directory = write_project(cfg.workspace, phase.value, files, keep_aside=keep)
     return GeneratedProject(
         phase=phase,
         directory=directory,
         files=sorted(files),
         workflows=workflows(cfg, phase),
         secrets=referenced_secrets(files),
+        kept_aside=str(keep) if keep is not None and keep.exists() else None,
     )

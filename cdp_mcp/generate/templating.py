@@ -1,7 +1,9 @@
 """The jinja2 environment every phase template renders in.
 
 Identifiers reaching SQL were validated by the config; templates still quote them (`q`) and
-render values as SQL string literals (`lit`) so nothing from a config is pasted raw.
+render values as SQL string literals (`lit`) so nothing from a config is pasted raw. Both
+`lit` and `yaml` write text so Digdag's `${...}` evaluation renders it literally
+(cdp_mcp/digdag/literal.py): a `${` from a config never reaches Digdag as an expression.
 """
 
 from __future__ import annotations
@@ -13,16 +15,29 @@ from typing import Any
 import jinja2
 import yaml
 
-from cdp_mcp.sources import quote_ident, sql_string
+from cdp_mcp.digdag.literal import digdag_literal, sql_literal
+from cdp_mcp.sources import quote_ident
 
 # Tasks of one phase that run side by side (`_parallel: {limit: N}`), as the seed's plugins do.
 PARALLEL_LIMIT = 3
 
 
+def _literal_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return digdag_literal(value)
+    if isinstance(value, list):
+        return [_literal_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _literal_strings(v) for k, v in value.items()}
+    return value
+
+
 def _yaml_value(value: Any) -> str:
-    """A scalar as a YAML flow value (quoted when needed)."""
+    """A value as a YAML flow value (quoted when needed), its text literal to Digdag."""
     return (
-        yaml.safe_dump(value, default_flow_style=True, width=10_000).removesuffix("\n...\n").strip()
+        yaml.safe_dump(_literal_strings(value), default_flow_style=True, width=10_000)
+        .removesuffix("\n...\n")
+        .strip()
     )
 
 
@@ -37,7 +52,7 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["q"] = quote_ident
-    env.filters["lit"] = sql_string
+    env.filters["lit"] = sql_literal
     env.filters["yaml"] = _yaml_value
     env.filters["json"] = lambda v: json.dumps(v, sort_keys=True)
     return env

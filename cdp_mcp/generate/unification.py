@@ -83,4 +83,7 @@ def _render(name: str, ctx: dict[str, Any]) -> str:
 
 def _unify_yml(plan: UnificationPlan) -> str:
     doc = plan.unify_config()
-    return _render("config/unify.yml", {"doc": doc, "ids_section": f"{plan.id_method}s"})
+    return _render(
+        "config/unify.yml",
+        {"doc": doc, "ids_section": f"{plan.id_method}s", "prep_only": plan.prep_only()},
+    )

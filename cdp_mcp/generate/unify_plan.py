@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from cdp_mcp.config import ConfigError, PipelineConfig, Problem, TableRef, UnificationTable
+from cdp_mcp.digdag.literal import operator_reads
 from cdp_mcp.schema import Column, SchemaMap
 from cdp_mcp.staging_rules import column_kind
 
@@ -124,13 +125,19 @@ class UnificationPlan(BaseModel):
         return sorted(table.key_columns, key=lambda kc: rank[kc.key])
 
     def unify_config(self) -> dict[str, Any]:
-        """TD's unify.yml for this plan, as a mapping (rendered by config/unify.yml.j2)."""
+        """TD's unify.yml for this plan, as a mapping (rendered by config/unify.yml.j2).
+
+        A text `http_call>` would read as a `${secret:...}` reference (`prep_only`) is left
+        out: no escape survives that pass, and the prep query already applies it (no invalid
+        text reaches unif_input, every value there matches valid_regexp), so TD's result is
+        the same.
+        """
         keys = []
         for k in self.keys:
             entry: dict[str, Any] = {"name": k.name}
-            if k.valid_regexp is not None:
+            if k.valid_regexp is not None and not operator_reads(k.valid_regexp):
                 entry["valid_regexp"] = k.valid_regexp
-            entry["invalid_texts"] = list(k.invalid_texts)
+            entry["invalid_texts"] = [t for t in k.invalid_texts if not operator_reads(t)]
             keys.append(entry)
         table = {
             "database": self.stg_db,
@@ -145,6 +152,18 @@ class UnificationPlan(BaseModel):
             "incremental_merge_iterations": self.incremental_merge_iterations,
         }
         return {"name": self.name, "keys": keys, "tables": [table], f"{self.id_method}s": [ids]}
+
+    def prep_only(self) -> list[str]:
+        """What unify_config leaves to the prep query, per key (no value is repeated)."""
+        notes = []
+        for k in self.keys:
+            texts = sum(1 for t in k.invalid_texts if operator_reads(t))
+            parts = [f"{texts} invalid_texts"] if texts else []
+            if k.valid_regexp is not None and operator_reads(k.valid_regexp):
+                parts.append("valid_regexp")
+            if parts:
+                notes.append(f"key {k.name}: {' and '.join(parts)}")
+        return notes
 
 
 # -- planning ---------------------------------------------------------------------------

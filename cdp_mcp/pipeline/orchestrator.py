@@ -38,6 +38,7 @@ from cdp_mcp.config import ConfigError, PipelineConfig, load_config
 from cdp_mcp.generate import GenerationError, generate
 from cdp_mcp.generate.check import check_project
 from cdp_mcp.generate.schemas import predicted_schemas
+from cdp_mcp.manifest import FileConflictError
 from cdp_mcp.phases import (
     ORDER,
     Phase,
@@ -91,7 +92,9 @@ from cdp_mcp.pipeline.state import (
     now,
 )
 from cdp_mcp.pipeline.validate import validate_phase
+from cdp_mcp.roots import OutsideRootsError, Roots
 from cdp_mcp.sources import SourceError
+from cdp_mcp.workspace import WorkspaceError, check_workspace, claim_workspace
 
 log = logging.getLogger(__name__)
 
@@ -149,14 +152,25 @@ class Pipeline:
         config_path: str | Path,
         backend: Backend | None = None,
         monitor_deadline: float | None = None,
+        roots: Roots | None = None,
     ) -> None:
+        """`roots`: the folders an MCP client may reach (cdp_mcp/roots.py); None for the CLI."""
         self.config_path = Path(config_path).expanduser().resolve()
         try:
+            if roots is not None:
+                roots.check(self.config_path, "the config file")
             self.cfg: PipelineConfig = load_config(self.config_path)
+            if roots is not None:
+                roots.check(self.cfg.workspace, "global.workspace")
+                if self.cfg.source_dir is not None:
+                    roots.check(self.cfg.source_dir, "ingestion.source_path")
+            check_workspace(self.cfg.workspace)
         except ConfigError as e:
             raise PipelineError(
                 f"{e}\nFix the config file, then call init_pipeline again."
             ) from None
+        except (OutsideRootsError, WorkspaceError) as e:
+            raise PipelineError(str(e)) from None
         self.store = StateStore(self.cfg.workspace)
         self._backend = backend
         # seconds; the config's global.monitor_deadline_minutes unless a caller overrides it
@@ -303,6 +317,10 @@ class Pipeline:
         """Create or load the state. A finished (or aborted) pipeline stays as it is unless
         `new_run` says the person wants to start it over: a run is never discarded on its own."""
         chash = config_hash(self.config_path)
+        try:
+            claim_workspace(self.cfg.workspace)  # before the backend creates anything in it
+        except WorkspaceError as e:
+            raise PipelineError(str(e)) from None
         preflight = await self._preflight()
         async with self._step_lock("init_pipeline"):
             with self.store.locked():
@@ -1163,15 +1181,19 @@ class Pipeline:
                     for s in state.phase(p).steps.values():
                         if s.status is StepStatus.RUNNING and s.attempt_id in killed:
                             self._finish(s, False, f"killed by abort_pipeline ({reason})")
-        report = self._write_report()
+        try:
+            report_path: str | None = self._write_report().path
+            written = f"partial report at {report_path}"
+        except PipelineError as e:  # the abort stands even when the report cannot be written
+            report_path, written = None, str(e)
         with self._locked_state() as state:
             action = next_action(self.cfg, state)
         note = f"; killed attempts {', '.join(killed)}" if killed else ""
         return DecisionResult(
             phase=None,
             status="aborted",
-            message=f"pipeline aborted{note}; partial report at {report.path}",
-            report_path=report.path,
+            message=f"pipeline aborted{note}; {written}",
+            report_path=report_path,
             next_action=action,
         )
 
@@ -1182,7 +1204,10 @@ class Pipeline:
     def _write_report(self) -> ReportResult:
         with self.store.locked():
             state = self._load()
-        return report_mod.write_report(self.cfg, state)
+        try:
+            return report_mod.write_report(self.cfg, state)
+        except FileConflictError as e:
+            raise PipelineError(f"the report was not written: {e}") from None
 
     # -- helpers -----------------------------------------------------------------------
     @staticmethod

@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 
 from cdp_mcp.config import PipelineConfig
+from cdp_mcp.manifest import write_owned
 from cdp_mcp.phases import ORDER, project_name
-from cdp_mcp.pipeline.files import write_text_atomic
 from cdp_mcp.pipeline.models import ReportResult
 from cdp_mcp.pipeline.nextstep import DONE, next_action
 from cdp_mcp.pipeline.opsdocs import MONITORING, RUNBOOK, TROUBLESHOOTING, render_ops_docs
@@ -170,11 +170,12 @@ def write_report(cfg: PipelineConfig, state: PipelineState) -> ReportResult:
     """The Markdown report, its HTML twin and the ops documents, all in `{workspace}/reports`."""
     text, complete = render_markdown(cfg, state)
     path = report_path(cfg)
-    write_text_atomic(path, text)
     html_path = path.with_name(HTML_REPORT_NAME)
-    write_text_atomic(html_path, render_html(cfg, state))
+    documents = {path: text, html_path: render_html(cfg, state)}
     for doc_name, doc_text in render_ops_docs(cfg, state).items():
-        write_text_atomic(path.with_name(doc_name), doc_text)
+        documents[path.with_name(doc_name)] = doc_text
+    # A person's file of the same name (or an edited report) is left alone: FileConflictError.
+    write_owned(cfg.workspace, documents)
     return ReportResult(path=str(path), html_path=str(html_path), complete=complete, markdown=text)
 
 

@@ -8,12 +8,15 @@ is written atomically: a reader sees the previous version or the new one.
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime
 from pathlib import Path
 
 from cdp_mcp.backends.base import Attempt, Backend, BackendError, Task
-from cdp_mcp.pipeline.files import write_text_atomic
+from cdp_mcp.manifest import FileConflictError, write_owned
+
+log = logging.getLogger(__name__)
 
 
 def run_log_path(workspace: Path, phase: str, attempt: Attempt) -> Path:
@@ -57,5 +60,9 @@ async def write_run_log(
     except BackendError as e:
         lines.append(f"(task logs unavailable: {e})")
     path = run_log_path(workspace, phase, attempt)
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    try:
+        write_owned(workspace, {path: "\n".join(lines) + "\n"})
+    except FileConflictError as e:
+        # A person's file of that name stays; the run is still in the backend's logs.
+        log.warning("run log not written: %s", e)
     return path

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 from cdp_mcp.backends.local.hooks import UNIFICATION_NOT_INSTALLED, UnificationCall
 from cdp_mcp.backends.local.operators.base import OperatorContext, OperatorResult, TaskFailure
 from cdp_mcp.backends.local.params import StoreUpdate
+from cdp_mcp.digdag.literal import OPERATOR_TEMPLATE
 
 _TD_DOMAINS = (".treasuredata.com", ".treasuredata.co.jp")
 
@@ -39,6 +40,29 @@ def _content(ctx: OperatorContext) -> Any:
     return content
 
 
+def _check_operator_templates(node: Any) -> None:
+    """Digdag's http operators resolve `${secret:key}` in every text of the content after the
+    template ran, and refuse any other `${word:key}` (UserSecretTemplate). The local backend
+    holds no secrets, so it refuses both: on TD a secret's value would be posted."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_operator_templates(k)
+            _check_operator_templates(v)
+    elif isinstance(node, list):
+        for v in node:
+            _check_operator_templates(v)
+    elif isinstance(node, str):
+        m = OPERATOR_TEMPLATE.search(node)
+        if m is None:
+            return
+        if m.group(1).strip() == "secret":
+            raise TaskFailure(
+                f"http_call> content holds {m.group(0)}: Digdag would post the value of secret "
+                f"{m.group(2).strip()!r} there (the local backend has no secrets)"
+            )
+        raise TaskFailure(f"http_call> content: Invalid parametrization: {m.group(0)!r}")
+
+
 class HttpOperator:
     name: ClassVar[str] = "http_call"
 
@@ -55,13 +79,15 @@ class HttpOperator:
         handler = ctx.services.unification_handler
         if handler is None:
             raise TaskFailure(UNIFICATION_NOT_INSTALLED)
+        content = _content(ctx)
+        _check_operator_templates(content)
         method = str(ctx.config.get("method", "GET")).upper()
         ctx.log.info(f"{method} {url}: running ID unification locally")
         with ctx.services.cursor() as cur:
             call = UnificationCall(
                 url=url,
                 method=method,
-                content=_content(ctx),
+                content=content,
                 task_config=ctx.config,
                 session_time=ctx.session_time,
                 cursor=cur,
