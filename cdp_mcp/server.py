@@ -2,7 +2,9 @@
 
 Thin by design: each tool parses its arguments, calls the Pipeline, and shapes the result.
 Every refusal or failure becomes a ToolError whose text says what to do next (the SDK
-withholds the message of any other exception from the client).
+withholds the message of any other exception from the client). Synchronous work (reading
+and validating the config, the status under the state lock) runs on worker threads, so one
+slow call never holds up the others the server is answering.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+import anyio
 import jinja2
 from mcp.server.mcpserver import Context, MCPServer, ResourceSecurity
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
@@ -74,7 +77,7 @@ async def _with(config_path: str, use: Callable[[Pipeline], Awaitable[T]]) -> T:
     """Run `use` on the config's pipeline, then release its backend connections."""
 
     async def run() -> T:
-        pipeline = _pipeline(config_path)
+        pipeline = await _pipeline(config_path)
         try:
             return await use(pipeline)
         finally:
@@ -83,9 +86,9 @@ async def _with(config_path: str, use: Callable[[Pipeline], Awaitable[T]]) -> T:
     return await _call(run)
 
 
-def _pipeline(config_path: str) -> Pipeline:
+async def _pipeline(config_path: str) -> Pipeline:
     try:
-        return Pipeline(config_path)
+        return await anyio.to_thread.run_sync(Pipeline, config_path)
     except PipelineError as e:
         raise ToolError(str(e)) from None
 
@@ -207,7 +210,8 @@ def build_server() -> MCPServer:
         the next action."""
 
         async def status() -> StatusResult:
-            return _pipeline(config_path).status()
+            pipeline = await _pipeline(config_path)
+            return await anyio.to_thread.run_sync(pipeline.status)
 
         return await _call(status)
 
@@ -230,11 +234,11 @@ def build_server() -> MCPServer:
         return await _with(config_path, lambda p: p.final_report())
 
     @server.prompt(title="Implement a CDP")
-    def cdp_implement(config_path: str) -> str:
+    async def cdp_implement(config_path: str) -> str:
         """Orchestration instructions for the pipeline, with its current state; use it to
         start and to resume."""
         try:
-            return render_implement_prompt(config_path)
+            return await anyio.to_thread.run_sync(render_implement_prompt, config_path)
         except PipelineError as e:
             return (
                 f"The pipeline `{config_path}` has no usable state yet ({e}). "
@@ -248,9 +252,12 @@ def build_server() -> MCPServer:
         mime_type="application/json",
         security=PATH_PARAM,
     )
-    def pipeline_state(config_path: str) -> str:
-        try:
+    async def pipeline_state(config_path: str) -> str:
+        def read() -> str:
             return Pipeline(config_path).state().model_dump_json(indent=2)
+
+        try:
+            return await anyio.to_thread.run_sync(read)
         except PipelineError as e:
             raise ResourceError(str(e)) from None
 
@@ -261,14 +268,16 @@ def build_server() -> MCPServer:
         mime_type="text/markdown",
         security=PATH_PARAM,
     )
-    def pipeline_report(config_path: str) -> str:
+    async def pipeline_report(config_path: str) -> str:
+        def read() -> str:
+            path = report_path(Pipeline(config_path).cfg)
+            if not path.is_file():
+                raise ResourceError("no report yet: call final_report first")
+            return path.read_text(encoding="utf-8")
+
         try:
-            pipeline = Pipeline(config_path)
+            return await anyio.to_thread.run_sync(read)
         except PipelineError as e:
             raise ResourceError(str(e)) from None
-        path = report_path(pipeline.cfg)
-        if not path.is_file():
-            raise ResourceError("no report yet: call final_report first")
-        return path.read_text(encoding="utf-8")
 
     return server

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -119,7 +119,12 @@ class Pipeline:
         backend: Backend | None = None,
         monitor_deadline: float | None = None,
     ) -> None:
-        self.config_path = Path(config_path).expanduser().resolve()
+        try:
+            self.config_path = Path(config_path).expanduser().resolve()
+        except (OSError, RuntimeError, ValueError) as e:  # a NUL, ~nobody, a symlink loop
+            raise PipelineError(
+                f"config_path {str(config_path)[:200]!r} is not a usable path ({e})"
+            ) from None
         try:
             self.cfg: PipelineConfig = load_config(self.config_path)
         except ConfigError as e:
@@ -149,21 +154,23 @@ class Pipeline:
             await close()
 
     def _load(self) -> PipelineState:
+        """The state of this config's pipeline (not of another config sharing the workspace)."""
         try:
-            return self.store.load()
+            state = self.store.load()
         except StateError as e:
             raise PipelineError(str(e)) from None
+        if state.config_path != str(self.config_path):
+            raise PipelineError(
+                f"the workspace {self.cfg.workspace} belongs to the pipeline of "
+                f"{state.config_path}; give this config its own global.workspace"
+            )
+        return state
 
-    @contextmanager
-    def _locked_state(self) -> Iterator[PipelineState]:
+    @asynccontextmanager
+    async def _locked_state(self) -> AsyncIterator[PipelineState]:
         """Load, let the caller change, save: under the pipeline's lock."""
-        with self.store.locked():
+        async with self.store.alocked():
             state = self._load()
-            if state.config_path != str(self.config_path):
-                raise PipelineError(
-                    f"the workspace {self.cfg.workspace} belongs to the pipeline of "
-                    f"{state.config_path}; give this config its own global.workspace"
-                )
             yield state
             self.store.save(state)
 
@@ -233,15 +240,10 @@ class Pipeline:
     async def init(self) -> InitResult:
         chash = config_hash(self.config_path)
         preflight = await self._preflight()
-        with self.store.locked():
+        async with self.store.alocked():
             resumed, new_run, reset_steps = self.store.exists(), False, []
             if resumed:
                 state = self._load()
-                if state.config_path != str(self.config_path):
-                    raise PipelineError(
-                        f"the workspace {self.cfg.workspace} holds the pipeline of "
-                        f"{state.config_path}; give this config its own global.workspace"
-                    )
                 finished = state.aborted or all(state.phase(p).status in DONE for p in ORDER)
                 if finished:
                     state = self._new_run(state, chash)
@@ -266,7 +268,7 @@ class Pipeline:
             resumed=resumed and not new_run,
             new_run=new_run,
             reset_steps=reset_steps,
-            phases=self._plan(state),
+            phases=await anyio.to_thread.run_sync(self._plan, state),
             preflight=preflight,
             next_action=next_action(self.cfg, state),
         )
@@ -315,7 +317,7 @@ class Pipeline:
         notes = []
         if self.cfg.ingestion.connector == "file" and self.cfg.source_dir is not None:
             try:
-                schemas = predicted_schemas(self.cfg)
+                schemas = await anyio.to_thread.run_sync(predicted_schemas, self.cfg)
             except SourceError as e:
                 raise PipelineError(f"ingestion.source_path: {e}") from None
             notes.append(
@@ -374,7 +376,7 @@ class Pipeline:
     async def generate_phase(self, phase_name: str) -> GenerateResult:
         phase = self._phase(phase_name)
         schemas = await phase_schemas(self.cfg, self.backend, phase)
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             self._gate(state, phase)
             ps = state.phase(phase)
             for step in ps.steps.values():
@@ -385,10 +387,10 @@ class Pipeline:
                         "init_pipeline, or skip_phase / abort_pipeline."
                     )
             try:
-                project = generate(self.cfg, phase, schemas)
+                project = await anyio.to_thread.run_sync(generate, self.cfg, phase, schemas)
             except (GenerationError, ConfigError, SourceError) as e:
                 raise PipelineError(f"generating {phase.value} failed: {e}") from None
-            problems = check_project(project.directory)
+            problems = await anyio.to_thread.run_sync(check_project, project.directory)
             if problems:
                 listing = "\n".join(f"- {p}" for p in problems[:20])
                 raise PipelineError(
@@ -422,7 +424,7 @@ class Pipeline:
 
     async def push_project(self, phase_name: str) -> PushResult:
         phase = self._phase(phase_name)
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             self._gate(state, phase)
             ps = state.phase(phase)
             gen = ps.steps.get("generate")
@@ -447,10 +449,10 @@ class Pipeline:
             error = _internal(e, f"pushing {phase.value}")
         missing: list[str] = []
         if project is not None:
-            with self.store.locked():
+            async with self.store.alocked():
                 wanted = self._load().phase(phase).secrets
             missing = await missing_secrets(self.backend, name, wanted)
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             ps = state.phase(phase)
             step = ps.step("deploy")
             self._finish(step, project is not None, error)
@@ -482,7 +484,7 @@ class Pipeline:
     async def set_secrets(self, phase_name: str, names: list[str]) -> SecretsResult:
         """Upload project secrets from the server's environment (values never pass here)."""
         phase = self._phase(phase_name)
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             self._gate(state, phase)
             deploy = state.phase(phase).steps.get("deploy")
             if deploy is None or deploy.status is not StepStatus.SUCCEEDED:
@@ -500,7 +502,7 @@ class Pipeline:
         project = project_name(self.cfg, phase)
         done, missing_env = await upload_secrets(self.cfg, self.backend, project, names)
         still = await missing_secrets(self.backend, project, wanted)
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             state.phase(phase).step("deploy").details["missing_secrets"] = still
             action = next_action(self.cfg, state)
         return SecretsResult(
@@ -516,7 +518,7 @@ class Pipeline:
     async def start_workflow(self, phase_name: str, workflow: str | None = None) -> StartResult:
         phase = self._phase(phase_name)
         names = workflows(self.cfg, phase)
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             self._gate(state, phase)
             ps = state.phase(phase)
             gen = ps.steps.get("generate")
@@ -586,10 +588,10 @@ class Pipeline:
             error = f"starting {wf} failed: {e}"
             if not isinstance(e, BackendError):  # a bug must not leave the step running
                 error = _internal(e, f"starting {wf}")
-            with self._locked_state() as state:
+            async with self._locked_state() as state:
                 self._finish(state.phase(phase).step(execute_step(wf)), False, error)
             raise PipelineError(error) from None
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             step = state.phase(phase).step(execute_step(wf))
             step.session_id, step.attempt_id = attempt.session_id, attempt.id
             step.details = {"revision": revision, "started_by": "retry" if resume_from else "start"}
@@ -670,7 +672,7 @@ class Pipeline:
         progress: ProgressFn | None = None,
         watch: WatchFn | None = None,
     ) -> SessionResult:
-        with self.store.locked():
+        async with self.store.alocked():
             state = self._load()
             phase, step = self._find_step(state, session_id)
         assert step.attempt_id is not None and step.session_id is not None
@@ -740,7 +742,7 @@ class Pipeline:
         for t in tasks:
             by_state[t.state] = by_state.get(t.state, 0) + 1
         timed_out = False
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             step = state.phase(phase).step(step_name)
             # A timed-out attempt that ended later still counts for what it did.
             open_states = (StepStatus.RUNNING, StepStatus.TIMED_OUT)
@@ -829,7 +831,7 @@ class Pipeline:
         self, phase_name: str, accept_warnings: bool = False
     ) -> ValidationResult:
         phase = self._phase(phase_name)
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             self._gate(state, phase)
             ps = state.phase(phase)
             not_run = [
@@ -852,15 +854,15 @@ class Pipeline:
             schemas = await phase_schemas(self.cfg, self.backend, phase, for_validation=True)
             findings = await validate_phase(self.cfg, phase, self.backend, schemas)
         except (BackendError, ConfigError, PipelineError) as e:
-            with self._locked_state() as state:
+            async with self._locked_state() as state:
                 self._finish(state.phase(phase).step("validate"), False, str(e))
             raise PipelineError(f"validating {phase.value} failed: {e}") from None
         except Exception as e:  # a bug must not leave the step running forever
             error = _internal(e, f"validating {phase.value}")
-            with self._locked_state() as state:
+            async with self._locked_state() as state:
                 self._finish(state.phase(phase).step("validate"), False, error)
             raise PipelineError(error) from None
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             ps = state.phase(phase)
             step = ps.step("validate")
             verdict = findings.verdict
@@ -957,7 +959,7 @@ class Pipeline:
                 f"skipping {phase.value} needs confirm=true: later phases will run on whatever "
                 f"{phase.value} left behind (possibly nothing). Ask the person first."
             )
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             self._check_runnable(state)
             ps = state.phase(phase)
             ps.status = PhaseStatus.SKIPPED
@@ -970,7 +972,7 @@ class Pipeline:
         )
 
     async def abort(self, reason: str = "aborted by request") -> DecisionResult:
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             running = [
                 s.attempt_id
                 for p in ORDER
@@ -986,13 +988,13 @@ class Pipeline:
             except BackendError:
                 pass  # already finished
         if killed:
-            with self._locked_state() as state:
+            async with self._locked_state() as state:
                 for p in ORDER:
                     for s in state.phase(p).steps.values():
                         if s.status is StepStatus.RUNNING and s.attempt_id in killed:
                             self._finish(s, False, f"killed by abort_pipeline ({reason})")
         report = await self.final_report()
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             action = next_action(self.cfg, state)
         note = f"; killed attempts {', '.join(killed)}" if killed else ""
         return DecisionResult(
@@ -1004,9 +1006,9 @@ class Pipeline:
         )
 
     async def final_report(self) -> ReportResult:
-        with self.store.locked():
+        async with self.store.alocked():
             state = self._load()
-        return report_mod.write_report(self.cfg, state)
+        return await anyio.to_thread.run_sync(report_mod.write_report, self.cfg, state)
 
     # -- helpers -----------------------------------------------------------------------
     @staticmethod
