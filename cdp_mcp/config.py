@@ -437,7 +437,7 @@ def _resolve_env(node: Any, path: str, problems: list[Problem], optional: set[st
     """Replace ${VAR} in every string with the environment's value."""
     if isinstance(node, dict):
         return {
-            k: _resolve_env(v, f"{path}.{k}" if path else str(k), problems, optional)
+            k: _resolve_env(v, f"{path}.{_part(k)}" if path else _part(k), problems, optional)
             for k, v in node.items()
         }
     if isinstance(node, list):
@@ -460,7 +460,7 @@ def _resolve_env(node: Any, path: str, problems: list[Problem], optional: set[st
 
 def _part(key: object) -> str:
     """A key as it appears in a field path: printable and short."""
-    text = key if isinstance(key, str) and key.isprintable() else repr(key)
+    text = key if isinstance(key, str) and key.isprintable() and key.strip() else repr(key)
     return text if len(text) <= 40 else f"{text[:37]}..."
 
 
@@ -499,9 +499,11 @@ def _problems_from(err: ValidationError) -> list[Problem]:
         elif e["type"] == "missing":
             msg = "required field is missing"
         elif e["type"] in ("model_type", "model_attributes_type", "dict_type"):
-            msg = f"must be a mapping of fields (name: value), not {_kind(e.get('input'))}"
+            msg = f"must be a mapping of fields (name: value), {_kind(e.get('input'))}"
+        elif e["type"] == "path_type":
+            msg = f"must be a file or folder path, {_kind(e.get('input'))}"
         elif e["type"] == "list_type":
-            msg = f"must be a list, not {_kind(e.get('input'))}"
+            msg = f"must be a list, {_kind(e.get('input'))}"
         elif e["type"] == "literal_error":
             msg = f"{shown(e.get('input'))} is not allowed; {msg.lower()}"
         for line in msg.split("\n"):
@@ -519,8 +521,10 @@ def _problems_from(err: ValidationError) -> list[Problem]:
 
 
 def _kind(value: object) -> str:
-    kinds = {dict: "a mapping", list: "a list", str: "text", type(None): "nothing"}
-    return kinds.get(type(value), f"a {type(value).__name__}")
+    if value is None:
+        return "and it is empty"
+    kinds: dict[type, str] = {dict: "a mapping", list: "a list", str: "text"}
+    return "not " + kinds.get(type(value), f"a {type(value).__name__}")
 
 
 def _cut(message: str) -> str:
