@@ -29,6 +29,7 @@ from cdp_mcp.config import MESSAGE_MAX, ConfigError, PipelineConfig, load_config
 from cdp_mcp.pipeline.models import InitResult, PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.state import PipelineState, StateError, StateStore
+from cdp_mcp.yaml_bounded import LOADERS, YamlInputError, load_bounded
 from tests.conftest import FIXTURES
 
 SECTIONS = ("global", "ingestion", "hist_union", "staging", "unification")
@@ -283,6 +284,15 @@ def test_random_text_and_bytes_never_escape_as_another_error(
         check_config_error(outcome, None if isinstance(text, bytes) else _parsed(text))
 
 
+@fuzz(150)
+@given(text=YAMLISH | st.text(max_size=300), parser=st.sampled_from(sorted(LOADERS)))
+def test_both_yaml_parsers_return_values_or_their_one_error(text: str, parser: str) -> None:
+    try:
+        load_bounded(text.encode("utf-8", "surrogatepass"), parser)
+    except YamlInputError as e:
+        assert "Traceback" not in str(e) and len(str(e)) < 400
+
+
 def _parsed(text: str) -> Any:
     try:
         return yaml.safe_load(text)
@@ -365,7 +375,7 @@ def test_state_files_load_or_name_the_file(folder: Path, content: bytes) -> None
 # -- the real CLI ----------------------------------------------------------------------
 
 
-@fuzz(3)
+@fuzz(5)
 @given(doc=near_seed() | VALUES)
 def test_the_cli_never_prints_a_traceback(folder: Path, doc: Any) -> None:
     if isinstance(doc, dict) and isinstance(doc.get("global"), dict):

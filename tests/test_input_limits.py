@@ -19,7 +19,7 @@ import yaml
 from cdp_mcp.config import MAX_UNKNOWN, NAME_MAX, ConfigError, load_config
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.state import StateError, StateStore
-from cdp_mcp.yaml_bounded import MAX_DEPTH
+from cdp_mcp.yaml_bounded import LOADERS, MAX_DEPTH, YamlInputError, load_bounded
 from tests.conftest import FIXTURES
 
 BASE = {
@@ -107,8 +107,16 @@ def test_a_structure_without_end_is_refused(folder: Path) -> None:
 
 def test_deep_nesting_is_refused_before_the_recursion_limit(folder: Path) -> None:
     cfg = folder / "c.yml"
-    cfg.write_text("[" * 5000 + "]" * 5000 + "\n")
+    cfg.write_text("[" * 100 + "]" * 100 + "\n")
     assert f"more than {MAX_DEPTH} levels" in str(refused(cfg))
+    cfg.write_text("[" * 5000 + "]" * 5000 + "\n")  # libyaml refuses this one itself
+    assert "nest" in str(refused(cfg))
+
+
+def test_a_big_flat_file_is_refused_at_the_node_budget(folder: Path) -> None:
+    cfg = folder / "c.yml"
+    cfg.write_text(with_base("junk: [" + ",".join(["1"] * 400_000) + "]\n"))
+    assert "more than 100,000 values" in str(refused(cfg))
 
 
 def test_a_big_file_is_refused_unread(folder: Path) -> None:
@@ -133,6 +141,35 @@ def test_unreadable_scalars_say_where(folder: Path) -> None:
     assert f"line {text.count(chr(10))}, column 7" in str(refused(cfg))
     cfg.write_text(with_base("n: " + "9" * 5000 + "\n"))
     assert "cannot be read" in str(refused(cfg))
+
+
+@pytest.mark.parametrize("parser", sorted(LOADERS))
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (alias_bomb(), "more than 100,000 values"),
+        ("a: &a [1, *a]\n", "without end"),
+        ("[" * 100 + "]" * 100, f"more than {MAX_DEPTH} levels"),
+        ("global: {client: [acme\n", "not valid YAML at line 2"),
+        ("x: \x01\n", "#x0001"),
+        ("when: 2023-13-45\n", "line 1, column 7"),
+        ("n: " + "9" * 5000 + "\n", "cannot be read"),
+        ("a: *secret_alias_name_that_goes_on_and_on\n", "'secret_alias_name_that_g...'"),
+    ],
+    ids=["bomb", "loop", "deep", "syntax", "control", "bad-date", "huge-int", "alias-name"],
+)
+def test_both_yaml_parsers_refuse_alike(parser: str, text: str, needle: str) -> None:
+    """libyaml (the default) and PyYAML's Python parser (PyYAML built without it)."""
+    with pytest.raises(YamlInputError) as err:
+        load_bounded(text.encode(), parser)
+    assert needle in str(err.value), str(err.value)
+    assert "on_and_on" not in str(err.value)
+
+
+@pytest.mark.parametrize("parser", sorted(LOADERS))
+def test_both_yaml_parsers_read_the_seed_config_alike(parser: str) -> None:
+    data = (FIXTURES / "acme.yml").read_bytes()
+    assert load_bounded(data, parser) == yaml.safe_load(data)
 
 
 # -- files that are not configs --------------------------------------------------------
@@ -282,7 +319,7 @@ CLI_CASES = {
     "long-client": (with_base(**{"global": {"client": "a" * 300}}), "global.client"),
     "long-source": (with_base(ingestion={"source_name": "s" * 250}), "ingestion.source_name"),
     "workspace-file": (with_base(**{"global": {"workspace": "./c.yml"}}), "global.workspace"),
-    "deep": ("[" * 5000 + "]" * 5000, "levels deep"),
+    "deep": ("[" * 5000 + "]" * 5000, "nest"),
     "bad-port": (
         with_base(**{"global": {"td_endpoint": "http://127.0.0.1:99999"}}),
         "global.td_endpoint",
