@@ -11,6 +11,7 @@ from pathlib import Path
 import anyio
 
 from cdp_mcp import redact
+from cdp_mcp.backends.base import BackendError
 from cdp_mcp.backends.factory import make_backend
 from cdp_mcp.cli_progress import RunDisplay
 from cdp_mcp.cli_wf import add_wf_commands
@@ -298,11 +299,29 @@ def _main(argv: Sequence[str] | None) -> int:
         return code
     except ConfigError as e:
         print(f"error: config {e}", file=sys.stderr)
-    except (GenerationError, SourceError, PipelineError, WorkspaceError, ValueError) as e:
+    except (
+        GenerationError,
+        SourceError,
+        PipelineError,
+        WorkspaceError,
+        BackendError,
+        ValueError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
+    except OSError as e:  # the disk, not the input: full, read-only, permissions
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: words for the person, the traceback on request
+        if os.environ.get("CDP_MCP_TRACEBACK"):
+            raise
+        print(
+            f"error: internal error in cdp-mcp ({type(e).__name__}: {str(e)[:300]}); this is "
+            "a bug: run again with CDP_MCP_TRACEBACK=1 and report the traceback",
+            file=sys.stderr,
+        )
     return 1
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -29,6 +29,7 @@ from pydantic import (
 from cdp_mcp import redact
 from cdp_mcp.apikey import key_problem
 from cdp_mcp.workspace import system_folder_problem
+from cdp_mcp.yaml_bounded import MAX_BYTES, YamlInputError, load_bounded
 
 IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 CLIENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -36,6 +37,23 @@ CLIENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 ENV_REF_RE = re.compile(r"\$(\$)\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PHASE_DIRS = ("ingestion", "hist_union", "staging", "unification")
 SOURCE_FORMATS = ("csv", "parquet", "jsonl")
+# Names become databases, tables, workflows and file names (`{source}_{object}_load.yml`):
+# 64 keeps every such file name far below the file systems' 255 bytes.
+NAME_MAX = 64
+COLUMN_MAX = 128  # columns only ever appear in SQL, quoted
+PATH_PART_MAX = 255  # bytes per folder or file name (ext4, APFS, NTFS)
+PATH_MAX = 4096
+# What TD's time column and the generated SQL hold: unix seconds from 1970, four-digit years.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, tzinfo=UTC)
+SHOWN_MAX = 60  # characters of a value quoted back in a message
+MAX_PROBLEMS = 50
+
+
+def shown(value: object) -> str:
+    """A value quoted in a message: repr (control characters escaped), cut to SHOWN_MAX."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_MAX else f"{text[: SHOWN_MAX - 4]}...{text[-1]}"
 
 
 # A value holding the key outside td_api_key (`td_endpoint: ${TD_API_KEY}`) is named, never shown.
@@ -62,9 +80,14 @@ class ConfigError(Exception):
         self.source = source
         problems = _without_key(problems)
         self.problems = problems
-        lines = "\n".join(f"- {p}" for p in problems)
+        lines = [f"- {p}" for p in problems[:MAX_PROBLEMS]]
+        if len(problems) > MAX_PROBLEMS:
+            lines.append(f"- ... and {len(problems) - MAX_PROBLEMS} more")
+        if len(problems) == 1 and not problems[0].path:  # about the file as a whole
+            super().__init__(f"{source}: {problems[0].message}")
+            return
         noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(f"{source}: {len(problems)} {noun}\n{lines}")
+        super().__init__(f"{source}: {len(problems)} {noun}\n" + "\n".join(lines))
 
 
 def _without_key(problems: list[Problem]) -> list[Problem]:
@@ -83,17 +106,27 @@ def _without_key(problems: list[Problem]) -> list[Problem]:
     return out
 
 
-def _identifier(value: str) -> str:
+def _identifier(value: str, limit: int = NAME_MAX) -> str:
     lowered = value.lower()
     if not IDENT_RE.match(lowered):
         raise ValueError(
-            f"{value!r} is not a valid name: use letters, digits and '_', starting with a "
+            f"{shown(value)} is not a valid name: use letters, digits and '_', starting with a "
             "letter or '_' (it becomes a SQL identifier)"
+        )
+    if len(lowered) > limit:
+        raise ValueError(
+            f"{shown(value)} is {len(lowered)} characters long; names are at most {limit} "
+            "(they become database, table and file names)"
         )
     return lowered
 
 
+def _column(value: str) -> str:
+    return _identifier(value, COLUMN_MAX)
+
+
 Ident = Annotated[str, AfterValidator(_identifier)]
+ColumnName = Annotated[str, AfterValidator(_column)]
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -116,7 +149,7 @@ class TableRef(BaseModel):
     def parse(cls, text: str) -> TableRef:
         parts = text.split(".")
         if len(parts) > 2 or not all(parts):
-            raise ValueError(f"{text!r} must be `table` or `database.table`")
+            raise ValueError(f"{shown(text)} must be `table` or `database.table`")
         names = [_identifier(p) for p in parts]
         return cls(database=names[0], table=names[1]) if len(names) == 2 else cls(table=names[0])
 
@@ -146,8 +179,13 @@ class GlobalConfig(_Strict):
         v = v.lower()
         if not CLIENT_RE.match(v):
             raise ValueError(
-                f"{v!r} is not a valid client name: lower-case letters, digits and '_', "
+                f"{shown(v)} is not a valid client name: lower-case letters, digits and '_', "
                 "starting with a letter (it names the databases)"
+            )
+        if len(v) > NAME_MAX:
+            raise ValueError(
+                f"{shown(v)} is {len(v)} characters long; a client name is at most "
+                f"{NAME_MAX} (it names the databases, the projects and the workspace folder)"
             )
         return v
 
@@ -165,23 +203,47 @@ class GlobalConfig(_Strict):
     @classmethod
     def _endpoint(cls, v: str) -> str:
         v = v.strip().rstrip("/")
-        if not re.match(r"^https?://[A-Za-z0-9.\-]+(:\d+)?$", v):
+        m = re.match(r"^https?://[A-Za-z0-9.\-]{1,253}(?::(\d{1,5}))?$", v)
+        if not m:
             raise ValueError(
-                f"{v!r} is not an endpoint: give a scheme and host, e.g. "
+                f"{shown(v)} is not an endpoint: give a scheme and host, e.g. "
                 "https://api.treasuredata.com or https://api.eu01.treasuredata.com"
             )
+        if m.group(1) is not None and not 1 <= int(m.group(1)) <= 65535:
+            raise ValueError(f"{shown(v)} has port {m.group(1)}; a port is 1 to 65535")
         return v
+
+    @field_validator("workspace")
+    @classmethod
+    def _workspace(cls, v: Path | None) -> Path | None:
+        return None if v is None else _checked_path(v)
+
+
+def _checked_path(p: Path) -> Path:
+    """A path the file system can hold (the folders themselves are checked where used)."""
+    text = str(p)
+    if "\0" in text:
+        raise ValueError("a path cannot contain a NUL character")
+    if len(os.fsencode(text)) > PATH_MAX:
+        raise ValueError(f"the path is longer than {PATH_MAX} bytes")
+    for part in p.parts:
+        if len(os.fsencode(part)) > PATH_PART_MAX:
+            raise ValueError(
+                f"the path has a folder or file name {shown(part)} longer than "
+                f"{PATH_PART_MAX} bytes"
+            )
+    return p
 
 
 class IngestionConfig(_Strict):
     source_name: Ident
     connector: Ident = "file"
     source_path: Path | None = None
-    objects: list[Ident] = Field(min_length=1)
+    objects: list[Ident] = Field(min_length=1, max_length=1000)
     mode: Literal["incremental", "historical", "both"] = "both"
-    incremental_field: Ident = "updated_at"
+    incremental_field: ColumnName = "updated_at"
     start_date: str = "2023-09-01T00:00:00.000000"
-    primary_keys: dict[Ident, Ident] = Field(default_factory=dict)
+    primary_keys: dict[Ident, ColumnName] = Field(default_factory=dict)
     target_database: Ident | None = None
     parallel_limit: int = Field(default=3, ge=1, le=10)
 
@@ -193,15 +255,26 @@ class IngestionConfig(_Strict):
             raise ValueError(f"objects are listed twice: {', '.join(dupes)}")
         return v
 
+    @field_validator("source_path")
+    @classmethod
+    def _source_path(cls, v: Path | None) -> Path | None:
+        return None if v is None else _checked_path(v)
+
     @field_validator("start_date")
     @classmethod
     def _date(cls, v: str) -> str:
         try:
-            parse_timestamp(v)
-        except ValueError:
+            when = parse_timestamp(v)
+        except (ValueError, OverflowError):
             raise ValueError(
-                f"{v!r} is not a date: use ISO 8601, e.g. 2023-09-01 or 2023-09-01T00:00:00.000000"
+                f"{shown(v)} is not a date: use ISO 8601, e.g. 2023-09-01 or "
+                "2023-09-01T00:00:00.000000"
             ) from None
+        if not EARLIEST <= when <= LATEST:
+            raise ValueError(
+                f"{shown(v)} is outside the dates TD's time column holds: use a date from "
+                f"{EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}"
+            )
         return v
 
     @model_validator(mode="after")
@@ -253,12 +326,12 @@ class KeyConfig(_Strict):
             try:
                 re.compile(v)
             except re.error as e:
-                raise ValueError(f"{v!r} is not a valid regular expression: {e}") from None
+                raise ValueError(f"{shown(v)} is not a valid regular expression: {e}") from None
         return v
 
 
 class KeyColumn(_Strict):
-    column: Ident
+    column: ColumnName
     key: Ident
 
 
@@ -285,7 +358,7 @@ class UnificationConfig(_Strict):
     incremental_merge_iterations: int = Field(default=2, ge=1, le=49)
     # Over-merge guard (TD has none): a value carried by more records than this is reported
     # with the profile it joined (see cdp_mcp/unification/report.py).
-    over_merge_threshold: int = Field(default=1000, ge=1)
+    over_merge_threshold: int = Field(default=1000, ge=1, le=1_000_000_000)
 
     @model_validator(mode="after")
     def _cross(self) -> UnificationConfig:
@@ -405,7 +478,7 @@ class PipelineConfig(_Strict):
                 ref = TableRef.parse(t)
                 if ref.table not in known:
                     problems.append(
-                        f"@hist_union.tables[{i}]: {t!r} is not an ingested table "
+                        f"@hist_union.tables[{i}]: {shown(t)} is not an ingested table "
                         f"(ingested: {', '.join(sorted(known))})"
                     )
         if workspace_problem := system_folder_problem(self.workspace):
@@ -433,7 +506,7 @@ def _resolve_env(node: Any, path: str, problems: list[Problem], optional: set[st
     """Replace ${VAR} in every string with the environment's value, and $${ with ${."""
     if isinstance(node, dict):
         return {
-            k: _resolve_env(v, f"{path}.{k}" if path else str(k), problems, optional)
+            k: _resolve_env(v, f"{path}.{_part(k)}" if path else _part(k), problems, optional)
             for k, v in node.items()
         }
     if isinstance(node, list):
@@ -456,26 +529,38 @@ def _resolve_env(node: Any, path: str, problems: list[Problem], optional: set[st
     return node
 
 
+def _part(key: object) -> str:
+    """A key as it appears in a field path: printable and short."""
+    text = key if isinstance(key, str) and key.isprintable() and key.strip() else repr(key)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
 def _loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            out += f".{_part(part)}" if out else _part(part)
     return out
 
 
 _TOP_LEVEL = ("global", "ingestion", "hist_union", "staging", "unification")
+MAX_UNKNOWN = 10  # unknown keys named one by one; the rest are counted
+MESSAGE_MAX = 400
 
 
 def _problems_from(err: ValidationError) -> list[Problem]:
     problems = []
+    unknown = 0
     for e in err.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         path = _loc(loc)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
+            unknown += 1
+            if unknown > MAX_UNKNOWN:
+                continue
             parent = _loc(loc[:-1])
             msg = (
                 f"unknown section; allowed: {', '.join(_TOP_LEVEL)}"
@@ -484,16 +569,37 @@ def _problems_from(err: ValidationError) -> list[Problem]:
             )
         elif e["type"] == "missing":
             msg = "required field is missing"
+        elif e["type"] in ("model_type", "model_attributes_type", "dict_type"):
+            msg = f"must be a mapping of fields (name: value), {_kind(e.get('input'))}"
+        elif e["type"] == "path_type":
+            msg = f"must be a file or folder path, {_kind(e.get('input'))}"
+        elif e["type"] == "list_type":
+            msg = f"must be a list, {_kind(e.get('input'))}"
         elif e["type"] == "literal_error":
-            msg = f"{e.get('input')!r} is not allowed; {msg.lower()}"
+            msg = f"{shown(e.get('input'))} is not allowed; {msg.lower()}"
         for line in msg.split("\n"):
             # Cross-field checks name their field as "@field: message".
             m = re.match(r"^@([\w.\[\]]+): (.*)$", line)
             if m:
-                problems.append(Problem(path=_join(path, m.group(1)), message=m.group(2)))
+                problems.append(Problem(path=_join(path, m.group(1)), message=_cut(m.group(2))))
             else:
-                problems.append(Problem(path=path, message=line))
+                problems.append(Problem(path=path, message=_cut(line)))
+    if unknown > MAX_UNKNOWN:
+        problems.append(
+            Problem(path="", message=f"{unknown - MAX_UNKNOWN} more unknown fields not listed")
+        )
     return problems
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "and it is empty"
+    kinds: dict[type, str] = {dict: "a mapping", list: "a list", str: "text"}
+    return "not " + kinds.get(type(value), f"a {type(value).__name__}")
+
+
+def _cut(message: str) -> str:
+    return message if len(message) <= MESSAGE_MAX else message[: MESSAGE_MAX - 3] + "..."
 
 
 def _join(base: str, rel: str) -> str:
@@ -502,13 +608,58 @@ def _join(base: str, rel: str) -> str:
     return base + rel if rel.startswith("[") else f"{base}.{rel}"
 
 
+def _not_a_config(raw: Any) -> str | None:
+    """Why `raw` is not a pipeline config at all, or None when it looks like one.
+
+    Such a file may be anything (a password file, a key), so the words never quote it.
+    """
+    if isinstance(raw, dict):
+        if any(isinstance(k, str) and k in _TOP_LEVEL for k in raw):
+            return None
+        held = "a mapping with none of the sections " + ", ".join(_TOP_LEVEL)
+    elif raw is None:
+        held = "no YAML value (it is empty)"
+    elif isinstance(raw, list):
+        held = "a YAML list"
+    else:
+        held = f"a single YAML value ({type(raw).__name__})"
+    return (
+        f"not a cdp-mcp pipeline config: it holds {held}; a config is a YAML mapping "
+        "with a global and an ingestion section"
+    )
+
+
+def _workspace_problems(cfg: PipelineConfig) -> list[Problem]:
+    """The workspace must be a folder, or a path a folder can be made at."""
+    named = "global.workspace"
+    try:
+        workspace = cfg.workspace
+        for existing in (workspace, *workspace.parents):
+            if existing.exists():
+                if not existing.is_dir():
+                    what = "is a file" if existing == workspace else f"is inside {existing}, a file"
+                    return [
+                        Problem(
+                            path=named,
+                            message=f"the workspace {workspace} {what}, not a folder: point "
+                            "global.workspace at a folder (it holds the generated projects "
+                            "and the pipeline state)",
+                        )
+                    ]
+                return []
+    except (OSError, RuntimeError) as e:  # RuntimeError: a symlink loop
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        return [Problem(path=named, message=f"the workspace cannot be used: {reason}")]
+    return []
+
+
 def parse_config(raw: Any, source: str, config_dir: Path) -> PipelineConfig:
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            source, [Problem(path="", message="the file must be a YAML mapping of sections")]
-        )
+    why = _not_a_config(raw)
+    if why is not None:
+        raise ConfigError(source, [Problem(path="", message=why)])
     problems: list[Problem] = []
-    backend = (raw.get("global") or {}).get("backend", "local")
+    glob = raw.get("global")
+    backend = glob.get("backend", "local") if isinstance(glob, dict) else "local"
     # A local run needs no key, so an unset ${TD_API_KEY} is not an error there.
     optional = {"global.td_api_key"} if backend == "local" else set()
     resolved = _resolve_env(raw, "", problems, optional)
@@ -528,22 +679,54 @@ def parse_config(raw: Any, source: str, config_dir: Path) -> PipelineConfig:
                 message="backend treasuredata needs an API key, e.g. td_api_key: ${TD_API_KEY}",
             )
         )
+    problems.extend(_workspace_problems(cfg))
     if problems:
         raise ConfigError(source, problems)
     return cfg
 
 
+def read_config_bytes(path: Path) -> bytes:
+    """The file's bytes, at most MAX_BYTES; raises ConfigError naming the file."""
+    source = str(path)
+
+    def refuse(message: str) -> ConfigError:
+        return ConfigError(source, [Problem(path="", message=message)])
+
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise refuse(f"not a config file: it is {kind}")
+        if info.st_size > MAX_BYTES:
+            raise refuse(_too_big(info.st_size))
+        with path.open("rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise refuse("config file not found") from None
+    except PermissionError:
+        raise refuse("the config file cannot be read (permission denied)") from None
+    except OSError as e:
+        raise refuse(f"the config file cannot be read ({e.strerror or e})") from None
+    except ValueError:  # a NUL in the path
+        raise refuse("not a usable file path") from None
+    if len(data) > MAX_BYTES:
+        raise refuse(_too_big(len(data)))
+    return data
+
+
+def _too_big(size: int) -> str:
+    return (
+        f"the file has {size:,} bytes; a pipeline config is at most {MAX_BYTES // 1024} KiB "
+        "(a real one is a few KB): is this the right file?"
+    )
+
+
 def load_config(path: str | Path) -> PipelineConfig:
     """Read, resolve and validate a pipeline YAML; raises ConfigError with every problem."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(str(p), [Problem(path="", message="config file not found")])
+    data = read_config_bytes(p)
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(
-            str(p), [Problem(path="", message=f"not valid YAML{where}: {e}")]
-        ) from None
+        raw = load_bounded(data)
+    except YamlInputError as e:
+        raise ConfigError(str(p), [Problem(path="", message=str(e))]) from None
     return parse_config(raw, str(p), p.resolve().parent)

@@ -3,7 +3,9 @@
 Thin by design: each tool parses its arguments, calls the Pipeline, and shapes the result.
 Every refusal or failure becomes a ToolError whose text says what to do next (the SDK
 withholds the message of any other exception from the client). Results, errors and resources
-pass `redact` on the way out, so no secret reaches the client in any spelling.
+pass `redact` on the way out, so no secret reaches the client in any spelling. Synchronous
+work (reading and validating the config, the status under the state lock) runs on worker
+threads, so one slow call never holds up the others the server is answering.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import anyio
 import jinja2
 from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve, ResourceSecurity
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
@@ -80,7 +83,7 @@ async def _with(
     """Run `use` on the config's pipeline, then release its backend connections."""
 
     async def run() -> T:
-        pipeline = _pipeline(config_path, roots)
+        pipeline = await _pipeline(config_path, roots)
         try:
             return await use(pipeline)
         finally:
@@ -89,9 +92,9 @@ async def _with(
     return await _call(run)
 
 
-def _pipeline(config_path: str, roots: Roots | None = None) -> Pipeline:
+async def _pipeline(config_path: str, roots: Roots | None = None) -> Pipeline:
     try:
-        return Pipeline(config_path, roots=roots)
+        return await anyio.to_thread.run_sync(lambda: Pipeline(config_path, roots=roots))
     except PipelineError as e:
         raise ToolError(str(e)) from None
 
@@ -266,7 +269,8 @@ def build_server(roots: Roots | None = None) -> MCPServer:
         the next action."""
 
         async def status() -> StatusResult:
-            return _pipeline(config_path, roots).status()
+            pipeline = await _pipeline(config_path, roots)
+            return await anyio.to_thread.run_sync(pipeline.status)
 
         return await _call(status)
 
@@ -295,7 +299,9 @@ def build_server(roots: Roots | None = None) -> MCPServer:
         """Orchestration instructions for the pipeline, with its current state; use it to
         start and to resume."""
         try:
-            return redact.scrub(render_implement_prompt(config_path, await _roots_of(ctx)))
+            roots = await _roots_of(ctx)
+            text = await anyio.to_thread.run_sync(render_implement_prompt, config_path, roots)
+            return redact.scrub(text)
         except PipelineError as e:
             return redact.scrub(
                 f"The pipeline `{config_path}` has no usable state yet ({e}). "
@@ -310,9 +316,13 @@ def build_server(roots: Roots | None = None) -> MCPServer:
         security=PATH_PARAM,
     )
     async def pipeline_state(config_path: str, ctx: Context) -> str:
+        roots = await _roots_of(ctx)
+
+        def read() -> str:
+            return Pipeline(config_path, roots=roots).state().model_dump_json(indent=2)
+
         try:
-            pipeline = Pipeline(config_path, roots=await _roots_of(ctx))
-            return redact.scrub(pipeline.state().model_dump_json(indent=2))
+            return redact.scrub(await anyio.to_thread.run_sync(read))
         except PipelineError as e:
             raise ResourceError(redact.scrub(str(e))) from None
 
@@ -324,13 +334,17 @@ def build_server(roots: Roots | None = None) -> MCPServer:
         security=PATH_PARAM,
     )
     async def pipeline_report(config_path: str, ctx: Context) -> str:
+        roots = await _roots_of(ctx)
+
+        def read() -> str:
+            path = report_path(Pipeline(config_path, roots=roots).cfg)
+            if not path.is_file():
+                raise ResourceError("no report yet: call final_report first")
+            return path.read_text(encoding="utf-8")
+
         try:
-            pipeline = Pipeline(config_path, roots=await _roots_of(ctx))
+            return redact.scrub(await anyio.to_thread.run_sync(read))
         except PipelineError as e:
             raise ResourceError(redact.scrub(str(e))) from None
-        path = report_path(pipeline.cfg)
-        if not path.is_file():
-            raise ResourceError("no report yet: call final_report first")
-        return redact.scrub(path.read_text(encoding="utf-8"))
 
     return server

@@ -14,8 +14,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Concatenate, NoReturn, ParamSpec, TypeVar
@@ -155,7 +155,12 @@ class Pipeline:
         roots: Roots | None = None,
     ) -> None:
         """`roots`: the folders an MCP client may reach (cdp_mcp/roots.py); None for the CLI."""
-        self.config_path = Path(config_path).expanduser().resolve()
+        try:
+            self.config_path = Path(config_path).expanduser().resolve()
+        except (OSError, RuntimeError, ValueError) as e:  # a NUL, ~nobody, a symlink loop
+            raise PipelineError(
+                f"config_path {str(config_path)[:200]!r} is not a usable path ({e})"
+            ) from None
         try:
             if roots is not None:
                 roots.check(self.config_path, "the config file")
@@ -194,21 +199,23 @@ class Pipeline:
             await close()
 
     def _load(self) -> PipelineState:
+        """The state of this config's pipeline (not of another config sharing the workspace)."""
         try:
-            return self.store.load()
+            state = self.store.load()
         except StateError as e:
             raise PipelineError(str(e)) from None
+        if state.config_path != str(self.config_path):
+            raise PipelineError(
+                f"the workspace {self.cfg.workspace} belongs to the pipeline of "
+                f"{state.config_path}; give this config its own global.workspace"
+            )
+        return state
 
-    @contextmanager
-    def _locked_state(self) -> Iterator[PipelineState]:
+    @asynccontextmanager
+    async def _locked_state(self) -> AsyncIterator[PipelineState]:
         """Load, let the caller change, save: under the pipeline's lock."""
-        with self.store.locked():
+        async with self.store.alocked():
             state = self._load()
-            if state.config_path != str(self.config_path):
-                raise PipelineError(
-                    f"the workspace {self.cfg.workspace} belongs to the pipeline of "
-                    f"{state.config_path}; give this config its own global.workspace"
-                )
             yield state
             self.store.save(state)
 
@@ -222,7 +229,7 @@ class Pipeline:
             raise PipelineError(str(e)) from None
         try:
             if self.store.exists():
-                with self.store.locked():
+                async with self.store.alocked():
                     state = self._load()
                     if state.config_path == str(self.config_path) and _recover_interrupted(state):
                         self.store.save(state)
@@ -294,9 +301,11 @@ class Pipeline:
         step.finished_at, step.starting = now(), None
         step.last_error = f"{error} ({NOT_COUNTED}: call again once the backend answers)"
 
-    def _give_back(self, phase: Phase, step_name: str, prior: StepStatus, error: str) -> NoReturn:
+    async def _give_back(
+        self, phase: Phase, step_name: str, prior: StepStatus, error: str
+    ) -> NoReturn:
         """Refund the step's attempt (see `_refund`) and refuse with what happened."""
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             step = state.phase(phase).step(step_name)
             self._refund(step, prior, error)
             message = step.last_error
@@ -322,46 +331,45 @@ class Pipeline:
         except WorkspaceError as e:
             raise PipelineError(str(e)) from None
         preflight = await self._preflight()
-        async with self._step_lock("init_pipeline"):
-            with self.store.locked():
-                resumed, started_new, reset_steps = self.store.exists(), False, []
-                if resumed:
-                    state = self._load()
-                    if state.config_path != str(self.config_path):
-                        raise PipelineError(
-                            f"the workspace {self.cfg.workspace} holds the pipeline of "
-                            f"{state.config_path}; give this config its own global.workspace"
-                        )
-                    if new_run:
-                        running = _running_steps(state)
-                        if running:
-                            raise PipelineError(
-                                f"cannot start a new run while {', '.join(running)} is "
-                                "running: wait for it with get_session, or abort_pipeline"
-                            )
-                        report_mod.archive_reports(self.cfg, state.run)
-                        state = self._new_run(state, chash)
-                        started_new = True
-                    elif _finished(state):
-                        if state.config_hash != chash:
-                            preflight.append(
-                                f"{self.config_path.name} changed since run {state.run} "
-                                "finished; the finished run is kept as it was. To run the "
-                                "new config, the person agrees to a new run: "
-                                "init_pipeline(config_path, new_run=true)"
-                            )
-                    elif state.config_hash != chash:
-                        reset_steps = self._config_changed(state)
-                        state.config_hash = chash
-                else:
-                    state = PipelineState(
-                        config_path=str(self.config_path),
-                        config_hash=chash,
-                        client=self.cfg.client,
-                        backend=self.cfg.global_.backend,
+        async with self._step_lock("init_pipeline"), self.store.alocked():
+            resumed, started_new, reset_steps = self.store.exists(), False, []
+            if resumed:
+                state = self._load()
+                if state.config_path != str(self.config_path):
+                    raise PipelineError(
+                        f"the workspace {self.cfg.workspace} holds the pipeline of "
+                        f"{state.config_path}; give this config its own global.workspace"
                     )
-                state.backend = self.cfg.global_.backend
-                self.store.save(state)
+                if new_run:
+                    running = _running_steps(state)
+                    if running:
+                        raise PipelineError(
+                            f"cannot start a new run while {', '.join(running)} is "
+                            "running: wait for it with get_session, or abort_pipeline"
+                        )
+                    report_mod.archive_reports(self.cfg, state.run)
+                    state = self._new_run(state, chash)
+                    started_new = True
+                elif _finished(state):
+                    if state.config_hash != chash:
+                        preflight.append(
+                            f"{self.config_path.name} changed since run {state.run} "
+                            "finished; the finished run is kept as it was. To run the "
+                            "new config, the person agrees to a new run: "
+                            "init_pipeline(config_path, new_run=true)"
+                        )
+                elif state.config_hash != chash:
+                    reset_steps = self._config_changed(state)
+                    state.config_hash = chash
+            else:
+                state = PipelineState(
+                    config_path=str(self.config_path),
+                    config_hash=chash,
+                    client=self.cfg.client,
+                    backend=self.cfg.global_.backend,
+                )
+            state.backend = self.cfg.global_.backend
+            self.store.save(state)
         return InitResult(
             config_path=str(self.config_path),
             client=self.cfg.client,
@@ -372,7 +380,7 @@ class Pipeline:
             new_run=started_new,
             finished=_finished(state),
             reset_steps=reset_steps,
-            phases=self._plan(state),
+            phases=await anyio.to_thread.run_sync(self._plan, state),
             preflight=preflight,
             next_action=next_action(self.cfg, state),
         )
@@ -421,7 +429,7 @@ class Pipeline:
         notes = []
         if self.cfg.ingestion.connector == "file" and self.cfg.source_dir is not None:
             try:
-                schemas = predicted_schemas(self.cfg)
+                schemas = await anyio.to_thread.run_sync(predicted_schemas, self.cfg)
             except SourceError as e:
                 raise PipelineError(f"ingestion.source_path: {e}") from None
             notes.append(
@@ -481,7 +489,7 @@ class Pipeline:
     async def generate_phase(self, phase_name: str) -> GenerateResult:
         phase = self._phase(phase_name)
         schemas = await phase_schemas(self.cfg, self.backend, phase)
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             self._gate(state, phase)
             ps = state.phase(phase)
             for step in ps.steps.values():
@@ -492,10 +500,10 @@ class Pipeline:
                         "init_pipeline, or skip_phase / abort_pipeline."
                     )
             try:
-                project = generate(self.cfg, phase, schemas)
+                project = await anyio.to_thread.run_sync(generate, self.cfg, phase, schemas)
             except (GenerationError, ConfigError, SourceError) as e:
                 raise PipelineError(f"generating {phase.value} failed: {e}") from None
-            problems = check_project(project.directory)
+            problems = await anyio.to_thread.run_sync(check_project, project.directory)
             if problems:
                 listing = "\n".join(f"- {p}" for p in problems[:20])
                 raise PipelineError(
@@ -530,7 +538,7 @@ class Pipeline:
     @_one_step("push_project")
     async def push_project(self, phase_name: str) -> PushResult:
         phase = self._phase(phase_name)
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             self._gate(state, phase)
             ps = state.phase(phase)
             gen = ps.steps.get("generate")
@@ -550,17 +558,17 @@ class Pipeline:
             where = f" ({e.file}:{e.line})" if e.file else ""
             error = f"the project was rejected{where}: {e}"
         except UnavailableError as e:
-            self._give_back(phase, "deploy", prior, f"push failed: {e}")
+            await self._give_back(phase, "deploy", prior, f"push failed: {e}")
         except BackendError as e:
             error = f"push failed: {e}"
         except Exception as e:  # a bug must not leave the step running forever
             error = _internal(e, f"pushing {phase.value}")
         missing: list[str] = []
         if project is not None:
-            with self.store.locked():
+            async with self.store.alocked():
                 wanted = self._load().phase(phase).secrets
             missing = await missing_secrets(self.backend, name, wanted)
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             ps = state.phase(phase)
             step = ps.step("deploy")
             self._finish(step, project is not None, error)
@@ -593,7 +601,7 @@ class Pipeline:
     async def set_secrets(self, phase_name: str, names: list[str]) -> SecretsResult:
         """Upload project secrets from the server's environment (values never pass here)."""
         phase = self._phase(phase_name)
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             self._gate(state, phase)
             deploy = state.phase(phase).steps.get("deploy")
             if deploy is None or deploy.status is not StepStatus.SUCCEEDED:
@@ -611,7 +619,7 @@ class Pipeline:
         project = project_name(self.cfg, phase)
         done, missing_env = await upload_secrets(self.cfg, self.backend, project, names)
         still = await missing_secrets(self.backend, project, wanted)
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             state.phase(phase).step("deploy").details["missing_secrets"] = still
             action = next_action(self.cfg, state)
         return SecretsResult(
@@ -628,7 +636,7 @@ class Pipeline:
     async def start_workflow(self, phase_name: str, workflow: str | None = None) -> StartResult:
         phase = self._phase(phase_name)
         names = workflows(self.cfg, phase)
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             self._gate(state, phase)
             ps = state.phase(phase)
             gen = ps.steps.get("generate")
@@ -715,17 +723,17 @@ class Pipeline:
                     datetime.fromisoformat(starting["asked_at"]),
                 )
         except UnavailableError as e:
-            self._give_back(phase, execute_step(wf), prior, f"starting {wf} failed: {e}")
+            await self._give_back(phase, execute_step(wf), prior, f"starting {wf} failed: {e}")
         except Exception as e:
             error = f"starting {wf} failed: {e}"
             if not isinstance(e, BackendError):  # a bug must not leave the step running
                 error = _internal(e, f"starting {wf}")
-            with self._locked_state() as state:
+            async with self._locked_state() as state:
                 failed = state.phase(phase).step(execute_step(wf))
                 self._finish(failed, False, error)
                 failed.starting = None
             raise PipelineError(error) from None
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             step = state.phase(phase).step(execute_step(wf))
             step.session_id, step.attempt_id = attempt.session_id, attempt.id
             step.starting = None
@@ -812,7 +820,7 @@ class Pipeline:
         progress: ProgressFn | None = None,
         watch: WatchFn | None = None,
     ) -> SessionResult:
-        with self.store.locked():
+        async with self.store.alocked():
             state = self._load()
             phase, step = self._find_step(state, session_id)
         assert step.attempt_id is not None and step.session_id is not None
@@ -866,14 +874,16 @@ class Pipeline:
             return await self.backend.attempt(attempt_id), await self.backend.tasks(attempt_id)
         except NotFoundError as e:
             if phase is not None and step_name is not None:
-                self._mark_lost(phase, step_name, attempt_id, str(e))
+                await self._mark_lost(phase, step_name, attempt_id, str(e))
             raise PipelineError(f"reading attempt {attempt_id} failed: {e}") from None
         except BackendError as e:
             raise PipelineError(f"reading attempt {attempt_id} failed: {e}") from None
 
-    def _mark_lost(self, phase: Phase, step_name: str, attempt_id: str, error: str) -> NoReturn:
+    async def _mark_lost(
+        self, phase: Phase, step_name: str, attempt_id: str, error: str
+    ) -> NoReturn:
         """The backend does not know the step's attempt: waiting for it would never end."""
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             step = state.phase(phase).step(step_name)
             open_states = (StepStatus.RUNNING, StepStatus.TIMED_OUT)
             if step.attempt_id == attempt_id and step.status in open_states:
@@ -906,7 +916,7 @@ class Pipeline:
         for t in tasks:
             by_state[t.state] = by_state.get(t.state, 0) + 1
         timed_out = False
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             step = state.phase(phase).step(step_name)
             # A timed-out attempt that ended later still counts for what it did.
             open_states = (StepStatus.RUNNING, StepStatus.TIMED_OUT)
@@ -1014,7 +1024,7 @@ class Pipeline:
         self, phase_name: str, accept_warnings: bool = False
     ) -> ValidationResult:
         phase = self._phase(phase_name)
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             self._gate(state, phase)
             ps = state.phase(phase)
             not_run = [
@@ -1037,17 +1047,17 @@ class Pipeline:
             schemas = await phase_schemas(self.cfg, self.backend, phase, for_validation=True)
             findings = await validate_phase(self.cfg, phase, self.backend, schemas)
         except UnavailableError as e:
-            self._give_back(phase, "validate", prior, f"validating {phase.value} failed: {e}")
+            await self._give_back(phase, "validate", prior, f"validating {phase.value} failed: {e}")
         except (BackendError, ConfigError, PipelineError) as e:
-            with self._locked_state() as state:
+            async with self._locked_state() as state:
                 self._finish(state.phase(phase).step("validate"), False, str(e))
             raise PipelineError(f"validating {phase.value} failed: {e}") from None
         except Exception as e:  # a bug must not leave the step running forever
             error = _internal(e, f"validating {phase.value}")
-            with self._locked_state() as state:
+            async with self._locked_state() as state:
                 self._finish(state.phase(phase).step("validate"), False, error)
             raise PipelineError(error) from None
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             ps = state.phase(phase)
             step = ps.step("validate")
             verdict = findings.verdict
@@ -1146,7 +1156,7 @@ class Pipeline:
                 f"skipping {phase.value} needs confirm=true: later phases will run on whatever "
                 f"{phase.value} left behind (possibly nothing). Ask the person first."
             )
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             self._check_runnable(state)
             ps = state.phase(phase)
             ps.status = PhaseStatus.SKIPPED
@@ -1160,7 +1170,7 @@ class Pipeline:
 
     @_one_step("abort_pipeline")
     async def abort(self, reason: str = "aborted by request") -> DecisionResult:
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             running = [
                 s.attempt_id
                 for p in ORDER
@@ -1176,17 +1186,17 @@ class Pipeline:
             except BackendError:
                 pass  # already finished
         if killed:
-            with self._locked_state() as state:
+            async with self._locked_state() as state:
                 for p in ORDER:
                     for s in state.phase(p).steps.values():
                         if s.status is StepStatus.RUNNING and s.attempt_id in killed:
                             self._finish(s, False, f"killed by abort_pipeline ({reason})")
         try:
-            report_path: str | None = self._write_report().path
+            report_path: str | None = (await self._write_report()).path
             written = f"partial report at {report_path}"
         except PipelineError as e:  # the abort stands even when the report cannot be written
             report_path, written = None, str(e)
-        with self._locked_state() as state:
+        async with self._locked_state() as state:
             action = next_action(self.cfg, state)
         note = f"; killed attempts {', '.join(killed)}" if killed else ""
         return DecisionResult(
@@ -1199,13 +1209,13 @@ class Pipeline:
 
     @_one_step("final_report")
     async def final_report(self) -> ReportResult:
-        return self._write_report()
+        return await self._write_report()
 
-    def _write_report(self) -> ReportResult:
-        with self.store.locked():
+    async def _write_report(self) -> ReportResult:
+        async with self.store.alocked():
             state = self._load()
         try:
-            return report_mod.write_report(self.cfg, state)
+            return await anyio.to_thread.run_sync(report_mod.write_report, self.cfg, state)
         except FileConflictError as e:
             raise PipelineError(f"the report was not written: {e}") from None
 

@@ -7,6 +7,8 @@ from the backend (TD's table list), then carried through the same derivation.
 
 from __future__ import annotations
 
+import anyio
+
 from cdp_mcp.backends.base import Backend, BackendError
 from cdp_mcp.config import PipelineConfig
 from cdp_mcp.generate.schemas import predicted_schemas
@@ -20,8 +22,8 @@ async def phase_schemas(
     cfg: PipelineConfig, backend: Backend, phase: Phase, for_validation: bool = False
 ) -> SchemaMap:
     if cfg.ingestion.connector == "file":
-        try:
-            return predicted_schemas(cfg)
+        try:  # reads the source files: off the event loop
+            return await anyio.to_thread.run_sync(predicted_schemas, cfg)
         except SourceError as e:
             raise PipelineError(f"ingestion.source_path: {e}") from None
     if phase is Phase.INGESTION and not for_validation:

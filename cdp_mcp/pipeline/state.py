@@ -16,29 +16,34 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import anyio
 from pydantic import BaseModel, Field, ValidationError
 
 from cdp_mcp import redact
 from cdp_mcp.phases import ORDER, Phase
+from cdp_mcp.pipeline.models import PipelineError
 
 SCHEMA_VERSION = 1
 STATE_KIND = "cdp-mcp/pipeline-state"
 MAX_ATTEMPTS = 3
 # How long a call waits for another call's step on the same pipeline before answering busy.
 OPERATION_WAIT_SECONDS = 5.0
+# A state file is a few hundred KB after many runs; anything far larger is not ours.
+MAX_STATE_BYTES = 64 * 2**20
+LOCK_POLL_SECONDS = 0.05
 
 
 def now() -> datetime:
     return datetime.now(UTC)
 
 
-class StateError(Exception):
+class StateError(PipelineError):
     """The state file cannot be used; the message says what to do."""
 
 
@@ -198,12 +203,40 @@ class StateStore:
             "for it to finish, then call again (pipeline_status shows progress meanwhile)"
         )
 
+    def _lock_file(self) -> IO[str]:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            return open(self._lock_path, "a+")
+        except OSError as e:
+            raise StateError(
+                f"the pipeline state folder {self.directory} cannot be used "
+                f"({e.strerror or e}): check global.workspace"
+            ) from None
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the pipeline's exclusive lock (blocks while another call holds it)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_path, "a+") as fh:
+        with self._lock_file() as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @contextlib.asynccontextmanager
+    async def alocked(self) -> AsyncIterator[None]:
+        """locked() for a coroutine: waits for the lock without blocking the event loop.
+
+        A blocking flock there would stop every other tool call of the server, and
+        deadlock one that holds the lock across an await in the same process.
+        """
+        with self._lock_file() as fh:
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await anyio.sleep(LOCK_POLL_SECONDS)
             try:
                 yield
             finally:
@@ -214,18 +247,28 @@ class StateStore:
 
     def load(self) -> PipelineState:
         try:
-            raw = self.path.read_text(encoding="utf-8")
+            with self.path.open("rb") as fh:
+                data = fh.read(MAX_STATE_BYTES + 1)
         except FileNotFoundError:
             raise StateError(
                 f"no pipeline state at {self.path}: call init_pipeline first"
             ) from None
-        try:
-            doc = json.loads(raw)
-        except json.JSONDecodeError as e:
+        except OSError as e:
             raise StateError(
-                f"state file {self.path} is corrupt ({e.msg} at line {e.lineno}); it was left "
-                "as it is: move it aside and call init_pipeline to start the state afresh"
+                f"state file {self.path} cannot be read ({e.strerror or e}); it was left as it is"
             ) from None
+        if len(data) > MAX_STATE_BYTES:
+            raise self._corrupt(f"larger than {MAX_STATE_BYTES // 2**20} MiB")
+        try:
+            doc = json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise self._corrupt(
+                f"not UTF-8 text: byte 0x{data[e.start]:02x} at offset {e.start}"
+            ) from None
+        except json.JSONDecodeError as e:
+            raise self._corrupt(f"{e.msg} at line {e.lineno}") from None
+        except (ValueError, RecursionError) as e:  # an integer of 5,000 digits; [[[[...
+            raise self._corrupt(f"not JSON this reader takes: {type(e).__name__}") from None
         if not isinstance(doc, dict) or doc.get("kind") != STATE_KIND:
             raise StateError(
                 f"{self.path} is not a cdp-mcp state file; it was left untouched: point "
@@ -234,7 +277,7 @@ class StateStore:
         version = doc.get("schema_version")
         if version != SCHEMA_VERSION:
             raise StateError(
-                f"state file {self.path} has schema version {version}, this cdp-mcp reads "
+                f"state file {self.path} has schema version {str(version)[:20]}, this cdp-mcp reads "
                 f"version {SCHEMA_VERSION}; use the matching cdp-mcp version or move it aside"
             )
         try:
@@ -244,6 +287,12 @@ class StateStore:
                 f"state file {self.path} does not match its schema ({e.error_count()} "
                 "problems); it was left as it is: move it aside and call init_pipeline"
             ) from None
+
+    def _corrupt(self, why: str) -> StateError:
+        return StateError(
+            f"state file {self.path} is corrupt ({why}); it was left as it is: move it aside "
+            "and call init_pipeline to start the state afresh"
+        )
 
     def save(self, state: PipelineState) -> None:
         state.updated_at = now()
