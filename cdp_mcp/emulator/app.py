@@ -77,7 +77,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code in (404, 405):  # no route serves this method and path
         site: Site = request.app.state.site
-        site.unserved.append(f"{request.method} {request.url.path}")
+        site.record_unserved(request.method, request.url.path, request.url.query)
     return JSONResponse(shapes.error(exc.status_code, str(exc.detail)), exc.status_code)
 
 

@@ -12,6 +12,7 @@ import json
 import re
 import tarfile
 import tempfile
+import threading
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,9 +91,10 @@ class Site:
         # costs ~20 ms, several times per API call.
         self._open = ExitStack()
         self._open.enter_context(self.runtime.warehouse.session())
-        # "METHOD /path" of every request no route serves: a client calling an API the
-        # emulator lacks shows up here instead of passing as an ordinary 404.
-        self.unserved: list[str] = []
+        # Every request no route serves: a client calling an API the emulator lacks shows
+        # up here instead of passing as an ordinary 404.
+        self.unserved: list[dict[str, str]] = []
+        self._unserved_lock = threading.Lock()
         self._zones: dict[tuple[int, str], ZoneInfo] = {}
 
     def close(self) -> None:
@@ -101,6 +103,10 @@ class Site:
     @property
     def runtime(self) -> LocalRuntime:
         return self.backend.runtime
+
+    def record_unserved(self, method: str, path: str, query: str) -> None:
+        with self._unserved_lock:
+            self.unserved.append({"method": method, "path": path, "query": query})
 
     # projects
 
