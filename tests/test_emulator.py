@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import msgpack
 import pytest
+from starlette.applications import Starlette
 
 from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.faults import FaultDraw, FaultPlan
@@ -40,12 +41,18 @@ def archive(files: dict[str, str]) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, Starlette]]:
+    app = create_app(tmp_path_factory.mktemp("wire"), KEY)
     with (
-        BackgroundServer(create_app(tmp_path_factory.mktemp("wire"), KEY)) as server,
+        BackgroundServer(app) as server,
         httpx.Client(base_url=server.url, headers=AUTH, timeout=10) as client,
     ):
-        yield client
+        yield client, app
+
+
+@pytest.fixture(scope="module")
+def http(served: tuple[httpx.Client, Starlette]) -> httpx.Client:
+    return served[0]
 
 
 def push(http: httpx.Client, name: str, revision: str, files: dict[str, str]) -> httpx.Response:
@@ -91,6 +98,77 @@ def test_errors_are_each_hosts_body(http: httpx.Client) -> None:
         r = http.get(path)
         assert r.status_code == 404 and set(r.json()) == {"error", "text", "severity"}
     assert http.post("/api/projects").status_code == 405
+
+
+def test_requests_no_route_serves_are_recorded(served: tuple[httpx.Client, Starlette]) -> None:
+    http, app = served
+    assert http.get("/api/schedules").status_code == 404
+    assert http.delete("/api/attempts").status_code == 405
+    seen = {f"{u['method']} {u['path']}" for u in app.state.site.unserved}
+    assert {"GET /api/schedules", "DELETE /api/attempts"} <= seen
+    assert "GET /api/projects" not in seen
+
+
+def test_kill_secrets_listings_and_session_times_answer_as_digdag(http: httpx.Client) -> None:
+    wf = "timezone: Asia/Tokyo\n+a:\n  echo>: hi\n"
+    project = push(http, "answers_proj", "r1", {"wf.dig": wf}).json()
+    (workflow,) = http.get(f"/api/projects/{project['id']}/workflows").json()["workflows"]
+    assert http.get(f"/api/workflows/{workflow['id']}").json() == workflow
+    assert workflow["config"] == {"+a": {"echo>": "hi"}}  # the definition, without timezone
+    path = f"/api/workflows/{workflow['id']}/truncated_session_time"
+    for params, expected in [
+        ({"session_time": "2026-03-04T05:06:07"}, "2026-03-04T05:06:07+09:00"),  # local time
+        ({"session_time": "2026-03-04T20:06:07Z", "mode": "hour"}, "2026-03-05T05:00:00+09:00"),
+        ({"session_time": "2026-03-04T20:06:07Z", "mode": "day"}, "2026-03-05T00:00:00+09:00"),
+    ]:
+        assert http.get(path, params=params).json()["sessionTime"] == expected
+    for params in ({}, {"session_time": "soon"}, {"session_time": "2026-03-04", "mode": "week"}):
+        assert http.get(path, params=params).status_code == 400
+    body = {"workflowId": workflow["id"], "sessionTime": "2026-03-01T00:00:00Z", "params": {}}
+    first = http.put("/api/attempts", json=body).json()
+    assert first["sessionTime"] == "2026-03-01T09:00:00+09:00"  # in the workflow's zone
+    wait_done(http, f"/api/attempts/{first['id']}")
+    second = http.put("/api/attempts", json={**body, "retryAttemptName": "again"}).json()
+    wait_done(http, f"/api/attempts/{second['id']}")
+    listed = http.get("/api/attempts", params={"project": "answers_proj"}).json()["attempts"]
+    assert [a["id"] for a in listed] == [second["id"]]  # the session's last attempt
+    every = http.get("/api/attempts", params={"project": "answers_proj", "include_retried": "true"})
+    assert [a["id"] for a in every.json()["attempts"]] == [second["id"], first["id"]]
+    older = http.get("/api/attempts", params={"include_retried": "true", "last_id": second["id"]})
+    assert [a["id"] for a in older.json()["attempts"]][:1] == [first["id"]]
+    assert http.get("/api/attempts", params={"page_size": 101}).status_code == 400
+    assert http.get("/api/attempts", params={"project": "nope"}).status_code == 404
+    # a kill answers the attempt as it was read before the kill (AttemptResource.killAttempt)
+    slow = (
+        "+init:\n  td_ddl>:\n  create_databases: [answers_db]\n+q:\n  td>:\n"
+        "  query: SELECT count(*) AS n FROM range(10000000000) t(i)"
+        " WHERE to_hex(md5(to_utf8(CAST(i AS VARCHAR)))) LIKE '%ABC%'\n  database: answers_db\n"
+    )
+    push(http, "answers_proj", "r2", {"wf.dig": slow})
+    running = http.put("/api/attempts", json={**body, "sessionTime": "2026-03-02T00:00:00Z"}).json()
+    deadline = time.monotonic() + 20
+    while not any(
+        t["fullName"] == "+wf+q" and t["state"] == "running"
+        for t in http.get(f"/api/attempts/{running['id']}/tasks").json()["tasks"]
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.2)  # let the query start (test_td_backend.test_kill_a_running_attempt says why)
+    killed = http.post(f"/api/attempts/{running['id']}/kill", json={})
+    assert killed.status_code == 200 and killed.json()["id"] == running["id"]
+    assert wait_done(http, f"/api/attempts/{running['id']}")["status"] == "killed"
+    secret = f"/api/projects/{project['id']}/secrets/td.apikey"
+    expected = {"key": "td.apikey", "project": {"id": project["id"], "name": "answers_proj"}}
+    assert http.put(secret, json={"value": "v"}).json() == expected
+    assert http.delete(secret).json() == expected
+    # Digdag's SecretValidation: dotted segments, each letter first and letter/digit last
+    base = f"/api/projects/{project['id']}/secrets"
+    for key in ("_x", "a.", "a..b", "a_", "1a", "x" * 256):
+        assert http.put(f"{base}/{key}", json={"value": "v"}).status_code == 400, key
+    for key in ("a", "td.apikey", "shopify.api_key", "a-b.c1"):
+        assert http.put(f"{base}/{key}", json={"value": "v"}).status_code == 200, key
+    too_big = http.put(f"{base}/big", json={"value": "x" * (16 * 1024 + 1)})
+    assert too_big.status_code == 400
 
 
 def test_push_checks_the_upload_like_digdag(http: httpx.Client) -> None:
@@ -162,14 +240,15 @@ def test_attempts_sessions_tasks_and_logs_in_digdag_shapes(http: httpx.Client) -
     assert {t["fullName"] for t in tasks} == {"+wf", "+wf+a"}
     assert all(t["error"] == {} and isinstance(t["id"], str) for t in tasks)
     (log,) = http.get(f"/api/logs/{attempt['id']}/files").json()["files"]
-    assert log["taskName"] == "+wf+a" and log["direct"]["type"] == "http"
+    # Digdag 0.10 writes `direct` as the URL itself (RestDirectDownloadHandle's @JsonValue)
+    assert log["taskName"] == "+wf+a" and log["direct"].startswith(str(http.base_url))
     content = http.get(f"/api/logs/{attempt['id']}/files/{log['fileName']}")
     assert "hi" in gzip.decompress(content.content).decode()
-    direct = httpx.get(log["direct"]["url"])  # no Authorization header
+    direct = httpx.get(log["direct"])  # no Authorization header
     assert direct.status_code == 200 and gzip.decompress(direct.content) == gzip.decompress(
         content.content
     )
-    forged = httpx.get(log["direct"]["url"].split("?")[0] + "?sig=00")
+    forged = httpx.get(log["direct"].split("?")[0] + "?sig=00")
     assert forged.status_code == 403
 
 

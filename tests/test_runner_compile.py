@@ -63,7 +63,7 @@ def test_parallel_limit_chunks_after_and_background() -> None:
         +q:
           _parallel: true
           +a: {echo>: a}
-          +b: {echo>: b, _after: +a}
+          +b: {echo>: b, _after: [+a]}
         +s:
           +a: {echo>: a}
           +bg: {echo>: bg, _background: true}

@@ -9,6 +9,7 @@ run time hang under `^sub`, error handlers under `^error`.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,36 @@ GROUP_KEYS = frozenset(
         "_secrets",
     }
 )
-ROOT_ONLY_KEYS = frozenset({"meta"})
+# What a workflow file may hold besides `+tasks` (Digdag's WorkflowFile.fromConfig); a
+# group deeper down may also hold the rest of GROUP_KEYS.
+ROOT_KEYS = frozenset(
+    {"timezone", "_export", "schedule", "sla", "_error", "_check", "_retry", "_parallel"}
+)
+# ModelValidator: after its leading + or ^, a task name may hold only these characters.
+_TASK_NAME_BAD_CHAR = re.compile(r"[^a-zA-Z_0-9\-=\[\]{}%&@`,.^]")
+_NAME_BAD_FIRST_CHAR = re.compile(r'^[0-9+^@/\\:*?"<>|]')
+
+
+def task_name_problem(name: str) -> str | None:
+    """Why Digdag refuses task name `name` (`+step`, `^error`), or None."""
+    if len(name) > 255:
+        return "must not be longer than 255 characters"
+    bad = _TASK_NAME_BAD_CHAR.search(name[1:])
+    if bad:
+        return f"must not contain the character {bad.group()!r}"
+    return None
+
+
+def workflow_name_problem(name: str) -> str | None:
+    """Why Digdag refuses workflow name `name` (the .dig file name without .dig), or None."""
+    if not name:
+        return "must not be empty"
+    if _NAME_BAD_FIRST_CHAR.search(name):
+        return 'must not start with a digit or one of + ^ @ / \\ : * ? " < > |'
+    if name.endswith(".dig"):
+        return "must not end with .dig"
+    problem = task_name_problem("+" + name)  # the root task is +name
+    return problem
 
 
 class CompileError(DigError):
@@ -120,8 +150,15 @@ class _Compiler:
     def collect(
         self, name: str, full_name: str, raw: Any, path: tuple[str, ...], root: bool = False
     ) -> TaskNode:
+        if not root:
+            problem = task_name_problem(name)
+            if problem:
+                raise self.fail(path, f"task name {name!r} {problem}")
+        if isinstance(raw, list) and all(isinstance(part, dict) for part in raw):
+            # Digdag reads a list of mappings as one mapping, merged in order.
+            raw = {k: v for part in raw for k, v in part.items()}
         if raw is None:
-            raw = {}
+            raise self.fail(path, f"task {full_name} is empty: give it an operator or subtasks")
         if not isinstance(raw, dict):
             raise self.fail(path, f"task {full_name} must be a mapping, got {type(raw).__name__}")
         subtasks = [(k, v) for k, v in raw.items() if k.startswith("+")]
@@ -139,8 +176,15 @@ class _Compiler:
                 raise self.fail(path, f"task {full_name} can't have more than one operator: {ops}")
             self._check_error_task(full_name, config, path)
             return TaskNode(name, full_name, config, False, self.source, self.workdir, line)
-        allowed = GROUP_KEYS | ROOT_ONLY_KEYS if root else GROUP_KEYS
+        allowed = ROOT_KEYS if root else GROUP_KEYS
         unknown = [k for k in config if k not in allowed]
+        if unknown and root:
+            raise self.fail(
+                (*path, unknown[0]),
+                f"workflow {full_name[1:]} contains invalid keys: "
+                f"{', '.join(repr(k) for k in unknown)} (at the top of a workflow file: "
+                f"+tasks and {', '.join(sorted(ROOT_KEYS))}; parameters go under _export)",
+            )
         if unknown:
             parts = []
             for key in unknown:
@@ -153,6 +197,8 @@ class _Compiler:
             )
         node = TaskNode(name, full_name, config, True, self.source, self.workdir, line)
         for key, value in subtasks:
+            if root and "^" in key:  # WorkflowFile.check: ^ marks generated tasks
+                raise self.fail((*path, key), f"task name {key!r} must not contain ^")
             node.children.append(self.collect(key, full_name + key, value, (*path, key)))
         self._link(node, path)
         self._check_error_task(full_name, config, path)
@@ -188,8 +234,13 @@ class _Compiler:
                 if limit:
                     chunk_start = (i // limit) * limit
                     child.upstreams = list(range(max(0, chunk_start - limit), chunk_start))
-                after = child.config.get("_after", [])
-                for up in [after] if isinstance(after, str) else after:
+                after = child.config.get("_after") or []
+                if not isinstance(after, list):
+                    raise self.fail(
+                        (*path, child.name, "_after"),
+                        f"{child.full_name}: _after must be a list of task names, like [{after}]",
+                    )
+                for up in after:
                     if up not in names:
                         raise self.fail(
                             (*path, child.name),
@@ -233,7 +284,11 @@ def compile_workflow(
     name: str, config: dict[str, Any], source: str, workdir: str = "", lines: LineMap | None = None
 ) -> TaskNode:
     """The task tree of workflow `name` (root full name `+name`)."""
-    return _Compiler(source, workdir, lines).collect("+" + name, "+" + name, config, (), root=True)
+    compiler = _Compiler(source, workdir, lines)
+    problem = workflow_name_problem(name)
+    if problem:
+        raise CompileError(source, f"workflow name {name!r} {problem}: rename the file")
+    return compiler.collect("+" + name, "+" + name, config, (), root=True)
 
 
 def compile_subtasks(
@@ -272,12 +327,14 @@ def check_project(root: Path) -> dict[str, TaskNode]:
 
     Raises CompileError (file, line, message) for the first problem found.
     """
-    workflows: dict[str, TaskNode] = {}
-    for path in sorted(root.glob("*.dig")):
-        tree = load_workflow_file(root, path)
-        _check_references(root, tree, seen={path.resolve()})
-        workflows[path.stem] = tree
-    return workflows
+    return {path.stem: check_workflow_file(root, path) for path in sorted(root.glob("*.dig"))}
+
+
+def check_workflow_file(root: Path, path: Path) -> TaskNode:
+    """One top-level workflow of `check_project`, with the files its tasks reference."""
+    tree = load_workflow_file(root, path)
+    _check_references(root, tree, seen={path.resolve()})
+    return tree
 
 
 def _check_references(root: Path, tree: TaskNode, seen: set[Path]) -> None:

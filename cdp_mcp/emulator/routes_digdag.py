@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from cdp_mcp.backends.base import NotFoundError
 from cdp_mcp.emulator import shapes
-from cdp_mcp.emulator.site import RequestError, Site
+from cdp_mcp.emulator.site import SERVER_VERSION, RequestError, Site
 
 T = TypeVar("T")
 DIRECT_PREFIX = "/_emulator/logs/"  # signed log downloads, served without the TD1 header
@@ -68,6 +68,8 @@ class DigdagRoutes:
 
     def routes(self) -> list[Route]:
         return [
+            Route("/api/version", self.version, methods=["GET"]),
+            Route("/api/version/check", self.version_check, methods=["GET"]),
             Route("/api/projects", self.list_projects, methods=["GET"]),
             Route("/api/projects", self.push, methods=["PUT"]),
             Route("/api/projects/{id}", self.project, methods=["GET"]),
@@ -76,6 +78,13 @@ class DigdagRoutes:
             Route("/api/projects/{id}/secrets", self.list_secrets, methods=["GET"]),
             Route("/api/projects/{id}/secrets/{key}", self.set_secret, methods=["PUT"]),
             Route("/api/projects/{id}/secrets/{key}", self.delete_secret, methods=["DELETE"]),
+            Route("/api/workflows/{id}", self.workflow_by_id, methods=["GET"]),
+            Route(
+                "/api/workflows/{id}/truncated_session_time",
+                self.truncated_session_time,
+                methods=["GET"],
+            ),
+            Route("/api/attempts", self.list_attempts, methods=["GET"]),
             Route("/api/attempts", self.start, methods=["PUT"]),
             Route("/api/attempts/{id}", self.attempt, methods=["GET"]),
             Route("/api/attempts/{id}/tasks", self.tasks, methods=["GET"]),
@@ -86,6 +95,16 @@ class DigdagRoutes:
             Route("/api/logs/{id}/files/{name}", self.log_file, methods=["GET"]),
             Route(DIRECT_PREFIX + "{id}/{name}", self.direct_log, methods=["GET"]),
         ]
+
+    # version: the digdag CLI checks it before every command
+
+    async def version(self, request: Request) -> Response:
+        return JSONResponse({"version": SERVER_VERSION})
+
+    async def version_check(self, request: Request) -> Response:
+        return JSONResponse(
+            {"serverVersion": SERVER_VERSION, "upgradeRecommended": False, "apiCompatible": True}
+        )
 
     # projects
 
@@ -124,6 +143,19 @@ class DigdagRoutes:
             raise NotFoundError(f"Workflow {name!r} not found")
         return JSONResponse(found[0])
 
+    async def workflow_by_id(self, request: Request) -> Response:
+        return JSONResponse(await run(self.site.workflow, request.path_params["id"]))
+
+    async def truncated_session_time(self, request: Request) -> Response:
+        q = request.query_params
+        found = await run(
+            self.site.truncated_session_time,
+            request.path_params["id"],
+            q.get("session_time"),
+            q.get("mode"),
+        )
+        return JSONResponse(found)
+
     # secrets
 
     async def list_secrets(self, request: Request) -> Response:
@@ -133,15 +165,25 @@ class DigdagRoutes:
     async def set_secret(self, request: Request) -> Response:
         body = await _json_body(request)
         p = request.path_params
-        await run(self.site.set_secret, p["id"], p["key"], body.get("value"))
-        return Response(status_code=204)
+        return JSONResponse(await run(self.site.set_secret, p["id"], p["key"], body.get("value")))
 
     async def delete_secret(self, request: Request) -> Response:
         p = request.path_params
-        await run(self.site.delete_secret, p["id"], p["key"])
-        return Response(status_code=204)
+        return JSONResponse(await run(self.site.delete_secret, p["id"], p["key"]))
 
     # attempts and sessions
+
+    async def list_attempts(self, request: Request) -> Response:
+        q = request.query_params
+        found = await run(
+            self.site.attempts,
+            q.get("project"),
+            q.get("workflow"),
+            q.get("include_retried", "").lower() in ("true", "1"),
+            q.get("last_id"),
+            q.get("page_size"),
+        )
+        return JSONResponse({"attempts": found})
 
     async def start(self, request: Request) -> Response:
         attempt, created = await run(self.site.start, await _json_body(request))
@@ -155,8 +197,7 @@ class DigdagRoutes:
         return JSONResponse({"tasks": await run(self.site.tasks, request.path_params["id"])})
 
     async def kill(self, request: Request) -> Response:
-        await run(self.site.kill, request.path_params["id"])
-        return Response(status_code=204)
+        return JSONResponse(await run(self.site.kill, request.path_params["id"]))
 
     async def session(self, request: Request) -> Response:
         return JSONResponse(await run(self.site.session, request.path_params["id"]))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from cdp_mcp import redact
@@ -17,9 +17,10 @@ def instant(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def offset_time(value: datetime) -> str:
-    """Digdag's OffsetDateTime for session times: `2026-01-01T00:00:00+00:00`."""
-    return value.astimezone(UTC).isoformat(timespec="seconds")
+def offset_time(value: datetime, zone: tzinfo = UTC) -> str:
+    """Digdag's OffsetDateTime for session times, in the workflow's time zone:
+    `2026-01-01T00:00:00+09:00`."""
+    return value.astimezone(zone).isoformat(timespec="seconds")
 
 
 def v3_time(value: datetime | None) -> str | None:
@@ -66,19 +67,25 @@ def project(
 
 
 def workflow(
-    workflow_id: str, name: str, project_id: str, project_name: str, revision: str, tz: str
+    workflow_id: str,
+    name: str,
+    project_id: str,
+    project_name: str,
+    revision: str,
+    zone: tzinfo,
+    config: dict[str, Any],
 ) -> dict[str, Any]:
     return {
         "id": workflow_id,
         "name": name,
         "project": {"id": project_id, "name": project_name},
         "revision": revision,
-        "timezone": tz,
-        "config": {},
+        "timezone": str(zone),
+        "config": config,
     }
 
 
-def attempt(a: Attempt, workflow_id: str, session_uuid: str) -> dict[str, Any]:
+def attempt(a: Attempt, workflow_id: str, session_uuid: str, zone: tzinfo) -> dict[str, Any]:
     return {
         "id": a.id,
         "index": a.index,
@@ -86,7 +93,7 @@ def attempt(a: Attempt, workflow_id: str, session_uuid: str) -> dict[str, Any]:
         "workflow": {"name": a.workflow, "id": workflow_id},
         "sessionId": a.session_id,
         "sessionUuid": session_uuid,
-        "sessionTime": offset_time(a.session_time),
+        "sessionTime": offset_time(a.session_time, zone),
         "retryAttemptName": a.retry_attempt_name,
         "done": a.done,
         "success": a.success,
@@ -98,14 +105,14 @@ def attempt(a: Attempt, workflow_id: str, session_uuid: str) -> dict[str, Any]:
     }
 
 
-def session(s: Session, workflow_id: str) -> dict[str, Any]:
+def session(s: Session, workflow_id: str, zone: tzinfo) -> dict[str, Any]:
     last = s.last_attempt
     return {
         "id": s.id,
         "project": {"id": s.project_id, "name": s.project},
         "workflow": {"name": s.workflow, "id": workflow_id},
         "sessionUuid": s.session_uuid,
-        "sessionTime": offset_time(s.session_time),
+        "sessionTime": offset_time(s.session_time, zone),
         "lastAttempt": None
         if last is None
         else {
@@ -142,13 +149,15 @@ def task(t: Task, cancel_requested: bool) -> dict[str, Any]:
 
 
 def log_file(f: LogFile, direct: str | None) -> dict[str, Any]:
+    # Digdag 0.10 writes `direct` as the URL itself (RestDirectDownloadHandle's @JsonValue);
+    # its client still reads the older `{"url": ...}` object.
     return {
         "fileName": f.file_name,
         "fileSize": f.file_size,
         "taskName": f.task_name,
         "fileTime": instant(f.file_time),
         "agentId": "local",
-        "direct": {"type": "http", "url": direct} if direct else None,
+        "direct": direct,
     }
 
 
@@ -162,6 +171,11 @@ def database(name: str, count: int) -> dict[str, Any]:
         "organization": None,
         "permission": "administrator",
     }
+
+
+def secret(key: str, project_id: str, project_name: str) -> dict[str, Any]:
+    """What setting or deleting a project secret answers (RestSecret): never the value."""
+    return {"key": key, "project": {"id": project_id, "name": project_name}}
 
 
 def table(t: TableInfo) -> dict[str, Any]:

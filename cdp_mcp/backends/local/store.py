@@ -245,6 +245,32 @@ class StateStore:
     def attempts_of_session(self, session_id: int) -> list[Row]:
         return self._all("SELECT * FROM attempts WHERE session_id = ? ORDER BY id", session_id)
 
+    def attempts_newest_first(
+        self,
+        project_id: int | None,
+        workflow: str | None,
+        include_retried: bool,
+        before_id: int | None,
+        limit: int,
+    ) -> list[Row]:
+        """Attempts by id, newest first (of a project, a workflow); only each session's last
+        unless `include_retried`; only those older than `before_id` when given."""
+        return self._all(
+            "SELECT a.* FROM attempts a JOIN sessions s ON s.id = a.session_id"
+            " WHERE (? IS NULL OR s.project_id = ?) AND (? IS NULL OR s.workflow = ?)"
+            " AND (? IS NULL OR a.id < ?) AND (? OR a.id ="
+            " (SELECT max(b.id) FROM attempts b WHERE b.session_id = a.session_id))"
+            " ORDER BY a.id DESC LIMIT ?",
+            project_id,
+            project_id,
+            workflow,
+            workflow,
+            before_id,
+            before_id,
+            include_retried,
+            limit,
+        )
+
     def unfinished_attempts(self) -> list[Row]:
         return self._all("SELECT * FROM attempts WHERE done = 0 ORDER BY id")
 

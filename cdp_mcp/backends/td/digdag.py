@@ -24,8 +24,8 @@ from cdp_mcp.backends.base import (
 from cdp_mcp.backends.local.archive import build_archive, content_revision
 from cdp_mcp.backends.td import mapping
 from cdp_mcp.backends.td.transport import Transport, server_message
+from cdp_mcp.digdag.secrets import KEY_RULE, MAX_VALUE_BYTES, valid_secret_key, valid_secret_value
 
-_SECRET_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _WHERE = re.compile(r"([\w./\-]+\.(?:dig|yml|yaml|sql))(?::(\d+))?")
 
 
@@ -267,10 +267,11 @@ class DigdagClient:
 
     async def set_secret(self, project: str, key: str, value: str) -> None:
         """Set a project secret; the value is sent once and never logged or returned."""
-        if not _SECRET_KEY.match(key):
+        if not valid_secret_key(key):
+            raise BackendError(f"invalid secret key {key!r}: {KEY_RULE}")
+        if not valid_secret_value(value):
             raise BackendError(
-                f"invalid secret key {key!r}: letters, digits, '_', '.' and '-', "
-                "starting with a letter or '_'"
+                f"the value of secret {key} is over Digdag's limit of {MAX_VALUE_BYTES} bytes"
             )
         proj = await self.project(project)
         await self.http.request(

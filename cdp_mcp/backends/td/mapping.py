@@ -165,7 +165,8 @@ def log_file(data: dict[str, Any]) -> LogFile:
 
 
 def direct_url(data: dict[str, Any]) -> str | None:
-    """A log file's `direct` download URL (`{"type": "http", "url": ...}`), if any."""
+    """A log file's `direct` download URL, if any: Digdag 0.10 writes the URL as a string,
+    older servers as `{"url": ...}` (Digdag's own client reads both)."""
     direct = data.get("direct")
     if isinstance(direct, dict):
         direct = direct.get("url")
