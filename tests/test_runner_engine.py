@@ -307,4 +307,6 @@ def test_parallel_branches_may_create_the_same_table(rt: LocalRuntime) -> None:
     )
     assert a.status == "success", [t.error for t in rt.tasks(a.id) if t.error]
     assert rt.query("SELECT count(*), count(DISTINCT n) FROM shared_log", "db").rows == [[6, 6]]
-    assert len(rt.tables("db")[0].columns) == 7  # n plus each branch's new column
+    # insert_into first ensures the table exists (Digdag's ensureTableCreated), and a new TD
+    # table starts with its `time` column: time, n, and each branch's new column.
+    assert len(rt.tables("db")[0].columns) == 8

@@ -67,6 +67,9 @@ async def _backend_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:  # a served path, but not with this method: unserved too
+        site: Site = request.app.state.site
+        site.record_unserved(request.method, request.url.path, request.url.query)
     body = shapes.error_for(request.url.path, exc.status_code, str(exc.detail))
     return JSONResponse(body, exc.status_code)
 
