@@ -144,7 +144,9 @@ def _init_pipeline(
 def test_inspector_calls_init_pipeline_on_the_demo_config(
     inspector: list[str], server_command: list[str], demo_config: Path, tmp_path: Path
 ) -> None:
-    proc = _init_pipeline(inspector, server_command, tmp_path / "home", demo_config)
+    # The server reaches the demo's folder because it is started with it as a root.
+    server = [*server_command, "--root", str(demo_config.parent)]
+    proc = _init_pipeline(inspector, server, tmp_path / "home", demo_config)
     result = _json(proc)
     assert proc.returncode == 0 and result["isError"] is False, proc.stdout + proc.stderr
     out = result["structuredContent"]
@@ -164,7 +166,7 @@ def test_inspector_calls_init_pipeline_on_the_demo_config(
         "phase": "ingestion",
     }
     # the call did its work on disk: a second client finds the pipeline and resumes it
-    again = _json(_init_pipeline(inspector, server_command, tmp_path / "home", demo_config))
+    again = _json(_init_pipeline(inspector, server, tmp_path / "home", demo_config))
     assert again["structuredContent"]["resumed"] is True
     assert Path(out["workspace"]).is_dir()
 
@@ -173,7 +175,8 @@ def test_inspector_sees_a_refusal_as_a_tool_error_with_the_fix(
     inspector: list[str], server_command: list[str], tmp_path: Path
 ) -> None:
     missing = tmp_path / "nowhere" / "acme.yml"
-    proc = _init_pipeline(inspector, server_command, tmp_path / "home", missing)
+    server = [*server_command, "--root", str(tmp_path)]
+    proc = _init_pipeline(inspector, server, tmp_path / "home", missing)
     result = _json(proc)
     assert result["isError"] is True, proc.stdout
     assert proc.returncode != 0 and "tool_is_error" in proc.stderr, proc.stderr
