@@ -165,6 +165,9 @@ class GlobalConfig(_Strict):
     client: str
     backend: Literal["local", "treasuredata"] = "local"
     td_endpoint: str = "https://api.treasuredata.com"
+    # TD Workflow's (Digdag REST) host when td_endpoint's site does not give it: a private or
+    # proxied endpoint, or a Digdag server of one's own. Default: derived from td_endpoint.
+    workflow_endpoint: str | None = None
     td_api_key: SecretStr | None = None
     workspace: Path | None = None
     # How long one workflow run may take before the person is asked (the seed waits 2 h).
@@ -202,12 +205,27 @@ class GlobalConfig(_Strict):
     @field_validator("td_endpoint")
     @classmethod
     def _endpoint(cls, v: str) -> str:
-        v = v.strip().rstrip("/")
+        return cls._endpoint_url(
+            v, "https://api.treasuredata.com or https://api.eu01.treasuredata.com"
+        )
+
+    @field_validator("workflow_endpoint")
+    @classmethod
+    def _workflow_endpoint(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        return cls._endpoint_url(
+            v, "https://api-workflow.treasuredata.com or http://digdag.internal:65432"
+        )
+
+    @staticmethod
+    def _endpoint_url(value: str, examples: str) -> str:
+        """`scheme://host[:port]` without a trailing slash (pydantic names the field)."""
+        v = value.strip().rstrip("/")
         m = re.match(r"^https?://[A-Za-z0-9.\-]{1,253}(?::(\d{1,5}))?$", v)
         if not m:
             raise ValueError(
-                f"{shown(v)} is not an endpoint: give a scheme and host, e.g. "
-                "https://api.treasuredata.com or https://api.eu01.treasuredata.com"
+                f"{shown(v)} is not an endpoint: give a scheme and host, e.g. {examples}"
             )
         if m.group(1) is not None and not 1 <= int(m.group(1)) <= 65535:
             raise ValueError(f"{shown(v)} has port {m.group(1)}; a port is 1 to 65535")

@@ -1,6 +1,6 @@
-"""Referees no one here wrote: Digdag's own Java client and project loader.
+"""Referees no one here wrote: Digdag's own Java client and project loader, and td-client-java.
 
-The drivers under ci/java-referees/{client,core}/ are compiled at test time with `javac`
+The drivers under ci/java-referees/{client,core,tdclient}/ are compiled at test time with `javac`
 against the jars `ci/java-referees/resolve.sh` has Maven put in each folder's lib/ (ignored;
 Maven keeps them in ~/.m2 too, so later runs are offline). Without a JDK or the jars the
 tests skip with what to install, except under CI (env `CI` set), where they fail.
@@ -50,7 +50,9 @@ def build(referee: str, out_dir: Path) -> str:
         raise Unavailable("a JDK is needed (Debian: apt-get install openjdk-17-jdk-headless)")
     lib = REFEREES / referee / "lib"
     if not any(lib.glob("*.jar")):
-        raise Unavailable(f"the Digdag jars are not resolved: {RESOLVE} (needs Maven)")
+        raise Unavailable(
+            f"the jars of ci/java-referees/{referee} are not resolved: {RESOLVE} (needs Maven)"
+        )
     sources = sorted(str(p) for p in (REFEREES / referee).glob("*.java"))
     done = subprocess.run(
         [javac, "-nowarn", "-encoding", "UTF-8", "-cp", f"{lib}/*", "-d", str(out_dir), *sources],

@@ -113,6 +113,21 @@ def test_a_doubled_dollar_writes_a_literal_reference(
         ({"global": {"client": "Acme-Corp"}}, "global.client", "not a valid client name"),
         ({"global": {"backend": "snowflake"}}, "global.backend", "'local' or 'treasuredata'"),
         ({"global": {"td_endpoint": "api.treasuredata.com"}}, "global.td_endpoint", "scheme"),
+        (
+            {"global": {"workflow_endpoint": "api-workflow.treasuredata.com"}},
+            "global.workflow_endpoint",
+            "give a scheme and host",
+        ),
+        (
+            {"global": {"workflow_endpoint": "https://digdag.internal/api"}},
+            "global.workflow_endpoint",
+            "not an endpoint",
+        ),
+        (
+            {"global": {"workflow_endpoint": "http://127.0.0.1:70000"}},
+            "global.workflow_endpoint",
+            "a port is 1 to 65535",
+        ),
         ({"ingestion": {"objects": []}}, "ingestion.objects", "at least 1"),
         ({"ingestion": {"objects": ["orders", "orders"]}}, "ingestion.objects", "twice"),
         ({"ingestion": {"objects": ["ord-ers"]}}, "ingestion.objects[0]", "not a valid name"),
@@ -200,3 +215,11 @@ def test_local_storage_defaults_to_fast_and_reaches_the_backend(tmp_path: Path) 
     assert backend.runtime.warehouse.storage == "compact"
     found = problems(tmp_path, merged(**{"global": {"local_storage": "tiny"}}))
     assert "global.local_storage" in found and "fast" in found["global.local_storage"]
+
+
+def test_workflow_endpoint_defaults_to_none_and_is_kept_without_a_trailing_slash(
+    tmp_path: Path,
+) -> None:
+    assert load_config(write(tmp_path, merged())).global_.workflow_endpoint is None
+    doc = merged(**{"global": {"workflow_endpoint": " http://127.0.0.1:65432/ "}})
+    assert load_config(write(tmp_path, doc)).global_.workflow_endpoint == "http://127.0.0.1:65432"

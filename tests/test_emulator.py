@@ -104,8 +104,15 @@ def test_requests_no_route_serves_are_recorded(served: tuple[httpx.Client, Starl
     http, app = served
     assert http.get("/api/schedules").status_code == 404
     assert http.delete("/api/attempts").status_code == 405
+    # a POST to a path no route has (a Route without methods takes only GET and HEAD)
+    r = http.post("/v3/bulk_loads/saved_load/jobs", json={"domain_key": "k"})
+    assert r.status_code == 404 and set(r.json()) == {"error", "text", "severity"}
+    # td_load>'s YAML form: a data connector job, which the emulator does not run
+    r = http.post("/v3/job/issue/bulkload/some_db", params={"table": "t"}, json={"config": {}})
+    assert r.status_code == 404 and "data connector" in r.json()["text"]
     seen = {f"{u['method']} {u['path']}" for u in app.state.site.unserved}
     assert {"GET /api/schedules", "DELETE /api/attempts"} <= seen
+    assert {"POST /v3/bulk_loads/saved_load/jobs", "POST /v3/job/issue/bulkload/some_db"} <= seen
     assert "GET /api/projects" not in seen
 
 

@@ -308,6 +308,10 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
 # case -> (how the config is changed, the field the error names)
 ELSEWHERE: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "td_endpoint": (_set("global.td_endpoint", "${TD_API_KEY}"), "global.td_endpoint"),
+    "workflow_endpoint": (
+        _set("global.workflow_endpoint", "${TD_API_KEY}"),
+        "global.workflow_endpoint",
+    ),
     # `client` is lower-cased before its check, and so was its echo
     "client": (_set("global.client", "${TD_API_KEY}"), "global.client"),
     "backend": (_set("global.backend", "${TD_API_KEY}"), "global.backend"),

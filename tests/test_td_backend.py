@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import yaml
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cdp_mcp.backends.base import (
@@ -26,9 +27,10 @@ from cdp_mcp.backends.base import (
 from cdp_mcp.backends.local.hooks import UnificationCall
 from cdp_mcp.backends.td import AuthenticationError, PollPolicy, RetryPolicy, TransientError
 from cdp_mcp.backends.treasuredata import TreasureDataBackend
+from cdp_mcp.config import load_config
 from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.server import BackgroundServer
-from tests.conftest import SENTINEL_KEY, SENTINEL_SECRET
+from tests.conftest import FIXTURES, SENTINEL_KEY, SENTINEL_SECRET
 
 KEY = SENTINEL_KEY  # the emulator's key is the sentinel too, so every log line is checked
 SESSION = datetime(2026, 1, 1, tzinfo=UTC)
@@ -303,7 +305,7 @@ def test_databases_tables_and_their_schemas(url: str) -> None:
             ("id", "long"),
             ("name", "string"),
             ("score", "double"),
-            ("ok", "boolean"),
+            ("ok", "long"),  # TD's table schema has no boolean type
             ("time", "long"),  # implicit on TD, added back by the client
         ]
         with pytest.raises(NotFoundError, match="nope_db"):
@@ -379,6 +381,45 @@ def test_check_auth_reports_the_hosts(url: str) -> None:
         assert hosts.api == hosts.workflow == url
 
     run(url, scenario)
+
+
+def test_a_configured_workflow_endpoint_takes_the_pushes_and_api_v3_stays_on_td_endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two servers on 127.0.0.1, as behind a proxy that serves TD Workflow on its own host.
+    api_log = RequestLog(create_app(tmp_path / "api_site", KEY))
+    workflow_log = RequestLog(create_app(tmp_path / "workflow_site", KEY))
+    with BackgroundServer(api_log) as api, BackgroundServer(workflow_log) as workflow:
+        raw = yaml.safe_load((FIXTURES / "acme.yml").read_text())
+        raw["global"].update(
+            backend="treasuredata", td_endpoint=api.url, workflow_endpoint=f"{workflow.url}/"
+        )
+        (tmp_path / "acme.yml").write_text(yaml.safe_dump(raw))
+        monkeypatch.setenv("TD_API_KEY", KEY)
+        cfg = load_config(tmp_path / "acme.yml")
+        proj = project_dir(tmp_path / "proj", {"wf.dig": ECHO})
+
+        async def scenario() -> None:
+            async with TreasureDataBackend.from_config(cfg, poll=FAST_POLL) as td:
+                hosts = await td.check_auth()
+                assert (hosts.api, hosts.workflow) == (api.url, workflow.url)
+                await td.push("routed_proj", proj)
+                attempt = await td.start("routed_proj", "wf", SESSION)
+                while not (attempt := await td.attempt(attempt.id)).done:
+                    await anyio.sleep(0.05)
+                assert attempt.success
+                assert await td.ensure_database("routed_db") is True
+                assert (await td.query("SELECT 1 AS one", "routed_db")).rows == [[1]]
+
+        anyio.run(scenario)
+        for url, kind in ((workflow.url, "workflow"), (api.url, "api")):
+            listed = httpx.get(f"{url}/api/projects", headers={"Authorization": f"TD1 {KEY}"})
+            names = [p["name"] for p in listed.json()["projects"]]
+            assert names == (["routed_proj"] if kind == "workflow" else []), kind
+    called_api = [r for r in api_log.seen if r != "GET /api/projects"]
+    assert called_api and all(" /v3/" in r for r in called_api)
+    assert workflow_log.seen and all(" /api/" in r for r in workflow_log.seen)
+    assert "PUT /api/projects" in workflow_log.seen
 
 
 def _free_port() -> int:

@@ -82,3 +82,35 @@ def test_a_non_td_host_serves_every_api_on_its_origin() -> None:
 def test_bad_endpoints_say_what_is_expected(endpoint: str) -> None:
     with pytest.raises(BackendError, match=r"api\.treasuredata\.com"):
         resolve_hosts(endpoint)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "workflow_endpoint", "api", "workflow"),
+    [
+        # a private Digdag server beside TD's API of the site
+        (
+            "https://api.eu01.treasuredata.com",
+            "http://digdag.internal:65432/",
+            "https://api.eu01.treasuredata.com",
+            "http://digdag.internal:65432",
+        ),
+        # a proxy in front of both, under names TD's site rules cannot derive from
+        (
+            "https://td-api.proxy.example",
+            "https://td-workflow.proxy.example",
+            "https://td-api.proxy.example",
+            "https://td-workflow.proxy.example",
+        ),
+    ],
+)
+def test_a_configured_workflow_endpoint_replaces_the_derived_host(
+    endpoint: str, workflow_endpoint: str, api: str, workflow: str
+) -> None:
+    hosts = resolve_hosts(endpoint, workflow_endpoint)
+    assert (hosts.api, hosts.workflow) == (api, workflow)
+    assert resolve_hosts(endpoint, None) == resolve_hosts(endpoint)
+
+
+def test_a_bad_workflow_endpoint_is_named() -> None:
+    with pytest.raises(BackendError, match=r"^workflow_endpoint 'ftp://x' is not a URL"):
+        resolve_hosts("https://api.treasuredata.com", "ftp://x")

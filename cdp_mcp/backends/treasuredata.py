@@ -2,8 +2,8 @@
 
 The same generated projects the local backend runs are pushed to TD Workflow; tables and
 queries go through API v3 jobs. Hosts follow the configured endpoint's site (see
-`td/hosts.py`); a non-TD endpoint (the `cdp-mcp emulate` server) serves everything on one
-origin. HTTP details (timeouts, bounded retries, error messages without the key) live in
+`td/hosts.py`), the workflow host `workflow_endpoint` when configured; a non-TD endpoint
+(the `cdp-mcp emulate` server) serves everything on one origin. HTTP details (timeouts, bounded retries, error messages without the key) live in
 `td/transport.py`.
 """
 
@@ -47,6 +47,7 @@ class TreasureDataBackend:
         endpoint: str,
         api_key: SecretStr | str,
         *,
+        workflow_endpoint: str | None = None,
         retry: RetryPolicy | None = None,
         timeout: httpx.Timeout | float | None = None,
         poll: PollPolicy | None = None,
@@ -58,7 +59,7 @@ class TreasureDataBackend:
         if not key.get_secret_value().strip():
             raise BackendError(f"no Treasure Data API key; {AUTH_HINT}")
         self.endpoint = endpoint
-        self.hosts: TDHosts = resolve_hosts(endpoint)
+        self.hosts: TDHosts = resolve_hosts(endpoint, workflow_endpoint)
         self.poll = poll or PollPolicy()
         self.result_format = result_format
         self.query_timeout = query_timeout
@@ -71,6 +72,7 @@ class TreasureDataBackend:
         key = cfg.global_.td_api_key
         if key is None:
             raise BackendError(f"backend treasuredata needs global.td_api_key; {AUTH_HINT}")
+        options.setdefault("workflow_endpoint", cfg.global_.workflow_endpoint)
         return cls(cfg.global_.td_endpoint, key, **options)
 
     def __repr__(self) -> str:

@@ -8,6 +8,7 @@ dict, or JSON). Errors are API v3's `{"error", "text", "severity"}` bodies.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from starlette.requests import Request
@@ -20,6 +21,7 @@ from cdp_mcp.emulator.jobs import QUERY_TYPES, STATUSES, DuplicateDomainKey
 from cdp_mcp.emulator.routes_digdag import run
 from cdp_mcp.emulator.site import Site
 
+log = logging.getLogger("cdp_mcp.emulator")
 PRIORITIES = {"VERY LOW": -2, "LOW": -1, "NORMAL": 0, "NORM": 0, "HIGH": 1, "VERY HIGH": 2}
 
 
@@ -141,6 +143,8 @@ class V3Routes:
 
     async def issue(self, request: Request) -> Response:
         engine, db = request.path_params["type"], request.path_params["db"]
+        if engine == "bulkload":
+            return self._bulkload_unserved(request)
         if engine not in QUERY_TYPES:
             raise RequestError(f"unknown job type {engine!r}; one of {', '.join(QUERY_TYPES)}")
         params = await fields(request)
@@ -161,6 +165,19 @@ class V3Routes:
             body = shapes.v3_error(str(e), details={"conflicts_with": e.job_id})
             return JSONResponse(body, 409)
         return JSONResponse({"job": job.id, "job_id": job.id, "database": db})
+
+    def _bulkload_unserved(self, request: Request) -> Response:
+        """`td_load>: config.yml` issues its config as a `bulkload` job (TD's data connector,
+        which runs the config's `in:` on TD's servers). The emulator runs no connector, so
+        the request is recorded as unserved, like a path no route serves."""
+        path, query = request.url.path, request.url.query
+        self.site.record_unserved(request.method, path, query)
+        log.warning("unserved request: %s %s (data connector jobs)", request.method, path)
+        message = (
+            "bulkload jobs (td_load>'s data connector) run only on Treasure Data; "
+            "the emulator runs no data connector"
+        )
+        return JSONResponse(shapes.v3_error(message), 404)
 
     async def jobs(self, request: Request) -> Response:
         params = dict(request.query_params)

@@ -178,9 +178,16 @@ def secret(key: str, project_id: str, project_name: str) -> dict[str, Any]:
     return {"key": key, "project": {"id": project_id, "name": project_name}}
 
 
+# A table schema names only TD's column types: td-client-java (which Digdag's td operators
+# list tables with) reads nothing else, so one `boolean` would break every listing of the
+# database. TD's own connector output writes booleans as `long` (embulk-output-td's
+# default_boolean_type_convert_to), so the warehouse's boolean columns are reported so.
+_SCHEMA_TYPES = {"boolean": "long"}
+
+
 def table(t: TableInfo) -> dict[str, Any]:
     # TD leaves the implicit `time` column out of a table's schema, a JSON-encoded string.
-    schema = [[c.name, c.type] for c in t.columns if c.name != "time"]
+    schema = [[c.name, _SCHEMA_TYPES.get(c.type, c.type)] for c in t.columns if c.name != "time"]
     return {
         "name": t.name,
         "type": "log",

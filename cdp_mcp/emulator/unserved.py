@@ -27,6 +27,7 @@ _SLASHES = re.compile(r"/{2,}")
 _RAW_SLASHES = re.compile(rb"/{2,}")
 V3_NOT_FOUND = "Resource not found"
 DIGDAG_NOT_FOUND = "HTTP 404 Not Found"
+ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 class MergeSlashes:
@@ -60,4 +61,6 @@ def unserved_route(site: Site) -> Route:
             shapes.v3_error("Method not allowed" if wrong_method else V3_NOT_FOUND), status
         )
 
-    return Route("/{path:path}", unserved)
+    # Every method: a Route without `methods` takes only GET and HEAD, so a POST to a path
+    # nothing serves would get Starlette's bare 405 and go unrecorded.
+    return Route("/{path:path}", unserved, methods=list(ALL_METHODS))

@@ -5,7 +5,7 @@
 # these jars; without them those tests skip, except under CI, where they fail.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-for referee in client core; do
+for referee in client core tdclient; do
   rm -rf "$here/$referee/lib"
   mvn -q -B -f "$here/$referee/pom.xml" dependency:copy-dependencies \
     -DoutputDirectory="$here/$referee/lib" -DincludeScope=runtime
