@@ -145,7 +145,7 @@ def _load_config(cfg: PipelineConfig, obj: str, ctx: dict[str, object]) -> str:
         "ingestion/load_connector.yml.j2",
         **ctx,
         obj=obj,
-        connector=conn,
+        conn=conn,
         in_section=text,
         secrets=referenced_secrets({"in": text}),
     )
