@@ -68,9 +68,7 @@ def test_the_td_project_holds_no_path_of_this_machine(
     steps = dig["+load_historical"]["_do"]
     assert steps["+load"] == {"td>": "queries/load_landing.sql"}
     entries = yaml.safe_load(texts["config/shopify_datasources.yml"])["hist_datasources"]
-    assert [e["landing_table"] for e in entries] == [
-        f"shopify_{o}_hist_landing" for o in OBJECTS
-    ]
+    assert [e["landing_table"] for e in entries] == [f"shopify_{o}_hist_landing" for o in OBJECTS]
 
 
 def checksums(rows: list[list[Any]], columns: list[str]) -> tuple[int, str]:

@@ -21,7 +21,6 @@ from cdp_mcp.generate import generate
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.phases import Phase, expected_tables, project_name, workflows
 from cdp_mcp.pipeline.file_upload import upload_ranges
-from cdp_mcp.sample_data import append_rows
 from tests.conftest import SENTINEL_KEY
 
 SESSION = datetime(2024, 1, 15, tzinfo=UTC)  # backfill before 2024-01-01, incremental after
