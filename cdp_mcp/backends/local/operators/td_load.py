@@ -182,9 +182,10 @@ class TdLoadOperator:
                 + "; the workflow keeps the range)"
             )
             return select, ""
-        field = source.get(r.column_field or "") or mapping(ctx.config.get("datasource")).get(
-            "incremental_field"
-        )
+        table_field = mapping(ctx.config.get("datasource")).get("incremental_field")
+        field = source.get(r.column_field or "") or table_field
+        if field not in {c.name for c in columns}:  # the API's name for the table's column
+            field = table_field
         lower = source.get(r.from_field or "")
         upper = source.get(r.to_field or "") if r.to_field else None
         ctx.log.info(
