@@ -75,6 +75,20 @@ def test_a_missing_required_field_is_a_config_error_naming_it(tmp_path: Path) ->
         "ingestion.object_settings.customers.path_prefix: required for each object by TD's s3 "
         "connector"
     ]
+    shared = problems(
+        tmp_path,
+        "s3",
+        connector_settings={
+            "td_authentication_id": 42,
+            "bucket": "b",
+            "parser": {},
+            "path_prefix": "x",
+        },
+    )
+    assert shared[0] == (
+        "ingestion.connector_settings.path_prefix: differs by object: give it in "
+        "object_settings.<object>.path_prefix"
+    )
 
 
 def test_credentials_are_secret_references_or_a_saved_authentication(tmp_path: Path) -> None:

@@ -168,14 +168,14 @@ def check_settings(
     if conn is None:
         return [("connector", unknown_type_message(connector_type))]
     problems: list[tuple[str, str]] = []
-    problems += _fields("connector_settings", conn, settings, source, allow_secrets=True)
+    problems += _fields("connector_settings", conn, settings, source, connector_level=True)
     for obj, extra in object_settings.items():
         if obj not in objects:
             problems.append(
                 (f"object_settings.{obj}", f"is not in `objects` ({', '.join(objects)})")
             )
             continue
-        problems += _fields(f"object_settings.{obj}", conn, extra, source, allow_secrets=False)
+        problems += _fields(f"object_settings.{obj}", conn, extra, source, connector_level=False)
     if AUTH_ID not in settings:
         for name in conn.credentials:
             if name not in settings:
@@ -198,7 +198,7 @@ def check_settings(
             )
     for name in conn.per_object:
         for obj in objects:
-            if name not in (object_settings.get(obj) or {}) and name not in settings:
+            if name not in (object_settings.get(obj) or {}):
                 problems.append(
                     (
                         f"object_settings.{obj}.{name}",
@@ -220,7 +220,7 @@ def check_settings(
 
 
 def _fields(
-    where: str, conn: Connector, values: dict[str, Any], source: str, *, allow_secrets: bool
+    where: str, conn: Connector, values: dict[str, Any], source: str, *, connector_level: bool
 ) -> list[tuple[str, str]]:
     problems = []
     for key, value in values.items():
@@ -241,15 +241,17 @@ def _fields(
                     f"{', '.join(conn.settable)}",
                 )
             )
+        elif key in conn.per_object and connector_level:
+            problems.append((path, f"differs by object: give it in object_settings.<object>.{key}"))
         elif key == AUTH_ID:
-            if not allow_secrets:
+            if not connector_level:
                 problems.append((path, "belongs in connector_settings"))
             elif not _auth_id_ok(value):
                 problems.append(
                     (path, "must be the numeric id of an authentication saved in TD's console")
                 )
         elif key in conn.secret_fields:
-            if not allow_secrets:
+            if not connector_level:
                 problems.append((path, "credentials belong in connector_settings"))
             elif not is_secret_value(value):
                 problems.append(
