@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from cdp_mcp import redact
+from cdp_mcp import connectors, redact
 from cdp_mcp.apikey import key_problem
 from cdp_mcp.workspace import system_folder_problem
 from cdp_mcp.yaml_bounded import MAX_BYTES, YamlInputError, load_bounded
@@ -54,6 +54,10 @@ def shown(value: object) -> str:
     """A value quoted in a message: repr (control characters escaped), cut to SHOWN_MAX."""
     text = repr(value)
     return text if len(text) <= SHOWN_MAX else f"{text[: SHOWN_MAX - 4]}...{text[-1]}"
+
+
+# A TD load lands in `{table}_landing` first; the workflow copies the exact range from there.
+LANDING_SUFFIX = "_landing"
 
 
 # A value holding the key outside td_api_key (`td_endpoint: ${TD_API_KEY}`) is named, never shown.
@@ -255,8 +259,15 @@ def _checked_path(p: Path) -> Path:
 
 class IngestionConfig(_Strict):
     source_name: Ident
+    # `file` (local extracts) or a TD input connector of cdp_mcp/connectors/catalog.yml
     connector: Ident = "file"
+    # connector file: {object}.csv|.parquet|.jsonl; a TD connector: the extracts a local
+    # dry-run reads, shaped as that connector delivers each object
     source_path: Path | None = None
+    # a TD connector's `in:` fields (credentials as ${secret:...} or td_authentication_id)
+    connector_settings: dict[str, Any] = Field(default_factory=dict)
+    # fields that differ by object (S3's path_prefix), by object name
+    object_settings: dict[Ident, dict[str, Any]] = Field(default_factory=dict)
     objects: list[Ident] = Field(min_length=1, max_length=1000)
     mode: Literal["incremental", "historical", "both"] = "both"
     incremental_field: ColumnName = "updated_at"
@@ -308,7 +319,37 @@ class IngestionConfig(_Strict):
                 "@source_path: connector `file` needs `source_path`: the folder holding "
                 "{object}.csv, .parquet or .jsonl"
             )
+        problems = self._connector_problems()
+        if problems:
+            raise ValueError("\n".join(f"@{path}: {message}" for path, message in problems))
         return self
+
+    def _connector_problems(self) -> list[tuple[str, str]]:
+        if self.connector == "file":
+            given = [k for k in ("connector_settings", "object_settings") if getattr(self, k)]
+            return [
+                (k, "only a TD connector has settings; connector `file` has none") for k in given
+            ]
+        problems = connectors.check_settings(
+            self.connector,
+            self.connector_settings,
+            self.object_settings,
+            list(self.objects),
+            self.source_name,
+        )
+        tables = {f"{self.source_name}_{o}{s}" for o in self.objects for s in ("", "_hist")}
+        for obj in self.objects:
+            for suffix in ("", "_hist"):
+                landing = f"{self.source_name}_{obj}{suffix}{LANDING_SUFFIX}"
+                if landing in tables:
+                    problems.append(
+                        (
+                            "objects",
+                            f"table {landing} would be both an object's table and the landing "
+                            f"table of object {obj!r}; rename one of the objects",
+                        )
+                    )
+        return problems
 
     @property
     def start_datetime(self) -> datetime:

@@ -8,6 +8,7 @@ schema the load produces.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 import duckdb
@@ -33,17 +34,17 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def find_object_file(source_dir: Path, obj: str) -> Path:
-    """The one `{obj}.csv|.parquet|.jsonl` file in `source_dir`."""
+def find_object_file(source_dir: Path, obj: str, formats: tuple[str, ...] | None = None) -> Path:
+    """The one `{obj}.csv|.parquet|.jsonl` file in `source_dir` (of `formats`, if given)."""
     if not source_dir.is_dir():
         raise SourceError(f"source_path {source_dir} is not a folder")
-    found = [
-        source_dir / f"{obj}{ext}" for ext in FORMATS if (source_dir / f"{obj}{ext}").is_file()
-    ]
+    exts = [ext for ext, fmt in FORMATS.items() if formats is None or fmt in formats]
+    found = [source_dir / f"{obj}{ext}" for ext in exts if (source_dir / f"{obj}{ext}").is_file()]
     if not found:
+        wanted = [f"{obj}{ext}" for ext in exts if ext != ".ndjson"]
         raise SourceError(
-            f"no file for object {obj!r} in {source_dir}: expected {obj}.csv, {obj}.parquet "
-            f"or {obj}.jsonl"
+            f"no file for object {obj!r} in {source_dir}: expected "
+            f"{', '.join(wanted[:-1])}{' or ' if len(wanted) > 1 else ''}{wanted[-1]}"
         )
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
@@ -141,10 +142,20 @@ def _nested(dtype: str) -> bool:
     return upper == "JSON" or upper.endswith("]") or upper.startswith(("STRUCT", "MAP", "UNION"))
 
 
-def select_sql(path: Path) -> tuple[str, list[Column]]:
-    """A SELECT over the file with TD column names and types, and the resulting columns."""
+def lower_name(name: str) -> str:
+    """A connector field's name as TD keeps it: lower case, [a-z0-9_] only."""
+    s = re.sub(r"[^a-z0-9_]+", "_", name.strip().lower()).strip("_") or "col"
+    return f"_{s}" if s[0].isdigit() else s
+
+
+def select_sql(path: Path, names_as: str = "snake") -> tuple[str, list[Column]]:
+    """A SELECT over the file with TD column names and types, and the resulting columns.
+
+    `names_as`: `snake` (connector `file`: snake_case) or `lower` (a TD connector's output,
+    whose field names TD keeps lower-cased)."""
     described = _described(path)
-    names = unique_names([snake_case(n) for n, _ in described])
+    rename = lower_name if names_as == "lower" else snake_case
+    names = unique_names([rename(n) for n, _ in described])
     if "time" in names:
         raise SourceError(f"{path}: column `time` is reserved for TD's load time; rename it")
     cols, exprs = [], []

@@ -44,20 +44,44 @@ def test_unknown_phase_and_missing_source(
     assert "no file for object 'products'" in capsys.readouterr().err
 
 
-def test_seed_config_with_a_td_connector_generates_ingestion(
+def test_seed_config_with_connector_rest_is_refused_with_tds_connectors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The seed's own YAML (connector rest): ingestion generates with secret placeholders;
-    later phases wait for the loaded tables' columns and say so."""
+    """The seed's own YAML says `connector: rest`, a type TD does not have: refused, with
+    the connector types that exist."""
     cfg = tmp_path / "acme.yml"
     cfg.write_text(
         "global: {client: acme}\n"
         "ingestion: {source_name: shopify, connector: rest, objects: [orders, customers]}\n"
     )
+    assert main(["generate", str(cfg), "ingestion"]) == 1
+    err = capsys.readouterr().err
+    assert "ingestion.connector: 'rest' is not a Treasure Data input connector" in err
+    assert "shopify" in err and "sfdc" in err and "bigquery" in err
+
+
+def test_seed_config_with_a_td_connector_generates_ingestion(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A TD connector: ingestion generates with secret references; later phases wait for
+    the loaded tables' columns and say so."""
+    cfg = tmp_path / "acme.yml"
+    cfg.write_text(
+        "global: {client: acme}\n"
+        "ingestion:\n"
+        "  source_name: shopify\n"
+        "  connector: shopify\n"
+        "  objects: [orders, customers]\n"
+        "  connector_settings:\n"
+        "    apikey: ${secret:shopify.apikey}\n"
+        "    password: ${secret:shopify.password}\n"
+        "    store_name: acme\n"
+    )
     assert main(["generate", str(cfg), "ingestion"]) == 0
     load = (tmp_path / "acme_cdp" / "ingestion" / "config" / "shopify_orders_load.yml").read_text()
-    assert "type: rest" in load
-    assert "${secret:shopify.api_key}" in load
-    assert "secrets to set before running: shopify.api_key" in capsys.readouterr().out
+    assert "type: shopify" in load
+    assert "${secret:shopify.apikey}" in load
+    out = capsys.readouterr().out
+    assert "secrets to set before running: shopify.apikey, shopify.password" in out
     assert main(["generate", str(cfg), "hist_union"]) == 1
     assert "run and validate ingestion first" in capsys.readouterr().err

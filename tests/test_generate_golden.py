@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from cdp_mcp.config import load_config
 from cdp_mcp.generate import GenerationError, generate, render_phase
@@ -48,6 +50,47 @@ def test_project_matches_golden_snapshot(acme_config: Path, phase: Phase) -> Non
     assert sorted(files) == sorted(expected), "file list changed"
     for rel, text in files.items():
         assert text == expected[rel], f"{phase.value}/{rel} differs from its golden snapshot"
+
+
+# The ingestion project of the same config where it loads through a landing table: its files
+# on Treasure Data (uploaded by bulk import) and with TD's Shopify connector.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "ingestion_treasuredata_file": {"global": {"backend": "treasuredata"}},
+    "ingestion_shopify_connector": {
+        "ingestion": {
+            "connector": "shopify",
+            "connector_settings": {
+                "apikey": "${secret:shopify.apikey}",
+                "password": "${secret:shopify.password}",
+                "store_name": "acme-store",
+            },
+        }
+    },
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_ingestion_variants_match_golden_snapshots(acme_config: Path, variant: str) -> None:
+    raw = yaml.safe_load(acme_config.read_text())
+    for section, values in VARIANTS[variant].items():
+        raw[section].update(values)
+    acme_config.write_text(yaml.safe_dump(raw))
+    cfg = load_config(acme_config)
+    assert cfg.source_dir is not None
+    schemas = predicted_schemas(cfg) if cfg.ingestion.connector == "file" else {}
+    files = _normalized(render_phase(cfg, Phase.INGESTION, schemas), cfg.source_dir)
+    golden_dir = GOLDEN / variant
+    if os.environ.get("UPDATE_GOLDEN"):
+        shutil.rmtree(golden_dir, ignore_errors=True)
+        for rel, text in files.items():
+            (golden_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            (golden_dir / rel).write_text(text, newline="\n")
+    expected = {
+        p.relative_to(golden_dir).as_posix(): p.read_text()
+        for p in sorted(golden_dir.rglob("*"))
+        if p.is_file()
+    }
+    assert files == expected
 
 
 def test_generation_is_deterministic_and_passes_the_structural_check(acme_config: Path) -> None:

@@ -29,7 +29,8 @@ def make_config(mode: str = "both", **hist_union: Any) -> PipelineConfig:
         "global": {"client": "acme", "td_api_key": SENTINEL_KEY},
         "ingestion": {
             "source_name": "shopify",
-            "connector": "rest",
+            "connector": "shopify",
+            "connector_settings": {"td_authentication_id": 123, "store_name": "acme"},
             "objects": OBJECTS,
             "mode": mode,
         },

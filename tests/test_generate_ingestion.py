@@ -292,16 +292,26 @@ def test_file_load_config_points_at_the_absolute_source_file(tmp_path: Path) -> 
     assert conf["out"]["mode"] == "append"
 
 
-def test_td_connector_config_is_a_skeleton_with_secrets(tmp_path: Path) -> None:
-    cfg = make_config(tmp_path, connector="salesforce", source_path=None)
+def test_td_connector_config_is_tds_connector_with_secrets(tmp_path: Path) -> None:
+    cfg = make_config(
+        tmp_path,
+        connector="sfdc_v2",
+        source_path=None,
+        connector_settings={
+            "username": "${secret:shopify.username}",
+            "password": "${secret:shopify.password}",
+            "client_id": "${secret:shopify.client_id}",
+            "client_secret": "${secret:shopify.client_secret}",
+        },
+    )
     files = render(cfg, {})
     text = files["config/shopify_customers_load.yml"]
     conf = yaml.safe_load(text)
-    assert conf["in"]["type"] == "salesforce"
-    assert conf["in"]["incremental"] is True
-    assert conf["in"]["incremental_columns"] == ["updated_at"]
+    assert conf["in"]["type"] == "sfdc_v2"
+    assert conf["in"]["target"] == "customers"
     assert conf["in"]["password"] == "${secret:shopify.password}"
-    assert conf["out"]["mode"] == "append"
+    assert conf["in"]["where"].startswith("updated_at >= ")
+    assert conf["out"]["mode"] == "replace"  # into the landing table
     assert SENTINEL_KEY not in text
 
 
@@ -322,9 +332,15 @@ def test_missing_source_file_is_a_generation_error(tmp_path: Path) -> None:
 
 
 def test_no_api_key_in_any_file(tmp_path: Path) -> None:
-    for connector in ("file", "rest"):
+    for connector in ("file", "shopify"):
         extra: dict[str, Any] = (
-            {} if connector == "file" else {"connector": connector, "source_path": None}
+            {}
+            if connector == "file"
+            else {
+                "connector": connector,
+                "source_path": None,
+                "connector_settings": {"td_authentication_id": 7, "store_name": "acme"},
+            }
         )
         cfg = make_config(tmp_path, **extra)
         assert cfg.global_.td_api_key is not None

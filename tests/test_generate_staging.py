@@ -34,7 +34,8 @@ def make_config(engine: str = "presto", **ingestion: Any) -> PipelineConfig:
         "global": {"client": "acme"},
         "ingestion": {
             "source_name": "shopify",
-            "connector": "rest",
+            "connector": "shopify",
+            "connector_settings": {"td_authentication_id": 123, "store_name": "acme"},
             "objects": ["orders", "customers", "products"],
             **ingestion,
         },

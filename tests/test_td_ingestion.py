@@ -1,4 +1,7 @@
-"""The generated ingestion phase, pushed and run through TreasureDataBackend on the emulator."""
+"""The generated ingestion phase, pushed and run through TreasureDataBackend on the emulator.
+
+Connector `file` on TD: before each attempt the range of every object is uploaded from the
+local files with TD's bulk import (pipeline/file_upload.py), as the pipeline does."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from cdp_mcp.emulator.server import BackgroundServer
 from cdp_mcp.generate import generate
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.phases import Phase, expected_tables, project_name, workflows
+from cdp_mcp.pipeline.file_upload import upload_ranges
 from tests.conftest import SENTINEL_KEY
 
 SESSION = datetime(2024, 1, 15, tzinfo=UTC)  # backfill before 2024-01-01, incremental after
@@ -45,6 +49,8 @@ def test_ingestion_runs_on_td_and_its_tables_show_in_api_v3(acme_config: Path) -
                 await td.check_auth()
                 await td.push(name, project.directory)
                 for wf in workflows(cfg, Phase.INGESTION):
+                    uploads = await upload_ranges(cfg, td, wf, SESSION)
+                    assert {u.object for u in uploads} == set(cfg.ingestion.objects)
                     done = await td.wait((await td.start(name, wf, SESSION)).id, timeout=60)
                     failed = [(t.full_name, t.error) for t in await td.tasks(done.id) if t.error]
                     assert done.status == "success", failed

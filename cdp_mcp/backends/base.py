@@ -6,6 +6,7 @@ pipeline code reads a local attempt and a Treasure Data attempt the same way.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -203,3 +204,21 @@ class SecretStore(Protocol):
     async def list_secrets(self, project: str) -> list[str]: ...
 
     async def set_secret(self, project: str, key: str, value: str) -> None: ...
+
+
+@runtime_checkable
+class BulkImporter(Protocol):
+    """Rows from this machine into the warehouse (TD's bulk import API): a capability of the
+    Treasure Data backend, whose servers cannot read this machine's files."""
+
+    async def ensure_database(self, name: str) -> bool: ...
+
+    async def drop_table(self, database: str, table: str) -> bool: ...
+
+    async def query(
+        self, sql: str, database: str, engine: str = "presto", limit: int | None = None
+    ) -> QueryResult: ...
+
+    async def bulk_import(
+        self, session: str, database: str, table: str, parts: Iterable[bytes]
+    ) -> Any: ...

@@ -14,4 +14,5 @@ def make_backend(cfg: PipelineConfig) -> Backend:
         return TreasureDataBackend.from_config(cfg)
     from cdp_mcp.backends.local import LocalBackend
 
-    return LocalBackend(cfg.workspace, storage=cfg.global_.local_storage)
+    extracts = cfg.source_dir if cfg.ingestion.connector != "file" else None
+    return LocalBackend(cfg.workspace, storage=cfg.global_.local_storage, extracts_dir=extracts)

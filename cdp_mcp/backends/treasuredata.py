@@ -9,6 +9,7 @@ queries go through API v3 jobs. Hosts follow the configured endpoint's site (see
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +31,7 @@ from cdp_mcp.backends.base import (
 )
 from cdp_mcp.backends.readonly import Show, read_statement
 from cdp_mcp.backends.td.apiv3 import APIv3, PollPolicy
+from cdp_mcp.backends.td.bulk_import import BulkImportClient, ImportResult
 from cdp_mcp.backends.td.digdag import DigdagClient
 from cdp_mcp.backends.td.errors import AUTH_HINT
 from cdp_mcp.backends.td.hosts import TDHosts, resolve_hosts
@@ -66,6 +68,7 @@ class TreasureDataBackend:
         self._http = Transport(key, policy=retry, timeout=timeout, seed=seed)
         self.workflow = DigdagClient(self._http, self.hosts.workflow)
         self.api = APIv3(self._http, self.hosts.api, self.poll)
+        self.bulk = BulkImportClient(self._http, self.api)
 
     @classmethod
     def from_config(cls, cfg: PipelineConfig, **options: Any) -> TreasureDataBackend:
@@ -174,6 +177,18 @@ class TreasureDataBackend:
 
     async def tables(self, database: str) -> list[TableInfo]:
         return await self.api.tables(database)
+
+    # bulk import (rows from this machine)
+
+    async def drop_table(self, database: str, table: str) -> bool:
+        """Delete `table`; False when there was none."""
+        return await self.api.delete_table(database, table)
+
+    async def bulk_import(
+        self, session: str, database: str, table: str, parts: Iterable[bytes]
+    ) -> ImportResult:
+        """Append msgpack.gz `parts` to the table in one committed bulk import session."""
+        return await self.bulk.run(session, database, table, parts, timeout=self.query_timeout)
 
     async def query(
         self, sql: str, database: str, engine: str = "presto", limit: int | None = None

@@ -3,6 +3,14 @@
 Each load's bounds are computed in SQL from `{src}.ingestion_log` (docs/internals.md,
 "Ingestion semantics"), so on either backend a rerun continues exactly where the log says:
 every row with `incremental_field >= start_date` is loaded once across both workflows.
+
+How a range's rows arrive (`load_mode`):
+- `file`: local files on the local backend; `td_load>` reads the range from the file.
+- `upload`: local files on Treasure Data, whose servers cannot read them: cdp-mcp uploads
+  the range into a landing table with TD's bulk import before the attempt starts
+  (pipeline/file_upload.py); the workflow appends the range from there.
+- `connector`: a TD connector of the catalog fetches the range into the landing table
+  (`td_load>`, the range in the connector's own fields); the workflow appends the range.
 """
 
 from __future__ import annotations
@@ -11,7 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 
-from cdp_mcp.config import PipelineConfig, parse_timestamp
+from cdp_mcp import connectors
+from cdp_mcp.config import LANDING_SUFFIX, PipelineConfig, parse_timestamp
+from cdp_mcp.connectors.render import dump_in, in_section
+from cdp_mcp.generate import referenced_secrets
 from cdp_mcp.generate.templating import render as render_template
 from cdp_mcp.generate.writer import GenerationError
 from cdp_mcp.phases import INGESTION_LOG_COLUMNS, Phase, project_name
@@ -21,20 +32,6 @@ from cdp_mcp.sources import SourceError, find_object_file
 # Bounds and watermarks are stored in this one text form (UTC, microseconds), so comparing
 # them as strings orders them in time.
 CANONICAL_TS_PY = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-# Credential fields of common TD connectors; any other connector gets `api_key`.
-_CONNECTOR_SECRETS: dict[str, tuple[str, ...]] = {
-    "s3": ("access_key_id", "secret_access_key"),
-    "gcs": ("json_keyfile",),
-    "bigquery": ("json_keyfile",),
-    "salesforce": ("username", "password", "security_token", "client_id", "client_secret"),
-    "shopify": ("apikey", "password"),
-    "mysql": ("user", "password"),
-    "postgresql": ("user", "password"),
-    "redshift": ("user", "password"),
-    "snowflake": ("user", "password"),
-    "sftp": ("user", "password"),
-}
 
 
 @dataclass(frozen=True)
@@ -67,10 +64,22 @@ def workflows_for(cfg: PipelineConfig) -> list[_Workflow]:
     ]
 
 
+def load_mode(cfg: PipelineConfig) -> str:
+    """`file`, `upload` or `connector` (see the module docstring)."""
+    if cfg.ingestion.connector != "file":
+        return "connector"
+    return "upload" if cfg.global_.backend == "treasuredata" else "file"
+
+
+def landing_table(cfg: PipelineConfig, table: str) -> str:
+    return f"{table}{LANDING_SUFFIX}"
+
+
 def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
-    _check_incremental_field(cfg, schemas)
+    check_incremental_field(cfg, schemas)
     flows = workflows_for(cfg)
     ctx = _context(cfg)
+    mode = ctx["load_mode"]
     files: dict[str, str] = {}
     for wf in flows:
         wf_ctx = {**ctx, "wf": wf, "for_each_value": "${" + wf.datasources_key + "}"}
@@ -83,15 +92,12 @@ def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
     files[f"config/{cfg.source}_datasources.yml"] = render_template(
         "ingestion/datasources.yml.j2", **ctx, flows=flows
     )
-    for obj in cfg.ingestion.objects:
-        files[f"config/{cfg.source}_{obj}_load.yml"] = _load_config(cfg, obj, ctx)
-    for name in (
-        "create_ingestion_log",
-        "create_target_table",
-        "clear_range",
-        "log_success",
-        "log_error",
-    ):
+    if mode != "upload":
+        for obj in cfg.ingestion.objects:
+            files[f"config/{cfg.source}_{obj}_load.yml"] = _load_config(cfg, obj, ctx)
+    queries = ["create_ingestion_log", "create_target_table", "clear_range"]
+    queries += ["log_success", "log_error"] + (["load_landing"] if mode != "file" else [])
+    for name in queries:
         files[f"queries/{name}.sql"] = render_template(f"ingestion/{name}.sql.j2", **ctx)
     return files
 
@@ -107,6 +113,13 @@ def _context(cfg: PipelineConfig) -> dict[str, object]:
         "parallel_limit": cfg.ingestion.parallel_limit,
         "log_columns": [(c.name, presto_type(c.type)) for c in INGESTION_LOG_COLUMNS],
         "project": project_name(cfg, Phase.INGESTION),
+        "load_mode": load_mode(cfg),
+        "connector": cfg.ingestion.connector,
+        "landing_suffix": LANDING_SUFFIX,
+        "landing_note": {
+            "upload": "cdp-mcp filled it from the local file with TD's bulk import.",
+            "connector": f"TD's {cfg.ingestion.connector} connector filled it (td_load>).",
+        }.get(load_mode(cfg), ""),
     }
 
 
@@ -115,13 +128,26 @@ def _load_config(cfg: PipelineConfig, obj: str, ctx: dict[str, object]) -> str:
         return render_template(
             "ingestion/load_file.yml.j2", **ctx, obj=obj, path=str(_source_file(cfg, obj))
         )
-    secrets = _CONNECTOR_SECRETS.get(cfg.ingestion.connector, ("api_key",))
+    conn = connectors.get(cfg.ingestion.connector)
+    if conn is None:  # the config refuses this; kept for type narrowing
+        raise GenerationError(
+            f"ingestion.connector: {connectors.unknown_type_message(cfg.ingestion.connector)}"
+        )
+    section = in_section(
+        conn,
+        cfg.ingestion.connector_settings,
+        cfg.ingestion.object_settings.get(obj, {}),
+        obj,
+        cfg.ingestion.incremental_field,
+    )
+    text = dump_in(section)
     return render_template(
         "ingestion/load_connector.yml.j2",
         **ctx,
         obj=obj,
-        connector=cfg.ingestion.connector,
-        secrets=secrets,
+        conn=conn,
+        in_section=text,
+        secrets=referenced_secrets({"in": text}),
     )
 
 
@@ -134,7 +160,7 @@ def _source_file(cfg: PipelineConfig, obj: str) -> Path:
         raise GenerationError(f"ingestion.source_path: {e}") from None
 
 
-def _check_incremental_field(cfg: PipelineConfig, schemas: SchemaMap) -> None:
+def check_incremental_field(cfg: PipelineConfig, schemas: SchemaMap) -> None:
     """Bounds parse the field as a timestamp text; refuse a schema where it cannot be."""
     field = cfg.ingestion.incremental_field
     for obj in cfg.ingestion.objects:

@@ -22,6 +22,7 @@ from typing import Concatenate, NoReturn, ParamSpec, TypeVar
 
 import anyio
 
+from cdp_mcp import connectors
 from cdp_mcp.backends.base import (
     DONE_TASK_STATES,
     Attempt,
@@ -37,6 +38,7 @@ from cdp_mcp.backends.readonly import ReadOnlyError
 from cdp_mcp.config import ConfigError, PipelineConfig, load_config
 from cdp_mcp.generate import GenerationError, generate
 from cdp_mcp.generate.check import check_project
+from cdp_mcp.generate.ingestion import check_incremental_field, load_mode
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.manifest import FileConflictError
 from cdp_mcp.phases import (
@@ -49,6 +51,7 @@ from cdp_mcp.phases import (
     workflows,
 )
 from cdp_mcp.pipeline import report as report_mod
+from cdp_mcp.pipeline.file_upload import ObjectUpload, upload_problems, upload_ranges
 from cdp_mcp.pipeline.models import (
     DecisionResult,
     FailedTask,
@@ -93,7 +96,7 @@ from cdp_mcp.pipeline.state import (
 )
 from cdp_mcp.pipeline.validate import validate_phase
 from cdp_mcp.roots import OutsideRootsError, Roots
-from cdp_mcp.sources import SourceError
+from cdp_mcp.sources import SourceError, find_object_file, select_sql
 from cdp_mcp.workspace import WorkspaceError, check_workspace, claim_workspace
 
 log = logging.getLogger(__name__)
@@ -430,17 +433,65 @@ class Pipeline:
         if self.cfg.ingestion.connector == "file" and self.cfg.source_dir is not None:
             try:
                 schemas = await anyio.to_thread.run_sync(predicted_schemas, self.cfg)
+                check_incremental_field(self.cfg, schemas)
             except SourceError as e:
                 raise PipelineError(f"ingestion.source_path: {e}") from None
+            except GenerationError as e:
+                raise PipelineError(
+                    f"{e}\nFix the config file, then call init_pipeline again."
+                ) from None
             notes.append(
                 f"source files readable: {', '.join(self.cfg.ingestion.objects)} "
                 f"({sum(1 for k in schemas if k.endswith('_hist'))} objects)"
             )
+            if load_mode(self.cfg) == "upload":
+                problems = upload_problems(self.cfg)
+                if problems:
+                    raise PipelineError("\n".join(problems))
+                notes.append(
+                    "Treasure Data cannot read these files: each ingestion run uploads its "
+                    "range of them with TD's bulk import into a landing table "
+                    f"({self.cfg.src_db}.<table>_landing), which the workflow appends from"
+                )
+        else:
+            notes.extend(self._connector_preflight())
         if self.cfg.global_.backend == "treasuredata":
             notes.extend(await self._td_preflight())
         else:
             notes.append(f"local backend: warehouse in {self.cfg.workspace / '.cdp_local'}")
         return notes
+
+    def _connector_preflight(self) -> list[str]:
+        """A TD connector: on the local backend it dry-runs on extracts, which must exist."""
+        conn = connectors.get(self.cfg.ingestion.connector)
+        if conn is None:  # the config refuses this
+            return []
+        if self.cfg.global_.backend == "treasuredata":
+            return [f"TD's {conn.title} connector ({conn.type}) loads each object on TD"]
+        folder = self.cfg.source_dir
+        if folder is None:
+            raise PipelineError(
+                f"ingestion.source_path: the local backend dry-runs TD's {conn.type} connector "
+                "on extracts of each object, shaped as the connector delivers them; give the "
+                "folder holding "
+                + "; ".join(
+                    f"{o}.{'|'.join(conn.extract_formats)} ({conn.shape(o, self.cfg.ingestion.connector_settings)})"
+                    for o in self.cfg.ingestion.objects
+                )
+                + ", or set global.backend: treasuredata to load from the real source"
+            )
+        missing = []
+        for obj in self.cfg.ingestion.objects:
+            try:
+                select_sql(find_object_file(folder, obj, conn.extract_formats), names_as="lower")
+            except SourceError as e:
+                missing.append(f"- {e} ({conn.shape(obj, self.cfg.ingestion.connector_settings)})")
+        if missing:
+            raise PipelineError(
+                f"ingestion.source_path: the local dry run of TD's {conn.type} connector "
+                "needs an extract per object:\n" + "\n".join(missing)
+            )
+        return [f"dry run of TD's {conn.title} connector ({conn.type}) on the extracts in {folder}"]
 
     async def _td_preflight(self) -> list[str]:
         try:
@@ -711,11 +762,22 @@ class Pipeline:
             }
             revision = ps.revision
             starting = dict(step.starting)
+        uploads: list[ObjectUpload] = []
         try:
             if resume_from is not None:
                 await self._end_timed_out(resume_from)
+                if self._uploads_files(phase):
+                    resumed = await self.backend.attempt(resume_from)
+                    uploads = await upload_ranges(self.cfg, self.backend, wf, resumed.session_time)
                 attempt = await self.backend.retry(resume_from, resume_failed=True)
             else:
+                if self._uploads_files(phase):
+                    # The range the attempt will read, at the session time it will have (a
+                    # start that finds the second taken moves one second on; only a start
+                    # at a month's last second would see another default split point).
+                    uploads = await upload_ranges(
+                        self.cfg, self.backend, wf, datetime.fromisoformat(starting["session_time"])
+                    )
                 attempt = await self._start_new_session(
                     project_name(self.cfg, phase),
                     wf,
@@ -739,6 +801,8 @@ class Pipeline:
             step.starting = None
             interruptions = step.details.get("interruptions", 0)
             step.details = {"revision": revision, "started_by": "retry" if resume_from else "start"}
+            if uploads:
+                step.details["uploaded"] = {u.object: u.rows for u in uploads}
             if interruptions:
                 step.details["interruptions"] = interruptions
             attempts = step.attempts
@@ -752,6 +816,10 @@ class Pipeline:
             attempt=attempts,
             next_action=action,
         )
+
+    def _uploads_files(self, phase: Phase) -> bool:
+        """Connector `file` on Treasure Data: cdp-mcp uploads each range before the run."""
+        return phase is Phase.INGESTION and load_mode(self.cfg) == "upload"
 
     async def _start_new_session(
         self, project: str, workflow: str, when: datetime, asked: datetime

@@ -32,8 +32,12 @@ T = TypeVar("T")
 class LocalBackend:
     """Digdag-compatible workflows over DuckDB, state under `{workspace}/.cdp_local/`."""
 
-    def __init__(self, workspace: Path, storage: Storage = "fast") -> None:
+    def __init__(
+        self, workspace: Path, storage: Storage = "fast", extracts_dir: Path | None = None
+    ) -> None:
+        """`extracts_dir`: where a TD connector's td_load> reads its dry-run extracts."""
         self.runtime = LocalRuntime(Path(workspace), storage)
+        self.runtime.extracts_dir = extracts_dir
 
     @property
     def workspace(self) -> Path:

@@ -92,12 +92,14 @@ class AttemptRun:
         resume: dict[str, dict[str, Any]] | None = None,
         require: RequireFn | None = None,
         unification_handler: UnificationHandler | None = None,
+        extracts_dir: Path | None = None,
     ) -> None:
         self.info = info
         self.store, self.logs, self.warehouse = store, logs, warehouse
         self.resume = resume or {}
         self._require = require
         self.unification_handler = unification_handler
+        self.extracts_dir = extracts_dir
         self._cancel = threading.Event()
         self._ids: dict[str, int] = {}
         self._cursors: set[duckdb.DuckDBPyConnection] = set()

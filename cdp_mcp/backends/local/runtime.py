@@ -125,6 +125,8 @@ class LocalRuntime:
         self.warehouse = Warehouse.at(self.home / "warehouse.duckdb", storage)
         self.logs = LogStore(self.home / "logs", self.store)
         self.unification_handler: UnificationHandler | None = default_unification_handler
+        # A TD connector's td_load> dry-runs on the extracts here (ingestion.source_path)
+        self.extracts_dir: Path | None = None
         self.reap_stale()
 
     # projects
@@ -283,6 +285,7 @@ class LocalRuntime:
                 resume=self._resume_map(resume_from) if resume_from else None,
                 require=self._require,
                 unification_handler=self.unification_handler,
+                extracts_dir=self.extracts_dir,
             )
             try:
                 run.prepare(tree)

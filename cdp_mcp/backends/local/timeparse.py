@@ -8,7 +8,11 @@ Naive values are UTC.
 
 from __future__ import annotations
 
+from typing import Any
+
 from cdp_mcp.config import parse_timestamp
+from cdp_mcp.schema import Column
+from cdp_mcp.sources import quote_ident
 
 _LAYOUTS = ("%Y/%m/%d %H:%M:%S", "%Y/%m/%d", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y", "%Y%m%d")
 
@@ -33,3 +37,23 @@ def parse_bound(value: str) -> str:
     except ValueError:
         raise ValueError(f"{value!r} is not an ISO-8601 timestamp") from None
     return f"TIMESTAMPTZ '{parsed.isoformat()}'"
+
+
+def range_where(
+    what: str, columns: list[Column], field: Any, lower: Any, upper: Any, inclusive: bool
+) -> str:
+    """`WHERE` over a source SELECT keeping rows whose parsed `field` is in the range
+    (`lower` inclusive unless `inclusive` is false, `upper` exclusive, '' = no bound); ''
+    when neither bound is set. Raises ValueError naming the problem."""
+    if not field or (lower in (None, "") and upper in (None, "")):
+        return ""
+    by_name = {c.name: c for c in columns}
+    if field not in by_name:
+        raise ValueError(f"incremental_field {field!r} is not a column of {what}")
+    parsed = parsed_timestamp_sql(quote_ident(str(field)), by_name[str(field)].type)
+    conditions = []
+    if lower not in (None, ""):
+        conditions.append(f"{parsed} {'>=' if inclusive else '>'} {parse_bound(str(lower))}")
+    if upper not in (None, ""):
+        conditions.append(f"{parsed} < {parse_bound(str(upper))}")
+    return "\nWHERE " + " AND ".join(conditions)

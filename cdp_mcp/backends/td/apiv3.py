@@ -92,6 +92,18 @@ class APIv3:
             raise NotFoundError(f"database {database!r} does not exist on Treasure Data") from None
         return [mapping.table(t) for t in mapping.collection(reply.json(), "tables")]
 
+    async def delete_table(self, database: str, table: str) -> bool:
+        """Delete a table; False when there was none (404, also after a retried delivery)."""
+        try:
+            await self.http.request(
+                "POST",
+                self._url(f"/v3/table/delete/{_seg(database)}/{_seg(table)}"),
+                what=f"delete table {database}.{table}",
+            )
+        except NotFoundError:
+            return False
+        return True
+
     # jobs
 
     async def issue(self, sql: str, database: str, engine: str) -> str:
@@ -183,13 +195,13 @@ class APIv3:
         job_id = await self.issue(sql, database, engine)
         status = await self.wait(job_id, timeout)
         if status != "success":
-            raise QueryError(await self._failure(job_id, status))
+            raise QueryError(await self.failure(job_id, status))
         shown = await self.show(job_id)
         columns = [c.name for c in mapping.schema_columns(shown.get("hive_result_schema"))]
         rows, truncated = await self.result(job_id, fmt, limit)
         return QueryResult(columns=columns, rows=rows, truncated=truncated)
 
-    async def _failure(self, job_id: str, status: str) -> str:
+    async def failure(self, job_id: str, status: str) -> str:
         """The engine's own words for a failed job (`debug.stderr`, else `cmdout`)."""
         debug = (await self.show(job_id)).get("debug")
         text = ""

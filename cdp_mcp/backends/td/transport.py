@@ -15,6 +15,11 @@ delivery harmless instead of treating non-idempotent calls specially:
 - POST /v3/database/create: 409 means it exists, which is what was asked.
 - POST /api/attempts/{id}/kill: 409 on a finished attempt is resolved by reading it.
 - PUT/DELETE secrets: idempotent by key.
+- Bulk import (bulk_import.py): a 409 on create for our own `uploading` session is adopted,
+  a part uploaded again replaces itself, perform and commit read the session before and
+  after a refused delivery and adopt the job or commit already under way; delete's 404 is
+  success. The landing table is dropped and created again before each upload, so a whole
+  upload repeated after a lost answer still leaves one copy of the range.
 
 The API key is only ever read inside `TDAuth.auth_flow`; messages and logs carry the
 method, host and path, never headers, and server text and exception text are scrubbed of

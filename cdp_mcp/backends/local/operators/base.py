@@ -39,6 +39,8 @@ class Services(Protocol):
     """What the attempt offers its operators."""
 
     unification_handler: UnificationHandler | None
+    # Where a TD connector's `td_load>` reads its dry-run extracts (ingestion.source_path)
+    extracts_dir: Path | None
 
     def cursor(
         self, database: str | None = None

@@ -1,10 +1,17 @@
-"""`td_load>`: TD's data-connector load, run locally for the `file` connector only.
+"""`td_load>`: TD's data-connector load, run locally.
 
 The config yml is templated with `${...}` like TD does. `in: {type: file}` reads the file
 through `cdp_mcp.sources.select_sql` (the reader the generator used to learn the schema),
 keeps rows whose parsed `incremental_field` lies in [from, to), adds TD's `time` column (unix
 seconds of the load) and appends to (or replaces) the table, creating database and table
 and adding new columns as TD's schema-on-write does. See docs/internals.md.
+
+A TD connector of the catalog (cdp_mcp/connectors) dry-runs: the object's extract in the
+backend's extracts folder (ingestion.source_path), shaped as the connector delivers it,
+stands in for the connector's answer. A connector with `from`/`to` fields gets only the
+rows of its column between them, as it would on TD; one that filters inside a query or
+condition (or reads whole files) gets every row, and the workflow's range SQL keeps the
+range either way.
 """
 
 from __future__ import annotations
@@ -24,9 +31,12 @@ from cdp_mcp.backends.local.operators.base import (
     as_bool,
     mapping,
 )
-from cdp_mcp.backends.local.timeparse import parse_bound, parsed_timestamp_sql
+from cdp_mcp.backends.local.timeparse import range_where
+from cdp_mcp.connectors import Connector
+from cdp_mcp.connectors import get as catalog_connector
 from cdp_mcp.digdag import expr
-from cdp_mcp.sources import SourceError, quote_ident, select_sql
+from cdp_mcp.schema import Column
+from cdp_mcp.sources import SourceError, find_object_file, select_sql
 
 
 class TdLoadOperator:
@@ -43,10 +53,17 @@ class TdLoadOperator:
         config = self._config(ctx, command)
         source = mapping(config.get("in"))
         kind = source.get("type")
-        if kind != "file":
+        connector = catalog_connector(str(kind)) if kind != "file" else None
+        if kind != "file" and (connector is None or ctx.services.extracts_dir is None):
             raise TaskFailure(
                 f"td_load>: the {kind!r} connector only runs on Treasure Data; the local backend "
                 "loads `in: {type: file}` configs"
+                + (
+                    " and dry-runs a catalog connector on the extracts in ingestion.source_path "
+                    "(run it through the pipeline, e.g. `cdp-mcp run`)"
+                    if connector is not None
+                    else ""
+                )
             )
         database = ctx.database()
         table = ctx.option("table")
@@ -58,13 +75,20 @@ class TdLoadOperator:
             raise TaskFailure(
                 f"td_load>: out.mode {mode!r} is not supported locally; use append or replace"
             )
-        path = self._source_path(ctx, source)
+        path = (
+            self._extract_path(ctx, connector, source)
+            if connector is not None
+            else self._source_path(ctx, source)
+        )
         db, name = tables.split_table(str(table), str(database))
         started = time.monotonic()
         with ctx.services.cursor() as cur:
             try:
                 tables.create_schema(cur, db)
-                select, where = self._select(cur, path, source)
+                if connector is not None:
+                    select, where = self._connector_select(ctx, path, connector, source)
+                else:
+                    select, where = self._select(cur, path, source)
                 loaded = f"SELECT src.*, CAST({int(time.time())} AS BIGINT) AS time FROM (\n{select}\n) AS src{where}"
                 ctx.log.info(f"td_load>: {path} -> {db}.{name} ({mode}){where}")
                 if mode == "replace":
@@ -112,25 +136,69 @@ class TdLoadOperator:
         self, cur: duckdb.DuckDBPyConnection, path: Path, source: dict[str, Any]
     ) -> tuple[str, str]:
         select, columns = select_sql(path)
-        field = source.get("incremental_field")
-        lower, upper = source.get("from"), source.get("to")
-        if not field or (lower in (None, "") and upper in (None, "")):
-            return select, ""
-        by_name = {c.name: c for c in columns}
-        if field not in by_name:
-            raise TaskFailure(
-                f"td_load>: incremental_field {field!r} is not a column of {path.name}"
-            )
-        parsed = parsed_timestamp_sql(quote_ident(str(field)), by_name[str(field)].type)
-        conditions = []
         inclusive = as_bool(source.get("from_inclusive", True), "in.from_inclusive")
+        where = _range_where(
+            path,
+            columns,
+            source.get("incremental_field"),
+            source.get("from"),
+            source.get("to"),
+            inclusive,
+        )
+        return select, where
+
+    def _extract_path(
+        self, ctx: OperatorContext, connector: Connector, source: dict[str, Any]
+    ) -> Path:
+        """`{extracts}/{object}.<format>`: the object is the workflow's datasource, else the
+        connector's object field."""
+        folder = ctx.services.extracts_dir
+        assert folder is not None
+        obj = mapping(ctx.config.get("datasource")).get("name")
+        if not obj and connector.object_field:
+            obj = source.get(connector.object_field)
+        if not obj:
+            raise TaskFailure(
+                f"td_load>: cannot tell which object this {connector.type} load is (no "
+                "datasource.name in the workflow)"
+            )
         try:
-            if lower not in (None, ""):
-                conditions.append(
-                    f"{parsed} {'>=' if inclusive else '>'} {parse_bound(str(lower))}"
-                )
-            if upper not in (None, ""):
-                conditions.append(f"{parsed} < {parse_bound(str(upper))}")
-        except ValueError as e:
-            raise TaskFailure(f"td_load>: {e}") from None
-        return select, "\nWHERE " + " AND ".join(conditions)
+            return find_object_file(folder, str(obj), connector.extract_formats)
+        except SourceError as e:
+            raise TaskFailure(
+                f"td_load>: dry run of TD's {connector.type} connector: {e} "
+                f"({connector.shape(str(obj), source)})"
+            ) from None
+
+    def _connector_select(
+        self, ctx: OperatorContext, path: Path, connector: Connector, source: dict[str, Any]
+    ) -> tuple[str, str]:
+        select, columns = select_sql(path, names_as="lower")
+        r = connector.range
+        if r.style != "fields":
+            ctx.log.info(
+                f"td_load>: dry run of {connector.type}: every row of {path.name} (on TD the "
+                + ("range is in its query" if r.style != "none" else "connector reads it whole")
+                + "; the workflow keeps the range)"
+            )
+            return select, ""
+        table_field = mapping(ctx.config.get("datasource")).get("incremental_field")
+        field = source.get(r.column_field or "") or table_field
+        if field not in {c.name for c in columns}:  # the API's name for the table's column
+            field = table_field
+        lower = source.get(r.from_field or "")
+        upper = source.get(r.to_field or "") if r.to_field else None
+        ctx.log.info(
+            f"td_load>: dry run of {connector.type} on {path.name}: {field} from {lower!r}"
+            + (f" to {upper!r}" if r.to_field else "")
+        )
+        return select, _range_where(path, columns, field, lower, upper, True)
+
+
+def _range_where(
+    path: Path, columns: list[Column], field: Any, lower: Any, upper: Any, inclusive: bool
+) -> str:
+    try:
+        return range_where(path.name, columns, field, lower, upper, inclusive)
+    except ValueError as e:
+        raise TaskFailure(f"td_load>: {e}") from None

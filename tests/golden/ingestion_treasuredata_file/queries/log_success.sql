@@ -1,0 +1,30 @@
+-- Log a successful load of one object: its range, the rows of the table inside that range
+-- (earlier loads hold only rows before it) and the watermark, the max parsed updated_at.
+INSERT INTO "acme_src"."ingestion_log" ("source_name", "object_name", "table_name", "mode", "status", "range_start", "range_end", "watermark", "rows_loaded", "session_time", "attempt_id", "message", "time")
+WITH bounds AS (
+  SELECT
+    TRY(from_iso8601_timestamp('${td.last_results.range_start}')) AS lo,
+    '${td.last_results.from_inclusive}' = 'true' AS lo_inclusive,
+    TRY(from_iso8601_timestamp(NULLIF('${td.last_results.range_end}', ''))) AS hi
+),
+loaded AS (
+  SELECT COALESCE(TRY(from_iso8601_timestamp(trim("updated_at"))), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y')), TRY(date_parse(trim("updated_at"), '%Y%m%d'))) AS ts
+  FROM "acme_src"."${datasource.table_name}"
+)
+SELECT
+  'shopify',
+  '${datasource.name}',
+  '${datasource.table_name}',
+  '${ingest_mode}',
+  'success',
+  '${td.last_results.range_start}',
+  '${td.last_results.range_end}',
+  date_format(max(loaded.ts) AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%i:%s.%fZ'),
+  count(*),
+  '${session_time}',
+  '${attempt_id}',
+  '',
+  CAST(floor(to_unixtime(now())) AS bigint)
+FROM loaded CROSS JOIN bounds
+WHERE (loaded.ts > bounds.lo OR (bounds.lo_inclusive AND loaded.ts = bounds.lo))
+  AND (bounds.hi IS NULL OR loaded.ts < bounds.hi)
