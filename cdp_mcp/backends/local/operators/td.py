@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import duckdb
 
-from cdp_mcp.backends.local import tables, td_text
+from cdp_mcp.backends.local import tables, td_text, td_udfs
 from cdp_mcp.backends.local.operators.base import (
     OperatorContext,
     OperatorResult,
@@ -113,6 +113,8 @@ class TdOperator:
         )
         last: _Outcome | None = None
         with ctx.services.cursor(database) as cur:
+            # TD_SCHEDULED_TIME() is the session time: Digdag's td> sends it as the job's
+            td_udfs.prepare(cur, text, int(ctx.session_time.timestamp()))
             for i, statement in enumerate(statements):
                 is_last = i == len(statements) - 1
                 started = time.monotonic()
