@@ -417,7 +417,7 @@ def test_td_functions_run_in_the_read_only_query_path(tmp_path: Path) -> None:
         "db",
     )
     assert found.rows == [["2019-12-12", False, True]]
-    with pytest.raises(QueryError, match="TD_TIME_RANGE: 'JST' is not a time TD reads"):
+    with pytest.raises(QueryError, match="^TD_TIME_RANGE: .JST. is not a time TD reads"):
         rt.read_query(
             "SELECT count(*) FROM events WHERE TD_TIME_RANGE(time, '2019-01-01', 'JST')", "db"
         )

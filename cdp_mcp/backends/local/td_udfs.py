@@ -197,6 +197,17 @@ def macros(scheduled_time: int | None = None) -> list[str]:
     return [f"CREATE OR REPLACE TEMP MACRO td_scheduled_time() AS CAST({at} AS BIGINT)", *_MACROS]
 
 
+_UDF_ERROR = re.compile(
+    r"(?:Invalid Input Error: )?Python exception occurred while executing the UDF: "
+    r"(?:TdTimeError|ValueError): "
+)
+
+
+def readable_error(message: str) -> str:
+    """DuckDB's words for a TD function's refusal without its Python wrapping."""
+    return _UDF_ERROR.sub("", message)
+
+
 # A call of one of TD's functions (creating the macros costs ~15 ms, so only SQL that
 # calls one pays for them).
 _CALLS_TD = re.compile(r"\btd_[a-z_]+\s*\(", re.IGNORECASE)

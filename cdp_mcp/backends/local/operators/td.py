@@ -127,7 +127,7 @@ class TdOperator:
                 except (duckdb.Error, ValueError) as e:
                     if ctx.services.cancel_requested():
                         raise TaskFailure("td>: query interrupted by a kill request") from None
-                    message = str(e).strip()
+                    message = td_udfs.readable_error(str(e).strip())
                     if create_table or insert_into:
                         message += (
                             " (with create_table/insert_into, td> pastes the write command into "
