@@ -68,17 +68,27 @@ def test_td_time_parse_reads_tds_time_strings_in_the_default_zone(con: Any) -> N
 def test_td_time_parse_of_a_column_agrees_between_its_fast_and_python_paths(con: Any) -> None:
     cur = con.cursor()
     td_udfs.install(cur)
-    rows = cur.execute(
-        "SELECT s, td_time_parse(s, 'JST') FROM (VALUES ('2015-01-01'), ('2015-01-01 15:25:26'),"
-        " ('2015-01-01T15:25:26+09:00'), ('2015-13-01'), (NULL)) v(s)"
-    ).fetchall()
-    assert rows == [
-        ("2015-01-01", 1420038000),
-        ("2015-01-01 15:25:26", 1420093526),
-        ("2015-01-01T15:25:26+09:00", 1420093526),
-        ("2015-13-01", None),
-        (None, None),
+    texts = [
+        "2015-01-01",
+        "2015-01-01 15:25:26",
+        "2015-01-01T15:25:26",
+        "2015-01-01 15:25:26.999",
+        "2015-01-01T15:25:26+09:00",
+        "2015-01-01T06:25:26Z",
+        "2015-01-01T06:25:26.5Z",
+        "2015-01-01 07:25:26+0100",
+        "2015-01-01 15:25:26 JST",
+        "2015-01-01 06:25:26 +00:00",
+        "2015-13-01",
+        "2015-02-30 00:00:00",
+        "15:25:26",
     ]
+    values = ", ".join(f"('{t}')" for t in texts)
+    rows = cur.execute(f"SELECT s, td_time_parse(s, 'JST') FROM (VALUES {values}, (NULL)) v(s)")
+    found = dict(rows.fetchall())
+    assert found == {t: td_time.unixtime(t, "JST") for t in texts} | {None: None}
+    assert found["2015-01-01T15:25:26+09:00"] == found["2015-01-01 15:25:26.999"] == 1420093526
+    assert found["2015-13-01"] is None and found["15:25:26"] is None
 
 
 # TD_TIME_FORMAT (Lesson 03: SELECT ... FROM (VALUES 1466409507) AS t(time), JST)
@@ -417,7 +427,7 @@ def test_td_functions_run_in_the_read_only_query_path(tmp_path: Path) -> None:
         "db",
     )
     assert found.rows == [["2019-12-12", False, True]]
-    with pytest.raises(QueryError, match="^TD_TIME_RANGE: .JST. is not a time TD reads"):
+    with pytest.raises(QueryError, match=r"^TD_TIME_RANGE: 'JST' is not a time TD reads"):
         rt.read_query(
             "SELECT count(*) FROM events WHERE TD_TIME_RANGE(time, '2019-01-01', 'JST')", "db"
         )

@@ -131,70 +131,93 @@ def register(con: duckdb.DuckDBPyConnection) -> None:
         con.create_function(name, call, params, returns, null_handling=_SPECIAL)
 
 
-# A time argument (unix seconds, or a time string read in the zone) as unix seconds; the
-# CASE on the argument's type folds away, so a BIGINT column stays a vectorized cast.
-_TIME_OF = (
-    "CREATE OR REPLACE TEMP MACRO td__time_of(x, tz, fn) AS CASE"
-    " WHEN typeof(x) = 'VARCHAR' THEN td__bound(CAST(x AS VARCHAR), 'VARCHAR', tz, fn)"
-    " ELSE CAST(trunc(TRY_CAST(x AS DOUBLE)) AS BIGINT) END"
-)
 _LOCAL = "timezone(td__icu_zone(tz), to_timestamp(t))"  # the wall-clock time in the zone
 # strftime over a wall-clock TIMESTAMP wants a constant format; the same wall clock as a
 # TIMESTAMPTZ in the session's zone (always UTC here) takes a computed one.
 _AS_UTC = "timezone('UTC', {})"
-_MACROS = (
-    _TIME_OF,
-    # the usual 'yyyy-MM-dd[ HH:mm:ss]' in DuckDB, any other form TD reads in Python
-    "CREATE OR REPLACE TEMP MACRO td__parse(s, tz) AS CASE"
-    r" WHEN regexp_full_match(s, '\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?')"
-    " THEN CAST(epoch(timezone(td__icu_zone(tz), TRY_CAST(s AS TIMESTAMP))) AS BIGINT)"
+_PUBLIC_MACROS = {
+    "td_time_parse": "(s) AS td__parse(s, 'UTC'), (s, tz) AS td__parse(s, tz)",
+    "td_time_range": "(t, s) AS td__time_range(t, s, NULL, 'UTC'),"
+    " (t, s, e) AS td__time_range(t, s, e, 'UTC'), (t, s, e, tz) AS td__time_range(t, s, e, tz)",
+    "td_interval": "(t, s) AS td__interval(t, s, 'UTC'), (t, s, tz) AS td__interval(t, s, tz)",
+    "td_time_add": "(t, d) AS td__time_add(t, d, 'UTC'), (t, d, tz) AS td__time_add(t, d, tz)",
+    "td_date_trunc": "(u, t) AS td__date_trunc(u, t, 'UTC'),"
+    " (u, t, tz) AS td__date_trunc(u, t, tz)",
+    "td_time_string": "(t, code) AS td__time_string(t, code, 'UTC'),"
+    " (t, code, tz) AS td__time_string(t, code, tz)",
+    "td_time_format": "(t, f) AS td__time_format(t, f, 'UTC'),"
+    " (t, f, tz) AS td__time_format(t, f, tz)",
+}
+# The bodies (a macro cannot call its own name with other arguments, so each public one
+# forwards to one of these).
+_HELPER_MACROS = {
+    # A time argument (unix seconds, or a time string read in the zone) as unix seconds;
+    # the CASE on the argument's type folds away, so a BIGINT column stays a vectorized cast.
+    "td__time_of": "(x, tz, fn) AS CASE"
+    " WHEN typeof(x) = 'VARCHAR' THEN td__bound(CAST(x AS VARCHAR), 'VARCHAR', tz, fn)"
+    " ELSE CAST(trunc(TRY_CAST(x AS DOUBLE)) AS BIGINT) END",
+    # ISO forms in DuckDB (a local time in the zone; one with its offset as it says), any
+    # other form TD reads (a zone name after it, ...) in Python
+    "td__parse": "(s, tz) AS CASE"
+    r" WHEN regexp_full_match(s, '\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}:\d{2}(\.\d+)?)?')"
+    " THEN CAST(floor(epoch(timezone(td__icu_zone(tz), TRY_CAST(s AS TIMESTAMP)))) AS BIGINT)"
+    r" WHEN regexp_full_match(s, '\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)')"
+    " THEN CAST(floor(epoch(TRY_CAST(s AS TIMESTAMPTZ))) AS BIGINT)"
     " ELSE td__time_parse(s, tz) END",
-    "CREATE OR REPLACE TEMP MACRO td_time_parse(s) AS td__parse(s, 'UTC'),"
-    " (s, tz) AS td__parse(s, tz)",
-    "CREATE OR REPLACE TEMP MACRO td__time_range(t, s, e, tz) AS"
+    "td__time_range": "(t, s, e, tz) AS"
     " t >= td__range_start(CAST(s AS VARCHAR), typeof(s), CAST(e AS VARCHAR), typeof(e), tz)"
     " AND t < td__range_end(CAST(s AS VARCHAR), typeof(s), CAST(e AS VARCHAR), typeof(e), tz)",
-    "CREATE OR REPLACE TEMP MACRO td_time_range(t, s) AS td__time_range(t, s, NULL, 'UTC'),"
-    " (t, s, e) AS td__time_range(t, s, e, 'UTC'), (t, s, e, tz) AS td__time_range(t, s, e, tz)",
-    "CREATE OR REPLACE TEMP MACRO td__interval(t, s, tz) AS"
-    " t >= td__interval_start(s, tz, td_scheduled_time())"
+    "td__interval": "(t, s, tz) AS t >= td__interval_start(s, tz, td_scheduled_time())"
     " AND t < td__interval_end(s, tz, td_scheduled_time())",
-    "CREATE OR REPLACE TEMP MACRO td_interval(t, s) AS td__interval(t, s, 'UTC'),"
-    " (t, s, tz) AS td__interval(t, s, tz)",
-    "CREATE OR REPLACE TEMP MACRO td__time_add(t, d, tz) AS"
-    " td__time_of(t, tz, 'TD_TIME_ADD') + td__duration(d)",
-    "CREATE OR REPLACE TEMP MACRO td_time_add(t, d) AS td__time_add(t, d, 'UTC'),"
-    " (t, d, tz) AS td__time_add(t, d, tz)",
-    "CREATE OR REPLACE TEMP MACRO td__date_trunc(u, t, tz) AS CAST(epoch(timezone("
-    f"td__icu_zone(tz), CAST(date_trunc(td__trunc_unit(u), {_LOCAL}) AS TIMESTAMP))) AS BIGINT)",
-    "CREATE OR REPLACE TEMP MACRO td_date_trunc(u, t) AS td__date_trunc(u, t, 'UTC'),"
-    " (u, t, tz) AS td__date_trunc(u, t, tz)",
+    "td__time_add": "(t, d, tz) AS td__time_of(t, tz, 'TD_TIME_ADD') + td__duration(d)",
+    "td__date_trunc": "(u, t, tz) AS CAST(epoch(timezone(td__icu_zone(tz),"
+    f" CAST(date_trunc(td__trunc_unit(u), {_LOCAL}) AS TIMESTAMP))) AS BIGINT)",
     # airframe's offset text: +HHMM, Z for UTC
-    "CREATE OR REPLACE TEMP MACRO td__offset_text(o) AS CASE WHEN o = 0 THEN 'Z' ELSE"
+    "td__offset_text": "(o) AS CASE WHEN o = 0 THEN 'Z' ELSE"
     " (CASE WHEN o < 0 THEN '-' ELSE '+' END)"
     " || lpad(CAST(abs(o) // 3600 AS VARCHAR), 2, '0')"
     " || lpad(CAST((abs(o) % 3600) // 60 AS VARCHAR), 2, '0') END",
-    "CREATE OR REPLACE TEMP MACRO td__ts_local(t, code, tz) AS"
-    f" CAST(date_trunc(td__ts_unit(code), {_LOCAL}) AS TIMESTAMP)",
-    "CREATE OR REPLACE TEMP MACRO td__time_string(t, code, tz) AS"
+    "td__ts_local": f"(t, code, tz) AS CAST(date_trunc(td__ts_unit(code), {_LOCAL}) AS TIMESTAMP)",
+    "td__time_string": "(t, code, tz) AS"
     f" strftime({_AS_UTC.format('td__ts_local(t, code, tz)')}, td__ts_pattern(code))"
     " || CASE WHEN td__ts_offset(code) THEN td__offset_text(CAST(epoch(td__ts_local(t, code, tz))"
     " - epoch(timezone(td__icu_zone(tz), td__ts_local(t, code, tz))) AS BIGINT)) ELSE '' END",
-    "CREATE OR REPLACE TEMP MACRO td_time_string(t, code) AS td__time_string(t, code, 'UTC'),"
-    " (t, code, tz) AS td__time_string(t, code, tz)",
-    "CREATE OR REPLACE TEMP MACRO td__time_format(t, f, tz) AS CASE"
+    "td__time_format": "(t, f, tz) AS CASE"
     f" WHEN td__strftime(f) IS NOT NULL THEN strftime({_AS_UTC.format(_LOCAL)}, td__strftime(f))"
     " ELSE td__format_py(CAST(t AS BIGINT), f, tz) END",
-    "CREATE OR REPLACE TEMP MACRO td_time_format(t, f) AS td__time_format(t, f, 'UTC'),"
-    " (t, f, tz) AS td__time_format(t, f, tz)",
-)
+}
+_BODIES = {**_HELPER_MACROS, **_PUBLIC_MACROS}
+_MACRO_NAME = re.compile(r"\btd_[a-z_]*[a-z]\b", re.IGNORECASE)
+_CALL_IN_BODY = re.compile(r"\b(td_[a-z_]*[a-z])\(")  # bodies call in lower case
 
 
-def macros(scheduled_time: int | None = None) -> list[str]:
-    """The statements creating TD's functions on a cursor, TD_SCHEDULED_TIME() fixed to
-    `scheduled_time` (unix seconds; default now)."""
+def _needed(names: set[str]) -> list[str]:
+    """`names` and the macros their bodies call, each after what it calls."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in order or (name not in _BODIES and name != "td_scheduled_time"):
+            return
+        for used in _CALL_IN_BODY.findall(_BODIES.get(name, "")):
+            if used != name:
+                visit(used)
+        order.append(name)
+
+    for name in sorted(names):
+        visit(name)
+    return order
+
+
+def macros(scheduled_time: int | None = None, names: set[str] | None = None) -> list[str]:
+    """The statements creating TD's functions on a cursor (`names`, default all) and what
+    they use, TD_SCHEDULED_TIME() fixed to `scheduled_time` (unix seconds; default now)."""
     at = int(time.time()) if scheduled_time is None else int(scheduled_time)
-    return [f"CREATE OR REPLACE TEMP MACRO td_scheduled_time() AS CAST({at} AS BIGINT)", *_MACROS]
+    wanted = set(_PUBLIC_MACROS) | {"td_scheduled_time"} if names is None else names
+    out = []
+    for name in _needed(wanted):
+        body = f"() AS CAST({at} AS BIGINT)" if name == "td_scheduled_time" else _BODIES[name]
+        out.append(f"CREATE OR REPLACE TEMP MACRO {name}{body}")
+    return out
 
 
 _UDF_ERROR = re.compile(
@@ -208,22 +231,27 @@ def readable_error(message: str) -> str:
     return _UDF_ERROR.sub("", message)
 
 
-# A call of one of TD's functions (creating the macros costs ~15 ms, so only SQL that
-# calls one pays for them).
-_CALLS_TD = re.compile(r"\btd_[a-z_]+\s*\(", re.IGNORECASE)
+def _called(sql: str) -> set[str]:
+    """TD's functions `sql` names (a word, so a column `td_id` costs one look-up only)."""
+    found = {m.lower() for m in _MACRO_NAME.findall(sql)}
+    return found & (set(_PUBLIC_MACROS) | {"td_scheduled_time"})
 
 
 def uses_td_functions(sql: str) -> bool:
-    return _CALLS_TD.search(sql) is not None
+    return bool(_called(sql))
 
 
-def install(cur: duckdb.DuckDBPyConnection, scheduled_time: int | None = None) -> None:
-    """TD's functions on `cur` (idempotent: the macros are replaced)."""
-    for statement in macros(scheduled_time):
+def install(
+    cur: duckdb.DuckDBPyConnection, scheduled_time: int | None = None, names: set[str] | None = None
+) -> None:
+    """TD's functions on `cur` (`names`, default all; idempotent: macros are replaced)."""
+    for statement in macros(scheduled_time, names):
         cur.execute(statement)
 
 
 def prepare(cur: duckdb.DuckDBPyConnection, sql: str, scheduled_time: int | None = None) -> None:
-    """TD's functions on `cur` when `sql` calls one."""
-    if uses_td_functions(sql):
-        install(cur, scheduled_time)
+    """The TD functions `sql` calls, on `cur` (creating a macro costs about a millisecond,
+    so only what is called is created)."""
+    names = _called(sql)
+    if names:
+        install(cur, scheduled_time, names)
