@@ -76,6 +76,10 @@ class ExpectedTable(BaseModel):
 
 
 # Fixed columns of tables whose shape does not depend on the source.
+# The load log is this pipeline's own table: TD's consultant plugins keep another
+# `ingestion_log` (log_id, workflow_name, start_time, records_processed, job_url, ...) in
+# the same database, so this one has a name of its own.
+INGESTION_LOG = "cdp_mcp_ingestion_log"
 INGESTION_LOG_COLUMNS = [
     Column(name="source_name", type="string"),
     Column(name="object_name", type="string"),
@@ -91,13 +95,23 @@ INGESTION_LOG_COLUMNS = [
     Column(name="message", type="string"),
     Column(name="time", type="long"),
 ]
+# `{client}_config.inc_log` is shared with TD's consultant plugins (cdp-histunion,
+# cdp-staging create it as (table_name varchar, project_name varchar, inc_value bigint)):
+# the same columns in the same order, so either side's INSERTs work on a table the other
+# created. This pipeline's rows carry `project_name` = its hist-union project
+# (`inc_log_project`), which no plugin writes, and `table_name` = db.table.
+INC_LOG = "inc_log"
 INC_LOG_COLUMNS = [
     Column(name="table_name", type="string"),
-    Column(name="watermark", type="long"),
-    Column(name="rows_added", type="long"),
-    Column(name="session_time", type="string"),
+    Column(name="project_name", type="string"),
+    Column(name="inc_value", type="long"),  # the side's watermark: max `time` unioned
     Column(name="time", type="long"),
 ]
+
+
+def inc_log_project(cfg: PipelineConfig) -> str:
+    """`project_name` of this pipeline's inc_log rows."""
+    return project_name(cfg, Phase.HIST_UNION)
 
 
 def unification_output_columns(cfg: PipelineConfig) -> dict[str, list[str]]:
@@ -146,7 +160,7 @@ def expected_tables(cfg: PipelineConfig, phase: Phase, schemas: SchemaMap) -> li
 
     src, objs = cfg.source, cfg.ingestion.objects
     if phase is Phase.INGESTION:
-        tables = [table(cfg.src_db, "ingestion_log", INGESTION_LOG_COLUMNS)]
+        tables = [table(cfg.src_db, INGESTION_LOG, INGESTION_LOG_COLUMNS)]
         for obj in objs:
             if cfg.ingestion.mode in ("historical", "both"):
                 tables.append(table(cfg.src_db, f"{src}_{obj}_hist"))
@@ -158,7 +172,7 @@ def expected_tables(cfg: PipelineConfig, phase: Phase, schemas: SchemaMap) -> li
             table(r.database or cfg.src_db, f"{r.table}_hist_union")
             for r in cfg.hist_union_tables()
         ]
-        return [*tables, table(cfg.config_db, "inc_log", INC_LOG_COLUMNS)]
+        return [*tables, table(cfg.config_db, INC_LOG, INC_LOG_COLUMNS)]
     if phase is Phase.STAGING:
         return [table(cfg.stg_db, r.table) for r in cfg.hist_union_tables()]
     fixed = unification_output_columns(cfg)

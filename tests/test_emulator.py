@@ -371,3 +371,23 @@ def test_cdp_mcp_emulate_serves_with_the_key_from_the_environment(tmp_path: Path
         timeout=30,
     )
     assert missing.returncode == 1 and "TD_API_KEY" in missing.stderr
+
+
+def test_a_jobs_scheduled_time_is_td_scheduled_time(http: httpx.Client) -> None:
+    """td-client-java (Digdag's td>) sends the session time as `scheduled_time`; TD's UDFs
+    see it as TD_SCHEDULED_TIME(), and TD_INTERVAL counts from it."""
+    http.post("/v3/database/create/sched_db")
+    sql = "SELECT TD_SCHEDULED_TIME(), TD_INTERVAL(1463760000, '-1d', 'JST')"
+    issued = http.post(
+        "/v3/job/issue/presto/sched_db", data={"query": sql, "scheduled_time": "1463846400"}
+    )
+    job_id = issued.json()["job_id"]
+    assert wait_done(http, f"/v3/job/status/{job_id}", "status")["status"] == "success"
+    lines = http.get(f"/v3/job/result/{job_id}", params={"format": "json"}).text.splitlines()
+    assert [json.loads(line) for line in lines] == [[1463846400, True]]
+    before = int(time.time())
+    plain = http.post("/v3/job/issue/presto/sched_db", data={"query": "SELECT TD_SCHEDULED_TIME()"})
+    job_id = plain.json()["job_id"]
+    assert wait_done(http, f"/v3/job/status/{job_id}", "status")["status"] == "success"
+    (line,) = http.get(f"/v3/job/result/{job_id}", params={"format": "json"}).text.splitlines()
+    assert before - 2 <= json.loads(line)[0] <= int(time.time())  # issued now: the issue time

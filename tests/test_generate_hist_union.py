@@ -10,6 +10,7 @@ import duckdb
 import pytest
 import sqlglot
 
+from cdp_mcp.backends.local import td_udfs
 from cdp_mcp.config import PipelineConfig, parse_config
 from cdp_mcp.digdag.loader import load_dig
 from cdp_mcp.generate import GenerationError
@@ -77,7 +78,11 @@ def run(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> lis
 
 
 SAMPLE = {
-    **{f"td.last_results.{s}_{b}": 1_700_000_000 for s in ("hist", "inc") for b in ("from", "to")},
+    **{
+        f"td.last_results.{s}_{b}": 1_700_000_000
+        for s in ("hist", "inc")
+        for b in ("from", "to", "scan_start", "scan_end")
+    },
     "session_time": "2024-03-15T00:00:00+00:00",
 }
 
@@ -89,6 +94,8 @@ class Union:
         self.files = render(cfg, schemas)
         self.table = table
         self.con = duckdb.connect()
+        td_udfs.register(self.con)  # TD's UDFs, as the local warehouse has them
+        td_udfs.install(self.con)
         self.con.execute("CREATE SCHEMA acme_src")
         self.con.execute("CREATE SCHEMA acme_config")
         for side in ("_hist", ""):
@@ -110,7 +117,10 @@ class Union:
         params: dict[str, Any] = {"session_time": "2024-03-15T00:00:00+00:00"}
         run(self.con, self.files["queries/create_inc_log.sql"], params)
         run(self.con, self.files[f"queries/{self.table}_create.sql"], params)
+        (marks,) = run(self.con, self.files[f"queries/{self.table}_watermarks.sql"], params)
+        params.update({f"td.last_results.{k}": v for k, v in marks.items()})
         (bounds,) = run(self.con, self.files[f"queries/{self.table}_bounds.sql"], params)
+        params = {"session_time": params["session_time"]}  # store_last_results replaces
         params.update({f"td.last_results.{k}": v for k, v in bounds.items()})
         run(self.con, self.files[f"queries/{self.table}_union.sql"], params)
         run(self.con, self.files[f"queries/{self.table}_log.sql"], params)
@@ -134,7 +144,7 @@ def test_files_and_workflow() -> None:
     per_table = {
         f"queries/shopify_{o}_{s}.sql"
         for o in OBJECTS
-        for s in ("create", "bounds", "union", "log")
+        for s in ("create", "watermarks", "bounds", "union", "log")
     }
     assert set(files) == {"shopify_hist_union.dig", "queries/create_inc_log.sql"} | per_table
     assert workflows(cfg, Phase.HIST_UNION) == ["shopify_hist_union"]
@@ -254,9 +264,12 @@ def test_union_of_differing_sides_gives_the_right_rows_and_types() -> None:
         key=repr,
     )
     log = u.con.execute(
-        "SELECT table_name, watermark, rows_added FROM acme_config.inc_log ORDER BY table_name"
+        "SELECT table_name, project_name, inc_value FROM acme_config.inc_log ORDER BY table_name"
     ).fetchall()
-    assert log == [("acme_src.shopify_orders", 50, 1), ("acme_src.shopify_orders_hist", 100, 2)]
+    assert log == [
+        ("acme_src.shopify_orders", "acme_hist_union", 50),
+        ("acme_src.shopify_orders_hist", "acme_hist_union", 100),
+    ]
     cols_ = u.con.execute("DESCRIBE acme_config.inc_log").fetchall()
     assert [c[0] for c in cols_] == [c.name for c in INC_LOG_COLUMNS]
 
@@ -268,7 +281,16 @@ def test_rerun_adds_nothing_and_later_rows_arrive_once() -> None:
     u.insert("", [{"id": 2, "email": "b", "amount": 2.0, "time": 300}])
     u.step()
     first = u.output()
-    assert u.step() == {"hist_from": 100, "hist_to": 100, "inc_from": 300, "inc_to": 300}
+    assert u.step() == {
+        "hist_from": 100,
+        "hist_to": 100,
+        "hist_scan_start": 101,
+        "hist_scan_end": 101,  # an empty scan: nothing above the watermark
+        "inc_from": 300,
+        "inc_to": 300,
+        "inc_scan_start": 301,
+        "inc_scan_end": 301,
+    }
     assert u.output() == first
 
     # inc gets a newer load; hist gets a row with an OLDER time than inc's watermark

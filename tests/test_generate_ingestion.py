@@ -8,6 +8,7 @@ with the semantics docs/internals.md gives the local `td_load>`.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 import sqlglot
 import yaml
 
+from cdp_mcp.backends.local import td_udfs
 from cdp_mcp.config import PipelineConfig, parse_config
 from cdp_mcp.digdag.loader import load_dig
 from cdp_mcp.generate import GenerationError
@@ -23,7 +25,7 @@ from cdp_mcp.generate.ingestion import canonical_ts, render
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.generate.templating import environment
 from cdp_mcp.generate.writer import write_project
-from cdp_mcp.phases import INGESTION_LOG_COLUMNS, Phase, workflows
+from cdp_mcp.phases import INGESTION_LOG, INGESTION_LOG_COLUMNS, Phase, workflows
 from cdp_mcp.sample_data import append_rows, write_sample
 from cdp_mcp.sources import find_object_file, select_sql
 from tests.conftest import SENTINEL_KEY
@@ -89,6 +91,7 @@ def sample_params() -> dict[str, Any]:
         "td.last_results.range_start": "2023-09-01T00:00:00.000000Z",
         "td.last_results.range_end": "",
         "td.last_results.from_inclusive": "true",
+        "td.last_results.loaded_after": 1_700_000_000,
         "session_time": "2024-03-15T00:00:00+00:00",
         "attempt_id": "1",
         "ingest_mode": "incremental",
@@ -103,14 +106,29 @@ class Emulator:
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute(f'CREATE SCHEMA "{cfg.src_db}"')
+        td_udfs.register(self.con)  # TD's UDFs, as the local warehouse has them
+        td_udfs.install(self.con)
         self.session_time = session_time
-        self.load_time = 1_700_000_000
+        # `time` is the load time: later than the log row of any earlier load
+        self.load_time = int(time.time())
         macros = environment().get_template("_macros.j2").module
         parsed = macros.parse_ts('"updated_at"', "presto")  # type: ignore[attr-defined]
         self.parse_duck = sqlglot.transpile(f"SELECT {parsed}", read="presto", write="duckdb")[0]
 
     def ingest(self, kind: str, obj: str) -> dict[str, Any]:
-        """One iteration of the for_each body: create, read bounds, load, log."""
+        """One iteration of the for_each body: create, read bounds, clear, load, log."""
+        bounds, params = self._load_step(kind, obj)
+        run(self.con, self.files["queries/log_success.sql"], params)
+        return bounds
+
+    def ingest_without_log(self, kind: str, obj: str, clock_skew: int = 0) -> dict[str, Any]:
+        """A load that fails after td_load> (no log row); its connector's clock `clock_skew`
+        seconds off the log's."""
+        return self._load_step(kind, obj, clock_skew)[0]
+
+    def _load_step(
+        self, kind: str, obj: str, clock_skew: int = 0
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         suffix = "_hist" if kind == "hist" else ""
         params = {
             "datasource.name": obj,
@@ -123,11 +141,11 @@ class Emulator:
         run(self.con, self.files["queries/create_target_table.sql"], params)
         (bounds,) = run(self.con, self.files[f"queries/{kind}_bounds.sql"], params)
         params.update({f"td.last_results.{k}": v for k, v in bounds.items()})
-        self._load(obj, params["datasource.table_name"], bounds)
-        run(self.con, self.files["queries/log_success.sql"], params)
-        return bounds
+        run(self.con, self.files["queries/clear_range.sql"], params)
+        self._load(obj, params["datasource.table_name"], bounds, clock_skew)
+        return bounds, params
 
-    def _load(self, obj: str, table: str, bounds: dict[str, Any]) -> None:
+    def _load(self, obj: str, table: str, bounds: dict[str, Any], clock_skew: int = 0) -> None:
         """The local `file` connector: rows whose field lies in the range, plus `time`."""
         load_yml = yaml.safe_load(
             substitute(
@@ -142,8 +160,9 @@ class Emulator:
         cond = f"({ts}) {op} CAST('{lo}' AS TIMESTAMPTZ)"
         if hi:
             cond += f" AND ({ts}) < CAST('{hi}' AS TIMESTAMPTZ)"
-        self.load_time += 10
-        rows = f"SELECT *, {self.load_time}::BIGINT AS time FROM ({select}) src WHERE {cond}"
+        self.load_time = max(self.load_time + 10, int(time.time()))
+        stamp = self.load_time + clock_skew
+        rows = f"SELECT *, {stamp}::BIGINT AS time FROM ({select}) src WHERE {cond}"
         target = f'"{self.cfg.src_db}"."{table}"'
         if self._has_all_columns(table, rows):
             self.con.execute(f"INSERT INTO {target} BY NAME ({rows})")
@@ -194,7 +213,7 @@ class Emulator:
 
     def log(self) -> list[dict[str, Any]]:
         # insertion order: every row of a test is logged within the same second
-        cur = self.con.execute(f'SELECT * FROM "{self.cfg.src_db}"."ingestion_log"')
+        cur = self.con.execute(f'SELECT * FROM "{self.cfg.src_db}"."{INGESTION_LOG}"')
         names = [d[0] for d in cur.description or []]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
@@ -351,7 +370,7 @@ def test_no_api_key_in_any_file(tmp_path: Path) -> None:
 def test_config_names_are_quoted_and_literal(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, target_database="my_src")
     files = render(cfg, predicted_schemas(cfg))
-    assert '"my_src"."ingestion_log"' in files["queries/log_success.sql"]
+    assert f'"my_src"."{INGESTION_LOG}"' in files["queries/log_success.sql"]
     assert "\"source_name\" = 'shopify'" in files["queries/inc_bounds.sql"]
     # the canonical start date is a literal, never pasted unquoted
     assert "'2023-09-01T00:00:00.000000Z'" in files["queries/hist_bounds.sql"]
@@ -370,7 +389,7 @@ def test_log_table_matches_the_declared_columns(tmp_path: Path) -> None:
     cfg = make_config(tmp_path)
     emu = Emulator(cfg, render(cfg, predicted_schemas(cfg)), "2024-03-15T00:00:00+00:00")
     run(emu.con, emu.files["queries/create_ingestion_log.sql"], {})
-    cols = emu.con.execute('DESCRIBE "acme_src"."ingestion_log"').fetchall()
+    cols = emu.con.execute(f'DESCRIBE "acme_src"."{INGESTION_LOG}"').fetchall()
     assert [c[0] for c in cols] == [c.name for c in INGESTION_LOG_COLUMNS]
 
 
@@ -386,6 +405,7 @@ def test_backfill_and_incremental_load_every_row_once(tmp_path: Path) -> None:
             "range_start": "2023-09-01T00:00:00.000000Z",
             "range_end": "2024-03-01T00:00:00.000000Z",
             "from_inclusive": "true",
+            "loaded_after": 0,  # nothing loaded into the table yet: every partition
         }
         (hist_log,) = [r for r in emu.log() if r["object_name"] == obj]
         inc = emu.ingest("inc", obj)
@@ -394,6 +414,7 @@ def test_backfill_and_incremental_load_every_row_once(tmp_path: Path) -> None:
             "range_start": hist_log["watermark"],
             "range_end": "",
             "from_inclusive": "false",
+            "loaded_after": 0,  # the incremental table has had no successful load yet
         }
         assert hist_log["watermark"] < "2024-03-01T00:00:00.000000Z"
         assert emu.loaded_keys(obj) == emu.expected_keys(obj)

@@ -335,7 +335,7 @@ def test_failures_are_tool_errors_that_say_what_to_do(server: Server) -> None:
     assert "unknown phase 'stage'" in text and "hist_union" in text
     text = server.error("skip_phase", config_path=cp, phase="ingestion", confirm=False)
     assert "needs confirm=true" in text and "Ask the person" in text
-    text = server.error("query", config_path=cp, sql="DELETE FROM acme_src.ingestion_log")
+    text = server.error("query", config_path=cp, sql="DELETE FROM acme_src.cdp_mcp_ingestion_log")
     assert "read-only" in text
     text = server.error("get_session", config_path=cp)
     assert "no workflow was started yet; start_workflow first" in text

@@ -327,7 +327,7 @@ def test_a_retry_after_a_failure_resumes_only_the_failed_tasks(acme_config: Path
     # customers failed in the first and loaded in the retry.
     log = warehouse_rows(
         acme_config,
-        "SELECT object_name, status, attempt_id FROM acme_src.ingestion_log "
+        "SELECT object_name, status, attempt_id FROM acme_src.cdp_mcp_ingestion_log "
         "WHERE mode = 'historical' ORDER BY object_name, time, status",
     )
     by_object: dict[str, list[tuple[str, str]]] = {}
@@ -353,13 +353,13 @@ def test_a_retry_after_a_failure_resumes_only_the_failed_tasks(acme_config: Path
     assert "customers" in text and "orders.csv" not in text
 
     # Validation reads the last load of each object: the retry's success, even when the
-    # failed load was logged within the same second (ingestion_log.time is in seconds).
+    # failed load was logged within the same second (the log's time is in seconds).
     assert run_workflow(acme_config, "ingestion", INC).status == "success"
     warehouse_rows(
         acme_config,
-        "INSERT INTO acme_src.ingestion_log (object_name, mode, status, attempt_id, message, "
+        "INSERT INTO acme_src.cdp_mcp_ingestion_log (object_name, mode, status, attempt_id, message, "
         "time) SELECT object_name, mode, 'error', '0', 'an older failure', time "
-        "FROM acme_src.ingestion_log WHERE status = 'success'",
+        "FROM acme_src.cdp_mcp_ingestion_log WHERE status = 'success'",
     )
     validation = run(P(acme_config).validate_tables, "ingestion")
     assert validation.verdict == "PASS", validation.failures
@@ -621,7 +621,7 @@ def test_the_api_key_appears_nowhere(ingested: Path, monkeypatch: pytest.MonkeyP
         p.status(),
         run(p.get_session, None, 0),
         run(p.get_logs, step_of(ingested, "ingestion", f"execute:{HIST}")["attempt_id"]),
-        run(p.query, "SELECT * FROM acme_src.ingestion_log"),
+        run(p.query, "SELECT * FROM acme_src.cdp_mcp_ingestion_log"),
         run(p.final_report),
     ]
     secret_bits = (SENTINEL_KEY, SENTINEL_KEY.split("/")[1])

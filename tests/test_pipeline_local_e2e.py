@@ -17,7 +17,7 @@ from cdp_mcp.backends.local import LocalBackend
 from cdp_mcp.config import PipelineConfig, load_config, parse_timestamp
 from cdp_mcp.generate import generate
 from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.phases import Phase, project_name, workflows
+from cdp_mcp.phases import INGESTION_LOG, Phase, project_name, workflows
 from cdp_mcp.sample_data import SAMPLE_FOLDER, append_rows, write_sample, write_sample_config
 from cdp_mcp.sources import find_object_file, select_sql
 
@@ -96,8 +96,8 @@ def test_three_phases_twice_then_new_rows(sample_config: PipelineConfig) -> None
         # A second run adds nothing anywhere.
         await run_phases(backend, cfg, session + timedelta(minutes=5))
         second_src = await counts(backend, cfg.src_db)
-        assert {k: v for k, v in second_src.items() if k != "ingestion_log"} == {
-            k: v for k, v in first_src.items() if k != "ingestion_log"
+        assert {k: v for k, v in second_src.items() if k != INGESTION_LOG} == {
+            k: v for k, v in first_src.items() if k != INGESTION_LOG
         }
         assert await counts(backend, cfg.stg_db) == first_stg
 
@@ -138,7 +138,7 @@ def test_a_load_that_was_not_logged_is_not_loaded_twice(sample_config: PipelineC
         loaded = (await counts(backend, cfg.src_db))["shopify_orders_hist"]
         assert loaded == expected_counts(cfg, "orders")[0]
         # Forget that the orders backfill happened, as if its log_success had failed.
-        await backend.query("DELETE FROM ingestion_log WHERE object_name = 'orders'", cfg.src_db)
+        await backend.query(f"DELETE FROM {INGESTION_LOG} WHERE object_name = 'orders'", cfg.src_db)
         await backfill(session + timedelta(minutes=1))
         assert (await counts(backend, cfg.src_db))["shopify_orders_hist"] == loaded
         await run_phases(backend, cfg, session + timedelta(minutes=2))

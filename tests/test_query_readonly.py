@@ -33,6 +33,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from cdp_mcp.backends.base import BackendError, QueryError
+from cdp_mcp.backends.local import td_udfs
 from cdp_mcp.backends.local import warehouse as warehouse_module
 from cdp_mcp.backends.local.readonly import check_duckdb, pipeline_tables
 from cdp_mcp.backends.local.runtime import LocalRuntime
@@ -310,6 +311,7 @@ def test_the_reader_connection_alone_cannot_write_or_reach_the_host(demo: Demo) 
             with pytest.raises(duckdb.Error) as caught:
                 cur.execute(sql)
             assert why in str(caught.value), (sql, str(caught.value))
+        td_udfs.install(cur)  # TD's functions on the locked, read-only connection
         row = cur.execute("SELECT current_setting('TimeZone'), td_time_parse('1970-01-02')")
         assert row.fetchone() == ("UTC", 86400)
     assert snapshot(demo) == before

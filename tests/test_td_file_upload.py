@@ -87,7 +87,7 @@ async def table_facts(backend: Backend, db: str) -> dict[str, Any]:
             result = await backend.query(f'SELECT * FROM "{db}"."{table}"', db)
             facts[table] = checksums(result.rows, result.columns)
     log = await backend.query(
-        "SELECT object_name, mode, status, rows_loaded, watermark FROM ingestion_log", db
+        "SELECT object_name, mode, status, rows_loaded, watermark FROM cdp_mcp_ingestion_log", db
     )
     facts["ingestion_log"] = sorted(map(tuple, log.rows))
     facts["landing tables left"] = sorted(

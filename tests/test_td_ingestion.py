@@ -19,7 +19,7 @@ from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.server import BackgroundServer
 from cdp_mcp.generate import generate
 from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.phases import Phase, expected_tables, project_name, workflows
+from cdp_mcp.phases import INGESTION_LOG, Phase, expected_tables, project_name, workflows
 from cdp_mcp.pipeline.file_upload import upload_ranges
 from tests.conftest import SENTINEL_KEY
 
@@ -67,7 +67,7 @@ def test_ingestion_runs_on_td_and_its_tables_show_in_api_v3(acme_config: Path) -
                 # the session splits the rows: both the backfill and the incremental load some
                 assert tables["shopify_customers_hist"].count and tables["shopify_customers"].count
                 logged = await td.query(
-                    "SELECT object_name, mode, rows_loaded FROM ingestion_log"
+                    f"SELECT object_name, mode, rows_loaded FROM {INGESTION_LOG}"
                     " WHERE status = 'success' ORDER BY object_name, mode",
                     cfg.src_db,
                 )

@@ -1,7 +1,8 @@
 """A query job's SQL run the way TD runs it, on one warehouse cursor (so a kill can interrupt it).
 
 - Each statement is translated from the job's engine (presto, trino or hive) to DuckDB.
-- `CREATE TABLE t AS <query>` stores TD's column types (long, double, string, boolean).
+- `CREATE TABLE t AS <query>` stores TD's column types (long, double, string, boolean);
+  `CREATE TABLE t (a varchar)` makes (a, time): every TD table has `time`.
 - `INSERT INTO t [(cols)] <query>` appends by column name and adds the columns the table
   lacks (TD's schema-on-write: a plain DuckDB INSERT would fill columns by position, so a
   new table holding only `time` would take the first value as its time). The table must
@@ -82,6 +83,13 @@ def _run_statement(
         written = _insert_by_name(cur, tree, database, engine)
         if written is not None:
             return _written(written, engine)
+    if _declares_table_without_time(tree):
+        assert isinstance(tree, exp.Create) and isinstance(tree.this, exp.Schema)
+        time_column = exp.ColumnDef(
+            this=exp.to_identifier("time"), kind=exp.DataType.build("BIGINT")
+        )
+        tree.this.append("expressions", time_column)
+        text = tree.sql(dialect=ENGINES[engine])
     translated = translate(text, engine)
     if translated.target:  # Hive's INSERT OVERWRITE (the other writes are handled above)
         if not translated.create_table:
@@ -100,6 +108,20 @@ def _run_statement(
     types = [type_name(d[1], engine) for d in cur.description]
     rows = [[json_value(v) for v in r] for r in cur.fetchall()]
     return Outcome(columns, types, rows)
+
+
+def _declares_table_without_time(tree: exp.Expression | None) -> bool:
+    """`CREATE TABLE t (a varchar)`: on TD every table has `time` (unix seconds), declared or
+    not (docs.treasuredata.com, Schema Management), so the table made is (a, time)."""
+    if not (
+        isinstance(tree, exp.Create)
+        and str(tree.args.get("kind", "")).upper() == "TABLE"
+        and tree.expression is None
+        and isinstance(tree.this, exp.Schema)
+    ):
+        return False
+    defs = [d for d in tree.this.expressions if isinstance(d, exp.ColumnDef)]
+    return bool(defs) and not any(d.name.lower() == "time" for d in defs)
 
 
 def _parse(text: str, engine: str) -> exp.Expression | None:

@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 
 from cdp_mcp.backends.base import BackendError, ConflictError, NotFoundError
+from cdp_mcp.backends.local import td_udfs
 from cdp_mcp.backends.local.warehouse import Warehouse
 from cdp_mcp.emulator import results
 from cdp_mcp.emulator.job_sql import Outcome, Stopped, run_job_sql
@@ -42,6 +43,7 @@ class Job:
     priority: int = 0
     retry_limit: int = 0
     result_url: str = ""
+    scheduled_time: int | None = None  # TD_SCHEDULED_TIME(); Digdag's td> sends the session time
     status: str = "queued"
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     start_at: datetime | None = None
@@ -215,6 +217,10 @@ class JobStore:
                     raise Stopped
                 job.cursor = cur
             job.cmdout = f"started at {v3_time(job.start_at)}\nexecuting query: {job.query}\n"
+            scheduled = job.scheduled_time
+            td_udfs.prepare(
+                cur, job.query, int(job.created_at.timestamp()) if scheduled is None else scheduled
+            )
             return run_job_sql(
                 cur, job.query, job.database, engine, stopped=lambda: job.status == "killed"
             )

@@ -156,6 +156,7 @@ class V3Routes:
             "priority": _priority(params.get("priority", 0)),
             "retry_limit": _int(params, "retry_limit", 0),
             "result_url": str(params.get("result") or ""),
+            "scheduled_time": _int(params, "scheduled_time"),
         }
         try:
             job = self.site.jobs.issue(

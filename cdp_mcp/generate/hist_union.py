@@ -2,9 +2,11 @@
 
 The two sides are loaded at different times, so their `time` values are independent: each
 side keeps its own watermark (max `time` already unioned) in `{client}_config.inc_log`, keyed
-by the side's qualified table name. A run first fixes a cutoff per side (max `time` now),
-appends the rows with watermark < time <= cutoff, then logs the cutoffs; a rerun therefore
-adds nothing twice, and rows loaded later into either side arrive on the next run.
+by the side's qualified table name and this pipeline's project_name. A run reads the
+watermarks, fixes a cutoff per side (max `time` now, read above the watermark only), appends
+the rows with watermark < time <= cutoff, then logs the cutoffs; a rerun therefore adds
+nothing twice, and rows loaded later into either side arrive on the next run. Every scan is
+bounded on `time` with TD_TIME_RANGE, so a run reads the partitions of its new rows only.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from cdp_mcp.config import PipelineConfig, TableRef
 from cdp_mcp.generate.templating import PARALLEL_LIMIT
 from cdp_mcp.generate.templating import render as render_template
 from cdp_mcp.generate.writer import GenerationError
-from cdp_mcp.phases import INC_LOG_COLUMNS
+from cdp_mcp.phases import INC_LOG, INC_LOG_COLUMNS, inc_log_project
 from cdp_mcp.schema import Column, SchemaMap, presto_type
 
 
@@ -59,14 +61,16 @@ def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
         "databases": sorted({cfg.config_db, *(t.database for t in tables)}),
         "tables": tables,
         "parallel_limit": PARALLEL_LIMIT,
+        "inc_log": INC_LOG,
         "inc_log_columns": [(c.name, presto_type(c.type)) for c in INC_LOG_COLUMNS],
+        "inc_log_project": inc_log_project(cfg),
     }
     files = {
         f"{cfg.source}_hist_union.dig": render_template("hist_union/hist_union.dig.j2", **ctx),
         "queries/create_inc_log.sql": render_template("hist_union/create_inc_log.sql.j2", **ctx),
     }
     for t in tables:
-        for step in ("create", "bounds", "union", "log"):
+        for step in ("create", "watermarks", "bounds", "union", "log"):
             files[f"queries/{t.name}_{step}.sql"] = render_template(
                 f"hist_union/{step}.sql.j2", **ctx, t=t
             )

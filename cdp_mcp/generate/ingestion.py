@@ -1,6 +1,6 @@
 """Render the ingestion project: a backfill and/or an incremental workflow for one source.
 
-Each load's bounds are computed in SQL from `{src}.ingestion_log` (docs/internals.md,
+Each load's bounds are computed in SQL from `{src}.cdp_mcp_ingestion_log` (docs/internals.md,
 "Ingestion semantics"), so on either backend a rerun continues exactly where the log says:
 every row with `incremental_field >= start_date` is loaded once across both workflows.
 
@@ -25,7 +25,7 @@ from cdp_mcp.connectors.render import dump_in, in_section
 from cdp_mcp.generate import referenced_secrets
 from cdp_mcp.generate.templating import render as render_template
 from cdp_mcp.generate.writer import GenerationError
-from cdp_mcp.phases import INGESTION_LOG_COLUMNS, Phase, project_name
+from cdp_mcp.phases import INGESTION_LOG, INGESTION_LOG_COLUMNS, Phase, project_name
 from cdp_mcp.schema import SchemaMap, presto_type
 from cdp_mcp.sources import SourceError, find_object_file
 
@@ -33,11 +33,16 @@ from cdp_mcp.sources import SourceError, find_object_file
 # them as strings orders them in time.
 CANONICAL_TS_PY = "%Y-%m-%dT%H:%M:%S.%fZ"
 
+# How much earlier than the last successful load's log row a retried load's rows may be
+# stamped (`time` comes from the connector's clock, the log's from Presto's): one of TD's
+# hourly partitions more to scan, never a row missed.
+CLOCK_MARGIN_SEC = 3600
+
 
 @dataclass(frozen=True)
 class _Workflow:
     kind: str  # "hist" | "inc": file names and the datasources list
-    log_mode: str  # `mode` written to ingestion_log
+    log_mode: str  # `mode` written to the ingestion log
     table_suffix: str
 
     @property
@@ -111,7 +116,9 @@ def _context(cfg: PipelineConfig) -> dict[str, object]:
         "field": cfg.ingestion.incremental_field,
         "start": canonical_ts(cfg.ingestion.start_date),
         "parallel_limit": cfg.ingestion.parallel_limit,
+        "log_table": INGESTION_LOG,
         "log_columns": [(c.name, presto_type(c.type)) for c in INGESTION_LOG_COLUMNS],
+        "clock_margin": CLOCK_MARGIN_SEC,
         "project": project_name(cfg, Phase.INGESTION),
         "load_mode": load_mode(cfg),
         "connector": cfg.ingestion.connector,

@@ -6,7 +6,7 @@ object's range from `{table}_landing` (queries/load_landing.sql) instead of runn
 `td_load>` on a path. The range uploaded is the one the workflow will read: the project's
 own `queries/{hist,inc}_bounds.sql`, templated as Digdag templates it (the datasource entry
 of `config/{source}_datasources.yml`, the session time the attempt will have) and run on TD
-against `ingestion_log`. The rows are read with the local loader's reader and timestamp
+against the ingestion log (`cdp_mcp_ingestion_log`). The rows are read with the local loader's reader and timestamp
 forms, so TD receives exactly the rows the local backend would load. The landing table is
 emptied first, so it holds this upload only, whatever an interrupted earlier upload left;
 the workflow's own range filter, `clear_range` and logging keep their exactly-once

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from cdp_mcp.config import ConfigError, PipelineConfig
 from cdp_mcp.generate.unify_plan import UnificationPlan, plan_unification
-from cdp_mcp.phases import ORDER, Phase, expected_tables, project_name, workflows
+from cdp_mcp.phases import (
+    INGESTION_LOG,
+    ORDER,
+    Phase,
+    expected_tables,
+    inc_log_project,
+    project_name,
+    workflows,
+)
 from cdp_mcp.pipeline.state import MAX_ATTEMPTS, PipelineState
 from cdp_mcp.schema import SchemaMap
 from cdp_mcp.sources import SourceError, quote_ident
@@ -115,7 +123,7 @@ def _runbook_reruns(cfg: PipelineConfig) -> list[str]:
         "or ran out of attempts; generation is deterministic, so unchanged phases produce "
         "byte-identical projects.",
         f"- Ingestion: `{src}_ingest_inc` loads, per object, the rows after the last "
-        f"watermark recorded in `{cfg.src_db}.ingestion_log` (mode {cfg.ingestion.mode}, "
+        f"watermark recorded in `{cfg.src_db}.{INGESTION_LOG}` (mode {cfg.ingestion.mode}, "
         f"field `{cfg.ingestion.incremental_field}`); a rerun first clears its range, so it "
         "does not load a row twice.",
         f"- Hist-union: `{src}_hist_union` appends only the rows above each side's watermark "
@@ -179,7 +187,7 @@ def render_runbook(cfg: PipelineConfig, state: PipelineState, schemas: SchemaMap
 
 # -- monitoring ----------------------------------------------------------------------------
 def _monitor_ingestion(cfg: PipelineConfig) -> list[str]:
-    log = _q(cfg.src_db, "ingestion_log")
+    log = _q(cfg.src_db, INGESTION_LOG)
     return [
         "## Ingestion: status and rows per object",
         "",
@@ -207,13 +215,15 @@ def _monitor_watermarks(cfg: PipelineConfig) -> list[str]:
     return [
         "## Hist-union: watermarks",
         "",
-        f"Each run records, per source table, its new watermark in `{cfg.config_db}.inc_log`; "
-        "a watermark that stops moving while the source grows means the union is stuck:",
+        f"Each run records, per source table, its new watermark (max `time` unioned) in "
+        f"`{cfg.config_db}.inc_log` under project_name `{inc_log_project(cfg)}`; a watermark "
+        "that stops moving while the source grows means the union is stuck:",
         "",
         *_sql(
-            "SELECT table_name, max(watermark) AS watermark, sum(rows_added) AS rows_added,",
-            "       max(session_time) AS last_session",
-            f"FROM {_q(cfg.config_db, 'inc_log')} GROUP BY 1 ORDER BY 1",
+            "SELECT table_name, max(inc_value) AS watermark, count(*) AS runs,",
+            "       max(time) AS last_run",
+            f"FROM {_q(cfg.config_db, 'inc_log')}",
+            f"WHERE project_name = '{inc_log_project(cfg)}' GROUP BY 1 ORDER BY 1",
         ),
     ]
 
@@ -363,7 +373,7 @@ def render_troubleshooting(cfg: PipelineConfig, state: PipelineState) -> str:
             f"a table after ingestion has no rows: nothing newer than `start_date` "
             f"({cfg.ingestion.start_date}), an empty source file, or hist-union / staging "
             "ran before rows arrived.",
-            "check `ingestion_log` (monitoring.md); if it is expected, accept with "
+            f"check `{INGESTION_LOG}` (monitoring.md); if it is expected, accept with "
             "`validate_tables(..., accept_warnings=true)` after the person agrees; otherwise "
             "fix the source or `start_date` and rerun from ingestion.",
         ),

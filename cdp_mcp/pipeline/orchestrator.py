@@ -51,6 +51,7 @@ from cdp_mcp.phases import (
     workflows,
 )
 from cdp_mcp.pipeline import report as report_mod
+from cdp_mcp.pipeline import table_check
 from cdp_mcp.pipeline.file_upload import ObjectUpload, upload_problems, upload_ranges
 from cdp_mcp.pipeline.models import (
     DecisionResult,
@@ -499,8 +500,22 @@ class Pipeline:
             if check_auth is not None:
                 await check_auth()  # the key works on the API and the workflow host
             dbs = set(await self.backend.databases())
+            try:
+                known = predicted_schemas(self.cfg)
+            except SourceError:
+                known = {}
+            written = table_check.written_tables(self.cfg, known)
+            on_td = {w.database for w in written} & dbs
+            existing = await table_check.existing_tables(self.backend, on_td)
         except BackendError as e:
             raise PipelineError(f"Treasure Data preflight failed: {e}") from None
+        tables = table_check.check(self.cfg, written, existing)
+        if tables.problems:
+            listing = "\n".join(f"- {p}" for p in tables.problems)
+            raise PipelineError(
+                "tables already in the account do not take what the pipeline writes into "
+                f"them; nothing was created or run:\n{listing}"
+            )
         wanted = [self.cfg.src_db, self.cfg.stg_db, self.cfg.config_db]
         missing = [d for d in wanted if d not in dbs]
         notes = [f"API key accepted by {self.cfg.global_.td_endpoint}"]
@@ -511,7 +526,7 @@ class Pipeline:
             )
         else:
             notes.append(f"databases exist: {', '.join(wanted)}")
-        return notes
+        return notes + tables.notes
 
     def _plan(self, state: PipelineState) -> list[PhasePlan]:
         try:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from cdp_mcp.backends.base import Backend, BackendError, TableInfo
 from cdp_mcp.config import PipelineConfig
-from cdp_mcp.phases import ExpectedTable, Phase, expected_tables
+from cdp_mcp.phases import INC_LOG, INGESTION_LOG, ExpectedTable, Phase, expected_tables
 from cdp_mcp.pipeline.models import TableCheck, Verdict
 from cdp_mcp.pipeline.source_flow import source_rows
 from cdp_mcp.schema import SchemaMap
@@ -102,7 +102,7 @@ async def validate_phase(
             findings.failures.append(f"{name} does not exist")
         elif c.missing_columns:
             findings.failures.append(f"{name} lacks columns: {', '.join(c.missing_columns)}")
-        elif c.row_count == 0 and phase is not Phase.INGESTION and c.table != "inc_log":
+        elif c.row_count == 0 and phase is not Phase.INGESTION and c.table != INC_LOG:
             # (an ingestion table may be empty: the other mode may hold the object's rows)
             findings.warnings.append(f"{name} is empty")
     if findings.failures:
@@ -144,7 +144,7 @@ async def _ingestion_metrics(
         "SELECT object_name, mode, status, message, row_number() OVER "
         "(PARTITION BY object_name, mode "
         "ORDER BY TRY_CAST(attempt_id AS BIGINT) DESC NULLS LAST, time DESC) AS rn "
-        f"FROM {_q(cfg.src_db, 'ingestion_log')}) WHERE rn = 1",
+        f"FROM {_q(cfg.src_db, INGESTION_LOG)}) WHERE rn = 1",
         cfg.src_db,
     )
     for obj, mode, status, message in result.rows:
@@ -154,7 +154,7 @@ async def _ingestion_metrics(
     # backend can count them: what was loaded, per mode and per load, is what is reported.
     loads = await backend.query(
         "SELECT object_name, mode, status, rows_loaded, range_start, range_end "
-        f"FROM {_q(cfg.src_db, 'ingestion_log')} "
+        f"FROM {_q(cfg.src_db, INGESTION_LOG)} "
         "ORDER BY time, TRY_CAST(attempt_id AS BIGINT) NULLS FIRST, mode",
         cfg.src_db,
     )

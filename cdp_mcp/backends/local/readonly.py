@@ -22,6 +22,7 @@ import sqlglot
 from sqlglot import exp
 
 from cdp_mcp.backends.base import QueryError
+from cdp_mcp.backends.local import td_udfs
 from cdp_mcp.backends.readonly import KINDS, ReadOnlyError, Show
 from cdp_mcp.schema import Column, presto_type
 
@@ -283,7 +284,7 @@ def _cte_entries(node: dict[str, Any]) -> list[dict[str, Any]]:
 
 def clean_error(message: str, tables: Tables) -> str:
     """DuckDB's message without catalog hints that name what the pipeline does not have."""
-    text = message.strip()
+    text = td_udfs.readable_error(message.strip())
     if text.startswith("Catalog Error"):
         text = _HINT.sub("", text)
         missing = re.search(r"Table with name (\S+) does not exist", text)

@@ -38,7 +38,7 @@ from cdp_mcp.backends.base import (
     TableInfo,
     Task,
 )
-from cdp_mcp.backends.local import tables
+from cdp_mcp.backends.local import tables, td_udfs
 from cdp_mcp.backends.local.archive import (
     archive_md5,
     build_archive,
@@ -612,6 +612,7 @@ class LocalRuntime:
             else:
                 tree = scope_information_schema(statement.tree, list(tables))
                 duck = translate_tree(tree).sql
+            td_udfs.prepare(cur, duck)  # TD's functions, TD_SCHEDULED_TIME() = now
             check_duckdb(cur, duck, database, tables)
             timer = threading.Timer(timeout, cur.interrupt)
             timer.start()
@@ -640,6 +641,7 @@ class LocalRuntime:
         if not statements:
             raise QueryError("no SQL statement to run")
         with self.warehouse.cursor(database) as cur:
+            td_udfs.prepare(cur, sql)
             for i, statement in enumerate(statements):
                 try:
                     translated = translate(statement.text, engine)

@@ -28,6 +28,7 @@ from uuid import UUID
 import duckdb
 
 from cdp_mcp.backends.base import NotFoundError, UnavailableError
+from cdp_mcp.backends.local import td_udfs
 from cdp_mcp.schema import Column, td_type
 from cdp_mcp.sources import quote_ident
 
@@ -47,22 +48,6 @@ _READER_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "autoload_known_extensions": False,
     "allow_community_extensions": False,
 }
-
-# TD's Presto UDFs that generated SQL may use; DuckDB has no equivalent built in.
-_TD_MACROS = (
-    "CREATE OR REPLACE TEMP MACRO td_time_parse(s) AS CAST(epoch(CAST(s AS TIMESTAMPTZ)) AS BIGINT),"
-    " (s, tz) AS CAST(epoch(CAST(s AS TIMESTAMPTZ)) AS BIGINT)",
-    "CREATE OR REPLACE TEMP MACRO td_time_range(t, s) AS"
-    " (s IS NULL OR t >= td_time_parse(s)),"
-    " (t, s, e) AS (s IS NULL OR t >= td_time_parse(s)) AND (e IS NULL OR t < td_time_parse(e)),"
-    " (t, s, e, tz) AS (s IS NULL OR t >= td_time_parse(s)) AND (e IS NULL OR t < td_time_parse(e))",
-    "CREATE OR REPLACE TEMP MACRO td_joda_format(fmt) AS replace(replace(replace(replace("
-    "replace(replace(replace(fmt, 'yyyy', '%Y'), 'MM', '%m'), 'dd', '%d'), 'HH', '%H'),"
-    " 'mm', '%M'), 'ss', '%S'), 'SSS', '%g')",
-    "CREATE OR REPLACE TEMP MACRO td_time_format(t, fmt) AS"
-    " strftime(to_timestamp(t), td_joda_format(fmt)),"
-    " (t, fmt, tz) AS strftime(to_timestamp(t), td_joda_format(fmt))",
-)
 
 
 def json_value(value: Any) -> Any:
@@ -126,7 +111,9 @@ class Warehouse:
         deadline = time.monotonic() + _OPEN_WAIT_SEC
         while True:
             try:
-                return duckdb.connect(str(self.path))
+                con = duckdb.connect(str(self.path))
+                td_udfs.register(con)  # TD's UDFs, for every cursor of this connection
+                return con
             except duckdb.IOException as e:
                 if "lock" not in str(e).lower() or time.monotonic() > deadline:
                     raise UnavailableError(
@@ -152,6 +139,7 @@ class Warehouse:
         try:
             # As a connect option TimeZone would autoload ICU, which external access forbids.
             con.execute("SET GLOBAL TimeZone = 'UTC'")
+            td_udfs.register(con)  # scalar functions only; before the configuration locks
             con.execute("SET lock_configuration = true")
         except duckdb.Error:
             con.close()
@@ -188,7 +176,8 @@ class Warehouse:
 
     @contextmanager
     def reader(self, database: str) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A cursor that can only read, with `database` as default schema and TD's macros.
+        """A cursor that can only read, with `database` as default schema (the caller adds
+        TD's functions with `td_udfs.prepare`).
 
         Its instance was opened read-only with external access off (no files, URLs,
         extensions, ATTACH) and its configuration locked, so no statement can undo that.
@@ -206,8 +195,6 @@ class Warehouse:
         try:
             # A cursor starts with DuckDB's defaults: no progress bar on stdout (the MCP
             # stream), and the instance's UTC time zone.
-            for macro in _TD_MACROS:
-                cur.execute(macro)  # temporary: lives in this cursor's memory only
             require_database(cur, database)
             cur.execute(f"SET schema = {_literal(database)}")
             yield cur
@@ -222,7 +209,9 @@ class Warehouse:
 
     @contextmanager
     def cursor(self, database: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A fresh connection to the warehouse in UTC, with `database` as default schema."""
+        """A fresh connection to the warehouse in UTC, with `database` as default schema.
+
+        TD's UDFs are there once `td_udfs.prepare` (or `install`) ran on it."""
         with self.session():
             with self._lock:
                 assert self._con is not None
@@ -234,8 +223,6 @@ class Warehouse:
                 cur.execute("SET enable_progress_bar = false")
                 disabled = _TEXT_COMPRESSION[self.storage]
                 cur.execute(f"SET disabled_compression_methods = {_literal(disabled)}")
-                for macro in _TD_MACROS:
-                    cur.execute(macro)
                 if database:
                     require_database(cur, database)
                     cur.execute(f"SET schema = {_literal(database)}")

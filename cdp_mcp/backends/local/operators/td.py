@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import duckdb
 
-from cdp_mcp.backends.local import tables, td_text
+from cdp_mcp.backends.local import tables, td_text, td_udfs
 from cdp_mcp.backends.local.operators.base import (
     OperatorContext,
     OperatorResult,
@@ -113,6 +113,8 @@ class TdOperator:
         )
         last: _Outcome | None = None
         with ctx.services.cursor(database) as cur:
+            # TD_SCHEDULED_TIME() is the session time: Digdag's td> sends it as the job's
+            td_udfs.prepare(cur, text, int(ctx.session_time.timestamp()))
             for i, statement in enumerate(statements):
                 is_last = i == len(statements) - 1
                 started = time.monotonic()
@@ -125,7 +127,7 @@ class TdOperator:
                 except (duckdb.Error, ValueError) as e:
                     if ctx.services.cancel_requested():
                         raise TaskFailure("td>: query interrupted by a kill request") from None
-                    message = str(e).strip()
+                    message = td_udfs.readable_error(str(e).strip())
                     if create_table or insert_into:
                         message += (
                             " (with create_table/insert_into, td> pastes the write command into "

@@ -1,6 +1,7 @@
 -- Append, per side, the rows above its watermark up to this run's cutoff, plus rows at the
 -- watermark second that arrived after the last run. Columns are aligned by name: a column a
--- side lacks is a NULL of the union's type. No dedup here (staging dedups).
+-- side lacks is a NULL of the union's type. No dedup here (staging dedups). TD_TIME_RANGE
+-- keeps every scan to the partitions of the new rows.
 INSERT INTO "acme_src"."shopify_customers_hist_union" ("id", "first_name", "last_name", "email", "phone", "created_at", "updated_at", "time")
 SELECT
   "id",
@@ -12,7 +13,7 @@ SELECT
   "updated_at",
   "time"
 FROM "acme_src"."shopify_customers_hist"
-WHERE "time" > ${td.last_results.hist_from} AND "time" <= ${td.last_results.hist_to}
+WHERE TD_TIME_RANGE("time", ${td.last_results.hist_scan_start}, ${td.last_results.hist_scan_end})
 UNION ALL
 SELECT * FROM (
 SELECT
@@ -25,11 +26,11 @@ SELECT
   "updated_at",
   "time"
 FROM "acme_src"."shopify_customers_hist"
-WHERE "time" = ${td.last_results.hist_from}
+WHERE TD_TIME_RANGE("time", ${td.last_results.hist_from}, ${td.last_results.hist_scan_start})
 EXCEPT ALL
 SELECT "id", "first_name", "last_name", "email", "phone", "created_at", "updated_at", "time"
 FROM "acme_src"."shopify_customers_hist_union"
-WHERE "time" = ${td.last_results.hist_from}
+WHERE TD_TIME_RANGE("time", ${td.last_results.hist_from}, ${td.last_results.hist_scan_start})
 ) hist_late
 UNION ALL
 SELECT
@@ -42,7 +43,7 @@ SELECT
   "updated_at",
   "time"
 FROM "acme_src"."shopify_customers"
-WHERE "time" > ${td.last_results.inc_from} AND "time" <= ${td.last_results.inc_to}
+WHERE TD_TIME_RANGE("time", ${td.last_results.inc_scan_start}, ${td.last_results.inc_scan_end})
 UNION ALL
 SELECT * FROM (
 SELECT
@@ -55,9 +56,9 @@ SELECT
   "updated_at",
   "time"
 FROM "acme_src"."shopify_customers"
-WHERE "time" = ${td.last_results.inc_from}
+WHERE TD_TIME_RANGE("time", ${td.last_results.inc_from}, ${td.last_results.inc_scan_start})
 EXCEPT ALL
 SELECT "id", "first_name", "last_name", "email", "phone", "created_at", "updated_at", "time"
 FROM "acme_src"."shopify_customers_hist_union"
-WHERE "time" = ${td.last_results.inc_from}
+WHERE TD_TIME_RANGE("time", ${td.last_results.inc_from}, ${td.last_results.inc_scan_start})
 ) inc_late

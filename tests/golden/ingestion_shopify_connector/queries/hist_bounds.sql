@@ -4,8 +4,8 @@
 -- rerun adds nothing twice.
 WITH
 log AS (
-  SELECT "mode", "range_start", "range_end", "watermark"
-  FROM "acme_src"."ingestion_log"
+  SELECT "mode", "table_name", "range_start", "range_end", "watermark", "time"
+  FROM "acme_src"."cdp_mcp_ingestion_log"
   WHERE "source_name" = 'shopify'
     AND "object_name" = '${datasource.name}'
     AND "status" = 'success'
@@ -33,5 +33,6 @@ SELECT
   CASE
     WHEN split.s = '' AND hist.open_loads > 0 AND hist.last_watermark IS NOT NULL THEN 'false'
     ELSE 'true'
-  END AS from_inclusive
+  END AS from_inclusive,
+  greatest(COALESCE((SELECT MAX("time") FROM log WHERE "table_name" = '${datasource.table_name}'), 0) - 3600, 0) AS loaded_after
 FROM split CROSS JOIN hist

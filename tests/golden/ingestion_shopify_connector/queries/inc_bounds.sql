@@ -5,8 +5,8 @@
 -- the backfill ran, so loading it here loads it once. No upper bound.
 WITH
 log AS (
-  SELECT "mode", "range_start", "range_end", "watermark"
-  FROM "acme_src"."ingestion_log"
+  SELECT "mode", "table_name", "range_start", "range_end", "watermark", "time"
+  FROM "acme_src"."cdp_mcp_ingestion_log"
   WHERE "source_name" = 'shopify'
     AND "object_name" = '${datasource.name}'
     AND "status" = 'success'
@@ -25,5 +25,6 @@ inc AS (
 SELECT
   COALESCE(inc.last_watermark, split.s) AS range_start,
   '' AS range_end,
-  CASE WHEN inc.last_watermark IS NULL THEN 'true' ELSE 'false' END AS from_inclusive
+  CASE WHEN inc.last_watermark IS NULL THEN 'true' ELSE 'false' END AS from_inclusive,
+  greatest(COALESCE((SELECT MAX("time") FROM log WHERE "table_name" = '${datasource.table_name}'), 0) - 3600, 0) AS loaded_after
 FROM split CROSS JOIN inc

@@ -1,5 +1,5 @@
 -- Log a failed load of one object; an error row is never a bound or a watermark.
-INSERT INTO "acme_src"."ingestion_log" ("source_name", "object_name", "table_name", "mode", "status", "range_start", "range_end", "watermark", "rows_loaded", "session_time", "attempt_id", "message", "time")
+INSERT INTO "acme_src"."cdp_mcp_ingestion_log" ("source_name", "object_name", "table_name", "mode", "status", "range_start", "range_end", "watermark", "rows_loaded", "session_time", "attempt_id", "message", "time")
 SELECT
   'shopify',
   '${datasource.name}',

@@ -1,5 +1,5 @@
 -- The load log every ingestion workflow reads its bounds from and appends to.
-CREATE TABLE IF NOT EXISTS "acme_src"."ingestion_log" (
+CREATE TABLE IF NOT EXISTS "acme_src"."cdp_mcp_ingestion_log" (
   "source_name" varchar,
   "object_name" varchar,
   "table_name" varchar,
