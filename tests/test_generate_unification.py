@@ -21,11 +21,11 @@ from cdp_mcp.generate import generate
 from cdp_mcp.generate.check import check_project, sql_problems
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.generate.unification import render, unification_api_url
+from cdp_mcp.generate.unify_limits import unify_config_problems
 from cdp_mcp.generate.unify_plan import (
     EMAIL_INVALID_TEXTS,
     PHONE_INVALID_TEXTS,
     plan_unification,
-    unify_config_problems,
 )
 from cdp_mcp.phases import Phase, expected_tables, unified_tables
 from cdp_mcp.schema import Column, SchemaMap, duckdb_type
@@ -503,13 +503,27 @@ def test_prep_and_unif_input_hold_the_valid_distinct_key_values(
     }
 
 
-def _enrich(con: duckdb.DuckDBPyConnection, files: dict[str, str], id_name: str) -> None:
+def _enrich(
+    con: duckdb.DuckDBPyConnection,
+    files: dict[str, str],
+    id_name: str,
+    method: str = "persistent_id",
+) -> None:
+    """Run the generated enrichment over a lookup shaped as TD writes it: the id in TD's
+    column `canonical_id` / `persistent_id` (not under the id's name), then `id`,
+    `id_key_type` and TD's other columns."""
     con.execute(f"CREATE TABLE {UNIF_DB}.{id_name}_keys (key_type INTEGER, key_name VARCHAR)")
     con.execute(f"INSERT INTO {UNIF_DB}.{id_name}_keys VALUES (1, 'email'), (2, 'phone')")
     con.execute(
-        f"CREATE TABLE {UNIF_DB}.{id_name}_lookup ({id_name} VARCHAR, id VARCHAR, id_key_type INTEGER)"
+        f"CREATE TABLE {UNIF_DB}.{id_name}_lookup ({method} VARCHAR, id VARCHAR,"
+        f" id_key_type INTEGER, {method}_first_seen_at BIGINT, {method}_last_seen_at BIGINT,"
+        " id_first_seen_at BIGINT, id_last_seen_at BIGINT, id_source_table_ids BIGINT[],"
+        " id_last_processed_at BIGINT, time BIGINT)"
     )
-    con.executemany(f"INSERT INTO {UNIF_DB}.{id_name}_lookup VALUES (?, ?, ?)", LOOKUP)
+    con.executemany(
+        f"INSERT INTO {UNIF_DB}.{id_name}_lookup ({method}, id, id_key_type) VALUES (?, ?, ?)",
+        LOOKUP,
+    )
     for t in ("shopify_customers", "shopify_orders"):
         sql = to_duckdb(files[f"queries/enrich_{t}.sql"])
         con.execute(f"CREATE TABLE {UNIF_DB}.enriched_{t} AS {sql}")

@@ -85,5 +85,10 @@ def _unify_yml(plan: UnificationPlan) -> str:
     doc = plan.unify_config()
     return _render(
         "config/unify.yml",
-        {"doc": doc, "ids_section": f"{plan.id_method}s", "prep_only": plan.prep_only()},
+        {
+            "doc": doc,
+            "ids_section": f"{plan.id_method}s",
+            "id_field": plan.id_method,
+            "prep_only": plan.prep_only(),
+        },
     )
