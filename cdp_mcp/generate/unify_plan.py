@@ -80,7 +80,9 @@ class PlanTable(BaseModel):
     has_time: bool  # the staging table has TD's `time` column
     # Its prep table is a table of unify.yml too (an extra id or a master table names it).
     listed: bool = False
-    # (staging column, prep column) a master table reads: the prep then keeps every row.
+    # A master table reads it: its prep keeps every row (a value's time is its row's), with
+    # `attribute_columns` (staging column, prep column) besides the key columns.
+    per_row: bool = False
     attribute_columns: list[tuple[str, str]] = []
 
     @property
@@ -307,7 +309,7 @@ def _list_tables(tables: list[PlanTable], ids: list[PlanId], masters: list[PlanM
         for a in m.attributes:
             for c in a.source_columns:
                 t = by_table[c.table]
-                t.listed = True
+                t.listed = t.per_row = True
                 c.prep_column = _prep_column(t, c.column)
                 c.prep_order_by = _prep_column(t, c.order_by)
 

@@ -3,7 +3,7 @@
 --   1. email (key email)
 --   2. phone (key phone)
 -- The lookup has one row per (id, id_key_type), so no staging row is repeated; it holds
--- the id in TD's column persistent_id; unified_id_keys maps a key name to its id_key_type.
+-- the id in TD's column persistent_id; a key name's id_key_type is in unified_id_keys.
 SELECT
   s.*,
   COALESCE(k1."unified_id", k2."unified_id") AS "unified_id"

@@ -2,7 +2,7 @@
 -- first of these key columns whose value unified_id_lookup holds for that key (NULL if none):
 --   1. customer_email (key email)
 -- The lookup has one row per (id, id_key_type), so no staging row is repeated; it holds
--- the id in TD's column persistent_id; unified_id_keys maps a key name to its id_key_type.
+-- the id in TD's column persistent_id; a key name's id_key_type is in unified_id_keys.
 SELECT
   s.*,
   k1."unified_id" AS "unified_id"
