@@ -639,9 +639,7 @@ def test_more_ids_and_master_tables_become_tds_unify_yml(tmp_path: Path) -> None
         ("shopify_orders_prep", "email", 2),
     ]
     assert master["attributes"][2] == {"name": "shop_id", "source_persistent_id": "shop_id"}
-    assert _dig(files, "id_unification.dig")["+call_unification"]["content"][
-        "run_master_tables"
-    ]
+    assert _dig(files, "id_unification.dig")["+call_unification"]["content"]["run_master_tables"]
     for t in ("shopify_customers", "shopify_orders"):  # master sources: every row kept
         assert "GROUP BY" not in files[f"queries/prep_{t}.sql"]
     assert sql_problems(files["queries/prep_shopify_customers.sql"], "presto") == []
@@ -720,7 +718,9 @@ def test_problems_with_ids_and_master_tables_name_their_fields(tmp_path: Path) -
                             "attributes": [
                                 {
                                     "name": "x",
-                                    "source_columns": [{"table": "shopify_orders", "column": "zip"}],
+                                    "source_columns": [
+                                        {"table": "shopify_orders", "column": "zip"}
+                                    ],
                                 }
                             ],
                         }

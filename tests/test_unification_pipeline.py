@@ -97,3 +97,26 @@ def test_acme_unifies_and_enriches_every_staging_row(acme_config: Path) -> None:
     assert after == before
     modes = rows(backend, f"SELECT mode FROM {db}.{idn}_runs ORDER BY rowid")
     assert [m for (m,) in modes] == ["full", "incremental"]
+
+
+def test_more_ids_and_a_master_table_pass_on_the_local_backend(acme_config: Path) -> None:
+    """Through the orchestrator: every phase PASS, validation having checked TD's tables of
+    both ids, the enriched tables TD writes and the master table."""
+    from cdp_mcp.pipeline.headless import EXIT_PASS, run_pipeline
+    from cdp_mcp.pipeline.orchestrator import Pipeline
+    from tests.conftest import with_extras
+
+    with_extras(acme_config)
+    lines: list[str] = []
+    outcome = anyio.run(lambda: run_pipeline(acme_config, echo=lines.append))
+    assert outcome.exit_code == EXIT_PASS, (outcome.message, "\n".join(lines))
+    assert [p.verdict for p in Pipeline(acme_config).status().phases] == ["PASS"] * 4
+    cfg = load_config(acme_config)
+    backend = LocalBackend(cfg.workspace)
+    db = cfg.unif_db
+    master = rows(backend, f"SELECT first_name, emails, shop_email_id FROM {db}.customer_master")
+    bob = next(r for r in master if r[0] == "Bob")
+    shop = rows(backend, f"SELECT id, persistent_id FROM {db}.shop_email_id_lookup")
+    assert bob[1] == ["bob@example.com"] and bob[2] == dict(shop)["bob@example.com"]
+    enriched = [r[0] for r in rows(backend, f"DESCRIBE {db}.enriched_shopify_customers")]
+    assert enriched[-2:] == ["unified_id", "shop_email_id"]

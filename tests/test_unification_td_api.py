@@ -213,9 +213,7 @@ def test_ex1_is_one_person_with_its_master_table_and_enriched_sites(
     assert described == ["unified_cookie_id", "td_client_id", "td_global_id"]
     # td_client_id: 5 distinct values, priority 1 (site_aaa) first, `first` by value; then
     # site_xxx. td_global_id: the last by time over all four sites (priority 1 each).
-    assert master == [
-        (person, ["aaa_001", "aaa_002", "aaa_003", "xxx_001", "xxx_002"], "3rd_018")
-    ]
+    assert master == [(person, ["aaa_001", "aaa_002", "aaa_003", "xxx_001", "xxx_002"], "3rd_018")]
     for site in SITES:
         rows = con.execute(
             f"SELECT td_client_id, unified_cookie_id FROM {DB}.enriched_{site}"
@@ -300,7 +298,12 @@ def ex3(merged: bool) -> dict[str, Any]:
                         "name": "td_client_id",
                         "invalid_texts": [""],
                         "source_columns": [
-                            {"table": s, "order": "first", "order_by": "td_client_id", "priority": 1}
+                            {
+                                "table": s,
+                                "order": "first",
+                                "order_by": "td_client_id",
+                                "priority": 1,
+                            }
                             for s in SITES
                         ],
                     },
@@ -333,7 +336,11 @@ def test_merge_by_canonical_ids_joins_the_brand_profiles_into_one(
 ) -> None:
     load_ex1(con)
     ax, yz, unified = run(con, ex3(merged=True))
-    assert [s.id_name for s in (ax, yz, unified)] == ["brand_id_ax", "brand_id_yz", "unified_brand_id"]
+    assert [s.id_name for s in (ax, yz, unified)] == [
+        "brand_id_ax",
+        "brand_id_yz",
+        "unified_brand_id",
+    ]
     assert unified.record.profiles == 1  # the same single person as ex1
     got = lookup(con, "unified_brand_id")
     assert set(got) == set(lookup(con, "brand_id_ax")) | set(lookup(con, "brand_id_yz"))
@@ -387,7 +394,10 @@ def ex4(do_not_merge: bool) -> dict[str, Any]:
                     "name": "master_table_ex4",
                     "canonical_id": "person_id",
                     "attributes": [
-                        {"name": "member_id", "source_columns": [{"table": "site_aaa", "priority": 1}]},
+                        {
+                            "name": "member_id",
+                            "source_columns": [{"table": "site_aaa", "priority": 1}],
+                        },
                         {"name": "email", "source_columns": [{"table": "site_aaa", "priority": 1}]},
                         {
                             "name": "tel",
@@ -432,9 +442,7 @@ def test_do_not_merge_key_keeps_different_members_apart(con: duckdb.DuckDBPyConn
     assert got["a@ex.com"] == got["1"]  # the shared email goes to the smallest member
     assert summary.record.profiles == 4 and summary.record.split_clusters == 0
     assert summary.report.split_clusters == []  # held apart on purpose, not left split
-    enriched = dict(
-        con.execute(f"SELECT tel, person_id FROM {DB}.enriched_site_aaa").fetchall()
-    )
+    enriched = dict(con.execute(f"SELECT tel, person_id FROM {DB}.enriched_site_aaa").fetchall())
     assert enriched[1111] == got["1"] and enriched[2222] == got["2"]  # by member_id first
     assert enriched[3333] == enriched[4444] and enriched[5555] == enriched[6666]
     master = {
