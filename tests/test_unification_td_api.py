@@ -490,10 +490,16 @@ def test_ex5_incremental_run_continues_the_graph_and_enriches_only_new_rows(
     doc["unification"]["canonical_ids"][0]["incremental_merge_iterations"] = 3
     (first,) = run(con, doc)
     (person,) = set(lookup(con, "unified_cookie_id").values())
+    # The new records come with a new column (TD appends by name and adds it).
+    con.execute("ALTER TABLE samples.site_aaa ADD COLUMN campaign VARCHAR")
     for site, rows in EX5_ADDED.items():
+        cols = "time, site, td_client_id, td_global_id" + (
+            ", campaign" if site == "site_aaa" else ""
+        )
+        extra = ["summer"] if site == "site_aaa" else []
         con.executemany(
-            f"INSERT INTO samples.{site} VALUES (?, ?, ?, ?)",
-            [[epoch(m, d), "x.jp", c, g] for m, d, c, g in rows],
+            f"INSERT INTO samples.{site} ({cols}) VALUES ({', '.join('?' * (4 + len(extra)))})",
+            [[epoch(m, d), "x.jp", c, g, *extra] for m, d, c, g in rows],
         )
     (second,) = run(con, doc)
     assert (first.record.mode, second.record.mode) == ("full", "incremental")
@@ -509,6 +515,10 @@ def test_ex5_incremental_run_continues_the_graph_and_enriches_only_new_rows(
         f"SELECT DISTINCT unified_cookie_id FROM {DB}.enriched_site_aaa WHERE td_client_id = 'aaa_005'"
     ).fetchall()
     assert new == [(person,)]
+    campaigns = con.execute(
+        f"SELECT campaign, count(*) FROM {DB}.enriched_site_aaa GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    assert campaigns == [("summer", 7), (None, 18)]
     # The same records from scratch: the same profiles.
     full = ex1(keep_debug_tables=False)
     full["unification"]["tables"] = tables(incremental=True)

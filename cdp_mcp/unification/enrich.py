@@ -123,6 +123,10 @@ def enrich_table(
                 con.execute(f"CREATE OR REPLACE TABLE {target} AS {with_ids_sql(spec, t, ids)}")
             else:
                 inc, mark = delta
+                have = columns(con, spec.database, t.enriched)
+                for name, kind in cols.items():  # columns the source gained since (TD's way)
+                    if name not in have:
+                        con.execute(f"ALTER TABLE {target} ADD COLUMN {quote_ident(name)} {kind}")
                 con.execute(f"DELETE FROM {target} WHERE {inc} >= {mark}")
                 body = with_ids_sql(spec, t, ids, f"WHERE {inc} >= {mark}")
                 con.execute(f"INSERT INTO {target} BY NAME {body}")
