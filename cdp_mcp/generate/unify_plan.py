@@ -32,8 +32,8 @@ UNIF_INPUT = "unif_input"
 SOURCE_TABLE_COLUMN = "source_table"
 TIME_COLUMN = "time"
 RESERVED_INPUT_COLUMNS = (SOURCE_TABLE_COLUMN, TIME_COLUMN)
-# Columns of `{id}_lookup` besides the id itself; the id column must not reuse them.
-LOOKUP_COLUMNS = ("id", "id_key_type")
+# Names an id cannot take: it becomes a column beside these (TD's lookup keys, a prep's).
+ID_RESERVED = ("id", "id_key_type")
 # Staging adds these next to an email/phone/timestamp column; they are not identities.
 DERIVED_SUFFIXES = ("_valid", "_hash", "_unixtime")
 
@@ -609,22 +609,32 @@ def _check_id_name(
     staging: dict[str, list[Column] | None],
     problems: list[Problem],
 ) -> None:
-    id_name = cfg.unification.id_name
-    path = "unification.id_name"
-    if id_name in (*LOOKUP_COLUMNS, TIME_COLUMN):
-        problems.append(
-            Problem(
-                path=path,
-                message=f"{id_name!r} is a column of the lookup table; choose another id_name",
-            )
-        )
-        return
-    for t in tables:
-        if id_name in {c.name for c in staging.get(t.table) or []}:
+    """An id becomes a column of every table it enriches: it must not take a name they have."""
+    u = cfg.unification
+    entries = [("unification.id_name", u.id_name, None)]
+    entries += [
+        (f"unification.ids[{i}].name", e.name, {TableRef.parse(t).table for t in e.tables})
+        if e.tables is not None
+        else (f"unification.ids[{i}].name", e.name, None)
+        for i, e in enumerate(u.ids or [])
+    ]
+    for path, name, over in entries:
+        if name in (*ID_RESERVED, TIME_COLUMN, SOURCE_TABLE_COLUMN):
             problems.append(
                 Problem(
                     path=path,
-                    message=f"{t.qualified} already has a column {id_name!r}, and enrichment adds the id "
-                    "under that name; choose another id_name",
+                    message=f"{name!r} is a column of the tables an id enriches; choose another name",
                 )
             )
+            continue
+        for t in tables:
+            if over is not None and t.table not in over:
+                continue
+            if name in {c.name for c in staging.get(t.table) or []}:
+                problems.append(
+                    Problem(
+                        path=path,
+                        message=f"{t.qualified} already has a column {name!r}, and enrichment adds the id "
+                        "under that name; choose another name",
+                    )
+                )
