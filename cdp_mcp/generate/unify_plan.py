@@ -611,7 +611,7 @@ def _check_id_name(
 ) -> None:
     """An id becomes a column of every table it enriches: it must not take a name they have."""
     u = cfg.unification
-    entries = [("unification.id_name", u.id_name, None)]
+    entries: list[tuple[str, str, set[str] | None]] = [("unification.id_name", u.id_name, None)]
     entries += [
         (f"unification.ids[{i}].name", e.name, {TableRef.parse(t).table for t in e.tables})
         if e.tables is not None
