@@ -3,7 +3,9 @@
 Contenders, each on the same `unif_input` table (records with email, phone, customer_id) in
 one DuckDB file, each run in its own process (so peak memory is its own):
 
-- engine: `cdp_mcp.unification` (canonical_id, full refresh): every output table TD writes.
+- engine: `cdp_mcp.unification` (canonical_id, full refresh): every output table TD writes
+          for the id (lookup, graph, keys, tables, key stats).
+- engine_enriched: the same with `run_enrichments` (TD's default): also `enriched_unif_input`.
 - floor:  the same end-to-end work done as directly as possible: read the valid values
           from DuckDB, factorize them to integers (DISTINCT + rowid, no ordering), scipy's
           connected components, write (value, key, cluster) back as a table.
@@ -85,9 +87,10 @@ def generate(db: Path, records: int, chain_share: float, chain_length: int) -> d
     return dict(zip(("records", "email", "phone", "customer_id"), map(int, row), strict=True))
 
 
-def request_body() -> dict[str, Any]:
+def request_body(enrich: bool = False) -> dict[str, Any]:
     return {
         "run_canonical_ids": True,
+        "run_enrichments": enrich,  # TD's default is true: `engine_enriched` measures it
         "full_refresh": True,
         "unification": {
             "name": "bench",
@@ -143,12 +146,12 @@ def factorized_edges(con: duckdb.DuckDBPyConnection) -> tuple[int, np.ndarray, n
 # -- contenders (each runs in a child process) ------------------------------------------
 
 
-def run_engine(db: str) -> dict[str, Any]:
+def run_engine(db: str, enrich: bool = False) -> dict[str, Any]:
     from cdp_mcp.unification import parse_request
     from cdp_mcp.unification.engine import unify
 
     with connect(db) as con:
-        (summary,) = unify(con, parse_request(request_body()))
+        (summary,) = unify(con, parse_request(request_body(enrich)))
     r = summary.record
     return {
         "profiles": r.profiles,
@@ -326,9 +329,14 @@ def run_networkx(db: str) -> dict[str, Any]:
     return {"profiles": profiles, "values": n, "cc_seconds": time.perf_counter() - start}
 
 
+def run_engine_enriched(db: str) -> dict[str, Any]:
+    return run_engine(db, enrich=True)
+
+
 CONTENDERS: dict[str, Callable[[str], dict[str, Any]]] = {
     "floor": run_floor,
     "engine": run_engine,
+    "engine_enriched": run_engine_enriched,
     "lp_splink": run_label_propagation,
     "lp_plain": run_label_propagation_plain,
     "networkx": run_networkx,

@@ -28,6 +28,7 @@ from pydantic import (
 
 from cdp_mcp import connectors, redact
 from cdp_mcp.apikey import key_problem
+from cdp_mcp.unification_tables import ID_TABLE_SUFFIXES
 from cdp_mcp.workspace import system_folder_problem
 from cdp_mcp.yaml_bounded import MAX_BYTES, YamlInputError, load_bounded
 
@@ -405,6 +406,66 @@ class UnificationTable(_Strict):
         return v
 
 
+class ExtraId(_Strict):
+    """Another id of the unification, of the same method (TD: a further canonical_ids /
+    persistent_ids entry), e.g. one per brand; `merge_by_ids` merges the clusters of ids."""
+
+    name: Ident
+    tables: list[str] | None = None  # staging tables it unifies; default every unified table
+    merge_by_keys: list[Ident] | None = None  # default unification.merge_by_keys
+    merge_by_ids: list[Ident] = Field(default_factory=list, max_length=64)
+    do_not_merge_key: Ident | None = None  # canonical_id only; the first of merge_by_keys
+    merge_iterations: int | None = Field(default=None, ge=1, le=49)
+    incremental_merge_iterations: int | None = Field(default=None, ge=1, le=49)
+
+    @field_validator("tables")
+    @classmethod
+    def _tables(cls, v: list[str] | None) -> list[str] | None:
+        for t in v or []:
+            TableRef.parse(t)
+        return v
+
+
+class MasterSourceColumn(_Strict):
+    table: str  # a unified staging table
+    column: Ident
+    order: Literal["first", "last"] = "last"
+    order_by: Ident = "time"
+    priority: int | None = Field(default=None, ge=1)  # 1 first; default: its place in the list
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, v: str) -> str:
+        TableRef.parse(v)
+        return v
+
+
+class MasterAttribute(_Strict):
+    name: Ident
+    source_columns: list[MasterSourceColumn] = Field(default_factory=list)
+    source_id: Ident | None = None  # another id of the unification, as the attribute
+    array_elements: int | None = Field(default=None, ge=1, le=10)
+    valid_regexp: str | None = Field(default=None, max_length=512)
+    invalid_texts: list[str] | None = Field(default=None, max_length=127)
+
+    @field_validator("valid_regexp")
+    @classmethod
+    def _regexp(cls, v: str | None) -> str | None:
+        return KeyConfig._regexp(v)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MasterAttribute:
+        if bool(self.source_columns) == (self.source_id is not None):
+            raise ValueError("@source_columns: set either source_columns or source_id (one)")
+        return self
+
+
+class MasterTableConfig(_Strict):
+    name: Ident
+    id: Ident | None = None  # default unification.id_name
+    attributes: list[MasterAttribute] = Field(min_length=1, max_length=512)
+
+
 class UnificationConfig(_Strict):
     name: Ident = "customer_360"
     id_method: Literal["persistent_id", "canonical_id"] = "persistent_id"
@@ -415,14 +476,29 @@ class UnificationConfig(_Strict):
     merge_by_keys: list[Ident] | None = None
     merge_iterations: int = Field(default=15, ge=1, le=49)
     incremental_merge_iterations: int = Field(default=2, ge=1, le=49)
+    # TD's do_not_merge_key for the main id (canonical_id only): values of this key are
+    # never merged into one profile; it must be the first of merge_by_keys.
+    do_not_merge_key: Ident | None = None
+    merge_by_ids: list[Ident] = Field(default_factory=list, max_length=64)
+    ids: list[ExtraId] | None = None  # more ids besides id_name
+    master_tables: list[MasterTableConfig] | None = None
     # Over-merge guard (TD has none): a value carried by more records than this is reported
     # with the profile it joined (see cdp_mcp/unification/report.py).
     over_merge_threshold: int = Field(default=1000, ge=1, le=1_000_000_000)
 
+    def id_names(self) -> list[str]:
+        return [self.id_name, *(i.name for i in self.ids or [])]
+
     @model_validator(mode="after")
     def _cross(self) -> UnificationConfig:
+        problems = self._key_problems() + self._id_problems() + self._master_problems()
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _key_problems(self) -> list[str]:
         if self.keys is None:
-            return self
+            return []
         names = [k.name for k in self.keys]
         problems = []
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -433,6 +509,13 @@ class UnificationConfig(_Strict):
             if unknown:
                 problems.append(
                     f"@merge_by_keys: names undefined keys: {', '.join(unknown)} "
+                    f"(keys: {', '.join(names)})"
+                )
+        for i, extra in enumerate(self.ids or []):
+            unknown = [k for k in extra.merge_by_keys or [] if k not in names]
+            if unknown:
+                problems.append(
+                    f"@ids[{i}].merge_by_keys: names undefined keys: {', '.join(unknown)} "
                     f"(keys: {', '.join(names)})"
                 )
         if self.tables is not None:
@@ -450,9 +533,84 @@ class UnificationConfig(_Strict):
                 problems.append(
                     f"@keys: not used by any table (TD rejects them): {', '.join(unused)}"
                 )
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
+        return problems
+
+    def _id_problems(self) -> list[str]:
+        problems = []
+        known = self.id_names()
+        for i, name in enumerate(known[1:]):
+            if known.count(name) > 1:
+                problems.append(f"@ids[{i}].name: {name!r} is the name of another id")
+        entries = [("", self.merge_by_ids, self.do_not_merge_key, self.merge_by_keys)]
+        entries += [
+            (f"ids[{i}].", e.merge_by_ids, e.do_not_merge_key, e.merge_by_keys)
+            for i, e in enumerate(self.ids or [])
+        ]
+        merges = {name: set(e[1]) for name, e in zip(known, entries, strict=False)}
+        for (prefix, merge_by_ids, dnm, by_keys), name in zip(entries, known, strict=False):
+            for ref in merge_by_ids:
+                if ref == name:
+                    problems.append(f"@{prefix}merge_by_ids: {ref!r} cannot merge itself")
+                elif ref not in known:
+                    problems.append(
+                        f"@{prefix}merge_by_ids: {ref!r} is not an id (ids: {', '.join(known)})"
+                    )
+                elif name in _reachable(ref, merges):
+                    problems.append(f"@{prefix}merge_by_ids: {name} and {ref} merge each other")
+            if dnm is not None:
+                if self.id_method != "canonical_id":
+                    problems.append(
+                        f"@{prefix}do_not_merge_key: only a canonical_id supports it (TD); "
+                        "set id_method: canonical_id or remove it"
+                    )
+                elif by_keys and by_keys[0] != dnm:
+                    problems.append(
+                        f"@{prefix}do_not_merge_key: must be the first of merge_by_keys "
+                        f"({by_keys[0]!r}), not {dnm!r}"
+                    )
+        return problems
+
+    def _master_problems(self) -> list[str]:
+        problems = []
+        known = self.id_names()
+        taken = {f"{n}_{s}" for n in known for s in ID_TABLE_SUFFIXES}
+        names: list[str] = []
+        for i, m in enumerate(self.master_tables or []):
+            path = f"master_tables[{i}]"
+            if m.name in names:
+                problems.append(f"@{path}.name: {m.name!r} is defined twice")
+            if m.name in taken or m.name.startswith("enriched_"):
+                problems.append(f"@{path}.name: {m.name!r} is a table the unification writes")
+            names.append(m.name)
+            if m.id is not None and m.id not in known:
+                problems.append(f"@{path}.id: {m.id!r} is not an id (ids: {', '.join(known)})")
+            attrs: list[str] = []
+            for j, a in enumerate(m.attributes):
+                if a.name in attrs:
+                    problems.append(f"@{path}.attributes[{j}].name: {a.name!r} is defined twice")
+                if a.name == (m.id or self.id_name):
+                    problems.append(
+                        f"@{path}.attributes[{j}].name: {a.name!r} is the table's id column"
+                    )
+                attrs.append(a.name)
+                if a.source_id is not None and a.source_id not in known:
+                    problems.append(
+                        f"@{path}.attributes[{j}].source_id: {a.source_id!r} is not an id "
+                        f"(ids: {', '.join(known)})"
+                    )
+        return problems
+
+
+def _reachable(start: str, merges: dict[str, set[str]]) -> set[str]:
+    """Every id `start` merges, directly or through the ids it merges."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in merges.get(todo.pop(), set()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
 
 
 class PipelineConfig(_Strict):

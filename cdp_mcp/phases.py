@@ -10,9 +10,18 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-from cdp_mcp.config import PipelineConfig
+from cdp_mcp.config import PipelineConfig, TableRef
 from cdp_mcp.schema import Column, SchemaMap
 from cdp_mcp.staging_rules import staging_columns
+from cdp_mcp.unification_tables import (
+    ENRICHED_PREFIX,
+    GRAPH_COLUMNS,
+    KEYS_COLUMNS,
+    RESULT_STATS_FIXED,
+    SOURCE_STATS_FIXED,
+    TABLES_COLUMNS,
+    lookup_columns,
+)
 
 
 class Phase(StrEnum):
@@ -115,15 +124,19 @@ def inc_log_project(cfg: PipelineConfig) -> str:
 
 
 def unification_output_columns(cfg: PipelineConfig) -> dict[str, list[str]]:
-    idn = cfg.unification.id_name
-    return {
-        f"{idn}_lookup": [idn, "id", "id_key_type"],
+    """TD's per-id tables in `cdp_unification_{name}` with the columns TD writes (the key
+    stats also get one column per merge key, not listed)."""
+    u = cfg.unification
+    out: dict[str, list[str]] = {}
+    for name in (u.id_name, *(i.name for i in u.ids or [])):
+        out[f"{name}_lookup"] = [*lookup_columns(u.id_method), "time"]
         # TD's key-name -> id_key_type table; enrichment joins the lookup through it.
-        f"{idn}_keys": ["key_type", "key_name"],
-        f"{idn}_graph": ["follower_id", "follower_ns", "leader_id", "leader_ns"],
-        f"{idn}_result_key_stats": ["from_table", "total_distinct", "time"],
-        f"{idn}_source_key_stats": ["from_table", "total_distinct", "time"],
-    }
+        out[f"{name}_keys"] = KEYS_COLUMNS
+        out[f"{name}_tables"] = TABLES_COLUMNS
+        out[f"{name}_graph"] = GRAPH_COLUMNS
+        out[f"{name}_result_key_stats"] = [*RESULT_STATS_FIXED, "time"]
+        out[f"{name}_source_key_stats"] = [*SOURCE_STATS_FIXED, "time"]
+    return out
 
 
 def derive_schemas(cfg: PipelineConfig, sources: dict[str, list[Column]]) -> SchemaMap:
@@ -146,7 +159,7 @@ def derive_schemas(cfg: PipelineConfig, sources: dict[str, list[Column]]) -> Sch
             out[f"{cfg.stg_db}.{ref.table}"] = stg
             out[f"{cfg.unif_db}.enriched_{ref.table}"] = [
                 *stg,
-                Column(name=cfg.unification.id_name, type="string"),
+                *(Column(name=n, type="string") for n in _ids_over(cfg, ref.table)),
             ]
     return out
 
@@ -175,14 +188,52 @@ def expected_tables(cfg: PipelineConfig, phase: Phase, schemas: SchemaMap) -> li
         return [*tables, table(cfg.config_db, INC_LOG, INC_LOG_COLUMNS)]
     if phase is Phase.STAGING:
         return [table(cfg.stg_db, r.table) for r in cfg.hist_union_tables()]
+    from cdp_mcp.generate.unify_plan import plan_unification
+
+    plan = plan_unification(cfg, schemas)
     fixed = unification_output_columns(cfg)
     tables = [
         ExpectedTable(database=cfg.unif_db, table=name, columns=cols)
         for name, cols in fixed.items()
     ]
-    for ref in unified_tables(cfg, schemas):
-        tables.append(table(cfg.unif_db, f"enriched_{ref}"))
+    for t in plan.tables:
+        tables.append(table(cfg.unif_db, f"enriched_{t.table}"))
+    # What TD's own enrichment (run_enrichments) writes: each table of unify.yml plus its ids.
+    covering = [i.name for i in plan.ids if i.tables is None]
+    tables.append(
+        ExpectedTable(
+            database=cfg.unif_db,
+            table=f"{ENRICHED_PREFIX}{plan.unif_input}",
+            columns=[*(c.name for c in plan.input_columns), "source_table", "time", *covering],
+        )
+    )
+    for t in plan.tables:
+        if t.listed:
+            ids = [i.name for i in plan.ids if i.tables is None or t.table in i.tables]
+            tables.append(
+                ExpectedTable(
+                    database=cfg.unif_db, table=f"{ENRICHED_PREFIX}{t.prep_table}", columns=ids
+                )
+            )
+    for m in plan.masters:
+        tables.append(
+            ExpectedTable(
+                database=cfg.unif_db, table=m.name, columns=[m.id, *(a.name for a in m.attributes)]
+            )
+        )
     return tables
+
+
+def _ids_over(cfg: PipelineConfig, table: str) -> list[str]:
+    """The ids whose column an enriched staging table gets (the main id, then the extra ids
+    that unify it)."""
+    u = cfg.unification
+    extra = [
+        i.name
+        for i in u.ids or []
+        if i.tables is None or table in {TableRef.parse(t).table for t in i.tables}
+    ]
+    return [u.id_name, *extra]
 
 
 def unified_tables(cfg: PipelineConfig, schemas: SchemaMap) -> list[str]:

@@ -20,3 +20,48 @@ def acme_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cfg = tmp_path / "acme.yml"
     shutil.copy(FIXTURES / "acme.yml", cfg)
     return cfg
+
+
+# A second id over the customers only, and a master table, for the acme config.
+ACME_EXTRAS = {
+    "ids": [{"name": "shop_email_id", "tables": ["shopify_customers"], "merge_by_keys": ["email"]}],
+    "master_tables": [
+        {
+            "name": "customer_master",
+            "attributes": [
+                {
+                    "name": "first_name",
+                    "source_columns": [{"table": "shopify_customers", "column": "first_name"}],
+                },
+                {
+                    "name": "emails",
+                    "array_elements": 3,
+                    "source_columns": [
+                        {"table": "shopify_customers", "column": "email", "priority": 1},
+                        {"table": "shopify_orders", "column": "customer_email", "priority": 2},
+                    ],
+                },
+                {
+                    "name": "last_order_total",
+                    "source_columns": [
+                        {
+                            "table": "shopify_orders",
+                            "column": "total_price",
+                            "order_by": "updated_at_unixtime",
+                        }
+                    ],
+                },
+                {"name": "shop_email_id", "source_id": "shop_email_id"},
+            ],
+        }
+    ],
+}
+
+
+def with_extras(config: Path) -> None:
+    """Give the acme config at `config` ACME_EXTRAS."""
+    import yaml
+
+    raw = yaml.safe_load(config.read_text())
+    raw["unification"].update(ACME_EXTRAS)
+    config.write_text(yaml.safe_dump(raw))

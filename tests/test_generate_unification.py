@@ -21,11 +21,11 @@ from cdp_mcp.generate import generate
 from cdp_mcp.generate.check import check_project, sql_problems
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.generate.unification import render, unification_api_url
+from cdp_mcp.generate.unify_limits import unify_config_problems
 from cdp_mcp.generate.unify_plan import (
     EMAIL_INVALID_TEXTS,
     PHONE_INVALID_TEXTS,
     plan_unification,
-    unify_config_problems,
 )
 from cdp_mcp.phases import Phase, expected_tables, unified_tables
 from cdp_mcp.schema import Column, SchemaMap, duckdb_type
@@ -503,13 +503,27 @@ def test_prep_and_unif_input_hold_the_valid_distinct_key_values(
     }
 
 
-def _enrich(con: duckdb.DuckDBPyConnection, files: dict[str, str], id_name: str) -> None:
+def _enrich(
+    con: duckdb.DuckDBPyConnection,
+    files: dict[str, str],
+    id_name: str,
+    method: str = "persistent_id",
+) -> None:
+    """Run the generated enrichment over a lookup shaped as TD writes it: the id in TD's
+    column `canonical_id` / `persistent_id` (not under the id's name), then `id`,
+    `id_key_type` and TD's other columns."""
     con.execute(f"CREATE TABLE {UNIF_DB}.{id_name}_keys (key_type INTEGER, key_name VARCHAR)")
     con.execute(f"INSERT INTO {UNIF_DB}.{id_name}_keys VALUES (1, 'email'), (2, 'phone')")
     con.execute(
-        f"CREATE TABLE {UNIF_DB}.{id_name}_lookup ({id_name} VARCHAR, id VARCHAR, id_key_type INTEGER)"
+        f"CREATE TABLE {UNIF_DB}.{id_name}_lookup ({method} VARCHAR, id VARCHAR,"
+        f" id_key_type INTEGER, {method}_first_seen_at BIGINT, {method}_last_seen_at BIGINT,"
+        " id_first_seen_at BIGINT, id_last_seen_at BIGINT, id_source_table_ids BIGINT[],"
+        " id_last_processed_at BIGINT, time BIGINT)"
     )
-    con.executemany(f"INSERT INTO {UNIF_DB}.{id_name}_lookup VALUES (?, ?, ?)", LOOKUP)
+    con.executemany(
+        f"INSERT INTO {UNIF_DB}.{id_name}_lookup ({method}, id, id_key_type) VALUES (?, ?, ?)",
+        LOOKUP,
+    )
     for t in ("shopify_customers", "shopify_orders"):
         sql = to_duckdb(files[f"queries/enrich_{t}.sql"])
         con.execute(f"CREATE TABLE {UNIF_DB}.enriched_{t} AS {sql}")
@@ -576,3 +590,149 @@ def test_values_with_quotes_and_yaml_syntax_survive_yaml_and_sql(tmp_path: Path)
         f"SELECT regexp_matches('ann@example.com', '{regexp.replace(chr(39), chr(39) * 2)}')"
     ).fetchone()
     assert row == (True,)
+
+
+# -- more ids and master tables ----------------------------------------------------------
+
+EXTRAS: dict[str, Any] = {
+    "ids": [{"name": "shop_id", "tables": ["shopify_customers"], "merge_by_keys": ["email"]}],
+    "master_tables": [
+        {
+            "name": "customer_master",
+            "attributes": [
+                {
+                    "name": "customer_id",
+                    "source_columns": [{"table": "shopify_customers", "column": "id"}],
+                },
+                {
+                    "name": "emails",
+                    "array_elements": 2,
+                    "source_columns": [
+                        {"table": "shopify_customers", "column": "email", "priority": 1},
+                        {"table": "shopify_orders", "column": "customer_email", "priority": 2},
+                    ],
+                },
+                {"name": "shop_id", "source_id": "shop_id"},
+            ],
+        }
+    ],
+}
+
+
+def test_more_ids_and_master_tables_become_tds_unify_yml(tmp_path: Path) -> None:
+    files = render(make_config(tmp_path, EXTRAS), staging_schemas())
+    doc = yaml.safe_load(files["config/unify.yml"])
+    assert unify_config_problems(doc) == []
+    assert [t["table"] for t in doc["tables"]] == [
+        "unif_input",
+        "shopify_customers_prep",
+        "shopify_orders_prep",
+    ]
+    main, shop = doc["persistent_ids"]
+    assert "source_tables" not in main and shop["source_tables"] == ["shopify_customers_prep"]
+    assert shop["merge_by_keys"] == ["email"]
+    (master,) = doc["master_tables"]
+    assert master["persistent_id"] == "unified_id"
+    columns = master["attributes"][1]["source_columns"]
+    assert [(c["table"], c["column"], c["priority"]) for c in columns] == [
+        ("shopify_customers_prep", "email", 1),
+        ("shopify_orders_prep", "email", 2),
+    ]
+    assert master["attributes"][2] == {"name": "shop_id", "source_persistent_id": "shop_id"}
+    assert _dig(files, "id_unification.dig")["+call_unification"]["content"]["run_master_tables"]
+    for t in ("shopify_customers", "shopify_orders"):  # master sources: every row kept
+        assert "GROUP BY" not in files[f"queries/prep_{t}.sql"]
+    assert sql_problems(files["queries/prep_shopify_customers.sql"], "presto") == []
+
+
+def test_more_ids_and_a_master_table_run_on_the_local_engine(
+    tmp_path: Path, stg_db: tuple[duckdb.DuckDBPyConnection, SchemaMap]
+) -> None:
+    from cdp_mcp.unification import parse_request
+    from cdp_mcp.unification.engine import unify
+
+    con, schemas = stg_db
+    files = render(make_config(tmp_path, EXTRAS), schemas)
+    _run_prep(con, files)
+    content = dict(_dig(files, "id_unification.dig")["+call_unification"]["content"])
+    content["unification"] = yaml.safe_load(files["config/unify.yml"])
+    unify(con, parse_request(content))
+    for t in ("shopify_customers", "shopify_orders"):
+        sql = to_duckdb(files[f"queries/enrich_{t}.sql"])
+        con.execute(f"CREATE TABLE {UNIF_DB}.enriched_{t} AS {sql}")
+    customers = {
+        r[0]: r[1:]
+        for r in con.execute(
+            f"SELECT id, unified_id, shop_id FROM {UNIF_DB}.enriched_shopify_customers"
+        ).fetchall()
+    }
+    ann = customers[1][0]
+    assert ann is not None and customers[5][0] == ann and customers[1][1] is not None
+    orders = [r[0] for r in con.execute(f"DESCRIBE {UNIF_DB}.enriched_shopify_orders").fetchall()]
+    assert orders[-1] == "unified_id" and "shop_id" not in orders  # shop_id: customers only
+    master = {
+        r[0]: r[1:]
+        for r in con.execute(
+            f"SELECT unified_id, customer_id, emails, shop_id FROM {UNIF_DB}.customer_master"
+        ).fetchall()
+    }
+    # Ann: customer rows 1 (time 100) and 5 (time 50): the last by time is 1; her email from
+    # customers (priority 1) and orders (2) is one distinct value.
+    assert master[ann] == (1, ["ann@example.com"], customers[1][1])
+    profiles = con.execute(
+        f"SELECT count(DISTINCT persistent_id) FROM {UNIF_DB}.unified_id_lookup"
+    ).fetchone()
+    assert profiles is not None and len(master) == profiles[0]
+
+
+def test_problems_with_ids_and_master_tables_name_their_fields(tmp_path: Path) -> None:
+    bad = {
+        "ids": [
+            {"name": "shop_id", "tables": ["shopify_nope"], "merge_by_ids": ["other"]},
+        ],
+        "master_tables": [
+            {
+                "name": "unified_id_lookup",
+                "id": "ghost",
+                "attributes": [
+                    {"name": "x", "source_columns": [{"table": "shopify_orders", "column": "zip"}]}
+                ],
+            }
+        ],
+    }
+    with pytest.raises(ConfigError) as excinfo:
+        make_config(tmp_path, bad)
+    problems = _problems(excinfo)
+    assert "is not an id" in problems["unification.ids[0].merge_by_ids"]
+    assert "is a table the unification writes" in problems["unification.master_tables[0].name"]
+    assert "'ghost' is not an id" in problems["unification.master_tables[0].id"]
+    with pytest.raises(ConfigError) as excinfo:
+        plan_unification(
+            make_config(
+                tmp_path,
+                {
+                    "ids": [{"name": "shop_id", "tables": ["shopify_nope"]}],
+                    "master_tables": [
+                        {
+                            "name": "m",
+                            "attributes": [
+                                {
+                                    "name": "x",
+                                    "source_columns": [
+                                        {"table": "shopify_orders", "column": "zip"}
+                                    ],
+                                }
+                            ],
+                        }
+                    ],
+                },
+            ),
+            staging_schemas(),
+        )
+    problems = _problems(excinfo)
+    assert "not a unified staging table" in problems["unification.ids[0].tables[0]"]
+    column = problems["unification.master_tables[0].attributes[0].source_columns[0].column"]
+    assert "'zip' is not a column of shopify_orders" in column
+    with pytest.raises(ConfigError) as excinfo:
+        make_config(tmp_path, {"do_not_merge_key": "email"})
+    assert "only a canonical_id" in _problems(excinfo)["unification.do_not_merge_key"]

@@ -15,7 +15,7 @@ from cdp_mcp.emulator.server import BackgroundServer
 from cdp_mcp.pipeline.headless import EXIT_PASS, run_pipeline
 from cdp_mcp.pipeline.models import PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
-from tests.conftest import SENTINEL_KEY
+from tests.conftest import SENTINEL_KEY, with_extras
 
 
 def on_td(config: Path, url: str) -> None:
@@ -41,6 +41,42 @@ def test_every_phase_runs_on_td_and_the_key_stays_secret(acme_config: Path) -> N
     for path in [*workspace.rglob("*"), *site.rglob("*")]:
         if path.is_file() and path.suffix not in (".duckdb", ".gz", ".sqlite", ".wal"):
             assert SENTINEL_KEY not in path.read_text(errors="replace"), path
+
+
+def test_more_ids_and_a_master_table_pass_on_td(acme_config: Path) -> None:
+    """The generated project posts master tables and a second id to TD's API (the emulator
+    serves it as TD does); validation checks TD's tables for both ids and the master table."""
+    with_extras(acme_config)
+    with BackgroundServer(create_app(acme_config.parent / "td_site", SENTINEL_KEY)) as server:
+        on_td(acme_config, server.url)
+        lines: list[str] = []
+        outcome = anyio.run(lambda: run_pipeline(acme_config, echo=lines.append))
+        assert outcome.exit_code == EXIT_PASS, (outcome.message, "\n".join(lines))
+
+        async def read() -> dict[str, list[list[object]]]:
+            p = Pipeline(acme_config)
+            db = "cdp_unification_customer_360"
+            out = {
+                "master": (
+                    await p.query(
+                        f"SELECT first_name, emails, last_order_total, shop_email_id"
+                        f" FROM {db}.customer_master WHERE first_name = 'Bob'"
+                    )
+                ).rows,
+                "ids": (
+                    await p.query(
+                        f"SELECT count(DISTINCT persistent_id) FROM {db}.shop_email_id_lookup"
+                    )
+                ).rows,
+            }
+            await p.aclose()
+            return out
+
+        got = anyio.run(read)
+    ((first, emails, total, shop),) = got["master"]
+    # Order 101 was updated from 5.00 to 7.50; staging keeps the latest, the master its value.
+    assert (first, emails, total) == ("Bob", ["bob@example.com"], "7.50") and shop
+    assert got["ids"][0][0] >= 1
 
 
 def test_start_is_refused_until_the_secrets_exist(acme_config: Path) -> None:

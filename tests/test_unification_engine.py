@@ -25,6 +25,13 @@ from cdp_mcp.unification import (
     unification_metrics,
 )
 from cdp_mcp.unification.engine import RunSummary, UnificationCancelled, unify
+from cdp_mcp.unification_tables import (
+    GRAPH_COLUMNS,
+    KEYS_COLUMNS,
+    TABLES_COLUMNS,
+    result_stats_columns,
+    source_stats_columns,
+)
 
 DB = "cdp_unification_c360"
 EMAIL = {"name": "email", "valid_regexp": ".+@.+", "invalid_texts": ["", "test@test.com"]}
@@ -47,10 +54,12 @@ def body(
     keys: Sequence[dict[str, Any]] = (EMAIL, PHONE),
     columns: Sequence[tuple[str, str]] = (("email", "email"), ("phone", "phone")),
     tables: Sequence[str] = ("unif_input",),
+    **flags: bool,
 ) -> dict[str, Any]:
     return {
         f"run_{method}s": True,
         "full_refresh": full_refresh,
+        **flags,
         "unification": {
             "name": "c360",
             "keys": copy.deepcopy(list(keys)),
@@ -101,8 +110,16 @@ def run(con: duckdb.DuckDBPyConnection, doc: dict[str, Any], **kw: Any) -> RunSu
     return summary
 
 
-def ids(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    rows = con.execute(f"SELECT id, unified_id FROM {DB}.unified_id_lookup").fetchall()
+def id_column(con: duckdb.DuckDBPyConnection, name: str = "unified_id") -> str:
+    """The lookup's id column: TD names it by the method, not by the id."""
+    cols = {r[0] for r in con.execute(f"DESCRIBE {DB}.{name}_lookup").fetchall()}
+    (found,) = cols & {"canonical_id", "persistent_id"}
+    return found
+
+
+def ids(con: duckdb.DuckDBPyConnection, name: str = "unified_id") -> dict[str, str]:
+    col = id_column(con, name)
+    rows = con.execute(f"SELECT id, {col} FROM {DB}.{name}_lookup").fetchall()
     return dict(rows)
 
 
@@ -228,16 +245,18 @@ def test_incremental_runs_end_where_a_full_refresh_does(con: duckdb.DuckDBPyConn
     for batch in batches:
         load(con, batch)
         run(con, body("persistent_id"))
-    incremental = con.execute(
-        f"SELECT follower_id, leader_id, follower_records, follower_first_seen_at,"
-        f" follower_last_seen_at FROM {DB}.unified_id_graph ORDER BY 1"
-    ).fetchall()
+    graph_sql = (
+        f"SELECT follower_id, leader_id, follower_first_seen_at, follower_last_seen_at,"
+        f" follower_source_table_ids FROM {DB}.unified_id_graph ORDER BY 1"
+    )
+    records_sql = (
+        f"SELECT l.id, s.records FROM {DB}.unified_id_lookup l"
+        f" POSITIONAL JOIN {DB}.unified_id_local_state s ORDER BY 1"
+    )
+    incremental = con.execute(graph_sql).fetchall(), con.execute(records_sql).fetchall()
     lookup = sorted(ids(con).items())
     run(con, body("persistent_id", full_refresh=True))
-    full = con.execute(
-        f"SELECT follower_id, leader_id, follower_records, follower_first_seen_at,"
-        f" follower_last_seen_at FROM {DB}.unified_id_graph ORDER BY 1"
-    ).fetchall()
+    full = con.execute(graph_sql).fetchall(), con.execute(records_sql).fetchall()
     assert incremental == full
     assert sorted(ids(con).items()) == lookup
     modes = con.execute(f"SELECT mode FROM {DB}.unified_id_runs ORDER BY rowid").fetchall()
@@ -322,19 +341,40 @@ def test_a_star_is_one_profile_and_its_hub_an_over_merge_warning(
     assert [(b.min_ids, b.profiles) for b in loose.ids_per_profile] == [(2, 1), (11, 1)]
 
 
-def test_every_output_table_has_the_contract_columns(
-    con: duckdb.DuckDBPyConnection, acme_config: Any
+@pytest.mark.parametrize("method", ["persistent_id", "canonical_id"])
+def test_every_output_table_has_exactly_tds_columns(
+    con: duckdb.DuckDBPyConnection, acme_config: Any, method: str
 ) -> None:
     load(con, [("a@x.com", "1", 10)])
-    run(con, body())
-    cfg = load_config(acme_config)
+    run(con, body(method))
+    cfg = load_config(acme_config).model_copy(deep=True)
+    cfg.unification.id_method = method  # type: ignore[assignment]
     for name, cols in unification_output_columns(cfg).items():
         got = [r[0] for r in con.execute(f"DESCRIBE {DB}.{name}").fetchall()]
         assert set(cols) <= set(got), name
-    types = dict(
-        con.execute(f"DESCRIBE {DB}.unified_id_lookup").fetchall()[i][:2] for i in range(3)
-    )
-    assert types == {"unified_id": "VARCHAR", "id": "VARCHAR", "id_key_type": "BIGINT"}
+    # Exactly TD's columns: the id under TD's fixed name, not under the id's own name.
+    described = con.execute(f"DESCRIBE {DB}.unified_id_lookup").fetchall()
+    assert [(r[0], r[1]) for r in described] == [
+        (method, "VARCHAR"),
+        ("id", "VARCHAR"),
+        ("id_key_type", "BIGINT"),
+        (f"{method}_first_seen_at", "BIGINT"),
+        (f"{method}_last_seen_at", "BIGINT"),
+        ("id_first_seen_at", "BIGINT"),
+        ("id_last_seen_at", "BIGINT"),
+        ("id_source_table_ids", "BIGINT[]"),
+        ("id_last_processed_at", "BIGINT"),
+        ("time", "BIGINT"),
+    ]
+    for name, cols in (
+        ("graph", GRAPH_COLUMNS),
+        ("keys", KEYS_COLUMNS),
+        ("tables", TABLES_COLUMNS),
+        ("result_key_stats", result_stats_columns(["email", "phone"])),
+        ("source_key_stats", source_stats_columns(["email", "phone"])),
+    ):
+        got = [r[0] for r in con.execute(f"DESCRIBE {DB}.unified_id_{name}").fetchall()]
+        assert got == (cols if name.endswith("stats") else [*cols, "time"]), name
     stats = con.execute(
         f"SELECT from_table, total_distinct, distinct_with_email, histogram_phone"
         f" FROM {DB}.unified_id_result_key_stats ORDER BY 1"
@@ -353,7 +393,7 @@ def test_several_source_tables_and_a_view(con: duckdb.DuckDBPyConnection) -> Non
     tables = con.execute(
         f"SELECT id, id_source_table_ids FROM {DB}.unified_id_lookup ORDER BY 1"
     ).fetchall()
-    assert dict(tables) == {"1": "1,2", "a@x.com": "1", "b@x.com": "2", "c@x.com": "2"}
+    assert dict(tables) == {"1": [1, 2], "a@x.com": [1], "b@x.com": [2], "c@x.com": [2]}
     stats = con.execute(
         f"SELECT from_table, total_distinct FROM {DB}.unified_id_result_key_stats ORDER BY 1"
     ).fetchall()
@@ -362,7 +402,7 @@ def test_several_source_tables_and_a_view(con: duckdb.DuckDBPyConnection) -> Non
 
 def test_metrics_report_coverage_of_enriched_tables(con: duckdb.DuckDBPyConnection) -> None:
     load(con, [("a@x.com", "1", 10)])
-    run(con, body())
+    run(con, body(run_enrichments=False))
     con.execute(
         f"CREATE TABLE {DB}.enriched_customers AS SELECT * FROM (VALUES"
         " ('a@x.com', 'x'), ('b@x.com', NULL), (NULL, NULL), ('c', 'y')) t(email, unified_id)"
@@ -391,8 +431,12 @@ def test_metrics_say_when_unification_never_ran(con: duckdb.DuckDBPyConnection) 
     ("change", "message"),
     [
         (
-            lambda d: d["unification"]["canonical_ids"][0].update(do_not_merge_key="email"),
-            "do_not_merge_key: not supported",
+            lambda d: d["unification"]["canonical_ids"][0].update(do_not_merge_key="phone"),
+            r"do_not_merge_key: must be the first of merge_by_keys \('email'\)",
+        ),
+        (
+            lambda d: d.update(run_enrichments="yes"),
+            "run_enrichments: must be true or false",
         ),
         (
             lambda d: d["unification"]["keys"][0].update(valid_regexp="(["),

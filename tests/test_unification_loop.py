@@ -80,7 +80,7 @@ def test_the_numpy_loop_is_tds_loop(case: tuple[int, list[list[int]]], limit: in
         assert got.leader[v] == best.get(v, v), v  # a value in no record leads itself
     unfinished = set(got.open_components.tolist())
     open_rows = {(f, ldr) for f, ldr in rows if int(got.component[f]) in unfinished}
-    assert set(zip(*(a.tolist() for a in got.open_rows), strict=True)) == open_rows
+    assert set(zip(*(a.tolist() for a in got.kept_rows), strict=True)) == open_rows
     for f, ldr in rows:  # every other component has one leader
         if int(got.component[f]) not in unfinished:
             assert got.leader[f] == ldr
@@ -132,3 +132,54 @@ def test_components_are_independent_and_a_lone_value_leads_itself() -> None:
     got = engine_loop(7, records, 3)
     assert got.leader.tolist() == [0, 0, 0, 3, 4, 5, 5]
     assert got.iterations == 1
+
+
+# -- do_not_merge_key: fixed leaders never move ---------------------------------------
+
+
+def model_fixed_loop(records: list[list[int]], fixed: set[int], limit: int) -> Rows:
+    """TD's loop with do_not_merge_key: a leader of that key does not move to another
+    leader; run until nothing changes (or the limit)."""
+    rows = model_initial(records)
+    for _ in range(limit):
+        leaders = {ldr for _, ldr in rows}
+        followers = {f for f, _ in rows}
+        ext = rows | {(ldr, ldr) for ldr in leaders if ldr in followers}
+        best: dict[int, int] = {}
+        for f, ldr in ext:
+            best[f] = min(best.get(f, ldr), ldr)
+        moved: dict[int, int] = {}
+        for f, ldr in ext:
+            if ldr > best[f] and ldr not in fixed:
+                moved[ldr] = min(moved.get(ldr, best[f]), best[f])
+        new = {(f, moved.get(ldr, ldr)) for f, ldr in ext}
+        if new == rows:
+            break
+        rows = new
+    return rows
+
+
+@settings(max_examples=300, deadline=None)
+@given(records_strategy, st.integers(min_value=1, max_value=5))
+def test_fixed_values_never_share_a_profile_and_the_rest_follows_tds_loop(
+    case: tuple[int, list[list[int]]], n_fixed: int
+) -> None:
+    n, records = case
+    fixed = set(range(min(n_fixed, n)))  # the best leaders, as do_not_merge_key's values are
+    # A record carries at most one do_not_merge_key value (else TD links them itself).
+    records = [[v for v in r if v not in fixed] + [v for v in r if v in fixed][:1] for r in records]
+    records = [r for r in records if r]
+    rid = np.array([i for i, r in enumerate(records) for _ in r], dtype=np.int64)
+    node = np.array([v for r in records for v in r], dtype=np.int64)
+    follower, leader = record_rows(rid, node, len(records))
+    mask = np.zeros(n, dtype=bool)
+    mask[list(fixed)] = True
+    got = run_loop(n, follower, leader, 49, fixed=mask)
+    rows = model_fixed_loop(records, fixed, 49)
+    best: dict[int, int] = {}
+    for f, ldr in rows:
+        best[f] = min(best.get(f, ldr), ldr)
+    for v in range(n):
+        assert got.leader[v] == best.get(v, v), v
+    assert len({int(got.leader[v]) for v in fixed}) == len(fixed)  # each its own profile
+    assert len(got.split_components) == 0  # held apart is not left split

@@ -17,6 +17,7 @@ from cdp_mcp.generate import generate
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.phases import ORDER, Phase, expected_tables, project_name, workflows
 from cdp_mcp.unification import unification_metrics
+from cdp_mcp.unification_tables import GRAPH_COLUMNS, lookup_columns
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +55,16 @@ def test_acme_unifies_and_enriches_every_staging_row(acme_config: Path) -> None:
             got = [r[0] for r in cur.execute(f"DESCRIBE {table.qualified}").fetchall()]
             assert set(table.columns) <= set(got), table.qualified
 
+    # TD's tables with exactly TD's columns; the id in TD's column, not under its own name.
+    described = {
+        t: [r[0] for r in rows(backend, f"DESCRIBE {db}.{idn}_{t}")] for t in ("lookup", "graph")
+    }
+    assert described["lookup"] == [*lookup_columns("persistent_id"), "time"]
+    assert described["graph"] == [*GRAPH_COLUMNS, "time"]
+    # run_enrichments: TD's own enriched table of unify.yml's table, with the id.
+    input_ids = dict(rows(backend, f"SELECT email, {idn} FROM {db}.enriched_unif_input"))
+    assert input_ids["bob@example.com"] is not None
+
     customers = dict(rows(backend, f"SELECT email, {idn} FROM {db}.enriched_shopify_customers"))
     orders = rows(backend, f"SELECT id, customer_email, {idn} FROM {db}.enriched_shopify_orders")
     by_order = {r[0]: (r[1], r[2]) for r in orders}
@@ -80,8 +91,32 @@ def test_acme_unifies_and_enriches_every_staging_row(acme_config: Path) -> None:
     assert metrics.last_run.method == "persistent_id" and metrics.warnings == []
 
     # Run the unification phase again: incremental, and every id stays.
-    before = rows(backend, f"SELECT id, {idn} FROM {db}.{idn}_lookup ORDER BY 1")
+    before = rows(backend, f"SELECT id, persistent_id FROM {db}.{idn}_lookup ORDER BY 1")
     anyio.run(run_phases, backend, cfg, session + timedelta(days=1))
-    assert rows(backend, f"SELECT id, {idn} FROM {db}.{idn}_lookup ORDER BY 1") == before
+    after = rows(backend, f"SELECT id, persistent_id FROM {db}.{idn}_lookup ORDER BY 1")
+    assert after == before
     modes = rows(backend, f"SELECT mode FROM {db}.{idn}_runs ORDER BY rowid")
     assert [m for (m,) in modes] == ["full", "incremental"]
+
+
+def test_more_ids_and_a_master_table_pass_on_the_local_backend(acme_config: Path) -> None:
+    """Through the orchestrator: every phase PASS, validation having checked TD's tables of
+    both ids, the enriched tables TD writes and the master table."""
+    from cdp_mcp.pipeline.headless import EXIT_PASS, run_pipeline
+    from cdp_mcp.pipeline.orchestrator import Pipeline
+    from tests.conftest import with_extras
+
+    with_extras(acme_config)
+    lines: list[str] = []
+    outcome = anyio.run(lambda: run_pipeline(acme_config, echo=lines.append))
+    assert outcome.exit_code == EXIT_PASS, (outcome.message, "\n".join(lines))
+    assert [p.verdict for p in Pipeline(acme_config).status().phases] == ["PASS"] * 4
+    cfg = load_config(acme_config)
+    backend = LocalBackend(cfg.workspace)
+    db = cfg.unif_db
+    master = rows(backend, f"SELECT first_name, emails, shop_email_id FROM {db}.customer_master")
+    bob = next(r for r in master if r[0] == "Bob")
+    shop = rows(backend, f"SELECT id, persistent_id FROM {db}.shop_email_id_lookup")
+    assert bob[1] == ["bob@example.com"] and bob[2] == dict(shop)["bob@example.com"]
+    enriched = [r[0] for r in rows(backend, f"DESCRIBE {db}.enriched_shopify_customers")]
+    assert enriched[-2:] == ["unified_id", "shop_email_id"]

@@ -36,7 +36,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from cdp_mcp.digdag.loader import DigError, load_dig
-from cdp_mcp.generate.unify_plan import unify_config_problems
+from cdp_mcp.generate.unify_limits import unify_config_problems
 
 PLACEHOLDER = "td_param"
 ENGINES = ("presto", "hive")

@@ -17,11 +17,17 @@ Column contract (the local unification engine and validation rely on it):
   at least one key value non-NULL.
 - `{stg}.unif_input`: every key column of config/unify.yml's `unif_input` table (varchar,
   NULL where the source table has no such column), `source_table` varchar, `time` bigint.
-- `{unif_db}.{id}_lookup` (written by TD or the local engine): `{id}` varchar, `id` varchar
-  (a key value), `id_key_type` (the key's code), unique on (`id`, `id_key_type`).
+- `{unif_db}.{id}_lookup` (written by TD or the local engine): the id in TD's column
+  `canonical_id` / `persistent_id` (by the method, not named by the id), `id` varchar (a key
+  value), `id_key_type` (the key's code), unique on (`id`, `id_key_type`); TD's other columns
+  are listed in `cdp_mcp/unification_tables.py`.
   `{unif_db}.{id}_keys`: `key_type` (the code), `key_name` varchar (as TD writes it;
   TD's codes are integers, the local engine uses 1..n in the order of unify.yml's keys).
-- `{unif_db}.enriched_{table}`: every column of the staging table, then `{id}` varchar.
+- `{unif_db}.enriched_{table}`: every column of the staging table, then one varchar column
+  per id covering it (`id_name`, then `unification.ids` in order), named by the id.
+- A staging table an extra id or a master table names is also a table of config/unify.yml,
+  as its prep table; a master table's source keeps every row in its prep (the columns the
+  master table reads besides the keys), and TD writes `enriched_{table}_prep` for it.
 """
 
 from __future__ import annotations
@@ -85,5 +91,10 @@ def _unify_yml(plan: UnificationPlan) -> str:
     doc = plan.unify_config()
     return _render(
         "config/unify.yml",
-        {"doc": doc, "ids_section": f"{plan.id_method}s", "prep_only": plan.prep_only()},
+        {
+            "doc": doc,
+            "ids_section": f"{plan.id_method}s",
+            "id_field": plan.id_method,
+            "prep_only": plan.prep_only(),
+        },
     )

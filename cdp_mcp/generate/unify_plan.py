@@ -15,7 +15,6 @@ TD's limits (reference/unification.md) are checked twice with the same code: on 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -23,26 +22,21 @@ from pydantic import BaseModel
 
 from cdp_mcp.config import ConfigError, PipelineConfig, Problem, TableRef, UnificationTable
 from cdp_mcp.digdag.literal import operator_reads
+from cdp_mcp.generate.unify_ids import PlanId, PlanMaster, plan_ids, plan_masters
+from cdp_mcp.generate.unify_limits import MAX_KEY_COLUMNS, unify_config_problems
 from cdp_mcp.schema import Column, SchemaMap
 from cdp_mcp.staging_rules import column_kind
 
-SQL_SYMBOL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 UNIF_INPUT = "unif_input"
 # unif_input's non-key columns; a key or slot of the same name would collide with them.
 SOURCE_TABLE_COLUMN = "source_table"
 TIME_COLUMN = "time"
 RESERVED_INPUT_COLUMNS = (SOURCE_TABLE_COLUMN, TIME_COLUMN)
-# Columns of `{id}_lookup` besides the id itself; the id column must not reuse them.
-LOOKUP_COLUMNS = ("id", "id_key_type")
+# Names an id cannot take: it becomes a column beside these (TD's lookup keys, a prep's).
+ID_RESERVED = ("id", "id_key_type")
 # Staging adds these next to an email/phone/timestamp column; they are not identities.
 DERIVED_SUFFIXES = ("_valid", "_hash", "_unixtime")
 
-# TD's limits (treasure-boxes unification-validator and TD's docs).
-MAX_ITERATIONS = 49
-MAX_KEY_COLUMNS = 32
-MAX_TABLES = 255
-MAX_INVALID_TEXTS = 127
-MAX_REGEXP_CHARS = 512
 
 # Values that, left valid, join thousands of unrelated people into one profile.
 EMAIL_INVALID_TEXTS = [
@@ -84,6 +78,12 @@ class PlanTable(BaseModel):
     table: str
     key_columns: list[PlanKeyColumn]
     has_time: bool  # the staging table has TD's `time` column
+    # Its prep table is a table of unify.yml too (an extra id or a master table names it).
+    listed: bool = False
+    # A master table reads it: its prep keeps every row (a value's time is its row's), with
+    # `attribute_columns` (staging column, prep column) besides the key columns.
+    per_row: bool = False
+    attribute_columns: list[tuple[str, str]] = []
 
     @property
     def qualified(self) -> str:
@@ -115,14 +115,36 @@ class UnificationPlan(BaseModel):
     merge_iterations: int
     incremental_merge_iterations: int
     input_columns: list[InputColumn]
+    ids: list[PlanId] = []  # the main id (id_name) first
+    masters: list[PlanMaster] = []
 
     def key(self, name: str) -> PlanKey:
         return next(k for k in self.keys if k.name == name)
 
-    def by_priority(self, table: PlanTable) -> list[PlanKeyColumn]:
-        """A table's key columns, highest merge priority first (then config order)."""
-        rank = {k: i for i, k in enumerate(self.merge_by_keys)}
-        return sorted(table.key_columns, key=lambda kc: rank[kc.key])
+    def by_priority(self, table: PlanTable, id_name: str | None = None) -> list[PlanKeyColumn]:
+        """A table's key columns an id merges by, highest merge priority first (then config
+        order); the main id by default."""
+        by_keys = self.id(id_name).merge_by_keys if id_name else self.merge_by_keys
+        rank = {k: i for i, k in enumerate(by_keys)}
+        return sorted(
+            (kc for kc in table.key_columns if kc.key in rank), key=lambda kc: rank[kc.key]
+        )
+
+    def id(self, name: str) -> PlanId:
+        return next(i for i in self.ids if i.name == name)
+
+    def ids_for(self, table: PlanTable) -> list[PlanId]:
+        """The ids that enrich a staging table: those over it that merge by a key it has."""
+        keys = {kc.key for kc in table.key_columns}
+        return [
+            i
+            for i in self.ids
+            if (i.tables is None or table.table in i.tables) and keys & set(i.merge_by_keys)
+        ]
+
+    def td_tables(self) -> list[str]:
+        """The tables of unify.yml: unif_input, then the listed prep tables."""
+        return [self.unif_input, *(t.prep_table for t in self.tables if t.listed)]
 
     def unify_config(self) -> dict[str, Any]:
         """TD's unify.yml for this plan, as a mapping (rendered by config/unify.yml.j2).
@@ -139,19 +161,75 @@ class UnificationPlan(BaseModel):
                 entry["valid_regexp"] = k.valid_regexp
             entry["invalid_texts"] = [t for t in k.invalid_texts if not operator_reads(t)]
             keys.append(entry)
-        table = {
-            "database": self.stg_db,
-            "table": self.unif_input,
-            "incremental_columns": [TIME_COLUMN],
-            "key_columns": [{"column": c.name, "key": c.key} for c in self.input_columns],
+        tables = [
+            {
+                "database": self.stg_db,
+                "table": self.unif_input,
+                "incremental_columns": [TIME_COLUMN],
+                "key_columns": [{"column": c.name, "key": c.key} for c in self.input_columns],
+            }
+        ]
+        by_table = {t.table: t for t in self.tables}
+        for t in self.tables:
+            if t.listed:
+                tables.append(
+                    {
+                        "database": self.stg_db,
+                        "table": t.prep_table,
+                        "incremental_columns": [TIME_COLUMN],
+                        "key_columns": [
+                            {"column": kc.input_column, "key": kc.key} for kc in t.key_columns
+                        ],
+                    }
+                )
+        merge_by_ids = f"merge_by_{self.id_method}s"
+        ids = []
+        for i in self.ids:
+            item: dict[str, Any] = {"name": i.name, "merge_by_keys": list(i.merge_by_keys)}
+            if i.merge_by_ids:
+                item[merge_by_ids] = list(i.merge_by_ids)
+            if i.do_not_merge_key:
+                item["do_not_merge_key"] = i.do_not_merge_key
+            if i.tables is not None:
+                item["source_tables"] = [by_table[t].prep_table for t in i.tables]
+            item["merge_iterations"] = i.merge_iterations
+            item["incremental_merge_iterations"] = i.incremental_merge_iterations
+            ids.append(item)
+        doc: dict[str, Any] = {
+            "name": self.name,
+            "keys": keys,
+            "tables": tables,
+            f"{self.id_method}s": ids,
         }
-        ids = {
-            "name": self.id_name,
-            "merge_by_keys": list(self.merge_by_keys),
-            "merge_iterations": self.merge_iterations,
-            "incremental_merge_iterations": self.incremental_merge_iterations,
-        }
-        return {"name": self.name, "keys": keys, "tables": [table], f"{self.id_method}s": [ids]}
+        if self.masters:
+            doc["master_tables"] = [self._master_entry(m, by_table) for m in self.masters]
+        return doc
+
+    def _master_entry(self, m: PlanMaster, by_table: dict[str, PlanTable]) -> dict[str, Any]:
+        attributes = []
+        for a in m.attributes:
+            entry: dict[str, Any] = {"name": a.name}
+            if a.array_elements is not None:
+                entry["array_elements"] = a.array_elements
+            if a.valid_regexp is not None and not operator_reads(a.valid_regexp):
+                entry["valid_regexp"] = a.valid_regexp
+            if a.invalid_texts is not None:
+                entry["invalid_texts"] = [t for t in a.invalid_texts if not operator_reads(t)]
+            if a.source_id is not None:
+                entry[f"source_{self.id_method}"] = a.source_id
+            else:
+                entry["source_columns"] = [
+                    {
+                        "table": by_table[c.table].prep_table,
+                        "column": c.prep_column,
+                        "order": c.order,
+                        "order_by": c.prep_order_by,
+                        "priority": c.priority,
+                    }
+                    for c in a.source_columns
+                ]
+            attributes.append(entry)
+        return {"name": m.name, self.id_method: m.id, "attributes": attributes}
 
     def prep_only(self) -> list[str]:
         """What unify_config leaves to the prep query, per key (no value is repeated)."""
@@ -184,8 +262,12 @@ def plan_unification(cfg: PipelineConfig, schemas: SchemaMap) -> UnificationPlan
     merge_by_keys = _merge_by_keys(cfg, keys, problems)
     input_columns = _assign_input_columns(keys, tables, problems)
     _check_id_name(cfg, tables, staging, problems)
+    ids = plan_ids(cfg, [k.name for k in keys], merge_by_keys, [t.table for t in tables], problems)
+    columns = {t.table: [c.name for c in staging.get(t.table) or []] for t in tables}
+    masters = plan_masters(cfg, ids, columns, problems)
     if problems:
         raise ConfigError("pipeline config", problems)
+    _list_tables(tables, ids, masters)
     plan = UnificationPlan(
         name=u.name,
         id_method=u.id_method,
@@ -199,6 +281,8 @@ def plan_unification(cfg: PipelineConfig, schemas: SchemaMap) -> UnificationPlan
         merge_iterations=u.merge_iterations,
         incremental_merge_iterations=u.incremental_merge_iterations,
         input_columns=input_columns,
+        ids=ids,
+        masters=masters,
     )
     # The same limits TD applies, on exactly what would be sent (a derived key or a wide
     # unif_input can break them even when every configured value is in range).
@@ -212,6 +296,41 @@ def plan_unification(cfg: PipelineConfig, schemas: SchemaMap) -> UnificationPlan
             ],
         )
     return plan
+
+
+def _list_tables(tables: list[PlanTable], ids: list[PlanId], masters: list[PlanMaster]) -> None:
+    """Mark the tables unify.yml must list, and give each column a master table reads from
+    one a place in the table's prep."""
+    by_table = {t.table: t for t in tables}
+    for i in ids:
+        for name in i.tables or []:
+            by_table[name].listed = True
+    for m in masters:
+        for a in m.attributes:
+            for c in a.source_columns:
+                t = by_table[c.table]
+                t.listed = t.per_row = True
+                c.prep_column = _prep_column(t, c.column)
+                c.prep_order_by = _prep_column(t, c.order_by)
+
+
+def _prep_column(t: PlanTable, column: str) -> str:
+    """Where a table's prep keeps a staging column a master table reads."""
+    if column == TIME_COLUMN:
+        return TIME_COLUMN
+    for kc in t.key_columns:
+        if kc.column == column:
+            return kc.input_column  # the key's value as unified (NULL when invalid)
+    for staged, prep in t.attribute_columns:
+        if staged == column:
+            return prep
+    taken = {kc.input_column for kc in t.key_columns} | {p for _, p in t.attribute_columns}
+    taken |= {TIME_COLUMN, SOURCE_TABLE_COLUMN}
+    name = column
+    while name in taken:
+        name += "_attr"
+    t.attribute_columns.append((column, name))
+    return name
 
 
 def _staging_tables(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, list[Column] | None]:
@@ -490,238 +609,32 @@ def _check_id_name(
     staging: dict[str, list[Column] | None],
     problems: list[Problem],
 ) -> None:
-    id_name = cfg.unification.id_name
-    path = "unification.id_name"
-    if id_name in (*LOOKUP_COLUMNS, TIME_COLUMN):
-        problems.append(
-            Problem(
-                path=path,
-                message=f"{id_name!r} is a column of the lookup table; choose another id_name",
-            )
-        )
-        return
-    for t in tables:
-        if id_name in {c.name for c in staging.get(t.table) or []}:
+    """An id becomes a column of every table it enriches: it must not take a name they have."""
+    u = cfg.unification
+    entries: list[tuple[str, str, set[str] | None]] = [("unification.id_name", u.id_name, None)]
+    entries += [
+        (f"unification.ids[{i}].name", e.name, {TableRef.parse(t).table for t in e.tables})
+        if e.tables is not None
+        else (f"unification.ids[{i}].name", e.name, None)
+        for i, e in enumerate(u.ids or [])
+    ]
+    for path, name, over in entries:
+        if name in (*ID_RESERVED, TIME_COLUMN, SOURCE_TABLE_COLUMN):
             problems.append(
                 Problem(
                     path=path,
-                    message=f"{t.qualified} already has a column {id_name!r}, and enrichment adds the id "
-                    "under that name; choose another id_name",
+                    message=f"{name!r} is a column of the tables an id enriches; choose another name",
                 )
             )
-
-
-# -- TD's limits on a unify.yml ---------------------------------------------------------
-
-_TOP_FIELDS = ("name", "keys", "tables", "canonical_ids", "persistent_ids", "master_tables")
-_KEY_FIELDS = ("name", "valid_regexp", "invalid_texts")
-_TABLE_FIELDS = ("database", "table", "as", "incremental_columns", "key_columns")
-_ID_FIELDS = {
-    "canonical_ids": (
-        "name",
-        "merge_by_keys",
-        "merge_by_canonical_ids",
-        "do_not_merge_key",
-        "source_tables",
-        "merge_iterations",
-        "incremental_merge_iterations",
-    ),
-    "persistent_ids": (
-        "name",
-        "merge_by_keys",
-        "merge_by_persistent_ids",
-        "source_tables",
-        "merge_iterations",
-        "incremental_merge_iterations",
-    ),
-}
-
-
-def _templated(value: Any) -> bool:
-    """A `${...}` value is filled in by Digdag at run time; it cannot be checked here."""
-    return isinstance(value, str) and "${" in value
-
-
-class _Checker:
-    """Collects problems with their unify.yml path (e.g. `keys[1].invalid_texts`)."""
-
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-
-    def add(self, path: str, message: str) -> None:
-        self.problems.append(Problem(path=path, message=message))
-
-    def symbol(self, path: str, value: Any) -> None:
-        if _templated(value):
-            return
-        if not isinstance(value, str) or not SQL_SYMBOL_RE.match(value):
-            self.add(
-                path,
-                f"{value!r} is not a valid name: letters, digits and '_', not starting with a digit",
-            )
-
-    def fields(
-        self, path: str, node: Any, allowed: tuple[str, ...], required: tuple[str, ...]
-    ) -> bool:
-        if not isinstance(node, dict):
-            self.add(path, "must be a mapping")
-            return False
-        for f in node:
-            if f not in allowed:
-                self.add(
-                    f"{path}.{f}" if path else str(f),
-                    f"unknown field; allowed: {', '.join(allowed)}",
-                )
-        for f in required:
-            if f not in node:
-                self.add(f"{path}.{f}" if path else f, "required field is missing")
-        return True
-
-    def items(self, path: str, node: Any, low: int, high: int) -> list[Any]:
-        if _templated(node):
-            return []
-        if not isinstance(node, list):
-            self.add(path, "must be a list")
-            return []
-        if not low <= len(node) <= high:
-            limit = f"at least {low}" if high >= 10**6 else f"{low} to {high}"
-            self.add(path, f"has {len(node)} entries; TD allows {limit}")
-        return node
-
-    def iterations(self, path: str, value: Any) -> None:
-        if value is None or _templated(value):
-            return
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or not 1 <= value <= MAX_ITERATIONS
-        ):
-            self.add(path, f"{value!r} is out of range; TD allows 1 to {MAX_ITERATIONS}")
-
-
-def unify_config_problems(doc: Any) -> list[Problem]:
-    """Every way `doc` (a parsed unify.yml) breaks TD's rules, with its path in the file."""
-    c = _Checker()
-    if not c.fields("", doc, _TOP_FIELDS, ("name", "keys", "tables")):
-        return c.problems
-    c.symbol("name", doc.get("name"))
-    key_names = _check_td_keys(c, doc.get("keys"))
-    used = _check_td_tables(c, doc.get("tables"), key_names)
-    merged = _check_td_ids(c, doc, key_names)
-    for i, key in enumerate(doc.get("keys") or []):
-        name = key.get("name") if isinstance(key, dict) else None
-        if not isinstance(name, str) or _templated(name):
             continue
-        if name not in used:
-            c.add(
-                f"keys[{i}]", f"key {name!r} is not used by any table's key_columns (TD rejects it)"
-            )
-        elif merged is not None and name not in merged:
-            c.add(f"keys[{i}]", f"key {name!r} is in no merge_by_keys: it would merge nothing")
-    return c.problems
-
-
-def _check_td_keys(c: _Checker, keys: Any) -> set[str]:
-    names: set[str] = set()
-    for i, key in enumerate(c.items("keys", keys, 1, 10**6)):
-        path = f"keys[{i}]"
-        if not c.fields(path, key, _KEY_FIELDS, ("name",)):
-            continue
-        c.symbol(f"{path}.name", key.get("name"))
-        if isinstance(key.get("name"), str):
-            if key["name"] in names:
-                c.add(f"{path}.name", f"key {key['name']!r} is defined twice")
-            names.add(key["name"])
-        regexp = key.get("valid_regexp")
-        if regexp is not None and not _templated(regexp):
-            _check_regexp(c, f"{path}.valid_regexp", regexp)
-        texts = key.get("invalid_texts")
-        if texts is not None:
-            c.items(f"{path}.invalid_texts", texts, 0, MAX_INVALID_TEXTS)
-    return names
-
-
-def _check_regexp(c: _Checker, path: str, regexp: Any) -> None:
-    if not isinstance(regexp, str) or not regexp:
-        c.add(path, "must be a non-empty text")
-    elif len(regexp) > MAX_REGEXP_CHARS:
-        c.add(path, f"is {len(regexp)} characters long; TD allows {MAX_REGEXP_CHARS}")
-    else:
-        try:
-            re.compile(regexp)
-        except re.error as e:
-            c.add(path, f"{regexp!r} is not a valid regular expression: {e}")
-
-
-def _check_td_tables(c: _Checker, tables: Any, key_names: set[str]) -> set[str]:
-    used: set[str] = set()
-    for i, table in enumerate(c.items("tables", tables, 1, MAX_TABLES)):
-        path = f"tables[{i}]"
-        if not c.fields(path, table, _TABLE_FIELDS, ("database", "table", "key_columns")):
-            continue
-        for f in ("database", "table", "as"):
-            if f in table:
-                c.symbol(f"{path}.{f}", table[f])
-        if "incremental_columns" in table:
-            c.items(f"{path}.incremental_columns", table["incremental_columns"], 0, 127)
-        for j, kc in enumerate(
-            c.items(f"{path}.key_columns", table.get("key_columns"), 1, MAX_KEY_COLUMNS)
-        ):
-            kpath = f"{path}.key_columns[{j}]"
-            if not c.fields(kpath, kc, ("column", "key"), ("column", "key")):
+        for t in tables:
+            if over is not None and t.table not in over:
                 continue
-            c.symbol(f"{kpath}.column", kc.get("column"))
-            key = kc.get("key")
-            if isinstance(key, str):
-                used.add(key)
-                if key not in key_names and not _templated(key):
-                    c.add(
-                        f"{kpath}.key",
-                        f"undefined key {key!r} (keys: {', '.join(sorted(key_names))})",
+            if name in {c.name for c in staging.get(t.table) or []}:
+                problems.append(
+                    Problem(
+                        path=path,
+                        message=f"{t.qualified} already has a column {name!r}, and enrichment adds the id "
+                        "under that name; choose another name",
                     )
-    return used
-
-
-def _check_td_ids(c: _Checker, doc: dict[str, Any], key_names: set[str]) -> set[str] | None:
-    """Check canonical_ids / persistent_ids; returns every key some id merges by."""
-    if not doc.get("canonical_ids") and not doc.get("persistent_ids"):
-        c.add("", "either canonical_ids or persistent_ids must have at least one entry")
-        return None
-    merged: set[str] = set()
-    for section in ("canonical_ids", "persistent_ids"):
-        for i, entry in enumerate(c.items(section, doc.get(section, []), 0, 10**6)):
-            path = f"{section}[{i}]"
-            if not c.fields(path, entry, _ID_FIELDS[section], ("name",)):
-                continue
-            c.symbol(f"{path}.name", entry.get("name"))
-            by_keys = entry.get("merge_by_keys") or []
-            merged.update(k for k in by_keys if isinstance(k, str))
-            _check_merge_by_keys(c, section, path, entry, by_keys, key_names)
-            c.iterations(f"{path}.merge_iterations", entry.get("merge_iterations"))
-            c.iterations(
-                f"{path}.incremental_merge_iterations", entry.get("incremental_merge_iterations")
-            )
-    return merged
-
-
-def _check_merge_by_keys(
-    c: _Checker, section: str, path: str, entry: dict[str, Any], by_keys: Any, key_names: set[str]
-) -> None:
-    if not isinstance(by_keys, list) or not by_keys:
-        c.add(f"{path}.merge_by_keys", "must list at least one key")
-        return
-    special = {"time"} if section == "persistent_ids" else set()
-    for k in by_keys:
-        if k not in key_names | special and not _templated(k):
-            c.add(
-                f"{path}.merge_by_keys",
-                f"names undefined key {k!r} (keys: {', '.join(sorted(key_names))})",
-            )
-    if by_keys.count("time") > 1 and section == "persistent_ids":
-        c.add(f"{path}.merge_by_keys", "lists the special key 'time' more than once")
-    dnm = entry.get("do_not_merge_key")
-    if dnm is not None and dnm != by_keys[0]:
-        c.add(
-            f"{path}.do_not_merge_key",
-            f"must be the first of merge_by_keys ({by_keys[0]!r}), not {dnm!r}",
-        )
+                )

@@ -259,6 +259,7 @@ def _monitor_row_flow(cfg: PipelineConfig) -> list[str]:
 
 def _monitor_unification(cfg: PipelineConfig, plan: UnificationPlan | None) -> list[str]:
     idn = quote_ident(cfg.unification.id_name)
+    uid = quote_ident(cfg.unification.id_method)  # TD's lookup column, named by the method
     lookup = _q(cfg.unif_db, f"{cfg.unification.id_name}_lookup")
     lines = [
         "## Unification: profiles, coverage, over-merge",
@@ -266,7 +267,7 @@ def _monitor_unification(cfg: PipelineConfig, plan: UnificationPlan | None) -> l
         "Profiles by number of ids (a long tail of very large clusters means over-merge):",
         "",
         *_sql(
-            f"SELECT n AS ids, count(*) AS profiles FROM (SELECT {idn}, count(*) AS n",
+            f"SELECT n AS ids, count(*) AS profiles FROM (SELECT {uid}, count(*) AS n",
             f"  FROM {lookup} GROUP BY 1) GROUP BY n ORDER BY n",
         ),
     ]

@@ -371,19 +371,18 @@ async def _unification_metrics(
     plan = plan_unification(cfg, schemas)
     idn = cfg.unification.id_name
     lookup = _q(cfg.unif_db, f"{idn}_lookup")
-    profiles = await _scalar(
-        backend, f"SELECT count(DISTINCT {quote_ident(idn)}) FROM {lookup}", cfg.unif_db
-    )
+    # TD's lookup holds the id in a column named by the method, not by the id.
+    uid = quote_ident(cfg.unification.id_method)
+    profiles = await _scalar(backend, f"SELECT count(DISTINCT {uid}) FROM {lookup}", cfg.unif_db)
     f.metrics["profiles"] = int(profiles or 0)
     hist = await backend.query(
-        f"SELECT n, count(*) FROM (SELECT {quote_ident(idn)}, count(*) AS n FROM {lookup} "
+        f"SELECT n, count(*) FROM (SELECT {uid}, count(*) AS n FROM {lookup} "
         "GROUP BY 1) GROUP BY n ORDER BY n",
         cfg.unif_db,
     )
     f.metrics["ids_per_profile"] = {str(n): int(c) for n, c in hist.rows}
     largest = await backend.query(
-        f"SELECT {quote_ident(idn)}, count(*) AS n FROM {lookup} GROUP BY 1 ORDER BY n DESC, 1 "
-        "LIMIT 5",
+        f"SELECT {uid}, count(*) AS n FROM {lookup} GROUP BY 1 ORDER BY n DESC, 1 LIMIT 5",
         cfg.unif_db,
     )
     f.metrics["largest_clusters"] = [{"id": str(i), "values": int(n)} for i, n in largest.rows]

@@ -1,8 +1,9 @@
 """TD's ID unification on DuckDB: canonical_id and persistent_id, full and incremental.
 
 On TD, the generated `id_unification.dig` posts config/unify.yml to TD's unification API;
-on the local backend that `http_call>` is served here and writes the same tables in
-`cdp_unification_{name}`, so the generated enrichment runs unchanged.
+on the local backend that `http_call>` is served here and writes the tables TD writes in
+`cdp_unification_{name}`, with TD's columns (outputs.py, docs/internals.md), so the generated
+enrichment and every reader run unchanged on either.
 
 Semantics (each module's docstring has the details):
 - A record (a row of unify.yml's tables) links every valid value it carries; a value is
@@ -18,8 +19,13 @@ Semantics (each module's docstring has the details):
   has rows with different leaders. Such a component keeps TD's rows in `{id}_graph` (the
   next incremental run continues from them); each value takes its smallest leader, and if
   that leaves the component as several profiles it is reported as split.
+  `do_not_merge_key`'s values are leaders that never move, so they never share a profile.
+- Several ids (`canonical_ids` over their `source_tables`) run in one request, an id that
+  merges others (`merge_by_canonical_ids`) after them, from their graphs (prior.py).
 - Incremental (engine.py): the previous `{id}_graph` plus the records at or after the last
-  watermark; a changed unify.yml forces a full refresh.
+  watermark of `incremental_columns`; a changed unify.yml forces a full refresh.
+- Then `run_enrichments` writes `enriched_{table}` (enrich.py) and `run_master_tables` the
+  master tables (master.py); `keep_debug_tables` keeps `{id}_graph_unify_loop_{n}`.
 - Over-merge (report.py): values carried by more than `over_merge_threshold` records are
   reported with the profile they joined; `{id}_cluster_report` keeps the report.
 

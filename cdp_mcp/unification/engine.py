@@ -1,29 +1,34 @@
 """Run TD's ID unification for one request: read, number, loop, write, report.
 
     extract (SQL)  -> one row per valid key value of each record
-    nodes (SQL)    -> distinct values numbered in leader order (+ the previous graph's)
+    nodes (SQL)    -> distinct values numbered in leader order (+ the priors' values)
     td_loop (numpy/scipy) -> leader per value, bounded by merge_iterations
     results, outputs (numpy/SQL) -> lookup, graph, keys, tables, stats, report, run log
+then, for the whole request: enrich (`enriched_{table}`) and master (master tables).
 
 Incremental runs (`full_refresh: false` and a previous run of the same unify.yml) start
 from the previous `{id}_graph` plus the records at or after the last watermark, and are
-bounded by `incremental_merge_iterations`, as on TD.
+bounded by `incremental_merge_iterations`, as on TD. An id that merges other ids starts from
+their graphs too (prior.py).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import duckdb
 import numpy as np
 
 from cdp_mcp.sources import quote_ident
-from cdp_mcp.unification.extract import extract_values
+from cdp_mcp.unification.enrich import enrich_table
+from cdp_mcp.unification.extract import extract_values, load_watermarks
+from cdp_mcp.unification.master import write_master_table
 from cdp_mcp.unification.nodes import build_nodes
-from cdp_mcp.unification.outputs import OutputNames, RunRecord
+from cdp_mcp.unification.outputs import DebugGraphs, RunRecord
+from cdp_mcp.unification.prior import Prior, merged_prior, own_prior
 from cdp_mcp.unification.report import DEFAULT_OVER_MERGE_THRESHOLD, ClusterReport
 from cdp_mcp.unification.results import RunInput, write_run
 from cdp_mcp.unification.spec import IdSpec, UnificationError, UnifyRequest, UnifySpec
@@ -42,6 +47,7 @@ class RunSummary:
     record: RunRecord
     report: ClusterReport
     timings: dict[str, float]  # seconds per phase: read, number, graph, loop, write
+    since: dict[str, list[Any]] = field(default_factory=dict)  # watermarks it read from
 
     def line(self) -> str:
         r = self.record
@@ -63,9 +69,10 @@ def unify(
     log: Callable[[str], None] = lambda _: None,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> list[RunSummary]:
-    """Run every id of the request in order; returns one summary per id."""
+    """Run every id of the request (an id after those it merges), then the enrichments
+    and master tables it asks for; returns one summary per id."""
     now = int(time.time()) if run_time is None else run_time
-    return [
+    summaries = [
         run_id(
             con,
             request.spec,
@@ -75,15 +82,32 @@ def unify(
             over_merge_threshold=over_merge_threshold,
             log=log,
             cancelled=cancelled,
+            keep_debug_tables=request.keep_debug_tables,
         )
         for id_spec in request.spec.ids
     ]
+    modes = {s.id_name: s.record.mode for s in summaries}
+    since = {s.id_name: s.since for s in summaries}
+    if request.run_enrichments:
+        for t in request.spec.tables:
+            if cancelled():
+                raise UnificationCancelled("ID unification was cancelled")
+            rows = enrich_table(con, request.spec, t, modes, since)
+            if rows is not None:
+                log(f"{request.spec.database}.{t.enriched}: {rows} rows")
+    for m in request.spec.masters:
+        if cancelled():
+            raise UnificationCancelled("ID unification was cancelled")
+        rows = write_master_table(con, request.spec, m)
+        log(f"{request.spec.database}.{m.name}: {rows} profiles")
+    return summaries
 
 
 @dataclass
 class _Previous:
     fingerprint: str
-    watermarks: dict[str, int]
+    watermarks: dict[str, list[Any]]
+    prior: Prior
 
 
 def run_id(
@@ -96,28 +120,27 @@ def run_id(
     over_merge_threshold: int = DEFAULT_OVER_MERGE_THRESHOLD,
     log: Callable[[str], None] = lambda _: None,
     cancelled: Callable[[], bool] = lambda: False,
+    keep_debug_tables: bool = False,
 ) -> RunSummary:
     clock = _Clock(id_spec.name, log, cancelled)
-    names = OutputNames(spec.database, id_spec.name)
     # DuckDB draws progress bars on stdout, which would corrupt an MCP stdio stream.
     con.execute("SET enable_progress_bar = false")
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(spec.database)}")
     fingerprint = spec.fingerprint(id_spec)
-    previous = None if full_refresh else _previous_run(con, spec.database, id_spec.name)
+    previous = None if full_refresh else _previous_run(con, spec.database, id_spec)
     if previous is not None and previous.fingerprint != fingerprint:
         log(f"{id_spec.name}: unify.yml changed since the last run: running a full refresh")
         previous = None
     incremental = previous is not None
-    graph = names("graph") if incremental else None
+    priors = [previous.prior] if previous is not None else []
+    priors += [merged_prior(spec.database, child) for child in id_spec.merge_by_ids]
     limit = id_spec.incremental_merge_iterations if incremental else id_spec.merge_iterations
     scratch = Scratch(con)
     try:
         clock.start(f"{'incremental' if incremental else 'full'} run: reading records")
         ext = extract_values(con, scratch, spec, id_spec, previous.watermarks if previous else None)
         clock.lap("read", f"{ext.rows_read} records read; numbering values")
-        nodes = build_nodes(
-            con, scratch, spec, id_spec, ext.values, ext.watermarks, graph, run_time
-        )
+        nodes = build_nodes(con, scratch, spec, id_spec, ext.values, priors, run_time)
         clock.lap("number", f"{nodes.count} values; building the graph")
         got = fetch_ints(
             con,
@@ -126,15 +149,20 @@ def run_id(
         follower, leader = record_rows(got["rid"], got["node"], ext.n_records)
         del got
         prev_leader = np.full(nodes.count, -1, dtype=np.int64)
-        if graph is not None:
-            prev = _previous_rows(con, graph, nodes.table)
-            _min_at(prev_leader, prev["f"], prev["l"])
+        for prior in priors:
+            prev = _prior_rows(con, prior.graph, nodes.table)
+            if prior.own:
+                _min_at(prev_leader, prev["f"], prev["l"])
             follower = np.concatenate([follower, prev["f"]])
             leader = np.concatenate([leader, prev["l"]])
         initial = np.full(nodes.count, NONE, dtype=np.int64)
         np.minimum.at(initial, follower, leader)
+        fixed = _fixed_nodes(con, spec, id_spec, nodes.table)
         clock.lap("graph", f"{len(follower)} rows; running the loop (at most {limit} iterations)")
-        loop = run_loop(nodes.count, follower, leader, limit)
+        loop = run_loop(
+            nodes.count, follower, leader, limit, fixed=fixed, keep_history=keep_debug_tables
+        )
+        debug = DebugGraphs((follower, leader), loop, nodes.count) if keep_debug_tables else None
         del follower, leader
         clock.lap(
             "loop",
@@ -165,10 +193,18 @@ def run_id(
             record=record,
             threshold=over_merge_threshold,
             started=clock.started,
+            debug=debug,
         )
         report = write_run(con, scratch, run)
         clock.lap("write", "written")
-        return RunSummary(spec.database, id_spec.name, record, report, clock.timings)
+        return RunSummary(
+            spec.database,
+            id_spec.name,
+            record,
+            report,
+            clock.timings,
+            previous.watermarks if previous else {},
+        )
     finally:
         scratch.close()
 
@@ -204,9 +240,14 @@ def _min_at(target: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
     target[hit] = best[hit]
 
 
-def _previous_run(con: duckdb.DuckDBPyConnection, database: str, id_name: str) -> _Previous | None:
-    runs, graph = f"{id_name}_runs", f"{id_name}_graph"
-    if exists(con, database, runs) is None or exists(con, database, graph) is None:
+def _previous_run(
+    con: duckdb.DuckDBPyConnection, database: str, id_spec: IdSpec
+) -> _Previous | None:
+    runs = f"{id_spec.name}_runs"
+    if exists(con, database, runs) is None:
+        return None
+    prior = own_prior(con, database, id_spec.name, id_spec.id_column)
+    if prior is None:
         return None
     rows = con.execute(
         f"SELECT fingerprint, watermarks FROM {quote_ident(database)}.{quote_ident(runs)}"
@@ -215,11 +256,10 @@ def _previous_run(con: duckdb.DuckDBPyConnection, database: str, id_name: str) -
     if not rows:
         return None
     row = rows[0]
-    marks = json.loads(row[1] or "{}")
-    return _Previous(fingerprint=str(row[0]), watermarks={str(k): int(v) for k, v in marks.items()})
+    return _Previous(fingerprint=str(row[0]), watermarks=load_watermarks(row[1]), prior=prior)
 
 
-def _previous_rows(con: duckdb.DuckDBPyConnection, graph: str, nodes: str) -> dict[str, np.ndarray]:
+def _prior_rows(con: duckdb.DuckDBPyConnection, graph: str, nodes: str) -> dict[str, np.ndarray]:
     numbered = f"(SELECT rowid AS node, kt, v FROM {nodes})"
     return fetch_ints(
         con,
@@ -227,6 +267,17 @@ def _previous_rows(con: duckdb.DuckDBPyConnection, graph: str, nodes: str) -> di
             JOIN {numbered} f ON f.kt = g.follower_ns AND f.v = g.follower_id
             JOIN {numbered} l ON l.kt = g.leader_ns AND l.v = g.leader_id""",
     )
+
+
+def _fixed_nodes(
+    con: duckdb.DuckDBPyConnection, spec: UnifySpec, id_spec: IdSpec, nodes: str
+) -> np.ndarray | None:
+    """Per node: a value of the id's do_not_merge_key (None when it has none)."""
+    if id_spec.do_not_merge_key is None:
+        return None
+    code = spec.key(id_spec.do_not_merge_key).code
+    kt = fetch_ints(con, f"SELECT kt FROM {nodes}")["kt"]
+    return kt == code
 
 
 __all__ = ["RunSummary", "UnificationCancelled", "UnificationError", "run_id", "unify"]

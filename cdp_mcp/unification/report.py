@@ -5,10 +5,10 @@ Over-merge is the classic failure of ID unification: one shared junk value ('tes
 a call-centre phone, a shared device) joins thousands of unrelated people into one profile,
 and TD neither refuses nor reports it. Here a value "joins" the distinct records (key-value
 combinations of unify.yml's tables) that carry it; `records` is that count, kept per value
-in `{id}_graph.follower_records`. A value carried by more than `over_merge_threshold`
+in the engine's `{id}_local_state.records`. A value carried by more than `over_merge_threshold`
 records is reported with the profile it landed in.
 
-Everything is computed from the output tables (`{id}_lookup`, `{id}_graph`, `{id}_keys`), so
+Everything is computed from the output tables (`{id}_lookup`, `{id}_local_state`, `{id}_keys`), so
 the engine (at run time, into `{id}_cluster_report`) and `unification_metrics` (at validation,
 with the pipeline config's threshold) report the same way.
 """
@@ -22,7 +22,10 @@ import duckdb
 from pydantic import BaseModel
 
 from cdp_mcp.sources import quote_ident
-from cdp_mcp.unification.sql import lit, table
+from cdp_mcp.unification.prior import STATE_SUFFIX
+from cdp_mcp.unification.spec import UnificationError
+from cdp_mcp.unification.sql import columns, exists, lit, table
+from cdp_mcp.unification_tables import ID_COLUMNS
 
 DEFAULT_OVER_MERGE_THRESHOLD = 1000
 TOP_CLUSTERS = 10
@@ -84,23 +87,24 @@ def compute_report(
     threshold: int = DEFAULT_OVER_MERGE_THRESHOLD,
     top: int = TOP_CLUSTERS,
     sizes: str | None = None,
+    id_column: str | None = None,
 ) -> ClusterReport:
     """The report of the unification tables `database.{id_name}_*` as they are now.
 
     `sizes` (uid, n: values per profile) saves a pass over the lookup when the caller has it.
     """
     lookup = table(database, f"{id_name}_lookup")
-    graph = table(database, f"{id_name}_graph")
     keys = _key_names(con, database, id_name)
-    uid = quote_ident(id_name)
+    uid = quote_ident(id_column or lookup_id_column(con, database, id_name))
     if sizes is None:
         sizes = f"(SELECT {uid} AS uid, count(*) AS n FROM {lookup} GROUP BY {uid})"
+    values = _values(con, database, id_name, uid)
     histogram = con.execute(f"SELECT n, count(*) FROM {sizes} GROUP BY n").fetchall()
     top_rows = con.execute(
         f"SELECT uid, n FROM {sizes} ORDER BY n DESC, uid LIMIT {int(top)}"
     ).fetchall()
-    clusters = _clusters(con, lookup, graph, uid, keys, top_rows)
-    warnings = _over_merge(con, lookup, graph, uid, keys, threshold, sizes)
+    clusters = _clusters(con, values, keys, top_rows)
+    warnings = _over_merge(con, values, keys, threshold, sizes)
     return ClusterReport(
         profiles=sum(int(c) for _, c in histogram),
         values=sum(int(n) * int(c) for n, c in histogram),
@@ -108,6 +112,30 @@ def compute_report(
         largest_clusters=clusters,
         over_merge_threshold=threshold,
         over_merge_warnings=warnings,
+    )
+
+
+def lookup_id_column(con: duckdb.DuckDBPyConnection, database: str, id_name: str) -> str:
+    """The lookup's id column: `canonical_id` or `persistent_id`, as TD names it."""
+    cols = columns(con, database, f"{id_name}_lookup")
+    for name in ID_COLUMNS:
+        if name in cols:
+            return name
+    raise UnificationError(
+        f"{database}.{id_name}_lookup has neither of TD's id columns ({', '.join(ID_COLUMNS)})"
+    )
+
+
+def _values(con: duckdb.DuckDBPyConnection, database: str, id_name: str, uid: str) -> str:
+    """(uid, kt, v, records) per lookup row; records is NULL where the engine's state is
+    absent (tables TD wrote)."""
+    lookup = table(database, f"{id_name}_lookup")
+    if exists(con, database, f"{id_name}_{STATE_SUFFIX}") is None:
+        return f"(SELECT {uid} AS uid, id_key_type AS kt, id AS v, NULL::BIGINT AS records FROM {lookup})"
+    state = table(database, f"{id_name}_{STATE_SUFFIX}")
+    return (
+        f"(SELECT l.{uid} AS uid, l.id_key_type AS kt, l.id AS v, s.records"
+        f" FROM {lookup} l POSITIONAL JOIN {state} s)"
     )
 
 
@@ -127,32 +155,25 @@ def _buckets(histogram: list[tuple[Any, Any]]) -> list[SizeBucket]:
 
 def _clusters(
     con: duckdb.DuckDBPyConnection,
-    lookup: str,
-    graph: str,
-    uid: str,
+    values: str,
     keys: dict[int, str],
     top_rows: list[tuple[Any, Any]],
 ) -> list[ClusterSummary]:
     if not top_rows:
         return []
     ids = ", ".join(lit(str(r[0])) for r in top_rows)
-    # An unconverged value has a graph row per leader: count it once (max of equal counts).
     members = con.execute(
-        f"""SELECT l.{uid}, l.id_key_type, l.id, max(g.follower_records) AS records
-            FROM {lookup} l JOIN {graph} g
-              ON g.follower_id = l.id AND g.follower_ns = l.id_key_type
-            WHERE l.{uid} IN ({ids})
-            GROUP BY ALL"""
+        f"SELECT uid, kt, v, records FROM {values} WHERE uid IN ({ids})"
     ).fetchall()
     by_key: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    values: dict[str, list[ValueCount]] = defaultdict(list)
+    found: dict[str, list[ValueCount]] = defaultdict(list)
     for person, code, value, records in members:
         key = keys.get(int(code), str(code))
         by_key[person][key] += 1
-        values[person].append(ValueCount(key=key, value=str(value), records=int(records or 0)))
+        found[person].append(ValueCount(key=key, value=str(value), records=int(records or 0)))
     out = []
     for person, n in top_rows:
-        joining = sorted(values[person], key=lambda v: (-v.records, v.key, v.value))[:TOP_VALUES]
+        joining = sorted(found[person], key=lambda v: (-v.records, v.key, v.value))[:TOP_VALUES]
         out.append(
             ClusterSummary(
                 unified_id=str(person),
@@ -166,20 +187,15 @@ def _clusters(
 
 def _over_merge(
     con: duckdb.DuckDBPyConnection,
-    lookup: str,
-    graph: str,
-    uid: str,
+    values: str,
     keys: dict[int, str],
     threshold: int,
     sizes: str,
 ) -> list[OverMergeWarning]:
     rows = con.execute(
-        f"""WITH hubs AS (
-                SELECT follower_ns AS kt, follower_id AS v, max(follower_records) AS records
-                FROM {graph} WHERE follower_records > {int(threshold)} GROUP BY ALL)
-            SELECT h.kt, h.v, h.records, l.{uid}, s.n
-            FROM hubs h JOIN {lookup} l ON l.id = h.v AND l.id_key_type = h.kt
-            JOIN {sizes} s ON s.uid = l.{uid}
+        f"""SELECT h.kt, h.v, h.records, h.uid, s.n
+            FROM {values} h JOIN {sizes} s ON s.uid = h.uid
+            WHERE h.records > {int(threshold)}
             ORDER BY h.records DESC, h.kt, h.v LIMIT {MAX_WARNINGS}"""
     ).fetchall()
     out = []

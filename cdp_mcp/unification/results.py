@@ -18,6 +18,7 @@ from cdp_mcp.unification import stats
 from cdp_mcp.unification.nodes import Nodes
 from cdp_mcp.unification.outputs import (
     RUN_COLUMNS,
+    DebugGraphs,
     RowTable,
     RunRecord,
     Sources,
@@ -52,6 +53,7 @@ class RunInput:
     record: RunRecord
     threshold: int
     started: float  # time.monotonic() at the start of the run
+    debug: DebugGraphs | None = None  # keep_debug_tables: the graph per iteration
 
 
 def write_run(con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput) -> ClusterReport:
@@ -66,20 +68,20 @@ def write_run(con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput) -
     else:
         touched[:] = True
     assign = scratch.name("assign")
-    # Values of clusters not converged: their graph rows are the loop's (not one leader each).
-    unsettled = np.isin(loop.component, loop.open_components)
+    # Values of clusters not converged or held apart: their graph rows are the loop's.
+    unsettled = np.isin(loop.component, loop.kept_components)
     with arrays(
         con, node=node_ids, leader=loop.leader, touched=touched, unsettled=unsettled
     ) as arr:
         con.execute(f"CREATE TEMP TABLE {assign} AS SELECT * FROM {arr}")
-    open_rows = scratch.name("open_rows")
-    with arrays(con, f=loop.open_rows[0], l=loop.open_rows[1]) as arr:
-        con.execute(f"CREATE TEMP TABLE {open_rows} AS SELECT * FROM {arr}")
+    kept_rows = scratch.name("kept_rows")
+    with arrays(con, f=loop.kept_rows[0], l=loop.kept_rows[1]) as arr:
+        con.execute(f"CREATE TEMP TABLE {kept_rows} AS SELECT * FROM {arr}")
     cols = fetch_ints(con, f"SELECT kt, tabs, fs, ls FROM {nodes.table}")
     people = _create_people(con, scratch, run, cols["fs"], cols["ls"])
     record.profiles = int(scalar(con, f"SELECT count(*) FROM {people}") or 0)
     splits = _split_clusters(con, people, loop)
-    src = Sources(nodes, assign, people, open_rows, record.time)
+    src = Sources(nodes, assign, people, kept_rows, record.time)
     per_node = stats.NodeArrays(cols["kt"], cols["tabs"], loop.leader, run.initial_leader)
     result_rows = stats.result_key_stats(run.spec, run.id_spec, per_node, record.time)
     source_rows = stats.source_key_stats(run.spec, run.id_spec, per_node, record.time)
@@ -88,7 +90,14 @@ def write_run(con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput) -
 
     def report() -> list[tuple[Any, ...]]:
         sizes = f"(SELECT uid, n_values AS n FROM {people})"
-        rep = compute_report(con, run.spec.database, run.id_spec.name, run.threshold, sizes=sizes)
+        rep = compute_report(
+            con,
+            run.spec.database,
+            run.id_spec.name,
+            run.threshold,
+            sizes=sizes,
+            id_column=run.id_spec.id_column,
+        )
         rep.split_clusters = splits
         box["report"] = rep
         record.over_merge_warnings = len(rep.over_merge_warnings)
@@ -111,6 +120,7 @@ def write_run(con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput) -
             RowTable("cluster_report", list(REPORT_COLUMNS), report, replace=True),
             RowTable("runs", RUN_COLUMNS, run_row),
         ],
+        run.debug,
     )
     return box["report"]
 

@@ -17,13 +17,15 @@ _names = itertools.count()
 
 
 def lit(value: Any) -> str:
-    """A SQL literal for a str / int / None (everything else is refused)."""
+    """A SQL literal for a str / int / float / None (everything else is refused)."""
     if value is None:
         return "NULL"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, float):
+        return repr(value) if value == value and abs(value) != float("inf") else "NULL"
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
     raise TypeError(f"no SQL literal for {type(value).__name__}")

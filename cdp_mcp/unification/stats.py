@@ -3,7 +3,8 @@
 Rows per `from_table`: '*' (everything) and each source table (profiles / values that have
 a value from it). Both tables are appended to on every run, with the run's `time`.
 
-- result: `total_distinct` profiles; per merge key `distinct_with_{key}` (profiles with a
+- result: `total_distinct` profiles; per merge key (`rank_keys`: merge_by_keys, then the
+  keys of merged ids) `distinct_with_{key}` (profiles with a
   value of the key) and `histogram_{key}` ('n:profiles,...': how many profiles have n values).
 - source: `total_distinct` groups before the loop (values sharing a record leader, TD's
   initial graph); per merge key `distinct_{key}` (distinct values read).
@@ -35,14 +36,14 @@ class NodeArrays:
 
 def result_columns(id_spec: IdSpec) -> Columns:
     cols = [("from_table", "VARCHAR"), ("total_distinct", "BIGINT")]
-    cols += [(f"distinct_with_{k}", "BIGINT") for k in id_spec.merge_by_keys]
-    cols += [(f"histogram_{k}", "VARCHAR") for k in id_spec.merge_by_keys]
+    cols += [(f"distinct_with_{k}", "BIGINT") for k in id_spec.rank_keys]
+    cols += [(f"histogram_{k}", "VARCHAR") for k in id_spec.rank_keys]
     return [*cols, ("time", "BIGINT")]
 
 
 def source_columns(id_spec: IdSpec) -> Columns:
     cols = [("from_table", "VARCHAR"), ("total_distinct", "BIGINT")]
-    cols += [(f"distinct_{k}", "BIGINT") for k in id_spec.merge_by_keys]
+    cols += [(f"distinct_{k}", "BIGINT") for k in id_spec.rank_keys]
     return [*cols, ("time", "BIGINT")]
 
 
@@ -55,7 +56,7 @@ def result_key_stats(
     np.bitwise_or.at(profile_tables, a.leader, a.tables)
     per_key = [
         np.bincount(a.leader[a.key_code == spec.key(k).code], minlength=n)[profiles]
-        for k in id_spec.merge_by_keys
+        for k in id_spec.rank_keys
     ]
     rows = []
     for name, bit in _from_tables(spec, id_spec):
@@ -80,7 +81,7 @@ def source_key_stats(
         member = _member(a.tables, bit)
         groups = a.initial_leader if member is None else a.initial_leader[member]
         codes = a.key_code if member is None else a.key_code[member]
-        per_key = [int(np.count_nonzero(codes == spec.key(k).code)) for k in id_spec.merge_by_keys]
+        per_key = [int(np.count_nonzero(codes == spec.key(k).code)) for k in id_spec.rank_keys]
         rows.append((name, _distinct(groups, len(a.leader)), *per_key, run_time))
     return rows
 

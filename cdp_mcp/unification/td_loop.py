@@ -17,6 +17,14 @@ set of rows (follower, leader), as in TD's `{id}_graph`:
 Components never interact, so the components of the graph (scipy's connected components in
 C, one pass) are used to take converged ones out of play after every iteration: only the
 rows of unsettled components are iterated, which is what makes this fast.
+
+`do_not_merge_key` (TD's docs, "What is do_not_merge_key?"): values of that key never
+follow one another, so two of them never share a profile. Its values are the best leaders
+(it must be the first of `merge_by_keys`), so in the loop they are `fixed`: a fixed leader
+does not move to a better leader. A component holding two of them can never have one
+leader; it is settled when an iteration changes none of its rows, and each of its other
+values then takes the smallest of its leaders (the profile of the first such value it
+reaches), as TD leaves it.
 """
 
 from __future__ import annotations
@@ -36,10 +44,23 @@ NONE = np.iinfo(np.int64).max
 class LoopResult:
     leader: Ids  # per node: its (smallest) leader; the profile it belongs to
     component: Ids  # per node: its connected component
-    open_rows: tuple[Ids, Ids]  # (follower, leader) rows of components not converged
+    kept_rows: tuple[Ids, Ids]  # (follower, leader) rows of the components in `kept_components`
+    # Components whose rows keep several leaders: not converged, or held apart by
+    # do_not_merge_key (sorted).
+    kept_components: Ids
     open_components: Ids  # components not converged when the iterations ran out (sorted)
     split_components: Ids  # open components whose values ended in several profiles
     iterations: int  # iterations run (each changed some component)
+    history: list[Snapshot] | None = None  # per iteration, when asked for (debug tables)
+
+
+@dataclass
+class Snapshot:
+    """TD's graph after an iteration: every row of the components still iterating, and
+    the settled nodes (component settled at or before it) with their final leader."""
+
+    rows: tuple[Ids, Ids]
+    settled: Ids  # nodes whose rows are (node, leader[node]) from now on
 
 
 def record_rows(record: Ids, node: Ids, n_records: int) -> tuple[Ids, Ids]:
@@ -49,8 +70,19 @@ def record_rows(record: Ids, node: Ids, n_records: int) -> tuple[Ids, Ids]:
     return node.astype(np.int64, copy=False), lead[record]
 
 
-def run_loop(n: int, follower: Ids, leader: Ids, max_iterations: int) -> LoopResult:
-    """Run TD's loop for at most `max_iterations` iterations on rows with leader <= follower."""
+def run_loop(
+    n: int,
+    follower: Ids,
+    leader: Ids,
+    max_iterations: int,
+    fixed: npt.NDArray[np.bool_] | None = None,
+    keep_history: bool = False,
+) -> LoopResult:
+    """Run TD's loop for at most `max_iterations` iterations on rows with leader <= follower.
+
+    `fixed`: per node, a value of the do_not_merge_key (it never moves to another leader).
+    `keep_history`: record a Snapshot per iteration (for `keep_debug_tables`).
+    """
     comp = components(n, follower, leader)
     ncomp = int(comp.max()) + 1 if n else 0
     out = np.arange(n, dtype=np.int64)  # a node without rows leads itself
@@ -67,18 +99,47 @@ def run_loop(n: int, follower: Ids, leader: Ids, max_iterations: int) -> LoopRes
     compact = np.empty(n, dtype=np.int64)
     compact[nodes] = np.arange(m, dtype=np.int64)
     f, ldr = compact[f], compact[ldr]
+    pinned = fixed[nodes] if fixed is not None and fixed[nodes].any() else None
+    if pinned is not None:
+        f, ldr = _dedupe(f, ldr, m)  # fixed points are found by comparing row sets
+    kept_f: list[Ids] = []
+    kept_l: list[Ids] = []
+    history: list[Snapshot] | None = [] if keep_history else None
+    settled_now: list[Ids] = [np.flatnonzero(done)]
     iterations, deduped = 0, len(f)
     while len(f) and iterations < max_iterations:
-        f, ldr = _iterate(f, ldr, m)
+        before = f * m + ldr if pinned is not None else None
+        f, ldr = _iterate(f, ldr, m, pinned)
         iterations += 1
-        if len(f) > 2 * deduped:  # duplicates change nothing; drop them now and then
+        if pinned is not None:
+            f, ldr = _dedupe(f, ldr, m)
+        elif len(f) > 2 * deduped:  # duplicates change nothing; drop them now and then
             f, ldr = _dedupe(f, ldr, m)
             deduped = len(f)
         c = comp[nodes[f]]
         _, open_ = _leaders(c, ldr, ncomp)
         settled = ~open_[c]
         out[nodes[f[settled]]] = nodes[ldr[settled]]
+        if history is not None:
+            settled_now.append(nodes[f[settled]])  # one row each from now on
+        if before is not None:
+            # Held apart by do_not_merge_key: settled once an iteration changes none of its rows.
+            changed = np.setxor1d(before, f * m + ldr, assume_unique=True) // m
+            still = np.zeros(ncomp, dtype=bool)
+            still[comp[nodes[changed]]] = True
+            held = ~settled & ~still[c]
+            if held.any():
+                kept_f.append(nodes[f[held]])
+                kept_l.append(nodes[ldr[held]])
+                best = np.full(m, NONE, dtype=np.int64)
+                np.minimum.at(best, f[held], ldr[held])
+                hit = best != NONE
+                out[nodes[hit]] = nodes[best[hit]]
+            settled |= held
         f, ldr = f[~settled], ldr[~settled]
+        if history is not None:
+            rows = (np.concatenate([nodes[f], *kept_f]), np.concatenate([nodes[ldr], *kept_l]))
+            history.append(Snapshot(rows=rows, settled=np.concatenate(settled_now)))
     f, ldr = _dedupe(f, ldr, m)
     open_nodes = nodes[np.flatnonzero(_marks(m, f))]
     if len(f):
@@ -88,13 +149,16 @@ def run_loop(n: int, follower: Ids, leader: Ids, max_iterations: int) -> LoopRes
         out[nodes[left]] = nodes[best[left]]
     # Not converged is not always split: every value may already have the same best leader.
     _, split = _leaders(comp[open_nodes], out[open_nodes], ncomp)
+    kept = (np.concatenate([nodes[f], *kept_f]), np.concatenate([nodes[ldr], *kept_l]))
     return LoopResult(
         leader=out,
         component=comp,
-        open_rows=(nodes[f], nodes[ldr]),
+        kept_rows=kept,
+        kept_components=np.flatnonzero(_marks(ncomp, comp[kept[0]])),
         open_components=np.flatnonzero(_marks(ncomp, comp[open_nodes])),
         split_components=np.flatnonzero(split),
         iterations=iterations,
+        history=history,
     )
 
 
@@ -109,8 +173,8 @@ def components(n: int, follower: Ids, leader: Ids) -> Ids:
     return labels.astype(np.int64, copy=False)
 
 
-def _iterate(f: Ids, ldr: Ids, m: int) -> tuple[Ids, Ids]:
-    """One TD iteration over rows on compact ids 0..m-1."""
+def _iterate(f: Ids, ldr: Ids, m: int, pinned: npt.NDArray[np.bool_] | None) -> tuple[Ids, Ids]:
+    """One TD iteration over rows on compact ids 0..m-1 (`pinned` leaders never move)."""
     leaders = np.flatnonzero(_marks(m, ldr))
     fe = np.concatenate([f, leaders])  # every leader also follows itself
     le = np.concatenate([ldr, leaders])
@@ -118,6 +182,8 @@ def _iterate(f: Ids, ldr: Ids, m: int) -> tuple[Ids, Ids]:
     np.minimum.at(best, fe, le)
     moved = np.full(m, NONE, dtype=np.int64)
     np.minimum.at(moved, le, best[fe])
+    if pinned is not None:
+        moved[pinned] = np.flatnonzero(pinned)
     return fe, moved[le]
 
 

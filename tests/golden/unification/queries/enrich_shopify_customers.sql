@@ -2,21 +2,21 @@
 -- first of these key columns whose value unified_id_lookup holds for that key (NULL if none):
 --   1. email (key email)
 --   2. phone (key phone)
--- The lookup has one row per (id, id_key_type), so no staging row is repeated;
--- unified_id_keys maps a key name to its id_key_type.
+-- The lookup has one row per (id, id_key_type), so no staging row is repeated; it holds
+-- the id in TD's column persistent_id; a key name's id_key_type is in unified_id_keys.
 SELECT
   s.*,
   COALESCE(k1."unified_id", k2."unified_id") AS "unified_id"
 FROM "acme_stg"."shopify_customers" s
 LEFT JOIN (
-  SELECT l."id", l."unified_id"
+  SELECT l."id", l."persistent_id" AS "unified_id"
   FROM "cdp_unification_customer_360"."unified_id_lookup" l
   JOIN "cdp_unification_customer_360"."unified_id_keys" kt ON l."id_key_type" = kt."key_type"
   WHERE kt."key_name" = 'email'
 ) k1
   ON k1."id" = CASE WHEN NULLIF(CAST(s."email" AS varchar), '') NOT IN ('test@test.com') AND regexp_like(NULLIF(CAST(s."email" AS varchar), ''), '.+@.+') AND COALESCE(s."email_valid", false) THEN NULLIF(CAST(s."email" AS varchar), '') END
 LEFT JOIN (
-  SELECT l."id", l."unified_id"
+  SELECT l."id", l."persistent_id" AS "unified_id"
   FROM "cdp_unification_customer_360"."unified_id_lookup" l
   JOIN "cdp_unification_customer_360"."unified_id_keys" kt ON l."id_key_type" = kt."key_type"
   WHERE kt."key_name" = 'phone'

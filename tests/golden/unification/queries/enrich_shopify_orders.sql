@@ -1,14 +1,14 @@
 -- enriched_shopify_orders: every row of acme_stg.shopify_orders, plus unified_id taken from the
 -- first of these key columns whose value unified_id_lookup holds for that key (NULL if none):
 --   1. customer_email (key email)
--- The lookup has one row per (id, id_key_type), so no staging row is repeated;
--- unified_id_keys maps a key name to its id_key_type.
+-- The lookup has one row per (id, id_key_type), so no staging row is repeated; it holds
+-- the id in TD's column persistent_id; a key name's id_key_type is in unified_id_keys.
 SELECT
   s.*,
   k1."unified_id" AS "unified_id"
 FROM "acme_stg"."shopify_orders" s
 LEFT JOIN (
-  SELECT l."id", l."unified_id"
+  SELECT l."id", l."persistent_id" AS "unified_id"
   FROM "cdp_unification_customer_360"."unified_id_lookup" l
   JOIN "cdp_unification_customer_360"."unified_id_keys" kt ON l."id_key_type" = kt."key_type"
   WHERE kt."key_name" = 'email'
