@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
+from cdp_mcp.backends.local import semantics
+
 ENGINES = {"presto": "presto", "trino": "trino", "hive": "hive"}
 
 
@@ -168,6 +170,8 @@ def translate_tree(tree: exp.Expr, engine: str = "presto") -> Translated:
     """A parsed TD statement (in `engine`'s dialect) as DuckDB SQL (rewrites `tree` in place)."""
     # The tree is ours (just parsed): rewrite it in place rather than deep-copying it twice.
     tree = tree.transform(_vectorized_try, copy=False).transform(_direct_sha256, copy=False)
+    # Functions whose literal translation returns something else than TD's engine would.
+    tree = semantics.rewrite(tree, semantics.hive if engine == "hive" else semantics.presto)
     if isinstance(tree, exp.Insert) and isinstance(tree.expression, exp.Query):
         table = _table_of(tree.this)
         if table is not None:
