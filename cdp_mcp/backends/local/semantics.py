@@ -86,7 +86,7 @@ def _hive_unix_timestamp(node: exp.StrToUnix) -> exp.Expression:
 def _json_guard(node: exp.JSONExtractScalar, scalar_only: bool) -> exp.Expression:
     """`j ->> path` errors on text that is not JSON; TD's functions give NULL."""
     doc = node.this
-    condition: exp.Expression = _fn("json_valid", doc.copy())
+    condition: exp.Expr = _fn("json_valid", doc.copy())
     path = node.expression
     if scalar_only and path is not None:
         kind = _fn(
@@ -173,9 +173,7 @@ def _hive_date_format(node: exp.TimeToStr) -> exp.Expression:
     return node
 
 
-def rewrite(
-    tree: exp.Expression, fun: Callable[[exp.Expression], exp.Expression]
-) -> exp.Expression:
+def rewrite(tree: exp.Expr, fun: Callable[[exp.Expr], exp.Expr]) -> exp.Expr:
     """`tree` with `fun` applied to every node, children first (a rewrite that wraps a node
     still sees its arguments rewritten). Rewrites in place; returns the (new) root."""
     root = tree
@@ -186,12 +184,12 @@ def rewrite(
             continue
         if parent is None:
             root = new
-        else:
+        elif arg_key:
             parent.set(arg_key, new, index)
     return root
 
 
-def hive(node: exp.Expression) -> exp.Expression:
+def hive(node: exp.Expr) -> exp.Expr:
     """One node of a Hive statement, rewritten to keep Hive's result in DuckDB."""
     if isinstance(node, exp.StrToUnix):
         return _hive_unix_timestamp(node)
@@ -208,7 +206,7 @@ def hive(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def presto(node: exp.Expression) -> exp.Expression:
+def presto(node: exp.Expr) -> exp.Expr:
     """One node of a Presto statement, rewritten to keep Presto's result in DuckDB."""
     if isinstance(node, exp.JSONExtractScalar):
         return _json_guard(node, scalar_only=True)
