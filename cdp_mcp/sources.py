@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 
+from cdp_mcp.json_keys import json_keys
 from cdp_mcp.schema import Column, snake_case, td_type, unique_names
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -108,6 +109,24 @@ def _cached_description(path: Path, size: int, mtime_ns: int) -> tuple[tuple[str
     return tuple(types)
 
 
+@functools.lru_cache(maxsize=256)
+def _cached_json_keys(path: Path, size: int, mtime_ns: int) -> dict[str, tuple[str, ...]]:
+    """The JSON keys of the file's JSON columns (json_keys.py), cached per file version."""
+    described = _cached_description(path, size, mtime_ns)
+    fixed = list(described) if FORMATS.get(path.suffix.lower()) != "parquet" else None
+    with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
+        try:
+            return json_keys(con, _reader(path, fixed), list(described))
+        except duckdb.Error as e:
+            raise SourceError(f"cannot read {path}: {e}") from None
+
+
+def _json_keys_of(path: Path) -> dict[str, tuple[str, ...]]:
+    stat = path.stat()
+    return _cached_json_keys(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
 def _describe(con: duckdb.DuckDBPyConnection, reader: str) -> Types:
     return [
         (str(r[0]), str(r[1])) for r in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
@@ -144,6 +163,7 @@ def _nested(dtype: str) -> bool:
 def select_sql(path: Path) -> tuple[str, list[Column]]:
     """A SELECT over the file with TD column names and types, and the resulting columns."""
     described = _described(path)
+    keys = _json_keys_of(path)
     names = unique_names([snake_case(n) for n, _ in described])
     if "time" in names:
         raise SourceError(f"{path}: column `time` is reserved for TD's load time; rename it")
@@ -155,7 +175,7 @@ def select_sql(path: Path) -> tuple[str, list[Column]]:
         if _nested(dtype):
             value = f"to_json({value})"  # TD keeps a nested value as its JSON text
         exprs.append(f"CAST({value} AS {target}) AS {quote_ident(name)}")
-        cols.append(Column(name=name, type=ttype))
+        cols.append(Column(name=name, type=ttype, json_keys=keys.get(orig, ())))
     fixed = described if FORMATS.get(path.suffix.lower()) != "parquet" else None
     return f"SELECT {', '.join(exprs)} FROM {_reader(path, fixed)}", cols
 
