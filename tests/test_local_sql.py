@@ -7,7 +7,7 @@ import hashlib
 import duckdb
 import pytest
 
-from cdp_mcp.backends.local.sql import translate
+from cdp_mcp.backends.local.sql import HiveSyntaxError, translate
 
 
 @pytest.mark.parametrize("engine", ["presto", "hive"])
@@ -90,3 +90,13 @@ def test_presto_json_extract_scalar_is_null_for_text_and_objects(
     expression: str, expected: object
 ) -> None:
     assert one_row(f"SELECT {expression}", "presto") == (expected,)
+
+
+def test_presto_functions_in_hive_text_fail_as_they_do_on_td() -> None:
+    with pytest.raises(HiveSyntaxError, match=r"Hive has no TRY_CAST .*for TRY_CAST use CAST"):
+        translate("SELECT TRY_CAST(v AS double) FROM t", "hive")
+    with pytest.raises(HiveSyntaxError, match="JSON_EXTRACT_SCALAR, TO_UNIXTIME"):
+        translate("SELECT json_extract_scalar(j, '$.a'), to_unixtime(now()) FROM t", "hive")
+    # the same names in strings, comments or as quoted identifiers are not calls
+    assert translate("SELECT 'try_cast(x)' AS `now` -- regexp_like(x)\nFROM t", "hive").sql
+    assert translate("SELECT TRY_CAST(v AS double) FROM t", "presto").sql

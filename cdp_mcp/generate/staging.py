@@ -132,6 +132,7 @@ def _table_files(
     cfg: PipelineConfig, ref: TableRef, schemas: SchemaMap
 ) -> tuple[StagingTable, dict[str, str]]:
     columns = _input_columns(ref, schemas)
+    source_db = ref.database or cfg.src_db
     inc = cfg.ingestion.incremental_field
     plan = staging_plan(columns, inc)
     inputs = staging_inputs(columns, inc)
@@ -142,7 +143,7 @@ def _table_files(
         "engine": engine,
         "qi": hive_ident if hive else quote_ident,
         "sl": hive_string if hive else presto_string,
-        "source_db": ref.database,
+        "source_db": source_db,
         "source_table": f"{ref.table}_hist_union",
         "source_system": cfg.source,
         "inputs": inputs,
@@ -156,7 +157,7 @@ def _table_files(
         "recency_note": ", then ".join(r.column for r in dedup.recency),
         "no_dedup_reason": dedup.reason,
         "target": f"{cfg.stg_db}.{ref.table}",
-        "source": f"{ref.database}.{ref.table}_hist_union",
+        "source": f"{source_db}.{ref.table}_hist_union",
     }
     transform = render_template("staging/transform.sql.j2", **common, scope="all")
     changes = render_template("staging/transform.sql.j2", **common, scope="changes")
@@ -164,7 +165,7 @@ def _table_files(
     digest = hashlib.sha256((transform + changes).encode()).hexdigest()[:12]
     table = StagingTable(
         name=ref.table,
-        source_db=ref.database,
+        source_db=source_db,
         source_table=f"{ref.table}_hist_union",
         columns=[p.column for p in plan],
         watermark_key=f"{cfg.stg_db}.{ref.table}#{digest}",

@@ -608,7 +608,7 @@ class LocalRuntime:
                 duck = show_sql(statement, database, tables, columns)
             else:
                 tree = scope_information_schema(statement.tree, list(tables))
-                duck = translate_tree(tree).sql
+                duck = translate_tree(tree, engine).sql
             check_duckdb(cur, duck, database, tables)
             timer = threading.Timer(timeout, cur.interrupt)
             timer.start()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
+from cdp_mcp import hive_functions
 from cdp_mcp.backends.local import semantics
 
 ENGINES = {"presto": "presto", "trino": "trino", "hive": "hive"}
@@ -45,6 +46,15 @@ class Translated:
 
 class HiveSyntaxError(ValueError):
     """Text Hive itself refuses, though sqlglot (lenient) would parse it."""
+
+
+def refuse_presto_functions(sql: str) -> None:
+    """TD's Hive fails a query that calls a Presto-only function; so does the local one."""
+    calls = hive_functions.presto_only_calls(sql)
+    if calls:
+        kind = "a Presto function" if len(calls) == 1 else "Presto functions"
+        use = "; ".join(f"for {name} use {hive_functions.PRESTO_ONLY[name]}" for name in calls)
+        raise HiveSyntaxError(f"Hive has no {', '.join(calls)} ({kind}): {use}")
 
 
 def split_statements(sql: str) -> list[Statement]:
@@ -154,6 +164,8 @@ def translate(sql: str, engine: str = "presto") -> Translated:
     dialect = ENGINES.get(engine)
     if dialect is None:
         raise ValueError(f"unknown engine {engine!r}; use presto or hive")
+    if engine == "hive":
+        refuse_presto_functions(sql)
     try:
         tree = sqlglot.parse_one(sql, read=dialect)
     except sqlglot.errors.SqlglotError as e:
