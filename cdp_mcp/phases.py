@@ -91,6 +91,9 @@ INGESTION_LOG_COLUMNS = [
     Column(name="message", type="string"),
     Column(name="time", type="long"),
 ]
+# Staging's watermarks, one row per run and table, with inc_log's columns (a table of its
+# own: a staging run leaves the hist-union phase's tables as that phase validated them).
+STAGING_LOG = "staging_log"
 INC_LOG_COLUMNS = [
     Column(name="table_name", type="string"),
     Column(name="watermark", type="long"),
@@ -160,7 +163,8 @@ def expected_tables(cfg: PipelineConfig, phase: Phase, schemas: SchemaMap) -> li
         ]
         return [*tables, table(cfg.config_db, "inc_log", INC_LOG_COLUMNS)]
     if phase is Phase.STAGING:
-        return [table(cfg.stg_db, r.table) for r in cfg.hist_union_tables()]
+        tables = [table(cfg.stg_db, r.table) for r in cfg.hist_union_tables()]
+        return [*tables, table(cfg.config_db, STAGING_LOG, INC_LOG_COLUMNS)]
     fixed = unification_output_columns(cfg)
     tables = [
         ExpectedTable(database=cfg.unif_db, table=name, columns=cols)

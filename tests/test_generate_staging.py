@@ -247,7 +247,9 @@ def run_sql(con: duckdb.DuckDBPyConnection, sql: str, engine: str) -> None:
 def run_transform(
     con: duckdb.DuckDBPyConnection, sql: str, engine: str, table: str, **results: object
 ) -> list[dict[str, Any]]:
-    """Translate to DuckDB as the local backend does, build the table, return its rows."""
+    """Translate to DuckDB as the local backend does, build the table, return its rows
+    (by default as a first run sees them: no watermark, every row before the cutoff)."""
+    results = {"from_time": -1, "to_time": 10**12, **results}
     translated = translate(with_results(sql, **results), engine)
     assert translated.is_query and translated.note is None, translated.note
     con.execute(f"CREATE OR REPLACE TABLE acme_stg.{table} AS {translated.sql}")
@@ -285,7 +287,9 @@ def test_files_are_one_workflow_and_the_steps_per_table(engine: str) -> None:
     cfg = make_config(engine)
     files = render(cfg, schemas_for(cfg))
     steps = [f"queries/{t}_{step}.sql" for t in TABLES for step in STEPS]
-    assert sorted(files) == sorted(["transform_shopify.dig", "queries/create_inc_log.sql", *steps])
+    assert sorted(files) == sorted(
+        ["transform_shopify.dig", "queries/create_staging_log.sql", *steps]
+    )
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -457,7 +461,7 @@ def test_identifiers_that_need_quoting(engine: str) -> None:
     sql = render(cfg, schemas)["queries/shopify_orders_transform.sql"]
     quoted = '"note""s"' if engine == "presto" else '`note"s`'
     assert quoted in sql
-    assert sqlglot.parse(sql, read=engine)
+    assert sqlglot.parse(with_results(sql, **RESULTS), read=engine)
     con = seeded_db(
         schemas,
         {
@@ -680,17 +684,28 @@ class Staging:
     def __init__(self, engine: str, con: duckdb.DuckDBPyConnection, files: dict[str, str]):
         self.engine, self.con, self.files = engine, con, files
         con.execute("CREATE SCHEMA IF NOT EXISTS acme_config")
-        run_sql(con, files["queries/create_inc_log.sql"], "presto")
+        run_sql(con, files["queries/create_staging_log.sql"], "presto")
 
     def sql(self, table: str, step: str, results: dict[str, Any]) -> str:
         text = self.files[f"queries/{table}_{step}.sql"].replace("${session_time}", "2024-01-01")
         return with_results(text, **results)
 
-    def run(self, table: str, stop_after: str | None = None) -> str:
-        """One run; `stop_after` a step to simulate a failure right after it."""
+    def run(
+        self,
+        table: str,
+        stop_after: str | None = None,
+        meanwhile: list[tuple[Any, ...]] | None = None,
+    ) -> str:
+        """One run; `stop_after` a step to simulate a failure right after it; `meanwhile`
+        rows loaded into the union after the run read its bounds."""
         cur = self.con.execute(translate(self.sql(table, "bounds", {}), "presto").sql)
         names = [d[0] for d in cur.description]
         results = dict(zip(names, cur.fetchone(), strict=True))
+        if meanwhile:
+            marks = ", ".join("?" for _ in meanwhile[0])
+            self.con.executemany(
+                f"INSERT INTO acme_src.{table}_hist_union VALUES ({marks})", meanwhile
+            )
         results["rebuild"] = str(results["rebuild"]).lower()
         steps = (
             ["transform", "swap"]
@@ -724,9 +739,13 @@ class Staging:
             key=repr,
         )
 
-    def full_rebuild(self, table: str) -> list[tuple[Any, ...]]:
+    def full_rebuild(self, table: str, up_to: int = 10**12) -> list[tuple[Any, ...]]:
         run_transform(
-            self.con, self.files[f"queries/{table}_transform.sql"], self.engine, "expected"
+            self.con,
+            self.files[f"queries/{table}_transform.sql"],
+            self.engine,
+            "expected",
+            to_time=up_to,
         )
         rows = table_rows(self.con, "acme_stg.expected")
         self.con.execute("DROP TABLE acme_stg.expected")
@@ -778,6 +797,15 @@ def test_incremental_runs_stage_what_a_full_rebuild_would(engine: str) -> None:
     assert customers["c1"]["first_name"] == "Newest"  # the latest updated_at, not the last load
     assert customers["c4"]["first_name"] == "Late"  # loaded in the watermark's second, after it
     assert len(st.rows("shopify_customers")) == before + 2  # c9 and the key-less row
+
+    # Rows loaded while a run works wait for the next run: the table stays exactly the
+    # transform of the union up to its watermark.
+    late = [("c1", "during@example.com", None, "During", 0, None, "2025-01-01", 800)]
+    assert st.run("shopify_customers", meanwhile=late) == "incremental"
+    assert st.rows("shopify_customers") == st.full_rebuild("shopify_customers", up_to=700)
+    assert st.rows("shopify_customers") != st.full_rebuild("shopify_customers")
+    st.run("shopify_customers")
+    assert st.rows("shopify_customers") == st.full_rebuild("shopify_customers")
 
     # Reruns, after success or after a failure at any step, stage the same rows again.
     for stop in (None, "changes", "delete", "insert"):

@@ -132,7 +132,7 @@ def test_incremental_staging_equals_a_full_rebuild_and_reruns_add_nothing(
         await run_phases(backend, cfg, session + timedelta(minutes=10), (Phase.STAGING,))
         assert {t: staged_now(cfg, t) for t in TABLES} == incremental
         # a full rebuild (no watermark) stages exactly what the incremental runs did
-        await backend.query("DELETE FROM inc_log WHERE table_name LIKE 'acme_stg.%'", cfg.config_db)
+        await backend.query("DELETE FROM staging_log", cfg.config_db)
         rebuilt = await run_phases(backend, cfg, session + timedelta(minutes=15), (Phase.STAGING,))
         assert build in rebuilt
         assert {t: staged_now(cfg, t) for t in TABLES} == incremental
@@ -151,7 +151,7 @@ def test_a_failed_rebuild_leaves_the_staging_table_as_it_was(sample: PipelineCon
         await run_phases(backend, cfg, session, ALL)
         before = staged_now(cfg, "shopify_orders")
         # A rebuild is due (no watermark) and the build fails: a column it reads is gone.
-        await backend.query("DELETE FROM inc_log WHERE table_name LIKE 'acme_stg.%'", cfg.config_db)
+        await backend.query("DELETE FROM staging_log", cfg.config_db)
         await backend.query(
             "ALTER TABLE shopify_orders_hist_union DROP COLUMN currency", cfg.src_db
         )

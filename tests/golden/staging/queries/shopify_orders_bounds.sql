@@ -7,7 +7,7 @@ SELECT
   (from_time < 0 OR staged = 0) AS rebuild
 FROM (
   SELECT
-    (SELECT COALESCE(MAX("watermark"), -1) FROM "acme_config"."inc_log" WHERE "table_name" = 'acme_stg.shopify_orders#83deffc73809') AS from_time,
+    (SELECT COALESCE(MAX("watermark"), -1) FROM "acme_config"."staging_log" WHERE "table_name" = 'acme_stg.shopify_orders#2a207e83f888') AS from_time,
     (SELECT COALESCE(MAX("time"), -1) FROM "acme_src"."shopify_orders_hist_union") AS max_time,
     (SELECT count(*) FROM information_schema.tables WHERE table_schema = 'acme_stg' AND table_name = 'shopify_orders') AS staged
 ) marks

@@ -9,15 +9,16 @@ WITH
 changed_keys AS (
   SELECT DISTINCT "id" AS "__stg_key"
   FROM "acme_src"."shopify_orders_hist_union"
-  WHERE "time" >= ${td.last_results.from_time}
+  WHERE "time" >= ${td.last_results.from_time} AND "time" <= ${td.last_results.to_time}
 ),
 scoped AS (
   SELECT "__stg_u".*
   FROM "acme_src"."shopify_orders_hist_union" "__stg_u"
   LEFT JOIN changed_keys "__stg_c"
     ON "__stg_u"."id" = "__stg_c"."__stg_key"
-  WHERE "__stg_c"."__stg_key" IS NOT NULL
-    OR ("__stg_u"."id" IS NULL AND "__stg_u"."time" >= ${td.last_results.from_time})
+  WHERE "__stg_u"."time" <= ${td.last_results.to_time}
+    AND ("__stg_c"."__stg_key" IS NOT NULL
+      OR ("__stg_u"."id" IS NULL AND "__stg_u"."time" >= ${td.last_results.from_time}))
 ),
 cleaned AS (
   SELECT

@@ -4,6 +4,9 @@
 -- to cents, JSON keys extracted; *_valid, *_hash (of valid values only), *_std, *_unixtime
 -- and *_date are derived from the normalised values.
 WITH
+scoped AS (
+  SELECT * FROM "acme_src"."shopify_orders_hist_union" WHERE "time" <= ${td.last_results.to_time}
+),
 cleaned AS (
   SELECT
     "id" AS "id",
@@ -13,7 +16,7 @@ cleaned AS (
     CASE WHEN lower(trim("created_at")) IN ('', 'null', 'none', 'n/a', 'na') THEN NULL ELSE trim("created_at") END AS "created_at",
     CASE WHEN lower(trim("updated_at")) IN ('', 'null', 'none', 'n/a', 'na') THEN NULL ELSE trim("updated_at") END AS "updated_at",
     "time" AS "time"
-  FROM "acme_src"."shopify_orders_hist_union"
+  FROM scoped
 ),
 standardized AS (
   SELECT

@@ -1,8 +1,8 @@
 -- Record this run's cutoff as the watermark of acme_stg.shopify_products's transform, with the
 -- union rows loaded since the last one.
-INSERT INTO "acme_config"."inc_log" ("table_name", "watermark", "rows_added", "session_time", "time")
+INSERT INTO "acme_config"."staging_log" ("table_name", "watermark", "rows_added", "session_time", "time")
 SELECT
-  'acme_stg.shopify_products#e7082681761f',
+  'acme_stg.shopify_products#6c9c5f248a3f',
   CAST(${td.last_results.to_time} AS bigint),
   (SELECT count(*) FROM "acme_src"."shopify_products_hist_union" WHERE "time" >= ${td.last_results.from_time} AND "time" <= ${td.last_results.to_time}),
   '${session_time}',
