@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from cdp_mcp.config import ConfigError, PipelineConfig
 from cdp_mcp.generate.unify_plan import UnificationPlan, plan_unification
-from cdp_mcp.phases import ORDER, Phase, expected_tables, project_name, workflows
+from cdp_mcp.phases import ORDER, STAGING_LOG, Phase, expected_tables, project_name, workflows
 from cdp_mcp.pipeline.state import MAX_ATTEMPTS, PipelineState
 from cdp_mcp.schema import SchemaMap
 from cdp_mcp.sources import SourceError, quote_ident
@@ -120,8 +120,11 @@ def _runbook_reruns(cfg: PipelineConfig) -> list[str]:
         "does not load a row twice.",
         f"- Hist-union: `{src}_hist_union` appends only the rows above each side's watermark "
         f"in `{cfg.config_db}.inc_log`; running it again without new rows adds nothing.",
-        f"- Staging: `transform_{src}` rebuilds every table in `{cfg.stg_db}` in full, so "
-        "deduplication stays exact however often it runs.",
+        f"- Staging: `transform_{src}` restages, per table in `{cfg.stg_db}`, only the keys "
+        f"with rows loaded since its watermark in `{cfg.config_db}.staging_log` (delete + "
+        "insert), so each table equals a full rebuild and a rerun adds nothing twice. The "
+        "first run builds each table beside the old one and renames it over it; delete a "
+        "table's rows from `staging_log` to rebuild it in full.",
         f"- Unification: `unif_runner` runs prep, ID unification ({u.update_strategy}, "
         f"{u.id_method} `{u.id_name}`) and enrichment; its `.dig` carries a commented "
         "`schedule:` to enable for a daily incremental run.",
@@ -204,18 +207,21 @@ def _monitor_ingestion(cfg: PipelineConfig) -> list[str]:
 
 
 def _monitor_watermarks(cfg: PipelineConfig) -> list[str]:
-    return [
-        "## Hist-union: watermarks",
-        "",
-        f"Each run records, per source table, its new watermark in `{cfg.config_db}.inc_log`; "
-        "a watermark that stops moving while the source grows means the union is stuck:",
-        "",
-        *_sql(
-            "SELECT table_name, max(watermark) AS watermark, sum(rows_added) AS rows_added,",
-            "       max(session_time) AS last_session",
-            f"FROM {_q(cfg.config_db, 'inc_log')} GROUP BY 1 ORDER BY 1",
-        ),
-    ]
+    lines = []
+    for title, log in (("Hist-union", "inc_log"), ("Staging", STAGING_LOG)):
+        lines += [
+            f"## {title}: watermarks",
+            "",
+            f"Each run records, per table, its new watermark in `{cfg.config_db}.{log}`; "
+            "a watermark that stops moving while its input grows means the phase is stuck:",
+            "",
+            *_sql(
+                "SELECT table_name, max(watermark) AS watermark, sum(rows_added) AS rows_added,",
+                "       max(session_time) AS last_session",
+                f"FROM {_q(cfg.config_db, log)} GROUP BY 1 ORDER BY 1",
+            ),
+        ]
+    return lines
 
 
 def _row_flow_sql(cfg: PipelineConfig, db: str, table: str) -> list[str]:
