@@ -274,7 +274,7 @@ def build(engine: str, table: str, **ingestion: Any) -> tuple[list[dict[str, Any
 
 
 STEPS = ("bounds", "transform", "changes", "delete", "insert", "log")
-RESULTS = {"from_time": 150, "to_time": 300, "rebuild": "false"}
+RESULTS = {"from_time": 150, "to_time": 300, "rebuild": "false", "restage": "true"}
 
 
 def engine_of(rel: str, engine: str) -> str:
@@ -337,10 +337,10 @@ def test_workflow_builds_beside_and_swaps_or_upserts_the_changes(
         task = tasks[f"+{table}"]
         q = f"queries/{table}"
         assert task["+read_watermark"] == {"td>": f"{q}_bounds.sql", "store_last_results": True}
-        stage = task["+stage"]
-        assert stage["if>"] == "${td.last_results.rebuild}"
+        rebuild, restage = task["+rebuild"], task["+restage_changes"]
+        assert rebuild["if>"] == "${td.last_results.rebuild}"
         # A full build never replaces the table in place: built beside, then renamed over it.
-        assert stage["_do"] == {
+        assert rebuild["_do"] == {
             "+build_beside": {
                 "td>": f"{q}_transform.sql",
                 "engine": engine,
@@ -351,7 +351,8 @@ def test_workflow_builds_beside_and_swaps_or_upserts_the_changes(
                 "rename_tables": [{"from": f"{table}_stg_build", "to": table}],
             },
         }
-        assert stage["_else_do"] == {
+        assert restage["if>"] == "${td.last_results.restage}"
+        assert restage["_do"] == {
             "+stage_changes": {
                 "td>": f"{q}_changes.sql",
                 "engine": engine,
@@ -706,11 +707,10 @@ class Staging:
             self.con.executemany(
                 f"INSERT INTO acme_src.{table}_hist_union VALUES ({marks})", meanwhile
             )
-        results["rebuild"] = str(results["rebuild"]).lower()
+        rebuild, restage = results.pop("rebuild"), results.pop("restage")
+        assert not (rebuild and restage)
         steps = (
-            ["transform", "swap"]
-            if results["rebuild"] == "true"
-            else ["changes", "delete", "insert"]
+            ["transform", "swap"] if rebuild else ["changes", "delete", "insert"] if restage else []
         )
         for step in [*steps, "log"]:
             if step == "transform":
@@ -728,7 +728,7 @@ class Staging:
                 run_sql(self.con, self.sql(table, step, results), "presto")
             if step == stop_after:
                 return "failed"
-        return "rebuilt" if results["rebuild"] == "true" else "incremental"
+        return "rebuilt" if rebuild else "incremental" if restage else "nothing to restage"
 
     def rows(self, table: str) -> list[tuple[Any, ...]]:
         return sorted(

@@ -116,8 +116,8 @@ def test_incremental_staging_equals_a_full_rebuild_and_reruns_add_nothing(
     cfg = sample
     backend = LocalBackend(cfg.workspace)
     session = datetime.now(UTC).replace(microsecond=0)
-    build = "+transform_shopify+transform+shopify_orders+stage^sub+build_beside"
-    changes = "+transform_shopify+transform+shopify_orders+stage^sub+stage_changes"
+    build = "+transform_shopify+transform+shopify_orders+rebuild^sub+build_beside"
+    changes = "+transform_shopify+transform+shopify_orders+restage_changes^sub+stage_changes"
 
     async def scenario() -> None:
         first = await run_phases(backend, cfg, session, ALL)

@@ -40,6 +40,7 @@ from cdp_mcp.schema import Column, SchemaMap, presto_type
 from cdp_mcp.sources import quote_ident, sql_string
 from cdp_mcp.staging_rules import (
     NULL_TEXTS,
+    StagingColumn,
     StagingInput,
     column_kind,
     staging_inputs,
@@ -48,7 +49,6 @@ from cdp_mcp.staging_rules import (
 
 BUILD_SUFFIX = "_stg_build"  # the full build, before it is swapped in
 CHANGES_SUFFIX = "_stg_changes"  # an incremental run's new versions, before the upsert
-_TIMED = ("std", "unixtime", "date")
 
 
 @dataclass(frozen=True)
@@ -152,8 +152,10 @@ def _table_files(
         "source_system": cfg.source,
         "inputs": inputs,
         "plan": plan,
-        # timestamps with a derived column: parsed once each, in this order
-        "timed": list(dict.fromkeys(p.source.name for p in plan if p.source and p.role in _TIMED)),
+        # computed once each, in this order: the seconds of timestamps with a derived column,
+        # the validity of emails and phones with a *_valid or *_hash column
+        "timed": _sources(plan, ("std", "unixtime", "date")),
+        "checked": _sources(plan, ("valid", "hash")),
         "null_texts": NULL_TEXTS,
         "dedup_key": dedup.key,
         "key_input": dedup.key_input,
@@ -190,6 +192,11 @@ def _table_files(
     for step in ("bounds", "delete", "insert", "log"):
         files[f"queries/{ref.table}_{step}.sql"] = render_template(f"staging/{step}.sql.j2", **book)
     return table, files
+
+
+def _sources(plan: list[StagingColumn], roles: tuple[str, ...]) -> list[str]:
+    """The inputs some output column of `roles` is derived from, in plan order."""
+    return list(dict.fromkeys(p.source.name for p in plan if p.source and p.role in roles))
 
 
 def _dedup(

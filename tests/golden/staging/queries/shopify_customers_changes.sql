@@ -75,8 +75,9 @@ latest AS (
   FROM ranked
   WHERE "__stg_row_number" = 1 OR "id" IS NULL
 ),
-timed AS (
-  -- Each timestamp parsed once; its *_std, *_unixtime and *_date come from these seconds.
+derived AS (
+  -- Computed once: each timestamp's seconds (its *_std, *_unixtime and *_date come from
+  -- them) and each email's and phone's validity (its *_valid and *_hash).
   SELECT
     "id",
     "first_name",
@@ -87,7 +88,9 @@ timed AS (
     "updated_at",
     "time",
     CAST(floor(to_unixtime(COALESCE(TRY(from_iso8601_timestamp(trim("created_at"))), TRY(date_parse(trim("created_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("created_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("created_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("created_at"), '%Y/%m/%d')), TRY(date_parse(trim("created_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("created_at"), '%m/%d/%Y')), TRY(date_parse(trim("created_at"), '%Y%m%d'))))) AS BIGINT) AS "__stg_unixtime_0",
-    CAST(floor(to_unixtime(COALESCE(TRY(from_iso8601_timestamp(trim("updated_at"))), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y')), TRY(date_parse(trim("updated_at"), '%Y%m%d'))))) AS BIGINT) AS "__stg_unixtime_1"
+    CAST(floor(to_unixtime(COALESCE(TRY(from_iso8601_timestamp(trim("updated_at"))), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y')), TRY(date_parse(trim("updated_at"), '%Y%m%d'))))) AS BIGINT) AS "__stg_unixtime_1",
+    COALESCE(regexp_like("email", '^[a-z0-9._%+-]+@[a-z0-9-]+([.][a-z0-9-]+)*[.][a-z]{2,}$'), FALSE) AS "__stg_valid_0",
+    COALESCE(length("phone") = 10, FALSE) AS "__stg_valid_1"
   FROM latest
 ),
 enriched AS (
@@ -96,11 +99,11 @@ enriched AS (
     "first_name" AS "first_name",
     "last_name" AS "last_name",
     "email" AS "email",
-    COALESCE(regexp_like("email", '^[a-z0-9._%+-]+@[a-z0-9-]+([.][a-z0-9-]+)*[.][a-z]{2,}$'), FALSE) AS "email_valid",
-    CASE WHEN COALESCE(regexp_like("email", '^[a-z0-9._%+-]+@[a-z0-9-]+([.][a-z0-9-]+)*[.][a-z]{2,}$'), FALSE) THEN lower(to_hex(sha256(to_utf8("email")))) END AS "email_hash",
+    "__stg_valid_0" AS "email_valid",
+    CASE WHEN "__stg_valid_0" THEN lower(to_hex(sha256(to_utf8("email")))) END AS "email_hash",
     "phone" AS "phone",
-    COALESCE(length("phone") = 10, FALSE) AS "phone_valid",
-    CASE WHEN COALESCE(length("phone") = 10, FALSE) THEN lower(to_hex(sha256(to_utf8("phone")))) END AS "phone_hash",
+    "__stg_valid_1" AS "phone_valid",
+    CASE WHEN "__stg_valid_1" THEN lower(to_hex(sha256(to_utf8("phone")))) END AS "phone_hash",
     "created_at" AS "created_at",
     date_format(from_unixtime("__stg_unixtime_0"), '%Y-%m-%d %H:%i:%s') AS "created_at_std",
     "__stg_unixtime_0" AS "created_at_unixtime",
@@ -112,7 +115,7 @@ enriched AS (
     "time" AS "time",
     'shopify' AS "source_system",
     CAST(floor(to_unixtime(now())) AS BIGINT) AS "load_timestamp"
-  FROM timed
+  FROM derived
 )
 SELECT
   "id",

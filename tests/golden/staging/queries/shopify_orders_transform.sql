@@ -58,8 +58,9 @@ latest AS (
   FROM ranked
   WHERE "__stg_row_number" = 1 OR "id" IS NULL
 ),
-timed AS (
-  -- Each timestamp parsed once; its *_std, *_unixtime and *_date come from these seconds.
+derived AS (
+  -- Computed once: each timestamp's seconds (its *_std, *_unixtime and *_date come from
+  -- them) and each email's and phone's validity (its *_valid and *_hash).
   SELECT
     "id",
     "customer_email",
@@ -69,15 +70,16 @@ timed AS (
     "updated_at",
     "time",
     CAST(floor(to_unixtime(COALESCE(TRY(from_iso8601_timestamp(trim("created_at"))), TRY(date_parse(trim("created_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("created_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("created_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("created_at"), '%Y/%m/%d')), TRY(date_parse(trim("created_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("created_at"), '%m/%d/%Y')), TRY(date_parse(trim("created_at"), '%Y%m%d'))))) AS BIGINT) AS "__stg_unixtime_0",
-    CAST(floor(to_unixtime(COALESCE(TRY(from_iso8601_timestamp(trim("updated_at"))), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y')), TRY(date_parse(trim("updated_at"), '%Y%m%d'))))) AS BIGINT) AS "__stg_unixtime_1"
+    CAST(floor(to_unixtime(COALESCE(TRY(from_iso8601_timestamp(trim("updated_at"))), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y')), TRY(date_parse(trim("updated_at"), '%Y%m%d'))))) AS BIGINT) AS "__stg_unixtime_1",
+    COALESCE(regexp_like("customer_email", '^[a-z0-9._%+-]+@[a-z0-9-]+([.][a-z0-9-]+)*[.][a-z]{2,}$'), FALSE) AS "__stg_valid_0"
   FROM latest
 ),
 enriched AS (
   SELECT
     "id" AS "id",
     "customer_email" AS "customer_email",
-    COALESCE(regexp_like("customer_email", '^[a-z0-9._%+-]+@[a-z0-9-]+([.][a-z0-9-]+)*[.][a-z]{2,}$'), FALSE) AS "customer_email_valid",
-    CASE WHEN COALESCE(regexp_like("customer_email", '^[a-z0-9._%+-]+@[a-z0-9-]+([.][a-z0-9-]+)*[.][a-z]{2,}$'), FALSE) THEN lower(to_hex(sha256(to_utf8("customer_email")))) END AS "customer_email_hash",
+    "__stg_valid_0" AS "customer_email_valid",
+    CASE WHEN "__stg_valid_0" THEN lower(to_hex(sha256(to_utf8("customer_email")))) END AS "customer_email_hash",
     "total_price" AS "total_price",
     "currency" AS "currency",
     "created_at" AS "created_at",
@@ -91,7 +93,7 @@ enriched AS (
     "time" AS "time",
     'shopify' AS "source_system",
     CAST(floor(to_unixtime(now())) AS BIGINT) AS "load_timestamp"
-  FROM timed
+  FROM derived
 )
 SELECT
   "id",

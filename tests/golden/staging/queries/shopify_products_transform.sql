@@ -54,8 +54,9 @@ latest AS (
   FROM ranked
   WHERE "__stg_row_number" = 1 OR "id" IS NULL
 ),
-timed AS (
-  -- Each timestamp parsed once; its *_std, *_unixtime and *_date come from these seconds.
+derived AS (
+  -- Computed once: each timestamp's seconds (its *_std, *_unixtime and *_date come from
+  -- them) and each email's and phone's validity (its *_valid and *_hash).
   SELECT
     "id",
     "title",
@@ -79,7 +80,7 @@ enriched AS (
     "time" AS "time",
     'shopify' AS "source_system",
     CAST(floor(to_unixtime(now())) AS BIGINT) AS "load_timestamp"
-  FROM timed
+  FROM derived
 )
 SELECT
   "id",
