@@ -163,7 +163,6 @@ def _nested(dtype: str) -> bool:
 def select_sql(path: Path) -> tuple[str, list[Column]]:
     """A SELECT over the file with TD column names and types, and the resulting columns."""
     described = _described(path)
-    keys = _json_keys_of(path)
     names = unique_names([snake_case(n) for n, _ in described])
     if "time" in names:
         raise SourceError(f"{path}: column `time` is reserved for TD's load time; rename it")
@@ -175,10 +174,18 @@ def select_sql(path: Path) -> tuple[str, list[Column]]:
         if _nested(dtype):
             value = f"to_json({value})"  # TD keeps a nested value as its JSON text
         exprs.append(f"CAST({value} AS {target}) AS {quote_ident(name)}")
-        cols.append(Column(name=name, type=ttype, json_keys=keys.get(orig, ())))
+        cols.append(Column(name=name, type=ttype))
     fixed = described if FORMATS.get(path.suffix.lower()) != "parquet" else None
     return f"SELECT {', '.join(exprs)} FROM {_reader(path, fixed)}", cols
 
 
 def read_schema(path: Path) -> list[Column]:
-    return select_sql(path)[1]
+    """The columns a load of `path` produces, with the JSON keys of its JSON columns (what
+    staging extracts; a load does not need them, so `select_sql` leaves them out)."""
+    columns = select_sql(path)[1]
+    keys = _json_keys_of(path)
+    originals = [name for name, _ in _described(path)]
+    return [
+        c.model_copy(update={"json_keys": keys[orig]}) if orig in keys else c
+        for c, orig in zip(columns, originals, strict=True)
+    ]

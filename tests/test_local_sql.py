@@ -100,3 +100,37 @@ def test_presto_functions_in_hive_text_fail_as_they_do_on_td() -> None:
     # the same names in strings, comments or as quoted identifiers are not calls
     assert translate("SELECT 'try_cast(x)' AS `now` -- regexp_like(x)\nFROM t", "hive").sql
     assert translate("SELECT TRY_CAST(v AS double) FROM t", "presto").sql
+
+
+@pytest.mark.parametrize(
+    ("engine", "expression"),
+    [
+        ("presto", "date_format(from_unixtime(u), '%Y-%m-%d %H:%i:%s')"),
+        ("presto", "date_format(from_unixtime(u), '%Y-%m-%d')"),
+        ("hive", "from_unixtime(u, 'yyyy-MM-dd HH:mm:ss')"),
+        ("hive", "from_unixtime(u)"),
+    ],
+)
+def test_formatting_unix_seconds_skips_the_time_zone_and_keeps_the_text(
+    engine: str, expression: str
+) -> None:
+    rows = "SELECT 1704448800 AS u UNION ALL SELECT -1 UNION ALL SELECT NULL"
+    sql = translate(f"SELECT {expression} AS s FROM ({rows}) t", engine).sql
+    assert "MAKE_TIMESTAMP" in sql.upper() and "TO_TIMESTAMP" not in sql.upper()
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    naive = "MAKE_TIMESTAMP(CAST(CAST(u AS DOUBLE) * 1000000 AS BIGINT))"
+    zoned = sql.replace(naive, "TO_TIMESTAMP(u)")
+    assert zoned != sql
+    assert con.execute(sql).fetchall() == con.execute(zoned).fetchall()
+
+
+def test_a_short_in_list_is_comparisons_with_the_same_answers() -> None:
+    query = (
+        "SELECT x, lower(trim(x)) IN ('', 'null', 'none', 'n/a', 'na') AS hit,"
+        " x NOT IN ('a', 'b', 'c', 'd', NULL) AS miss"
+        " FROM (VALUES (' NA '), ('z'), ('a'), (NULL)) t(x)"
+    )
+    sql = translate(query).sql
+    assert " IN (" not in sql.upper()  # DuckDB would plan each as a join
+    assert duckdb.sql(sql).fetchall() == duckdb.sql(query).fetchall()

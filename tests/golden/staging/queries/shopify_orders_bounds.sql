@@ -4,7 +4,7 @@
 -- `restage` = otherwise, when the union has rows in [from_time, to_time] to restage.
 WITH marks AS (
   SELECT
-    (SELECT COALESCE(MAX("watermark"), -1) FROM "acme_config"."staging_log" WHERE "table_name" = 'acme_stg.shopify_orders#9b913561c702') AS from_time,
+    (SELECT COALESCE(MAX("watermark"), -1) FROM "acme_config"."staging_log" WHERE "table_name" = 'acme_stg.shopify_orders#39ec818cf139') AS from_time,
     (SELECT COALESCE(MAX("time"), -1) FROM "acme_src"."shopify_orders_hist_union") AS max_time,
     (SELECT count(*) FROM information_schema.tables WHERE table_schema = 'acme_stg' AND table_name = 'shopify_orders') AS staged
 ),

@@ -4,7 +4,7 @@
 -- `restage` = otherwise, when the union has rows in [from_time, to_time] to restage.
 WITH marks AS (
   SELECT
-    (SELECT COALESCE(MAX("watermark"), -1) FROM "acme_config"."staging_log" WHERE "table_name" = 'acme_stg.shopify_products#44b19b7c2e73') AS from_time,
+    (SELECT COALESCE(MAX("watermark"), -1) FROM "acme_config"."staging_log" WHERE "table_name" = 'acme_stg.shopify_products#65f195fce70b') AS from_time,
     (SELECT COALESCE(MAX("time"), -1) FROM "acme_src"."shopify_products_hist_union") AS max_time,
     (SELECT count(*) FROM information_schema.tables WHERE table_schema = 'acme_stg' AND table_name = 'shopify_products') AS staged
 ),

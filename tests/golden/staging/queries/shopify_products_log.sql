@@ -2,7 +2,7 @@
 -- union rows loaded since the last one.
 INSERT INTO "acme_config"."staging_log" ("table_name", "watermark", "rows_added", "session_time", "time")
 SELECT
-  'acme_stg.shopify_products#44b19b7c2e73',
+  'acme_stg.shopify_products#65f195fce70b',
   CAST(${td.last_results.to_time} AS bigint),
   (SELECT count(*) FROM "acme_src"."shopify_products_hist_union" WHERE "time" >= ${td.last_results.from_time} AND "time" <= ${td.last_results.to_time}),
   '${session_time}',
