@@ -91,8 +91,8 @@ INGESTION_LOG_COLUMNS = [
     Column(name="message", type="string"),
     Column(name="time", type="long"),
 ]
-# Staging's watermarks, one row per run and table, with inc_log's columns (a table of its
-# own: a staging run leaves the hist-union phase's tables as that phase validated them).
+# Staging's watermarks, one row per run and table: inc_log's columns and `cutoff_rows` (a
+# table of its own: a staging run leaves the hist-union phase's tables as validated).
 STAGING_LOG = "staging_log"
 INC_LOG_COLUMNS = [
     Column(name="table_name", type="string"),
@@ -101,6 +101,9 @@ INC_LOG_COLUMNS = [
     Column(name="session_time", type="string"),
     Column(name="time", type="long"),
 ]
+
+
+STAGING_LOG_COLUMNS = [*INC_LOG_COLUMNS, Column(name="cutoff_rows", type="long")]
 
 
 def unification_output_columns(cfg: PipelineConfig) -> dict[str, list[str]]:
@@ -164,7 +167,7 @@ def expected_tables(cfg: PipelineConfig, phase: Phase, schemas: SchemaMap) -> li
         return [*tables, table(cfg.config_db, "inc_log", INC_LOG_COLUMNS)]
     if phase is Phase.STAGING:
         tables = [table(cfg.stg_db, r.table) for r in cfg.hist_union_tables()]
-        return [*tables, table(cfg.config_db, STAGING_LOG, INC_LOG_COLUMNS)]
+        return [*tables, table(cfg.config_db, STAGING_LOG, STAGING_LOG_COLUMNS)]
     fixed = unification_output_columns(cfg)
     tables = [
         ExpectedTable(database=cfg.unif_db, table=name, columns=cols)

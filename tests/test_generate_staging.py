@@ -274,7 +274,7 @@ def build(engine: str, table: str, **ingestion: Any) -> tuple[list[dict[str, Any
 
 
 STEPS = ("bounds", "transform", "changes", "delete", "insert", "log")
-RESULTS = {"from_time": 150, "to_time": 300, "rebuild": "false", "restage": "true"}
+RESULTS = {"from_time": 150, "to_time": 300, "to_rows": 2, "rebuild": "false", "restage": "true"}
 
 
 def engine_of(rel: str, engine: str) -> str:
@@ -790,7 +790,7 @@ def test_incremental_runs_stage_what_a_full_rebuild_would(engine: str) -> None:
         "INSERT INTO acme_src.shopify_products_hist_union VALUES (?, ?, ?, ?)", LATER_PRODUCTS
     )
     before = len(st.rows("shopify_customers"))
-    assert [st.run(t) for t in tables] == ["incremental"] * 3
+    assert [st.run(t) for t in tables] == ["incremental", "incremental", "nothing to restage"]
     for t in tables:
         assert st.rows(t) == st.full_rebuild(t), t
     customers = {dict(r)["id"]: dict(r) for r in st.rows("shopify_customers") if dict(r)["id"]}
@@ -800,20 +800,33 @@ def test_incremental_runs_stage_what_a_full_rebuild_would(engine: str) -> None:
 
     # Rows loaded while a run works wait for the next run: the table stays exactly the
     # transform of the union up to its watermark.
+    con.execute(
+        "INSERT INTO acme_src.shopify_customers_hist_union VALUES "
+        "('c9', 'c9-again@example.com', NULL, 'Again', 2, NULL, '2024-12-01', 750)"
+    )
     late = [("c1", "during@example.com", None, "During", 0, None, "2025-01-01", 800)]
     assert st.run("shopify_customers", meanwhile=late) == "incremental"
-    assert st.rows("shopify_customers") == st.full_rebuild("shopify_customers", up_to=700)
+    assert st.rows("shopify_customers") == st.full_rebuild("shopify_customers", up_to=750)
     assert st.rows("shopify_customers") != st.full_rebuild("shopify_customers")
     st.run("shopify_customers")
     assert st.rows("shopify_customers") == st.full_rebuild("shopify_customers")
 
-    # Reruns, after success or after a failure at any step, stage the same rows again.
-    for stop in (None, "changes", "delete", "insert"):
-        st.run("shopify_customers", stop_after=stop)
-        st.run("shopify_products", stop_after=stop)
-        st.run("shopify_customers")
-        st.run("shopify_products")
+    # A rerun without new rows has nothing to do; one after a failure at any step of an
+    # incremental run stages the same rows as if it had not failed.
+    assert [st.run(t) for t in tables] == ["nothing to restage"] * 3
+    for i, stop in enumerate(("changes", "delete", "insert", "log")):
+        at = 900 + i
+        con.execute(
+            "INSERT INTO acme_src.shopify_customers_hist_union VALUES "
+            f"('c1', 'again{i}@example.com', NULL, 'Again', {i}, NULL, '2026-01-0{i + 1}', {at}),"
+            f"(NULL, 'nokey{i}@example.com', NULL, 'NoKey', {i}, NULL, NULL, {at})"
+        )
+        con.execute(
+            f"INSERT INTO acme_src.shopify_products_hist_union VALUES ('p{i}', 'P', NULL, {at})"
+        )
         for t in ("shopify_customers", "shopify_products"):
+            assert st.run(t, stop_after=stop) == "failed"
+            st.run(t)
             assert st.rows(t) == st.full_rebuild(t), (t, stop)
 
 
@@ -825,7 +838,7 @@ def test_a_changed_transform_rebuilds_in_full(engine: str) -> None:
     con = seeded_db(schemas, ROWS)
     st = Staging(engine, con, render(cfg, schemas))
     assert st.run("shopify_orders") == "rebuilt"
-    assert st.run("shopify_orders") == "incremental"
+    assert st.run("shopify_orders") == "nothing to restage"
     other = make_config(engine, primary_keys={"orders": "status"})
     st.files = render(other, schemas_for(other))
     assert st.run("shopify_orders") == "rebuilt"

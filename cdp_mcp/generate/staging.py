@@ -5,24 +5,27 @@ Each transform reads `{src}.{table}_hist_union` and selects exactly the columns
 `staging_rules.staging_plan` lists, so what validation expects is what is written.
 
 Runs (transform_{source}.dig, per table):
-- `bounds.sql` reads the table's watermark W (the cutoff of the last run, from
-  `{client}_config.staging_log`) and this run's cutoff C (the largest `time` in the union now).
+- `bounds.sql` reads the span to stage: from the table's watermark W (the cutoff of the last
+  run, in `{client}_config.staging_log`; W + 1 when the union still holds exactly the rows
+  at W the last run saw, since a load gives all its rows one `time`) to this run's cutoff C
+  (the largest `time` in the union now).
 - First run, no watermark, or the staging table gone: `transform.sql` builds the table from
   the union's rows up to C beside the old one (`{table}_stg_build`), and td_ddl>'s
   `rename_tables` swaps it in, so a reader never finds the table missing or half-built.
-- Later runs: `changes.sql` stages the keys with a row loaded in [W, C], from all their
-  rows up to C (and the rows without a key loaded in [W, C]), into `{table}_stg_changes`;
-  `delete.sql` removes those keys (and key-less rows from W on) from the table and
-  `insert.sql` adds the new versions, as the seed plugin's upsert does.
+- Later runs, when the span has rows: `changes.sql` stages the keys with a row in the span,
+  from all their rows up to C (and the rows without a key in the span), into
+  `{table}_stg_changes`; `delete.sql` removes those keys (and key-less rows from the span's
+  start on) from the table and `insert.sql` adds the new versions, as the seed plugin's
+  upsert does.
 - `log.sql` records C as the new watermark. The watermark's name carries a digest of the
   transform, so a regenerated transform with other rules or columns rebuilds in full.
 
 So a staging table is always exactly the transform of the union's rows up to its
 watermark, whatever was loaded meanwhile (validation counts on that). Every step replaces a
 set of rows instead of appending, so rerunning a failed or finished run neither duplicates
-nor loses rows; the rows of the second at W are staged again by the next run, which is
-harmless and catches rows loaded in that second after this run read it. Bookkeeping steps
-are Presto for both engines (TD's Hive has no DELETE).
+nor loses rows; rows that reach the union in W's second after a run read it change that
+second's count, and the next run restages the second. Bookkeeping steps are Presto for both
+engines (TD's Hive has no DELETE).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from cdp_mcp.digdag.literal import digdag_literal
 from cdp_mcp.generate.templating import PARALLEL_LIMIT
 from cdp_mcp.generate.templating import render as render_template
 from cdp_mcp.generate.writer import GenerationError
-from cdp_mcp.phases import INC_LOG_COLUMNS, STAGING_LOG
+from cdp_mcp.phases import STAGING_LOG, STAGING_LOG_COLUMNS
 from cdp_mcp.schema import Column, SchemaMap, presto_type
 from cdp_mcp.sources import quote_ident, sql_string
 from cdp_mcp.staging_rules import (
@@ -98,7 +101,7 @@ def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
             "staging/create_log.sql.j2",
             config_db=cfg.config_db,
             log_table=STAGING_LOG,
-            columns=[(c.name, presto_type(c.type)) for c in INC_LOG_COLUMNS],
+            columns=[(c.name, presto_type(c.type)) for c in STAGING_LOG_COLUMNS],
         )
     }
     tables = []
@@ -181,7 +184,7 @@ def _table_files(
         "stg_db": cfg.stg_db,
         "config_db": cfg.config_db,
         "log_table": STAGING_LOG,
-        "log_columns": [c.name for c in INC_LOG_COLUMNS],
+        "log_columns": [c.name for c in STAGING_LOG_COLUMNS],
         "dedup_key": dedup.key,
         "changes_table": ref.table + CHANGES_SUFFIX,
     }
