@@ -33,7 +33,7 @@ from cdp_mcp.generate import generate
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.phases import Phase, project_name, workflows
 from cdp_mcp.sample_data import SAMPLE_FOLDER, write_sample, write_sample_config
-from cdp_mcp.sources import _cached_description, sql_string
+from cdp_mcp.sources import _cached_description, _cached_json_keys, sql_string
 
 PHASES = (Phase.INGESTION, Phase.HIST_UNION, Phase.STAGING)
 
@@ -69,6 +69,7 @@ async def pipeline_seconds(config: Path, storage: Storage) -> dict[str, float]:
     # Learning the source schemas is part of the pipeline's work (generation reads them),
     # so it is timed with ingestion, from a cold cache in every repetition.
     _cached_description.cache_clear()
+    _cached_json_keys.cache_clear()
     start = time.perf_counter()
     schemas = predicted_schemas(cfg)
     discovery = time.perf_counter() - start

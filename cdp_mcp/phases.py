@@ -110,6 +110,9 @@ INGESTION_LOG_COLUMNS = [
 # created. This pipeline's rows carry `project_name` = its hist-union project
 # (`inc_log_project`), which no plugin writes, and `table_name` = db.table.
 INC_LOG = "inc_log"
+# Staging's watermarks (a table of its own: a staging run leaves the hist-union phase's
+# tables as validated).
+STAGING_LOG = "staging_log"
 INC_LOG_COLUMNS = [
     Column(name="table_name", type="string"),
     Column(name="project_name", type="string"),
@@ -121,6 +124,17 @@ INC_LOG_COLUMNS = [
 def inc_log_project(cfg: PipelineConfig) -> str:
     """`project_name` of this pipeline's inc_log rows."""
     return project_name(cfg, Phase.HIST_UNION)
+
+
+# Staging's watermarks, one row per run and table (a table of this pipeline's own).
+STAGING_LOG_COLUMNS = [
+    Column(name="table_name", type="string"),
+    Column(name="watermark", type="long"),
+    Column(name="rows_added", type="long"),
+    Column(name="session_time", type="string"),
+    Column(name="time", type="long"),
+    Column(name="cutoff_rows", type="long"),
+]
 
 
 def unification_output_columns(cfg: PipelineConfig) -> dict[str, list[str]]:
@@ -187,7 +201,8 @@ def expected_tables(cfg: PipelineConfig, phase: Phase, schemas: SchemaMap) -> li
         ]
         return [*tables, table(cfg.config_db, INC_LOG, INC_LOG_COLUMNS)]
     if phase is Phase.STAGING:
-        return [table(cfg.stg_db, r.table) for r in cfg.hist_union_tables()]
+        tables = [table(cfg.stg_db, r.table) for r in cfg.hist_union_tables()]
+        return [*tables, table(cfg.config_db, STAGING_LOG, STAGING_LOG_COLUMNS)]
     from cdp_mcp.generate.unify_plan import plan_unification
 
     plan = plan_unification(cfg, schemas)

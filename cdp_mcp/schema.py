@@ -16,6 +16,9 @@ TD_TYPES = ("long", "double", "string", "boolean")
 class Column(BaseModel):
     name: str
     type: str = "string"
+    # A text column whose values are JSON objects: their top-level keys with scalar values,
+    # in order of first appearance (staging extracts each into a column).
+    json_keys: tuple[str, ...] = ()
 
 
 # database.table -> its columns in order

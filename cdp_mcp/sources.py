@@ -13,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from cdp_mcp.json_keys import json_keys
 from cdp_mcp.schema import Column, snake_case, td_type, unique_names
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -109,6 +110,24 @@ def _cached_description(path: Path, size: int, mtime_ns: int) -> tuple[tuple[str
     return tuple(types)
 
 
+@functools.lru_cache(maxsize=256)
+def _cached_json_keys(path: Path, size: int, mtime_ns: int) -> dict[str, tuple[str, ...]]:
+    """The JSON keys of the file's JSON columns (json_keys.py), cached per file version."""
+    described = _cached_description(path, size, mtime_ns)
+    fixed = list(described) if FORMATS.get(path.suffix.lower()) != "parquet" else None
+    with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
+        try:
+            return json_keys(con, _reader(path, fixed), list(described))
+        except duckdb.Error as e:
+            raise SourceError(f"cannot read {path}: {e}") from None
+
+
+def _json_keys_of(path: Path) -> dict[str, tuple[str, ...]]:
+    stat = path.stat()
+    return _cached_json_keys(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
 def _describe(con: duckdb.DuckDBPyConnection, reader: str) -> Types:
     return [
         (str(r[0]), str(r[1])) for r in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
@@ -172,4 +191,12 @@ def select_sql(path: Path, names_as: str = "snake") -> tuple[str, list[Column]]:
 
 
 def read_schema(path: Path) -> list[Column]:
-    return select_sql(path)[1]
+    """The columns a load of `path` produces, with the JSON keys of its JSON columns (what
+    staging extracts; a load does not need them, so `select_sql` leaves them out)."""
+    columns = select_sql(path)[1]
+    keys = _json_keys_of(path)
+    originals = [name for name, _ in _described(path)]
+    return [
+        c.model_copy(update={"json_keys": keys[orig]}) if orig in keys else c
+        for c, orig in zip(columns, originals, strict=True)
+    ]

@@ -340,3 +340,27 @@ def test_tasks_inside_do_blocks_are_checked_and_located(tmp_path: Path) -> None:
         "wf.dig:7: task +loop._do+a: td> 'nope.sql': file not found",
         "wf.dig:10: task +loop._error+alert: td> 'gone.sql': file not found",
     ]
+
+
+def test_a_hive_file_calling_presto_functions_is_refused(tmp_path: Path) -> None:
+    """sqlglot parses `TRY_CAST` and `regexp_like` as Hive; TD's Hive has neither."""
+    sql = "SELECT TRY_CAST(a AS double), regexp_like(b, 'x'), b RLIKE 'now()' FROM t"
+    files = {
+        "wf.dig": "+h:\n  td>: h.sql\n  engine: hive\n+p:\n  td>: p.sql\n",
+        "h.sql": sql,
+        "p.sql": sql,
+    }
+    found = messages(check_project(project(tmp_path, files)))
+    assert found == [
+        "h.sql: Hive has no TRY_CAST (a Presto function); use CAST (Hive's CAST gives NULL "
+        "for a value it cannot convert)",
+        "h.sql: Hive has no REGEXP_LIKE (a Presto function); use x RLIKE 'pattern'",
+    ]
+
+
+@pytest.mark.parametrize("engine", ["presto", "hive"])
+def test_the_generated_staging_project_passes(acme_config: Path, engine: str) -> None:
+    cfg = load_config(acme_config)
+    cfg = cfg.model_copy(update={"staging": cfg.staging.model_copy(update={"engine": engine})})
+    directory = generate(cfg, Phase.STAGING, predicted_schemas(cfg)).directory
+    assert check_project(directory) == []

@@ -222,6 +222,9 @@ def test_query_transpiles_limits_and_reports_errors(tmp_path: Path) -> None:
     assert result.columns == ["id", "n"] and result.rows == [[1, 1]] and result.truncated
     hive = rt.query("SELECT nvl(NULL, name) FROM t ORDER BY 1", "db", engine="hive")
     assert hive.rows == [["a"], ["b"]] and not hive.truncated
+    # the read-only path runs Hive text with Hive's semantics too (NULL, not an error)
+    read = rt.read_query("SELECT unix_timestamp('garbage') AS u", "db", engine="hive")
+    assert read.rows == [[None]]
     with pytest.raises(QueryError, match="nope"):
         rt.query("SELECT nope FROM t", "db")
     with pytest.raises(NotFoundError, match="database 'other' does not exist"):

@@ -22,7 +22,7 @@ from cdp_mcp.phases import Phase, workflows
 from cdp_mcp.pipeline.models import ValidationResult
 from cdp_mcp.pipeline.orchestrator import Pipeline
 
-PLACEHOLDERS = {"", "null", "none", "n/a"}
+PLACEHOLDERS = {"", "null", "none", "n/a", "na"}
 EMAIL_RE = re.compile(r"^[a-z0-9._%+-]+@[a-z0-9-]+([.][a-z0-9-]+)*[.][a-z]{2,}$")
 START = datetime(2023, 9, 1, tzinfo=UTC)
 # The documented weights (docs/internals.md, "Data-quality score").
@@ -251,3 +251,34 @@ def test_a_low_score_warns_with_the_weakest_component(
         "tiny_stg.shop_customers has data-quality score 54.0 (below 60); "
         "weakest component: email_valid = 0.2"
     ]
+
+
+def test_rows_loaded_after_staging_are_waiting_not_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Staging holds the union up to its watermark; rows loaded since are not dedup drops."""
+    monkeypatch.delenv("TD_API_KEY", raising=False)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "customers.csv").write_text(TINY_CUSTOMERS)
+    config = tmp_path / "tiny.yml"
+    config.write_text(TINY)
+    before = run_to_staging(config)["staging"].metrics["tables"]["shop_customers"]
+    assert (before["rows_after_watermark"], before["dropped_by_dedup"]) == (0, 0)
+    cfg = load_config(config)
+
+    async def load_two_more_and_validate() -> ValidationResult:
+        backend = Pipeline(config).backend
+        await backend.query(
+            "INSERT INTO shop_customers_hist_union (id, email, updated_at, time) VALUES "
+            "('1', 'newer@example.com', '2024-02-01', 4102444800), "
+            "('7', 'x@example.com', '2024-02-01', 4102444800)",
+            cfg.src_db,
+        )
+        return await Pipeline(config).validate_tables("staging")
+
+    after = anyio.run(load_two_more_and_validate)
+    stats = after.metrics["tables"]["shop_customers"]
+    assert (stats["union_rows"], stats["staged_rows"]) == (7, 5)
+    assert (stats["rows_after_watermark"], stats["dropped_by_dedup"]) == (2, 0)
+    assert after.metrics["row_flow"]["shop_customers"]["waiting_for_staging"] == 2
+    assert any("2 rows loaded after staging's last run" in w for w in after.warnings)

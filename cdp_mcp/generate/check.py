@@ -7,7 +7,8 @@
   `for_each>`, `for_range>`, `loop>`, `td_for_each>` need `_do`, `if>` `_do` or `_else_do`;
 - every referenced file exists (`td>` / `td_for_each>` SQL, `td_load>` yml, `call>` dig,
   `!include`), and `require>` names a top-level workflow of the project;
-- every SQL file (and inline `query:`) parses with sqlglot in its task's engine dialect:
+- every SQL file (and inline `query:`) parses with sqlglot in its task's engine dialect, and
+  a Hive one calls no Presto-only function (TD's Hive refuses them):
   `engine:` on the task, else `engine` / `td.engine` exported by a parent, else presto;
   `engine_by_file` ({relative path: engine}) overrides that per file;
 - `config/unify.yml`, when present, is within TD's limits (`unify_plan.unify_config_problems`).
@@ -37,6 +38,7 @@ from sqlglot.errors import ParseError, TokenError
 
 from cdp_mcp.digdag.loader import DigError, load_dig
 from cdp_mcp.generate.unify_limits import unify_config_problems
+from cdp_mcp.hive_functions import PRESTO_ONLY, presto_only_calls
 
 PLACEHOLDER = "td_param"
 ENGINES = ("presto", "hive")
@@ -166,11 +168,17 @@ def sql_problems(sql: str, engine: str) -> list[tuple[int | None, str]]:
     if not statements:
         return [(None, "no SQL statement")]
     bare = (exp.Column, exp.Identifier, exp.Literal)
-    return [
+    problems: list[tuple[int | None, str]] = [
         (None, f"{s.sql()!r} is not a SQL statement")
         for s in statements
         if isinstance(s, bare) and s.sql() != PLACEHOLDER
     ]
+    if engine == "hive":
+        for name in presto_only_calls(text):
+            problems.append(
+                (None, f"Hive has no {name} (a Presto function); use {PRESTO_ONLY[name]}")
+            )
+    return problems
 
 
 # -- the project walk -------------------------------------------------------------------

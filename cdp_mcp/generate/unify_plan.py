@@ -35,7 +35,7 @@ RESERVED_INPUT_COLUMNS = (SOURCE_TABLE_COLUMN, TIME_COLUMN)
 # Names an id cannot take: it becomes a column beside these (TD's lookup keys, a prep's).
 ID_RESERVED = ("id", "id_key_type")
 # Staging adds these next to an email/phone/timestamp column; they are not identities.
-DERIVED_SUFFIXES = ("_valid", "_hash", "_unixtime")
+DERIVED_SUFFIXES = ("_valid", "_hash", "_unixtime", "_std", "_date")
 
 
 # Values that, left valid, join thousands of unrelated people into one profile.

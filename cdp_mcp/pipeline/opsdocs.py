@@ -13,6 +13,7 @@ from cdp_mcp.generate.unify_plan import UnificationPlan, plan_unification
 from cdp_mcp.phases import (
     INGESTION_LOG,
     ORDER,
+    STAGING_LOG,
     Phase,
     expected_tables,
     inc_log_project,
@@ -128,8 +129,11 @@ def _runbook_reruns(cfg: PipelineConfig) -> list[str]:
         "does not load a row twice.",
         f"- Hist-union: `{src}_hist_union` appends only the rows above each side's watermark "
         f"in `{cfg.config_db}.inc_log`; running it again without new rows adds nothing.",
-        f"- Staging: `transform_{src}` rebuilds every table in `{cfg.stg_db}` in full, so "
-        "deduplication stays exact however often it runs.",
+        f"- Staging: `transform_{src}` restages, per table in `{cfg.stg_db}`, only the keys "
+        f"with rows loaded since its watermark in `{cfg.config_db}.staging_log` (delete + "
+        "insert), so each table equals a full rebuild and a rerun adds nothing twice. The "
+        "first run builds each table beside the old one and renames it over it; delete a "
+        "table's rows from `staging_log` to rebuild it in full.",
         f"- Unification: `unif_runner` runs prep, ID unification ({u.update_strategy}, "
         f"{u.id_method} `{u.id_name}`) and enrichment; its `.dig` carries a commented "
         "`schedule:` to enable for a daily incremental run.",
@@ -224,6 +228,18 @@ def _monitor_watermarks(cfg: PipelineConfig) -> list[str]:
             "       max(time) AS last_run",
             f"FROM {_q(cfg.config_db, 'inc_log')}",
             f"WHERE project_name = '{inc_log_project(cfg)}' GROUP BY 1 ORDER BY 1",
+        ),
+        "",
+        "## Staging: watermarks",
+        "",
+        f"Each run records, per staging table, its new watermark in `{cfg.config_db}."
+        f"{STAGING_LOG}`; a watermark that stops moving while the union grows means staging "
+        "is stuck:",
+        "",
+        *_sql(
+            "SELECT table_name, max(watermark) AS watermark, sum(rows_added) AS rows_added,",
+            "       max(session_time) AS last_session",
+            f"FROM {_q(cfg.config_db, STAGING_LOG)} GROUP BY 1 ORDER BY 1",
         ),
     ]
 

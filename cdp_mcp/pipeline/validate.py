@@ -16,7 +16,14 @@ from pydantic import BaseModel, Field
 
 from cdp_mcp.backends.base import Backend, BackendError, TableInfo
 from cdp_mcp.config import PipelineConfig
-from cdp_mcp.phases import INC_LOG, INGESTION_LOG, ExpectedTable, Phase, expected_tables
+from cdp_mcp.phases import (
+    INC_LOG,
+    INGESTION_LOG,
+    STAGING_LOG,
+    ExpectedTable,
+    Phase,
+    expected_tables,
+)
 from cdp_mcp.pipeline.models import TableCheck, Verdict
 from cdp_mcp.pipeline.source_flow import source_rows
 from cdp_mcp.schema import SchemaMap
@@ -102,7 +109,7 @@ async def validate_phase(
             findings.failures.append(f"{name} does not exist")
         elif c.missing_columns:
             findings.failures.append(f"{name} lacks columns: {', '.join(c.missing_columns)}")
-        elif c.row_count == 0 and phase is not Phase.INGESTION and c.table != INC_LOG:
+        elif c.row_count == 0 and phase is not Phase.INGESTION and c.table not in LOGS:
             # (an ingestion table may be empty: the other mode may hold the object's rows)
             findings.warnings.append(f"{name} is empty")
     if findings.failures:
@@ -115,6 +122,9 @@ async def validate_phase(
     }[phase]
     await metric(cfg, backend, catalog, schemas, findings)
     return findings
+
+
+LOGS = (INC_LOG, STAGING_LOG)  # bookkeeping tables: empty is no warning
 
 
 async def _count(catalog: _Catalog, db: str, table: str) -> int:
@@ -291,7 +301,16 @@ async def _staging_metrics(
         union = await _count(catalog, db, f"{ref.table}_hist_union")
         staged = await _count(catalog, cfg.stg_db, ref.table)
         stats: dict[str, Any] = {"union_rows": union, "staged_rows": staged}
-        stats["dropped_by_dedup"] = union - staged
+        # Staging holds the union up to its watermark: rows loaded since wait for its next
+        # run, and were not dropped.
+        waiting = await _rows_after_watermark(cfg, backend, db, ref.table)
+        stats["rows_after_watermark"] = waiting
+        stats["dropped_by_dedup"] = union - waiting - staged
+        if waiting:
+            f.warnings.append(
+                f"{db}.{ref.table}_hist_union has {waiting} rows loaded after staging's last "
+                f"run: run transform_{cfg.source} again to stage them"
+            )
         obj = cfg.object_of(ref.table)
         key = cfg.primary_key(obj) if obj else "id"
         columns = [c for c in schemas.get(f"{cfg.stg_db}.{ref.table}", [])]
@@ -355,12 +374,29 @@ async def _staging_metrics(
             "incremental": inc,
             "union": union,
             "staged": staged,
-            "dropped": {"dedup": union - staged},
+            "dropped": {"dedup": union - waiting - staged},
+            "waiting_for_staging": waiting,
             "null_key_rows_kept": stats.get("null_key_rows", 0),
         }
     f.metrics["tables"] = per_table
     f.metrics["row_flow"] = flow
     f.metrics["dq_score_formula"] = DQ_SCORE_FORMULA
+
+
+async def _rows_after_watermark(cfg: PipelineConfig, backend: Backend, db: str, table: str) -> int:
+    """Rows of the hist-union table loaded after the staging watermark last recorded for
+    `table` (its transform's row in staging_log, named `{stg}.{table}#<digest>`)."""
+    prefix = f"{cfg.stg_db}.{table}#"
+    watermark = (
+        f"SELECT max_by({quote_ident('watermark')}, {quote_ident('time')}) "
+        f"FROM {_q(cfg.config_db, STAGING_LOG)} "
+        f"WHERE substr({quote_ident('table_name')}, 1, {len(prefix)}) = {sql_string(prefix)}"
+    )
+    sql = f"SELECT count(*) FROM {_q(db, table + '_hist_union')} WHERE {quote_ident('time')} > ({watermark})"
+    try:
+        return int(await _scalar(backend, sql, db) or 0)
+    except BackendError:
+        return 0  # no staging_log yet: nothing was staged
 
 
 async def _unification_metrics(

@@ -611,7 +611,7 @@ class LocalRuntime:
                 duck = show_sql(statement, database, tables, columns)
             else:
                 tree = scope_information_schema(statement.tree, list(tables))
-                duck = translate_tree(tree).sql
+                duck = translate_tree(tree, engine).sql
             td_udfs.prepare(cur, duck)  # TD's functions, TD_SCHEDULED_TIME() = now
             check_duckdb(cur, duck, database, tables)
             timer = threading.Timer(timeout, cur.interrupt)

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
+from cdp_mcp import hive_functions
+from cdp_mcp.backends.local import semantics
+
 ENGINES = {"presto": "presto", "trino": "trino", "hive": "hive"}
 
 
@@ -43,6 +46,15 @@ class Translated:
 
 class HiveSyntaxError(ValueError):
     """Text Hive itself refuses, though sqlglot (lenient) would parse it."""
+
+
+def refuse_presto_functions(sql: str) -> None:
+    """TD's Hive fails a query that calls a Presto-only function; so does the local one."""
+    calls = hive_functions.presto_only_calls(sql)
+    if calls:
+        kind = "a Presto function" if len(calls) == 1 else "Presto functions"
+        use = "; ".join(f"for {name} use {hive_functions.PRESTO_ONLY[name]}" for name in calls)
+        raise HiveSyntaxError(f"Hive has no {', '.join(calls)} ({kind}): {use}")
 
 
 def split_statements(sql: str) -> list[Statement]:
@@ -147,11 +159,58 @@ def _direct_sha256(node: exp.Expression) -> exp.Expression:
     return node
 
 
+_SHORT_IN_LIST = range(5, 13)
+
+
+def _short_in_list(node: exp.Expression) -> exp.Expression:
+    """`x IN (5 to 12 literals)` as `x = a OR x = b ...`: DuckDB plans an IN list of five or
+    more constants as a join against them, which for staging's NULL texts costs a join per
+    text column; the comparisons give the same answer (NULL rules included) for less."""
+    if not isinstance(node, exp.In) or node.args.get("query") or node.args.get("field"):
+        return node
+    values = node.expressions
+    if len(values) not in _SHORT_IN_LIST or not all(
+        isinstance(v, exp.Literal | exp.Null) for v in values
+    ):
+        return node
+    return exp.paren(exp.or_(*(exp.EQ(this=node.this.copy(), expression=v) for v in values)))
+
+
+def _naive_strftime(node: exp.Expression) -> exp.Expression:
+    """`date_format(from_unixtime(u), f)` / Hive's `from_unixtime(u, f)` on a naive timestamp.
+
+    DuckDB formats a TIMESTAMPTZ through ICU's time-zone conversion, about twice the cost
+    of formatting a plain TIMESTAMP; the sessions here are UTC, so the digits are the same
+    unless the format prints a zone (%z, %Z), which keeps the zoned form.
+    """
+    if isinstance(node, exp.UnixToStr):
+        seconds, fmt = node.this, node.args.get("format")
+    elif isinstance(node, exp.TimeToStr) and isinstance(node.this, exp.UnixToTime):
+        unix = node.this
+        if any(unix.args.get(k) is not None for k in unix.args if k != "this"):
+            return node  # a scale or zone argument: not plain seconds
+        seconds, fmt = unix.this, node.args.get("format")
+    else:
+        return node
+    if not isinstance(fmt, exp.Literal) or not fmt.is_string or "%z" in fmt.this.lower():
+        return node
+    # in DOUBLE: an INTEGER's product would overflow, a fraction of a second is kept
+    as_double = exp.Cast(this=seconds, to=exp.DataType.build("DOUBLE"))
+    micros = exp.Cast(
+        this=exp.Mul(this=as_double, expression=exp.Literal.number(1_000_000)),
+        to=exp.DataType.build("BIGINT"),
+    )
+    naive = exp.Anonymous(this="make_timestamp", expressions=[micros])
+    return exp.TimeToStr(this=naive, format=fmt)
+
+
 def translate(sql: str, engine: str = "presto") -> Translated:
     """One statement in TD's dialect as DuckDB SQL; passes it through if it cannot parse."""
     dialect = ENGINES.get(engine)
     if dialect is None:
         raise ValueError(f"unknown engine {engine!r}; use presto or hive")
+    if engine == "hive":
+        refuse_presto_functions(sql)
     try:
         tree = sqlglot.parse_one(sql, read=dialect)
     except sqlglot.errors.SqlglotError as e:
@@ -168,6 +227,9 @@ def translate_tree(tree: exp.Expr, engine: str = "presto") -> Translated:
     """A parsed TD statement (in `engine`'s dialect) as DuckDB SQL (rewrites `tree` in place)."""
     # The tree is ours (just parsed): rewrite it in place rather than deep-copying it twice.
     tree = tree.transform(_vectorized_try, copy=False).transform(_direct_sha256, copy=False)
+    tree = tree.transform(_naive_strftime, copy=False).transform(_short_in_list, copy=False)
+    # Functions whose literal translation returns something else than TD's engine would.
+    tree = semantics.rewrite(tree, semantics.hive if engine == "hive" else semantics.presto)
     if isinstance(tree, exp.Insert) and isinstance(tree.expression, exp.Query):
         table = _table_of(tree.this)
         if table is not None:
