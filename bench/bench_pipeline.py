@@ -28,12 +28,13 @@ import duckdb
 
 from cdp_mcp.backends.local import LocalBackend
 from cdp_mcp.backends.local.warehouse import Storage
-from cdp_mcp.config import load_config
+from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, write_sample, write_sample_config
+from cdp_mcp.core.config import load_config
+from cdp_mcp.core.file_source import _cached_description, _cached_json_keys
+from cdp_mcp.core.phases import Phase, project_name, workflows
+from cdp_mcp.core.sqltext import sql_string
 from cdp_mcp.generate import generate
 from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.phases import Phase, project_name, workflows
-from cdp_mcp.sample_data import SAMPLE_FOLDER, write_sample, write_sample_config
-from cdp_mcp.sources import _cached_description, _cached_json_keys, sql_string
 
 PHASES = (Phase.INGESTION, Phase.HIST_UNION, Phase.STAGING)
 

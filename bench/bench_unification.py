@@ -3,7 +3,7 @@
 Contenders, each on the same `unif_input` table (records with email, phone, customer_id) in
 one DuckDB file, each run in its own process (so peak memory is its own):
 
-- engine: `cdp_mcp.unification` (canonical_id, full refresh): every output table TD writes
+- engine: `cdp_mcp.backends.local.unification` (canonical_id, full refresh): every output table TD writes
           for the id (lookup, graph, keys, tables, key stats).
 - engine_enriched: the same with `run_enrichments` (TD's default): also `enriched_unif_input`.
 - floor:  the same end-to-end work done as directly as possible: read the valid values
@@ -147,8 +147,8 @@ def factorized_edges(con: duckdb.DuckDBPyConnection) -> tuple[int, np.ndarray, n
 
 
 def run_engine(db: str, enrich: bool = False) -> dict[str, Any]:
-    from cdp_mcp.unification import parse_request
-    from cdp_mcp.unification.engine import unify
+    from cdp_mcp.backends.local.unification import parse_request
+    from cdp_mcp.backends.local.unification.engine import unify
 
     with connect(db) as con:
         (summary,) = unify(con, parse_request(request_body(enrich)))

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdp_mcp.http_security import TOKEN_ENV
+from cdp_mcp.server.http_security import TOKEN_ENV
 from tests.conftest import SENTINEL_KEY
 
 # what a client sends with its first message (the streamable HTTP transport spec)
@@ -36,7 +36,7 @@ def free_port() -> int:
 
 
 def serve_command(host: str, port: int, *extra: str) -> list[str]:
-    serve = [sys.executable, "-m", "cdp_mcp.cli", "serve", "--transport", "streamable-http"]
+    serve = [sys.executable, "-m", "cdp_mcp.cli.main", "serve", "--transport", "streamable-http"]
     return [*serve, "--host", host, "--port", str(port), *extra]
 
 

@@ -24,10 +24,10 @@ import pytest
 import yaml
 
 from cdp_mcp.backends.local import LocalBackend
+from cdp_mcp.cli.run import EXIT_FAILED, run_pipeline
 from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.faults import FaultPlan
 from cdp_mcp.emulator.server import BackgroundServer
-from cdp_mcp.pipeline.headless import EXIT_FAILED, run_pipeline
 from cdp_mcp.pipeline.models import PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.state import StateStore

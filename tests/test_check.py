@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from cdp_mcp.config import load_config
+from cdp_mcp.core.config import load_config
+from cdp_mcp.core.phases import Phase
 from cdp_mcp.generate import generate
 from cdp_mcp.generate.check import CheckProblem, check_project, neutralize_params, sql_problems
 from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.phases import Phase
 
 
 def project(tmp_path: Path, files: dict[str, str]) -> Path:

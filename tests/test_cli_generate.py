@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from cdp_mcp.cli import main
+from cdp_mcp.cli.main import main
 
 
 def test_generate_prints_files_and_workflows(

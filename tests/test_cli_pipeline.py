@@ -19,8 +19,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, write_sample, write_sample_config
 from cdp_mcp.pipeline.orchestrator import Pipeline
-from cdp_mcp.sample_data import SAMPLE_FOLDER, write_sample, write_sample_config
 from tests.conftest import FIXTURES, SENTINEL_KEY
 
 ROWS = 40
@@ -30,7 +30,7 @@ PHASES = ("ingestion", "hist_union", "staging", "unification")
 def cli() -> list[str]:
     """The installed console script when there is one (what a user runs), else the module."""
     script = Path(sys.executable).parent / "cdp-mcp"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "cdp_mcp.cli"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "cdp_mcp.cli.main"]
 
 
 @dataclass
@@ -230,7 +230,7 @@ def test_demo_defaults_to_a_demo_folder_in_the_current_directory(tmp_path: Path)
         [
             sys.executable,
             "-c",
-            "from cdp_mcp.cli import build_parser; print(build_parser().parse_args(['demo']).dir)",
+            "from cdp_mcp.cli.main import build_parser; print(build_parser().parse_args(['demo']).dir)",
         ],
         capture_output=True,
         text=True,

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from cdp_mcp.cli_progress import RunDisplay
-from cdp_mcp.pipeline.run_events import (
+from cdp_mcp.cli.events import (
     FailedTaskInfo,
     Generated,
     PhaseSummary,
@@ -34,6 +33,7 @@ from cdp_mcp.pipeline.run_events import (
     WorkflowFinished,
     WorkflowStarted,
 )
+from cdp_mcp.cli.progress import RunDisplay
 from tests.conftest import SENTINEL_KEY
 from tests.test_cli_pipeline import PHASES, ROWS, Ran, broken_ingestion, cdp, cli, phase_lines
 
@@ -354,7 +354,7 @@ def test_no_color_keeps_the_marks_and_drops_the_colours(monkeypatch: pytest.Monk
 
 
 def test_a_phase_stopped_at_a_warning_is_told_how_to_accept_it() -> None:
-    from cdp_mcp.cli_progress import failure_lines
+    from cdp_mcp.cli.progress import failure_lines
 
     outcome = RunOutcome(
         exit_code=1,

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cdp_mcp.config import ConfigError, load_config
+from cdp_mcp.core.config import ConfigError, load_config
 from tests.conftest import SENTINEL_KEY
 
 BASE = {

@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from cdp_mcp.backends.local.runtime import LocalRuntime
-from cdp_mcp.config import ConfigError, PipelineConfig, parse_config
-from cdp_mcp.connectors import catalog, get
+from cdp_mcp.core.config import ConfigError, PipelineConfig, parse_config
+from cdp_mcp.core.connectors import catalog, get
+from cdp_mcp.core.phases import Phase, project_name
 from cdp_mcp.digdag import expr
 from cdp_mcp.generate.ingestion import render
-from cdp_mcp.phases import Phase, project_name
 from cdp_mcp.pipeline.models import PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
 

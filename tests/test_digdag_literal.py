@@ -19,13 +19,13 @@ import pytest
 import yaml
 
 from cdp_mcp.backends.local import LocalBackend
-from cdp_mcp.config import load_config
+from cdp_mcp.core.config import load_config
+from cdp_mcp.core.literal import DOLLAR, digdag_literal, operator_reads, sql_literal
+from cdp_mcp.core.phases import Phase
+from cdp_mcp.core.sqltext import sql_string
 from cdp_mcp.digdag.expr import evaluate_config, render
-from cdp_mcp.digdag.literal import DOLLAR, digdag_literal, operator_reads, sql_literal
 from cdp_mcp.generate import render_phase
 from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.phases import Phase
-from cdp_mcp.sources import sql_string
 from tests.test_unification_pipeline import rows, run_phases
 
 TRICKY = [

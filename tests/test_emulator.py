@@ -336,7 +336,7 @@ def _free_port() -> int:
 def test_cdp_mcp_emulate_serves_with_the_key_from_the_environment(tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ, "TD_API_KEY": SENTINEL_KEY}
-    cmd = [sys.executable, "-m", "cdp_mcp.cli", "emulate", "--port", str(port)]
+    cmd = [sys.executable, "-m", "cdp_mcp.cli.main", "emulate", "--port", str(port)]
     proc = subprocess.Popen(
         [*cmd, "--workspace", str(tmp_path), "--faults", "0.1", "--seed", "3"],
         env=env,

@@ -25,11 +25,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cdp_mcp.config import MESSAGE_MAX, ConfigError, PipelineConfig, load_config
+from cdp_mcp.core.config import MESSAGE_MAX, ConfigError, PipelineConfig, load_config
+from cdp_mcp.core.yaml_bounded import LOADERS, YamlInputError, load_bounded
 from cdp_mcp.pipeline.models import InitResult, PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.state import PipelineState, StateError, StateStore
-from cdp_mcp.yaml_bounded import LOADERS, YamlInputError, load_bounded
 from tests.conftest import FIXTURES
 
 SECTIONS = ("global", "ingestion", "hist_union", "staging", "unification")
@@ -384,7 +384,7 @@ def test_the_cli_never_prints_a_traceback(folder: Path, doc: Any) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     env.pop("CDP_MCP_TRACEBACK", None)
     done = subprocess.run(
-        [sys.executable, "-m", "cdp_mcp.cli", "generate", "cli.yml", "all"],
+        [sys.executable, "-m", "cdp_mcp.cli.main", "generate", "cli.yml", "all"],
         cwd=folder,
         env=env,
         capture_output=True,

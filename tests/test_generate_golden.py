@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
-from cdp_mcp.config import load_config
+from cdp_mcp.core.config import load_config
+from cdp_mcp.core.phases import ORDER, Phase
 from cdp_mcp.generate import GenerationError, generate, render_phase
 from cdp_mcp.generate.check import check_project
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.generate.writer import write_project
-from cdp_mcp.phases import ORDER, Phase
 from tests.conftest import SENTINEL_KEY
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -11,14 +11,14 @@ import pytest
 import sqlglot
 
 from cdp_mcp.backends.local import td_udfs
-from cdp_mcp.config import PipelineConfig, parse_config
+from cdp_mcp.core.config import PipelineConfig, parse_config
+from cdp_mcp.core.phases import INC_LOG_COLUMNS, Phase, workflows
+from cdp_mcp.core.schema import Column, SchemaMap, duckdb_type
+from cdp_mcp.core.sqltext import quote_ident
 from cdp_mcp.digdag.loader import load_dig
 from cdp_mcp.generate import GenerationError
 from cdp_mcp.generate.hist_union import common_type, render, union_columns
 from cdp_mcp.generate.writer import write_project
-from cdp_mcp.phases import INC_LOG_COLUMNS, Phase, workflows
-from cdp_mcp.schema import Column, SchemaMap, duckdb_type
-from cdp_mcp.sources import quote_ident
 from tests.conftest import SENTINEL_KEY
 
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")

@@ -18,16 +18,16 @@ import sqlglot
 import yaml
 
 from cdp_mcp.backends.local import td_udfs
-from cdp_mcp.config import PipelineConfig, parse_config
+from cdp_mcp.cli.demo_data import append_rows, write_sample
+from cdp_mcp.core.config import PipelineConfig, parse_config
+from cdp_mcp.core.file_source import find_object_file, select_sql
+from cdp_mcp.core.phases import INGESTION_LOG, INGESTION_LOG_COLUMNS, Phase, workflows
 from cdp_mcp.digdag.loader import load_dig
 from cdp_mcp.generate import GenerationError
 from cdp_mcp.generate.ingestion import canonical_ts, render
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.generate.templating import environment
 from cdp_mcp.generate.writer import write_project
-from cdp_mcp.phases import INGESTION_LOG, INGESTION_LOG_COLUMNS, Phase, workflows
-from cdp_mcp.sample_data import append_rows, write_sample
-from cdp_mcp.sources import find_object_file, select_sql
 from tests.conftest import SENTINEL_KEY
 
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")

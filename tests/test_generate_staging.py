@@ -17,15 +17,15 @@ import pytest
 import sqlglot
 
 from cdp_mcp.backends.local.sql import translate
-from cdp_mcp.config import PipelineConfig, load_config, parse_config
+from cdp_mcp.core.config import PipelineConfig, load_config, parse_config
+from cdp_mcp.core.file_source import find_object_file, select_sql
+from cdp_mcp.core.phases import derive_schemas
+from cdp_mcp.core.schema import Column, SchemaMap, duckdb_type
+from cdp_mcp.core.staging_rules import staging_columns
 from cdp_mcp.digdag.loader import load_dig
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.generate.staging import render
 from cdp_mcp.generate.writer import GenerationError
-from cdp_mcp.phases import derive_schemas
-from cdp_mcp.schema import Column, SchemaMap, duckdb_type
-from cdp_mcp.sources import find_object_file, select_sql
-from cdp_mcp.staging_rules import staging_columns
 
 ENGINES = ("presto", "hive")
 TABLES = ("shopify_orders", "shopify_customers", "shopify_products")
@@ -592,7 +592,7 @@ def test_a_phone_column_of_numbers_is_cleaned_like_text(engine: str, td_type: st
     staged = schemas["acme_stg.shopify_customers"]
     assert [c.type for c in staged if c.name.startswith("phone")] == ["string", "boolean", "string"]
     # ... and unification now finds it as a phone key, with staging's validity flag
-    from cdp_mcp.generate.unify_plan import plan_unification
+    from cdp_mcp.core.unify_plan import plan_unification
 
     plan = plan_unification(make_config(engine, objects=["customers"]), schemas)
     columns = [(kc.column, kc.key, kc.valid_flag) for t in plan.tables for kc in t.key_columns]
@@ -655,7 +655,7 @@ def test_top_level_json_keys_become_staged_columns(engine: str) -> None:
 
 
 def test_json_keys_are_read_from_every_row_of_a_source_file(tmp_path: Path) -> None:
-    from cdp_mcp.sources import read_schema
+    from cdp_mcp.core.file_source import read_schema
 
     lines = [
         {"id": 1, "profile": {"email": "a@b.io", "tier": "gold", "address": {"zip": "1"}}},

@@ -16,20 +16,16 @@ import pytest
 import sqlglot
 import yaml
 
-from cdp_mcp.config import ConfigError, PipelineConfig, load_config, parse_config
+from cdp_mcp.core.config import ConfigError, PipelineConfig, load_config, parse_config
+from cdp_mcp.core.phases import Phase, expected_tables, unified_tables
+from cdp_mcp.core.schema import Column, SchemaMap, duckdb_type
+from cdp_mcp.core.staging_rules import staging_columns
+from cdp_mcp.core.td_unify import unify_config_problems
+from cdp_mcp.core.unify_plan import EMAIL_INVALID_TEXTS, PHONE_INVALID_TEXTS, plan_unification
 from cdp_mcp.generate import generate
 from cdp_mcp.generate.check import check_project, sql_problems
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.generate.unification import render, unification_api_url
-from cdp_mcp.generate.unify_limits import unify_config_problems
-from cdp_mcp.generate.unify_plan import (
-    EMAIL_INVALID_TEXTS,
-    PHONE_INVALID_TEXTS,
-    plan_unification,
-)
-from cdp_mcp.phases import Phase, expected_tables, unified_tables
-from cdp_mcp.schema import Column, SchemaMap, duckdb_type
-from cdp_mcp.staging_rules import staging_columns
 from tests.conftest import SENTINEL_KEY, SENTINEL_SECRET
 
 STG = "acme_stg"
@@ -648,8 +644,8 @@ def test_more_ids_and_master_tables_become_tds_unify_yml(tmp_path: Path) -> None
 def test_more_ids_and_a_master_table_run_on_the_local_engine(
     tmp_path: Path, stg_db: tuple[duckdb.DuckDBPyConnection, SchemaMap]
 ) -> None:
-    from cdp_mcp.unification import parse_request
-    from cdp_mcp.unification.engine import unify
+    from cdp_mcp.backends.local.unification import parse_request
+    from cdp_mcp.backends.local.unification.engine import unify
 
     con, schemas = stg_db
     files = render(make_config(tmp_path, EXTRAS), schemas)

@@ -17,8 +17,8 @@ import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from cdp_mcp.cli import main
-from cdp_mcp.http_security import TOKEN_ENV, http_access
+from cdp_mcp.cli.main import main
+from cdp_mcp.server.http_security import TOKEN_ENV, http_access
 from tests.http_serve import (
     INITIALIZE,
     MCP_HEADERS,

@@ -16,10 +16,10 @@ import anyio
 import pytest
 import yaml
 
-from cdp_mcp.config import MAX_UNKNOWN, NAME_MAX, ConfigError, load_config
+from cdp_mcp.core.config import MAX_UNKNOWN, NAME_MAX, ConfigError, load_config
+from cdp_mcp.core.yaml_bounded import LOADERS, MAX_DEPTH, YamlInputError, load_bounded
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.state import StateError, StateStore
-from cdp_mcp.yaml_bounded import LOADERS, MAX_DEPTH, YamlInputError, load_bounded
 from tests.conftest import FIXTURES
 
 BASE = {
@@ -58,7 +58,7 @@ def cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     env.pop("CDP_MCP_TRACEBACK", None)
     return subprocess.run(
-        [sys.executable, "-m", "cdp_mcp.cli", *map(str, args)],
+        [sys.executable, "-m", "cdp_mcp.cli.main", *map(str, args)],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -6,7 +6,7 @@ are pinned in ci/inspector/package-lock.json; install them with
 except under CI (env `CI` set), where they fail: CI must run them.
 
 The Inspector starts the installed `cdp-mcp serve` script itself, lists the tools, and calls
-`init_pipeline` on the demo's config (`cdp_mcp.sample_data`, what `cdp-mcp demo` writes).
+`init_pipeline` on the demo's config (`cdp_mcp.cli.demo_data`, what `cdp-mcp demo` writes).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from cdp_mcp.phases import ORDER
-from cdp_mcp.sample_data import SAMPLE_FOLDER, write_sample, write_sample_config
+from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, write_sample, write_sample_config
+from cdp_mcp.core.phases import ORDER
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ROOT / "ci" / "inspector" / "node_modules"

@@ -34,11 +34,11 @@ from pydantic import SecretStr
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cdp_mcp import redact
 from cdp_mcp.backends.td.errors import AuthenticationError
 from cdp_mcp.backends.td.transport import Transport
 from cdp_mcp.backends.treasuredata import TreasureDataBackend
-from cdp_mcp.config import ConfigError, parse_config
+from cdp_mcp.core import redact
+from cdp_mcp.core.config import ConfigError, parse_config
 from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.server import BackgroundServer
 from cdp_mcp.pipeline.models import PipelineError
@@ -109,7 +109,7 @@ def seed_config(folder: Path, **global_: Any) -> Path:
 
 def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cdp_mcp.cli", *args],
+        [sys.executable, "-m", "cdp_mcp.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -128,7 +128,7 @@ async def over_mcp(
     """`talk` to `cdp-mcp serve` over stdio, started with `env`; its stderr goes to errlog."""
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "cdp_mcp.cli", "serve"],
+        args=["-m", "cdp_mcp.cli.main", "serve"],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), **env},
         cwd=str(cwd),
     )
@@ -281,7 +281,7 @@ def test_a_backend_made_directly_never_sends_a_key_with_junk(junk: str) -> None:
 def test_the_emulator_takes_a_key_only_in_tds_form(key: str, words: str, tmp_path: Path) -> None:
     port = "1"  # never bound: the key is refused first
     done = subprocess.run(
-        [sys.executable, "-m", "cdp_mcp.cli", "emulate", "--port", port, "--key", key],
+        [sys.executable, "-m", "cdp_mcp.cli.main", "emulate", "--port", port, "--key", key],
         capture_output=True,
         text=True,
         timeout=30,

@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from cdp_mcp.backends.archive import build_archive
 from cdp_mcp.backends.base import (
     Backend,
     ConflictError,
@@ -26,7 +27,6 @@ from cdp_mcp.backends.base import (
     Task,
 )
 from cdp_mcp.backends.local import LocalBackend
-from cdp_mcp.backends.local.archive import build_archive
 from cdp_mcp.backends.local.runtime import LocalRuntime
 from cdp_mcp.backends.local.warehouse import Storage
 
@@ -141,7 +141,7 @@ def test_an_attempt_whose_process_died_is_marked_error(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "cdp_mcp.cli_wf",
+            "cdp_mcp.cli.wf",
             "wf",
             "start",
             "proj",

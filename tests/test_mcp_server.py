@@ -1,7 +1,7 @@
 """The MCP surface through a real MCP client talking to `cdp-mcp serve` over stdio.
 
 One server process serves the whole module (it is started like Claude Desktop starts it:
-`python -m cdp_mcp.cli serve`, with TD_API_KEY in its environment). A blocking portal keeps
+`python -m cdp_mcp.cli.main serve`, with TD_API_KEY in its environment). A blocking portal keeps
 the client's event loop in a thread, so each test is plain synchronous code.
 
 Set UPDATE_SNAPSHOTS=1 to rewrite tests/snapshots/tools.json after a deliberate change to
@@ -112,7 +112,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     errlog = root / "server.stderr"
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "cdp_mcp.cli", "serve"],
+        args=["-m", "cdp_mcp.cli.main", "serve"],
         env={"TD_API_KEY": SENTINEL_KEY, "PYTHONPATH": str(Path(__file__).parents[1])},
         cwd=str(root),
     )
@@ -409,7 +409,7 @@ def test_the_server_also_speaks_streamable_http(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [sys.executable, "-m", "cdp_mcp.cli", "serve", "--transport", "streamable-http"]
+    command = [sys.executable, "-m", "cdp_mcp.cli.main", "serve", "--transport", "streamable-http"]
     proc = subprocess.Popen(
         [*command, "--port", str(port)],
         stdout=subprocess.DEVNULL,

@@ -29,9 +29,9 @@ from cdp_mcp.backends.base import ConflictError
 from cdp_mcp.backends.local import LocalBackend
 from cdp_mcp.pipeline.models import PipelineError, SessionResult
 from cdp_mcp.pipeline.orchestrator import LOG_PAGE_CHARS, Pipeline
-from cdp_mcp.pipeline.report import report_path
+from cdp_mcp.pipeline.reports.report import report_path
 from cdp_mcp.pipeline.state import StateStore
-from cdp_mcp.server import render_implement_prompt
+from cdp_mcp.server.app import render_implement_prompt
 from tests.conftest import FIXTURES, SENTINEL_KEY
 
 T = TypeVar("T")
@@ -547,7 +547,7 @@ def test_the_state_survives_a_restart(ingested: Path) -> None:
     assert init.resumed is True and init.next_action.arguments == expected
     # ...and a new process
     out = subprocess.run(
-        [sys.executable, "-m", "cdp_mcp.cli", "status", str(ingested)],
+        [sys.executable, "-m", "cdp_mcp.cli.main", "status", str(ingested)],
         capture_output=True,
         text=True,
         timeout=60,

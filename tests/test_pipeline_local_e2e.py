@@ -14,12 +14,12 @@ import duckdb
 import pytest
 
 from cdp_mcp.backends.local import LocalBackend
-from cdp_mcp.config import PipelineConfig, load_config, parse_timestamp
+from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, append_rows, write_sample, write_sample_config
+from cdp_mcp.core.config import PipelineConfig, load_config, parse_timestamp
+from cdp_mcp.core.file_source import find_object_file, select_sql
+from cdp_mcp.core.phases import INGESTION_LOG, Phase, project_name, workflows
 from cdp_mcp.generate import generate
 from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.phases import INGESTION_LOG, Phase, project_name, workflows
-from cdp_mcp.sample_data import SAMPLE_FOLDER, append_rows, write_sample, write_sample_config
-from cdp_mcp.sources import find_object_file, select_sql
 
 PHASES = (Phase.INGESTION, Phase.HIST_UNION, Phase.STAGING)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from cdp_mcp.phases import Phase
+from cdp_mcp.core.phases import Phase
 from cdp_mcp.pipeline.models import PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.state import (

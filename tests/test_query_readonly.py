@@ -39,7 +39,7 @@ from cdp_mcp.backends.local.readonly import check_duckdb, pipeline_tables
 from cdp_mcp.backends.local.runtime import LocalRuntime
 from cdp_mcp.backends.local.warehouse import Warehouse, list_databases
 from cdp_mcp.backends.readonly import ReadOnlyError, Select, Show, read_statement
-from cdp_mcp.cli_wf import main as cli_main
+from cdp_mcp.cli.wf import main as cli_main
 from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.server import BackgroundServer
 from tests.conftest import FIXTURES, SENTINEL_KEY
@@ -49,7 +49,7 @@ from tests.test_td_backend import RequestLog, client
 
 CORPUS: list[dict[str, str]] = yaml.safe_load((FIXTURES / "hostile_queries.yml").read_text())
 REPO = Path(__file__).parents[1]
-CLI = [sys.executable, "-m", "cdp_mcp.cli"]
+CLI = [sys.executable, "-m", "cdp_mcp.cli.main"]
 PIPELINE_DBS = ["acme_config", "acme_src", "acme_stg", "cdp_unification_customer_360"]
 
 
@@ -72,7 +72,7 @@ class Demo:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     root = tmp_path_factory.mktemp("readonly") / "d"
     done = subprocess.run(
-        [sys.executable, "-m", "cdp_mcp.cli", "demo", str(root)],
+        [sys.executable, "-m", "cdp_mcp.cli.main", "demo", str(root)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -88,7 +88,7 @@ def mcp(demo: Demo) -> Iterator[Server]:
     errlog = demo.root.parent / "server.stderr"
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "cdp_mcp.cli", "serve"],
+        args=["-m", "cdp_mcp.cli.main", "serve"],
         env={"TD_API_KEY": SENTINEL_KEY, "PYTHONPATH": str(REPO)},
         cwd=str(demo.root),
     )

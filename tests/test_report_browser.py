@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cdp_mcp.config import load_config
-from cdp_mcp.phases import Phase
-from cdp_mcp.pipeline.report_html import COLORS, INGESTED, SINGLE_COLOR, STAGED, UNION
+from cdp_mcp.core.config import load_config
+from cdp_mcp.core.phases import Phase
+from cdp_mcp.pipeline.reports.html import COLORS, INGESTED, SINGLE_COLOR, STAGED, UNION
 from cdp_mcp.pipeline.state import StateStore
 
 CHART_TITLES = (

@@ -16,15 +16,15 @@ import anyio
 import pytest
 
 from cdp_mcp.backends.local import LocalBackend
-from cdp_mcp.config import PipelineConfig, load_config
+from cdp_mcp.cli.run import run_pipeline
+from cdp_mcp.core.config import PipelineConfig, load_config
+from cdp_mcp.core.phases import ORDER, Phase, expected_tables, workflows
 from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.phases import ORDER, Phase, expected_tables, workflows
-from cdp_mcp.pipeline.headless import run_pipeline
 from cdp_mcp.pipeline.orchestrator import Pipeline
-from cdp_mcp.pipeline.report_facts import phase_seconds
-from cdp_mcp.pipeline.report_html import COLORS, Group, Series, bar_chart
+from cdp_mcp.pipeline.reports.facts import phase_seconds
+from cdp_mcp.pipeline.reports.html import COLORS, Group, Series, bar_chart
+from cdp_mcp.pipeline.reports.timeline import fmt_seconds
 from cdp_mcp.pipeline.state import StateStore
-from cdp_mcp.pipeline.timeline import fmt_seconds
 from tests.conftest import FIXTURES, SENTINEL_KEY
 
 CHART_TITLES = (

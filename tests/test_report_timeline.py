@@ -6,10 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cdp_mcp.phases import ORDER, Phase
+from cdp_mcp.core.phases import ORDER, Phase
 from cdp_mcp.pipeline.nextstep import execute_step
+from cdp_mcp.pipeline.reports.timeline import (
+    SEED_TIMELINE,
+    fmt_seconds,
+    phase_timing,
+    timeline_rows,
+)
 from cdp_mcp.pipeline.state import PipelineState, StepState
-from cdp_mcp.pipeline.timeline import SEED_TIMELINE, fmt_seconds, phase_timing, timeline_rows
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cdp_mcp.backends.local.runtime import LocalRuntime
-from cdp_mcp.cli_wf import main
+from cdp_mcp.cli.wf import main
 
 WF = "+init:\n  td_ddl>:\n  create_databases: [db]\n+t:\n  td>: q.sql\n  database: db\n  create_table: t\n"
 SQL = "SELECT 1 AS id, 'a,b' AS name UNION ALL SELECT 2, NULL"
@@ -117,7 +117,7 @@ def test_detach_returns_while_the_run_goes_on(ws: Path) -> None:
         [
             sys.executable,
             "-m",
-            "cdp_mcp.cli_wf",
+            "cdp_mcp.cli.wf",
             "wf",
             "start",
             "proj",

@@ -510,7 +510,7 @@ def test_http_call_to_unification_runs_the_registered_handler(rt: LocalRuntime) 
 
 
 def test_http_call_without_handler_or_to_other_hosts_fails_clearly(rt: LocalRuntime) -> None:
-    rt.unification_handler = None  # the default is cdp_mcp.unification's engine
+    rt.unification_handler = None  # the default is cdp_mcp.backends.local.unification's engine
     a = run(rt, {"wf.dig": UNIFY + "+other:\n  http>: https://example.com/hook\n"})
     assert task(rt, a, "+wf+unify").error == UNIFICATION_NOT_INSTALLED
     b = run(

@@ -8,10 +8,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from cdp_mcp.config import load_config
+from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, append_rows, write_sample, write_sample_config
+from cdp_mcp.core.config import load_config
+from cdp_mcp.core.file_source import select_sql
 from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.sample_data import SAMPLE_FOLDER, append_rows, write_sample, write_sample_config
-from cdp_mcp.sources import select_sql
 
 
 def read(path: Path) -> list[dict[str, object]]:

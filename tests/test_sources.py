@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-from cdp_mcp.sources import read_schema, select_sql
+from cdp_mcp.core.file_source import read_schema, select_sql
 
 SNIFF_ROWS = 30_000  # beyond DuckDB's sniff sample (20,480 rows)
 

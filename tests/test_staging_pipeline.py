@@ -14,14 +14,14 @@ import duckdb
 import pytest
 
 from cdp_mcp.backends.local import LocalBackend
-from cdp_mcp.config import PipelineConfig, load_config
+from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, append_rows, write_sample, write_sample_config
+from cdp_mcp.cli.run import EXIT_PASS, run_pipeline
+from cdp_mcp.core.config import PipelineConfig, load_config
+from cdp_mcp.core.phases import Phase, project_name, workflows
 from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.server import BackgroundServer
 from cdp_mcp.generate import generate
 from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.phases import Phase, project_name, workflows
-from cdp_mcp.pipeline.headless import EXIT_PASS, run_pipeline
-from cdp_mcp.sample_data import SAMPLE_FOLDER, append_rows, write_sample, write_sample_config
 from tests.conftest import SENTINEL_KEY
 from tests.test_td_pipeline import on_td
 

@@ -27,7 +27,7 @@ from cdp_mcp.backends.base import (
 from cdp_mcp.backends.local.hooks import UnificationCall
 from cdp_mcp.backends.td import AuthenticationError, PollPolicy, RetryPolicy, TransientError
 from cdp_mcp.backends.treasuredata import TreasureDataBackend
-from cdp_mcp.config import load_config
+from cdp_mcp.core.config import load_config
 from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.server import BackgroundServer
 from tests.conftest import FIXTURES, SENTINEL_KEY, SENTINEL_SECRET

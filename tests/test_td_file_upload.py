@@ -15,17 +15,17 @@ import pytest
 import yaml
 
 from cdp_mcp.backends.base import Backend
-from cdp_mcp.config import load_config
+from cdp_mcp.cli.demo_data import append_rows, write_sample
+from cdp_mcp.core.config import load_config
+from cdp_mcp.core.phases import Phase, project_name
 from cdp_mcp.digdag.loader import load_dig
 from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.server import BackgroundServer
 from cdp_mcp.generate import generate
 from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.phases import Phase, project_name
 from cdp_mcp.pipeline.file_upload import upload_ranges
 from cdp_mcp.pipeline.models import PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
-from cdp_mcp.sample_data import append_rows, write_sample
 from tests.conftest import SENTINEL_KEY
 
 OBJECTS = ["orders", "customers", "products"]

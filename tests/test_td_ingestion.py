@@ -14,12 +14,12 @@ import yaml
 
 from cdp_mcp.backends.td import PollPolicy
 from cdp_mcp.backends.treasuredata import TreasureDataBackend
-from cdp_mcp.config import load_config, parse_timestamp
+from cdp_mcp.core.config import load_config, parse_timestamp
+from cdp_mcp.core.phases import INGESTION_LOG, Phase, expected_tables, project_name, workflows
 from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.server import BackgroundServer
 from cdp_mcp.generate import generate
 from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.phases import INGESTION_LOG, Phase, expected_tables, project_name, workflows
 from cdp_mcp.pipeline.file_upload import upload_ranges
 from tests.conftest import SENTINEL_KEY
 

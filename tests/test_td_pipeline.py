@@ -9,10 +9,10 @@ import anyio
 import pytest
 import yaml
 
+from cdp_mcp.cli.run import EXIT_PASS, run_pipeline
 from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.faults import FaultPlan
 from cdp_mcp.emulator.server import BackgroundServer
-from cdp_mcp.pipeline.headless import EXIT_PASS, run_pipeline
 from cdp_mcp.pipeline.models import PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from tests.conftest import SENTINEL_KEY, with_extras

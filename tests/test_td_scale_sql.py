@@ -14,10 +14,10 @@ from pathlib import Path
 import sqlglot
 from sqlglot import exp
 
+from cdp_mcp.cli.demo_data import append_rows
+from cdp_mcp.core.phases import INC_LOG, INGESTION_LOG
 from cdp_mcp.generate import hist_union, ingestion
 from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.phases import INC_LOG, INGESTION_LOG
-from cdp_mcp.sample_data import append_rows
 from tests.test_generate_ingestion import Emulator, make_config
 
 LOG_TABLES = {INGESTION_LOG, INC_LOG}

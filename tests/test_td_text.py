@@ -159,7 +159,7 @@ def test_presto_create_table_replaces_and_insert_into_appends(rt: LocalRuntime) 
 def test_the_four_phases_pass_with_hive_staging(acme_config: Path) -> None:
     """Hive staging as TD runs it: `INSERT OVERWRITE TABLE t` pasted after the WITH clause.
     The tables equal the Presto run's (same rows, every column of every staged table)."""
-    from cdp_mcp.pipeline.headless import EXIT_PASS, run_pipeline
+    from cdp_mcp.cli.run import EXIT_PASS, run_pipeline
 
     presto_dir = acme_config.parent / "presto"
     shutil.copytree(acme_config.parent, presto_dir, ignore=shutil.ignore_patterns("presto"))

@@ -15,17 +15,17 @@ import pytest
 
 from cdp_mcp.backends.local.hooks import UnificationCall
 from cdp_mcp.backends.local.runtime import LocalRuntime, default_unification_handler
-from cdp_mcp.config import load_config
-from cdp_mcp.phases import unification_output_columns
-from cdp_mcp.unification import (
+from cdp_mcp.backends.local.unification import (
     UnificationError,
     UnificationNames,
     handle_unification_call,
     parse_request,
     unification_metrics,
 )
-from cdp_mcp.unification.engine import RunSummary, UnificationCancelled, unify
-from cdp_mcp.unification_tables import (
+from cdp_mcp.backends.local.unification.engine import RunSummary, UnificationCancelled, unify
+from cdp_mcp.core.config import load_config
+from cdp_mcp.core.phases import unification_output_columns
+from cdp_mcp.core.unification_tables import (
     GRAPH_COLUMNS,
     KEYS_COLUMNS,
     TABLES_COLUMNS,

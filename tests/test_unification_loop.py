@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdp_mcp.unification.td_loop import record_rows, run_loop
+from cdp_mcp.backends.local.unification.td_loop import record_rows, run_loop
 
 Rows = set[tuple[int, int]]
 

@@ -1,5 +1,5 @@
 """The four phases of the seed's example (tests/fixtures/acme.yml) on the local backend:
-the generated id_unification.dig's call to TD's API is served by cdp_mcp.unification, and
+the generated id_unification.dig's call to TD's API is served by cdp_mcp.backends.local.unification, and
 the generated enrichment runs unchanged on its tables."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import anyio
 import pytest
 
 from cdp_mcp.backends.local import LocalBackend
-from cdp_mcp.config import PipelineConfig, load_config
+from cdp_mcp.backends.local.unification import unification_metrics
+from cdp_mcp.core.config import PipelineConfig, load_config
+from cdp_mcp.core.phases import ORDER, Phase, expected_tables, project_name, workflows
+from cdp_mcp.core.unification_tables import GRAPH_COLUMNS, lookup_columns
 from cdp_mcp.generate import generate
 from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.phases import ORDER, Phase, expected_tables, project_name, workflows
-from cdp_mcp.unification import unification_metrics
-from cdp_mcp.unification_tables import GRAPH_COLUMNS, lookup_columns
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +102,7 @@ def test_acme_unifies_and_enriches_every_staging_row(acme_config: Path) -> None:
 def test_more_ids_and_a_master_table_pass_on_the_local_backend(acme_config: Path) -> None:
     """Through the orchestrator: every phase PASS, validation having checked TD's tables of
     both ids, the enriched tables TD writes and the master table."""
-    from cdp_mcp.pipeline.headless import EXIT_PASS, run_pipeline
+    from cdp_mcp.cli.run import EXIT_PASS, run_pipeline
     from cdp_mcp.pipeline.orchestrator import Pipeline
     from tests.conftest import with_extras
 

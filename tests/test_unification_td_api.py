@@ -12,9 +12,9 @@ from typing import Any
 import duckdb
 import pytest
 
-from cdp_mcp.unification import UnificationError, parse_request
-from cdp_mcp.unification.engine import RunSummary, unify
-from cdp_mcp.unification_tables import GRAPH_COLUMNS
+from cdp_mcp.backends.local.unification import UnificationError, parse_request
+from cdp_mcp.backends.local.unification.engine import RunSummary, unify
+from cdp_mcp.core.unification_tables import GRAPH_COLUMNS
 
 DB = "cdp_unification_samples"
 SITES = ("site_aaa", "site_xxx", "site_yyy", "site_zzz")

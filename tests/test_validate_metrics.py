@@ -17,8 +17,8 @@ from typing import Any
 import anyio
 import pytest
 
-from cdp_mcp.config import load_config
-from cdp_mcp.phases import Phase, workflows
+from cdp_mcp.core.config import load_config
+from cdp_mcp.core.phases import Phase, workflows
 from cdp_mcp.pipeline.models import ValidationResult
 from cdp_mcp.pipeline.orchestrator import Pipeline
 

@@ -25,15 +25,15 @@ from mcp import Client, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import MCPError
 
-from cdp_mcp.cli import main
-from cdp_mcp.config import ConfigError, load_config
+from cdp_mcp.cli.main import main
+from cdp_mcp.core.config import ConfigError, load_config
+from cdp_mcp.core.manifest import FileConflictError, write_owned
+from cdp_mcp.core.phases import Phase
+from cdp_mcp.core.roots import Roots, explicit_roots
 from cdp_mcp.generate import GenerationError, generate
 from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.manifest import FileConflictError, write_owned
-from cdp_mcp.phases import Phase
 from cdp_mcp.pipeline.models import PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
-from cdp_mcp.roots import Roots, explicit_roots
 from tests.conftest import FIXTURES, SENTINEL_KEY
 
 
@@ -243,7 +243,7 @@ def _call_server(
 
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "cdp_mcp.cli", "serve", *args],
+        args=["-m", "cdp_mcp.cli.main", "serve", *args],
         env={"TD_API_KEY": SENTINEL_KEY, "PYTHONPATH": str(Path(__file__).parents[1])},
         cwd=str(cwd),
     )

@@ -13,7 +13,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field, computed_field
 
-from cdp_mcp.schema import Column
+from cdp_mcp.core.errors import CdpError
+from cdp_mcp.core.schema import Column
 
 AttemptStatus = Literal["running", "success", "error", "killed"]
 TaskState = Literal[
@@ -31,7 +32,7 @@ TaskState = Literal[
 DONE_TASK_STATES: frozenset[str] = frozenset({"success", "error", "group_error", "canceled"})
 
 
-class BackendError(Exception):
+class BackendError(CdpError):
     """A request the backend refused or could not carry out; the message says why."""
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cdp_mcp.backends.base import Backend
-from cdp_mcp.config import PipelineConfig
+from cdp_mcp.core.config import PipelineConfig
 
 
 def make_backend(cfg: PipelineConfig) -> Backend:

@@ -36,7 +36,7 @@ from cdp_mcp.backends.td.digdag import DigdagClient
 from cdp_mcp.backends.td.errors import AUTH_HINT
 from cdp_mcp.backends.td.hosts import TDHosts, resolve_hosts
 from cdp_mcp.backends.td.transport import RetryPolicy, Transport
-from cdp_mcp.config import PipelineConfig
+from cdp_mcp.core.config import PipelineConfig
 
 _AUTH_PROBE_PROJECT = "cdp_mcp_auth_check"
 

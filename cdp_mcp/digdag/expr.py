@@ -21,6 +21,8 @@ from typing import Any
 
 from py_mini_racer import MiniRacer
 
+from cdp_mcp.core.errors import CdpError
+
 # Keys whose values are subtask definitions, evaluated only when those subtasks run.
 NOT_EVALUATED = ("_do", "_else_do", "_error", "_check")
 _TIMEOUT_SEC = 10.0
@@ -117,7 +119,7 @@ function __evalConfig(config, params, skip) {
 """
 
 
-class ExprError(Exception):
+class ExprError(CdpError):
     """A `${...}` expression failed; the message names the expression and the JS error."""
 
     def __init__(self, message: str, expr: str | None = None) -> None:

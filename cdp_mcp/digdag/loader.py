@@ -25,8 +25,10 @@ import yaml
 from yaml.constructor import ConstructorError
 from yaml.resolver import BaseResolver
 
+from cdp_mcp.core.errors import CdpError
 
-class DigError(Exception):
+
+class DigError(CdpError):
     """A project file that Digdag would refuse, with the file (and line) to fix."""
 
     def __init__(self, file: str, message: str, line: int | None = None) -> None:

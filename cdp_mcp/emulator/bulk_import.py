@@ -40,13 +40,13 @@ import msgpack
 from cdp_mcp.backends.base import BackendError, ConflictError, NotFoundError
 from cdp_mcp.backends.local import tables
 from cdp_mcp.backends.local.warehouse import Warehouse, qualified
+from cdp_mcp.core.files import write_text_atomic
+from cdp_mcp.core.schema import duckdb_type
+from cdp_mcp.core.sqltext import quote_ident
 from cdp_mcp.emulator.catalog import Catalog
 from cdp_mcp.emulator.errors import RequestError
 from cdp_mcp.emulator.job_sql import Outcome
 from cdp_mcp.emulator.jobs import Job, JobStore
-from cdp_mcp.pipeline.files import write_text_atomic
-from cdp_mcp.schema import duckdb_type
-from cdp_mcp.sources import quote_ident
 
 log = logging.getLogger("cdp_mcp.emulator")
 SESSION_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")

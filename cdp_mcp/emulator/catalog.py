@@ -19,9 +19,9 @@ from cdp_mcp.backends.local.warehouse import (
     qualified,
     table_columns,
 )
+from cdp_mcp.core.sqltext import quote_ident
 from cdp_mcp.emulator import shapes
 from cdp_mcp.emulator.errors import RequestError
-from cdp_mcp.sources import quote_ident
 
 NAME = re.compile(r"^[a-z0-9_]{3,255}$")
 TABLE_TYPES = ("log",)

@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cdp_mcp import redact
-from cdp_mcp.apikey import key_problem
+from cdp_mcp.core import redact
+from cdp_mcp.core.apikey import key_problem
 
 
 def _rate(text: str) -> float:

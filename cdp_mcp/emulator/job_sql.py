@@ -27,7 +27,7 @@ from cdp_mcp.backends.base import QueryError
 from cdp_mcp.backends.local import tables
 from cdp_mcp.backends.local.sql import ENGINES, split_statements, translate
 from cdp_mcp.backends.local.warehouse import json_value, list_tables
-from cdp_mcp.sources import quote_ident
+from cdp_mcp.core.sqltext import quote_ident
 
 # sqlglot's arg name for a WITH clause ("with_" since sqlglot 28, "with" before)
 _WITH = "with_" if "with_" in exp.Insert.arg_types else "with"

@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from cdp_mcp import redact
 from cdp_mcp.backends.base import Attempt, LogFile, Session, TableInfo, Task
+from cdp_mcp.core import redact
 
 
 def instant(value: datetime | None) -> str | None:

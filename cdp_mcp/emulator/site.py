@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cdp_mcp.backends.archive import extract_archive
 from cdp_mcp.backends.base import Attempt, ConflictError, LogFile, NotFoundError
 from cdp_mcp.backends.local import LocalBackend
-from cdp_mcp.backends.local.archive import extract_archive
 from cdp_mcp.backends.local.hooks import UnificationHandler
 from cdp_mcp.backends.local.runtime import LocalRuntime
 from cdp_mcp.backends.local.store import Row, parse_ts

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from cdp_mcp.config import PipelineConfig
+from cdp_mcp.core.config import PipelineConfig
+from cdp_mcp.core.phases import Phase, workflows
+from cdp_mcp.core.schema import SchemaMap
+from cdp_mcp.core.workspace import WorkspaceError, check_workspace
 from cdp_mcp.generate.writer import GenerationError, kept_folder, write_project
-from cdp_mcp.phases import Phase, workflows
-from cdp_mcp.schema import SchemaMap
-from cdp_mcp.workspace import WorkspaceError, check_workspace
 
 __all__ = ["GeneratedProject", "GenerationError", "generate", "render_phase"]
 

@@ -22,10 +22,7 @@ Line breaks inside a `${...}` are kept, so reported lines match the file.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +33,10 @@ from pydantic import BaseModel
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
+from cdp_mcp.core.hive_functions import PRESTO_ONLY, presto_only_calls
+from cdp_mcp.core.sqltext import quiet_sqlglot
+from cdp_mcp.core.td_unify import unify_config_problems
 from cdp_mcp.digdag.loader import DigError, load_dig
-from cdp_mcp.generate.unify_limits import unify_config_problems
-from cdp_mcp.hive_functions import PRESTO_ONLY, presto_only_calls
 
 PLACEHOLDER = "td_param"
 ENGINES = ("presto", "hive")
@@ -134,18 +132,6 @@ def _placeholder(quote: str | None, before: list[str]) -> str:
     tail = "".join(before[-40:])
     m = re.search(r"([A-Za-z_]+)\s*$", tail)
     return "1" if m and m.group(1).lower() in _NUMBER_CONTEXT else PLACEHOLDER
-
-
-@contextlib.contextmanager
-def quiet_sqlglot() -> Iterator[None]:
-    # sqlglot logs a warning for syntax it keeps as a raw command; that is not a problem.
-    logger = logging.getLogger("sqlglot")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def sql_problems(sql: str, engine: str) -> list[tuple[int | None, str]]:

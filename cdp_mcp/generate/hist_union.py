@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdp_mcp.config import PipelineConfig, TableRef
+from cdp_mcp.core.config import PipelineConfig, TableRef
+from cdp_mcp.core.phases import INC_LOG, INC_LOG_COLUMNS, inc_log_project
+from cdp_mcp.core.schema import Column, SchemaMap, presto_type
 from cdp_mcp.generate.templating import PARALLEL_LIMIT
 from cdp_mcp.generate.templating import render as render_template
 from cdp_mcp.generate.writer import GenerationError
-from cdp_mcp.phases import INC_LOG, INC_LOG_COLUMNS, inc_log_project
-from cdp_mcp.schema import Column, SchemaMap, presto_type
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 
-from cdp_mcp import connectors
-from cdp_mcp.config import LANDING_SUFFIX, PipelineConfig, parse_timestamp
-from cdp_mcp.connectors.render import dump_in, in_section
+from cdp_mcp.core import connectors
+from cdp_mcp.core.config import LANDING_SUFFIX, PipelineConfig, parse_timestamp
+from cdp_mcp.core.file_source import SourceError, find_object_file
+from cdp_mcp.core.phases import INGESTION_LOG, INGESTION_LOG_COLUMNS, Phase, project_name
+from cdp_mcp.core.schema import SchemaMap, presto_type
 from cdp_mcp.generate import referenced_secrets
+from cdp_mcp.generate.connector_yaml import dump_in, in_section
 from cdp_mcp.generate.templating import render as render_template
 from cdp_mcp.generate.writer import GenerationError
-from cdp_mcp.phases import INGESTION_LOG, INGESTION_LOG_COLUMNS, Phase, project_name
-from cdp_mcp.schema import SchemaMap, presto_type
-from cdp_mcp.sources import SourceError, find_object_file
 
 # Bounds and watermarks are stored in this one text form (UTC, microseconds), so comparing
 # them as strings orders them in time.

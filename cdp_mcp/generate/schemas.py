@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from cdp_mcp.config import PipelineConfig
-from cdp_mcp.phases import derive_schemas
-from cdp_mcp.schema import Column, SchemaMap
-from cdp_mcp.sources import SourceError, find_object_file, read_schema
+from cdp_mcp.core.config import PipelineConfig
+from cdp_mcp.core.file_source import SourceError, find_object_file, read_schema
+from cdp_mcp.core.phases import derive_schemas
+from cdp_mcp.core.schema import Column, SchemaMap
 
 
 def source_columns(cfg: PipelineConfig) -> dict[str, list[Column]]:

@@ -33,15 +33,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from cdp_mcp.config import PipelineConfig, TableRef
-from cdp_mcp.digdag.literal import digdag_literal
-from cdp_mcp.generate.templating import PARALLEL_LIMIT
-from cdp_mcp.generate.templating import render as render_template
-from cdp_mcp.generate.writer import GenerationError
-from cdp_mcp.phases import STAGING_LOG, STAGING_LOG_COLUMNS
-from cdp_mcp.schema import Column, SchemaMap, presto_type
-from cdp_mcp.sources import quote_ident, sql_string
-from cdp_mcp.staging_rules import (
+from cdp_mcp.core.config import PipelineConfig, TableRef
+from cdp_mcp.core.literal import digdag_literal
+from cdp_mcp.core.phases import STAGING_LOG, STAGING_LOG_COLUMNS
+from cdp_mcp.core.schema import Column, SchemaMap, presto_type
+from cdp_mcp.core.sqltext import quote_ident, sql_string
+from cdp_mcp.core.staging_rules import (
     NULL_TEXTS,
     StagingColumn,
     StagingInput,
@@ -49,6 +46,9 @@ from cdp_mcp.staging_rules import (
     staging_inputs,
     staging_plan,
 )
+from cdp_mcp.generate.templating import PARALLEL_LIMIT
+from cdp_mcp.generate.templating import render as render_template
+from cdp_mcp.generate.writer import GenerationError
 
 BUILD_SUFFIX = "_stg_build"  # the full build, before it is swapped in
 CHANGES_SUFFIX = "_stg_changes"  # an incremental run's new versions, before the upsert

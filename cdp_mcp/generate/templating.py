@@ -3,7 +3,7 @@
 Identifiers reaching SQL were validated by the config; templates still quote them (`q`) and
 render values as SQL string literals (`lit`) so nothing from a config is pasted raw. Both
 `lit` and `yaml` write text so Digdag's `${...}` evaluation renders it literally
-(cdp_mcp/digdag/literal.py): a `${` from a config never reaches Digdag as an expression.
+(cdp_mcp/core/literal.py): a `${` from a config never reaches Digdag as an expression.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 import jinja2
 import yaml
 
-from cdp_mcp.digdag.literal import digdag_literal, sql_literal
-from cdp_mcp.sources import quote_ident
+from cdp_mcp.core.literal import digdag_literal, sql_literal
+from cdp_mcp.core.sqltext import quote_ident
 
 # Tasks of one phase that run side by side (`_parallel: {limit: N}`), as the seed's plugins do.
 PARALLEL_LIMIT = 3

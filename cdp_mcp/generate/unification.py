@@ -20,7 +20,7 @@ Column contract (the local unification engine and validation rely on it):
 - `{unif_db}.{id}_lookup` (written by TD or the local engine): the id in TD's column
   `canonical_id` / `persistent_id` (by the method, not named by the id), `id` varchar (a key
   value), `id_key_type` (the key's code), unique on (`id`, `id_key_type`); TD's other columns
-  are listed in `cdp_mcp/unification_tables.py`.
+  are listed in `cdp_mcp/core/unification_tables.py`.
   `{unif_db}.{id}_keys`: `key_type` (the code), `key_name` varchar (as TD writes it;
   TD's codes are integers, the local engine uses 1..n in the order of unify.yml's keys).
 - `{unif_db}.enriched_{table}`: every column of the staging table, then one varchar column
@@ -35,11 +35,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from cdp_mcp.config import PipelineConfig
+from cdp_mcp.core.config import PipelineConfig
+from cdp_mcp.core.schema import SchemaMap
+from cdp_mcp.core.unify_plan import UnificationPlan, plan_unification
 from cdp_mcp.generate.templating import PARALLEL_LIMIT
 from cdp_mcp.generate.templating import render as render_template
-from cdp_mcp.generate.unify_plan import UnificationPlan, plan_unification
-from cdp_mcp.schema import SchemaMap
 
 WORKFLOW_CALL_PATH = "/unifications/workflow_call"
 TD_DOMAINS = (".treasuredata.com", ".treasuredata.co.jp")

@@ -1,5 +1,5 @@
 """Write a rendered project into the workspace: only inside it, all or nothing, and replacing
-only the files cdp-mcp wrote there before (cdp_mcp/manifest.py)."""
+only the files cdp-mcp wrote there before (cdp_mcp/core/manifest.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from cdp_mcp.manifest import Manifest, Recorded, conflict_message, digest, file_digest, unowned
-from cdp_mcp.workspace import MARK
+from cdp_mcp.core.errors import CdpError
+from cdp_mcp.core.manifest import Manifest, Recorded, conflict_message, digest, file_digest, unowned
+from cdp_mcp.core.workspace import MARK
 
 
-class GenerationError(Exception):
+class GenerationError(CdpError):
     """A project could not be generated or written; the message says what to change."""
 
 

@@ -32,12 +32,13 @@ import yaml
 
 from cdp_mcp.backends.base import Backend, BackendError, BulkImporter
 from cdp_mcp.backends.local.params import session_builtins
-from cdp_mcp.backends.local.timeparse import range_where
 from cdp_mcp.backends.td.bulk_import import PART_RECORDS, pack_part
-from cdp_mcp.config import PipelineConfig
+from cdp_mcp.core.config import PipelineConfig
+from cdp_mcp.core.file_source import SourceError, find_object_file, select_sql
+from cdp_mcp.core.schema import Column, presto_type
+from cdp_mcp.core.sqltext import quote_ident
+from cdp_mcp.core.timeparse import range_where
 from cdp_mcp.digdag import expr
-from cdp_mcp.schema import Column, presto_type
-from cdp_mcp.sources import SourceError, find_object_file, quote_ident, select_sql
 
 log = logging.getLogger(__name__)
 # TD's column names are at most 128 characters (treasure-boxes' rename filter cuts there).

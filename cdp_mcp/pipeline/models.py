@@ -7,10 +7,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from cdp_mcp.core.errors import CdpError
+
 Verdict = Literal["PASS", "WARN", "FAIL"]
 
 
-class PipelineError(Exception):
+class PipelineError(CdpError):
     """An operation the pipeline refuses or could not do; the message says what to do next."""
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from cdp_mcp.config import PipelineConfig
-from cdp_mcp.phases import ORDER, Phase, workflows
+from cdp_mcp.core.config import PipelineConfig
+from cdp_mcp.core.phases import ORDER, Phase, workflows
+from cdp_mcp.core.tools import ASK_PERSON, ToolName
 from cdp_mcp.pipeline.models import NextAction
 from cdp_mcp.pipeline.state import (
     MAX_ATTEMPTS,
@@ -72,7 +73,7 @@ def _decision(
 
 def _exhausted(phase: Phase, step: StepState, cp: str) -> NextAction:
     return NextAction(
-        tool="ask_person",
+        tool=ASK_PERSON,
         arguments={"config_path": cp, "phase": phase.value},
         why=(
             f"{phase.value}: step {step.name} failed {step.attempts} times (the limit is "
@@ -96,20 +97,20 @@ def next_for_phase(cfg: PipelineConfig, state: PipelineState, ps: PhaseState) ->
     gen = ps.steps.get("generate")
     if gen is None or gen.status is not StepStatus.SUCCEEDED:
         return NextAction(
-            tool="generate_phase", arguments=args, why=f"render the {phase.value} project"
+            tool=ToolName.GENERATE_PHASE, arguments=args, why=f"render the {phase.value} project"
         )
     deploy = ps.steps.get("deploy")
     if deploy is None or deploy.status is not StepStatus.SUCCEEDED:
         why = f"deploy the {phase.value} project"
         if deploy is not None and deploy.status is StepStatus.FAILED:
             return _decision(
-                "push_project", args, f"{why}; the last push failed: {deploy.last_error}"
+                ToolName.PUSH_PROJECT, args, f"{why}; the last push failed: {deploy.last_error}"
             )
-        return NextAction(tool="push_project", arguments=args, why=why)
+        return NextAction(tool=ToolName.PUSH_PROJECT, arguments=args, why=why)
     missing = list(deploy.details.get("missing_secrets") or [])
     if missing:
         return NextAction(
-            tool="set_secrets",
+            tool=ToolName.SET_SECRETS,
             arguments={**args, "names": missing},
             why=(
                 f"the project references secrets it does not have yet: {', '.join(missing)}; "
@@ -120,17 +121,19 @@ def next_for_phase(cfg: PipelineConfig, state: PipelineState, ps: PhaseState) ->
         ex = ps.steps.get(execute_step(wf))
         wf_args = {**args, "workflow": wf}
         if ex is None or ex.status is StepStatus.PENDING:
-            return NextAction(tool="start_workflow", arguments=wf_args, why=f"run workflow {wf}")
+            return NextAction(
+                tool=ToolName.START_WORKFLOW, arguments=wf_args, why=f"run workflow {wf}"
+            )
         if ex.status is StepStatus.RUNNING:
             return NextAction(
-                tool="get_session",
+                tool=ToolName.GET_SESSION,
                 arguments={"config_path": cp, "session_id": ex.session_id, "wait_seconds": 60},
                 why=f"workflow {wf} is running (attempt {ex.attempt_id}); wait for it",
             )
         if ex.status is StepStatus.LOST:
-            run_again = NextAction(tool="start_workflow", arguments=wf_args, why="")
+            run_again = NextAction(tool=ToolName.START_WORKFLOW, arguments=wf_args, why="")
             return NextAction(
-                tool="ask_person",
+                tool=ASK_PERSON,
                 arguments=args,
                 why=f"workflow {wf}: {ex.last_error}. A person decides.",
                 choices=decision_choices(cp, phase, run_again, "run it again from the start"),
@@ -138,9 +141,9 @@ def next_for_phase(cfg: PipelineConfig, state: PipelineState, ps: PhaseState) ->
         interruptions = int(ex.details.get("interruptions", 0))
         if ex.status is StepStatus.FAILED and _just_interrupted(ex):
             if interruptions >= MAX_ATTEMPTS:
-                resume = NextAction(tool="start_workflow", arguments=wf_args, why="")
+                resume = NextAction(tool=ToolName.START_WORKFLOW, arguments=wf_args, why="")
                 return NextAction(
-                    tool="ask_person",
+                    tool=ASK_PERSON,
                     arguments=args,
                     why=(
                         f"workflow {wf} was interrupted {interruptions} times: something stops "
@@ -150,14 +153,14 @@ def next_for_phase(cfg: PipelineConfig, state: PipelineState, ps: PhaseState) ->
                     choices=decision_choices(cp, phase, resume, "resume it once more"),
                 )
             return NextAction(
-                tool="start_workflow",
+                tool=ToolName.START_WORKFLOW,
                 arguments=wf_args,
                 why=f"workflow {wf}: {ex.last_error}",
             )
         if ex.status in (StepStatus.FAILED, StepStatus.TIMED_OUT):
             timed_out = ex.status is StepStatus.TIMED_OUT
             action = _decision(
-                "start_workflow",
+                ToolName.START_WORKFLOW,
                 wf_args,
                 f"workflow {wf} {'timed out' if timed_out else 'failed'}: "
                 f"{ex.last_error or 'see get_logs'}. Calling start_workflow again retries only "
@@ -166,7 +169,7 @@ def next_for_phase(cfg: PipelineConfig, state: PipelineState, ps: PhaseState) ->
             )
             if timed_out:
                 wait = NextAction(
-                    tool="get_session",
+                    tool=ToolName.GET_SESSION,
                     arguments={"config_path": cp, "session_id": ex.session_id, "wait_seconds": 600},
                     why="",
                 )
@@ -175,22 +178,26 @@ def next_for_phase(cfg: PipelineConfig, state: PipelineState, ps: PhaseState) ->
     val = ps.steps.get("validate")
     if ps.status is PhaseStatus.WARNED:
         return _decision(
-            "validate_tables",
+            ToolName.VALIDATE_TABLES,
             {**args, "accept_warnings": True},
             f"{phase.value} validated WARN: {', '.join(ps.validation_warnings()) or 'see validate_tables'}. "
             "A person decides whether to accept the warnings.",
             retry_label="accept the warnings",
         )
     if val is not None and val.status is StepStatus.FAILED:
-        return _decision("validate_tables", args, f"{phase.value} validated FAIL: {val.last_error}")
-    return NextAction(tool="validate_tables", arguments=args, why=f"check the {phase.value} tables")
+        return _decision(
+            ToolName.VALIDATE_TABLES, args, f"{phase.value} validated FAIL: {val.last_error}"
+        )
+    return NextAction(
+        tool=ToolName.VALIDATE_TABLES, arguments=args, why=f"check the {phase.value} tables"
+    )
 
 
 def next_action(cfg: PipelineConfig, state: PipelineState) -> NextAction:
     cp = state.config_path
     if state.aborted:
         return NextAction(
-            tool="final_report",
+            tool=ToolName.FINAL_REPORT,
             arguments={"config_path": cp},
             why=f"the pipeline was aborted ({state.abort_reason or 'by request'}); the report says where it stopped",
         )
@@ -199,7 +206,7 @@ def next_action(cfg: PipelineConfig, state: PipelineState) -> NextAction:
         if ps.status not in DONE:
             return next_for_phase(cfg, state, ps)
     return NextAction(
-        tool="final_report",
+        tool=ToolName.FINAL_REPORT,
         arguments={"config_path": cp},
         why="every phase is done; write the report",
     )

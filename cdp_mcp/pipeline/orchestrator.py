@@ -22,7 +22,6 @@ from typing import Concatenate, NoReturn, ParamSpec, TypeVar
 
 import anyio
 
-from cdp_mcp import connectors
 from cdp_mcp.backends.base import (
     DONE_TASK_STATES,
     Attempt,
@@ -35,13 +34,11 @@ from cdp_mcp.backends.base import (
 )
 from cdp_mcp.backends.factory import make_backend
 from cdp_mcp.backends.readonly import ReadOnlyError
-from cdp_mcp.config import ConfigError, PipelineConfig, load_config
-from cdp_mcp.generate import GenerationError, generate
-from cdp_mcp.generate.check import check_project
-from cdp_mcp.generate.ingestion import check_incremental_field, load_mode
-from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.manifest import FileConflictError
-from cdp_mcp.phases import (
+from cdp_mcp.core import connectors
+from cdp_mcp.core.config import ConfigError, PipelineConfig, load_config
+from cdp_mcp.core.file_source import SourceError, find_object_file, select_sql
+from cdp_mcp.core.manifest import FileConflictError
+from cdp_mcp.core.phases import (
     ORDER,
     Phase,
     expected_tables,
@@ -50,7 +47,13 @@ from cdp_mcp.phases import (
     project_name,
     workflows,
 )
-from cdp_mcp.pipeline import report as report_mod
+from cdp_mcp.core.roots import OutsideRootsError, Roots
+from cdp_mcp.core.tools import ToolName
+from cdp_mcp.core.workspace import WorkspaceError, check_workspace, claim_workspace
+from cdp_mcp.generate import GenerationError, generate
+from cdp_mcp.generate.check import check_project
+from cdp_mcp.generate.ingestion import check_incremental_field, load_mode
+from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.pipeline import table_check
 from cdp_mcp.pipeline.file_upload import ObjectUpload, upload_problems, upload_ranges
 from cdp_mcp.pipeline.models import (
@@ -80,6 +83,7 @@ from cdp_mcp.pipeline.nextstep import (
     next_action,
     out_of_attempts,
 )
+from cdp_mcp.pipeline.reports import report as report_mod
 from cdp_mcp.pipeline.runlogs import write_run_log
 from cdp_mcp.pipeline.schemas import phase_schemas
 from cdp_mcp.pipeline.secrets import missing_secrets, upload_secrets
@@ -96,9 +100,6 @@ from cdp_mcp.pipeline.state import (
     now,
 )
 from cdp_mcp.pipeline.validate import validate_phase
-from cdp_mcp.roots import OutsideRootsError, Roots
-from cdp_mcp.sources import SourceError, find_object_file, select_sql
-from cdp_mcp.workspace import WorkspaceError, check_workspace, claim_workspace
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ class Pipeline:
         monitor_deadline: float | None = None,
         roots: Roots | None = None,
     ) -> None:
-        """`roots`: the folders an MCP client may reach (cdp_mcp/roots.py); None for the CLI."""
+        """`roots`: the folders an MCP client may reach (cdp_mcp/core/roots.py); None for the CLI."""
         try:
             self.config_path = Path(config_path).expanduser().resolve()
         except (OSError, RuntimeError, ValueError) as e:  # a NUL, ~nobody, a symlink loop
@@ -335,7 +336,7 @@ class Pipeline:
         except WorkspaceError as e:
             raise PipelineError(str(e)) from None
         preflight = await self._preflight()
-        async with self._step_lock("init_pipeline"), self.store.alocked():
+        async with self._step_lock(ToolName.INIT_PIPELINE), self.store.alocked():
             resumed, started_new, reset_steps = self.store.exists(), False, []
             if resumed:
                 state = self._load()
@@ -551,7 +552,7 @@ class Pipeline:
         return plans
 
     # -- generate / push ---------------------------------------------------------------
-    @_one_step("generate_phase")
+    @_one_step(ToolName.GENERATE_PHASE)
     async def generate_phase(self, phase_name: str) -> GenerateResult:
         phase = self._phase(phase_name)
         schemas = await phase_schemas(self.cfg, self.backend, phase)
@@ -601,7 +602,7 @@ class Pipeline:
             next_action=action,
         )
 
-    @_one_step("push_project")
+    @_one_step(ToolName.PUSH_PROJECT)
     async def push_project(self, phase_name: str) -> PushResult:
         phase = self._phase(phase_name)
         async with self._locked_state() as state:
@@ -663,7 +664,7 @@ class Pipeline:
             next_action=action,
         )
 
-    @_one_step("set_secrets")
+    @_one_step(ToolName.SET_SECRETS)
     async def set_secrets(self, phase_name: str, names: list[str]) -> SecretsResult:
         """Upload project secrets from the server's environment (values never pass here)."""
         phase = self._phase(phase_name)
@@ -698,7 +699,7 @@ class Pipeline:
         )
 
     # -- execute / monitor -------------------------------------------------------------
-    @_one_step("start_workflow")
+    @_one_step(ToolName.START_WORKFLOW)
     async def start_workflow(self, phase_name: str, workflow: str | None = None) -> StartResult:
         phase = self._phase(phase_name)
         names = workflows(self.cfg, phase)
@@ -1102,7 +1103,7 @@ class Pipeline:
         )
 
     # -- validate ----------------------------------------------------------------------
-    @_one_step("validate_tables")
+    @_one_step(ToolName.VALIDATE_TABLES)
     async def validate_tables(
         self, phase_name: str, accept_warnings: bool = False
     ) -> ValidationResult:
@@ -1231,7 +1232,7 @@ class Pipeline:
             return self._load()
 
     # -- decisions ---------------------------------------------------------------------
-    @_one_step("skip_phase")
+    @_one_step(ToolName.SKIP_PHASE)
     async def skip_phase(self, phase_name: str, confirm: bool) -> DecisionResult:
         phase = self._phase(phase_name)
         if not confirm:
@@ -1251,7 +1252,7 @@ class Pipeline:
             next_action=action,
         )
 
-    @_one_step("abort_pipeline")
+    @_one_step(ToolName.ABORT_PIPELINE)
     async def abort(self, reason: str = "aborted by request") -> DecisionResult:
         async with self._locked_state() as state:
             running = [
@@ -1290,7 +1291,7 @@ class Pipeline:
             next_action=action,
         )
 
-    @_one_step("final_report")
+    @_one_step(ToolName.FINAL_REPORT)
     async def final_report(self) -> ReportResult:
         return await self._write_report()
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cdp_mcp.backends.base import Attempt, Backend, BackendError, Task
-from cdp_mcp.manifest import FileConflictError, write_owned
+from cdp_mcp.core.manifest import FileConflictError, write_owned
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import anyio
 
 from cdp_mcp.backends.base import Backend, BackendError
-from cdp_mcp.config import PipelineConfig
+from cdp_mcp.core.config import PipelineConfig
+from cdp_mcp.core.file_source import SourceError
+from cdp_mcp.core.phases import Phase, derive_schemas
+from cdp_mcp.core.schema import Column, SchemaMap
 from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.phases import Phase, derive_schemas
 from cdp_mcp.pipeline.models import PipelineError
-from cdp_mcp.schema import Column, SchemaMap
-from cdp_mcp.sources import SourceError
 
 
 async def phase_schemas(

@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import re
 
-from cdp_mcp import redact
-from cdp_mcp.apikey import key_problem
 from cdp_mcp.backends.base import Backend, BackendError, SecretStore
-from cdp_mcp.config import PipelineConfig
+from cdp_mcp.core import redact
+from cdp_mcp.core.apikey import key_problem
+from cdp_mcp.core.config import PipelineConfig
 from cdp_mcp.pipeline.models import PipelineError
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import duckdb
 from pydantic import BaseModel
 
-from cdp_mcp.backends.local.timeparse import parse_bound, parsed_timestamp_sql
-from cdp_mcp.config import PipelineConfig
-from cdp_mcp.sources import SourceError, find_object_file, quote_ident, select_sql
+from cdp_mcp.core.config import PipelineConfig
+from cdp_mcp.core.file_source import SourceError, find_object_file, select_sql
+from cdp_mcp.core.sqltext import quote_ident
+from cdp_mcp.core.timeparse import parse_bound, parsed_timestamp_sql
 
 
 class SourceRows(BaseModel):

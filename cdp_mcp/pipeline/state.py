@@ -25,8 +25,8 @@ from typing import IO, Any
 import anyio
 from pydantic import BaseModel, Field, ValidationError
 
-from cdp_mcp import redact
-from cdp_mcp.phases import ORDER, Phase
+from cdp_mcp.core import redact
+from cdp_mcp.core.phases import ORDER, Phase
 from cdp_mcp.pipeline.models import PipelineError
 
 SCHEMA_VERSION = 1

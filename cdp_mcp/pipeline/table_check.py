@@ -19,16 +19,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cdp_mcp.backends.base import Backend, NotFoundError, TableInfo
-from cdp_mcp.config import PipelineConfig
-from cdp_mcp.generate.hist_union import side_roles, union_columns
-from cdp_mcp.phases import (
+from cdp_mcp.core.config import PipelineConfig
+from cdp_mcp.core.phases import (
     INC_LOG,
     INC_LOG_COLUMNS,
     INGESTION_LOG,
     INGESTION_LOG_COLUMNS,
     inc_log_project,
 )
-from cdp_mcp.schema import Column, SchemaMap
+from cdp_mcp.core.schema import Column, SchemaMap
+from cdp_mcp.generate.hist_union import side_roles, union_columns
 
 How = Literal["insert", "append", "replace"]
 

@@ -15,8 +15,8 @@ import anyio
 from pydantic import BaseModel, Field
 
 from cdp_mcp.backends.base import Backend, BackendError, TableInfo
-from cdp_mcp.config import PipelineConfig
-from cdp_mcp.phases import (
+from cdp_mcp.core.config import PipelineConfig
+from cdp_mcp.core.phases import (
     INC_LOG,
     INGESTION_LOG,
     STAGING_LOG,
@@ -24,11 +24,12 @@ from cdp_mcp.phases import (
     Phase,
     expected_tables,
 )
+from cdp_mcp.core.schema import SchemaMap
+from cdp_mcp.core.sqltext import quote_ident, sql_string
+from cdp_mcp.core.staging_rules import column_kind
+from cdp_mcp.core.unify_plan import plan_unification
 from cdp_mcp.pipeline.models import TableCheck, Verdict
 from cdp_mcp.pipeline.source_flow import source_rows
-from cdp_mcp.schema import SchemaMap
-from cdp_mcp.sources import quote_ident, sql_string
-from cdp_mcp.staging_rules import column_kind
 
 
 class Findings(BaseModel):
@@ -402,7 +403,6 @@ async def _rows_after_watermark(cfg: PipelineConfig, backend: Backend, db: str, 
 async def _unification_metrics(
     cfg: PipelineConfig, backend: Backend, catalog: _Catalog, schemas: SchemaMap, f: Findings
 ) -> None:
-    from cdp_mcp.generate.unify_plan import plan_unification
 
     plan = plan_unification(cfg, schemas)
     idn = cfg.unification.id_name

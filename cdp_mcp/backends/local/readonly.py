@@ -24,7 +24,7 @@ from sqlglot import exp
 from cdp_mcp.backends.base import QueryError
 from cdp_mcp.backends.local import td_udfs
 from cdp_mcp.backends.readonly import KINDS, ReadOnlyError, Show
-from cdp_mcp.schema import Column, presto_type
+from cdp_mcp.core.schema import Column, presto_type
 
 # Table functions a read may use: they compute rows, they read nothing.
 TABLE_FUNCTIONS = frozenset({"unnest", "range", "generate_series"})

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
 
+from cdp_mcp.backends.archive import archive_md5, build_archive, content_revision, extract_archive
 from cdp_mcp.backends.base import (
     Attempt,
     BackendError,
@@ -39,12 +40,6 @@ from cdp_mcp.backends.base import (
     Task,
 )
 from cdp_mcp.backends.local import tables, td_udfs
-from cdp_mcp.backends.local.archive import (
-    archive_md5,
-    build_archive,
-    content_revision,
-    extract_archive,
-)
 from cdp_mcp.backends.local.engine import AttemptInfo, AttemptRun
 from cdp_mcp.backends.local.hooks import UnificationCall, UnificationHandler
 from cdp_mcp.backends.local.logs import LogStore, TaskLog
@@ -670,8 +665,8 @@ def _result(cur: duckdb.DuckDBPyConnection, limit: int | None) -> QueryResult:
 
 
 def default_unification_handler(call: UnificationCall) -> dict[str, Any] | None:
-    """TD's unification API served by cdp_mcp.unification (imported on first use)."""
-    from cdp_mcp.unification.handler import handle_unification_call
+    """TD's unification API served by cdp_mcp.backends.local.unification (imported on first use)."""
+    from cdp_mcp.backends.local.unification.handler import handle_unification_call
 
     return handle_unification_call(call)
 

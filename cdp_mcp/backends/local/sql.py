@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
-from cdp_mcp import hive_functions
 from cdp_mcp.backends.local import semantics
+from cdp_mcp.core import hive_functions
 
 ENGINES = {"presto": "presto", "trino": "trino", "hive": "hive"}
 

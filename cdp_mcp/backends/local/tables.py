@@ -20,8 +20,8 @@ import duckdb
 
 from cdp_mcp.backends.local.sql import Translated
 from cdp_mcp.backends.local.warehouse import qualified, table_columns, table_exists
-from cdp_mcp.schema import duckdb_type, td_type
-from cdp_mcp.sources import quote_ident
+from cdp_mcp.core.schema import duckdb_type, td_type
+from cdp_mcp.core.sqltext import quote_ident
 
 T = TypeVar("T")
 _CONFLICT_RETRIES = 8

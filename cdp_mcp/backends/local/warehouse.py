@@ -29,8 +29,8 @@ import duckdb
 
 from cdp_mcp.backends.base import NotFoundError, UnavailableError
 from cdp_mcp.backends.local import td_udfs
-from cdp_mcp.schema import Column, td_type
-from cdp_mcp.sources import quote_ident
+from cdp_mcp.core.schema import Column, td_type
+from cdp_mcp.core.sqltext import quote_ident
 
 SYSTEM_SCHEMAS = frozenset({"main", "information_schema", "pg_catalog", "temp"})
 _OPEN_WAIT_SEC = 10.0

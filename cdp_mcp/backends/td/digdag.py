@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from cdp_mcp.backends.archive import build_archive, content_revision
 from cdp_mcp.backends.base import (
     Attempt,
     BackendError,
@@ -21,7 +22,6 @@ from cdp_mcp.backends.base import (
     Session,
     Task,
 )
-from cdp_mcp.backends.local.archive import build_archive, content_revision
 from cdp_mcp.backends.td import mapping
 from cdp_mcp.backends.td.transport import Transport, server_message
 from cdp_mcp.digdag.secrets import KEY_RULE, MAX_VALUE_BYTES, valid_secret_key, valid_secret_value

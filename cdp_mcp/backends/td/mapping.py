@@ -20,7 +20,7 @@ from cdp_mcp.backends.base import (
     TableInfo,
     Task,
 )
-from cdp_mcp.schema import Column
+from cdp_mcp.core.schema import Column
 
 _TASK_STATES = DONE_TASK_STATES | {
     "blocked",
@@ -30,7 +30,7 @@ _TASK_STATES = DONE_TASK_STATES | {
     "running",
     "planned",
 }
-# Presto/Hive result types -> TD column types (the vocabulary of `cdp_mcp.schema`).
+# Presto/Hive result types -> TD column types (the vocabulary of `cdp_mcp.core.schema`).
 _TD_TYPES = {
     "bigint": "long",
     "integer": "long",

@@ -23,7 +23,7 @@ delivery harmless instead of treating non-idempotent calls specially:
 
 The API key is only ever read inside `TDAuth.auth_flow`; messages and logs carry the
 method, host and path, never headers, and server text and exception text are scrubbed of
-the key in every spelling (`cdp_mcp.redact`). A key with whitespace or control characters
+the key in every spelling (`cdp_mcp.core.redact`). A key with whitespace or control characters
 is refused before any request: in a header it breaks the request, and httpx's error quotes it.
 """
 
@@ -45,10 +45,10 @@ import anyio
 import httpx
 from pydantic import SecretStr
 
-from cdp_mcp import redact
-from cdp_mcp.apikey import is_junk
 from cdp_mcp.backends.base import BackendError, ConflictError, NotFoundError
 from cdp_mcp.backends.td.errors import AUTH_HINT, AuthenticationError, TransientError
+from cdp_mcp.core import redact
+from cdp_mcp.core.apikey import is_junk
 
 log = logging.getLogger("cdp_mcp.td")
 T = TypeVar("T")

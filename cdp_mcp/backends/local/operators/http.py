@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 from cdp_mcp.backends.local.hooks import UNIFICATION_NOT_INSTALLED, UnificationCall
 from cdp_mcp.backends.local.operators.base import OperatorContext, OperatorResult, TaskFailure
 from cdp_mcp.backends.local.params import StoreUpdate
-from cdp_mcp.digdag.literal import OPERATOR_TEMPLATE
+from cdp_mcp.core.literal import OPERATOR_TEMPLATE
 
 _TD_DOMAINS = (".treasuredata.com", ".treasuredata.co.jp")
 

@@ -16,7 +16,7 @@ from cdp_mcp.backends.local.operators.base import (
     TaskFailure,
     as_bool,
 )
-from cdp_mcp.config import parse_timestamp
+from cdp_mcp.core.config import parse_timestamp
 
 RERUN_ON = ("none", "failed", "all")
 

@@ -14,7 +14,7 @@ from cdp_mcp.backends.base import NotFoundError
 from cdp_mcp.backends.local import tables
 from cdp_mcp.backends.local.operators.base import OperatorContext, OperatorResult, TaskFailure
 from cdp_mcp.backends.local.warehouse import SYSTEM_SCHEMAS, qualified, require_database
-from cdp_mcp.sources import quote_ident
+from cdp_mcp.core.sqltext import quote_ident
 
 
 def _names(value: Any, key: str) -> list[str]:

@@ -1,12 +1,12 @@
 """`td_load>`: TD's data-connector load, run locally.
 
 The config yml is templated with `${...}` like TD does. `in: {type: file}` reads the file
-through `cdp_mcp.sources.select_sql` (the reader the generator used to learn the schema),
+through `cdp_mcp.core.file_source.select_sql` (the reader the generator used to learn the schema),
 keeps rows whose parsed `incremental_field` lies in [from, to), adds TD's `time` column (unix
 seconds of the load) and appends to (or replaces) the table, creating database and table
 and adding new columns as TD's schema-on-write does. See docs/internals.md.
 
-A TD connector of the catalog (cdp_mcp/connectors) dry-runs: the object's extract in the
+A TD connector of the catalog (cdp_mcp/core/connectors.py) dry-runs: the object's extract in the
 backend's extracts folder (ingestion.source_path), shaped as the connector delivers it,
 stands in for the connector's answer. A connector with `from`/`to` fields gets only the
 rows of its column between them, as it would on TD; one that filters inside a query or
@@ -31,12 +31,12 @@ from cdp_mcp.backends.local.operators.base import (
     as_bool,
     mapping,
 )
-from cdp_mcp.backends.local.timeparse import range_where
-from cdp_mcp.connectors import Connector
-from cdp_mcp.connectors import get as catalog_connector
+from cdp_mcp.core.connectors import Connector
+from cdp_mcp.core.connectors import get as catalog_connector
+from cdp_mcp.core.file_source import SourceError, find_object_file, select_sql
+from cdp_mcp.core.schema import Column
+from cdp_mcp.core.timeparse import range_where
 from cdp_mcp.digdag import expr
-from cdp_mcp.schema import Column
-from cdp_mcp.sources import SourceError, find_object_file, select_sql
 
 
 class TdLoadOperator:

@@ -1,0 +1,159 @@
+"""`run_enrichments`: TD's `enriched_{table}` per unify.yml table, every row plus each id.
+
+As TD's enrichment does it (aps_claude_tools' port of TD's SQL, "Assign canonical ids
+through keys"; TD's docs "ID Unification Output"): a row's id is looked up by its first key
+column, in the id's merge priority, whose value is valid for its key, joining `{id}_lookup`
+on `id` and `id_key_type`; a value the lookup lacks gets the id it would have as a profile of
+its own; a row without a valid value gets NULL. The id's column is named by the id
+(`unified_id`), one column per id that covers the table.
+
+Incremental (TD's docs, incremental_update: with `incremental_columns`, "the enrichment
+process applies the canonical_id only to the delta records"): when every id enriching the
+table ran incrementally, the rows at or after the previous watermark are replaced and older
+rows keep the ids they were given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from cdp_mcp.backends.local.tables import retry_on_conflict, transaction
+from cdp_mcp.backends.local.unification.extract import incremental_row, row_literal, valid_sql
+from cdp_mcp.backends.local.unification.outputs import uid_sql
+from cdp_mcp.backends.local.unification.spec import IdSpec, TableSpec, UnificationError, UnifySpec
+from cdp_mcp.backends.local.unification.sql import columns, exists, scalar, table
+from cdp_mcp.core.sqltext import quote_ident
+
+
+@dataclass(frozen=True)
+class IdLookup:
+    """How one id is found for a row of a table: value and key code expressions."""
+
+    id_spec: IdSpec
+    value: str  # the first valid key value, VARCHAR (NULL when none)
+    key_code: str  # its key's id_key_type
+
+
+def id_lookups(
+    spec: UnifySpec, t: TableSpec, ids: tuple[IdSpec, ...], alias: str
+) -> list[IdLookup]:
+    out = []
+    for id_spec in ids:
+        rank = {k: i for i, k in enumerate(id_spec.rank_keys)}
+        ordered = sorted(
+            (kc for kc in t.key_columns if kc.key in rank), key=lambda kc: rank[kc.key]
+        )
+        values, codes = [], []
+        for kc in ordered:
+            v = f"CAST({alias}.{quote_ident(kc.column)} AS VARCHAR)"
+            valid = valid_sql(v, spec.key(kc.key))
+            values.append(f"WHEN {valid} THEN {v}")
+            codes.append(f"WHEN {valid} THEN {spec.key(kc.key).code}::BIGINT")
+        out.append(
+            IdLookup(
+                id_spec=id_spec,
+                value=f"(CASE {' '.join(values)} END)",
+                key_code=f"(CASE {' '.join(codes)} END)",
+            )
+        )
+    return out
+
+
+def with_ids_sql(spec: UnifySpec, t: TableSpec, ids: tuple[IdSpec, ...], where: str = "") -> str:
+    """SELECT every column of `t` plus one column per id (named by the id)."""
+    lookups = id_lookups(spec, t, ids, "s")
+    keyed = ", ".join(
+        f"{lk.value} AS __v{i}, {lk.key_code} AS __k{i}" for i, lk in enumerate(lookups)
+    )
+    drop = ", ".join(f"__v{i}, __k{i}" for i in range(len(lookups)))
+    picked = ", ".join(
+        f"coalesce(l{i}.{quote_ident(lk.id_spec.id_column)},"
+        f" CASE WHEN r.__v{i} IS NOT NULL THEN {uid_sql(spec, f'r.__k{i}', f'r.__v{i}')} END)"
+        f" AS {quote_ident(lk.id_spec.name)}"
+        for i, lk in enumerate(lookups)
+    )
+    joins = " ".join(
+        f"LEFT JOIN {table(spec.database, lk.id_spec.name + '_lookup')} l{i}"
+        f" ON l{i}.id = r.__v{i} AND l{i}.id_key_type = r.__k{i}"
+        for i, lk in enumerate(lookups)
+    )
+    return (
+        f"SELECT r.* EXCLUDE ({drop}), {picked}"
+        f" FROM (SELECT s.*, {keyed} FROM {table(t.database, t.table)} s {where}) r {joins}"
+    )
+
+
+def check_id_columns(
+    con: duckdb.DuckDBPyConnection, t: TableSpec, ids: tuple[IdSpec, ...]
+) -> dict[str, str]:
+    """The table's columns; raises when it is missing or has a column named like an id."""
+    cols = columns(con, t.database, t.table)
+    if not cols:
+        raise UnificationError(f"table {t.qualified} (unify.yml tables) does not exist")
+    for i in ids:
+        if i.name in cols:
+            raise UnificationError(
+                f"{t.qualified} already has a column {i.name!r}: enrichment adds the id under "
+                "that name"
+            )
+    return cols
+
+
+def enrich_table(
+    con: duckdb.DuckDBPyConnection,
+    spec: UnifySpec,
+    t: TableSpec,
+    modes: dict[str, str],
+    since: dict[str, dict[str, list[Any]]],
+) -> int | None:
+    """Write `enriched_{t}`; returns its rows, or None when no id covers the table."""
+    ids = spec.ids_for(t)
+    if not ids:
+        return None
+    cols = check_id_columns(con, t, ids)
+    target = table(spec.database, t.enriched)
+    delta = _delta(con, spec, t, ids, modes, since, cols)
+
+    def write() -> None:
+        with transaction(con):
+            if delta is None:
+                con.execute(f"CREATE OR REPLACE TABLE {target} AS {with_ids_sql(spec, t, ids)}")
+            else:
+                inc, mark = delta
+                have = columns(con, spec.database, t.enriched)
+                for name, kind in cols.items():  # columns the source gained since (TD's way)
+                    if name not in have:
+                        con.execute(f"ALTER TABLE {target} ADD COLUMN {quote_ident(name)} {kind}")
+                con.execute(f"DELETE FROM {target} WHERE {inc} >= {mark}")
+                body = with_ids_sql(spec, t, ids, f"WHERE {inc} >= {mark}")
+                con.execute(f"INSERT INTO {target} BY NAME {body}")
+
+    retry_on_conflict(write)
+    return int(scalar(con, f"SELECT count(*) FROM {target}") or 0)
+
+
+def _delta(
+    con: duckdb.DuckDBPyConnection,
+    spec: UnifySpec,
+    t: TableSpec,
+    ids: tuple[IdSpec, ...],
+    modes: dict[str, str],
+    since: dict[str, dict[str, list[Any]]],
+    cols: dict[str, str],
+) -> tuple[str, str] | None:
+    """(incremental row expression, previous watermark) when only new rows are enriched."""
+    inc = incremental_row(t, cols)
+    if inc is None or exists(con, spec.database, t.enriched) is None:
+        return None
+    if any(modes.get(i.name) != "incremental" for i in ids):
+        return None
+    marks = [since.get(i.name, {}).get(t.name) for i in ids]
+    if any(m is None for m in marks):
+        return None
+    have = columns(con, spec.database, t.enriched)
+    if any(i.name not in have for i in ids) or any(c not in have for c in t.incremental_columns):
+        return None
+    return inc, row_literal(min(m for m in marks if m is not None))

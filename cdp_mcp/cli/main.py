@@ -1,0 +1,329 @@
+"""`cdp-mcp` command line: serve the MCP tools, run a pipeline headless, generate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+
+from cdp_mcp.backends.base import BackendError
+from cdp_mcp.backends.factory import make_backend
+from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, write_sample, write_sample_config
+from cdp_mcp.cli.progress import RunDisplay
+from cdp_mcp.cli.run import run_pipeline
+from cdp_mcp.cli.wf import add_wf_commands
+from cdp_mcp.core import redact
+from cdp_mcp.core.config import ConfigError, load_config
+from cdp_mcp.core.file_source import SourceError
+from cdp_mcp.core.phases import ORDER, Phase, parse_phase
+from cdp_mcp.core.schema import SchemaMap
+from cdp_mcp.core.workspace import WorkspaceError, claim_workspace
+from cdp_mcp.emulator.command import add_emulate_command
+from cdp_mcp.generate import GenerationError, generate
+from cdp_mcp.pipeline.models import DecisionResult, PipelineError
+from cdp_mcp.pipeline.orchestrator import Pipeline
+from cdp_mcp.pipeline.schemas import phase_schemas
+from cdp_mcp.server.http_security import MIN_TOKEN_LENGTH, TOKEN_ENV
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    phases = ORDER if args.phase == "all" else (parse_phase(args.phase),)
+    claim_workspace(cfg.workspace)  # before the backend creates anything in it
+
+    async def schemas_for(phase: Phase) -> SchemaMap:
+        # The orchestrator's path: source files for `file`, loaded tables otherwise.
+        backend = make_backend(cfg)
+        try:
+            return await phase_schemas(cfg, backend, phase)
+        finally:
+            close = getattr(backend, "aclose", None)
+            if close is not None:
+                await close()
+
+    for phase in phases:
+        project = generate(cfg, phase, anyio.run(schemas_for, phase), keep_aside=args.keep_aside)
+        print(f"{phase.value}: {len(project.files)} files in {project.directory}")
+        if project.kept_aside:
+            print(f"  files that were not cdp-mcp's were moved to {project.kept_aside}")
+        for f in project.files:
+            print(f"  {f}")
+        print(f"  workflows (run order): {', '.join(project.workflows)}")
+        if project.secrets:
+            print(f"  secrets to set before running: {', '.join(project.secrets)}")
+    return 0
+
+
+def _run_and_show(
+    config: str | Path, accept_warnings: bool = False, note: str = "", new_run: bool = False
+) -> int:
+    """Run every phase with the progress display; the report's path goes to stdout."""
+    with RunDisplay() as display:
+        if note:
+            display.note(note)
+        outcome = anyio.run(
+            lambda: run_pipeline(
+                config, accept_warnings=accept_warnings, on_event=display, new_run=new_run
+            )
+        )
+    if outcome.report_path:
+        print(f"report: {outcome.report_path}", flush=True)
+    return outcome.exit_code
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    return _run_and_show(args.config, accept_warnings=args.accept_warnings, new_run=args.new_run)
+
+
+def _started(config: str) -> Pipeline:
+    """The config's pipeline, refused in the shell's words when it was never started."""
+    pipeline = Pipeline(config)
+    if not pipeline.store.exists():
+        raise PipelineError(
+            f"no pipeline for {config} yet: `cdp-mcp run {config}` starts one "
+            "(from an MCP client: init_pipeline)"
+        )
+    return pipeline
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    status = _started(args.config).status()
+    print(
+        f"pipeline {status.client} ({status.backend}), run {status.run}"
+        + (", ABORTED" if status.aborted else "")
+    )
+    for ph in status.phases:
+        print(f"{ph.phase:<12} {ph.status:<12} verdict {ph.verdict or '-'}")
+        for st in ph.steps:
+            ids = f" session {st.session_id} attempt {st.attempt_id}" if st.attempt_id else ""
+            err = f" - {st.last_error}" if st.last_error else ""
+            print(f"  {st.name:<32} {st.status:<10} {st.attempts}/3{ids}{err}")
+    na = status.next_action
+    print(f"next: {na.tool} {na.arguments}: {na.why}")
+    return 0
+
+
+def _print_decision(result: DecisionResult) -> int:
+    print(f"{result.status}: {result.message}")
+    if result.report_path:
+        print(f"report: {result.report_path}")
+    na = result.next_action
+    print(f"next: {na.tool} {na.arguments}: {na.why}")
+    return 0
+
+
+def _cmd_skip(args: argparse.Namespace) -> int:
+    pipeline = _started(args.config)
+    phase = parse_phase(args.phase).value
+    if not args.yes:
+        raise PipelineError(
+            f"skipping {phase} needs --yes: later phases will run on whatever {phase} left "
+            "behind (possibly nothing)"
+        )
+    return _print_decision(anyio.run(lambda: pipeline.skip_phase(phase, confirm=True)))
+
+
+def _cmd_abort(args: argparse.Namespace) -> int:
+    pipeline = _started(args.config)
+    return _print_decision(anyio.run(lambda: pipeline.abort(args.reason)))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    target = Path(args.dir).resolve()
+    config = target / "acme.yml"
+    if not config.exists():
+        write_sample(target / SAMPLE_FOLDER, rows=args.rows)
+        write_sample_config(target)
+        note = f"wrote a sample shopify extract and {config}"
+    else:
+        note = f"using the existing demo in {target}: a new run of it"
+    # The demo folder is the demo's own: running it again means a new run.
+    return _run_and_show(config, note=note, new_run=True)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from cdp_mcp.core.roots import explicit_roots
+    from cdp_mcp.server.app import build_server
+
+    roots = explicit_roots(args.root)
+    if args.transport == "stdio":
+        build_server(roots).run("stdio")
+        return 0
+    from cdp_mcp.server.http_security import (
+        HttpSecurityError,
+        describe,
+        http_access,
+        serve_streamable_http,
+    )
+
+    try:
+        access = http_access(args.host, args.port, os.environ, args.allow_host, args.allow_origin)
+    except HttpSecurityError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(describe(access, args.host, args.port), file=sys.stderr, flush=True)
+    serve_streamable_http(build_server(roots), args.host, args.port, access)
+    return 0
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError("a port between 1 and 65535")
+    return port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cdp-mcp",
+        description="Build a Treasure Data CDP pipeline: ingestion, hist-union, staging, "
+        "ID unification.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="render a phase's Digdag project into the workspace")
+    gen.add_argument("config", help="the pipeline YAML")
+    gen.add_argument(
+        "phase", help="ingestion | hist_union | staging | unification | all", default="all"
+    )
+    gen.add_argument(
+        "--keep-aside",
+        action="store_true",
+        help="move files in the phase folder that cdp-mcp did not write (or that were edited) "
+        "to {workspace}/.cdp_state/kept/ instead of refusing",
+    )
+    gen.set_defaults(func=_cmd_generate)
+
+    run = sub.add_parser("run", help="run every phase headless through the orchestrator")
+    run.add_argument("config", help="the pipeline YAML")
+    run.add_argument(
+        "--accept-warnings",
+        action="store_true",
+        help="continue past WARN validations (exit code 3 instead of 0 at the end)",
+    )
+    run.add_argument(
+        "--new-run",
+        action="store_true",
+        help="start a finished (or aborted) pipeline over as a new run; earlier reports are "
+        "kept in reports/run-N/",
+    )
+    run.set_defaults(func=_cmd_run)
+
+    status = sub.add_parser("status", help="show every phase and step of a pipeline")
+    status.add_argument("config", help="the pipeline YAML")
+    status.set_defaults(func=_cmd_status)
+
+    skip = sub.add_parser(
+        "skip", help="skip a phase by decision (later phases run on what it left behind)"
+    )
+    skip.add_argument("config", help="the pipeline YAML")
+    skip.add_argument("phase", help="ingestion | hist_union | staging | unification")
+    skip.add_argument("--yes", action="store_true", help="confirm the skip")
+    skip.set_defaults(func=_cmd_skip)
+
+    abort = sub.add_parser("abort", help="stop the pipeline: kill what runs, write the report")
+    abort.add_argument("config", help="the pipeline YAML")
+    abort.add_argument("--reason", default="aborted from the command line")
+    abort.set_defaults(func=_cmd_abort)
+
+    demo = sub.add_parser("demo", help="write a sample extract and config, and run it locally")
+    demo.add_argument("dir", nargs="?", default="demo", help="where to write it (default ./demo)")
+    demo.add_argument("--rows", type=int, default=500, help="customers in the sample")
+    demo.set_defaults(func=_cmd_demo)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the MCP server",
+        description="Serve the MCP tools over stdio (default) or streamable HTTP at "
+        "http://HOST:PORT/mcp. Over HTTP, requests whose Host or Origin header is not allowed "
+        "are refused. A --host other than loopback needs a bearer token in "
+        f"{TOKEN_ENV} (at least {MIN_TOKEN_LENGTH} characters), which clients send as "
+        "'Authorization: Bearer <token>'; when the variable is set, every bind asks for it.",
+    )
+    serve.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help=f"address to listen on (default 127.0.0.1); any other needs {TOKEN_ENV}",
+    )
+    serve.add_argument("--port", type=_port, default=8765, help="port (default 8765)")
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME[:PORT]",
+        help="also accept this Host header (repeatable); a NAME alone is accepted bare and "
+        "with PORT. Always accepted: the bound address, localhost, 127.0.0.1 and [::1] with "
+        "PORT",
+    )
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="also accept this Origin header, e.g. https://mcp.example.com (repeatable). "
+        "Always accepted: http:// with each always-accepted host, and no Origin (a client "
+        "that is not a browser)",
+    )
+    serve.add_argument(
+        "--root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder the server may read configs from and write workspaces to (repeatable; "
+        "default: env CDP_MCP_ROOTS, else the client's roots, else the working directory)",
+    )
+    serve.set_defaults(func=_cmd_serve)
+
+    add_wf_commands(sub)
+    add_emulate_command(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Whatever the command prints or logs (errors, tracebacks, a library's warning) is
+    # scrubbed of the API key and the secrets in play.
+    redact.install_log_redaction()
+    with redact.redacted_stdio():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigError as e:
+        print(f"error: config {e}", file=sys.stderr)
+    except (
+        GenerationError,
+        SourceError,
+        PipelineError,
+        WorkspaceError,
+        BackendError,
+        ValueError,
+    ) as e:
+        print(f"error: {e}", file=sys.stderr)
+    except OSError as e:  # the disk, not the input: full, read-only, permissions
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: words for the person, the traceback on request
+        if os.environ.get("CDP_MCP_TRACEBACK"):
+            raise
+        print(
+            f"error: internal error in cdp-mcp ({type(e).__name__}: {str(e)[:300]}); this is "
+            "a bug: run again with CDP_MCP_TRACEBACK=1 and report the traceback",
+            file=sys.stderr,
+        )
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

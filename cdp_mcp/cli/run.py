@@ -1,0 +1,302 @@
+"""`cdp-mcp run`: the agent's loop without an agent.
+
+It follows `next_action` exactly as the MCP tools return it, through the same Pipeline, so
+a headless run obeys the same order and budgets. What needs a person in a conversation
+(accepting warnings, what to do once a step is out of attempts) is decided by flags: retries
+happen within the budget; warnings are accepted only with `accept_warnings`.
+
+Progress goes out as structured events (`run_events`): the CLI renders them live or as lines
+(`cdp_mcp.cli.progress`); without a sink they are written as plain lines to `echo`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from cdp_mcp.cli.events import (
+    EventSink,
+    FailedTaskInfo,
+    Generated,
+    PhaseSummary,
+    Pushed,
+    RunEvent,
+    RunFinished,
+    RunOutcome,
+    RunStarted,
+    SecretsSet,
+    Step,
+    StepStarted,
+    TaskProgress,
+    Validated,
+    WorkflowFinished,
+    WorkflowStarted,
+)
+from cdp_mcp.core.phases import ORDER
+from cdp_mcp.core.tools import ASK_PERSON, ToolName
+from cdp_mcp.pipeline.models import NextAction, PipelineError, SessionProgress
+from cdp_mcp.pipeline.orchestrator import Pipeline
+from cdp_mcp.pipeline.reports.facts import phase_seconds
+
+__all__ = [
+    "EXIT_ACCEPTED_WARNINGS",
+    "EXIT_FAILED",
+    "EXIT_PASS",
+    "Echo",
+    "RunOutcome",
+    "run_pipeline",
+]
+
+EXIT_PASS = 0
+EXIT_FAILED = 1
+EXIT_ACCEPTED_WARNINGS = 3
+
+Echo = Callable[[str], None]
+
+# the tool of a next_action -> the step of its phase a display shows
+_STEP_OF: dict[str, Step] = {
+    ToolName.GENERATE_PHASE: "generate",
+    ToolName.PUSH_PROJECT: "push",
+    ToolName.SET_SECRETS: "secrets",
+    ToolName.START_WORKFLOW: "start",
+    ToolName.VALIDATE_TABLES: "validate",
+}
+
+
+def lines_to(echo: Echo) -> EventSink:
+    """A sink writing each event as its plain lines (no live display)."""
+
+    def sink(event: RunEvent) -> None:
+        for line in event.lines():
+            if not isinstance(event, TaskProgress):  # one line a second is too chatty
+                echo(line)
+
+    return sink
+
+
+async def run_pipeline(
+    config_path: str | Path,
+    accept_warnings: bool = False,
+    echo: Echo = print,
+    max_steps: int = 200,
+    on_event: EventSink | None = None,
+    new_run: bool = False,
+) -> RunOutcome:
+    """Run every phase; report progress as events to `on_event` (else as lines to `echo`).
+
+    A finished pipeline is not run again unless `new_run` (the person asked for it)."""
+    emit = on_event or lines_to(echo)
+    outcome = await _run(str(config_path), accept_warnings, emit, max_steps, new_run)
+    emit(RunFinished(outcome))
+    return outcome
+
+
+async def _run(
+    cp: str, accept_warnings: bool, emit: EventSink, max_steps: int, new_run: bool
+) -> RunOutcome:
+    init = await Pipeline(cp).init(new_run=new_run)
+    already_finished = init.finished and not init.new_run
+    emit(
+        RunStarted(
+            client=init.client,
+            backend=init.backend,
+            workspace=init.workspace,
+            phases={ph.phase: ph.status for ph in init.phases},
+            preflight=tuple(init.preflight),
+            resumed=init.resumed,
+            config_path=init.config_path,
+        )
+    )
+    accepted: list[str] = []
+    action = init.next_action
+    for _ in range(max_steps):
+        if action.tool == ToolName.FINAL_REPORT:
+            p = Pipeline(cp)
+            report = await p.final_report()
+            done = RunOutcome(
+                exit_code=EXIT_PASS,
+                message="every phase validated PASS",
+                report_path=report.path,
+                html_report_path=report.html_path,
+                phases=_summaries(p),
+            )
+            if accepted:
+                done.exit_code = EXIT_ACCEPTED_WARNINGS
+                done.message = f"done, with accepted warnings in: {', '.join(accepted)}"
+            if already_finished:
+                done.message = (
+                    f"run {init.run} had already finished, so nothing ran again; "
+                    f"`cdp-mcp run {cp} --new-run` starts run {init.run + 1}"
+                )
+            return done
+        if action.tool == ASK_PERSON:
+            return await _stopped(cp, action)
+        if (
+            action.tool == ToolName.VALIDATE_TABLES
+            and action.choices
+            and not action.arguments.get("accept_warnings")
+        ):
+            return await _stopped(cp, action)  # a FAIL: validating the same tables again won't help
+        try:
+            action = await _step(cp, action, accept_warnings, accepted, emit)
+        except PipelineError as e:
+            return await _stopped(cp, action, str(e))
+    return await _stopped(cp, action, f"stopped after {max_steps} steps without finishing")
+
+
+async def _step(
+    cp: str, action: NextAction, accept_warnings: bool, accepted: list[str], emit: EventSink
+) -> NextAction:
+    args = action.arguments
+    p = Pipeline(cp)
+    phase = str(args.get("phase", ""))
+    step = _STEP_OF.get(action.tool)
+    if step is not None and phase:
+        emit(StepStarted(phase, step, args.get("workflow")))
+    if action.tool == ToolName.GENERATE_PHASE:
+        gen = await p.generate_phase(phase)
+        emit(Generated(phase, len(gen.files), tuple(gen.workflows)))
+        return gen.next_action
+    if action.tool == ToolName.PUSH_PROJECT:
+        push = await p.push_project(phase)
+        emit(Pushed(phase, push.project, push.revision))
+        return push.next_action
+    if action.tool == ToolName.SET_SECRETS:
+        names = list(args.get("names") or [])
+        secrets = await p.set_secrets(phase, names)
+        emit(SecretsSet(phase, tuple(secrets.set)))
+        if secrets.still_missing:
+            tried = "; ".join(f"{k}: {', '.join(v)}" for k, v in secrets.missing_env.items())
+            raise PipelineError(
+                f"{phase} needs secrets {', '.join(secrets.still_missing)}; export them "
+                f"({tried}) and run again"
+            )
+        return secrets.next_action
+    if action.tool == ToolName.START_WORKFLOW:
+        start = await p.start_workflow(phase, args.get("workflow"))
+        emit(
+            WorkflowStarted(
+                phase,
+                start.workflow,
+                start.session_id,
+                start.attempt_id,
+                retry=start.resumed_failed_tasks,
+            )
+        )
+        return start.next_action
+    if action.tool == ToolName.GET_SESSION:
+
+        async def watch(sp: SessionProgress) -> None:
+            emit(
+                TaskProgress(
+                    phase=sp.phase,
+                    workflow=sp.workflow,
+                    session_id=sp.session_id,
+                    done=sp.tasks_done,
+                    total=sp.tasks_total,
+                    running=tuple(sp.running_tasks),
+                    elapsed=sp.elapsed_seconds,
+                )
+            )
+
+        session = await p.get_session(args.get("session_id"), wait_seconds=30, watch=watch)
+        if session.status != "running" or session.timed_out:
+            emit(
+                WorkflowFinished(
+                    phase=session.phase or "",
+                    workflow=session.workflow,
+                    session_id=session.session_id,
+                    status=session.status,
+                    elapsed=session.elapsed_seconds,
+                    done=session.tasks_done,
+                    total=session.tasks_total,
+                    failed=tuple(FailedTaskInfo(t.name, t.error) for t in session.failed_tasks),
+                    timed_out=session.timed_out,
+                )
+            )
+        return session.next_action
+    if action.tool == ToolName.VALIDATE_TABLES:
+        wants_accept = bool(args.get("accept_warnings"))
+        if wants_accept and not accept_warnings:
+            raise PipelineError(
+                f"{phase} validated WARN; rerun with --accept-warnings to continue past it"
+            )
+        result = await p.validate_tables(phase, accept_warnings=wants_accept or accept_warnings)
+        counted = [t.row_count for t in result.tables if t.row_count is not None]
+        emit(
+            Validated(
+                phase,
+                result.verdict,
+                accepted=result.accepted_warnings,
+                warnings=tuple(result.warnings),
+                failures=tuple(result.failures),
+                tables=len(result.tables),
+                rows=sum(counted) if counted else None,
+            )
+        )
+        if result.verdict == "WARN" and result.accepted_warnings:
+            accepted.append(phase)
+        return result.next_action
+    raise PipelineError(f"the headless run does not know how to do {action.tool}")
+
+
+def _summaries(p: Pipeline) -> list[PhaseSummary]:
+    """Each phase as the saved state has it: status, time taken, rows validated, sessions."""
+    state = p.state()
+    out = []
+    for phase in ORDER:
+        ps = state.phase(phase)
+        tables = (ps.validation or {}).get("tables") or []
+        counted = [t["row_count"] for t in tables if t.get("row_count") is not None]
+        sessions = [
+            s.session_id
+            for s in ps.steps.values()
+            if s.name.startswith("execute:") and s.session_id
+        ]
+        out.append(
+            PhaseSummary(
+                phase=phase.value,
+                status=ps.status.value,
+                verdict=ps.verdict,
+                seconds=None if (took := phase_seconds(ps)) is None else round(took, 1),
+                tables=len(tables) if tables else None,
+                rows=sum(counted) if counted else None,
+                sessions=list(dict.fromkeys(sessions)),
+            )
+        )
+    return out
+
+
+async def _stopped(cp: str, action: NextAction, error: str | None = None) -> RunOutcome:
+    p = Pipeline(cp)
+    status = p.status()
+    phase = next(
+        (ph for ph in status.phases if ph.status not in ("passed", "accepted", "skipped")), None
+    )
+    failed_step = None
+    if phase is not None:
+        failed_step = next((s for s in phase.steps if s.status in ("failed", "timed_out")), None)
+    task = tail = None
+    if failed_step is not None and failed_step.session_id:
+        try:
+            session = await p.get_session(failed_step.session_id)
+            if session.failed_tasks:
+                task, tail = session.failed_tasks[0].name, session.failed_tasks[0].log_tail
+        except PipelineError:
+            pass
+    report = await p.final_report()
+    now = p.status().next_action
+    next_steps = list(now.choices)
+    if error and now.why and now.why != error and not next_steps:
+        next_steps = [now.why]
+    return RunOutcome(
+        exit_code=EXIT_FAILED,
+        message=error or action.why,
+        report_path=report.path,
+        html_report_path=report.html_path,
+        failed_phase=phase.phase if phase else None,
+        failed_task=task,
+        log_tail=tail,
+        next_steps=next_steps,
+        phases=_summaries(p),
+    )

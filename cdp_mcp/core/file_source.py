@@ -1,0 +1,195 @@
+"""Local source files (connector `file`): where each object's file is and how it reads.
+
+The generator (to learn the columns) and the local `td_load>` operator (to load rows) both
+read a source through `select_sql`, so the schema a project is generated for is exactly the
+schema the load produces.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+import duckdb
+
+from cdp_mcp.core.errors import CdpError
+from cdp_mcp.core.json_keys import json_keys
+from cdp_mcp.core.schema import Column, snake_case, td_type, unique_names
+from cdp_mcp.core.sqltext import quote_ident, sql_string
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_KEEP_TYPES = ("long", "double", "boolean")
+# Dates stay text, as a TD import keeps them; only numbers and booleans are typed.
+_CSV_CANDIDATES = "auto_type_candidates=['BOOLEAN','BIGINT','DOUBLE','VARCHAR']"
+
+
+class SourceError(CdpError):
+    """A source file is missing, unreadable or ambiguous."""
+
+
+def find_object_file(source_dir: Path, obj: str, formats: tuple[str, ...] | None = None) -> Path:
+    """The one `{obj}.csv|.parquet|.jsonl` file in `source_dir` (of `formats`, if given)."""
+    if not source_dir.is_dir():
+        raise SourceError(f"source_path {source_dir} is not a folder")
+    exts = [ext for ext, fmt in FORMATS.items() if formats is None or fmt in formats]
+    found = [source_dir / f"{obj}{ext}" for ext in exts if (source_dir / f"{obj}{ext}").is_file()]
+    if not found:
+        wanted = [f"{obj}{ext}" for ext in exts if ext != ".ndjson"]
+        raise SourceError(
+            f"no file for object {obj!r} in {source_dir}: expected "
+            f"{', '.join(wanted[:-1])}{' or ' if len(wanted) > 1 else ''}{wanted[-1]}"
+        )
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise SourceError(f"object {obj!r} has more than one file in {source_dir}: {names}")
+    return found[0]
+
+
+Types = list[tuple[str, str]]  # (column, DuckDB type)
+
+
+def _reader(path: Path, types: Types | None = None, whole_file: bool = False) -> str:
+    """The DuckDB table function reading `path`: with `types` fixed, or inferring them from
+    the first rows (or, with `whole_file`, from every row)."""
+    fmt = FORMATS.get(path.suffix.lower())
+    lit = sql_string(str(path))
+    fixed = ", ".join(f"{sql_string(n)}: {sql_string(t)}" for n, t in types or [])
+    if fmt == "csv":
+        if types is not None:
+            return f"read_csv({lit}, header=true, types={{{fixed}}})"
+        sample = ", sample_size=-1" if whole_file else ""
+        return f"read_csv({lit}, header=true{sample}, {_CSV_CANDIDATES})"
+    if fmt == "parquet":
+        return f"read_parquet({lit})"
+    if fmt == "jsonl":
+        if types is not None:
+            how = f"columns={{{fixed}}}"
+        else:
+            how = "dateformat='%%NONE', timestampformat='%%NONE'"
+            how += ", sample_size=-1" if whole_file else ""
+        return f"read_json({lit}, format='newline_delimited', {how})"
+    raise SourceError(
+        f"{path}: unsupported file type {path.suffix!r}; use .csv, .parquet or .jsonl"
+    )
+
+
+def _described(path: Path) -> Types:
+    """(column, DuckDB type) of a source file, true of every row, cached per file version."""
+    stat = path.stat()
+    return list(_cached_description(path.resolve(), stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_description(path: Path, size: int, mtime_ns: int) -> tuple[tuple[str, str], ...]:
+    """Types a sample of the first rows proposes, proven by one typed read of the whole file.
+
+    Only when a later value breaks them (a late 'N/A' in a number column) does the slower
+    whole-file inference decide. Keyed by size and mtime: an appended or replaced file is
+    described anew.
+    """
+    with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
+        try:
+            types = _describe(con, _reader(path))
+            if FORMATS.get(path.suffix.lower()) != "parquet" and not _holds(con, path, types):
+                # A JSON field of mixed kinds is inferred as JSON: its values read as text.
+                types = [
+                    (n, "VARCHAR" if t == "JSON" else t)
+                    for n, t in _describe(con, _reader(path, whole_file=True))
+                ]
+        except duckdb.Error as e:
+            raise SourceError(f"cannot read {path}: {e}") from None
+    return tuple(types)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_json_keys(path: Path, size: int, mtime_ns: int) -> dict[str, tuple[str, ...]]:
+    """The JSON keys of the file's JSON columns (json_keys.py), cached per file version."""
+    described = _cached_description(path, size, mtime_ns)
+    fixed = list(described) if FORMATS.get(path.suffix.lower()) != "parquet" else None
+    with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
+        try:
+            return json_keys(con, _reader(path, fixed), list(described))
+        except duckdb.Error as e:
+            raise SourceError(f"cannot read {path}: {e}") from None
+
+
+def _json_keys_of(path: Path) -> dict[str, tuple[str, ...]]:
+    stat = path.stat()
+    return _cached_json_keys(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+def _describe(con: duckdb.DuckDBPyConnection, reader: str) -> Types:
+    return [
+        (str(r[0]), str(r[1])) for r in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
+    ]
+
+
+def _holds(con: duckdb.DuckDBPyConnection, path: Path, types: Types) -> bool:
+    """Every row of the file converts to `types` (text columns always do), and, for JSONL,
+    no row has a field the sample did not see (an API adding a field mid-extract)."""
+    if FORMATS.get(path.suffix.lower()) == "jsonl":
+        keys = con.execute(
+            "SELECT DISTINCT unnest(json_keys(json)) FROM "
+            f"read_json_objects({sql_string(str(path))}, format='newline_delimited')"
+        ).fetchall()
+        if {str(k[0]) for k in keys} - {n for n, _ in types}:
+            return False
+    typed = [quote_ident(n) for n, t in types if t != "VARCHAR"]
+    if not typed:
+        return True
+    counts = ", ".join(f"count({c})" for c in typed)  # count(col) converts every value
+    try:
+        con.execute(f"SELECT {counts} FROM {_reader(path, types)}").fetchall()
+    except (duckdb.ConversionException, duckdb.InvalidInputException):
+        return False
+    return True
+
+
+def _nested(dtype: str) -> bool:
+    """A DuckDB type holding more than one value: struct, map, list, array, union, JSON."""
+    upper = dtype.upper()
+    return upper == "JSON" or upper.endswith("]") or upper.startswith(("STRUCT", "MAP", "UNION"))
+
+
+def lower_name(name: str) -> str:
+    """A connector field's name as TD keeps it: lower case, [a-z0-9_] only."""
+    s = re.sub(r"[^a-z0-9_]+", "_", name.strip().lower()).strip("_") or "col"
+    return f"_{s}" if s[0].isdigit() else s
+
+
+def select_sql(path: Path, names_as: str = "snake") -> tuple[str, list[Column]]:
+    """A SELECT over the file with TD column names and types, and the resulting columns.
+
+    `names_as`: `snake` (connector `file`: snake_case) or `lower` (a TD connector's output,
+    whose field names TD keeps lower-cased)."""
+    described = _described(path)
+    rename = lower_name if names_as == "lower" else snake_case
+    names = unique_names([rename(n) for n, _ in described])
+    if "time" in names:
+        raise SourceError(f"{path}: column `time` is reserved for TD's load time; rename it")
+    cols, exprs = [], []
+    for (orig, dtype), name in zip(described, names, strict=True):
+        ttype = td_type(dtype)
+        target = {"long": "BIGINT", "double": "DOUBLE", "boolean": "BOOLEAN"}.get(ttype, "VARCHAR")
+        value = quote_ident(orig)
+        if _nested(dtype):
+            value = f"to_json({value})"  # TD keeps a nested value as its JSON text
+        exprs.append(f"CAST({value} AS {target}) AS {quote_ident(name)}")
+        cols.append(Column(name=name, type=ttype))
+    fixed = described if FORMATS.get(path.suffix.lower()) != "parquet" else None
+    return f"SELECT {', '.join(exprs)} FROM {_reader(path, fixed)}", cols
+
+
+def read_schema(path: Path) -> list[Column]:
+    """The columns a load of `path` produces, with the JSON keys of its JSON columns (what
+    staging extracts; a load does not need them, so `select_sql` leaves them out)."""
+    columns = select_sql(path)[1]
+    keys = _json_keys_of(path)
+    originals = [name for name, _ in _described(path)]
+    return [
+        c.model_copy(update={"json_keys": keys[orig]}) if orig in keys else c
+        for c, orig in zip(columns, originals, strict=True)
+    ]

@@ -1,0 +1,1 @@
+"""The reports a run leaves: facts, timeline, the HTML page, the operations documents."""

@@ -1,0 +1,191 @@
+"""The pipeline report: what ran, what each phase produced and validated, where it stopped.
+
+Written from the state alone (no backend calls), so an aborted or half-done pipeline still
+gets a truthful report. Never contains the API key: the config summary lists names only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cdp_mcp.core.config import PipelineConfig
+from cdp_mcp.core.manifest import write_owned
+from cdp_mcp.core.phases import ORDER, project_name
+from cdp_mcp.pipeline.models import ReportResult
+from cdp_mcp.pipeline.nextstep import DONE, next_action
+from cdp_mcp.pipeline.reports.facts import ROW_FLOW_HEADERS, fmt_time, phase_duration, row_flow_rows
+from cdp_mcp.pipeline.reports.html import render_html
+from cdp_mcp.pipeline.reports.opsdocs import MONITORING, RUNBOOK, TROUBLESHOOTING, render_ops_docs
+from cdp_mcp.pipeline.reports.timeline import SEED_SOURCE, TIMELINE_HEADERS, timeline_rows
+from cdp_mcp.pipeline.state import PhaseState, PipelineState
+
+REPORT_NAME = "cdp_report.md"
+HTML_REPORT_NAME = "cdp_report.html"
+OPS_DOC_NAMES = (RUNBOOK, MONITORING, TROUBLESHOOTING)
+
+
+def report_path(cfg: PipelineConfig) -> Path:
+    return cfg.workspace / "reports" / REPORT_NAME
+
+
+def _config_section(cfg: PipelineConfig) -> list[str]:
+    u = cfg.unification
+    return [
+        "## Configuration",
+        "",
+        f"- client `{cfg.client}`, backend `{cfg.global_.backend}`, workspace `{cfg.workspace}`",
+        f"- source `{cfg.source}` via connector `{cfg.ingestion.connector}`: "
+        f"{', '.join(cfg.ingestion.objects)} (mode {cfg.ingestion.mode}, incremental field "
+        f"`{cfg.ingestion.incremental_field}`, from {cfg.ingestion.start_date})",
+        f"- databases: `{cfg.src_db}`, `{cfg.stg_db}`, `{cfg.config_db}`, `{cfg.unif_db}`",
+        f"- staging engine {cfg.staging.engine}; unification `{u.name}` with {u.id_method} "
+        f"`{u.id_name}`, {u.update_strategy}, merge_iterations {u.merge_iterations}",
+        "",
+    ]
+
+
+def _phase_section(cfg: PipelineConfig, ps: PhaseState) -> list[str]:
+    lines = [
+        f"### {ps.phase.value}",
+        "",
+        f"Status **{ps.status.value}**, verdict {ps.verdict or '-'}, project "
+        f"`{project_name(cfg, ps.phase)}` (id {ps.project_id or '-'}, revision {ps.revision or '-'}), "
+        f"time {phase_duration(ps)}.",
+        "",
+    ]
+    if ps.steps:
+        lines += [
+            "| step | status | attempts | session | attempt | finished | error |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for s in ps.steps.values():
+            err = (s.last_error or "").replace("|", "\\|").replace("\n", " ")[:200]
+            lines.append(
+                f"| {s.name} | {s.status.value} | {s.attempts} | {s.session_id or ''} | "
+                f"{s.attempt_id or ''} | {fmt_time(s.finished_at)} | {err} |"
+            )
+        lines.append("")
+    v = ps.validation or {}
+    tables = v.get("tables") or []
+    if tables:
+        lines += ["| table | rows | missing columns |", "|---|---|---|"]
+        for t in tables:
+            rows = "-" if t.get("row_count") is None else f"{t['row_count']:,}"
+            missing = ", ".join(t.get("missing_columns") or []) or (
+                "does not exist" if not t.get("exists") else ""
+            )
+            lines.append(f"| {t['database']}.{t['table']} | {rows} | {missing} |")
+        lines.append("")
+    for title, key in (("Failures", "failures"), ("Warnings", "warnings")):
+        items = v.get(key) or []
+        if items:
+            lines += [f"{title}:", "", *[f"- {i}" for i in items], ""]
+    metrics = v.get("metrics") or {}
+    if metrics:
+        lines += ["Metrics:", "", "```", *_metric_lines(metrics), "```", ""]
+    return lines
+
+
+def _timeline_section(state: PipelineState) -> list[str]:
+    rows, total = timeline_rows(state)
+    lines = [
+        "## Timings against the seed's expected timeline",
+        "",
+        f"Estimates from {SEED_SOURCE}, for Treasure Data at production volumes. "
+        "`took` runs from a phase's first step to its last; `workflows ran` sums its "
+        "workflow runs as the orchestrator saw them.",
+        "",
+        "| " + " | ".join(TIMELINE_HEADERS) + " |",
+        "|" + "---|" * len(TIMELINE_HEADERS),
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in [*rows, total]]
+    return [*lines, ""]
+
+
+def _row_flow_section(cfg: PipelineConfig, state: PipelineState) -> list[str]:
+    lines = [
+        "## Row flow",
+        "",
+        "Rows per table from the source to staging. Loads take rows whose "
+        f"`{cfg.ingestion.incremental_field}` is a time at or after start_date "
+        f"({cfg.ingestion.start_date}); staging keeps one row per key.",
+        "",
+        "| " + " | ".join(ROW_FLOW_HEADERS) + " |",
+        "|---|" + "---:|" * (len(ROW_FLOW_HEADERS) - 1),
+    ]
+    for row in row_flow_rows(cfg, state):
+        cells = [f"{v:,}" if isinstance(v, int) else (v or "-") for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _metric_lines(metrics: dict[str, object], indent: str = "") -> list[str]:
+    out = []
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out.append(f"{indent}{key}:")
+            out.extend(_metric_lines(value, indent + "  "))
+        else:
+            out.append(f"{indent}{key}: {value}")
+    return out
+
+
+def render_markdown(cfg: PipelineConfig, state: PipelineState) -> tuple[str, bool]:
+    complete = not state.aborted and all(state.phase(p).status in DONE for p in ORDER)
+    lines = [
+        f"# CDP pipeline report: {cfg.client}",
+        "",
+        f"Config `{state.config_path}`, run {state.run}, started {fmt_time(state.created_at)}, "
+        f"last change {fmt_time(state.updated_at)}.",
+        "",
+    ]
+    if state.aborted:
+        stopped = next(
+            (p.value for p in ORDER if state.phase(p).status not in DONE), "after the last phase"
+        )
+        lines += [f"**Aborted** ({state.abort_reason}); stopped at phase **{stopped}**.", ""]
+    elif not complete:
+        stopped = next(p.value for p in ORDER if state.phase(p).status not in DONE)
+        lines += [f"**Partial report**: the pipeline is at phase **{stopped}**.", ""]
+    else:
+        lines += ["**Complete**: every phase validated (or was skipped by decision).", ""]
+    lines += _config_section(cfg)
+    lines += _timeline_section(state)
+    lines += _row_flow_section(cfg, state)
+    lines += ["## Phases", ""]
+    for p in ORDER:
+        lines += _phase_section(cfg, state.phase(p))
+    action = next_action(cfg, state)
+    lines += ["## Next step", "", f"`{action.tool}` {action.arguments}: {action.why}", ""]
+    return "\n".join(lines), complete
+
+
+def write_report(cfg: PipelineConfig, state: PipelineState) -> ReportResult:
+    """The Markdown report, its HTML twin and the ops documents, all in `{workspace}/reports`."""
+    text, complete = render_markdown(cfg, state)
+    path = report_path(cfg)
+    html_path = path.with_name(HTML_REPORT_NAME)
+    documents = {path: text, html_path: render_html(cfg, state)}
+    for doc_name, doc_text in render_ops_docs(cfg, state).items():
+        documents[path.with_name(doc_name)] = doc_text
+    # A person's file of the same name (or an edited report) is left alone: FileConflictError.
+    write_owned(cfg.workspace, documents)
+    return ReportResult(path=str(path), html_path=str(html_path), complete=complete, markdown=text)
+
+
+def archive_reports(cfg: PipelineConfig, run: int) -> Path | None:
+    """Keep run `run`'s documents in `reports/run-{run}/` before a new run writes its own.
+
+    Only the files `write_report` writes are moved; anything else in `reports/` stays.
+    """
+    folder = report_path(cfg).parent
+    names = [REPORT_NAME, HTML_REPORT_NAME, *OPS_DOC_NAMES]
+    present = [folder / n for n in names if (folder / n).is_file()]
+    if not present:
+        return None
+    target = folder / f"run-{run}"
+    target.mkdir(parents=True, exist_ok=True)
+    for path in present:
+        os.replace(path, target / path.name)
+    return target

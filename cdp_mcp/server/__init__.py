@@ -1,0 +1,1 @@
+"""The MCP server: the thin tool layer, its transports and their security."""
