@@ -117,7 +117,7 @@ class _PyParser(Reader, Scanner, Parser):
 def _loader_on(parser: Any) -> Callable[[str], Any]:
     """A safe loader whose events come from `parser` and whose nodes our composer counts."""
 
-    class BoundedLoader(_BoundedComposer, parser, SafeConstructor, Resolver):
+    class BoundedLoader(_BoundedComposer, parser, SafeConstructor, Resolver):  # type: ignore[misc]
         def __init__(self, stream: str) -> None:
             parser.__init__(self, stream)
             _BoundedComposer.__init__(self)

@@ -132,8 +132,8 @@ async def _roots_of(ctx: Context) -> Roots:
 
 
 def _prompt_template() -> jinja2.Template:
-    here = Path(__file__).parent
-    for folder in (here / "prompts", here.parent / "prompts"):
+    package = Path(__file__).parents[1]  # cdp_mcp: prompts/ ships inside it (the wheel)
+    for folder in (package / "prompts", package.parent / "prompts"):  # or beside it (a checkout)
         if (folder / "cdp_implement.md.j2").is_file():
             env = jinja2.Environment(
                 loader=jinja2.FileSystemLoader(folder),
