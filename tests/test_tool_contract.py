@@ -23,11 +23,16 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.server.mcpserver.exceptions import ToolError
 
 from cdp_mcp.core.phases import ORDER
 from cdp_mcp.core.tools import ToolName
+from cdp_mcp.emulator.app import create_app
+from cdp_mcp.emulator.server import BackgroundServer
+from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.server import contract, handlers
 from tests.conftest import SENTINEL_KEY
+from tests.test_td_pipeline import on_td
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 TOOL_SNAPSHOTS = SNAPSHOTS / "tools"
@@ -160,6 +165,42 @@ def test_phase_arguments_offer_the_four_phases(seen: dict[str, Any]) -> None:
     }
     for name in taking:
         assert seen["tools"][name]["inputSchema"]["properties"]["phase"]["enum"] == phases
+
+
+# Arguments for each tool the contract says never reaches the backend (openWorldHint false).
+CLOSED_WORLD_CALLS: dict[ToolName, dict[str, Any]] = {
+    ToolName.PIPELINE_STATUS: {},
+    ToolName.SKIP_PHASE: {"phase": "ingestion", "confirm": True},
+    ToolName.FINAL_REPORT: {},
+}
+
+
+def test_the_closed_world_tools_answer_with_treasure_data_gone(acme_config: Path) -> None:
+    """What the annotations call closed-world works with TD's endpoint no longer answering."""
+
+    async def init() -> None:
+        pipeline = Pipeline(acme_config)
+        await pipeline.init()
+        await pipeline.aclose()
+
+    with BackgroundServer(create_app(acme_config.parent / "td_site", SENTINEL_KEY)) as td:
+        on_td(acme_config, td.url)
+        anyio.run(init)
+    closed = {n for n in ToolName if not contract.load_tool(n).annotations.open_world_hint}
+    assert closed == set(CLOSED_WORLD_CALLS)
+
+    async def call_each() -> list[str]:
+        done = []
+        for name, arguments in CLOSED_WORLD_CALLS.items():
+            handler = handlers.HANDLERS[name]
+            result = await handler(config_path=str(acme_config), roots=None, **arguments)
+            done.append(type(result).__name__)
+        return done
+
+    assert anyio.run(call_each) == ["StatusResult", "DecisionResult", "ReportResult"]
+    # and TD is really gone: an open-world tool cannot do its work
+    with pytest.raises(ToolError, match="Treasure Data preflight failed"):
+        anyio.run(lambda: handlers.init_pipeline(config_path=str(acme_config), roots=None))
 
 
 # -- the text files' own checks (a drifted file stops the server before any client) --------
