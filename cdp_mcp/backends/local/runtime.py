@@ -38,6 +38,7 @@ from cdp_mcp.backends.base import (
     Session,
     TableInfo,
     Task,
+    TaskState,
 )
 from cdp_mcp.backends.local import tables, td_udfs
 from cdp_mcp.backends.local.engine import AttemptInfo, AttemptRun
@@ -317,7 +318,7 @@ class LocalRuntime:
             self.store.add_task(attempt_id, "+error", None, [], False, {}, {})
             rows = self.store.tasks(attempt_id)
         if not any(r["error"] for r in rows):
-            self.store.update_task(rows[0]["id"], "error", error=message)
+            self.store.update_task(rows[0]["id"], TaskState.ERROR, error=message)
 
     def _resume_map(self, attempt_id: int) -> dict[str, dict[str, Any]]:
         """Tasks that succeeded in `attempt_id` (not groups, not error handlers), with the
@@ -341,7 +342,9 @@ class LocalRuntime:
         return {
             r["full_name"]: subtree_store(r)
             for r in rows
-            if r["state"] == "success" and not r["is_group"] and "^error" not in r["full_name"]
+            if r["state"] == TaskState.SUCCESS
+            and not r["is_group"]
+            and "^error" not in r["full_name"]
         }
 
     def retry(self, attempt_id: str, resume_failed: bool = True) -> Attempt:
@@ -449,7 +452,7 @@ class LocalRuntime:
         causes = [
             f"{t.full_name}: {t.error}"
             for t in self.tasks(child.id)
-            if t.state == "error" and t.error and not t.is_group
+            if t.state == TaskState.ERROR and t.error and not t.is_group
         ]
         cause = f": {causes[0]}" if causes else ""
         return False, (

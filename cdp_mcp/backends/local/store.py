@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cdp_mcp.backends.base import TaskState
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
   id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, revision_id INTEGER,
@@ -73,6 +75,14 @@ class _Keep:
 
 
 KEEP = _Keep()
+_LEFT_BY_A_DEAD_RUNNER = (
+    TaskState.RUNNING,
+    TaskState.PLANNED,
+    TaskState.RETRY_WAITING,
+    TaskState.GROUP_RETRY_WAITING,
+    TaskState.READY,
+)
+_NOT_STARTED = (TaskState.BLOCKED, TaskState.READY)
 
 
 class StateStore:
@@ -324,22 +334,22 @@ class StateStore:
             if row is not None:
                 db.execute(
                     "UPDATE tasks SET parent_id = ?, upstreams = ?, is_group = ?, config = ?,"
-                    " export_params = ?, state = 'blocked', started_at = NULL, updated_at = ?,"
+                    " export_params = ?, state = ?, started_at = NULL, updated_at = ?,"
                     " retry_at = NULL, error = NULL, store_params = '{}' WHERE id = ?",
-                    (*values, ts(now()), row["id"]),
+                    (*values, TaskState.BLOCKED.value, ts(now()), row["id"]),
                 )
                 return int(row["id"])
             cur = db.execute(
                 "INSERT INTO tasks (attempt_id, full_name, parent_id, upstreams, is_group, config,"
-                " export_params, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'blocked', ?)",
-                (attempt_id, full_name, *values, ts(now())),
+                " export_params, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (attempt_id, full_name, *values, TaskState.BLOCKED.value, ts(now())),
             )
             return int(cur.lastrowid or 0)
 
     def update_task(
         self,
         task_id: int,
-        state: str,
+        state: TaskState,
         *,
         started: bool = False,
         error: str | _Keep | None = KEEP,
@@ -349,7 +359,7 @@ class StateStore:
         """Set a task's state; `error` is kept unless given (None clears it)."""
         sets, args = (
             ["state = ?", "updated_at = ?", "retry_at = ?"],
-            [state, ts(now()), ts(retry_at)],
+            [TaskState(state).value, ts(now()), ts(retry_at)],
         )
         if started:
             sets.append("started_at = ?")
@@ -365,19 +375,28 @@ class StateStore:
 
     def fail_unfinished_tasks(self, attempt_id: int, message: str) -> None:
         """Mark tasks left running/planned by a dead runner as error."""
-        with self._tx() as db:
-            db.execute(
-                "UPDATE tasks SET state = 'error', error = ?, updated_at = ? WHERE attempt_id = ?"
-                " AND state IN ('running', 'planned', 'retry_waiting', 'group_retry_waiting', 'ready')",
-                (message, ts(now()), attempt_id),
-            )
+        self._move_tasks(attempt_id, _LEFT_BY_A_DEAD_RUNNER, TaskState.ERROR, message)
 
     def cancel_blocked_tasks(self, attempt_id: int) -> None:
+        self._move_tasks(attempt_id, _NOT_STARTED, TaskState.CANCELED)
+
+    def _move_tasks(
+        self,
+        attempt_id: int,
+        states: tuple[TaskState, ...],
+        to: TaskState,
+        error: str | _Keep = KEEP,
+    ) -> None:
+        """Tasks of the attempt in one of `states` move to `to` (with `error` when given)."""
+        marks = ", ".join("?" for _ in states)
+        sets, args = ["state = ?", "updated_at = ?"], [to.value, ts(now())]
+        if not isinstance(error, _Keep):
+            sets.append("error = ?")
+            args.append(error)
         with self._tx() as db:
             db.execute(
-                "UPDATE tasks SET state = 'canceled', updated_at = ? WHERE attempt_id = ?"
-                " AND state IN ('blocked', 'ready')",
-                (ts(now()), attempt_id),
+                f"UPDATE tasks SET {', '.join(sets)} WHERE attempt_id = ? AND state IN ({marks})",
+                (*args, attempt_id, *(s.value for s in states)),
             )
 
     def tasks(self, attempt_id: int) -> list[Row]:
