@@ -282,7 +282,8 @@ def _fixed_nodes(
         return None
     code = spec.key(id_spec.do_not_merge_key).code
     kt = fetch_ints(con, f"SELECT kt FROM {nodes}")["kt"]
-    return kt == code
+    fixed: np.ndarray = kt == code
+    return fixed
 
 
 __all__ = ["RunSummary", "UnificationCancelled", "UnificationError", "run_id", "unify"]
