@@ -171,7 +171,7 @@ class Site:
         row = self._project_row(project_id)
         rev = self.runtime.store.revision(row["revision_id"])
         assert rev is not None
-        root = self.runtime._revision_dir(row, rev)
+        root = self.runtime.projects.revision_dir(row, rev)
         revision = self.state.revision(row["name"], rev["name"])["name"]
         out = []
         for path in sorted(root.glob("*.dig")):
@@ -231,7 +231,7 @@ class Site:
             rev = self.runtime.store.revision(row["revision_id"])
             proj = self.runtime.store.project(session["project_id"])
             assert rev is not None and proj is not None
-            root = self.runtime._revision_dir(proj, rev)
+            root = self.runtime.projects.revision_dir(proj, rev)
             self._zones[key] = _definition(root / f"{session['workflow']}.dig", root)[0]
         return self._zones[key]
 

@@ -63,6 +63,13 @@ def parse_ts(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def stamp(value: str) -> datetime:
+    """A timestamp column that is never NULL, as a datetime."""
+    parsed = parse_ts(value)
+    assert parsed is not None
+    return parsed
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, default=str, separators=(",", ":"))
 
