@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cdp_mcp.backends.base import DONE_TASK_STATES, Attempt, BackendError, Task, TaskState
+from cdp_mcp.backends.local import LocalRuntime
 from cdp_mcp.core import redact
 from cdp_mcp.core.config import parse_timestamp
 from cdp_mcp.core.errors import CdpError
@@ -38,9 +39,7 @@ class UsageError(CdpError):
     """A bad argument value (exit code 2)."""
 
 
-def _runtime(args: argparse.Namespace, create: bool = False) -> Any:
-    from cdp_mcp.backends.local.runtime import LocalRuntime  # keeps `--help` fast
-
+def _runtime(args: argparse.Namespace, create: bool = False) -> LocalRuntime:
     workspace = Path(args.workspace).expanduser()
     if not workspace.is_dir():
         raise UsageError(f"workspace {workspace} is not a folder")

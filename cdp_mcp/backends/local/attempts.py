@@ -28,7 +28,7 @@ from cdp_mcp.backends.local.projects import Projects
 from cdp_mcp.backends.local.reads import Reads
 from cdp_mcp.backends.local.registry import RUNNER_TOKEN, RUNS, RunKey
 from cdp_mcp.backends.local.required import Required
-from cdp_mcp.backends.local.store import Row, StateStore, stamp, ts
+from cdp_mcp.backends.local.store import StateRow, StateStore, stamp, ts
 from cdp_mcp.backends.local.warehouse import Warehouse
 from cdp_mcp.digdag.tasks import TaskNode
 
@@ -130,8 +130,8 @@ class Attempts:
 
     def _info(
         self,
-        proj: Row,
-        row: Row,
+        proj: StateRow,
+        row: StateRow,
         workflow: str,
         when: datetime,
         timezone: str,
@@ -206,11 +206,11 @@ class Attempts:
         """Tasks that succeeded in `attempt_id` (not groups, not error handlers), with the
         params they and their subtasks stored, so a resumed attempt skips them."""
         rows = self.store.tasks(attempt_id)
-        children: dict[int, list[Row]] = {}
+        children: dict[int, list[StateRow]] = {}
         for row in rows:
             children.setdefault(row["parent_id"], []).append(row)
 
-        def subtree_store(row: Row) -> dict[str, Any]:
+        def subtree_store(row: StateRow) -> dict[str, Any]:
             updates = [StoreUpdate(row["store_params"])]
             stack = list(children.get(row["id"], []))
             ordered = []
@@ -288,7 +288,7 @@ class Attempts:
                 self.store.mark_interrupted(row["id"])
                 self.store.finish_attempt(row["id"], False)
 
-    def _runner_alive(self, row: Row) -> bool:
+    def _runner_alive(self, row: StateRow) -> bool:
         if row["runner_token"] == RUNNER_TOKEN:
             return RUNS.running(self._key(row["id"]))
         if row["runner_pid"] == os.getpid():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cdp_mcp.backends.archive import archive_md5, build_archive, content_revision, extract_archive
 from cdp_mcp.backends.base import BackendError, NotFoundError, Project, ProjectRejectedError
-from cdp_mcp.backends.local.store import Row, StateStore, parse_ts, stamp
+from cdp_mcp.backends.local.store import StateRow, StateStore, parse_ts, stamp
 from cdp_mcp.digdag.loader import DigError
 from cdp_mcp.digdag.tasks import TaskNode, check_project, load_workflow_file
 
@@ -79,14 +79,14 @@ class Projects:
     def folder(self, project: str) -> Path:
         return self.home / "projects" / project
 
-    def revision_dir(self, project: Row, revision: Row) -> Path:
+    def revision_dir(self, project: StateRow, revision: StateRow) -> Path:
         """The extracted archive workflows run from (re-extracted if it went missing)."""
         target = self.folder(str(project["name"])) / "revisions" / str(revision["name"])
         if not target.is_dir():
             extract_archive(Path(revision["archive_path"]), target)
         return target
 
-    def current(self, project: str) -> tuple[Row, Row]:
+    def current(self, project: str) -> tuple[StateRow, StateRow]:
         """The project's row and its current revision's."""
         proj = self.store.project_by_name(project)
         if proj is None or proj["revision_id"] is None:
@@ -95,7 +95,9 @@ class Projects:
         assert rev is not None
         return proj, rev
 
-    def workflow_tree(self, project: Row, revision: Row, workflow: str) -> tuple[Path, TaskNode]:
+    def workflow_tree(
+        self, project: StateRow, revision: StateRow, workflow: str
+    ) -> tuple[Path, TaskNode]:
         """The revision's folder and the workflow's task tree, compiled."""
         root = self.revision_dir(project, revision)
         path = root / f"{workflow}.dig"

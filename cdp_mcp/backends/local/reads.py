@@ -6,7 +6,7 @@ import json
 
 from cdp_mcp.backends.base import Attempt, LogFile, NotFoundError, Session, Task
 from cdp_mcp.backends.local.logs import LogStore
-from cdp_mcp.backends.local.store import Row, StateStore, parse_ts, stamp
+from cdp_mcp.backends.local.store import StateRow, StateStore, parse_ts, stamp
 
 
 class Reads:
@@ -15,7 +15,7 @@ class Reads:
     def __init__(self, store: StateStore, logs: LogStore) -> None:
         self.store, self.logs = store, logs
 
-    def attempt_row(self, attempt_id: str) -> Row:
+    def attempt_row(self, attempt_id: str) -> StateRow:
         row = self.store.attempt(_int_id(attempt_id, "attempt"))
         if row is None:
             raise NotFoundError(f"attempt {attempt_id} not found in this workspace")

@@ -11,7 +11,7 @@ from cdp_mcp.backends.base import Attempt, TaskState
 from cdp_mcp.backends.local.engine import AttemptRun
 from cdp_mcp.backends.local.logs import TaskLog
 from cdp_mcp.backends.local.reads import Reads
-from cdp_mcp.backends.local.store import Row, StateStore, ts
+from cdp_mcp.backends.local.store import StateRow, StateStore, ts
 
 # (project, workflow, session_time, params, retry_attempt_name=...) -> the attempt started
 StartFn = Callable[..., Attempt]
@@ -56,7 +56,7 @@ class Required:
         session_time: datetime,
         rerun_on: str,
         parent: AttemptRun,
-        attempts: list[Row],
+        attempts: list[StateRow],
     ) -> tuple[bool, str] | str | None:
         """The session's outcome when it is not run again, else the new attempt's name."""
         info = parent.info

@@ -74,7 +74,7 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=str, separators=(",", ":"))
 
 
-Row = dict[str, Any]
+StateRow = dict[str, Any]  # a row of the state store: column -> value
 
 
 class _Keep:
@@ -130,26 +130,26 @@ class StateStore:
                 raise
             self._db.execute("COMMIT")
 
-    def _one(self, sql: str, *args: Any) -> Row | None:
+    def _one(self, sql: str, *args: Any) -> StateRow | None:
         with self._lock:
             row = self._db.execute(sql, args).fetchone()
         return dict(row) if row else None
 
-    def _all(self, sql: str, *args: Any) -> list[Row]:
+    def _all(self, sql: str, *args: Any) -> list[StateRow]:
         with self._lock:
             return [dict(r) for r in self._db.execute(sql, args).fetchall()]
 
     # projects and revisions
 
-    def project_by_name(self, name: str) -> Row | None:
+    def project_by_name(self, name: str) -> StateRow | None:
         return self._one("SELECT * FROM projects WHERE name = ?", name)
 
-    def project(self, project_id: int) -> Row | None:
+    def project(self, project_id: int) -> StateRow | None:
         return self._one("SELECT * FROM projects WHERE id = ?", project_id)
 
     def save_revision(
         self, project: str, revision: str, md5: str, archive_path: str
-    ) -> tuple[Row, Row]:
+    ) -> tuple[StateRow, StateRow]:
         """Make `revision` the project's current one (creating either if new)."""
         stamp = ts(now())
         with self._tx() as db:
@@ -183,15 +183,15 @@ class StateStore:
         assert proj and revision_row
         return proj, revision_row
 
-    def revision(self, revision_id: int) -> Row | None:
+    def revision(self, revision_id: int) -> StateRow | None:
         return self._one("SELECT * FROM revisions WHERE id = ?", revision_id)
 
     # sessions and attempts
 
-    def session(self, session_id: int) -> Row | None:
+    def session(self, session_id: int) -> StateRow | None:
         return self._one("SELECT * FROM sessions WHERE id = ?", session_id)
 
-    def find_session(self, project_id: int, workflow: str, session_time: str) -> Row | None:
+    def find_session(self, project_id: int, workflow: str, session_time: str) -> StateRow | None:
         return self._one(
             "SELECT * FROM sessions WHERE project_id = ? AND workflow = ? AND session_time = ?",
             project_id,
@@ -210,7 +210,7 @@ class StateStore:
         params: dict[str, Any],
         runner: tuple[int, str],
         resume_from: int | None = None,
-    ) -> tuple[Row, bool]:
+    ) -> tuple[StateRow, bool]:
         """A new attempt of the session, or (existing, False) when that attempt exists."""
         with self._tx() as db:
             sess = db.execute(
@@ -252,14 +252,14 @@ class StateStore:
             )
             return self._attempt_in(db, int(cur.lastrowid or 0)), True
 
-    def _attempt_in(self, db: sqlite3.Connection, attempt_id: int) -> Row:
+    def _attempt_in(self, db: sqlite3.Connection, attempt_id: int) -> StateRow:
         row = db.execute("SELECT * FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
         return dict(row)
 
-    def attempt(self, attempt_id: int) -> Row | None:
+    def attempt(self, attempt_id: int) -> StateRow | None:
         return self._one("SELECT * FROM attempts WHERE id = ?", attempt_id)
 
-    def attempts_of_session(self, session_id: int) -> list[Row]:
+    def attempts_of_session(self, session_id: int) -> list[StateRow]:
         return self._all("SELECT * FROM attempts WHERE session_id = ? ORDER BY id", session_id)
 
     def attempts_newest_first(
@@ -269,7 +269,7 @@ class StateStore:
         include_retried: bool,
         before_id: int | None,
         limit: int,
-    ) -> list[Row]:
+    ) -> list[StateRow]:
         """Attempts by id, newest first (of a project, a workflow); only each session's last
         unless `include_retried`; only those older than `before_id` when given."""
         return self._all(
@@ -288,7 +288,7 @@ class StateStore:
             limit,
         )
 
-    def unfinished_attempts(self) -> list[Row]:
+    def unfinished_attempts(self) -> list[StateRow]:
         return self._all("SELECT * FROM attempts WHERE done = 0 ORDER BY id")
 
     def request_cancel(self, attempt_id: int) -> None:
@@ -406,7 +406,7 @@ class StateStore:
                 (*args, attempt_id, *(s.value for s in states)),
             )
 
-    def tasks(self, attempt_id: int) -> list[Row]:
+    def tasks(self, attempt_id: int) -> list[StateRow]:
         rows = self._all("SELECT * FROM tasks WHERE attempt_id = ? ORDER BY id", attempt_id)
         for row in rows:
             for key in ("upstreams", "config", "store_params", "export_params"):
@@ -425,5 +425,5 @@ class StateStore:
                 (attempt_id, task_name, file_name, size, ts(now()), path),
             )
 
-    def logs(self, attempt_id: int) -> list[Row]:
+    def logs(self, attempt_id: int) -> list[StateRow]:
         return self._all("SELECT * FROM logs WHERE attempt_id = ? ORDER BY id", attempt_id)
