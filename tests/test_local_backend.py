@@ -264,7 +264,8 @@ def test_query_transpiles_limits_and_reports_errors(tmp_path: Path) -> None:
 def test_async_backend_implements_the_protocol(tmp_path: Path) -> None:
     async def scenario() -> None:
         backend = LocalBackend(tmp_path / "ws")
-        assert isinstance(backend, Backend)
+        assert isinstance(backend, Backend)  # check_auth and aclose included
+        assert await backend.check_auth() is None  # no credentials to check
         pushed = await backend.push("proj", project(tmp_path / "proj"))
         assert pushed.name == "proj"
         attempt = await backend.start("proj", "wf", SESSION, {"x": "1"})
@@ -279,6 +280,7 @@ def test_async_backend_implements_the_protocol(tmp_path: Path) -> None:
         assert (await backend.query("SELECT count(*) AS n FROM t", "db")).rows == [[2]]
         retried = await backend.wait((await backend.retry(done.id)).id, 30)
         assert retried.status == "success" and retried.index == 2
+        await backend.aclose()
 
     asyncio.run(scenario())
 

@@ -164,6 +164,15 @@ class Backend(Protocol):
     Every method raises BackendError (or a subclass) with a message fit for a person.
     """
 
+    async def check_auth(self) -> object:
+        """Preflight: the backend accepts this client (raises BackendError if not); what it
+        returns is the backend's own detail (TD: the hosts it checked)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the backend's connections; it is not used afterwards."""
+        ...
+
     async def push(self, project: str, directory: Path) -> Project: ...
 
     async def start(
