@@ -7,6 +7,7 @@ import io
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -25,6 +26,7 @@ from cdp_mcp.backends.base import (
     ProjectRejectedError,
     QueryError,
     Task,
+    TaskState,
 )
 from cdp_mcp.backends.local import LocalBackend
 from cdp_mcp.backends.local.runtime import LocalRuntime
@@ -110,6 +112,28 @@ def test_state_survives_reopening_the_workspace(tmp_path: Path) -> None:
     assert reopened.log_files(attempt.id) == files
     assert "rows written" in reopened.read_log(attempt.id, files[-1].file_name)
     assert reopened.start("proj", "wf", SESSION).id == attempt.id
+
+
+def test_task_states_are_stored_as_digdags_strings_and_read_back_as_the_enum(
+    tmp_path: Path,
+) -> None:
+    rt = LocalRuntime(tmp_path / "ws")
+    rt.push(
+        "proj", project(tmp_path / "proj", {"wf.dig": "+ok:\n  echo>: 1\n+bad:\n  fail>: no\n"})
+    )
+    attempt = rt.wait(rt.start("proj", "wf", SESSION).id, 30)
+    with sqlite3.connect(tmp_path / "ws" / ".cdp_local" / "state.sqlite") as db:
+        stored = dict(db.execute("SELECT full_name, state FROM tasks").fetchall())
+    assert stored == {"+wf": "group_error", "+wf+ok": "success", "+wf+bad": "error"}
+    states = {t.full_name: t.state for t in LocalRuntime(tmp_path / "ws").tasks(attempt.id)}
+    assert states == {
+        "+wf": TaskState.GROUP_ERROR,
+        "+wf+ok": TaskState.SUCCESS,
+        "+wf+bad": TaskState.ERROR,
+    }
+    assert all(isinstance(s, TaskState) for s in states.values())
+    dumped = Task.model_validate(rt.tasks(attempt.id)[0].model_dump(mode="json"))
+    assert dumped.state is TaskState.GROUP_ERROR  # a JSON round trip keeps the enum
 
 
 def test_log_files_are_named_like_tds(tmp_path: Path) -> None:
@@ -240,7 +264,8 @@ def test_query_transpiles_limits_and_reports_errors(tmp_path: Path) -> None:
 def test_async_backend_implements_the_protocol(tmp_path: Path) -> None:
     async def scenario() -> None:
         backend = LocalBackend(tmp_path / "ws")
-        assert isinstance(backend, Backend)
+        assert isinstance(backend, Backend)  # check_auth and aclose included
+        assert await backend.check_auth() is None  # no credentials to check
         pushed = await backend.push("proj", project(tmp_path / "proj"))
         assert pushed.name == "proj"
         attempt = await backend.start("proj", "wf", SESSION, {"x": "1"})
@@ -255,6 +280,7 @@ def test_async_backend_implements_the_protocol(tmp_path: Path) -> None:
         assert (await backend.query("SELECT count(*) AS n FROM t", "db")).rows == [[2]]
         retried = await backend.wait((await backend.retry(done.id)).id, 30)
         assert retried.status == "success" and retried.index == 2
+        await backend.aclose()
 
     asyncio.run(scenario())
 

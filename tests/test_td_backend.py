@@ -23,9 +23,16 @@ from cdp_mcp.backends.base import (
     NotFoundError,
     ProjectRejectedError,
     QueryError,
+    TaskState,
 )
 from cdp_mcp.backends.local.hooks import UnificationCall
-from cdp_mcp.backends.td import AuthenticationError, PollPolicy, RetryPolicy, TransientError
+from cdp_mcp.backends.td import (
+    AuthenticationError,
+    PollPolicy,
+    RetryPolicy,
+    TransientError,
+    mapping,
+)
 from cdp_mcp.backends.treasuredata import TreasureDataBackend
 from cdp_mcp.core.config import load_config
 from cdp_mcp.emulator.app import create_app
@@ -531,3 +538,10 @@ def test_no_retry_on_4xx(emulator: tuple[str, RequestLog]) -> None:
         assert requests.seen[before:] == ["POST /v3/database/create/Bad-Name"]
 
     run(url, scenario, retry=RetryPolicy(max_tries=5, base_delay=0.01, max_total=5))
+
+
+def test_digdags_task_states_read_as_the_enum_and_unknown_ones_as_running() -> None:
+    assert mapping.task({"id": 1, "state": "group_error"}).state is TaskState.GROUP_ERROR
+    assert mapping.task({"id": 1, "state": "SUCCESS"}).state is TaskState.SUCCESS
+    assert mapping.task({"id": 1, "state": "some_new_state"}).state is TaskState.RUNNING
+    assert mapping.task({"id": 1}).state is TaskState.RUNNING

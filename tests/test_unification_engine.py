@@ -17,12 +17,11 @@ from cdp_mcp.backends.local.hooks import UnificationCall
 from cdp_mcp.backends.local.runtime import LocalRuntime, default_unification_handler
 from cdp_mcp.backends.local.unification import (
     UnificationError,
-    UnificationNames,
     handle_unification_call,
     parse_request,
-    unification_metrics,
 )
 from cdp_mcp.backends.local.unification.engine import RunSummary, UnificationCancelled, unify
+from cdp_mcp.backends.local.unification.metrics import UnificationNames, unification_metrics
 from cdp_mcp.core.config import load_config
 from cdp_mcp.core.phases import unification_output_columns
 from cdp_mcp.core.unification_tables import (

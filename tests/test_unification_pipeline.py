@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from cdp_mcp.backends.local import LocalBackend
-from cdp_mcp.backends.local.unification import unification_metrics
+from cdp_mcp.backends.local.unification.metrics import unification_metrics
 from cdp_mcp.core.config import PipelineConfig, load_config
 from cdp_mcp.core.phases import ORDER, Phase, expected_tables, project_name, workflows
 from cdp_mcp.core.unification_tables import GRAPH_COLUMNS, lookup_columns

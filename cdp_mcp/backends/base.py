@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -16,20 +17,28 @@ from pydantic import BaseModel, Field, computed_field
 from cdp_mcp.core.errors import CdpError
 from cdp_mcp.core.schema import Column
 
+# Derived, never stored; a Literal because the pipeline's result models carry it as one.
 AttemptStatus = Literal["running", "success", "error", "killed"]
-TaskState = Literal[
-    "blocked",
-    "ready",
-    "retry_waiting",
-    "group_retry_waiting",
-    "running",
-    "planned",
-    "group_error",
-    "success",
-    "error",
-    "canceled",
-]
-DONE_TASK_STATES: frozenset[str] = frozenset({"success", "error", "group_error", "canceled"})
+
+
+class TaskState(StrEnum):
+    """A task's state: Digdag's REST strings, also the values the local store keeps."""
+
+    BLOCKED = "blocked"
+    READY = "ready"
+    RETRY_WAITING = "retry_waiting"
+    GROUP_RETRY_WAITING = "group_retry_waiting"
+    RUNNING = "running"
+    PLANNED = "planned"
+    GROUP_ERROR = "group_error"
+    SUCCESS = "success"
+    ERROR = "error"
+    CANCELED = "canceled"
+
+
+DONE_TASK_STATES: frozenset[TaskState] = frozenset(
+    {TaskState.SUCCESS, TaskState.ERROR, TaskState.GROUP_ERROR, TaskState.CANCELED}
+)
 
 
 class BackendError(CdpError):
@@ -154,6 +163,15 @@ class Backend(Protocol):
 
     Every method raises BackendError (or a subclass) with a message fit for a person.
     """
+
+    async def check_auth(self) -> object:
+        """Preflight: the backend accepts this client (raises BackendError if not); what it
+        returns is the backend's own detail (TD: the hosts it checked)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the backend's connections; it is not used afterwards."""
+        ...
 
     async def push(self, project: str, directory: Path) -> Project: ...
 

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import sqlglot
-from sqlglot import exp
+from sqlglot import Token, TokenType, exp
 from sqlglot.dialects.dialect import Dialect
-from sqlglot.tokens import Token, TokenType
 
 from cdp_mcp.backends.base import QueryError
 

@@ -41,9 +41,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         try:
             return await phase_schemas(cfg, backend, phase)
         finally:
-            close = getattr(backend, "aclose", None)
-            if close is not None:
-                await close()
+            await backend.aclose()
 
     for phase in phases:
         project = generate(cfg, phase, anyio.run(schemas_for, phase), keep_aside=args.keep_aside)

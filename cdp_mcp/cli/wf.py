@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cdp_mcp.backends.base import Attempt, BackendError, Task
+from cdp_mcp.backends.base import DONE_TASK_STATES, Attempt, BackendError, Task, TaskState
+from cdp_mcp.backends.local import LocalRuntime
 from cdp_mcp.core import redact
 from cdp_mcp.core.config import parse_timestamp
 from cdp_mcp.core.errors import CdpError
@@ -38,9 +39,7 @@ class UsageError(CdpError):
     """A bad argument value (exit code 2)."""
 
 
-def _runtime(args: argparse.Namespace, create: bool = False) -> Any:
-    from cdp_mcp.backends.local.runtime import LocalRuntime  # keeps `--help` fast
-
+def _runtime(args: argparse.Namespace, create: bool = False) -> LocalRuntime:
     workspace = Path(args.workspace).expanduser()
     if not workspace.is_dir():
         raise UsageError(f"workspace {workspace} is not a folder")
@@ -157,7 +156,7 @@ def _follow(runtime: Any, attempt: Attempt) -> int:
             for task in runtime.tasks(attempt.id):
                 if task.is_group or task.id in reported:
                     continue
-                if task.state in ("success", "error", "group_error", "canceled"):
+                if task.state in DONE_TASK_STATES:
                     reported.add(task.id)
                     print(f"  {task.state:<8} {task.full_name}")
             if current.done:
@@ -180,7 +179,9 @@ def _follow(runtime: Any, attempt: Attempt) -> int:
 
 def _failed(tasks: list[Task]) -> list[Task]:
     """The tasks whose own error failed the attempt (not the groups it propagated to)."""
-    return [t for t in tasks if t.state == "error" and t.error and "^error" not in t.full_name]
+    return [
+        t for t in tasks if t.state == TaskState.ERROR and t.error and "^error" not in t.full_name
+    ]
 
 
 def _cmd_session(args: argparse.Namespace) -> int:
@@ -204,11 +205,7 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
     rows = []
     for t in tasks:
         duration = ""
-        if (
-            t.started_at
-            and t.updated_at
-            and t.state in ("success", "error", "group_error", "canceled")
-        ):
+        if t.started_at and t.updated_at and t.state in DONE_TASK_STATES:
             duration = f"{(t.updated_at - t.started_at).total_seconds():.2f}s"
         rows.append([t.id, t.state, _fmt_time(t.started_at), duration, t.full_name])
     _print_table(["id", "state", "started", "duration", "task"], rows)

@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cdp_mcp.backends.base import BackendError
-from cdp_mcp.backends.local.hooks import UnificationHandler
+from cdp_mcp.backends.local import UnificationHandler
 from cdp_mcp.core import redact
 from cdp_mcp.emulator import shapes
 from cdp_mcp.emulator.errors import status_of

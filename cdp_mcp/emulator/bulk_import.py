@@ -38,8 +38,7 @@ from typing import Any
 import msgpack
 
 from cdp_mcp.backends.base import BackendError, ConflictError, NotFoundError
-from cdp_mcp.backends.local import tables
-from cdp_mcp.backends.local.warehouse import Warehouse, qualified
+from cdp_mcp.backends.local import Warehouse, append_by_name, qualified
 from cdp_mcp.core.files import write_text_atomic
 from cdp_mcp.core.schema import duckdb_type
 from cdp_mcp.core.sqltext import quote_ident
@@ -365,7 +364,7 @@ class BulkImports:
                 f"SELECT {', '.join(selects)} FROM read_json({_literal(str(staged))}, "
                 f"format = 'array', columns = {{{as_text}}})"
             )
-            return tables.append_by_name(cur, session.database, session.table, select)
+            return append_by_name(cur, session.database, session.table, select)
 
 
 def _read_part(path: Path) -> list[Any]:

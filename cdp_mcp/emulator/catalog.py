@@ -11,13 +11,16 @@ import re
 from typing import Any
 
 from cdp_mcp.backends.base import ConflictError, NotFoundError, TableInfo
-from cdp_mcp.backends.local import tables
-from cdp_mcp.backends.local.warehouse import (
+from cdp_mcp.backends.local import (
     Warehouse,
+    create_empty,
+    create_schema,
     list_databases,
     list_tables,
     qualified,
+    retry_on_conflict,
     table_columns,
+    transaction,
 )
 from cdp_mcp.core.sqltext import quote_ident
 from cdp_mcp.emulator import shapes
@@ -60,14 +63,12 @@ class Catalog:
         with self.warehouse.cursor() as cur:
             if name in list_databases(cur):
                 raise ConflictError(f"Database '{name}' already exists")
-            tables.create_schema(cur, name)
+            create_schema(cur, name)
 
     def delete_database(self, name: str) -> None:
         with self.warehouse.cursor() as cur:
             self._require_database(cur, name)
-            tables.retry_on_conflict(
-                lambda: cur.execute(f"DROP SCHEMA {quote_ident(name)} CASCADE")
-            )
+            retry_on_conflict(lambda: cur.execute(f"DROP SCHEMA {quote_ident(name)} CASCADE"))
 
     def require_database(self, name: str) -> None:
         with self.warehouse.cursor() as cur:
@@ -93,13 +94,13 @@ class Catalog:
             self._require_database(cur, database)
             if table in list_tables(cur, database):
                 raise ConflictError(f"Table '{database}.{table}' already exists")
-            tables.create_empty(cur, database, table)
+            create_empty(cur, database, table)
 
     def delete_table(self, database: str, table: str) -> None:
         with self.warehouse.cursor() as cur:
             self._require_table(cur, database, table)
             target = qualified(database, table)
-            tables.retry_on_conflict(lambda: cur.execute(f"DROP TABLE {target}"))
+            retry_on_conflict(lambda: cur.execute(f"DROP TABLE {target}"))
 
     def rename_table(self, database: str, table: str, new_name: str, overwrite: bool) -> None:
         check_name("Table", new_name)
@@ -110,14 +111,14 @@ class Catalog:
                 raise ConflictError(f"Table '{database}.{new_name}' already exists")
 
             def rename() -> None:
-                with tables.transaction(cur):
+                with transaction(cur):
                     if exists:
                         cur.execute(f"DROP TABLE {qualified(database, new_name)}")
                     cur.execute(
                         f"ALTER TABLE {qualified(database, table)} RENAME TO {quote_ident(new_name)}"
                     )
 
-            tables.retry_on_conflict(rename)
+            retry_on_conflict(rename)
 
     def swap_tables(self, database: str, first: str, second: str) -> None:
         with self.warehouse.cursor() as cur:
@@ -128,7 +129,7 @@ class Catalog:
             parking = f"__swap_{first}"
 
             def swap() -> None:
-                with tables.transaction(cur):
+                with transaction(cur):
                     cur.execute(
                         f"ALTER TABLE {qualified(database, first)} RENAME TO {quote_ident(parking)}"
                     )
@@ -139,7 +140,7 @@ class Catalog:
                         f"ALTER TABLE {qualified(database, parking)} RENAME TO {quote_ident(second)}"
                     )
 
-            tables.retry_on_conflict(swap)
+            retry_on_conflict(swap)
 
     def require_table(self, database: str, table: str) -> None:
         with self.warehouse.cursor() as cur:

@@ -24,9 +24,17 @@ import sqlglot
 from sqlglot import exp
 
 from cdp_mcp.backends.base import QueryError
-from cdp_mcp.backends.local import tables
-from cdp_mcp.backends.local.sql import ENGINES, split_statements, translate
-from cdp_mcp.backends.local.warehouse import json_value, list_tables
+from cdp_mcp.backends.local import (
+    ENGINES,
+    append_by_name,
+    create_table_as,
+    json_value,
+    list_tables,
+    split_statements,
+    split_table,
+    translate,
+    write_rows,
+)
 from cdp_mcp.core.sqltext import quote_ident
 
 # sqlglot's arg name for a WITH clause ("with_" since sqlglot 28, "with" before)
@@ -93,8 +101,8 @@ def _run_statement(
     translated = translate(text, engine)
     if translated.target:  # Hive's INSERT OVERWRITE (the other writes are handled above)
         if not translated.create_table:
-            _require_table(cur, *tables.split_table(translated.target, database))
-        return _written(tables.write_rows(cur, database, translated), engine)
+            _require_table(cur, *split_table(translated.target, database))
+        return _written(write_rows(cur, database, translated), engine)
     cur.execute(translated.sql)
     if cur.description is None:
         return Outcome()
@@ -183,7 +191,7 @@ def _create_as(
         if tree.args.get("exists"):  # IF NOT EXISTS
             return _written(0, engine)
         raise QueryError(f"Table '{db}.{table}' already exists")
-    return _written(tables.create_table_as(cur, db, table, select), engine)
+    return _written(create_table_as(cur, db, table, select), engine)
 
 
 def _insert_by_name(
@@ -198,7 +206,7 @@ def _insert_by_name(
     select = _query_sql(source, engine, tree.args.get(_WITH))
     if columns:
         select = f"SELECT * FROM ({select}) AS __q({', '.join(map(quote_ident, columns))})"
-    return tables.append_by_name(cur, db, table, select)
+    return append_by_name(cur, db, table, select)
 
 
 def _written(rows: int, engine: str) -> Outcome:

@@ -20,8 +20,7 @@ from typing import Any
 import duckdb
 
 from cdp_mcp.backends.base import BackendError, ConflictError, NotFoundError
-from cdp_mcp.backends.local import td_udfs
-from cdp_mcp.backends.local.warehouse import Warehouse
+from cdp_mcp.backends.local import Warehouse, prepare_td_functions
 from cdp_mcp.emulator import results
 from cdp_mcp.emulator.job_sql import Outcome, Stopped, run_job_sql
 from cdp_mcp.emulator.shapes import v3_time
@@ -218,7 +217,7 @@ class JobStore:
                 job.cursor = cur
             job.cmdout = f"started at {v3_time(job.start_at)}\nexecuting query: {job.query}\n"
             scheduled = job.scheduled_time
-            td_udfs.prepare(
+            prepare_td_functions(
                 cur, job.query, int(job.created_at.timestamp()) if scheduled is None else scheduled
             )
             return run_job_sql(

@@ -21,10 +21,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cdp_mcp.backends.archive import extract_archive
 from cdp_mcp.backends.base import Attempt, ConflictError, LogFile, NotFoundError
-from cdp_mcp.backends.local import LocalBackend
-from cdp_mcp.backends.local.hooks import UnificationHandler
-from cdp_mcp.backends.local.runtime import LocalRuntime
-from cdp_mcp.backends.local.store import Row, parse_ts
+from cdp_mcp.backends.local import (
+    LocalBackend,
+    LocalRuntime,
+    StateRow,
+    UnificationHandler,
+    parse_stored_time,
+)
 from cdp_mcp.digdag.loader import DigError, load_dig
 from cdp_mcp.digdag.secrets import valid_secret_key, valid_secret_value
 from cdp_mcp.emulator import shapes
@@ -50,7 +53,7 @@ def _int_param(value: str, name: str) -> int:
 
 
 def _when(value: str | None) -> datetime:
-    parsed = parse_ts(value) if value else None
+    parsed = parse_stored_time(value) if value else None
     return parsed or datetime.now(UTC)
 
 
@@ -117,13 +120,13 @@ class Site:
 
     # projects
 
-    def _project_row(self, project_id: str) -> Row:
+    def _project_row(self, project_id: str) -> StateRow:
         row = self.runtime.store.project(int(project_id)) if project_id.isdigit() else None
         if row is None or row["revision_id"] is None:
             raise NotFoundError(f"Project id={project_id} not found")
         return row
 
-    def _project_json(self, row: Row) -> dict[str, Any]:
+    def _project_json(self, row: StateRow) -> dict[str, Any]:
         rev = self.runtime.store.revision(row["revision_id"])
         assert rev is not None
         named = self.state.revision(row["name"], rev["name"])
@@ -171,7 +174,7 @@ class Site:
         row = self._project_row(project_id)
         rev = self.runtime.store.revision(row["revision_id"])
         assert rev is not None
-        root = self.runtime._revision_dir(row, rev)
+        root = self.runtime.projects.revision_dir(row, rev)
         revision = self.state.revision(row["name"], rev["name"])["name"]
         out = []
         for path in sorted(root.glob("*.dig")):
@@ -231,7 +234,7 @@ class Site:
             rev = self.runtime.store.revision(row["revision_id"])
             proj = self.runtime.store.project(session["project_id"])
             assert rev is not None and proj is not None
-            root = self.runtime._revision_dir(proj, rev)
+            root = self.runtime.projects.revision_dir(proj, rev)
             self._zones[key] = _definition(root / f"{session['workflow']}.dig", root)[0]
         return self._zones[key]
 
@@ -255,7 +258,7 @@ class Site:
                 raise RequestError(f"Unsupported resume mode: {resume.get('mode')!r}")
             resume_from = int(str(resume.get("attemptId")))
         session_time = body.get("sessionTime")
-        if not isinstance(session_time, str) or parse_ts(session_time) is None:
+        if not isinstance(session_time, str) or parse_stored_time(session_time) is None:
             raise RequestError("sessionTime= must be an ISO-8601 instant")
         params = body.get("params") or {}
         if not isinstance(params, dict):
@@ -263,7 +266,7 @@ class Site:
         attempt, created = self.runtime.start_attempt(
             row["name"],
             workflow,
-            parse_ts(session_time),
+            parse_stored_time(session_time),
             params,
             body.get("retryAttemptName"),
             resume_from,

@@ -199,9 +199,8 @@ class Pipeline:
 
     async def aclose(self) -> None:
         """Release the backend's connections (the TD client holds an HTTP pool)."""
-        close = getattr(self._backend, "aclose", None)
-        if close is not None:
-            await close()
+        if self._backend is not None:
+            await self._backend.aclose()
 
     def _load(self) -> PipelineState:
         """The state of this config's pipeline (not of another config sharing the workspace)."""
@@ -497,9 +496,7 @@ class Pipeline:
 
     async def _td_preflight(self) -> list[str]:
         try:
-            check_auth = getattr(self.backend, "check_auth", None)
-            if check_auth is not None:
-                await check_auth()  # the key works on the API and the workflow host
+            await self.backend.check_auth()  # the key works on the API and the workflow host
             dbs = set(await self.backend.databases())
             try:
                 known = predicted_schemas(self.cfg)

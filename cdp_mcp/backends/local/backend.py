@@ -55,6 +55,13 @@ class LocalBackend:
         """Run `http_call>` to TD's unification API with `handler` (attempts started later)."""
         self.runtime.unification_handler = handler
 
+    async def check_auth(self) -> None:
+        """Nothing to check: the local backend has no credentials."""
+
+    async def aclose(self) -> None:
+        """Nothing to release: the warehouse closes itself when idle, and the state store's
+        connection is shared by the workspace's runtime (attempts may still be running)."""
+
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await anyio.to_thread.run_sync(fn, *args)
 

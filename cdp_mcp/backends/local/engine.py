@@ -23,7 +23,7 @@ from typing import Any
 
 import duckdb
 
-from cdp_mcp.backends.base import BackendError
+from cdp_mcp.backends.base import BackendError, TaskState
 from cdp_mcp.backends.local.hooks import UnificationHandler
 from cdp_mcp.backends.local.logs import LogStore, TaskLog
 from cdp_mcp.backends.local.operators import OPERATORS, OperatorContext, OperatorResult, TaskFailure
@@ -46,14 +46,14 @@ RequireFn = Callable[[str, datetime, dict[str, Any], str, TaskLog, "AttemptRun"]
 class Outcome:
     """How a task (with its subtasks) ended, and what it stores for the tasks after it."""
 
-    state: str  # success | error | group_error | canceled
+    state: TaskState  # success | error | group_error | canceled
     updates: list[StoreUpdate] = field(default_factory=list)
     error: str | None = None
     failed_task: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.state == "success"
+        return self.state == TaskState.SUCCESS
 
 
 @dataclass
@@ -216,44 +216,44 @@ class AttemptRun:
             message = f"internal error of the local runner: {type(e).__name__}: {e}"
             task_id = self._ids.get(node.full_name)
             if task_id is not None:
-                self.store.update_task(task_id, "error", error=message)
+                self.store.update_task(task_id, TaskState.ERROR, error=message)
             log = TaskLog(node.full_name)
             log.error(message + "\n" + traceback.format_exc())
             if task_id is not None:
                 self.logs.save(self.info.attempt_id, task_id, log)
-            return Outcome("error", error=message, failed_task=node.full_name)
+            return Outcome(TaskState.ERROR, error=message, failed_task=node.full_name)
 
     def _run_node_unsafe(self, node: TaskNode, params_in: dict[str, Any]) -> Outcome:
         task_id = self._ids[node.full_name]
         if self._cancel.is_set():
-            self.store.update_task(task_id, "canceled")
-            return Outcome("canceled")
+            self.store.update_task(task_id, TaskState.CANCELED)
+            return Outcome(TaskState.CANCELED)
         if not node.is_group and node.full_name in self.resume:
             stored = self.resume[node.full_name]
-            self.store.update_task(task_id, "success", store_params=stored)
-            return Outcome("success", [StoreUpdate(stored)] if stored else [])
+            self.store.update_task(task_id, TaskState.SUCCESS, store_params=stored)
+            return Outcome(TaskState.SUCCESS, [StoreUpdate(stored)] if stored else [])
         params = deep_merge(params_in, node.export)
         try:
             retry = self._retry_spec(node, params)
         except TaskFailure as e:
-            self.store.update_task(task_id, "error", started=True, error=str(e))
-            return Outcome("error", error=str(e), failed_task=node.full_name)
+            self.store.update_task(task_id, TaskState.ERROR, started=True, error=str(e))
+            return Outcome(TaskState.ERROR, error=str(e), failed_task=node.full_name)
         runs = 0
         while True:
             if node.is_group:
                 outcome = self._run_group(node, params, task_id)
             else:
                 outcome = self._run_operator(node, params, task_id, runs)
-            if outcome.state in ("success", "canceled") or runs >= retry.limit:
+            if outcome.state in (TaskState.SUCCESS, TaskState.CANCELED) or runs >= retry.limit:
                 break
             runs += 1
             delay = retry.delay(runs)
-            waiting = "group_retry_waiting" if node.is_group else "retry_waiting"
+            waiting = TaskState.GROUP_RETRY_WAITING if node.is_group else TaskState.RETRY_WAITING
             self.store.update_task(
                 task_id, waiting, error=outcome.error, retry_at=now() + timedelta(seconds=delay)
             )
             if self._cancel.wait(delay):
-                outcome = Outcome("canceled")
+                outcome = Outcome(TaskState.CANCELED)
                 break
             if node.is_group:
                 # A group retry runs the whole group again from fresh tasks.
@@ -261,13 +261,13 @@ class AttemptRun:
                 for child in node.children:
                     siblings.append(self._register(child, task_id, siblings))
         if (
-            outcome.state in ("error", "group_error")
+            outcome.state in (TaskState.ERROR, TaskState.GROUP_ERROR)
             and node.error_config
             and not self._cancel.is_set()
         ):
             self._run_error_tasks(node, params, task_id, outcome)
         # Only an operator's own failure is its error; a group shows its children's.
-        own_error = outcome.error if outcome.state == "error" else None
+        own_error = outcome.error if outcome.state == TaskState.ERROR else None
         self.store.update_task(task_id, outcome.state, error=own_error)
         return outcome
 
@@ -298,7 +298,7 @@ class AttemptRun:
             ) from None
 
     def _run_group(self, node: TaskNode, params: dict[str, Any], task_id: int) -> Outcome:
-        self.store.update_task(task_id, "planned", started=True)
+        self.store.update_task(task_id, TaskState.PLANNED, started=True)
         return self._run_children(node, params)
 
     def _run_children(self, node: TaskNode, params: dict[str, Any]) -> Outcome:
@@ -348,17 +348,19 @@ class AttemptRun:
             if pool is not None:
                 pool.shutdown(wait=True)
         finished = [o for o in outcomes if o is not None]
-        failed = [o for o in finished if o.state in ("error", "group_error")]
+        failed = [o for o in finished if o.state in (TaskState.ERROR, TaskState.GROUP_ERROR)]
         if failed:
-            return Outcome("group_error", error=failed[0].error, failed_task=failed[0].failed_task)
-        if self._cancel.is_set() or any(o.state == "canceled" for o in finished):
-            return Outcome("canceled")
-        return Outcome("success", [u for o in finished for u in o.updates])
+            return Outcome(
+                TaskState.GROUP_ERROR, error=failed[0].error, failed_task=failed[0].failed_task
+            )
+        if self._cancel.is_set() or any(o.state == TaskState.CANCELED for o in finished):
+            return Outcome(TaskState.CANCELED)
+        return Outcome(TaskState.SUCCESS, [u for o in finished for u in o.updates])
 
     def _run_operator(
         self, node: TaskNode, params: dict[str, Any], task_id: int, runs: int
     ) -> Outcome:
-        self.store.update_task(task_id, "running", started=True)
+        self.store.update_task(task_id, TaskState.RUNNING, started=True)
         log = TaskLog(node.full_name)
         started = time.monotonic()
         op_name = node.operator or "?"
@@ -380,20 +382,20 @@ class AttemptRun:
             if self._cancel.is_set():
                 log.warn(f"canceled after {elapsed:.2f}s: {error}")
                 self.logs.save(self.info.attempt_id, task_id, log)
-                return Outcome("canceled")
+                return Outcome(TaskState.CANCELED)
             log.error(f"task failed after {elapsed:.2f}s: {error}")
             self.logs.save(self.info.attempt_id, task_id, log)
-            self.store.update_task(task_id, "error", error=error)
-            return Outcome("error", error=error, failed_task=node.full_name)
+            self.store.update_task(task_id, TaskState.ERROR, error=error)
+            return Outcome(TaskState.ERROR, error=error, failed_task=node.full_name)
         assert result is not None
         log.info(f"{op_name}> finished in {elapsed:.2f}s")
         self.logs.save(self.info.attempt_id, task_id, log)
         updates = [result.store] if result.store else []
         stored = result.store.apply({}) if result.store else {}
         if not result.subtasks:
-            self.store.update_task(task_id, "running", store_params=stored)
-            return Outcome("success", updates)
-        self.store.update_task(task_id, "planned", store_params=stored)
+            self.store.update_task(task_id, TaskState.RUNNING, store_params=stored)
+            return Outcome(TaskState.SUCCESS, updates)
+        self.store.update_task(task_id, TaskState.PLANNED, store_params=stored)
         try:
             sub = compile_subtasks(
                 node.full_name,
@@ -404,16 +406,18 @@ class AttemptRun:
             )
         except DigError as e:
             message = f"{op_name}>: invalid subtasks: {e}"
-            self.store.update_task(task_id, "error", error=message)
-            return Outcome("error", error=message, failed_task=node.full_name)
+            self.store.update_task(task_id, TaskState.ERROR, error=message)
+            return Outcome(TaskState.ERROR, error=message, failed_task=node.full_name)
         self._register(sub, task_id, [])
         # Children see the operator's exports and store params, not its other keys.
         sub_outcome = self._run_node(sub, apply_all(params, updates))
         if sub_outcome.ok:
-            return Outcome("success", updates + sub_outcome.updates)
-        if sub_outcome.state == "canceled":
-            return Outcome("canceled")
-        return Outcome("group_error", error=sub_outcome.error, failed_task=sub_outcome.failed_task)
+            return Outcome(TaskState.SUCCESS, updates + sub_outcome.updates)
+        if sub_outcome.state == TaskState.CANCELED:
+            return Outcome(TaskState.CANCELED)
+        return Outcome(
+            TaskState.GROUP_ERROR, error=sub_outcome.error, failed_task=sub_outcome.failed_task
+        )
 
     def _invoke(
         self, node: TaskNode, params: dict[str, Any], task_id: int, log: TaskLog
@@ -459,7 +463,7 @@ class AttemptRun:
             sub = compile_subtasks(node.full_name, "^error", config, node.source, node.workdir)
         except DigError:
             return  # checked at push; nothing more to do for a task already failing
-        self.store.update_task(task_id, "planned")
+        self.store.update_task(task_id, TaskState.PLANNED)
         self._register(sub, task_id, [])
         self._run_node(sub, params)
 

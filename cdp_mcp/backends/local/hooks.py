@@ -33,5 +33,6 @@ class UnificationCall:
 UnificationHandler = Callable[[UnificationCall], dict[str, Any] | None]
 
 UNIFICATION_NOT_INSTALLED = (
-    "ID unification runs locally once the unification engine is installed (issue 5)"
+    "http_call> to TD's unification API: this local runtime has no unification handler "
+    "(LocalBackend.set_unification_handler registers one; by default it is the local engine)"
 )

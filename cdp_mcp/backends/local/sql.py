@@ -63,7 +63,6 @@ def split_statements(sql: str) -> list[Statement]:
     buf: list[str] = []
     line, start_line, has_code = 1, 1, False
     i, n = 0, len(sql)
-    quote: str | None = None
 
     def flush() -> None:
         text = "".join(buf).strip()
@@ -71,46 +70,52 @@ def split_statements(sql: str) -> list[Statement]:
             out.append(Statement(text, start_line))
 
     while i < n:
-        c = sql[i]
-        if quote:
-            buf.append(c)
-            if c == quote:
-                if i + 1 < n and sql[i + 1] == quote:  # doubled quote escapes itself
-                    buf.append(sql[i + 1])
-                    i += 1
-                else:
-                    quote = None
-        elif c in ("'", '"', "`"):
-            quote = c
-            buf.append(c)
-        elif sql.startswith("--", i):
-            end = sql.find("\n", i)
-            end = n if end < 0 else end
-            buf.append(sql[i:end])
-            i = end
-            continue
-        elif sql.startswith("/*", i):
-            end = sql.find("*/", i + 2)
-            end = n if end < 0 else end + 2
+        end = _quoted_or_comment_end(sql, i)
+        if end is not None:  # copied whole: a `;` inside does not split
             chunk = sql[i:end]
             buf.append(chunk)
             line += chunk.count("\n")
             i = end
             continue
-        elif c == ";":
+        c = sql[i]
+        if c == ";":
             flush()
             buf, has_code = [], False
-            i += 1
-            continue
         else:
             if not has_code and not c.isspace():
                 has_code, start_line = True, line
             buf.append(c)
-        if c == "\n":
-            line += 1
+            if c == "\n":
+                line += 1
         i += 1
     flush()
     return out
+
+
+def _quoted_or_comment_end(sql: str, i: int) -> int | None:
+    """Where the quoted text or comment starting at `i` ends (None: neither starts there)."""
+    if sql[i] in ("'", '"', "`"):
+        return _quote_end(sql, i)
+    if sql.startswith("--", i):
+        end = sql.find("\n", i)
+        return len(sql) if end < 0 else end
+    if sql.startswith("/*", i):
+        end = sql.find("*/", i + 2)
+        return len(sql) if end < 0 else end + 2
+    return None
+
+
+def _quote_end(sql: str, i: int) -> int:
+    """Past the quote closing the one at `i` (a doubled quote escapes itself)."""
+    quote, j, n = sql[i], i + 1, len(sql)
+    while j < n:
+        if sql[j] != quote:
+            j += 1
+        elif j + 1 < n and sql[j + 1] == quote:
+            j += 2
+        else:
+            return j + 1
+    return n
 
 
 _QUERY_START = re.compile(r"^\s*(\(|select\b|with\b|values\b|show\b|describe\b|table\b)", re.I)

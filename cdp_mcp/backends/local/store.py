@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cdp_mcp.backends.base import TaskState
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
   id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, revision_id INTEGER,
@@ -61,11 +63,18 @@ def parse_ts(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def stamp(value: str) -> datetime:
+    """A timestamp column that is never NULL, as a datetime."""
+    parsed = parse_ts(value)
+    assert parsed is not None
+    return parsed
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, default=str, separators=(",", ":"))
 
 
-Row = dict[str, Any]
+StateRow = dict[str, Any]  # a row of the state store: column -> value
 
 
 class _Keep:
@@ -73,6 +82,14 @@ class _Keep:
 
 
 KEEP = _Keep()
+_LEFT_BY_A_DEAD_RUNNER = (
+    TaskState.RUNNING,
+    TaskState.PLANNED,
+    TaskState.RETRY_WAITING,
+    TaskState.GROUP_RETRY_WAITING,
+    TaskState.READY,
+)
+_NOT_STARTED = (TaskState.BLOCKED, TaskState.READY)
 
 
 class StateStore:
@@ -113,26 +130,26 @@ class StateStore:
                 raise
             self._db.execute("COMMIT")
 
-    def _one(self, sql: str, *args: Any) -> Row | None:
+    def _one(self, sql: str, *args: Any) -> StateRow | None:
         with self._lock:
             row = self._db.execute(sql, args).fetchone()
         return dict(row) if row else None
 
-    def _all(self, sql: str, *args: Any) -> list[Row]:
+    def _all(self, sql: str, *args: Any) -> list[StateRow]:
         with self._lock:
             return [dict(r) for r in self._db.execute(sql, args).fetchall()]
 
     # projects and revisions
 
-    def project_by_name(self, name: str) -> Row | None:
+    def project_by_name(self, name: str) -> StateRow | None:
         return self._one("SELECT * FROM projects WHERE name = ?", name)
 
-    def project(self, project_id: int) -> Row | None:
+    def project(self, project_id: int) -> StateRow | None:
         return self._one("SELECT * FROM projects WHERE id = ?", project_id)
 
     def save_revision(
         self, project: str, revision: str, md5: str, archive_path: str
-    ) -> tuple[Row, Row]:
+    ) -> tuple[StateRow, StateRow]:
         """Make `revision` the project's current one (creating either if new)."""
         stamp = ts(now())
         with self._tx() as db:
@@ -166,15 +183,15 @@ class StateStore:
         assert proj and revision_row
         return proj, revision_row
 
-    def revision(self, revision_id: int) -> Row | None:
+    def revision(self, revision_id: int) -> StateRow | None:
         return self._one("SELECT * FROM revisions WHERE id = ?", revision_id)
 
     # sessions and attempts
 
-    def session(self, session_id: int) -> Row | None:
+    def session(self, session_id: int) -> StateRow | None:
         return self._one("SELECT * FROM sessions WHERE id = ?", session_id)
 
-    def find_session(self, project_id: int, workflow: str, session_time: str) -> Row | None:
+    def find_session(self, project_id: int, workflow: str, session_time: str) -> StateRow | None:
         return self._one(
             "SELECT * FROM sessions WHERE project_id = ? AND workflow = ? AND session_time = ?",
             project_id,
@@ -193,7 +210,7 @@ class StateStore:
         params: dict[str, Any],
         runner: tuple[int, str],
         resume_from: int | None = None,
-    ) -> tuple[Row, bool]:
+    ) -> tuple[StateRow, bool]:
         """A new attempt of the session, or (existing, False) when that attempt exists."""
         with self._tx() as db:
             sess = db.execute(
@@ -235,14 +252,14 @@ class StateStore:
             )
             return self._attempt_in(db, int(cur.lastrowid or 0)), True
 
-    def _attempt_in(self, db: sqlite3.Connection, attempt_id: int) -> Row:
+    def _attempt_in(self, db: sqlite3.Connection, attempt_id: int) -> StateRow:
         row = db.execute("SELECT * FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
         return dict(row)
 
-    def attempt(self, attempt_id: int) -> Row | None:
+    def attempt(self, attempt_id: int) -> StateRow | None:
         return self._one("SELECT * FROM attempts WHERE id = ?", attempt_id)
 
-    def attempts_of_session(self, session_id: int) -> list[Row]:
+    def attempts_of_session(self, session_id: int) -> list[StateRow]:
         return self._all("SELECT * FROM attempts WHERE session_id = ? ORDER BY id", session_id)
 
     def attempts_newest_first(
@@ -252,7 +269,7 @@ class StateStore:
         include_retried: bool,
         before_id: int | None,
         limit: int,
-    ) -> list[Row]:
+    ) -> list[StateRow]:
         """Attempts by id, newest first (of a project, a workflow); only each session's last
         unless `include_retried`; only those older than `before_id` when given."""
         return self._all(
@@ -271,7 +288,7 @@ class StateStore:
             limit,
         )
 
-    def unfinished_attempts(self) -> list[Row]:
+    def unfinished_attempts(self) -> list[StateRow]:
         return self._all("SELECT * FROM attempts WHERE done = 0 ORDER BY id")
 
     def request_cancel(self, attempt_id: int) -> None:
@@ -324,22 +341,22 @@ class StateStore:
             if row is not None:
                 db.execute(
                     "UPDATE tasks SET parent_id = ?, upstreams = ?, is_group = ?, config = ?,"
-                    " export_params = ?, state = 'blocked', started_at = NULL, updated_at = ?,"
+                    " export_params = ?, state = ?, started_at = NULL, updated_at = ?,"
                     " retry_at = NULL, error = NULL, store_params = '{}' WHERE id = ?",
-                    (*values, ts(now()), row["id"]),
+                    (*values, TaskState.BLOCKED.value, ts(now()), row["id"]),
                 )
                 return int(row["id"])
             cur = db.execute(
                 "INSERT INTO tasks (attempt_id, full_name, parent_id, upstreams, is_group, config,"
-                " export_params, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'blocked', ?)",
-                (attempt_id, full_name, *values, ts(now())),
+                " export_params, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (attempt_id, full_name, *values, TaskState.BLOCKED.value, ts(now())),
             )
             return int(cur.lastrowid or 0)
 
     def update_task(
         self,
         task_id: int,
-        state: str,
+        state: TaskState,
         *,
         started: bool = False,
         error: str | _Keep | None = KEEP,
@@ -349,7 +366,7 @@ class StateStore:
         """Set a task's state; `error` is kept unless given (None clears it)."""
         sets, args = (
             ["state = ?", "updated_at = ?", "retry_at = ?"],
-            [state, ts(now()), ts(retry_at)],
+            [TaskState(state).value, ts(now()), ts(retry_at)],
         )
         if started:
             sets.append("started_at = ?")
@@ -365,22 +382,31 @@ class StateStore:
 
     def fail_unfinished_tasks(self, attempt_id: int, message: str) -> None:
         """Mark tasks left running/planned by a dead runner as error."""
-        with self._tx() as db:
-            db.execute(
-                "UPDATE tasks SET state = 'error', error = ?, updated_at = ? WHERE attempt_id = ?"
-                " AND state IN ('running', 'planned', 'retry_waiting', 'group_retry_waiting', 'ready')",
-                (message, ts(now()), attempt_id),
-            )
+        self._move_tasks(attempt_id, _LEFT_BY_A_DEAD_RUNNER, TaskState.ERROR, message)
 
     def cancel_blocked_tasks(self, attempt_id: int) -> None:
+        self._move_tasks(attempt_id, _NOT_STARTED, TaskState.CANCELED)
+
+    def _move_tasks(
+        self,
+        attempt_id: int,
+        states: tuple[TaskState, ...],
+        to: TaskState,
+        error: str | _Keep = KEEP,
+    ) -> None:
+        """Tasks of the attempt in one of `states` move to `to` (with `error` when given)."""
+        marks = ", ".join("?" for _ in states)
+        sets, args = ["state = ?", "updated_at = ?"], [to.value, ts(now())]
+        if not isinstance(error, _Keep):
+            sets.append("error = ?")
+            args.append(error)
         with self._tx() as db:
             db.execute(
-                "UPDATE tasks SET state = 'canceled', updated_at = ? WHERE attempt_id = ?"
-                " AND state IN ('blocked', 'ready')",
-                (ts(now()), attempt_id),
+                f"UPDATE tasks SET {', '.join(sets)} WHERE attempt_id = ? AND state IN ({marks})",
+                (*args, attempt_id, *(s.value for s in states)),
             )
 
-    def tasks(self, attempt_id: int) -> list[Row]:
+    def tasks(self, attempt_id: int) -> list[StateRow]:
         rows = self._all("SELECT * FROM tasks WHERE attempt_id = ? ORDER BY id", attempt_id)
         for row in rows:
             for key in ("upstreams", "config", "store_params", "export_params"):
@@ -399,5 +425,5 @@ class StateStore:
                 (attempt_id, task_name, file_name, size, ts(now()), path),
             )
 
-    def logs(self, attempt_id: int) -> list[Row]:
+    def logs(self, attempt_id: int) -> list[StateRow]:
         return self._all("SELECT * FROM logs WHERE attempt_id = ? ORDER BY id", attempt_id)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import calendar
 import re
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
@@ -551,51 +552,59 @@ def time_format(t: int, pattern: str, zone_name: str | None = "UTC") -> str:
     return "".join(out)
 
 
+def _week_of_month(when: datetime) -> int:
+    first = when.replace(day=1)
+    return (when.day - 1 + (first.weekday() + 1) % 7) // 7 + 1
+
+
+# SimpleDateFormat's numeric fields, zero-padded to the letter's count
+_NUMERIC_FIELDS: dict[str, Callable[[datetime], int]] = {
+    "w": lambda when: _us_week(when.date())[1],
+    "W": _week_of_month,
+    "D": lambda when: when.timetuple().tm_yday,
+    "d": lambda when: when.day,
+    "F": lambda when: (when.day - 1) // 7 + 1,
+    "u": lambda when: when.isoweekday(),
+    "H": lambda when: when.hour,
+    "k": lambda when: when.hour or 24,
+    "K": lambda when: when.hour % 12,
+    "h": lambda when: when.hour % 12 or 12,
+    "m": lambda when: when.minute,
+    "s": lambda when: when.second,
+    "S": lambda when: 0,  # TD's times are whole seconds
+}
+
+
 def _field(when: datetime, letter: str, count: int, found: Zone) -> str:
+    numeric = _NUMERIC_FIELDS.get(letter)
+    if numeric is not None:
+        return _number(numeric(when), count)
     if letter == "G":
         return "AD" if when.year > 0 else "BC"
     if letter in ("y", "Y"):
         year = when.year if letter == "y" else _us_week(when.date())[0]
         return _number(year % 100, 2) if count == 2 else _number(year, count)
     if letter in ("M", "L"):
-        if count >= 4:
-            return _MONTHS[when.month]
-        if count == 3:
-            return _MONTHS_SHORT[when.month]
-        return _number(when.month, count)
-    if letter == "w":
-        return _number(_us_week(when.date())[1], count)
-    if letter == "W":
-        first = when.replace(day=1)
-        return _number((when.day - 1 + (first.weekday() + 1) % 7) // 7 + 1, count)
-    if letter == "D":
-        return _number(when.timetuple().tm_yday, count)
-    if letter == "d":
-        return _number(when.day, count)
-    if letter == "F":
-        return _number((when.day - 1) // 7 + 1, count)
+        return _month(when.month, count)
     if letter == "E":
         return _DAYS[when.weekday()] if count >= 4 else _DAYS_SHORT[when.weekday()]
-    if letter == "u":
-        return _number(when.isoweekday(), count)
     if letter == "a":
         return "AM" if when.hour < 12 else "PM"
-    if letter == "H":
-        return _number(when.hour, count)
-    if letter == "k":
-        return _number(when.hour or 24, count)
-    if letter == "K":
-        return _number(when.hour % 12, count)
-    if letter == "h":
-        return _number(when.hour % 12 or 12, count)
-    if letter == "m":
-        return _number(when.minute, count)
-    if letter == "s":
-        return _number(when.second, count)
-    if letter == "S":
-        return _number(0, count)  # TD's times are whole seconds
     if letter == "z":
         return _zone_text(when, found, count >= 4)
+    return _offset_text(when, letter, count, found)
+
+
+def _month(month: int, count: int) -> str:
+    if count >= 4:
+        return _MONTHS[month]
+    if count == 3:
+        return _MONTHS_SHORT[month]
+    return _number(month, count)
+
+
+def _offset_text(when: datetime, letter: str, count: int, found: Zone) -> str:
+    """`Z` (+0900) and `X` (Z, +09, +0900, +09:00 by count)."""
     offset = int(found.offset(when).total_seconds())
     sign = "-" if offset < 0 else "+"
     minutes = abs(offset) // 60

@@ -22,13 +22,14 @@ from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 from uuid import UUID
 
 import duckdb
 
 from cdp_mcp.backends.base import NotFoundError, UnavailableError
 from cdp_mcp.backends.local import td_udfs
+from cdp_mcp.backends.local.registry import WAREHOUSES
 from cdp_mcp.core.schema import Column, td_type
 from cdp_mcp.core.sqltext import quote_ident
 
@@ -82,18 +83,12 @@ class Warehouse:
     a later `at()` for the same file with another setting replaces it.
     """
 
-    _instances: ClassVar[dict[Path, Warehouse]] = {}
-    _instances_lock: ClassVar[threading.Lock] = threading.Lock()
-
     @classmethod
     def at(cls, path: Path, storage: Storage = "fast") -> Warehouse:
-        key = path.resolve()
-        with cls._instances_lock:
-            found = cls._instances.get(key)
-            if found is None:
-                found = cls._instances[key] = cls(key)
-            found.storage = storage
-            return found
+        """The process's one instance for the file (`registry.WAREHOUSES`)."""
+        found = WAREHOUSES.at(path, cls)
+        found.storage = storage
+        return found
 
     def __init__(self, path: Path) -> None:
         self.path = path

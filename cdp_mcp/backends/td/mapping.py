@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cdp_mcp.backends.base import (
-    DONE_TASK_STATES,
     Attempt,
     BackendError,
     LogFile,
@@ -19,17 +18,10 @@ from cdp_mcp.backends.base import (
     Session,
     TableInfo,
     Task,
+    TaskState,
 )
 from cdp_mcp.core.schema import Column
 
-_TASK_STATES = DONE_TASK_STATES | {
-    "blocked",
-    "ready",
-    "retry_waiting",
-    "group_retry_waiting",
-    "running",
-    "planned",
-}
 # Presto/Hive result types -> TD column types (the vocabulary of `cdp_mcp.core.schema`).
 _TD_TYPES = {
     "bigint": "long",
@@ -131,8 +123,15 @@ def _task_error(value: Any) -> str | None:
     return str(value) if value else None
 
 
+def task_state(value: Any) -> TaskState:
+    """Digdag's task state; one this client does not know reads as running."""
+    try:
+        return TaskState(str(value).lower())
+    except ValueError:
+        return TaskState.RUNNING
+
+
 def task(data: dict[str, Any]) -> Task:
-    state = str(data.get("state", "running")).lower()
 
     def mapping(key: str) -> dict[str, Any]:
         value = data.get(key)
@@ -144,7 +143,7 @@ def task(data: dict[str, Any]) -> Task:
         parent_id=_id(data["parentId"]) if data.get("parentId") is not None else None,
         upstreams=[_id(u) for u in data.get("upstreams") or []],
         is_group=bool(data.get("isGroup")),
-        state=state if state in _TASK_STATES else "running",  # type: ignore[arg-type]
+        state=task_state(data.get("state", TaskState.RUNNING)),
         started_at=parse_time(data.get("startedAt")),
         updated_at=parse_time(data.get("updatedAt")),
         retry_at=parse_time(data.get("retryAt")),

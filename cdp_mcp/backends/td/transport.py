@@ -69,7 +69,7 @@ class RetryPolicy:
     def backoff(self, retry: int, rng: random.Random) -> float:
         """Exponential with "equal jitter": half the cap plus a random half, so clients that
         failed together do not come back together."""
-        cap = min(self.max_delay, self.base_delay * 2 ** (retry - 1))
+        cap: float = min(self.max_delay, self.base_delay * 2 ** (retry - 1))
         return cap / 2 + rng.uniform(0, cap / 2)
 
 

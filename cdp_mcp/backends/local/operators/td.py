@@ -68,11 +68,47 @@ def _store_mode(value: Any) -> str | None:
     return "first" if as_bool(value, "store_last_results") else None
 
 
+@dataclass
+class _Job:
+    """A td> task's options, checked: where and how its statements run."""
+
+    database: str
+    engine: str
+    create_table: Any
+    insert_into: Any
+    store_mode: str | None
+    origin: str  # the SQL file, or `query`
+
+    @property
+    def writes(self) -> bool:
+        return bool(self.create_table or self.insert_into)
+
+
 class TdOperator:
     name: ClassVar[str] = "td"
 
     def run(self, ctx: OperatorContext) -> OperatorResult:
         sql, origin = self._sql(ctx)
+        job = self._job(ctx, origin)
+        if job.writes:
+            self._ensure_target(ctx, job)
+        # Exactly the text Digdag's td> sends TD: the command pasted into the query.
+        text = td_text.with_comment(
+            {**ctx.config, **ctx.extra},
+            td_text.job_statement(sql, job.engine, job.create_table, job.insert_into),
+        )
+        lines = td_text.file_lines(sql, text)
+        statements = [Statement(st.text, lines.get(st.line, 0)) for st in split_statements(text)]
+        if not statements:
+            raise TaskFailure(f"td>: {origin} has no SQL statement")
+        ctx.log.info(
+            f"td>: {origin} on database {job.database} ({job.engine}, {len(statements)} "
+            f"statement(s)); the job's query, as Digdag sends it to TD:\n{_clipped(text)}"
+        )
+        last = self._run_statements(ctx, job, text, statements)
+        return OperatorResult(store=self._stored(ctx, job, last))
+
+    def _job(self, ctx: OperatorContext, origin: str) -> _Job:
         database = ctx.database()
         if not database:
             raise TaskFailure(
@@ -90,52 +126,29 @@ class TdOperator:
         if create_table and insert_into:
             raise TaskFailure("td>: use create_table or insert_into, not both")
         store_mode = _store_mode(ctx.config.get("store_last_results"))
+        return _Job(database, engine, create_table, insert_into, store_mode, origin)
 
-        if create_table or insert_into:
-            with ctx.services.cursor(database) as cur:  # Digdag's ensureTableCreated
-                target = str(insert_into or create_table)
-                if insert_into or engine == "hive":
-                    db, table = tables.split_table(target, database)
-                    tables.create_schema(cur, db)
-                    tables.create_empty(cur, db, table)
-        # Exactly the text Digdag's td> sends TD: the command pasted into the query.
-        text = td_text.with_comment(
-            {**ctx.config, **ctx.extra},
-            td_text.job_statement(sql, engine, create_table, insert_into),
-        )
-        lines = td_text.file_lines(sql, text)
-        statements = [Statement(st.text, lines.get(st.line, 0)) for st in split_statements(text)]
-        if not statements:
-            raise TaskFailure(f"td>: {origin} has no SQL statement")
-        ctx.log.info(
-            f"td>: {origin} on database {database} ({engine}, {len(statements)} statement(s)); "
-            f"the job's query, as Digdag sends it to TD:\n{_clipped(text)}"
-        )
+    def _ensure_target(self, ctx: OperatorContext, job: _Job) -> None:
+        """Digdag's ensureTableCreated: insert_into (and Hive's writes) need the table.
+        (The cursor is opened either way: it checks that the database exists.)"""
+        with ctx.services.cursor(job.database) as cur:
+            if job.insert_into or job.engine == "hive":
+                target = str(job.insert_into or job.create_table)
+                db, table = tables.split_table(target, job.database)
+                tables.create_schema(cur, db)
+                tables.create_empty(cur, db, table)
+
+    def _run_statements(
+        self, ctx: OperatorContext, job: _Job, text: str, statements: list[Statement]
+    ) -> _Outcome | None:
         last: _Outcome | None = None
-        with ctx.services.cursor(database) as cur:
+        with ctx.services.cursor(job.database) as cur:
             # TD_SCHEDULED_TIME() is the session time: Digdag's td> sends it as the job's
             td_udfs.prepare(cur, text, int(ctx.session_time.timestamp()))
             for i, statement in enumerate(statements):
                 is_last = i == len(statements) - 1
                 started = time.monotonic()
-                try:
-                    translated = translate(statement.text, engine)
-                    self._log_sql(ctx, statement, translated, i, len(statements), origin)
-                    outcome = self._execute(
-                        cur, database, translated, store_mode if is_last else None
-                    )
-                except (duckdb.Error, ValueError) as e:
-                    if ctx.services.cancel_requested():
-                        raise TaskFailure("td>: query interrupted by a kill request") from None
-                    message = td_udfs.readable_error(str(e).strip())
-                    if create_table or insert_into:
-                        message += (
-                            " (with create_table/insert_into, td> pastes the write command into "
-                            "the query text, as Digdag does: see the statement above)"
-                        )
-                    at = where(origin, statement)
-                    ctx.log.error(f"{at}: {message}")
-                    raise TaskFailure(f"td>: {at}: {message}") from None
+                outcome = self._run_one(ctx, cur, job, statement, (i, len(statements)), is_last)
                 elapsed = time.monotonic() - started
                 if outcome.written is not None:
                     ctx.log.info(f"{outcome.written} rows written in {elapsed:.2f}s")
@@ -144,17 +157,47 @@ class TdOperator:
                         f"statement {i + 1} done in {elapsed:.2f}s ({outcome.count} result rows)"
                     )
                 last = outcome
+        return last
+
+    def _run_one(
+        self,
+        ctx: OperatorContext,
+        cur: duckdb.DuckDBPyConnection,
+        job: _Job,
+        statement: Statement,
+        position: tuple[int, int],
+        is_last: bool,
+    ) -> _Outcome:
+        try:
+            translated = translate(statement.text, job.engine)
+            self._log_sql(ctx, statement, translated, *position, job.origin)
+            return self._execute(cur, job.database, translated, job.store_mode if is_last else None)
+        except (duckdb.Error, ValueError) as e:
+            if ctx.services.cancel_requested():
+                raise TaskFailure("td>: query interrupted by a kill request") from None
+            message = td_udfs.readable_error(str(e).strip())
+            if job.writes:
+                message += (
+                    " (with create_table/insert_into, td> pastes the write command into "
+                    "the query text, as Digdag does: see the statement above)"
+                )
+            at = where(job.origin, statement)
+            ctx.log.error(f"{at}: {message}")
+            raise TaskFailure(f"td>: {at}: {message}") from None
+
+    def _stored(self, ctx: OperatorContext, job: _Job, last: _Outcome | None) -> StoreUpdate:
         td_store: dict[str, Any] = {
             "last_job_id": str(ctx.task_id),
             "last_job": {"id": str(ctx.task_id), "num_records": last.count if last else 0},
         }
         resets: list[tuple[str, ...]] = [("td", "last_job")]
-        if store_mode:
+        if job.store_mode:
             rows = last.records() if last else []
-            td_store["last_results"] = (rows[0] if rows else {}) if store_mode == "first" else rows
+            first = rows[0] if rows else {}
+            td_store["last_results"] = first if job.store_mode == "first" else rows
             resets.append(("td", "last_results"))
             ctx.log.info(f"stored td.last_results: {str(td_store['last_results'])[:500]}")
-        return OperatorResult(store=StoreUpdate({"td": td_store}, resets))
+        return StoreUpdate({"td": td_store}, resets)
 
     def _sql(self, ctx: OperatorContext) -> tuple[str, str]:
         command, inline = ctx.command, ctx.option("query")

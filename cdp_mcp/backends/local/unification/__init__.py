@@ -32,23 +32,13 @@ Semantics (each module's docstring has the details):
 Entry points:
 - `handle_unification_call(call)`: the local backend's handler (registered by default).
 - `engine.unify(con, parse_request(body))`: run a workflow_call body on a DuckDB connection.
-- `unification_metrics(con, cfg_or_names)`: metrics for the validate step (metrics.py).
+- `metrics.unification_metrics(con, cfg_or_names)`: metrics for the validate step.
+
+This package's face holds only what the handler needs (no numpy, no scipy), so the local
+backend imports it cheaply; the engine and the metrics are imported from their modules.
 """
 
 from cdp_mcp.backends.local.unification.handler import handle_unification_call
-from cdp_mcp.backends.local.unification.metrics import (
-    UnificationMetrics,
-    UnificationNames,
-    unification_metrics,
-)
 from cdp_mcp.backends.local.unification.spec import UnificationError, UnifyRequest, parse_request
 
-__all__ = [
-    "UnificationError",
-    "UnificationMetrics",
-    "UnificationNames",
-    "UnifyRequest",
-    "handle_unification_call",
-    "parse_request",
-    "unification_metrics",
-]
+__all__ = ["UnificationError", "UnifyRequest", "handle_unification_call", "parse_request"]

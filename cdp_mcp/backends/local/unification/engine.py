@@ -28,9 +28,10 @@ from cdp_mcp.backends.local.unification.master import write_master_table
 from cdp_mcp.backends.local.unification.nodes import build_nodes
 from cdp_mcp.backends.local.unification.outputs import DebugGraphs, RunRecord
 from cdp_mcp.backends.local.unification.prior import Prior, merged_prior, own_prior
-from cdp_mcp.backends.local.unification.report import DEFAULT_OVER_MERGE_THRESHOLD, ClusterReport
+from cdp_mcp.backends.local.unification.report import ClusterReport
 from cdp_mcp.backends.local.unification.results import RunInput, write_run
 from cdp_mcp.backends.local.unification.spec import (
+    DEFAULT_OVER_MERGE_THRESHOLD,
     IdSpec,
     UnificationError,
     UnifyRequest,
@@ -282,7 +283,8 @@ def _fixed_nodes(
         return None
     code = spec.key(id_spec.do_not_merge_key).code
     kt = fetch_ints(con, f"SELECT kt FROM {nodes}")["kt"]
-    return kt == code
+    fixed: np.ndarray = kt == code
+    return fixed
 
 
 __all__ = ["RunSummary", "UnificationCancelled", "UnificationError", "run_id", "unify"]

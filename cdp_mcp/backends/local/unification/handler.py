@@ -7,19 +7,22 @@ is imported on the first call, so starting a backend stays cheap.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from cdp_mcp.backends.local.unification.report import DEFAULT_OVER_MERGE_THRESHOLD
-from cdp_mcp.backends.local.unification.spec import UnificationError, parse_request
+from cdp_mcp.backends.local.hooks import UnificationCall
+from cdp_mcp.backends.local.unification.spec import (
+    DEFAULT_OVER_MERGE_THRESHOLD,
+    UnificationError,
+    parse_request,
+)
 
 THRESHOLD_PARAM = "over_merge_threshold"  # optional workflow param (e.g. in `_export`)
 LOGGED_WARNINGS = 5
 
-if TYPE_CHECKING:
-    from cdp_mcp.backends.local.hooks import UnificationCall
-
 
 def handle_unification_call(call: UnificationCall) -> dict[str, Any] | None:
+    # Deferred for its cost (numpy, scipy), not to break a cycle: the engine imports
+    # nothing of the runtime (tests/test_local_package.py imports each first).
     from cdp_mcp.backends.local.unification.engine import unify
 
     if call.method != "POST":

@@ -13,7 +13,6 @@ from pydantic import BaseModel
 
 from cdp_mcp.backends.local.unification.outputs import RUN_COLUMNS
 from cdp_mcp.backends.local.unification.report import (
-    DEFAULT_OVER_MERGE_THRESHOLD,
     TOP_CLUSTERS,
     ClusterSummary,
     OverMergeWarning,
@@ -22,7 +21,7 @@ from cdp_mcp.backends.local.unification.report import (
     compute_report,
     read_split_clusters,
 )
-from cdp_mcp.backends.local.unification.spec import UnificationError
+from cdp_mcp.backends.local.unification.spec import DEFAULT_OVER_MERGE_THRESHOLD, UnificationError
 from cdp_mcp.backends.local.unification.sql import columns, exists, scalar, table
 from cdp_mcp.core.config import PipelineConfig
 from cdp_mcp.core.sqltext import quote_ident

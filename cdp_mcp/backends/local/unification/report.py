@@ -22,12 +22,14 @@ import duckdb
 from pydantic import BaseModel
 
 from cdp_mcp.backends.local.unification.prior import STATE_SUFFIX
-from cdp_mcp.backends.local.unification.spec import UnificationError
+from cdp_mcp.backends.local.unification.spec import (
+    DEFAULT_OVER_MERGE_THRESHOLD,
+    UnificationError,
+)
 from cdp_mcp.backends.local.unification.sql import columns, exists, lit, table
 from cdp_mcp.core.sqltext import quote_ident
 from cdp_mcp.core.unification_tables import ID_COLUMNS
 
-DEFAULT_OVER_MERGE_THRESHOLD = 1000
 TOP_CLUSTERS = 10
 TOP_VALUES = 5  # joining values listed per large cluster
 MAX_WARNINGS = 100

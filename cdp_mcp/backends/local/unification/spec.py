@@ -28,6 +28,8 @@ from cdp_mcp.core.td_unify import unify_config_problems
 Method = Literal["canonical_id", "persistent_id"]
 DEFAULT_MERGE_ITERATIONS = 3  # TD's defaults when unify.yml leaves them out
 DEFAULT_INCREMENTAL_MERGE_ITERATIONS = 2
+# values carried by more records than this are reported as over-merged (report.py)
+DEFAULT_OVER_MERGE_THRESHOLD = 1000
 TIME_KEY = "time"  # persistent_ids' special key: the earliest-seen order it names is built in
 SECTIONS: dict[str, Method] = {"canonical_ids": "canonical_id", "persistent_ids": "persistent_id"}
 MERGE_BY_IDS = {

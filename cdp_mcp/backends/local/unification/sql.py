@@ -42,12 +42,13 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = 
 
 def exists(con: duckdb.DuckDBPyConnection, database: str, name: str) -> str | None:
     """'BASE TABLE' / 'VIEW' when `database.name` exists, else None."""
-    return scalar(
+    kind: str | None = scalar(
         con,
         "SELECT table_type FROM information_schema.tables WHERE table_catalog = current_database()"
         " AND table_schema = ? AND table_name = ?",
         [database, name],
     )
+    return kind
 
 
 def columns(con: duckdb.DuckDBPyConnection, database: str, name: str) -> dict[str, str]:

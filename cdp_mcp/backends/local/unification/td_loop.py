@@ -170,7 +170,8 @@ def components(n: int, follower: Ids, leader: Ids) -> Ids:
     f, ldr = follower[keep], leader[keep]
     graph = coo_matrix((np.ones(len(f), dtype=np.int8), (f, ldr)), shape=(n, n)).tocsr()
     _, labels = connected_components(graph, directed=False)
-    return labels.astype(np.int64, copy=False)
+    ids: Ids = labels.astype(np.int64, copy=False)
+    return ids
 
 
 def _iterate(f: Ids, ldr: Ids, m: int, pinned: npt.NDArray[np.bool_] | None) -> tuple[Ids, Ids]:
