@@ -16,7 +16,7 @@ from cdp_mcp.cli.progress import RunDisplay
 from cdp_mcp.cli.run import run_pipeline
 from cdp_mcp.cli.wf import add_wf_commands
 from cdp_mcp.core import redact
-from cdp_mcp.core.config import ConfigError
+from cdp_mcp.core.config import ConfigError, load_config
 from cdp_mcp.core.file_source import SourceError
 from cdp_mcp.core.phases import ORDER, parse_phase
 from cdp_mcp.core.workspace import WorkspaceError
@@ -29,6 +29,7 @@ from cdp_mcp.server.http_security import MIN_TOKEN_LENGTH, TOKEN_ENV
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     """The project files alone, through the orchestrator's render (Pipeline.render_project)."""
+    load_config(args.config)  # a bad config in the shell's words ("error: config ...")
     pipeline = Pipeline(args.config)
     phases = ORDER if args.phase == "all" else (parse_phase(args.phase),)
 

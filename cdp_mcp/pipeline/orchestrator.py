@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Concatenate, NoReturn, ParamSpec, TypeVar
 
@@ -29,7 +27,6 @@ from cdp_mcp.backends.base import (
     Attempt,
     Backend,
     BackendError,
-    ConflictError,
     NotFoundError,
     ProjectRejectedError,
     Task,
@@ -41,9 +38,7 @@ from cdp_mcp.core.config import ConfigError, PipelineConfig, load_config
 from cdp_mcp.core.file_source import SourceError
 from cdp_mcp.core.manifest import FileConflictError
 from cdp_mcp.core.phases import (
-    ORDER,
     Phase,
-    expected_tables,
     parse_phase,
     project_name,
     workflows,
@@ -54,17 +49,13 @@ from cdp_mcp.core.tools import ToolName
 from cdp_mcp.core.workspace import WorkspaceError, check_workspace, claim_workspace
 from cdp_mcp.generate import GeneratedProject, GenerationError, generate
 from cdp_mcp.generate.check import check_project
-from cdp_mcp.generate.ingestion import load_mode
-from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.pipeline import sessions
-from cdp_mcp.pipeline.file_upload import ObjectUpload, upload_ranges
+from cdp_mcp.pipeline import sessions, starting, views
+from cdp_mcp.pipeline.lifecycle import PrepareFn, StepFailed, StepPlan, internal_error
 from cdp_mcp.pipeline.models import (
     DecisionResult,
     GenerateResult,
     InitResult,
     LogsResult,
-    PhasePlan,
-    PhaseView,
     PipelineError,
     PushResult,
     QueryOutput,
@@ -74,14 +65,13 @@ from cdp_mcp.pipeline.models import (
     SessionResult,
     StartResult,
     StatusResult,
-    StepView,
     ValidationResult,
 )
 from cdp_mcp.pipeline.preflight import preflight
 from cdp_mcp.pipeline.reports import report as report_mod
 from cdp_mcp.pipeline.rules import budget, steps
 from cdp_mcp.pipeline.rules.advice import next_action
-from cdp_mcp.pipeline.rules.budget import NOT_COUNTED, require
+from cdp_mcp.pipeline.rules.budget import require
 from cdp_mcp.pipeline.rules.gate import gate
 from cdp_mcp.pipeline.rules.steps import execute_step
 from cdp_mcp.pipeline.runlogs import write_run_log
@@ -102,11 +92,8 @@ from cdp_mcp.pipeline.state import (
 )
 from cdp_mcp.pipeline.validate import validate_phase
 
-log = logging.getLogger(__name__)
+__all__ = ["LOG_PAGE_CHARS", "Pipeline", "config_hash"]
 
-__all__ = ["LOG_PAGE_CHARS", "NOT_COUNTED", "Pipeline", "config_hash"]
-
-KILL_WAIT_SECONDS = 30.0
 MAX_WAIT_SECONDS = 600.0
 MAX_QUERY_ROWS = 1_000
 ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
@@ -148,28 +135,6 @@ def _one_step(
         return locked
 
     return wrap
-
-
-class StepFailed(Exception):
-    """A counted failure of a step's I/O, in the words to record (e.g. a rejected project)."""
-
-
-@dataclass(frozen=True)
-class StepPlan:
-    """One counted step of a phase, as `Pipeline._attempt` runs it."""
-
-    phase: Phase
-    step: str  # the step's name in the state: deploy, execute:<workflow>, validate
-    what: str  # the budget's words: "deploying ingestion already failed 3 times"
-    failed: str  # the failure's words: "push failed: <the backend's error>"
-    doing: str  # an internal error's words: "pushing ingestion failed with ..."
-    expected: tuple[type[Exception], ...] = (BackendError,)
-    bare_record: bool = False  # record an expected failure as the error alone
-    attempt_note: bool = False  # the refusal says which attempt of MAX_ATTEMPTS failed
-
-
-# A step's preconditions under the state lock: the plan of its attempt, and what its I/O needs.
-PrepareFn = Callable[[PipelineState, PhaseState], Awaitable[tuple[StepPlan, _T]]]
 
 
 class Pipeline:
@@ -303,7 +268,7 @@ class Pipeline:
             raised = f"{plan.failed}: {e}"
             await self._fail(plan, str(e) if plan.bare_record else raised, raised)
         except Exception as e:  # a bug must not leave the step running forever
-            error = _internal(e, plan.doing)
+            error = internal_error(e, plan.doing)
             await self._fail(plan, error, error)
 
     async def _give_back(self, plan: StepPlan, prior: StepStatus, error: str) -> NoReturn:
@@ -354,7 +319,7 @@ class Pipeline:
                             "running: wait for it with get_session, or abort_pipeline"
                         )
                     report_mod.archive_reports(self.cfg, state.run)
-                    state = self._new_run(state, chash)
+                    state = budget.new_run(state, chash, self.cfg.client, self.cfg.global_.backend)
                     started_new = True
                 elif budget.finished(state):
                     if state.config_hash != chash:
@@ -386,48 +351,10 @@ class Pipeline:
             new_run=started_new,
             finished=budget.finished(state),
             reset_steps=reset_steps,
-            phases=await anyio.to_thread.run_sync(self._plan, state),
+            phases=await anyio.to_thread.run_sync(views.phase_plans, self.cfg, state),
             preflight=notes,
             next_action=next_action(self.cfg, state),
         )
-
-    def _new_run(self, old: PipelineState, chash: str) -> PipelineState:
-        summary = {
-            "run": old.run,
-            "aborted": old.aborted,
-            "finished_at": old.updated_at.isoformat(),
-            "phases": {p.value: old.phase(p).status.value for p in ORDER},
-        }
-        return PipelineState(
-            config_path=old.config_path,
-            config_hash=chash,
-            client=self.cfg.client,
-            backend=self.cfg.global_.backend,
-            run=old.run + 1,
-            history=[*old.history, summary],
-        )
-
-    def _plan(self, state: PipelineState) -> list[PhasePlan]:
-        try:
-            schemas = predicted_schemas(self.cfg)
-        except SourceError:
-            schemas = {}
-        plans = []
-        for p in ORDER:
-            try:
-                tables = [t.qualified for t in expected_tables(self.cfg, p, schemas)]
-            except (ConfigError, GenerationError):
-                tables = []  # unification tables are known once staging columns are
-            plans.append(
-                PhasePlan(
-                    phase=p.value,
-                    status=state.phase(p).status.value,
-                    project=project_name(self.cfg, p),
-                    workflows=workflows(self.cfg, p),
-                    tables=tables,
-                )
-            )
-        return plans
 
     # -- generate / push ---------------------------------------------------------------
     async def _render(
@@ -605,7 +532,9 @@ class Pipeline:
 
         async with self._attempt(phase, prepare) as start:
             wf, resume_from = start.workflow, start.starting["resume_from"]
-            uploads, attempt = await self._start_attempt(phase, wf, start.starting)
+            uploads, attempt = await starting.start_attempt(
+                self.cfg, self.backend, phase, wf, start.starting
+            )
         async with self._locked_state() as state:
             step = state.phase(phase).step(execute_step(wf))
             step.session_id, step.attempt_id = attempt.session_id, attempt.id
@@ -629,67 +558,6 @@ class Pipeline:
             attempt=step.attempts,
             next_action=action,
         )
-
-    async def _start_attempt(
-        self, phase: Phase, wf: str, starting: dict[str, str | None]
-    ) -> tuple[list[ObjectUpload], Attempt]:
-        """Resume the failed attempt, or start a session; first upload the files its range
-        reads when cdp-mcp uploads them (connector `file` on Treasure Data)."""
-        uploads: list[ObjectUpload] = []
-        resume_from = starting["resume_from"]
-        if resume_from is not None:
-            await self._end_timed_out(resume_from)
-            if self._uploads_files(phase):
-                resumed = await self.backend.attempt(resume_from)
-                uploads = await upload_ranges(self.cfg, self.backend, wf, resumed.session_time)
-            return uploads, await self.backend.retry(resume_from, resume_failed=True)
-        session_time = datetime.fromisoformat(str(starting["session_time"]))
-        if self._uploads_files(phase):
-            # The range the attempt will read, at the session time it will have (a start
-            # that finds the second taken moves one second on; only a start at a month's
-            # last second would see another default split point).
-            uploads = await upload_ranges(self.cfg, self.backend, wf, session_time)
-        attempt = await self._start_new_session(
-            project_name(self.cfg, phase),
-            wf,
-            session_time,
-            datetime.fromisoformat(str(starting["asked_at"])),
-        )
-        return uploads, attempt
-
-    def _uploads_files(self, phase: Phase) -> bool:
-        """Connector `file` on Treasure Data: cdp-mcp uploads each range before the run."""
-        return phase is Phase.INGESTION and load_mode(self.cfg) == "upload"
-
-    async def _start_new_session(
-        self, project: str, workflow: str, when: datetime, asked: datetime
-    ) -> Attempt:
-        """Start a session of its own at `when` or just after: a session time already used
-        (two starts within one second) hands back that session's old attempt, as Digdag's
-        409 does; one created since `asked` is this start's own (or an interrupted earlier
-        try of it), and is adopted."""
-        for _ in range(30):
-            attempt = await self.backend.start(project, workflow, session_time=when)
-            if not (attempt.done and attempt.created_at < asked):
-                return attempt
-            when += timedelta(seconds=1)
-        raise PipelineError(f"could not find a free session time for {workflow}")
-
-    async def _end_timed_out(self, attempt_id: str) -> None:
-        """A retry after the monitor deadline first kills the attempt still running."""
-        current = await self.backend.attempt(attempt_id)
-        if current.done:
-            return
-        try:
-            await self.backend.kill(attempt_id)
-        except ConflictError:
-            return  # it ended meanwhile
-        current = await self.backend.wait(attempt_id, timeout=KILL_WAIT_SECONDS)
-        if not current.done:
-            raise BackendError(
-                f"attempt {attempt_id} did not stop within {KILL_WAIT_SECONDS:.0f}s of the kill "
-                "request; wait with get_session, then retry"
-            )
 
     async def get_session(
         self,
@@ -791,7 +659,7 @@ class Pipeline:
             if steps.accepts_warnings(ps, accept_warnings):
                 ps.status = PhaseStatus.ACCEPTED
                 ps.step("validate").details["accepted_warnings"] = True
-                return self._validation_result(state, ps, accepted=True)
+                return views.validation_result(ps, True, next_action(self.cfg, state))
 
         async def prepare(state: PipelineState, ps: PhaseState) -> tuple[StepPlan, None]:
             require(steps.not_validatable(ps, workflows(self.cfg, phase)))
@@ -805,23 +673,7 @@ class Pipeline:
             budget.record_verdict(ps, findings.verdict, findings.failures, accept_warnings, now())
             ps.validation = findings.model_dump(mode="json")
             accepted = accept_warnings and findings.verdict == "WARN"
-            return self._validation_result(state, ps, accepted=accepted)
-
-    def _validation_result(
-        self, state: PipelineState, ps: PhaseState, accepted: bool
-    ) -> ValidationResult:
-        v = ps.validation or {}
-        return ValidationResult(
-            phase=ps.phase.value,
-            verdict=ps.verdict or "FAIL",  # type: ignore[arg-type]
-            accepted_warnings=accepted,
-            attempt=ps.step("validate").attempts,
-            tables=v.get("tables", []),
-            metrics=v.get("metrics", {}),
-            warnings=v.get("warnings", []),
-            failures=v.get("failures", []),
-            next_action=next_action(self.cfg, state),
-        )
+            return views.validation_result(ps, accepted, next_action(self.cfg, state))
 
     # -- query / status ----------------------------------------------------------------
     async def query(self, sql: str, limit: int = 100) -> QueryOutput:
@@ -840,38 +692,7 @@ class Pipeline:
     def status(self) -> StatusResult:
         with self.store.locked():
             state = self._load()
-        phases = [
-            PhaseView(
-                phase=p.value,
-                status=state.phase(p).status.value,
-                verdict=state.phase(p).verdict,
-                project_id=state.phase(p).project_id,
-                revision=state.phase(p).revision,
-                steps=[
-                    StepView(
-                        name=s.name,
-                        status=s.status.value,
-                        attempts=s.attempts,
-                        started_at=s.started_at,
-                        finished_at=s.finished_at,
-                        session_id=s.session_id,
-                        attempt_id=s.attempt_id,
-                        last_error=s.last_error,
-                    )
-                    for s in state.phase(p).steps.values()
-                ],
-            )
-            for p in ORDER
-        ]
-        return StatusResult(
-            config_path=state.config_path,
-            client=state.client,
-            backend=state.backend,
-            aborted=state.aborted,
-            run=state.run,
-            phases=phases,
-            next_action=next_action(self.cfg, state),
-        )
+        return views.status_result(state, next_action(self.cfg, state))
 
     def state(self) -> PipelineState:
         with self.store.locked():
@@ -901,12 +722,7 @@ class Pipeline:
     @_one_step(ToolName.ABORT_PIPELINE)
     async def abort(self, reason: str = "aborted by request") -> DecisionResult:
         async with self._locked_state() as state:
-            running = [
-                s.attempt_id
-                for p in ORDER
-                for s in state.phase(p).steps.values()
-                if s.status is StepStatus.RUNNING and s.attempt_id
-            ]
+            running = budget.running_attempts(state)
             state.aborted, state.abort_reason = True, reason
         killed = []
         for attempt_id in running:
@@ -917,10 +733,7 @@ class Pipeline:
                 pass  # already finished
         if killed:
             async with self._locked_state() as state:
-                for p in ORDER:
-                    for s in state.phase(p).steps.values():
-                        if s.status is StepStatus.RUNNING and s.attempt_id in killed:
-                            budget.finish(s, False, f"killed by abort_pipeline ({reason})", now())
+                budget.record_killed(state, killed, f"killed by abort_pipeline ({reason})", now())
         try:
             report_path: str | None = (await self._write_report()).path
             written = f"partial report at {report_path}"
@@ -956,16 +769,6 @@ class Pipeline:
             return parse_phase(name)
         except ValueError as e:
             raise PipelineError(str(e)) from None
-
-
-def _internal(error: Exception, what: str) -> str:
-    """An unexpected error: logged with its traceback, returned as words for the agent."""
-    log.exception("%s failed", what)
-    return (
-        f"{what} failed with an internal error ({type(error).__name__}: {error}); the step "
-        "was recorded as failed. This is a cdp-mcp bug: report it with the server log; "
-        "retrying may help if the cause was passing"
-    )
 
 
 @dataclass(frozen=True)

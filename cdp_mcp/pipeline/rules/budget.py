@@ -246,3 +246,38 @@ def record_verdict(
     else:
         finish(step, False, "; ".join(failures[:3]), now)
         ps.status = PhaseStatus.FAILED if out_of_attempts(step) else PhaseStatus.IN_PROGRESS
+
+
+def new_run(old: PipelineState, chash: str, client: str, backend: str) -> PipelineState:
+    """A finished run started over (the person agreed): fresh budgets, the old run summed up."""
+    summary = {
+        "run": old.run,
+        "aborted": old.aborted,
+        "finished_at": old.updated_at.isoformat(),
+        "phases": {p.value: old.phase(p).status.value for p in ORDER},
+    }
+    return PipelineState(
+        config_path=old.config_path,
+        config_hash=chash,
+        client=client,
+        backend=backend,
+        run=old.run + 1,
+        history=[*old.history, summary],
+    )
+
+
+def running_attempts(state: PipelineState) -> list[str]:
+    """The backend attempts of the steps running now (what an abort kills)."""
+    return [
+        s.attempt_id
+        for p in ORDER
+        for s in state.phase(p).steps.values()
+        if s.status is StepStatus.RUNNING and s.attempt_id
+    ]
+
+
+def record_killed(state: PipelineState, killed: list[str], why: str, now: datetime) -> None:
+    for p in ORDER:
+        for s in state.phase(p).steps.values():
+            if s.status is StepStatus.RUNNING and s.attempt_id in killed:
+                finish(s, False, why, now)
