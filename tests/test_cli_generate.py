@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from cdp_mcp.cli.main import main
+from cdp_mcp.pipeline.state import StateStore
 
 
 def test_generate_prints_files_and_workflows(
@@ -85,3 +86,18 @@ def test_seed_config_with_a_td_connector_generates_ingestion(
     assert "secrets to set before running: shopify.apikey, shopify.password" in out
     assert main(["generate", str(cfg), "hist_union"]) == 1
     assert "run and validate ingestion first" in capsys.readouterr().err
+
+
+def test_generate_takes_its_turn_with_the_pipelines_other_steps(
+    acme_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cdp-mcp generate` renders through the orchestrator: while another call is doing a
+    step of the same pipeline, it answers busy and writes nothing over that step's files."""
+    workspace = acme_config.parent / "acme_cdp"
+    with StateStore(workspace).operation("push_project"):
+        assert main(["generate", str(acme_config), "ingestion"]) == 1
+    err = capsys.readouterr().err
+    assert "busy: push_project" in err and "nothing was changed" in err
+    assert not (workspace / "ingestion").exists()
+    assert main(["generate", str(acme_config), "ingestion"]) == 0
+    assert not StateStore(workspace).exists()  # outside the run: no state, no budget spent

@@ -649,6 +649,7 @@ def test_two_starts_within_one_second_get_two_sessions(
     from datetime import UTC, datetime
 
     import cdp_mcp.pipeline.orchestrator as orch
+    from cdp_mcp.pipeline.starting import start_new_session
 
     frozen = datetime(2099, 1, 1, tzinfo=UTC)  # every start asks for the same second
     monkeypatch.setattr(orch, "now", lambda: frozen)
@@ -659,9 +660,9 @@ def test_two_starts_within_one_second_get_two_sessions(
         await p.generate_phase("ingestion")
         await p.push_project("ingestion")
         project = orch.project_name(p.cfg, orch.Phase.INGESTION)
-        first = await p._start_new_session(project, HIST, frozen, frozen)
+        first = await start_new_session(p.backend, project, HIST, frozen, frozen)
         assert (await p.backend.wait(first.id, 60)).done
-        second = await p._start_new_session(project, HIST, frozen, orch.now())
+        second = await start_new_session(p.backend, project, HIST, frozen, orch.now())
         assert second.session_id != first.session_id
         assert second.session_time > first.session_time
 

@@ -1,4 +1,4 @@
-"""Phase timings against the seed's expected timeline, as the reports show them."""
+"""Phase timings against the expected timeline, as the reports show them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from cdp_mcp.core.phases import ORDER, Phase
 from cdp_mcp.pipeline.nextstep import execute_step
 from cdp_mcp.pipeline.reports.timeline import (
-    SEED_TIMELINE,
+    EXPECTED_TIMELINE,
     fmt_seconds,
     phase_timing,
     timeline_rows,
@@ -48,25 +48,25 @@ def _state_with(
         (Phase.UNIFICATION, [30], "within the range"),  # range 30-90, the low end counts
     ],
 )
-def test_workflow_time_is_judged_against_the_seed_range(
+def test_workflow_time_is_judged_against_the_expected_range(
     phase: Phase, workflow_minutes: list[float], verdict: str
 ) -> None:
     timing = phase_timing(_state_with(phase, workflow_minutes, overhead_minutes=2).phase(phase))
     assert timing.workflow_seconds == pytest.approx(sum(workflow_minutes) * 60)
     assert timing.seconds == pytest.approx((sum(workflow_minutes) + 2) * 60)
     assert timing.against_range == verdict
-    estimate = SEED_TIMELINE[phase].estimate_minutes * 60
+    estimate = EXPECTED_TIMELINE[phase].estimate_minutes * 60
     assert timing.share_of_estimate == pytest.approx(timing.seconds / estimate)
 
 
-def test_rows_cover_every_phase_and_total_the_seed_estimate() -> None:
+def test_rows_cover_every_phase_and_total_the_expected_estimate() -> None:
     rows, total = timeline_rows(_state_with(Phase.HIST_UNION, [12], overhead_minutes=3))
     assert [r[0] for r in rows] == [p.value for p in ORDER]
     by_phase = {r[0]: r for r in rows}
     assert by_phase["hist_union"][1:4] == ["15 min", "12 min", "~30 min"]
     assert by_phase["hist_union"][5:] == ["within the range", "50.0%"]
     assert by_phase["ingestion"][1] == "-" and by_phase["ingestion"][5] == "not run"
-    # 60 + 30 + 45 + 90 minutes: the seed's "3-4 hours"
+    # 60 + 30 + 45 + 90 minutes: the README's "3-4 hours"
     assert total[0] == "total" and total[3] == "~3 h 45 min (3-4 hours)"
     assert total[6] == f"{15 / 225:.1%}"
 

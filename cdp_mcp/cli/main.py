@@ -11,7 +11,6 @@ from pathlib import Path
 import anyio
 
 from cdp_mcp.backends.base import BackendError
-from cdp_mcp.backends.factory import make_backend
 from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, write_sample, write_sample_config
 from cdp_mcp.cli.progress import RunDisplay
 from cdp_mcp.cli.run import run_pipeline
@@ -19,41 +18,41 @@ from cdp_mcp.cli.wf import add_wf_commands
 from cdp_mcp.core import redact
 from cdp_mcp.core.config import ConfigError, load_config
 from cdp_mcp.core.file_source import SourceError
-from cdp_mcp.core.phases import ORDER, Phase, parse_phase
-from cdp_mcp.core.schema import SchemaMap
-from cdp_mcp.core.workspace import WorkspaceError, claim_workspace
+from cdp_mcp.core.phases import ORDER, parse_phase
+from cdp_mcp.core.workspace import WorkspaceError
 from cdp_mcp.emulator.command import add_emulate_command
-from cdp_mcp.generate import GenerationError, generate
+from cdp_mcp.generate import GeneratedProject, GenerationError
 from cdp_mcp.pipeline.models import DecisionResult, PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
-from cdp_mcp.pipeline.schemas import phase_schemas
 from cdp_mcp.server.http_security import MIN_TOKEN_LENGTH, TOKEN_ENV
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
+    """The project files alone, through the orchestrator's render (Pipeline.render_project)."""
+    load_config(args.config)  # a bad config in the shell's words ("error: config ...")
+    pipeline = Pipeline(args.config)
     phases = ORDER if args.phase == "all" else (parse_phase(args.phase),)
-    claim_workspace(cfg.workspace)  # before the backend creates anything in it
 
-    async def schemas_for(phase: Phase) -> SchemaMap:
-        # The orchestrator's path: source files for `file`, loaded tables otherwise.
-        backend = make_backend(cfg)
+    async def render_all() -> None:
         try:
-            return await phase_schemas(cfg, backend, phase)
+            for phase in phases:
+                _print_project(await pipeline.render_project(phase.value, args.keep_aside))
         finally:
-            await backend.aclose()
+            await pipeline.aclose()
 
-    for phase in phases:
-        project = generate(cfg, phase, anyio.run(schemas_for, phase), keep_aside=args.keep_aside)
-        print(f"{phase.value}: {len(project.files)} files in {project.directory}")
-        if project.kept_aside:
-            print(f"  files that were not cdp-mcp's were moved to {project.kept_aside}")
-        for f in project.files:
-            print(f"  {f}")
-        print(f"  workflows (run order): {', '.join(project.workflows)}")
-        if project.secrets:
-            print(f"  secrets to set before running: {', '.join(project.secrets)}")
+    anyio.run(render_all)
     return 0
+
+
+def _print_project(project: GeneratedProject) -> None:
+    print(f"{project.phase.value}: {len(project.files)} files in {project.directory}")
+    if project.kept_aside:
+        print(f"  files that were not cdp-mcp's were moved to {project.kept_aside}")
+    for f in project.files:
+        print(f"  {f}")
+    print(f"  workflows (run order): {', '.join(project.workflows)}")
+    if project.secrets:
+        print(f"  secrets to set before running: {', '.join(project.secrets)}")
 
 
 def _run_and_show(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 
 import sqlglot
-from sqlglot.tokens import TokenType  # type: ignore[attr-defined]  # re-exported, not declared
+from sqlglot import TokenType
 
 # Presto functions TD's Hive 2.3 does not have (DuckDB would run them, TD's Hive refuses
 # them: "Invalid function"), with what Hive has instead.

@@ -24,7 +24,7 @@ from cdp_mcp.pipeline.reports.facts import (
     progress,
     row_flow_rows,
 )
-from cdp_mcp.pipeline.reports.timeline import SEED_SOURCE, TIMELINE_HEADERS, timeline_rows
+from cdp_mcp.pipeline.reports.timeline import EXPECTED_SOURCE, TIMELINE_HEADERS, timeline_rows
 from cdp_mcp.pipeline.state import PhaseState, PipelineState, StepState
 
 CSS = """
@@ -301,9 +301,9 @@ def _overview(cfg: PipelineConfig, state: PipelineState) -> str:
 def _timeline(state: PipelineState) -> str:
     rows, total = timeline_rows(state)
     return (
-        "<h2>Timings against the seed's expected timeline</h2>"
+        "<h2>Timings against the expected timeline</h2>"
         + _note(
-            f"Estimates from {SEED_SOURCE}, for Treasure Data at production volumes. "
+            f"Estimates from {EXPECTED_SOURCE}, for Treasure Data at production volumes. "
             "'took' runs from a phase's first step to its last; 'workflows ran' sums its "
             "workflow runs as the orchestrator saw them."
         )

@@ -17,7 +17,7 @@ from cdp_mcp.pipeline.nextstep import DONE, next_action
 from cdp_mcp.pipeline.reports.facts import ROW_FLOW_HEADERS, fmt_time, phase_duration, row_flow_rows
 from cdp_mcp.pipeline.reports.html import render_html
 from cdp_mcp.pipeline.reports.opsdocs import MONITORING, RUNBOOK, TROUBLESHOOTING, render_ops_docs
-from cdp_mcp.pipeline.reports.timeline import SEED_SOURCE, TIMELINE_HEADERS, timeline_rows
+from cdp_mcp.pipeline.reports.timeline import EXPECTED_SOURCE, TIMELINE_HEADERS, timeline_rows
 from cdp_mcp.pipeline.state import PhaseState, PipelineState
 
 REPORT_NAME = "cdp_report.md"
@@ -90,9 +90,9 @@ def _phase_section(cfg: PipelineConfig, ps: PhaseState) -> list[str]:
 def _timeline_section(state: PipelineState) -> list[str]:
     rows, total = timeline_rows(state)
     lines = [
-        "## Timings against the seed's expected timeline",
+        "## Timings against the expected timeline",
         "",
-        f"Estimates from {SEED_SOURCE}, for Treasure Data at production volumes. "
+        f"Estimates from {EXPECTED_SOURCE}, for Treasure Data at production volumes. "
         "`took` runs from a phase's first step to its last; `workflows ran` sums its "
         "workflow runs as the orchestrator saw them.",
         "",

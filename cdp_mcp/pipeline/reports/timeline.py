@@ -1,9 +1,9 @@
-"""How long each phase took, against the timeline the seed's orchestrator promises its users.
+"""How long each phase took, against the expected timeline of a CDP build on TD.
 
-The estimates are the seed's own (treasure-data/aps_claude_tools, plugin cdp-orchestrator,
-README "Estimated Timeline" and "Phase Details": execution ranges per phase on TD). They
-are a yardstick a consultant already knows, not a target this tool sets: the embedded
-backend on a sample finishes in seconds, TD with production volumes in the seed's hours.
+The estimates come from TD's cdp-orchestrator README (treasure-data/aps_claude_tools, plugin
+cdp-orchestrator, "Estimated Timeline" and "Phase Details": execution ranges per phase on
+TD). They are a yardstick a consultant already knows, not a target this tool sets: the
+embedded backend on a sample finishes in seconds, TD with production volumes in hours.
 """
 
 from __future__ import annotations
@@ -15,20 +15,20 @@ from cdp_mcp.pipeline.nextstep import execute_step
 from cdp_mcp.pipeline.reports.facts import phase_seconds
 from cdp_mcp.pipeline.state import PhaseState, PipelineState
 
-SEED_SOURCE = "the seed's cdp-orchestrator README (Estimated Timeline, Phase Details)"
-SEED_TOTAL = "3-4 hours"
+EXPECTED_SOURCE = "TD's cdp-orchestrator README (Estimated Timeline, Phase Details)"
+EXPECTED_TOTAL = "3-4 hours"
 
 
-class SeedEstimate(BaseModel):
+class PhaseEstimate(BaseModel):
     estimate_minutes: int  # the phase as a whole
     execution_minutes: tuple[int, int]  # the workflow run alone, low to high
 
 
-SEED_TIMELINE: dict[Phase, SeedEstimate] = {
-    Phase.INGESTION: SeedEstimate(estimate_minutes=60, execution_minutes=(15, 60)),
-    Phase.HIST_UNION: SeedEstimate(estimate_minutes=30, execution_minutes=(10, 30)),
-    Phase.STAGING: SeedEstimate(estimate_minutes=45, execution_minutes=(20, 45)),
-    Phase.UNIFICATION: SeedEstimate(estimate_minutes=90, execution_minutes=(30, 90)),
+EXPECTED_TIMELINE: dict[Phase, PhaseEstimate] = {
+    Phase.INGESTION: PhaseEstimate(estimate_minutes=60, execution_minutes=(15, 60)),
+    Phase.HIST_UNION: PhaseEstimate(estimate_minutes=30, execution_minutes=(10, 30)),
+    Phase.STAGING: PhaseEstimate(estimate_minutes=45, execution_minutes=(20, 45)),
+    Phase.UNIFICATION: PhaseEstimate(estimate_minutes=90, execution_minutes=(30, 90)),
 }
 
 
@@ -38,8 +38,8 @@ class PhaseTiming(BaseModel):
     workflow_seconds: float | None  # the workflow runs alone, summed
     estimate_minutes: int
     execution_minutes: tuple[int, int]
-    share_of_estimate: float | None  # seconds / the seed's estimate for the phase
-    against_range: str  # the workflow time against the seed's execution range
+    share_of_estimate: float | None  # seconds / the expected estimate for the phase
+    against_range: str  # the workflow time against the expected execution range
 
 
 def _workflow_seconds(ps: PhaseState) -> float | None:
@@ -61,17 +61,17 @@ def _against(seconds: float | None, low_high: tuple[int, int]) -> str:
 
 
 def phase_timing(ps: PhaseState) -> PhaseTiming:
-    seed = SEED_TIMELINE[ps.phase]
+    expected = EXPECTED_TIMELINE[ps.phase]
     seconds = phase_seconds(ps)
     workflows = _workflow_seconds(ps)
     return PhaseTiming(
         phase=ps.phase.value,
         seconds=seconds,
         workflow_seconds=workflows,
-        estimate_minutes=seed.estimate_minutes,
-        execution_minutes=seed.execution_minutes,
-        share_of_estimate=None if seconds is None else seconds / (seed.estimate_minutes * 60),
-        against_range=_against(workflows, seed.execution_minutes),
+        estimate_minutes=expected.estimate_minutes,
+        execution_minutes=expected.execution_minutes,
+        share_of_estimate=None if seconds is None else seconds / (expected.estimate_minutes * 60),
+        against_range=_against(workflows, expected.execution_minutes),
     )
 
 
@@ -123,7 +123,7 @@ def timeline_rows(state: PipelineState) -> tuple[list[list[str]], list[str]]:
         "total",
         fmt_seconds(total),
         fmt_seconds(sum(t.workflow_seconds or 0.0 for t in timings) or None),
-        f"~{fmt_seconds(estimate)} ({SEED_TOTAL})",
+        f"~{fmt_seconds(estimate)} ({EXPECTED_TOTAL})",
         "",
         "",
         fmt_share(None if total is None else total / estimate),
@@ -135,8 +135,8 @@ TIMELINE_HEADERS = (
     "phase",
     "took",
     "workflows ran",
-    "seed estimate",
-    "seed execution range",
+    "expected estimate",
+    "expected execution range",
     "workflows against the range",
     "share of estimate",
 )

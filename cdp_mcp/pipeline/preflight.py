@@ -1,0 +1,125 @@
+"""What init_pipeline checks before anything is generated, in words a person reads.
+
+A problem raises PipelineError naming the field or file; what passed comes back as notes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+
+from cdp_mcp.backends.base import Backend, BackendError
+from cdp_mcp.core import connectors
+from cdp_mcp.core.config import PipelineConfig
+from cdp_mcp.core.file_source import SourceError, find_object_file, select_sql
+from cdp_mcp.generate import GenerationError
+from cdp_mcp.generate.ingestion import check_incremental_field, load_mode
+from cdp_mcp.generate.schemas import predicted_schemas
+from cdp_mcp.pipeline import table_check
+from cdp_mcp.pipeline.file_upload import upload_problems
+from cdp_mcp.pipeline.models import PipelineError
+
+
+async def preflight(cfg: PipelineConfig, backend: Callable[[], Backend]) -> list[str]:
+    """`backend` makes the backend when a check needs it (only Treasure Data's do)."""
+    if cfg.ingestion.connector == "file" and cfg.source_dir is not None:
+        notes = await _file_preflight(cfg)
+    else:
+        notes = _connector_preflight(cfg)
+    if cfg.global_.backend == "treasuredata":
+        notes.extend(await _td_preflight(cfg, backend()))
+    else:
+        notes.append(f"local backend: warehouse in {cfg.workspace / '.cdp_local'}")
+    return notes
+
+
+async def _file_preflight(cfg: PipelineConfig) -> list[str]:
+    try:
+        schemas = await anyio.to_thread.run_sync(predicted_schemas, cfg)
+        check_incremental_field(cfg, schemas)
+    except SourceError as e:
+        raise PipelineError(f"ingestion.source_path: {e}") from None
+    except GenerationError as e:
+        raise PipelineError(f"{e}\nFix the config file, then call init_pipeline again.") from None
+    notes = [
+        f"source files readable: {', '.join(cfg.ingestion.objects)} "
+        f"({sum(1 for k in schemas if k.endswith('_hist'))} objects)"
+    ]
+    if load_mode(cfg) == "upload":
+        problems = upload_problems(cfg)
+        if problems:
+            raise PipelineError("\n".join(problems))
+        notes.append(
+            "Treasure Data cannot read these files: each ingestion run uploads its "
+            "range of them with TD's bulk import into a landing table "
+            f"({cfg.src_db}.<table>_landing), which the workflow appends from"
+        )
+    return notes
+
+
+def _connector_preflight(cfg: PipelineConfig) -> list[str]:
+    """A TD connector: on the local backend it dry-runs on extracts, which must exist."""
+    conn = connectors.get(cfg.ingestion.connector)
+    if conn is None:  # the config refuses this
+        return []
+    if cfg.global_.backend == "treasuredata":
+        return [f"TD's {conn.title} connector ({conn.type}) loads each object on TD"]
+    settings = cfg.ingestion.connector_settings
+    folder = cfg.source_dir
+    if folder is None:
+        raise PipelineError(
+            f"ingestion.source_path: the local backend dry-runs TD's {conn.type} connector "
+            "on extracts of each object, shaped as the connector delivers them; give the "
+            "folder holding "
+            + "; ".join(
+                f"{o}.{'|'.join(conn.extract_formats)} ({conn.shape(o, settings)})"
+                for o in cfg.ingestion.objects
+            )
+            + ", or set global.backend: treasuredata to load from the real source"
+        )
+    missing = []
+    for obj in cfg.ingestion.objects:
+        try:
+            select_sql(find_object_file(folder, obj, conn.extract_formats), names_as="lower")
+        except SourceError as e:
+            missing.append(f"- {e} ({conn.shape(obj, settings)})")
+    if missing:
+        raise PipelineError(
+            f"ingestion.source_path: the local dry run of TD's {conn.type} connector "
+            "needs an extract per object:\n" + "\n".join(missing)
+        )
+    return [f"dry run of TD's {conn.title} connector ({conn.type}) on the extracts in {folder}"]
+
+
+async def _td_preflight(cfg: PipelineConfig, backend: Backend) -> list[str]:
+    try:
+        await backend.check_auth()  # the key works on the API and the workflow host
+        dbs = set(await backend.databases())
+        try:
+            known = predicted_schemas(cfg)
+        except SourceError:
+            known = {}
+        written = table_check.written_tables(cfg, known)
+        on_td = {w.database for w in written} & dbs
+        existing = await table_check.existing_tables(backend, on_td)
+    except BackendError as e:
+        raise PipelineError(f"Treasure Data preflight failed: {e}") from None
+    tables = table_check.check(cfg, written, existing)
+    if tables.problems:
+        listing = "\n".join(f"- {p}" for p in tables.problems)
+        raise PipelineError(
+            "tables already in the account do not take what the pipeline writes into "
+            f"them; nothing was created or run:\n{listing}"
+        )
+    wanted = [cfg.src_db, cfg.stg_db, cfg.config_db]
+    missing = [d for d in wanted if d not in dbs]
+    notes = [f"API key accepted by {cfg.global_.td_endpoint}"]
+    if missing:
+        notes.append(
+            f"databases the workflows will create: {', '.join(missing)} (confirm with the "
+            "person before the first run; the key needs permission to create databases)"
+        )
+    else:
+        notes.append(f"databases exist: {', '.join(wanted)}")
+    return notes + tables.notes

@@ -1,0 +1,227 @@
+"""What to do next, read off the state: the orchestration's single source of guidance.
+
+`init_pipeline`, every tool result, the `cdp_implement` prompt and `cdp-mcp run` all ask
+this module, so the agent and the headless runner follow the same path. It reads the same
+preconditions (`steps`) the orchestrator refuses calls with.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from cdp_mcp.core.config import PipelineConfig
+from cdp_mcp.core.phases import ORDER, Phase, workflows
+from cdp_mcp.core.tools import ASK_PERSON, ToolName
+from cdp_mcp.pipeline.models import NextAction
+from cdp_mcp.pipeline.rules import steps
+from cdp_mcp.pipeline.rules.budget import DONE
+from cdp_mcp.pipeline.state import (
+    MAX_ATTEMPTS,
+    PhaseState,
+    PhaseStatus,
+    PipelineState,
+    StepState,
+    StepStatus,
+)
+
+Args = dict[str, object]
+
+
+def format_call(action: NextAction) -> str:
+    """`tool(arg='value', flag=true, ...)`: the call as an agent would write it."""
+    args = ", ".join(
+        f"{k}={v!r}" if isinstance(v, str) else f"{k}={json.dumps(v)}"
+        for k, v in action.arguments.items()
+    )
+    return f"{action.tool}({args})"
+
+
+def decision_choices(
+    cp: str, phase: Phase, retry: NextAction | None = None, retry_label: str = "retry"
+) -> list[str]:
+    """The person's options at a failure, each with the exact call that carries it out."""
+    choices = []
+    if retry is not None:
+        choices.append(f"{retry_label}: {format_call(retry)}")
+    choices += [
+        f"fix: change the config file, call init_pipeline(config_path={cp!r}), then "
+        f"generate_phase(config_path={cp!r}, phase={phase.value!r}) and go on from there",
+        f"skip: skip_phase(config_path={cp!r}, phase={phase.value!r}, confirm=true) - later "
+        "phases run on whatever this phase left behind",
+        f"abort: abort_pipeline(config_path={cp!r}) - stops here and writes a partial report",
+    ]
+    return choices
+
+
+def _decision(
+    tool: str, args: Mapping[str, object], why: str, retry_label: str = "retry"
+) -> NextAction:
+    action = NextAction(tool=tool, arguments=dict(args), why=why)
+    cp, phase = str(args["config_path"]), Phase(str(args["phase"]))
+    action.choices = decision_choices(cp, phase, action, retry_label)
+    return action
+
+
+def _ask_person(args: Args, why: str, retry: NextAction | None, label: str) -> NextAction:
+    cp, phase = str(args["config_path"]), Phase(str(args["phase"]))
+    return NextAction(
+        tool=ASK_PERSON,
+        arguments=dict(args),
+        why=why,
+        choices=decision_choices(cp, phase, retry, label),
+    )
+
+
+def _exhausted(phase: Phase, step: StepState, cp: str) -> NextAction:
+    return _ask_person(
+        {"config_path": cp, "phase": phase.value},
+        f"{phase.value}: step {step.name} failed {step.attempts} times (the limit is "
+        f"{MAX_ATTEMPTS}); last error: {step.last_error or 'unknown'}. A person decides.",
+        None,
+        "",
+    )
+
+
+def _just_interrupted(step: StepState) -> bool:
+    """The step's last attempt ended because its runner stopped, not by the workflow."""
+    return step.details.get("interrupted") is True
+
+
+def _project_action(ps: PhaseState, args: Args) -> NextAction | None:
+    """Generate, push and secrets: what the project needs before any workflow runs."""
+    phase = ps.phase.value
+    if steps.not_generated(ps):
+        return NextAction(
+            tool=ToolName.GENERATE_PHASE, arguments=args, why=f"render the {phase} project"
+        )
+    if steps.not_pushed(ps):
+        deploy = ps.steps.get("deploy")
+        why = f"deploy the {phase} project"
+        if deploy is not None and deploy.status is StepStatus.FAILED:
+            return _decision(
+                ToolName.PUSH_PROJECT, args, f"{why}; the last push failed: {deploy.last_error}"
+            )
+        return NextAction(tool=ToolName.PUSH_PROJECT, arguments=args, why=why)
+    missing = steps.recorded_missing_secrets(ps)
+    if missing:
+        return NextAction(
+            tool=ToolName.SET_SECRETS,
+            arguments={**args, "names": missing},
+            why=(
+                f"the project references secrets it does not have yet: {', '.join(missing)}; "
+                "export them in the server's environment (see README), then set them"
+            ),
+        )
+    return None
+
+
+def _interrupted_action(wf: str, ex: StepState, args: Args, wf_args: Args) -> NextAction:
+    start = NextAction(tool=ToolName.START_WORKFLOW, arguments=wf_args, why="")
+    interruptions = int(ex.details.get("interruptions", 0))
+    if interruptions >= MAX_ATTEMPTS:
+        return _ask_person(
+            args,
+            f"workflow {wf} was interrupted {interruptions} times: something stops "
+            "the runner's process while it runs (a kill, or memory running out). "
+            "A person decides.",
+            start,
+            "resume it once more",
+        )
+    start.why = f"workflow {wf}: {ex.last_error}"
+    return start
+
+
+def _failed_action(wf: str, ex: StepState, cp: str, wf_args: Args) -> NextAction:
+    timed_out = ex.status is StepStatus.TIMED_OUT
+    action = _decision(
+        ToolName.START_WORKFLOW,
+        wf_args,
+        f"workflow {wf} {'timed out' if timed_out else 'failed'}: "
+        f"{ex.last_error or 'see get_logs'}. Calling start_workflow again retries only "
+        "the failed tasks (Digdag resume)"
+        + (", after killing the attempt still running." if timed_out else "."),
+    )
+    if timed_out:
+        wait = NextAction(
+            tool=ToolName.GET_SESSION,
+            arguments={"config_path": cp, "session_id": ex.session_id, "wait_seconds": 600},
+            why="",
+        )
+        action.choices.insert(1, f"wait longer: {format_call(wait)}")
+    return action
+
+
+def _workflow_action(wf: str, ex: StepState | None, cp: str, args: Args) -> NextAction | None:
+    """What workflow `wf` needs next; None when it is past (succeeded)."""
+    wf_args = {**args, "workflow": wf}
+    if ex is None or ex.status is StepStatus.PENDING:
+        return NextAction(tool=ToolName.START_WORKFLOW, arguments=wf_args, why=f"run workflow {wf}")
+    if ex.status is StepStatus.RUNNING:
+        return NextAction(
+            tool=ToolName.GET_SESSION,
+            arguments={"config_path": cp, "session_id": ex.session_id, "wait_seconds": 60},
+            why=f"workflow {wf} is running (attempt {ex.attempt_id}); wait for it",
+        )
+    if ex.status is StepStatus.LOST:
+        run_again = NextAction(tool=ToolName.START_WORKFLOW, arguments=wf_args, why="")
+        why = f"workflow {wf}: {ex.last_error}. A person decides."
+        return _ask_person(args, why, run_again, "run it again from the start")
+    if ex.status is StepStatus.FAILED and _just_interrupted(ex):
+        return _interrupted_action(wf, ex, args, wf_args)
+    if ex.status in (StepStatus.FAILED, StepStatus.TIMED_OUT):
+        return _failed_action(wf, ex, cp, wf_args)
+    return None
+
+
+def _validate_action(ps: PhaseState, args: Args) -> NextAction:
+    phase = ps.phase.value
+    if ps.status is PhaseStatus.WARNED:
+        return _decision(
+            ToolName.VALIDATE_TABLES,
+            {**args, "accept_warnings": True},
+            f"{phase} validated WARN: {', '.join(ps.validation_warnings()) or 'see validate_tables'}. "
+            "A person decides whether to accept the warnings.",
+            retry_label="accept the warnings",
+        )
+    val = ps.steps.get("validate")
+    if val is not None and val.status is StepStatus.FAILED:
+        return _decision(
+            ToolName.VALIDATE_TABLES, args, f"{phase} validated FAIL: {val.last_error}"
+        )
+    return NextAction(
+        tool=ToolName.VALIDATE_TABLES, arguments=args, why=f"check the {phase} tables"
+    )
+
+
+def next_for_phase(cfg: PipelineConfig, state: PipelineState, ps: PhaseState) -> NextAction:
+    cp, phase = state.config_path, ps.phase
+    args: Args = {"config_path": cp, "phase": phase.value}
+    exhausted = steps.exhausted_step(ps)
+    if exhausted is not None:
+        return _exhausted(phase, exhausted, cp)
+    action = _project_action(ps, args)
+    for wf in workflows(cfg, phase):
+        if action is not None:
+            break
+        action = _workflow_action(wf, ps.steps.get(steps.execute_step(wf)), cp, args)
+    return action or _validate_action(ps, args)
+
+
+def next_action(cfg: PipelineConfig, state: PipelineState) -> NextAction:
+    cp = state.config_path
+    if state.aborted:
+        return NextAction(
+            tool=ToolName.FINAL_REPORT,
+            arguments={"config_path": cp},
+            why=f"the pipeline was aborted ({state.abort_reason or 'by request'}); the report says where it stopped",
+        )
+    for phase in ORDER:
+        ps = state.phase(phase)
+        if ps.status not in DONE:
+            return next_for_phase(cfg, state, ps)
+    return NextAction(
+        tool=ToolName.FINAL_REPORT,
+        arguments={"config_path": cp},
+        why="every phase is done; write the report",
+    )

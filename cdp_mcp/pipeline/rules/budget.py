@@ -1,0 +1,283 @@
+"""The attempt budgets: what counts as an attempt, what is given back, and when a step is
+out of attempts. Every function takes `now` from its caller (no clock reads here)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cdp_mcp.backends.base import Attempt
+from cdp_mcp.core.phases import ORDER, Phase
+from cdp_mcp.pipeline.models import PipelineError
+from cdp_mcp.pipeline.state import (
+    MAX_ATTEMPTS,
+    PhaseState,
+    PhaseStatus,
+    PipelineState,
+    StepState,
+    StepStatus,
+)
+
+NOT_COUNTED = "not counted against the step's attempts"
+DONE = (PhaseStatus.PASSED, PhaseStatus.ACCEPTED, PhaseStatus.SKIPPED)
+
+
+class Refusal(PipelineError):
+    """A rule refused the call; nothing was changed."""
+
+
+def require(refusal: str | None) -> None:
+    """Refuse with the precondition's message when it is not met."""
+    if refusal is not None:
+        raise Refusal(refusal)
+
+
+def out_of_attempts(step: StepState) -> bool:
+    """The step failed and has used its whole budget (a running last attempt still counts)."""
+    return (
+        step.status in (StepStatus.FAILED, StepStatus.TIMED_OUT) and step.attempts >= MAX_ATTEMPTS
+    )
+
+
+def exhausted_refusal(step: StepState, what: str, phase: Phase) -> str | None:
+    """The refusal of the attempt past the budget, with the person's choices."""
+    if not out_of_attempts(step):
+        return None
+    return (
+        f"{what} already failed {step.attempts} times (the limit is {MAX_ATTEMPTS}); "
+        f"last error: {step.last_error or 'unknown'}. A person chooses: fix the cause "
+        "in the config and call init_pipeline(config_path) (then generate_phase "
+        f"again), skip_phase(config_path, '{phase.value}', confirm=true), or "
+        "abort_pipeline(config_path)."
+    )
+
+
+def begin_attempt(step: StepState, what: str, phase: Phase, now: datetime) -> StepStatus:
+    """Count an attempt, refusing the one past the budget; returns the status before."""
+    require(exhausted_refusal(step, what, phase))
+    prior = step.status
+    step.attempts += 1
+    step.status = StepStatus.RUNNING
+    step.started_at, step.finished_at, step.last_error = now, None, None
+    return prior
+
+
+def finish(step: StepState, ok: bool, error: str | None, now: datetime) -> None:
+    step.status = StepStatus.SUCCEEDED if ok else StepStatus.FAILED
+    step.finished_at = now
+    step.last_error = error
+
+
+def refund(step: StepState, prior: StepStatus, error: str, now: datetime) -> None:
+    """The attempt never reached the backend (it did not answer, or was busy): give it
+    back, as the README promises for transport errors, and say so."""
+    step.attempts = max(0, step.attempts - 1)
+    step.status = prior if prior is not StepStatus.RUNNING else StepStatus.PENDING
+    step.finished_at, step.starting = now, None
+    step.last_error = f"{error} ({NOT_COUNTED}: call again once the backend answers)"
+
+
+def interrupted_run(step: StepState, now: datetime) -> None:
+    """The runner running the attempt stopped (its process exited): not the workflow's
+    failure, so the attempt is given back and start_workflow resumes its failed tasks."""
+    step.attempts = max(0, step.attempts - 1)
+    step.status, step.finished_at = StepStatus.FAILED, now
+    step.details["interruptions"] = step.details.get("interruptions", 0) + 1
+    step.details["interrupted"] = True  # until the next attempt starts
+    step.last_error = (
+        "the runner stopped while the workflow ran (its process exited: a restart, a "
+        f"kill or a crash); {NOT_COUNTED}: start_workflow resumes the tasks that did "
+        "not finish"
+    )
+
+
+def mark_lost(step: StepState, attempt_id: str, error: str, now: datetime) -> None:
+    """The backend does not know the step's attempt: neither success nor failure, given back."""
+    if step.attempt_id != attempt_id or step.status not in (
+        StepStatus.RUNNING,
+        StepStatus.TIMED_OUT,
+    ):
+        return
+    step.status, step.finished_at = StepStatus.LOST, now
+    step.attempts = max(0, step.attempts - 1)
+    step.last_error = (
+        f"the backend does not know attempt {attempt_id} ({error}): it was lost, "
+        "e.g. the workspace's .cdp_local folder was removed or the project was "
+        f"deleted on the server; {NOT_COUNTED}"
+    )
+
+
+def duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.1f} s"
+
+
+def settle_attempt(
+    step: StepState, attempt: Attempt, errors: str, deadline: float, now: datetime
+) -> bool:
+    """Record what the backend says of the step's attempt; returns whether it timed out.
+
+    `errors`: the failed tasks' errors in words; `deadline`: the monitor deadline in seconds.
+    """
+    # A timed-out attempt that ended later still counts for what it did; while a start is
+    # in flight (step.starting), its call records the outcome.
+    recordable = step.starting is None and step.attempt_id == attempt.id
+    if recordable and step.status in (StepStatus.RUNNING, StepStatus.TIMED_OUT):
+        if attempt.done and attempt.interrupted:
+            interrupted_run(step, now)
+        elif attempt.done:
+            ok = attempt.status == "success"
+            finish(step, ok, None if attempt.success else (errors or attempt.status), now)
+        elif (
+            step.status is StepStatus.RUNNING
+            and step.started_at
+            and (now - step.started_at).total_seconds() > deadline
+        ):
+            step.status, step.finished_at = StepStatus.TIMED_OUT, now
+            step.last_error = (
+                f"still running after {duration(deadline)} (the monitor "
+                "deadline); kill and retry it with start_workflow, or wait longer with "
+                "get_session"
+            )
+    return step.status is StepStatus.TIMED_OUT
+
+
+def recover_interrupted(state: PipelineState, now: datetime) -> bool:
+    """Settle steps a crashed call left running; only the operation lock's holder may call it.
+
+    Holding that lock means no other call is mid-step, so a step still marked running
+    without a live backend attempt was interrupted by a crash of the process running it
+    (a kill, an OOM, a power cut). Its attempt is given back; a workflow start that may
+    have reached the backend is remembered so the next start adopts what it created.
+    Returns whether anything changed.
+    """
+    changed = False
+    for p in ORDER:
+        for step in state.phase(p).steps.values():
+            if step.status is StepStatus.RUNNING and (
+                step.starting is not None
+                or step.attempt_id is None
+                or not step.name.startswith("execute:")
+            ):
+                _give_back_interrupted(step, now)
+                changed = True
+    return changed
+
+
+def _give_back_interrupted(step: StepState, now: datetime) -> None:
+    step.attempts = max(0, step.attempts - 1)
+    step.finished_at = now
+    what = "starting the workflow" if step.starting is not None else step.name
+    step.last_error = (
+        f"{what} was interrupted: the cdp-mcp process doing it stopped (killed or "
+        f"crashed) before it finished; {NOT_COUNTED}. Call it again"
+    )
+    if step.starting is not None:
+        step.details["interrupted_start"] = step.starting
+        resumed = step.starting.get("resume_from")
+        step.status = StepStatus.FAILED if resumed else StepStatus.PENDING
+        step.starting = None
+    else:
+        step.status = StepStatus.PENDING
+
+
+def reopen_budgets(state: PipelineState) -> list[str]:
+    """A fixed config re-opens the budgets of the steps that ran out or failed; the project
+    of an unfinished phase must be generated again. Returns the steps reset."""
+    reset = []
+    for p in ORDER:
+        ps = state.phase(p)
+        if ps.status is PhaseStatus.FAILED:
+            ps.status = PhaseStatus.IN_PROGRESS
+        for step in ps.steps.values():
+            if step.status in (StepStatus.FAILED, StepStatus.TIMED_OUT) or out_of_attempts(step):
+                step.attempts, step.status = 0, StepStatus.PENDING
+                reset.append(f"{p.value}.{step.name}")
+        # The project was rendered from the old file (an unchanged render keeps the steps).
+        gen = ps.steps.get("generate")
+        running = any(s.status is StepStatus.RUNNING for s in ps.steps.values())
+        if ps.status not in DONE and gen is not None and not running:
+            gen.status = StepStatus.PENDING
+            gen.last_error = "the config changed: generate the phase again"
+            reset.append(f"{p.value}.generate")
+    return reset
+
+
+def reset_from(state: PipelineState, phase: Phase) -> list[str]:
+    """Forget `phase` and every later phase (a new project invalidates what follows)."""
+    reset = []
+    for p in ORDER[ORDER.index(phase) :]:
+        ps = state.phase(p)
+        if ps.steps or ps.status is not PhaseStatus.PENDING:
+            reset.append(p.value)
+        state.phases[p] = PhaseState(phase=p)
+    return reset
+
+
+def finished(state: PipelineState) -> bool:
+    return state.aborted or all(state.phase(p).status in DONE for p in ORDER)
+
+
+def running_steps(state: PipelineState) -> list[str]:
+    return [
+        f"{p.value}.{s.name}"
+        for p in ORDER
+        for s in state.phase(p).steps.values()
+        if s.status is StepStatus.RUNNING
+    ]
+
+
+def record_verdict(
+    ps: PhaseState, verdict: str, failures: list[str], accept_warnings: bool, now: datetime
+) -> None:
+    """A validation's verdict: PASS and WARN succeed (WARN waits for a person unless
+    accepted); FAIL is a failed attempt, and the phase fails once the budget is spent."""
+    step = ps.step("validate")
+    ps.verdict = verdict
+    if verdict == "PASS":
+        ps.status = PhaseStatus.PASSED
+        finish(step, True, None, now)
+    elif verdict == "WARN":
+        ps.status = PhaseStatus.ACCEPTED if accept_warnings else PhaseStatus.WARNED
+        finish(step, True, None, now)
+        step.details["accepted_warnings"] = accept_warnings
+    else:
+        finish(step, False, "; ".join(failures[:3]), now)
+        ps.status = PhaseStatus.FAILED if out_of_attempts(step) else PhaseStatus.IN_PROGRESS
+
+
+def new_run(old: PipelineState, chash: str, client: str, backend: str) -> PipelineState:
+    """A finished run started over (the person agreed): fresh budgets, the old run summed up."""
+    summary = {
+        "run": old.run,
+        "aborted": old.aborted,
+        "finished_at": old.updated_at.isoformat(),
+        "phases": {p.value: old.phase(p).status.value for p in ORDER},
+    }
+    return PipelineState(
+        config_path=old.config_path,
+        config_hash=chash,
+        client=client,
+        backend=backend,
+        run=old.run + 1,
+        history=[*old.history, summary],
+    )
+
+
+def running_attempts(state: PipelineState) -> list[str]:
+    """The backend attempts of the steps running now (what an abort kills)."""
+    return [
+        s.attempt_id
+        for p in ORDER
+        for s in state.phase(p).steps.values()
+        if s.status is StepStatus.RUNNING and s.attempt_id
+    ]
+
+
+def record_killed(state: PipelineState, killed: list[str], why: str, now: datetime) -> None:
+    for p in ORDER:
+        for s in state.phase(p).steps.values():
+            if s.status is StepStatus.RUNNING and s.attempt_id in killed:
+                finish(s, False, why, now)

@@ -1,0 +1,149 @@
+"""Reading a workflow's attempt back: which step a session belongs to, its failed tasks'
+log tails, a page of its logs, and the session's result as the tools return it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from cdp_mcp.backends.base import DONE_TASK_STATES, Attempt, Backend, BackendError, Task
+from cdp_mcp.core.phases import ORDER, Phase
+from cdp_mcp.pipeline.models import (
+    FailedTask,
+    LogsResult,
+    NextAction,
+    PipelineError,
+    SessionProgress,
+    SessionResult,
+)
+from cdp_mcp.pipeline.state import PipelineState, StepState, StepStatus
+
+LOG_PAGE_CHARS = 12_000  # with the JSON around it, a page stays under ~20 KB
+LOG_TAIL_LINES = 15
+FAILED_TASKS_SHOWN = 5
+
+
+def find_step(state: PipelineState, session_id: str | None) -> tuple[Phase, StepState]:
+    """The execute step of `session_id`; without one, the latest running (or started) one."""
+    candidates = [
+        (p, s)
+        for p in ORDER
+        for s in state.phase(p).steps.values()
+        if s.name.startswith("execute:") and s.session_id
+    ]
+    if session_id is not None:
+        for p, s in candidates:
+            if s.session_id == session_id:
+                return p, s
+        raise PipelineError(
+            f"session {session_id} is not one of this pipeline's; pipeline_status lists them"
+        )
+    running = [c for c in candidates if c[1].status is StepStatus.RUNNING]
+    pool = running or candidates
+    if not pool:
+        raise PipelineError("no workflow was started yet; start_workflow first")
+    return max(pool, key=lambda c: c[1].started_at or datetime.min.replace(tzinfo=UTC))
+
+
+def failed_tasks(tasks: list[Task]) -> list[Task]:
+    return [t for t in tasks if t.state in ("error",) and not t.is_group]
+
+
+def task_errors(tasks: list[Task]) -> str:
+    return "; ".join(f"{t.full_name}: {t.error}" for t in failed_tasks(tasks)[:3])
+
+
+def progress_view(
+    step: StepState, phase: Phase, attempt: Attempt, tasks: list[Task], elapsed: float
+) -> SessionProgress:
+    """The tasks running now, newest first, for a live display."""
+    running = [t for t in tasks if t.state == "running" and not t.is_group]
+    running.sort(key=lambda t: t.started_at.timestamp() if t.started_at else 0.0, reverse=True)
+    return SessionProgress(
+        session_id=str(step.session_id),
+        attempt_id=attempt.id,
+        phase=phase.value,
+        workflow=attempt.workflow,
+        elapsed_seconds=round(elapsed, 1),
+        tasks_total=len(tasks),
+        tasks_done=sum(1 for t in tasks if t.state in DONE_TASK_STATES),
+        running_tasks=[t.full_name for t in running],
+    )
+
+
+async def log_tail(backend: Backend, attempt_id: str, task: str) -> str:
+    try:
+        files = await backend.log_files(attempt_id, task)
+        own = [f for f in files if f.task_name == task] or files
+        if not own:
+            return ""
+        text = await backend.read_log(attempt_id, own[-1].file_name)
+    except BackendError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-LOG_TAIL_LINES:])
+
+
+async def logs_page(backend: Backend, attempt_id: str, task: str | None, offset: int) -> LogsResult:
+    try:
+        files = await backend.log_files(attempt_id, task)
+        texts = [await backend.read_log(attempt_id, f.file_name) for f in files]
+    except BackendError as e:
+        raise PipelineError(f"reading logs of attempt {attempt_id} failed: {e}") from None
+    full = "".join(texts)
+    offset = max(0, offset)
+    page = full[offset : offset + LOG_PAGE_CHARS]
+    end = offset + len(page)
+    # Name only the files this page's text comes from: an attempt of a big phase has
+    # hundreds of log files, and the page must stay small.
+    on_page, start = [], 0
+    for f, text in zip(files, texts, strict=True):
+        if start < end and start + len(text) > offset:
+            on_page.append(f.file_name)
+        start += len(text)
+    return LogsResult(
+        attempt_id=attempt_id,
+        task=task,
+        files=on_page,
+        offset=offset,
+        next_offset=end if end < len(full) else None,
+        text=page,
+    )
+
+
+async def session_result(
+    backend: Backend,
+    phase: Phase,
+    started: datetime,
+    attempt: Attempt,
+    tasks: list[Task],
+    timed_out: bool,
+    action: NextAction,
+    now: datetime,
+) -> SessionResult:
+    failed_out = [
+        FailedTask(
+            name=t.full_name,
+            error=t.error,
+            log_tail=await log_tail(backend, attempt.id, t.full_name),
+        )
+        for t in failed_tasks(tasks)[:FAILED_TASKS_SHOWN]
+    ]
+    by_state: dict[str, int] = {}
+    for t in tasks:
+        by_state[t.state] = by_state.get(t.state, 0) + 1
+    end = attempt.finished_at or now
+    return SessionResult(
+        session_id=attempt.session_id,
+        attempt_id=attempt.id,
+        phase=phase.value,
+        workflow=attempt.workflow,
+        status=attempt.status,
+        elapsed_seconds=round((end - started).total_seconds(), 1),
+        tasks_total=len(tasks),
+        tasks_done=sum(
+            1 for t in tasks if t.state in ("success", "error", "group_error", "canceled")
+        ),
+        tasks_by_state=by_state,
+        failed_tasks=failed_out,
+        timed_out=timed_out,
+        next_action=action,
+    )
