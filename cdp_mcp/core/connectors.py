@@ -169,6 +169,30 @@ def check_settings(
         return [("connector", unknown_type_message(connector_type))]
     problems: list[tuple[str, str]] = []
     problems += _fields("connector_settings", conn, settings, source, connector_level=True)
+    problems += _object_problems(conn, object_settings, objects, source)
+    problems += _credential_problems(conn, settings, source)
+    problems += [
+        (f"connector_settings.{name}", f"required field of TD's {conn.type} connector is missing")
+        for name in conn.required
+        if name not in settings
+    ]
+    problems += [
+        (
+            f"object_settings.{obj}.{name}",
+            f"required for each object by TD's {conn.type} connector",
+        )
+        for name in conn.per_object
+        for obj in objects
+        if name not in (object_settings.get(obj) or {})
+    ]
+    problems += _query_name_problems(conn, settings)
+    return problems
+
+
+def _object_problems(
+    conn: Connector, object_settings: dict[str, dict[str, Any]], objects: list[str], source: str
+) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
     for obj, extra in object_settings.items():
         if obj not in objects:
             problems.append(
@@ -176,46 +200,42 @@ def check_settings(
             )
             continue
         problems += _fields(f"object_settings.{obj}", conn, extra, source, connector_level=False)
-    if AUTH_ID not in settings:
-        for name in conn.credentials:
-            if name not in settings:
-                problems.append(
-                    (
-                        f"connector_settings.{name}",
-                        f"required by TD's {conn.type} connector: give it as "
-                        f"${{secret:{source}.{name}}} (set the value with set_secrets or "
-                        f"`td wf secrets`), or give {AUTH_ID} (an authentication saved in "
-                        "TD's console)",
-                    )
-                )
-    for name in conn.required:
-        if name not in settings:
+    return problems
+
+
+def _credential_problems(
+    conn: Connector, settings: dict[str, Any], source: str
+) -> list[tuple[str, str]]:
+    if AUTH_ID in settings:
+        return []
+    return [
+        (
+            f"connector_settings.{name}",
+            f"required by TD's {conn.type} connector: give it as "
+            f"${{secret:{source}.{name}}} (set the value with set_secrets or "
+            f"`td wf secrets`), or give {AUTH_ID} (an authentication saved in "
+            "TD's console)",
+        )
+        for name in conn.credentials
+        if name not in settings
+    ]
+
+
+def _query_name_problems(conn: Connector, settings: dict[str, Any]) -> list[tuple[str, str]]:
+    """Settings that name part of the table a `query`-style range reads must be names."""
+    if conn.range.style != "query":
+        return []
+    problems = []
+    for name in re.findall(r"\{(\w+)\}", conn.range.query_from or ""):
+        value = settings.get(name)
+        if name != "object" and value is not None and not QUERY_NAME.match(str(value)):
             problems.append(
                 (
                     f"connector_settings.{name}",
-                    f"required field of TD's {conn.type} connector is missing",
+                    f"{value!r} names part of the table cdp-mcp queries: use letters, "
+                    "digits and '_'",
                 )
             )
-    for name in conn.per_object:
-        for obj in objects:
-            if name not in (object_settings.get(obj) or {}):
-                problems.append(
-                    (
-                        f"object_settings.{obj}.{name}",
-                        f"required for each object by TD's {conn.type} connector",
-                    )
-                )
-    if conn.range.style == "query":
-        for name in re.findall(r"\{(\w+)\}", conn.range.query_from or ""):
-            value = settings.get(name)
-            if name != "object" and value is not None and not QUERY_NAME.match(str(value)):
-                problems.append(
-                    (
-                        f"connector_settings.{name}",
-                        f"{value!r} names part of the table cdp-mcp queries: use letters, "
-                        "digits and '_'",
-                    )
-                )
     return problems
 
 

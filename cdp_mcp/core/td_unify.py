@@ -205,25 +205,33 @@ def _check_tables(c: _Checker, tables: Any, key_names: set[str]) -> dict[str, se
                 )
             ):
                 c.symbol(f"{path}.incremental_columns[{j}]", col)
-        keys: set[str] = set()
-        for j, kc in enumerate(
-            c.items(f"{path}.key_columns", table.get("key_columns"), 1, MAX_KEY_COLUMNS)
-        ):
-            kpath = f"{path}.key_columns[{j}]"
-            if not c.fields(kpath, kc, ("column", "key"), ("column", "key")):
-                continue
-            c.symbol(f"{kpath}.column", kc.get("column"))
-            key = kc.get("key")
-            if isinstance(key, str):
-                keys.add(key)
-                if key not in key_names and not _templated(key):
-                    c.add(
-                        f"{kpath}.key",
-                        f"undefined key {key!r} (keys: {', '.join(sorted(key_names))})",
-                    )
+        keys = _check_key_columns(c, path, table, key_names)
         if isinstance(name, str):
             found[name] = keys
     return found
+
+
+def _check_key_columns(
+    c: _Checker, path: str, table: dict[str, Any], key_names: set[str]
+) -> set[str]:
+    """Check one table's `key_columns`; returns the keys it has."""
+    keys: set[str] = set()
+    for j, kc in enumerate(
+        c.items(f"{path}.key_columns", table.get("key_columns"), 1, MAX_KEY_COLUMNS)
+    ):
+        kpath = f"{path}.key_columns[{j}]"
+        if not c.fields(kpath, kc, ("column", "key"), ("column", "key")):
+            continue
+        c.symbol(f"{kpath}.column", kc.get("column"))
+        key = kc.get("key")
+        if isinstance(key, str):
+            keys.add(key)
+            if key not in key_names and not _templated(key):
+                c.add(
+                    f"{kpath}.key",
+                    f"undefined key {key!r} (keys: {', '.join(sorted(key_names))})",
+                )
+    return keys
 
 
 def _check_ids(
@@ -428,26 +436,31 @@ def _check_attribute(
         )
         return
     for k, sc in enumerate(c.items(f"{path}.source_columns", columns, 1, 10**6)):
-        spath = f"{path}.source_columns[{k}]"
-        if not c.fields(spath, sc, _SOURCE_COLUMN_FIELDS, ("table",)):
-            continue
-        table = sc.get("table")
-        if not _templated(table):
-            if table not in tables:
-                c.add(
-                    f"{spath}.table",
-                    f"references unknown table {table!r} (tables: {', '.join(sorted(tables))})",
-                )
-            elif covered is not None and table not in covered:
-                c.add(
-                    f"{spath}.table",
-                    f"{table!r} is not among the source_tables of the master table's id, so "
-                    "it is not enriched with that id",
-                )
-        for f in ("column", "order_by"):
-            if f in sc:
-                c.symbol(f"{spath}.{f}", sc[f])
-        order = sc.get("order")
-        if order is not None and order not in ORDERS:
-            c.add(f"{spath}.order", f"{order!r} is not allowed; one of: {', '.join(ORDERS)}")
-        c.integer(f"{spath}.priority", sc.get("priority"), 1, None)
+        _check_source_column(c, f"{path}.source_columns[{k}]", sc, tables, covered)
+
+
+def _check_source_column(
+    c: _Checker, spath: str, sc: Any, tables: dict[str, set[str]], covered: set[str] | None
+) -> None:
+    if not c.fields(spath, sc, _SOURCE_COLUMN_FIELDS, ("table",)):
+        return
+    table = sc.get("table")
+    if not _templated(table):
+        if table not in tables:
+            c.add(
+                f"{spath}.table",
+                f"references unknown table {table!r} (tables: {', '.join(sorted(tables))})",
+            )
+        elif covered is not None and table not in covered:
+            c.add(
+                f"{spath}.table",
+                f"{table!r} is not among the source_tables of the master table's id, so "
+                "it is not enriched with that id",
+            )
+    for f in ("column", "order_by"):
+        if f in sc:
+            c.symbol(f"{spath}.{f}", sc[f])
+    order = sc.get("order")
+    if order is not None and order not in ORDERS:
+        c.add(f"{spath}.order", f"{order!r} is not allowed; one of: {', '.join(ORDERS)}")
+    c.integer(f"{spath}.priority", sc.get("priority"), 1, None)

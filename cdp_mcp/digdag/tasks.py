@@ -176,6 +176,19 @@ class _Compiler:
                 raise self.fail(path, f"task {full_name} can't have more than one operator: {ops}")
             self._check_error_task(full_name, config, path)
             return TaskNode(name, full_name, config, False, self.source, self.workdir, line)
+        self._check_group_keys(full_name, config, path, root)
+        node = TaskNode(name, full_name, config, True, self.source, self.workdir, line)
+        for key, value in subtasks:
+            if root and "^" in key:  # WorkflowFile.check: ^ marks generated tasks
+                raise self.fail((*path, key), f"task name {key!r} must not contain ^")
+            node.children.append(self.collect(key, full_name + key, value, (*path, key)))
+        self._link(node, path)
+        self._check_error_task(full_name, config, path)
+        return node
+
+    def _check_group_keys(
+        self, full_name: str, config: dict[str, Any], path: tuple[str, ...], root: bool
+    ) -> None:
         allowed = ROOT_KEYS if root else GROUP_KEYS
         unknown = [k for k in config if k not in allowed]
         if unknown and root:
@@ -195,14 +208,6 @@ class _Compiler:
                 f"group task {full_name} contains invalid keys: {', '.join(parts)} "
                 "(parameters of a group go under _export)",
             )
-        node = TaskNode(name, full_name, config, True, self.source, self.workdir, line)
-        for key, value in subtasks:
-            if root and "^" in key:  # WorkflowFile.check: ^ marks generated tasks
-                raise self.fail((*path, key), f"task name {key!r} must not contain ^")
-            node.children.append(self.collect(key, full_name + key, value, (*path, key)))
-        self._link(node, path)
-        self._check_error_task(full_name, config, path)
-        return node
 
     def _check_error_task(
         self, full_name: str, config: dict[str, Any], path: tuple[str, ...]
