@@ -76,7 +76,7 @@ def assert_full_run(ran: Ran, config: Path) -> None:
         assert ran.code == 0, ran.err
         assert "unification: validation PASS" in ran.err
         assert ran.err.rstrip().endswith("every phase validated PASS")
-        assert "next: final_report" in status.out
+        assert "next: every phase is done; write the report: `cdp-mcp run" in status.out
         assert "**Complete**" in report_text
     else:  # the unification engine is not there yet
         assert ran.code == 1, ran.err
@@ -111,7 +111,7 @@ def test_status_needs_a_pipeline_and_names_the_next_call(
 
     none_yet = cdp("status", str(config))
     assert none_yet.code == 1
-    assert f"no pipeline for {config} yet" in none_yet.err and "init_pipeline" in none_yet.err
+    assert f"no pipeline for {config} yet: `cdp-mcp run {config}` starts one" in none_yet.err
 
     async def start() -> None:
         await Pipeline(config).init()
@@ -129,7 +129,7 @@ def test_status_needs_a_pipeline_and_names_the_next_call(
         "unification": "pending",
     }
     assert "generate                         succeeded  1/3" in status.out
-    assert f"next: push_project {{'config_path': '{config}', 'phase': 'ingestion'}}" in status.out
+    assert f"next: deploy the ingestion project: `cdp-mcp run {config}`" in status.out
 
     bad = tmp_path / "bad.yml"
     bad.write_text(config.read_text().replace("client: acme", "client: 9acme"))
@@ -170,12 +170,13 @@ def test_run_stops_at_a_failing_workflow_with_its_task_and_log_tail(
     assert "  task: +shopify_ingest_hist+create_ingestion_log" in ran.err
     tail = ran.err.split("  log tail:\n", 1)[1]
     assert "create_ingestion_log" in tail
-    report = Path(ran.out.strip().removeprefix("report: "))
+    report = Path(ran.out.strip().splitlines()[-1].removeprefix("report: "))
     assert "**Partial report**: the pipeline is at phase **ingestion**" in report.read_text()
 
     status = cdp("status", str(config))
     assert "execute:shopify_ingest_hist      failed     3/3" in status.out
-    assert "next: ask_person" in status.out
+    assert "failed 3 times (the limit is 3); last error:" in status.out
+    assert f"  - skip: `cdp-mcp skip {config} ingestion --yes`" in status.out
 
 
 def test_run_stops_at_a_warning_unless_accepted(tmp_path: Path) -> None:

@@ -555,7 +555,7 @@ def test_the_state_survives_a_restart(ingested: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "ingestion    passed" in out.stdout
     assert f"execute:{HIST}" in out.stdout and "1/3" in out.stdout
-    assert "next: generate_phase" in out.stdout and "'hist_union'" in out.stdout
+    assert "next: render the hist_union project: `cdp-mcp run" in out.stdout
 
 
 def test_query_refuses_writes_and_truncates(ingested: Path) -> None:

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from cdp_mcp.pipeline.models import NextAction
+
 Step = Literal["generate", "push", "secrets", "start", "monitor", "validate"]
 STEPS: tuple[Step, ...] = ("generate", "push", "secrets", "start", "monitor", "validate")
 
@@ -39,6 +41,7 @@ class RunOutcome(BaseModel):
     failed_task: str | None = None
     log_tail: str | None = None
     next_steps: list[str] = Field(default_factory=list)  # a person's choices at a failure
+    next_action: NextAction | None = None  # where it stopped: the CLI words it for a shell
     phases: list[PhaseSummary] = Field(default_factory=list)
 
 

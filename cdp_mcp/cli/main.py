@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import anyio
 
+from cdp_mcp import __version__
 from cdp_mcp.backends.base import BackendError
+from cdp_mcp.cli import shell
 from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, write_sample, write_sample_config
 from cdp_mcp.cli.progress import RunDisplay
 from cdp_mcp.cli.run import run_pipeline
@@ -58,7 +61,8 @@ def _print_project(project: GeneratedProject) -> None:
 def _run_and_show(
     config: str | Path, accept_warnings: bool = False, note: str = "", new_run: bool = False
 ) -> int:
-    """Run every phase with the progress display; the report's path goes to stdout."""
+    """Run every phase with the progress display; the reports' paths go to stdout."""
+    load_config(config)  # a config error in the config's words, before any pipeline exists
     with RunDisplay() as display:
         if note:
             display.note(note)
@@ -67,6 +71,9 @@ def _run_and_show(
                 config, accept_warnings=accept_warnings, on_event=display, new_run=new_run
             )
         )
+    # On a terminal or not: where to look is the one thing a run always says last.
+    if outcome.html_report_path:
+        print(f"html report: {outcome.html_report_path}")
     if outcome.report_path:
         print(f"report: {outcome.report_path}", flush=True)
     return outcome.exit_code
@@ -78,12 +85,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _started(config: str) -> Pipeline:
     """The config's pipeline, refused in the shell's words when it was never started."""
+    load_config(config)  # a config error in the config's words (Pipeline's are an agent's)
     pipeline = Pipeline(config)
     if not pipeline.store.exists():
-        raise PipelineError(
-            f"no pipeline for {config} yet: `cdp-mcp run {config}` starts one "
-            "(from an MCP client: init_pipeline)"
-        )
+        raise PipelineError(f"no pipeline for {config} yet: `cdp-mcp run {config}` starts one")
     return pipeline
 
 
@@ -97,19 +102,19 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"{ph.phase:<12} {ph.status:<12} verdict {ph.verdict or '-'}")
         for st in ph.steps:
             ids = f" session {st.session_id} attempt {st.attempt_id}" if st.attempt_id else ""
-            err = f" - {st.last_error}" if st.last_error else ""
+            err = f" - {shell.text(st.last_error, args.config)}" if st.last_error else ""
             print(f"  {st.name:<32} {st.status:<10} {st.attempts}/3{ids}{err}")
-    na = status.next_action
-    print(f"next: {na.tool} {na.arguments}: {na.why}")
+    for line in shell.next_lines(status.next_action, args.config):
+        print(line)
     return 0
 
 
-def _print_decision(result: DecisionResult) -> int:
-    print(f"{result.status}: {result.message}")
+def _print_decision(result: DecisionResult, config: str) -> int:
+    print(f"{result.status}: {shell.text(result.message, config)}")
     if result.report_path:
         print(f"report: {result.report_path}")
-    na = result.next_action
-    print(f"next: {na.tool} {na.arguments}: {na.why}")
+    for line in shell.next_lines(result.next_action, config):
+        print(line)
     return 0
 
 
@@ -121,12 +126,12 @@ def _cmd_skip(args: argparse.Namespace) -> int:
             f"skipping {phase} needs --yes: later phases will run on whatever {phase} left "
             "behind (possibly nothing)"
         )
-    return _print_decision(anyio.run(lambda: pipeline.skip_phase(phase, confirm=True)))
+    return _print_decision(anyio.run(lambda: pipeline.skip_phase(phase, confirm=True)), args.config)
 
 
 def _cmd_abort(args: argparse.Namespace) -> int:
     pipeline = _started(args.config)
-    return _print_decision(anyio.run(lambda: pipeline.abort(args.reason)))
+    return _print_decision(anyio.run(lambda: pipeline.abort(args.reason)), args.config)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -180,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build a Treasure Data CDP pipeline: ingestion, hist-union, staging, "
         "ID unification.",
     )
+    parser.add_argument("--version", action="version", version=f"cdp-mcp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="render a phase's Digdag project into the workspace")
     gen.add_argument("config", help="the pipeline YAML")
@@ -280,20 +286,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a shell reports for a program stopped by SIGPIPE (128 + 13): a reader that went away
+# (`cdp-mcp status X | head`) ends the command as it ends `cat` or `grep`, and a script
+# under `set -o pipefail` tells it from a run that wrote all it had to say.
+EXIT_BROKEN_PIPE = 141
+# The deprecated spelling of TD_API_KEY (it named the secret td.apikey's variable).
+OLD_KEY_VARIABLE = "TD_APIKEY"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Whatever the command prints or logs (errors, tracebacks, a library's warning) is
     # scrubbed of the API key and the secrets in play.
     redact.install_log_redaction()
-    with redact.redacted_stdio():
-        return _main(argv)
+    try:
+        with redact.redacted_stdio():
+            _warn_old_key_variable()
+            code = _main(argv)
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+            return code
+    except BrokenPipeError:
+        _output_to_devnull()
+        return EXIT_BROKEN_PIPE
+
+
+def _output_to_devnull() -> None:
+    """After a reader closed our pipe: what is still buffered goes nowhere, quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+
+
+def _warn_old_key_variable() -> None:
+    """TD_APIKEY is still read this release (as secret td.apikey's value); say what replaces it."""
+    if os.environ.get(OLD_KEY_VARIABLE):
+        print(
+            f"cdp-mcp: {OLD_KEY_VARIABLE} is deprecated and will not be read after this "
+            "release; set TD_API_KEY (the config's td_api_key: ${TD_API_KEY}) instead",
+            file=sys.stderr,
+        )
 
 
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    config = getattr(args, "config", None) or "CONFIG"
     try:
         code: int = args.func(args)
         return code
+    except BrokenPipeError:
+        raise  # not the input's fault: main ends the command quietly
     except ConfigError as e:
         print(f"error: config {e}", file=sys.stderr)
     except (
@@ -304,7 +347,7 @@ def _main(argv: Sequence[str] | None) -> int:
         BackendError,
         ValueError,
     ) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {shell.text(str(e), config)}", file=sys.stderr)
     except OSError as e:  # the disk, not the input: full, read-only, permissions
         where = f": {e.filename}" if e.filename else ""
         print(f"error: {e.strerror or e}{where}", file=sys.stderr)

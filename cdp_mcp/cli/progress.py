@@ -27,6 +27,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from cdp_mcp.cli import shell
 from cdp_mcp.cli.events import (
     Generated,
     PhaseSummary,
@@ -256,6 +257,14 @@ def _wants_live(console: Console) -> bool:
     return tty or os.environ.get("TTY_INTERACTIVE") == "1"
 
 
+class _Console(Console):
+    """rich's Console, but a reader closing the pipe (`cdp-mcp run X 2>&1 | head`) only
+    silences it: rich would raise SystemExit in the middle of a pipeline step."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+
+
 class RunDisplay:
     """The event sink of `run_pipeline` for a person: use as a context manager, call with events."""
 
@@ -265,7 +274,7 @@ class RunDisplay:
         live: bool | None = None,
         progress_every: float = 30.0,
     ) -> None:
-        self.console = console or Console(stderr=True, highlight=False)
+        self.console = console or _Console(stderr=True, highlight=False)
         self.live = _wants_live(self.console) if live is None else live
         self.progress_every = progress_every  # plain output: a line per this many seconds
         self.board = Board()
@@ -368,8 +377,7 @@ class RunDisplay:
             style = "bold green" if outcome.exit_code == 0 else "bold yellow"
             mark = "✔ " if self.live else ""
             self._print(Text(f"{mark}{outcome.message}", style=style))
-        if self.live and outcome.html_report_path:
-            self._print(Text(f"html report: {outcome.html_report_path}", style="dim"))
+        # The reports' paths follow on stdout (cli/main.py), on a terminal or not.
 
 
 def _verdict_style(verdict: str) -> str:
@@ -419,7 +427,7 @@ def summary_table(outcome: RunOutcome, title: str = "") -> Table:
 
 def failure_lines(outcome: RunOutcome, config_path: str = "") -> list[str]:
     """The failure as plain lines (logs and pipes): what, where, the log's tail, what next."""
-    lines = [f"FAILED: {outcome.message}"]
+    lines = [f"FAILED: {_words(outcome.message, config_path)}"]
     if outcome.failed_phase:
         lines.append(f"  phase: {outcome.failed_phase}")
     if outcome.failed_task:
@@ -427,21 +435,34 @@ def failure_lines(outcome: RunOutcome, config_path: str = "") -> list[str]:
     if outcome.log_tail:
         lines.append("  log tail:")
         lines += [f"    {ln}" for ln in outcome.log_tail.splitlines()]
-    if outcome.next_steps:
+    steps = what_now(outcome, config_path)
+    if steps:
         lines.append("  what now:")
-        lines += [f"    - {step}" for step in outcome.next_steps]
+        lines += [f"    - {step}" for step in steps]
     if config_path:
         lines += [f"  {hint}" for hint in cli_hints(outcome, config_path)]
     return lines
 
 
+def _words(message: str, config_path: str) -> str:
+    return shell.text(message, config_path) if config_path else message
+
+
+def what_now(outcome: RunOutcome, config_path: str) -> list[str]:
+    """The person's choices as shell commands (an agent's calls when no config is known)."""
+    if config_path and outcome.next_action is not None and outcome.next_action.choices:
+        return shell.choices(outcome.next_action, config_path)
+    return [_words(step, config_path) for step in outcome.next_steps]
+
+
 def cli_hints(outcome: RunOutcome, config_path: str) -> list[str]:
-    """The choices above as commands, for a person at a shell rather than an agent."""
+    """Commands beside the choices, for a person at a shell rather than an agent."""
     hints = [f"every step: cdp-mcp status {config_path}"]
     warned = any(p.phase == outcome.failed_phase and p.status == "warned" for p in outcome.phases)
     if warned:
         hints.append(f"from the shell: `cdp-mcp run {config_path} --accept-warnings` accepts them")
-    if outcome.failed_phase:
+    chose = outcome.next_action is not None and bool(outcome.next_action.choices)
+    if outcome.failed_phase and not chose:
         hints.append(
             f"from the shell: fix and `cdp-mcp run {config_path}`, or "
             f"`cdp-mcp skip {config_path} {outcome.failed_phase} --yes`, or "
@@ -474,7 +495,7 @@ def _log_text(outcome: RunOutcome) -> Text:
 
 
 def failure_panel(outcome: RunOutcome, config_path: str = "") -> Panel:
-    parts: list[RenderableType] = [Text(outcome.message)]
+    parts: list[RenderableType] = [Text(_words(outcome.message, config_path))]
     where = Table.grid(padding=(0, 1))
     where.add_column(style="bold")
     where.add_column()
@@ -486,9 +507,10 @@ def failure_panel(outcome: RunOutcome, config_path: str = "") -> Panel:
         parts += [Text(), where]
     if outcome.log_tail:
         parts += [Text(), Text("log tail", style="bold"), _log_text(outcome)]
-    if outcome.next_steps:
+    steps = what_now(outcome, config_path)
+    if steps:
         parts += [Text(), Text("what now", style="bold")]
-        parts += [Text(f"• {step}") for step in outcome.next_steps]
+        parts += [Text(f"• {step}") for step in steps]
     if config_path:
         parts += [Text(hint, style="dim") for hint in cli_hints(outcome, config_path)]
     title = f"FAILED at {outcome.failed_phase}" if outcome.failed_phase else "FAILED"

@@ -298,5 +298,6 @@ async def _stopped(cp: str, action: NextAction, error: str | None = None) -> Run
         failed_task=task,
         log_tail=tail,
         next_steps=next_steps,
+        next_action=now,
         phases=_summaries(p),
     )
