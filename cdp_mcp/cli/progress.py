@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 from rich import box
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
@@ -130,58 +130,70 @@ class Board:
 
     def apply(self, event: RunEvent) -> None:
         now = self.clock()
-        if isinstance(event, RunStarted):
-            self.title = f"{event.client} on {event.backend}"
-            for phase, status in event.phases.items():
-                self.rows.setdefault(phase, PhaseRow(phase)).status = _FROM_STATE.get(
-                    status, "pending"
-                )
-        elif isinstance(event, StepStarted):
-            row = self._row(event.phase)
-            row.step = event.step
-            if event.step != "monitor":
-                row.current = None
-        elif isinstance(event, Generated):
-            self._row(event.phase).note = f"{event.files} files"
-        elif isinstance(event, Pushed):
-            self._row(event.phase).note = f"revision {event.revision[:12]}"
-        elif isinstance(event, SecretsSet):
-            self._row(event.phase).note = f"secrets {', '.join(event.names) or '(none)'}"
-        elif isinstance(event, WorkflowStarted):
-            row = self._row(event.phase)
-            row.step, row.workflow = "monitor", event.workflow
-            row.done = row.total = row.also_running = 0
-            row.current, row.elapsed, row.heard_at = None, 0.0, now
-            row.note = f"retry of session {event.session_id}" if event.retry else ""
-        elif isinstance(event, TaskProgress):
-            row = self._row(event.phase)
-            row.step, row.workflow = "monitor", event.workflow
-            row.done, row.total = event.done, event.total
-            row.current = event.current_task
-            row.also_running = max(0, len(event.running) - 1)
-            row.elapsed, row.heard_at = event.elapsed, now
-        elif isinstance(event, WorkflowFinished):
-            row = self._row(event.phase)
-            row.done, row.total, row.current = event.done, event.total, None
-            row.elapsed, row.heard_at = event.elapsed, None
-            failed = f", failed {event.failed[0].name}" if event.failed else ""
-            row.note = f"{event.workflow} {event.status} ({event.done}/{event.total}){failed}"
-        elif isinstance(event, Validated):
-            row = self._row(event.phase)
-            row.step, row.current, row.ended_at = None, None, now
-            verdict: Mark = "accepted" if event.accepted else "warn"
-            if event.verdict in ("PASS", "FAIL"):
-                verdict = "passed" if event.verdict == "PASS" else "failed"
-            row.status = verdict
-            rows = f", {event.rows:,} rows" if event.rows is not None else ""
-            row.note = f"{event.tables} tables{rows}"
-        elif isinstance(event, RunFinished):
-            for s in event.outcome.phases:
-                row = self.rows.setdefault(s.phase, PhaseRow(s.phase))
-                row.status = _FROM_STATE.get(s.status, "pending")
-                row.step = None
-            if event.outcome.failed_phase:
-                self.rows[event.outcome.failed_phase].status = "failed"
+        for kind, handle in _HANDLERS:
+            if isinstance(event, kind):
+                handle(self, event, now)
+                return
+
+    def _run_started(self, event: RunStarted, now: float) -> None:
+        self.title = f"{event.client} on {event.backend}"
+        for phase, status in event.phases.items():
+            self.rows.setdefault(phase, PhaseRow(phase)).status = _FROM_STATE.get(status, "pending")
+
+    def _step_started(self, event: StepStarted, now: float) -> None:
+        row = self._row(event.phase)
+        row.step = event.step
+        if event.step != "monitor":
+            row.current = None
+
+    def _generated(self, event: Generated, now: float) -> None:
+        self._row(event.phase).note = f"{event.files} files"
+
+    def _pushed(self, event: Pushed, now: float) -> None:
+        self._row(event.phase).note = f"revision {event.revision[:12]}"
+
+    def _secrets_set(self, event: SecretsSet, now: float) -> None:
+        self._row(event.phase).note = f"secrets {', '.join(event.names) or '(none)'}"
+
+    def _workflow_started(self, event: WorkflowStarted, now: float) -> None:
+        row = self._row(event.phase)
+        row.step, row.workflow = "monitor", event.workflow
+        row.done = row.total = row.also_running = 0
+        row.current, row.elapsed, row.heard_at = None, 0.0, now
+        row.note = f"retry of session {event.session_id}" if event.retry else ""
+
+    def _task_progress(self, event: TaskProgress, now: float) -> None:
+        row = self._row(event.phase)
+        row.step, row.workflow = "monitor", event.workflow
+        row.done, row.total = event.done, event.total
+        row.current = event.current_task
+        row.also_running = max(0, len(event.running) - 1)
+        row.elapsed, row.heard_at = event.elapsed, now
+
+    def _workflow_finished(self, event: WorkflowFinished, now: float) -> None:
+        row = self._row(event.phase)
+        row.done, row.total, row.current = event.done, event.total, None
+        row.elapsed, row.heard_at = event.elapsed, None
+        failed = f", failed {event.failed[0].name}" if event.failed else ""
+        row.note = f"{event.workflow} {event.status} ({event.done}/{event.total}){failed}"
+
+    def _validated(self, event: Validated, now: float) -> None:
+        row = self._row(event.phase)
+        row.step, row.current, row.ended_at = None, None, now
+        verdict: Mark = "accepted" if event.accepted else "warn"
+        if event.verdict in ("PASS", "FAIL"):
+            verdict = "passed" if event.verdict == "PASS" else "failed"
+        row.status = verdict
+        rows = f", {event.rows:,} rows" if event.rows is not None else ""
+        row.note = f"{event.tables} tables{rows}"
+
+    def _run_finished(self, event: RunFinished, now: float) -> None:
+        for s in event.outcome.phases:
+            row = self.rows.setdefault(s.phase, PhaseRow(s.phase))
+            row.status = _FROM_STATE.get(s.status, "pending")
+            row.step = None
+        if event.outcome.failed_phase:
+            self.rows[event.outcome.failed_phase].status = "failed"
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         """One line a phase: mark, name, status or step, time, then what it is doing."""
@@ -225,6 +237,21 @@ class Board:
                 line.append(row.note, style="dim")
             line.truncate(width, overflow="ellipsis")
             yield line
+
+
+# Each event and how the board takes it (one small method per kind).
+_HANDLERS: tuple[tuple[type[Any], Callable[[Board, Any, float], None]], ...] = (
+    (RunStarted, Board._run_started),
+    (StepStarted, Board._step_started),
+    (Generated, Board._generated),
+    (Pushed, Board._pushed),
+    (SecretsSet, Board._secrets_set),
+    (WorkflowStarted, Board._workflow_started),
+    (TaskProgress, Board._task_progress),
+    (WorkflowFinished, Board._workflow_finished),
+    (Validated, Board._validated),
+    (RunFinished, Board._run_finished),
+)
 
 
 def _spinner_frame(now: float) -> Text:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cdp_mcp.cli.events import (
     EventSink,
@@ -185,59 +186,74 @@ async def _step(
         )
         return start.next_action
     if action.tool == ToolName.GET_SESSION:
-
-        async def watch(sp: SessionProgress) -> None:
-            emit(
-                TaskProgress(
-                    phase=sp.phase,
-                    workflow=sp.workflow,
-                    session_id=sp.session_id,
-                    done=sp.tasks_done,
-                    total=sp.tasks_total,
-                    running=tuple(sp.running_tasks),
-                    elapsed=sp.elapsed_seconds,
-                )
-            )
-
-        session = await p.get_session(args.get("session_id"), wait_seconds=30, watch=watch)
-        if session.status != "running" or session.timed_out:
-            emit(
-                WorkflowFinished(
-                    phase=session.phase or "",
-                    workflow=session.workflow,
-                    session_id=session.session_id,
-                    status=session.status,
-                    elapsed=session.elapsed_seconds,
-                    done=session.tasks_done,
-                    total=session.tasks_total,
-                    failed=tuple(FailedTaskInfo(t.name, t.error) for t in session.failed_tasks),
-                    timed_out=session.timed_out,
-                )
-            )
-        return session.next_action
+        return await _monitor(p, args, emit)
     if action.tool == ToolName.VALIDATE_TABLES:
-        wants_accept = bool(args.get("accept_warnings"))
-        if wants_accept and not accept_warnings:
-            raise PipelineError(
-                f"{phase} validated WARN; rerun with --accept-warnings to continue past it"
-            )
-        result = await p.validate_tables(phase, accept_warnings=wants_accept or accept_warnings)
-        counted = [t.row_count for t in result.tables if t.row_count is not None]
+        return await _validate(p, phase, args, accept_warnings, accepted, emit)
+    raise PipelineError(f"the headless run does not know how to do {action.tool}")
+
+
+async def _monitor(p: Pipeline, args: dict[str, Any], emit: EventSink) -> NextAction:
+
+    async def watch(sp: SessionProgress) -> None:
         emit(
-            Validated(
-                phase,
-                result.verdict,
-                accepted=result.accepted_warnings,
-                warnings=tuple(result.warnings),
-                failures=tuple(result.failures),
-                tables=len(result.tables),
-                rows=sum(counted) if counted else None,
+            TaskProgress(
+                phase=sp.phase,
+                workflow=sp.workflow,
+                session_id=sp.session_id,
+                done=sp.tasks_done,
+                total=sp.tasks_total,
+                running=tuple(sp.running_tasks),
+                elapsed=sp.elapsed_seconds,
             )
         )
-        if result.verdict == "WARN" and result.accepted_warnings:
-            accepted.append(phase)
-        return result.next_action
-    raise PipelineError(f"the headless run does not know how to do {action.tool}")
+
+    session = await p.get_session(args.get("session_id"), wait_seconds=30, watch=watch)
+    if session.status != "running" or session.timed_out:
+        emit(
+            WorkflowFinished(
+                phase=session.phase or "",
+                workflow=session.workflow,
+                session_id=session.session_id,
+                status=session.status,
+                elapsed=session.elapsed_seconds,
+                done=session.tasks_done,
+                total=session.tasks_total,
+                failed=tuple(FailedTaskInfo(t.name, t.error) for t in session.failed_tasks),
+                timed_out=session.timed_out,
+            )
+        )
+    return session.next_action
+
+
+async def _validate(
+    p: Pipeline,
+    phase: str,
+    args: dict[str, Any],
+    accept_warnings: bool,
+    accepted: list[str],
+    emit: EventSink,
+) -> NextAction:
+    wants_accept = bool(args.get("accept_warnings"))
+    if wants_accept and not accept_warnings:
+        raise PipelineError(
+            f"{phase} validated WARN; rerun with --accept-warnings to continue past it"
+        )
+    result = await p.validate_tables(phase, accept_warnings=wants_accept or accept_warnings)
+    counted = [t.row_count for t in result.tables if t.row_count is not None]
+    emit(
+        Validated(
+            phase,
+            result.verdict,
+            accepted=result.accepted_warnings,
+            warnings=tuple(result.warnings),
+            failures=tuple(result.failures),
+            tables=len(result.tables),
+            rows=sum(counted) if counted else None,
+        )
+    )
+    if result.verdict == "WARN" and result.accepted_warnings:
+        accepted.append(phase)
+    return result.next_action
 
 
 def _summaries(p: Pipeline) -> list[PhaseSummary]:
