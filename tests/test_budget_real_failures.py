@@ -34,6 +34,8 @@ from cdp_mcp.pipeline.state import StateStore
 from tests.conftest import SENTINEL_KEY
 from tests.test_orchestrator_rules import HIST, SLOW_TASK, P, run, state_doc, step_of, stop
 
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -76,6 +78,7 @@ def pushed_ingestion(config: Path, slow: bool = False) -> None:
 # -- transport ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_start_that_td_keeps_throttling_is_not_counted(acme_config: Path) -> None:
     """Six 429s in a row exhaust the transport retries: the start never reached TD."""
     plan = FaultPlan(
@@ -116,6 +119,7 @@ def test_a_start_that_td_keeps_throttling_is_not_counted(acme_config: Path) -> N
 # -- a process killed mid-step -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_validation_killed_half_way_is_given_back(acme_config: Path) -> None:
     pushed_ingestion(acme_config)
     for wf in ("shopify_ingest_hist", "shopify_ingest_inc"):
@@ -146,6 +150,7 @@ def test_a_validation_killed_half_way_is_given_back(acme_config: Path) -> None:
     assert result.attempt == 1, "the killed validation must not count"
 
 
+@pytest.mark.slow
 def test_server_kills_during_a_workflow_do_not_spend_its_budget(acme_config: Path) -> None:
     """Three servers killed while the local runner ran the workflow: each start is given back."""
     pushed_ingestion(acme_config, slow=True)
@@ -192,6 +197,7 @@ def test_server_kills_during_a_workflow_do_not_spend_its_budget(acme_config: Pat
     stop(acme_config, again.attempt_id)
 
 
+@pytest.mark.slow
 def test_a_start_killed_before_it_was_recorded_adopts_its_attempt(acme_config: Path) -> None:
     """The crash lands after the backend created the session but before the state knew."""
     pushed_ingestion(acme_config, slow=True)
@@ -233,6 +239,7 @@ def test_a_start_killed_before_it_was_recorded_adopts_its_attempt(acme_config: P
 # -- a second server -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_server_gets_a_busy_answer_and_spends_nothing(acme_config: Path) -> None:
     pushed_ingestion(acme_config)
     store = StateStore(acme_config.parent / "acme_cdp")
@@ -262,6 +269,7 @@ def test_a_second_server_gets_a_busy_answer_and_spends_nothing(acme_config: Path
 # -- an attempt the backend does not know -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_unknown_attempt_is_marked_lost_with_the_choices(acme_config: Path) -> None:
     pushed_ingestion(acme_config)
     started = run(P(acme_config).start_workflow, "ingestion")

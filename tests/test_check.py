@@ -61,6 +61,7 @@ def test_a_valid_hand_made_project_passes(tmp_path: Path) -> None:
     assert check_project(root) == []
 
 
+@pytest.mark.slow
 def test_the_generated_unification_project_passes(acme_config: Path) -> None:
     cfg = load_config(acme_config)
     generated = generate(cfg, Phase.UNIFICATION, predicted_schemas(cfg))
@@ -358,6 +359,7 @@ def test_a_hive_file_calling_presto_functions_is_refused(tmp_path: Path) -> None
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["presto", "hive"])
 def test_the_generated_staging_project_passes(acme_config: Path, engine: str) -> None:
     cfg = load_config(acme_config)

@@ -8,6 +8,7 @@ from cdp_mcp.cli.main import main
 from cdp_mcp.pipeline.state import StateStore
 
 
+@pytest.mark.slow
 def test_generate_prints_files_and_workflows(
     acme_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -18,6 +19,7 @@ def test_generate_prints_files_and_workflows(
     assert (acme_config.parent / "acme_cdp" / "ingestion" / "shopify_ingest_inc.dig").is_file()
 
 
+@pytest.mark.slow
 def test_generate_all_phases(acme_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["generate", str(acme_config), "all"]) == 0
     ws = acme_config.parent / "acme_cdp"
@@ -35,6 +37,7 @@ def test_bad_config_is_one_clear_message(
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_unknown_phase_and_missing_source(
     acme_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -61,6 +64,7 @@ def test_seed_config_with_connector_rest_is_refused_with_tds_connectors(
     assert "shopify" in err and "sfdc" in err and "bigquery" in err
 
 
+@pytest.mark.slow
 def test_seed_config_with_a_td_connector_generates_ingestion(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -88,6 +92,7 @@ def test_seed_config_with_a_td_connector_generates_ingestion(
     assert "run and validate ingestion first" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_generate_takes_its_turn_with_the_pipelines_other_steps(
     acme_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

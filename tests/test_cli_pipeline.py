@@ -23,6 +23,8 @@ from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, write_sample, write_sample_conf
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from tests.conftest import FIXTURES, SENTINEL_KEY
 
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
+
 ROWS = 40
 PHASES = ("ingestion", "hist_union", "staging", "unification")
 

@@ -61,6 +61,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ran, Path]:
     return cdp("demo", str(target), "--rows", str(ROWS)), target / "acme.yml"
 
 
+@pytest.mark.slow
 def test_piped_output_is_plain_lines_with_every_phase_and_a_summary(
     demo_run: tuple[Ran, Path],
 ) -> None:
@@ -91,6 +92,7 @@ def test_piped_output_is_plain_lines_with_every_phase_and_a_summary(
     assert ran.out.strip().splitlines()[-1].startswith("report: ")
 
 
+@pytest.mark.slow
 def test_a_failing_run_names_phase_task_and_log_tail_and_exits_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -160,6 +162,7 @@ def _run_in_a_terminal(args: list[str], cwd: Path, columns: int = 120) -> tuple[
     return proc.wait(timeout=30), b"".join(chunks).decode("utf-8", "replace")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
 def test_a_terminal_gets_the_live_board_and_a_failure_panel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -43,12 +43,14 @@ def started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return config
 
 
+@pytest.mark.slow
 def test_version_is_the_package_version() -> None:
     ran = cdp("--version")
     assert ran.code == 0
     assert ran.out == f"cdp-mcp {__version__}\n"
 
 
+@pytest.mark.slow
 def test_status_names_the_next_command_not_the_next_call(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -59,6 +61,7 @@ def test_status_names_the_next_command_not_the_next_call(
     assert not any(call in status.out for call in MCP_CALLS), status.out
 
 
+@pytest.mark.slow
 def test_a_bad_config_is_an_error_about_the_config_not_a_tool_call(tmp_path: Path) -> None:
     shutil.copytree(FIXTURES / "shopify", tmp_path / "shopify")
     bad = tmp_path / "bad.yml"
@@ -134,6 +137,7 @@ def test_a_decision_is_offered_as_commands() -> None:
     assert not any(call in piped for call in MCP_CALLS), piped
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_ends_the_command_quietly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -155,6 +159,7 @@ def test_a_closed_pipe_ends_the_command_quietly(
     assert done.returncode == 141
 
 
+@pytest.mark.slow
 def test_a_piped_run_ends_with_both_reports_and_shell_choices(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -174,6 +179,7 @@ def test_a_piped_run_ends_with_both_reports_and_shell_choices(
     assert not any(call in status.out for call in MCP_CALLS), status.out
 
 
+@pytest.mark.slow
 def test_the_old_key_variable_is_read_with_a_notice_and_masked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -290,6 +290,7 @@ def shopify_config(tmp_path: Path, source_path: str | None = "./extracts") -> Pa
     return path
 
 
+@pytest.mark.slow
 def test_a_catalog_connector_dry_runs_locally_on_its_extracts(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "extracts" / "customers.jsonl", CUSTOMERS)
     write_jsonl(tmp_path / "extracts" / "orders.jsonl", ORDERS)
@@ -353,6 +354,7 @@ def test_a_catalog_connector_dry_runs_locally_on_its_extracts(tmp_path: Path) ->
     anyio.run(scenario)
 
 
+@pytest.mark.slow
 def test_the_dry_run_gives_the_connector_only_its_from_to_rows(tmp_path: Path) -> None:
     """Shopify's from_date / to_date filter the extract as the connector filters the API."""
     rt = LocalRuntime(tmp_path / "ws")

@@ -28,6 +28,8 @@ import pytest
 
 from tests.java_referees import classpath, differences, digdag_check, our_check
 
+pytestmark = pytest.mark.slow  # servers, JVMs or whole runs: the full suite, not the fast lane
+
 CORPUS = Path(__file__).parent / "fixtures" / "digdag_check"
 # Workflow names Digdag refuses that are not portable file names, so written at test time.
 ODD_NAMES = ["wf name.dig", "colon:name.dig"]

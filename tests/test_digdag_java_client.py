@@ -24,6 +24,8 @@ from cdp_mcp.emulator.server import BackgroundServer
 from tests.conftest import SENTINEL_KEY
 from tests.java_referees import classpath, json_lines, run_java
 
+pytestmark = pytest.mark.slow  # servers, JVMs or whole runs: the full suite, not the fast lane
+
 SLOW_SQL = (
     "SELECT count(*) AS n FROM range(10000000000) t(i) "
     "WHERE to_hex(md5(to_utf8(CAST(i AS VARCHAR)))) LIKE '%ABC%'"

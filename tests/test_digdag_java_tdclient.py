@@ -31,6 +31,8 @@ from cdp_mcp.emulator.server import BackgroundServer
 from tests.conftest import SENTINEL_KEY, SENTINEL_SECRET
 from tests.java_referees import classpath, json_lines, run_java
 
+pytestmark = pytest.mark.slow  # servers, JVMs or whole runs: the full suite, not the fast lane
+
 DB = "jr_db"
 SLOW_SQL = (
     "SELECT count(*) AS n FROM range(10000000000) t(i) "

@@ -131,6 +131,7 @@ def _expressions(text: str) -> list[str]:
     return re.findall(r"\$\{[^}]*", text.replace(DOLLAR, ""))
 
 
+@pytest.mark.slow
 def test_config_values_are_written_so_digdag_renders_them_literally(
     tricky_config: Path, tmp_path: Path
 ) -> None:

@@ -74,6 +74,7 @@ def wait_done(http: httpx.Client, path: str, key: str = "done") -> dict[str, obj
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_requests_without_the_td1_key_get_401(http: httpx.Client) -> None:
     for headers in ({}, {"Authorization": "TD1 other"}, {"Authorization": KEY}):
         r = httpx.get(f"{http.base_url}/v3/database/list", headers=headers)
@@ -116,6 +117,7 @@ def test_requests_no_route_serves_are_recorded(served: tuple[httpx.Client, Starl
     assert "GET /api/projects" not in seen
 
 
+@pytest.mark.slow
 def test_kill_secrets_listings_and_session_times_answer_as_digdag(http: httpx.Client) -> None:
     wf = "timezone: Asia/Tokyo\n+a:\n  echo>: hi\n"
     project = push(http, "answers_proj", "r1", {"wf.dig": wf}).json()
@@ -218,6 +220,7 @@ def test_push_checks_the_upload_like_digdag(http: httpx.Client) -> None:
     assert http.get("/api/projects", params={"name": "nope"}).json() == {"projects": []}
 
 
+@pytest.mark.slow
 def test_attempts_sessions_tasks_and_logs_in_digdag_shapes(http: httpx.Client) -> None:
     project = push(http, "shape_proj", "r1", {"wf.dig": "+a:\n  echo>: hi\n"}).json()
     (wf,) = http.get(f"/api/projects/{project['id']}/workflows", params={"name": "wf"}).json()[
@@ -259,6 +262,7 @@ def test_attempts_sessions_tasks_and_logs_in_digdag_shapes(http: httpx.Client) -
     assert forged.status_code == 403
 
 
+@pytest.mark.slow
 def test_databases_tables_and_job_results(http: httpx.Client) -> None:
     assert http.post("/v3/database/create/wire_db").status_code == 200
     assert http.post("/v3/database/create/wire_db").status_code == 409
@@ -333,6 +337,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_cdp_mcp_emulate_serves_with_the_key_from_the_environment(tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ, "TD_API_KEY": SENTINEL_KEY}
@@ -373,6 +378,7 @@ def test_cdp_mcp_emulate_serves_with_the_key_from_the_environment(tmp_path: Path
     assert missing.returncode == 1 and "TD_API_KEY" in missing.stderr
 
 
+@pytest.mark.slow
 def test_a_jobs_scheduled_time_is_td_scheduled_time(http: httpx.Client) -> None:
     """td-client-java (Digdag's td>) sends the session time as `scheduled_time`; TD's UDFs
     see it as TD_SCHEDULED_TIME(), and TD_INTERVAL counts from it."""

@@ -28,6 +28,8 @@ from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.server import BackgroundServer
 from cdp_mcp.emulator.site import Site
 
+pytestmark = pytest.mark.slow  # servers, JVMs or whole runs: the full suite, not the fast lane
+
 KEY = "1234/tdclient-key"
 TICK = 0.05  # the client's wait_interval: how often it polls a job or a session
 SLOW_SQL = (

@@ -32,6 +32,8 @@ from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.state import PipelineState, StateError, StateStore
 from tests.conftest import FIXTURES
 
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
+
 SECTIONS = ("global", "ingestion", "hist_union", "staging", "unification")
 FILE_LEVEL = re.compile(
     r"^(not a cdp-mcp pipeline config|not valid YAML|the YAML |the alias |the file has "
@@ -252,6 +254,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 @fuzz(120)
 @given(doc=near_seed())
 def test_configs_near_the_seed_get_field_path_messages(folder: Path, doc: dict) -> None:
@@ -260,6 +263,7 @@ def test_configs_near_the_seed_get_field_path_messages(folder: Path, doc: dict) 
         check_config_error(outcome, doc)
 
 
+@pytest.mark.slow
 @fuzz(150)
 @given(doc=VALUES)
 def test_random_documents_get_field_path_messages(folder: Path, doc: Any) -> None:
@@ -300,6 +304,7 @@ def _parsed(text: str) -> Any:
         return None
 
 
+@pytest.mark.slow
 @fuzz(40)
 @given(doc=near_seed())
 def test_init_pipeline_answers_every_config_with_a_result_or_its_words(
@@ -352,6 +357,7 @@ def near_state(draw: st.DrawFn) -> Any:
     return doc
 
 
+@pytest.mark.slow
 @fuzz(200)
 @given(
     content=near_state().map(lambda d: json.dumps(d, ensure_ascii=False).encode())
@@ -375,6 +381,7 @@ def test_state_files_load_or_name_the_file(folder: Path, content: bytes) -> None
 # -- the real CLI ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @fuzz(5)
 @given(doc=near_seed() | VALUES)
 def test_the_cli_never_prints_a_traceback(folder: Path, doc: Any) -> None:

@@ -31,6 +31,7 @@ def _normalized(files: dict[str, str], source_dir: Path) -> dict[str, str]:
     return {k: v.replace(str(source_dir), SOURCE_PLACEHOLDER) for k, v in files.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("phase", ORDER, ids=[p.value for p in ORDER])
 def test_project_matches_golden_snapshot(acme_config: Path, phase: Phase) -> None:
     cfg = load_config(acme_config)
@@ -69,6 +70,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_ingestion_variants_match_golden_snapshots(acme_config: Path, variant: str) -> None:
     raw = yaml.safe_load(acme_config.read_text())
@@ -93,6 +95,7 @@ def test_ingestion_variants_match_golden_snapshots(acme_config: Path, variant: s
     assert files == expected
 
 
+@pytest.mark.slow
 def test_generation_is_deterministic_and_passes_the_structural_check(acme_config: Path) -> None:
     cfg = load_config(acme_config)
     schemas = predicted_schemas(cfg)
@@ -104,6 +107,7 @@ def test_generation_is_deterministic_and_passes_the_structural_check(acme_config
         assert check_project(first.directory) == [], phase
 
 
+@pytest.mark.slow
 def test_the_api_key_reaches_no_generated_file(acme_config: Path) -> None:
     cfg = load_config(acme_config)
     schemas = predicted_schemas(cfg)
@@ -126,6 +130,7 @@ def test_generation_refuses_to_write_outside_the_workspace(tmp_path: Path) -> No
     assert not (tmp_path / "escape.sql").exists()
 
 
+@pytest.mark.slow
 def test_regeneration_replaces_stale_files(acme_config: Path) -> None:
     # A file an earlier generation wrote and this one does not is removed (a person's file
     # is not: tests/test_workspace_safety.py).

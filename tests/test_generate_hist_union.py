@@ -220,6 +220,7 @@ def test_union_sql_aligns_by_name_with_typed_nulls() -> None:
     assert sql.count("UNION ALL") == 3  # two sides, each with its late rows
 
 
+@pytest.mark.slow
 def test_identifiers_with_quotes_are_quoted() -> None:
     cfg = make_config()
     odd = cols('we"ird', "id:long", "time:long")
@@ -235,6 +236,7 @@ def test_identifiers_with_quotes_are_quoted() -> None:
 # -- semantics on DuckDB ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_union_of_differing_sides_gives_the_right_rows_and_types() -> None:
     cfg = make_config()
     u = Union(cfg, schemas_for(cfg))
@@ -274,6 +276,7 @@ def test_union_of_differing_sides_gives_the_right_rows_and_types() -> None:
     assert [c[0] for c in cols_] == [c.name for c in INC_LOG_COLUMNS]
 
 
+@pytest.mark.slow
 def test_rerun_adds_nothing_and_later_rows_arrive_once() -> None:
     cfg = make_config()
     u = Union(cfg, schemas_for(cfg))
@@ -302,6 +305,7 @@ def test_rerun_adds_nothing_and_later_rows_arrive_once() -> None:
     assert [r[0] for r in u.output()] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_rows_loaded_in_the_watermark_second_after_a_run_still_arrive() -> None:
     cfg = make_config()
     u = Union(cfg, schemas_for(cfg))
@@ -316,6 +320,7 @@ def test_rows_loaded_in_the_watermark_second_after_a_run_still_arrive() -> None:
     assert sorted(r[0] for r in u.output()) == [1, 1, 2, 3]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("mode", "side"), [("incremental", ""), ("historical", "_hist")])
 def test_one_sided_modes_read_only_the_side_that_exists(mode: str, side: str) -> None:
     cfg = make_config(mode)

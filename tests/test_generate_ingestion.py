@@ -30,6 +30,8 @@ from cdp_mcp.generate.templating import environment
 from cdp_mcp.generate.writer import write_project
 from tests.conftest import SENTINEL_KEY
 
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
+
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 
 
@@ -376,6 +378,7 @@ def test_config_names_are_quoted_and_literal(tmp_path: Path) -> None:
     assert "'2023-09-01T00:00:00.000000Z'" in files["queries/hist_bounds.sql"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["both", "historical", "incremental"])
 def test_every_sql_file_parses_as_presto(tmp_path: Path, mode: str) -> None:
     cfg = make_config(tmp_path, mode=mode)
@@ -385,6 +388,7 @@ def test_every_sql_file_parses_as_presto(tmp_path: Path, mode: str) -> None:
             assert len([s for s in statements if s is not None]) == 1, name
 
 
+@pytest.mark.slow
 def test_log_table_matches_the_declared_columns(tmp_path: Path) -> None:
     cfg = make_config(tmp_path)
     emu = Emulator(cfg, render(cfg, predicted_schemas(cfg)), "2024-03-15T00:00:00+00:00")
@@ -396,6 +400,7 @@ def test_log_table_matches_the_declared_columns(tmp_path: Path) -> None:
 # -- semantics on DuckDB ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_backfill_and_incremental_load_every_row_once(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, mode="both")
     emu = Emulator(cfg, render(cfg, predicted_schemas(cfg)), "2024-03-15T00:00:00+00:00")
@@ -440,6 +445,7 @@ def test_backfill_and_incremental_load_every_row_once(tmp_path: Path) -> None:
     assert last["rows_loaded"] == 9
 
 
+@pytest.mark.slow
 def test_incremental_first_then_backfill_meet_at_the_split_point(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, mode="both")
     emu = Emulator(cfg, render(cfg, predicted_schemas(cfg)), "2024-02-10T00:00:00+00:00")
@@ -454,6 +460,7 @@ def test_incremental_first_then_backfill_meet_at_the_split_point(tmp_path: Path)
     assert emu.loaded_keys("customers") == emu.expected_keys("customers")
 
 
+@pytest.mark.slow
 def test_incremental_mode_starts_at_start_date(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, mode="incremental", start_date="2023-12-01")
     emu = Emulator(cfg, render(cfg, predicted_schemas(cfg)), "2024-03-15T00:00:00+00:00")
@@ -466,6 +473,7 @@ def test_incremental_mode_starts_at_start_date(tmp_path: Path) -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", watermark)
 
 
+@pytest.mark.slow
 def test_historical_mode_has_no_upper_bound_and_reruns_continue(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, mode="historical")
     emu = Emulator(cfg, render(cfg, predicted_schemas(cfg)), "2024-03-15T00:00:00+00:00")
@@ -479,6 +487,7 @@ def test_historical_mode_has_no_upper_bound_and_reruns_continue(tmp_path: Path) 
     assert emu.loaded_keys("products") == emu.expected_keys("products")
 
 
+@pytest.mark.slow
 def test_error_rows_are_logged_and_never_bounds(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, mode="both")
     emu = Emulator(cfg, render(cfg, predicted_schemas(cfg)), "2024-03-15T00:00:00+00:00")

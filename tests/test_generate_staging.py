@@ -293,6 +293,7 @@ def test_files_are_one_workflow_and_the_steps_per_table(engine: str) -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_every_query_parses_in_its_dialect(engine: str) -> None:
     cfg = make_config(engine)
@@ -388,6 +389,7 @@ def test_missing_input_schema_is_an_actionable_error() -> None:
 # -- executed on DuckDB ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("table", TABLES)
 def test_output_columns_are_exactly_the_staging_columns(engine: str, table: str) -> None:
@@ -399,6 +401,7 @@ def test_output_columns_are_exactly_the_staging_columns(engine: str, table: str)
     assert list(rows[0]) == [c.name for c in expected]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_customers_are_cleaned_hashed_and_deduplicated(engine: str) -> None:
     before = int(time.time())
@@ -418,6 +421,7 @@ def test_customers_are_cleaned_hashed_and_deduplicated(engine: str) -> None:
     assert len(rows) == len(EXPECTED_CUSTOMERS) + 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_orders_keep_the_latest_version_across_iso_forms(engine: str) -> None:
     rows, _ = build(engine, "shopify_orders")
@@ -435,6 +439,7 @@ def test_orders_keep_the_latest_version_across_iso_forms(engine: str) -> None:
     assert by_id[3]["updated_at_unixtime"] == unix("2024-01-05T09:00:00")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_table_without_its_primary_key_is_not_deduplicated(engine: str) -> None:
     cfg = make_config(engine)
@@ -448,12 +453,14 @@ def test_a_table_without_its_primary_key_is_not_deduplicated(engine: str) -> Non
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_configured_primary_key_is_used(engine: str) -> None:
     rows, _ = build(engine, "shopify_products", primary_keys={"products": "sku"})
     assert sorted((r["sku"], r["title"]) for r in rows) == [("p1", "Mug v2"), ("p2", None)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_identifiers_that_need_quoting(engine: str) -> None:
     # `order` is the (reserved) primary key; the others are reserved, or not plain identifiers.
@@ -502,6 +509,7 @@ def test_derived_names_never_duplicate_an_input_column() -> None:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_the_seed_example_stages_its_own_source_files(acme_config: Path, engine: str) -> None:
     # Schemas predicted from the fixture files; hist-union tables filled from the same files.
@@ -626,6 +634,7 @@ JSON_ROWS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_top_level_json_keys_become_staged_columns(engine: str) -> None:
     attrs = Column(
@@ -654,6 +663,7 @@ def test_top_level_json_keys_become_staged_columns(engine: str) -> None:
     assert [by_id[i]["attributes_visits"] for i in (1, 2, 3, 4)] == ["3", "4.5", None, None]
 
 
+@pytest.mark.slow
 def test_json_keys_are_read_from_every_row_of_a_source_file(tmp_path: Path) -> None:
     from cdp_mcp.core.file_source import read_schema
 
@@ -771,6 +781,7 @@ LATER_CUSTOMERS = [
 LATER_PRODUCTS = [("p3", "Bowl", "2024-03-01", 600), ("p1", "Mug v3", "2024-03-02", 1)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_incremental_runs_stage_what_a_full_rebuild_would(engine: str) -> None:
     cfg = make_config(engine)
@@ -831,6 +842,7 @@ def test_incremental_runs_stage_what_a_full_rebuild_would(engine: str) -> None:
             assert st.rows(t) == st.full_rebuild(t), (t, stop)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_changed_transform_rebuilds_in_full(engine: str) -> None:
     """The watermark belongs to the transform it was recorded by."""

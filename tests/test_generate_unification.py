@@ -227,6 +227,7 @@ def test_reserved_key_names_are_refused(tmp_path: Path) -> None:
 # -- rendering ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_acme_project_has_exactly_these_files_and_is_deterministic(acme_config: Path) -> None:
     cfg = load_config(acme_config)
     schemas = predicted_schemas(cfg)
@@ -252,6 +253,7 @@ def test_acme_project_has_exactly_these_files_and_is_deterministic(acme_config: 
     assert "enriched_shopify_products" not in tables
 
 
+@pytest.mark.slow
 def test_generated_project_passes_the_structural_check(acme_config: Path) -> None:
     cfg = load_config(acme_config)
     project = generate(cfg, Phase.UNIFICATION, predicted_schemas(cfg))
@@ -466,6 +468,7 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> set[tuple[Any, ...]]:
     return set(con.execute(sql).fetchall())
 
 
+@pytest.mark.slow
 def test_prep_and_unif_input_hold_the_valid_distinct_key_values(
     tmp_path: Path, stg_db: tuple[duckdb.DuckDBPyConnection, SchemaMap]
 ) -> None:
@@ -525,6 +528,7 @@ def _enrich(
         con.execute(f"CREATE TABLE {UNIF_DB}.enriched_{t} AS {sql}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("merge_by_keys", "row7"),
     [(["email", "phone"], "P2"), (["phone", "email"], "P3")],
@@ -641,6 +645,7 @@ def test_more_ids_and_master_tables_become_tds_unify_yml(tmp_path: Path) -> None
     assert sql_problems(files["queries/prep_shopify_customers.sql"], "presto") == []
 
 
+@pytest.mark.slow
 def test_more_ids_and_a_master_table_run_on_the_local_engine(
     tmp_path: Path, stg_db: tuple[duckdb.DuckDBPyConnection, SchemaMap]
 ) -> None:

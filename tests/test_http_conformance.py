@@ -33,6 +33,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from tests.http_serve import free_port, serve_http
 
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
+
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ROOT / "ci" / "conformance" / "node_modules"
 SUITE = MODULES / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"

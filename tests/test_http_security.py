@@ -41,6 +41,7 @@ def _served_initialize(response: httpx.Response) -> None:
     assert '"serverInfo"' in response.text and '"cdp-mcp"' in response.text, response.text
 
 
+@pytest.mark.slow
 def test_loopback_refuses_a_foreign_host_or_origin_and_serves_its_own(tmp_path: Path) -> None:
     with serve_http(tmp_path / "server.log") as served:
         port = served.port
@@ -59,6 +60,7 @@ def test_loopback_refuses_a_foreign_host_or_origin_and_serves_its_own(tmp_path: 
         assert "no token (loopback)" in served.output()
 
 
+@pytest.mark.slow
 def test_allow_host_and_allow_origin_widen_the_list(tmp_path: Path) -> None:
     extra = ["--allow-host", "mcp.example.com", "--allow-origin", "https://app.example.com"]
     with serve_http(tmp_path / "server.log", extra=extra) as served:
@@ -70,6 +72,7 @@ def test_allow_host_and_allow_origin_widen_the_list(tmp_path: Path) -> None:
         assert _initialize(served.url, Origin="http://app.example.com").status_code == 403
 
 
+@pytest.mark.slow
 def test_a_bind_beyond_loopback_without_a_token_refuses_to_start() -> None:
     proc = subprocess.run(
         serve_command("0.0.0.0", free_port()),
@@ -137,6 +140,7 @@ def test_a_malformed_allow_value_is_refused_before_serving(
     assert err.startswith(f"error: {extra[0]} {extra[1]!r}: ") and err.count("\n") == 1, err
 
 
+@pytest.mark.slow
 def test_a_bind_on_every_interface_serves_only_the_token(tmp_path: Path) -> None:
     with serve_http(tmp_path / "server.log", host="0.0.0.0", token=TOKEN) as served:
         missing = _initialize(served.url)
@@ -179,6 +183,7 @@ def test_a_bind_on_every_interface_serves_only_the_token(tmp_path: Path) -> None
     assert TOKEN not in log and WRONG not in log
 
 
+@pytest.mark.slow
 def test_a_token_set_on_loopback_is_asked_for_there_too(tmp_path: Path) -> None:
     with serve_http(tmp_path / "server.log", token=TOKEN) as served:
         assert _initialize(served.url).status_code == 401

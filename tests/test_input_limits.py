@@ -113,6 +113,7 @@ def test_deep_nesting_is_refused_before_the_recursion_limit(folder: Path) -> Non
     assert "nest" in str(refused(cfg))
 
 
+@pytest.mark.slow
 def test_a_big_flat_file_is_refused_at_the_node_budget(folder: Path) -> None:
     cfg = folder / "c.yml"
     cfg.write_text(with_base("junk: [" + ",".join(["1"] * 400_000) + "]\n"))
@@ -206,6 +207,7 @@ def test_unknown_keys_of_a_real_config_are_named_short_and_counted(folder: Path)
     assert len(str(err)) < 3000
 
 
+@pytest.mark.slow
 def test_long_values_are_quoted_short(folder: Path) -> None:
     cfg = folder / "c.yml"
     cfg.write_text(with_base(ingestion={"mode": "x" * 100_000, "start_date": "y" * 100_000}))
@@ -300,6 +302,7 @@ def test_a_state_folder_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
         pass
 
 
+@pytest.mark.slow
 def test_status_of_another_config_in_the_same_workspace_is_refused(folder: Path) -> None:
     acme, other = folder / "acme.yml", folder / "other.yml"
     acme.write_text(with_base())
@@ -329,6 +332,7 @@ CLI_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CLI_CASES))
 def test_the_cli_answers_bad_configs_without_a_traceback(folder: Path, case: str) -> None:
     text, needle = CLI_CASES[case]
@@ -339,6 +343,7 @@ def test_the_cli_answers_bad_configs_without_a_traceback(folder: Path, case: str
     assert done.stderr.startswith("error: config c.yml") and needle in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 def test_the_cli_names_a_binary_state_file_and_the_owner_of_a_workspace(folder: Path) -> None:
     acme, other = folder / "acme.yml", folder / "other.yml"
     acme.write_text(with_base())

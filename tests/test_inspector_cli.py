@@ -24,6 +24,8 @@ import pytest
 from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, write_sample, write_sample_config
 from cdp_mcp.core.phases import ORDER
 
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
+
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ROOT / "ci" / "inspector" / "node_modules"
 LAUNCHER = MODULES / "@modelcontextprotocol" / "inspector" / "clients" / "launcher" / "build"

@@ -175,6 +175,7 @@ def test_a_key_not_in_tds_form_is_refused(
     assert key not in str(err.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("junk", ["CRLF", "trailing LF", "tab", "ideographic space"])
 def test_the_cli_refuses_a_key_with_junk_without_showing_it(junk: str, tmp_path: Path) -> None:
     """Before: the key went into the header and httpx's error quoted it on stderr, six times."""
@@ -188,6 +189,7 @@ def test_the_cli_refuses_a_key_with_junk_without_showing_it(junk: str, tmp_path:
     assert leaks(done.stdout + done.stderr, SENTINEL_KEY) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("junk", ["CRLF", "leading spaces"])
 def test_init_pipeline_over_mcp_refuses_a_key_with_junk_without_showing_it(
     junk: str, tmp_path: Path
@@ -222,6 +224,7 @@ def every_spelling(key: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("junk", ENV_JUNK)
 def test_the_scrubber_masks_every_spelling_of_both_key_variables(
     junk: str, monkeypatch: pytest.MonkeyPatch
@@ -274,6 +277,7 @@ def test_a_backend_made_directly_never_sends_a_key_with_junk(junk: str) -> None:
     assert leaks(str(err.value), SENTINEL_KEY) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("key", "words"),
     [("wire-key", "not in TD's form"), (SENTINEL_KEY + "\n", "after it a line feed")],
@@ -339,6 +343,7 @@ def test_the_key_in_another_field_is_named_never_shown(
     assert leaks(str(err.value), SENTINEL_KEY) == []
 
 
+@pytest.mark.slow
 def test_a_key_from_any_variable_is_kept_out_of_other_fields(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -357,6 +362,7 @@ def test_a_key_from_any_variable_is_kept_out_of_other_fields(
 # -- the secret td.apikey, from TD_APIKEY ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_secret_td_apikey_with_junk_is_refused_and_nothing_is_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -450,6 +456,7 @@ class QuotingTD:
         await self.app(scope, receive, capture)
 
 
+@pytest.mark.slow
 def test_a_server_quoting_the_key_back_never_gets_it_shown_by_the_cli(tmp_path: Path) -> None:
     site = tmp_path / "td_site"
     quoting = QuotingTD(create_app(site, SENTINEL_KEY), spellings(SENTINEL_KEY, OTHER_KEY))
@@ -476,6 +483,7 @@ def test_a_server_quoting_the_key_back_never_gets_it_shown_by_the_cli(tmp_path: 
         assert leaks(text, SENTINEL_KEY, OTHER_KEY) == [], path
 
 
+@pytest.mark.slow
 def test_a_server_quoting_the_key_back_never_gets_it_shown_over_mcp(tmp_path: Path) -> None:
     site = tmp_path / "td_site"
     errlog = tmp_path / "server.stderr"

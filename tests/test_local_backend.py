@@ -61,6 +61,7 @@ def test_push_stores_a_content_addressed_revision(tmp_path: Path) -> None:
         assert sorted(tar.getnames()) == ["q.sql", "wf.dig"]  # relative, no dotfiles
 
 
+@pytest.mark.slow
 def test_workflows_run_from_the_pushed_revision_not_the_live_folder(tmp_path: Path) -> None:
     rt = LocalRuntime(tmp_path / "ws")
     src = project(tmp_path / "proj")
@@ -83,6 +84,7 @@ def test_a_broken_dig_is_refused_at_push_with_file_and_line(tmp_path: Path) -> N
         rt.start("proj", "wf")
 
 
+@pytest.mark.slow
 def test_starting_a_session_again_returns_its_attempt(tmp_path: Path) -> None:
     rt = LocalRuntime(tmp_path / "ws")
     rt.push("proj", project(tmp_path / "proj"))
@@ -100,6 +102,7 @@ def test_starting_a_session_again_returns_its_attempt(tmp_path: Path) -> None:
         rt.kill(first.id)
 
 
+@pytest.mark.slow
 def test_state_survives_reopening_the_workspace(tmp_path: Path) -> None:
     rt = LocalRuntime(tmp_path / "ws")
     rt.push("proj", project(tmp_path / "proj"))
@@ -136,6 +139,7 @@ def test_task_states_are_stored_as_digdags_strings_and_read_back_as_the_enum(
     assert dumped.state is TaskState.GROUP_ERROR  # a JSON round trip keeps the enum
 
 
+@pytest.mark.slow
 def test_log_files_are_named_like_tds(tmp_path: Path) -> None:
     rt = LocalRuntime(tmp_path / "ws")
     rt.push("proj", project(tmp_path / "proj"))
@@ -149,6 +153,7 @@ def test_log_files_are_named_like_tds(tmp_path: Path) -> None:
         rt.read_log(attempt.id, "nope.log.gz")
 
 
+@pytest.mark.slow
 def test_an_attempt_whose_process_died_is_marked_error(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()
@@ -208,6 +213,7 @@ while not any(t.full_name == "+slow+slow" and t.state == "running" for t in rt.t
 """  # then the script ends, with the query still inside DuckDB
 
 
+@pytest.mark.slow
 def test_a_process_exiting_mid_query_interrupts_the_attempt_and_exits_cleanly(
     tmp_path: Path,
 ) -> None:
@@ -236,6 +242,7 @@ def _tasks_or_empty(rt: LocalRuntime, attempt_id: str) -> list[Task]:
         return []
 
 
+@pytest.mark.slow
 def test_query_transpiles_limits_and_reports_errors(tmp_path: Path) -> None:
     rt = LocalRuntime(tmp_path / "ws")
     rt.push("proj", project(tmp_path / "proj"))
@@ -261,6 +268,7 @@ def test_query_transpiles_limits_and_reports_errors(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_async_backend_implements_the_protocol(tmp_path: Path) -> None:
     async def scenario() -> None:
         backend = LocalBackend(tmp_path / "ws")
@@ -285,6 +293,7 @@ def test_async_backend_implements_the_protocol(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("storage", "compressed"), [("fast", False), ("compact", True)])
 def test_local_storage_decides_whether_text_is_compressed(
     tmp_path: Path, storage: Storage, compressed: bool

@@ -9,6 +9,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 import cdp_mcp.backends.local as local
 from cdp_mcp.backends.base import TaskState
 
@@ -28,6 +30,7 @@ def _modules() -> list[str]:
     return names
 
 
+@pytest.mark.slow
 def test_every_module_imports_first_in_a_fresh_interpreter() -> None:
     """A loop hidden by import order shows when its module is the first one imported."""
     script = (
@@ -64,6 +67,7 @@ def _imports_below_top(tree: ast.Module) -> list[tuple[int, str]]:
     return found
 
 
+@pytest.mark.slow
 def test_no_import_is_hidden_in_a_function_but_the_deferred_engine() -> None:
     hidden = [
         (str(path.relative_to(PACKAGE)), module)
@@ -73,6 +77,7 @@ def test_no_import_is_hidden_in_a_function_but_the_deferred_engine() -> None:
     assert set(hidden) == DEFERRED
 
 
+@pytest.mark.slow
 def test_the_emulator_and_the_cli_import_only_the_packages_face() -> None:
     users = [*sorted((ROOT / "cdp_mcp" / "emulator").rglob("*.py")), ROOT / "cdp_mcp/cli/wf.py"]
     reaching_in = []
@@ -94,6 +99,7 @@ def test_the_face_exports_what_it_lists() -> None:
     assert local.default_unification_handler is not None
 
 
+@pytest.mark.slow
 def test_runtimes_of_one_workspace_share_its_warehouse_and_its_running_attempts(
     tmp_path: Path,
 ) -> None:

@@ -16,6 +16,8 @@ from mcp.types import CallToolResult
 from tests.test_input_limits import SHADOW, alias_bomb, with_base
 from tests.test_mcp_server import Server, server, text_of
 
+pytestmark = pytest.mark.slow  # servers, JVMs or whole runs: the full suite, not the fast lane
+
 __all__ = ["server"]  # the module-scoped fixture, used here under its own name
 
 # Generous: the point is that the call answers at all while another one waits.

@@ -32,6 +32,8 @@ from mcp.types import CallToolResult, TextContent
 
 from tests.conftest import FIXTURES, SENTINEL_KEY
 
+pytestmark = pytest.mark.slow  # servers, JVMs or whole runs: the full suite, not the fast lane
+
 MAX_RESULT_BYTES = 20_000
 
 # DESIGN.md, "MCP surface": the contract. (name -> argument names in order, required ones)
@@ -149,8 +151,6 @@ def tool_listing(server: Server) -> dict[str, Any]:
 
 
 # -- the contract ----------------------------------------------------------------------
-
-
 def test_the_tools_are_the_designed_ones(server: Server) -> None:
     tools = tool_listing(server)
     assert set(tools) == set(CONTRACT)
@@ -314,8 +314,6 @@ def test_ingestion_through_the_protocol(server: Server) -> None:
 
 
 # -- failures ---------------------------------------------------------------------------
-
-
 def test_failures_are_tool_errors_that_say_what_to_do(server: Server) -> None:
     cfg = server.pipeline("errors")
     cp = str(cfg)

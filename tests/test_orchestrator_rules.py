@@ -34,6 +34,8 @@ from cdp_mcp.pipeline.state import StateStore
 from cdp_mcp.server.app import render_implement_prompt
 from tests.conftest import FIXTURES, SENTINEL_KEY
 
+pytestmark = pytest.mark.slow  # servers, JVMs or whole runs: the full suite, not the fast lane
+
 T = TypeVar("T")
 
 HIST, INC = "shopify_ingest_hist", "shopify_ingest_inc"
@@ -91,8 +93,6 @@ def warehouse_rows(config: Path, sql: str) -> list[list[Any]]:
 
 
 # -- phase order -----------------------------------------------------------------------
-
-
 def test_phases_and_steps_are_refused_out_of_order_with_the_next_call(acme_config: Path) -> None:
     init = run(P(acme_config).init)
     assert init.next_action.tool == "generate_phase"
@@ -188,8 +188,6 @@ def test_skipping_a_phase_needs_confirm_and_then_unlocks_the_next(acme_config: P
 
 
 # -- the retry budget ------------------------------------------------------------------
-
-
 def test_the_fourth_deploy_is_refused_with_the_choices(acme_config: Path) -> None:
     run(P(acme_config).init)
     gen = run(P(acme_config).generate_phase, "ingestion")
@@ -366,8 +364,6 @@ def test_a_retry_after_a_failure_resumes_only_the_failed_tasks(acme_config: Path
 
 
 # -- config changes --------------------------------------------------------------------
-
-
 def test_regenerating_after_a_config_change_resets_that_phase_and_the_later_ones(
     acme_config: Path,
 ) -> None:
@@ -494,8 +490,6 @@ def test_abort_kills_the_running_attempt_and_writes_a_partial_report(acme_config
 
 
 # -- concurrency, restart --------------------------------------------------------------
-
-
 def test_two_starts_at_once_start_one_attempt(acme_config: Path) -> None:
     run(P(acme_config).init)
     run(P(acme_config).generate_phase, "ingestion")

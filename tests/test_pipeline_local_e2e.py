@@ -21,6 +21,8 @@ from cdp_mcp.core.phases import INGESTION_LOG, Phase, project_name, workflows
 from cdp_mcp.generate import generate
 from cdp_mcp.generate.schemas import predicted_schemas
 
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
+
 PHASES = (Phase.INGESTION, Phase.HIST_UNION, Phase.STAGING)
 
 

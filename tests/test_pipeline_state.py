@@ -115,6 +115,7 @@ def test_unusable_state_files_are_reported_and_left_byte_identical(
     assert store.path.read_bytes() == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "content",
     [
@@ -154,6 +155,7 @@ def _bump(store: StateStore, times: int) -> None:
             store.save(state)
 
 
+@pytest.mark.slow
 def test_concurrent_writers_in_threads_lose_no_update(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
     store.save(new_state(run=0))
@@ -199,6 +201,7 @@ for _ in range(int(sys.argv[2])):
 """
 
 
+@pytest.mark.slow
 def test_concurrent_writers_in_processes_lose_no_update(tmp_path: Path) -> None:
     """Two MCP servers (or a server and `cdp-mcp run`) on one workspace."""
     store = StateStore(tmp_path)

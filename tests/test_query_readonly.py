@@ -47,6 +47,8 @@ from tests.test_local_backend import project
 from tests.test_mcp_server import Server
 from tests.test_td_backend import RequestLog, client
 
+pytestmark = pytest.mark.slow  # servers, JVMs or whole runs: the full suite, not the fast lane
+
 CORPUS: list[dict[str, str]] = yaml.safe_load((FIXTURES / "hostile_queries.yml").read_text())
 REPO = Path(__file__).parents[1]
 CLI = [sys.executable, "-m", "cdp_mcp.cli.main"]
@@ -185,8 +187,6 @@ def test_hostile_queries_through_the_cli_change_and_reveal_nothing(
 
 
 # legitimate reads keep working
-
-
 def test_reads_keep_working_through_the_mcp_tool(demo: Demo, mcp: Server) -> None:
     cp = str(demo.config)
 

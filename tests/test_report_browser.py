@@ -28,6 +28,8 @@ from cdp_mcp.core.phases import Phase
 from cdp_mcp.pipeline.reports.html import COLORS, INGESTED, SINGLE_COLOR, STAGED, UNION
 from cdp_mcp.pipeline.state import StateStore
 
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
+
 CHART_TITLES = (
     "Rows per table: ingested, hist-union, staged",
     "Profiles by number of ids (cluster size)",

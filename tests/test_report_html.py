@@ -27,6 +27,8 @@ from cdp_mcp.pipeline.reports.timeline import fmt_seconds
 from cdp_mcp.pipeline.state import StateStore
 from tests.conftest import FIXTURES, SENTINEL_KEY
 
+pytestmark = pytest.mark.slow  # servers, JVMs or whole runs: the full suite, not the fast lane
+
 CHART_TITLES = (
     "Rows per table: ingested, hist-union, staged",
     "Profiles by number of ids (cluster size)",

@@ -428,6 +428,7 @@ def test_next_action_after_validation_and_abort(cfg: PipelineConfig) -> None:
     assert next_action(cfg, state).tool == "final_report"
 
 
+@pytest.mark.slow
 def test_the_rules_import_no_backend_engine() -> None:
     """The rules run without DuckDB or an HTTP client: nothing they import loads one."""
     import subprocess

@@ -14,6 +14,8 @@ import pytest
 from cdp_mcp.backends.local.runtime import LocalRuntime
 from cdp_mcp.cli.wf import main
 
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
+
 WF = "+init:\n  td_ddl>:\n  create_databases: [db]\n+t:\n  td>: q.sql\n  database: db\n  create_table: t\n"
 SQL = "SELECT 1 AS id, 'a,b' AS name UNION ALL SELECT 2, NULL"
 

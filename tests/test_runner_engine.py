@@ -13,6 +13,8 @@ import pytest
 from cdp_mcp.backends.base import Attempt
 from cdp_mcp.backends.local.runtime import LocalRuntime
 
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
+
 SESSION = datetime(2026, 1, 1, tzinfo=UTC)
 INIT = "+init:\n  td_ddl>:\n  create_databases: [db]\n"
 # ~0.2 s of DuckDB work, to make overlapping (or not) measurable
@@ -58,6 +60,7 @@ def dig(text: str) -> str:
     return textwrap.dedent(text)
 
 
+@pytest.mark.slow
 def test_a_failing_task_ends_the_attempt_in_error_with_its_error_and_log(rt: LocalRuntime) -> None:
     a = run(rt, {"wf.dig": "+a:\n  echo>: ok\n+b:\n  fail>: boom\n+c:\n  echo>: never\n"})
     assert a.status == "error" and a.done and not a.success
@@ -68,6 +71,7 @@ def test_a_failing_task_ends_the_attempt_in_error_with_its_error_and_log(rt: Loc
     assert "boom" in log(rt, a, "+wf+b")
 
 
+@pytest.mark.slow
 def test_error_tasks_run_with_the_error_and_the_attempt_stays_error(rt: LocalRuntime) -> None:
     a = run(
         rt,
@@ -153,6 +157,7 @@ def _span(task: Any) -> tuple[datetime, datetime]:
     return task.started_at, task.updated_at
 
 
+@pytest.mark.slow
 def test_parallel_siblings_overlap_and_sequential_ones_do_not(rt: LocalRuntime) -> None:
     body = "".join(
         f"  +q{i}:\n    td>:\n    query: {SLOW_SQL}\n    database: db\n" for i in range(3)
@@ -166,6 +171,7 @@ def test_parallel_siblings_overlap_and_sequential_ones_do_not(rt: LocalRuntime) 
     assert seq[0][1] <= seq[1][0] and seq[1][1] <= seq[2][0], seq
 
 
+@pytest.mark.slow
 def test_parallel_limit_runs_in_chunks(rt: LocalRuntime) -> None:
     body = "".join(
         f"  +q{i}:\n    td>:\n    query: {SLOW_SQL}\n    database: db\n" for i in range(4)
@@ -202,6 +208,7 @@ def test_kill_interrupts_the_running_query_and_cancels_the_rest(rt: LocalRuntime
     assert (done.finished_at - done.created_at).total_seconds() < 5
 
 
+@pytest.mark.slow
 def test_retry_resumes_only_the_failed_tasks(rt: LocalRuntime) -> None:
     files = {
         "wf.dig": INIT
@@ -284,6 +291,7 @@ def test_undefined_variable_fails_the_task_naming_it(rt: LocalRuntime) -> None:
     assert "${not_defined}" in error and "is not defined" in error
 
 
+@pytest.mark.slow
 def test_parallel_branches_may_create_the_same_table(rt: LocalRuntime) -> None:
     # TD accepts concurrent inserts that create a table; DuckDB's conflicts are retried
     a = run(

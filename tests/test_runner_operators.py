@@ -59,6 +59,7 @@ def rows(rt: LocalRuntime, sql: str, db: str = "db") -> list[list[Any]]:
 # td>
 
 
+@pytest.mark.slow
 def test_td_create_table_replaces_the_table_with_td_types(rt: LocalRuntime) -> None:
     a = run(
         rt,
@@ -95,6 +96,7 @@ def test_td_create_table_replaces_the_table_with_td_types(rt: LocalRuntime) -> N
     assert task(rt, a, "+wf+second").store_params["td"]["last_job"]["num_records"] == 1
 
 
+@pytest.mark.slow
 def test_td_insert_into_creates_then_appends_by_name_adding_columns(rt: LocalRuntime) -> None:
     a = run(
         rt,
@@ -122,6 +124,7 @@ def test_td_insert_into_creates_then_appends_by_name_adding_columns(rt: LocalRun
     ]
 
 
+@pytest.mark.slow
 def test_td_store_last_results_keeps_the_first_row(rt: LocalRuntime) -> None:
     a = run(
         rt,
@@ -155,6 +158,7 @@ def test_td_store_last_results_keeps_the_first_row(rt: LocalRuntime) -> None:
     assert "[]" in log(rt, a, "+wf+after_empty")
 
 
+@pytest.mark.slow
 def test_td_sql_file_is_templated_and_may_hold_ddl_before_the_query(rt: LocalRuntime) -> None:
     a = run(
         rt,
@@ -180,6 +184,7 @@ def test_td_sql_file_is_templated_and_may_hold_ddl_before_the_query(rt: LocalRun
     assert "statement 2/2 (queries/q.sql:4)" in text
 
 
+@pytest.mark.slow
 def test_td_sql_error_names_file_line_and_engine_message(rt: LocalRuntime) -> None:
     a = run(
         rt,
@@ -196,6 +201,7 @@ def test_td_sql_error_names_file_line_and_engine_message(rt: LocalRuntime) -> No
     assert "queries/bad.sql:4" in log(rt, a, "+wf+bad")
 
 
+@pytest.mark.slow
 def test_td_presto_functions_are_transpiled(rt: LocalRuntime) -> None:
     a = run(
         rt,
@@ -226,6 +232,7 @@ def test_td_presto_functions_are_transpiled(rt: LocalRuntime) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_td_hive_insert_overwrite(rt: LocalRuntime) -> None:
     a = run(
         rt,
@@ -249,6 +256,7 @@ def test_td_hive_insert_overwrite(rt: LocalRuntime) -> None:
     assert rows(rt, "SELECT k, v FROM t") == [[2, "new"]]
 
 
+@pytest.mark.slow
 def test_td_needs_an_existing_database(rt: LocalRuntime) -> None:
     a = run(rt, {"wf.dig": "+q:\n  td>:\n  query: SELECT 1\n  database: nope\n"})
     assert a.status == "error"
@@ -258,6 +266,7 @@ def test_td_needs_an_existing_database(rt: LocalRuntime) -> None:
 # td_ddl>
 
 
+@pytest.mark.slow
 def test_td_ddl_tables_and_databases(rt: LocalRuntime) -> None:
     a = run(
         rt,
@@ -301,6 +310,7 @@ def _load_files(tmp: Path, **extra_in: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_td_load_file_connector_filters_by_incremental_field(
     rt: LocalRuntime, tmp_path: Path
 ) -> None:
@@ -330,6 +340,7 @@ def test_td_load_file_connector_filters_by_incremental_field(
     ]
 
 
+@pytest.mark.slow
 def test_td_load_without_bounds_loads_every_row_and_replace_mode(
     rt: LocalRuntime, tmp_path: Path
 ) -> None:
@@ -344,6 +355,7 @@ def test_td_load_without_bounds_loads_every_row_and_replace_mode(
     assert rows(rt, "SELECT count(*) FROM orders", "src") == [[2]]
 
 
+@pytest.mark.slow
 def test_td_load_other_connectors_only_run_on_td(rt: LocalRuntime) -> None:
     a = run(
         rt,
@@ -398,6 +410,7 @@ def test_loop_exports_i(rt: LocalRuntime) -> None:
     assert "i=2" in log(rt, a, "+wf+l^sub+loop-2+e")
 
 
+@pytest.mark.slow
 def test_if_runs_do_or_else_do(rt: LocalRuntime) -> None:
     a = run(
         rt,
@@ -427,6 +440,7 @@ def test_if_runs_do_or_else_do(rt: LocalRuntime) -> None:
     assert "+wf+no^sub" in got and "+wf+yes^sub+e" not in got
 
 
+@pytest.mark.slow
 def test_call_resolves_paths_relative_to_the_called_file(rt: LocalRuntime) -> None:
     a = run(
         rt,
@@ -441,6 +455,7 @@ def test_call_resolves_paths_relative_to_the_called_file(rt: LocalRuntime) -> No
     assert rows(rt, "SELECT who FROM t") == [["child"]]
 
 
+@pytest.mark.slow
 def test_require_runs_a_workflow_once_per_session(rt: LocalRuntime) -> None:
     files = {
         "wf.dig": INIT + "+need:\n  require>: dep\n+again:\n  require>: dep\n",
@@ -452,6 +467,7 @@ def test_require_runs_a_workflow_once_per_session(rt: LocalRuntime) -> None:
     assert "already succeeded" in log(rt, a, "+wf+again")
 
 
+@pytest.mark.slow
 def test_require_fails_when_the_required_workflow_fails(rt: LocalRuntime) -> None:
     a = run(rt, {"wf.dig": "+need:\n  require>: dep\n", "dep.dig": "+f:\n  fail>: broken dep\n"})
     assert a.status == "error"
@@ -468,6 +484,7 @@ def test_echo_and_fail(rt: LocalRuntime) -> None:
     assert task(rt, a, "+wf+f").error == "stop at 2026-01-01"
 
 
+@pytest.mark.slow
 def test_unsupported_operator_is_named(rt: LocalRuntime) -> None:
     a = run(rt, {"wf.dig": "+s:\n  sh>: echo hi\n"})
     assert a.status == "error"
@@ -490,6 +507,7 @@ _export:
 """
 
 
+@pytest.mark.slow
 def test_http_call_to_unification_runs_the_registered_handler(rt: LocalRuntime) -> None:
     calls: list[UnificationCall] = []
 
@@ -509,6 +527,7 @@ def test_http_call_to_unification_runs_the_registered_handler(rt: LocalRuntime) 
     assert task(rt, a, "+wf+unify").store_params == {"unification": {"done": True}}
 
 
+@pytest.mark.slow
 def test_http_call_without_handler_or_to_other_hosts_fails_clearly(rt: LocalRuntime) -> None:
     rt.unification_handler = None  # the default is cdp_mcp.backends.local.unification's engine
     a = run(rt, {"wf.dig": UNIFY + "+other:\n  http>: https://example.com/hook\n"})

@@ -13,6 +13,8 @@ from cdp_mcp.core.config import load_config
 from cdp_mcp.core.file_source import select_sql
 from cdp_mcp.generate.schemas import predicted_schemas
 
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
+
 
 def read(path: Path) -> list[dict[str, object]]:
     """Rows as the `file` connector reads them (TD names and types)."""
@@ -39,6 +41,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return write_sample(tmp_path_factory.mktemp("sample"), rows=300)
 
 
+@pytest.mark.slow
 def test_writes_three_formats(sample: dict[str, Path]) -> None:
     assert {o: p.name for o, p in sample.items()} == {
         "orders": "orders.jsonl",
@@ -48,6 +51,7 @@ def test_writes_three_formats(sample: dict[str, Path]) -> None:
     assert len(read(sample["customers"])) > 300  # plus updates of existing ids
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
     a = write_sample(tmp_path / "a", rows=80, seed=3)
     b = write_sample(tmp_path / "b", rows=80, seed=3)
@@ -76,6 +80,7 @@ def test_customers_are_dirty_in_the_documented_ways(sample: dict[str, Path]) -> 
     assert len(ids) > len(set(ids))  # updated records share an id
 
 
+@pytest.mark.slow
 def test_updated_records_are_newer(sample: dict[str, Path]) -> None:
     for obj, path in sample.items():
         versions: dict[object, list[float]] = {}
@@ -87,6 +92,7 @@ def test_updated_records_are_newer(sample: dict[str, Path]) -> None:
         assert all(v[-1] > v[0] for v in repeated), obj
 
 
+@pytest.mark.slow
 def test_timestamps_come_in_three_iso_forms_and_some_precede_the_start(
     sample: dict[str, Path],
 ) -> None:
@@ -98,6 +104,7 @@ def test_timestamps_come_in_three_iso_forms_and_some_precede_the_start(
         assert any(float(r["_utc"]) < START for r in read_timed(path))  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_append_rows_adds_newer_rows(tmp_path: Path) -> None:
     files = write_sample(tmp_path, rows=50)
     for obj, path in files.items():
@@ -115,6 +122,7 @@ def test_append_rows_adds_newer_rows(tmp_path: Path) -> None:
         ), obj
 
 
+@pytest.mark.slow
 def test_sample_config_drives_generation(tmp_path: Path) -> None:
     write_sample(tmp_path / SAMPLE_FOLDER, rows=40)
     cfg = load_config(write_sample_config(tmp_path))
@@ -123,6 +131,7 @@ def test_sample_config_drives_generation(tmp_path: Path) -> None:
     assert "acme_src.shopify_customers_hist" in predicted_schemas(cfg)
 
 
+@pytest.mark.slow
 def test_scale_is_fast(tmp_path: Path) -> None:
     started = time.perf_counter()
     files = write_sample(tmp_path, rows=200_000)

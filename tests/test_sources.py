@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from cdp_mcp.core.file_source import read_schema, select_sql
+
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
 
 SNIFF_ROWS = 30_000  # beyond DuckDB's sniff sample (20,480 rows)
 

@@ -25,6 +25,8 @@ from cdp_mcp.generate.schemas import predicted_schemas
 from tests.conftest import SENTINEL_KEY
 from tests.test_td_pipeline import on_td
 
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
+
 TABLES = ("shopify_customers", "shopify_orders", "shopify_products")
 # `time` and `load_timestamp` say when a run loaded a row: everything else must be equal.
 STAGED = "SELECT * EXCLUDE (time, load_timestamp) FROM acme_stg.{t} ORDER BY ALL"

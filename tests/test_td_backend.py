@@ -104,6 +104,7 @@ def test_it_implements_the_backend_protocol(url: str) -> None:
     assert isinstance(client(url), Backend)
 
 
+@pytest.mark.slow
 def test_one_backend_serves_event_loops_in_turn(url: str) -> None:
     td = client(url)  # e.g. a CLI that calls anyio.run once per command
     for _ in range(2):
@@ -141,6 +142,7 @@ def test_push_start_wait_tasks_logs(url: str, tmp_path: Path) -> None:
     run(url, scenario)
 
 
+@pytest.mark.slow
 def test_a_unification_call_to_the_emulator_runs_on_the_local_engine(tmp_path: Path) -> None:
     calls: list[UnificationCall] = []
 
@@ -169,6 +171,7 @@ def test_a_unification_call_to_the_emulator_runs_on_the_local_engine(tmp_path: P
     assert call.content == {"run_persistent_ids": True}
 
 
+@pytest.mark.slow
 def test_logs_download_through_the_api_without_a_direct_url(tmp_path: Path) -> None:
     app = create_app(tmp_path / "site", KEY, direct_logs=False)
     proj = project_dir(tmp_path / "p", {"hello.dig": ECHO})
@@ -183,6 +186,7 @@ def test_logs_download_through_the_api_without_a_direct_url(tmp_path: Path) -> N
         run(server.url, scenario)
 
 
+@pytest.mark.slow
 def test_an_unchanged_project_is_not_pushed_twice(
     emulator: tuple[str, RequestLog], tmp_path: Path
 ) -> None:
@@ -234,6 +238,7 @@ def test_starting_a_session_again_adopts_its_attempt(url: str, tmp_path: Path) -
     run(url, scenario)
 
 
+@pytest.mark.slow
 def test_retry_reruns_the_session_from_the_latest_revision(url: str, tmp_path: Path) -> None:
     proj = project_dir(tmp_path / "p", {"wf.dig": ECHO + "+b:\n  fail>: boom\n"})
 
@@ -260,6 +265,7 @@ def test_retry_reruns_the_session_from_the_latest_revision(url: str, tmp_path: P
     run(url, scenario)
 
 
+@pytest.mark.slow
 def test_kill_a_running_attempt(url: str, tmp_path: Path) -> None:
     wf = (
         "+init:\n  td_ddl>:\n  create_databases: [kill_db]\n"
@@ -297,6 +303,7 @@ def test_kill_a_running_attempt(url: str, tmp_path: Path) -> None:
 # -- warehouse ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_databases_tables_and_their_schemas(url: str) -> None:
     async def scenario(td: TreasureDataBackend) -> None:
         assert await td.ensure_database("wh_db") is True
@@ -321,6 +328,7 @@ def test_databases_tables_and_their_schemas(url: str) -> None:
     run(url, scenario)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["json", "msgpack.gz", "msgpack"])
 def test_query_results_stream_and_stop_past_the_limit(url: str, fmt: str) -> None:
     db = f"q_{fmt.replace('.', '_')}"
@@ -355,6 +363,7 @@ def test_query_results_stream_and_stop_past_the_limit(url: str, fmt: str) -> Non
 # -- secrets and auth --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_project_secrets_are_listed_by_key_only(url: str, tmp_path: Path) -> None:
     proj = project_dir(tmp_path / "p", {"wf.dig": ECHO})
 
@@ -390,6 +399,7 @@ def test_check_auth_reports_the_hosts(url: str) -> None:
     run(url, scenario)
 
 
+@pytest.mark.slow
 def test_a_configured_workflow_endpoint_takes_the_pushes_and_api_v3_stays_on_td_endpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -435,6 +445,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_the_key_never_appears_in_errors_logs_or_reprs(
     emulator: tuple[str, RequestLog], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -507,6 +518,7 @@ def test_the_key_never_appears_in_errors_logs_or_reprs(
     assert requests.seen  # the emulator really was called
 
 
+@pytest.mark.slow
 def test_403_is_the_same_clear_message(url: str, tmp_path: Path) -> None:
     proj = project_dir(tmp_path / "p", {"wf.dig": ECHO})
 
@@ -524,6 +536,7 @@ def test_403_is_the_same_clear_message(url: str, tmp_path: Path) -> None:
     run(url, scenario)
 
 
+@pytest.mark.slow
 def test_no_retry_on_4xx(emulator: tuple[str, RequestLog]) -> None:
     url, requests = emulator
 

@@ -28,6 +28,8 @@ from cdp_mcp.pipeline.models import PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from tests.conftest import SENTINEL_KEY
 
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
+
 PLUGIN_INC_LOG = (
     "CREATE TABLE IF NOT EXISTS acme_config.inc_log"
     " (table_name varchar, project_name varchar, inc_value bigint)"

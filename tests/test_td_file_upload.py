@@ -28,6 +28,8 @@ from cdp_mcp.pipeline.models import PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from tests.conftest import SENTINEL_KEY
 
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
+
 OBJECTS = ["orders", "customers", "products"]
 LATER = datetime(2030, 1, 15, tzinfo=UTC)  # a later incremental session
 

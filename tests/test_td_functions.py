@@ -52,6 +52,7 @@ def td(con: duckdb.DuckDBPyConnection, sql: str, scheduled: int | None = None) -
 # TD_TIME_PARSE
 
 
+@pytest.mark.slow
 def test_td_time_parse_reads_tds_time_strings_in_the_default_zone(con: Any) -> None:
     assert td(con, "SELECT TD_TIME_PARSE('2015-01-01', 'JST')") == 1420038000
     assert td(con, "SELECT TD_TIME_PARSE('2015-01-01 15:25:26', 'JST')") == 1420093526
@@ -171,6 +172,7 @@ def test_td_time_string(con: Any, code: str, expected: str) -> None:
     assert td_time.time_string(1576110613, code, "JST") == expected
 
 
+@pytest.mark.slow
 def test_td_time_string_in_utc_and_a_bad_code(con: Any) -> None:
     assert td(con, "SELECT TD_TIME_STRING(1576110613, 'd!')") == "2019-12-12"
     assert td(con, "SELECT TD_TIME_STRING(1576110613, 'q!')") == "2019-10"
@@ -244,6 +246,7 @@ def test_td_date_trunc_is_in_the_zone_given(con: Any) -> None:
 # TD_TIME_RANGE
 
 
+@pytest.mark.slow
 def test_td_time_range_is_start_inclusive_end_exclusive_in_the_zone(con: Any) -> None:
     day = unix(2018, 1, 1)
     checks = {
@@ -375,6 +378,7 @@ def test_td_interval_follows_airframes_time_windows(
     assert found == (unix(*start, tz=PDT), unix(*end, tz=PDT))
 
 
+@pytest.mark.slow
 def test_td_interval_refuses_what_it_cannot_read(con: Any) -> None:
     with pytest.raises(duckdb.Error, match="TD_INTERVAL: invalid duration 'days7'"):
         td(con, "SELECT TD_INTERVAL(0, 'days7')")
@@ -387,6 +391,7 @@ def test_td_interval_refuses_what_it_cannot_read(con: Any) -> None:
 # TD_SCHEDULED_TIME: the session time in a workflow, now in `query`
 
 
+@pytest.mark.slow
 def test_td_scheduled_time_is_the_session_time_of_a_td_task(tmp_path: Path) -> None:
     rt = LocalRuntime(tmp_path / "ws")
     project = tmp_path / "proj"
@@ -415,6 +420,7 @@ def test_td_scheduled_time_is_the_session_time_of_a_td_task(tmp_path: Path) -> N
     ]
 
 
+@pytest.mark.slow
 def test_td_functions_run_in_the_read_only_query_path(tmp_path: Path) -> None:
     rt = LocalRuntime(tmp_path / "ws")
     with rt.warehouse.cursor() as cur:

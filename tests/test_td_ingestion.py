@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+import pytest
 import yaml
 
 from cdp_mcp.backends.td import PollPolicy
@@ -22,6 +23,8 @@ from cdp_mcp.generate import generate
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.pipeline.file_upload import upload_ranges
 from tests.conftest import SENTINEL_KEY
+
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
 
 SESSION = datetime(2024, 1, 15, tzinfo=UTC)  # backfill before 2024-01-01, incremental after
 

@@ -17,6 +17,8 @@ from cdp_mcp.pipeline.models import PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from tests.conftest import SENTINEL_KEY, with_extras
 
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
+
 
 def on_td(config: Path, url: str) -> None:
     raw = yaml.safe_load(config.read_text())

@@ -41,6 +41,7 @@ def site_of(app: Starlette) -> Site:
     return site
 
 
+@pytest.mark.slow
 def test_a_full_cycle_completes_at_30_percent_faults(tmp_path: Path) -> None:
     plan = FaultPlan(rate=0.3, seed=11, retry_after=0.05, slow_seconds=0.05)
     app, served = faulty(tmp_path, plan)
@@ -76,6 +77,7 @@ def test_a_full_cycle_completes_at_30_percent_faults(tmp_path: Path) -> None:
     assert len(site.jobs) == 2
 
 
+@pytest.mark.slow
 def test_repeated_deliveries_of_non_idempotent_calls_are_adopted(tmp_path: Path) -> None:
     """Each call's first response is lost after the server acted on it."""
     only = ("PUT /api/projects", "PUT /api/attempts", "POST /v3/job/issue", "POST /api/attempts/")
@@ -112,6 +114,7 @@ def test_repeated_deliveries_of_non_idempotent_calls_are_adopted(tmp_path: Path)
     assert len(site.jobs) == 1
 
 
+@pytest.mark.slow
 def test_a_persistent_500_gives_up_within_the_bound(tmp_path: Path) -> None:
     _, served = faulty(tmp_path, FaultPlan(rate=1.0, kinds=("error",)))
 
@@ -134,6 +137,7 @@ def test_a_persistent_500_gives_up_within_the_bound(tmp_path: Path) -> None:
         anyio.run(scenario, server.url)
 
 
+@pytest.mark.slow
 def test_429_waits_what_retry_after_asks(tmp_path: Path) -> None:
     plan = FaultPlan(rate=1.0, kinds=("throttle",), retry_after=0.3)
     _, served = faulty(tmp_path, plan)
@@ -152,6 +156,7 @@ def test_429_waits_what_retry_after_asks(tmp_path: Path) -> None:
         anyio.run(scenario, server.url)
 
 
+@pytest.mark.slow
 def test_every_call_has_a_timeout(tmp_path: Path) -> None:
     _, served = faulty(tmp_path, FaultPlan(rate=1.0, kinds=("slow",), slow_seconds=0.6))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import sqlglot
 from sqlglot import exp
 
@@ -19,6 +20,8 @@ from cdp_mcp.core.phases import INC_LOG, INGESTION_LOG
 from cdp_mcp.generate import hist_union, ingestion
 from cdp_mcp.generate.schemas import predicted_schemas
 from tests.test_generate_ingestion import Emulator, make_config
+
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
 
 LOG_TABLES = {INGESTION_LOG, INC_LOG}
 

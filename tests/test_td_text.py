@@ -99,6 +99,7 @@ SELECT a FROM c
 """
 
 
+@pytest.mark.slow
 def test_a_hive_file_starting_with_with_fails_as_it_would_on_td(rt: LocalRuntime) -> None:
     a = run(
         rt,
@@ -116,6 +117,7 @@ def test_a_hive_file_starting_with_with_fails_as_it_would_on_td(rt: LocalRuntime
     assert "INSERT OVERWRITE TABLE `out`" in log(rt, a, "+wf+q")
 
 
+@pytest.mark.slow
 def test_the_insert_line_puts_hives_command_after_the_with_clause(rt: LocalRuntime) -> None:
     fixed = HIVE_WITH_FIRST.replace("SELECT a FROM c", "-- DIGDAG_INSERT_LINE\nSELECT a FROM c")
     files = {
@@ -129,6 +131,7 @@ def test_the_insert_line_puts_hives_command_after_the_with_clause(rt: LocalRunti
     assert rows(rt, "SELECT a FROM out") == [[1], [1]]
 
 
+@pytest.mark.slow
 def test_ddl_before_the_query_breaks_create_table_as_on_td(rt: LocalRuntime) -> None:
     """Digdag pastes `CREATE TABLE t AS` before the file's first statement."""
     files = {
@@ -140,6 +143,7 @@ def test_ddl_before_the_query_breaks_create_table_as_on_td(rt: LocalRuntime) -> 
     assert "td> pastes the write command into the query text" in task(rt, a, "+wf+q").error
 
 
+@pytest.mark.slow
 def test_presto_create_table_replaces_and_insert_into_appends(rt: LocalRuntime) -> None:
     files = {
         "wf.dig": INIT
@@ -156,6 +160,7 @@ def test_presto_create_table_replaces_and_insert_into_appends(rt: LocalRuntime) 
     assert "-- task_name: +wf+c" in text
 
 
+@pytest.mark.slow
 def test_the_four_phases_pass_with_hive_staging(acme_config: Path) -> None:
     """Hive staging as TD runs it: `INSERT OVERWRITE TABLE t` pasted after the WITH clause.
     The tables equal the Presto run's (same rows, every column of every staged table)."""

@@ -34,6 +34,8 @@ from cdp_mcp.server import contract, handlers
 from tests.conftest import SENTINEL_KEY
 from tests.test_td_pipeline import on_td
 
+pytestmark = pytest.mark.slow  # servers, JVMs or whole runs: the full suite, not the fast lane
+
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 TOOL_SNAPSHOTS = SNAPSHOTS / "tools"
 SERVER_SNAPSHOT = SNAPSHOTS / "server.json"

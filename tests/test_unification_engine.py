@@ -122,6 +122,7 @@ def ids(con: duckdb.DuckDBPyConnection, name: str = "unified_id") -> dict[str, s
     return dict(rows)
 
 
+@pytest.mark.slow
 def test_records_link_their_valid_values_and_junk_links_nothing(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
@@ -152,6 +153,7 @@ def test_records_link_their_valid_values_and_junk_links_nothing(
     assert keys == [(1, "email"), (2, "phone")]
 
 
+@pytest.mark.slow
 def test_canonical_leader_is_the_smallest_value_of_the_highest_priority_key(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
@@ -166,6 +168,7 @@ def test_canonical_leader_is_the_smallest_value_of_the_highest_priority_key(
     assert set(ids(con).values()) == {uid("phone", "444")}
 
 
+@pytest.mark.slow
 def test_two_columns_of_one_key_link_and_tie_on_priority(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
@@ -185,6 +188,7 @@ def test_two_columns_of_one_key_link_and_tie_on_priority(
     assert got["c@x.com"] == got["d@x.com"] == uid("email", "c@x.com")
 
 
+@pytest.mark.slow
 def test_persistent_leader_is_the_earliest_seen_value(con: duckdb.DuckDBPyConnection) -> None:
     load(con, [("zed@x.com", "111", 100), ("al@x.com", "111", 200)])
     run(con, body("persistent_id"))
@@ -193,6 +197,7 @@ def test_persistent_leader_is_the_earliest_seen_value(con: duckdb.DuckDBPyConnec
     assert set(ids(con).values()) == {uid("email", "al@x.com")}
 
 
+@pytest.mark.slow
 def test_persistent_ids_survive_new_records_and_a_merge_keeps_the_older_id(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
@@ -223,6 +228,7 @@ def test_persistent_ids_survive_new_records_and_a_merge_keeps_the_older_id(
     assert ids(con)["al@x.com"] == zed
 
 
+@pytest.mark.slow
 def test_canonical_ids_change_when_a_smaller_value_joins(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
@@ -235,6 +241,7 @@ def test_canonical_ids_change_when_a_smaller_value_joins(
     assert set(ids(con).values()) == {uid("email", "amy@x.com")}
 
 
+@pytest.mark.slow
 def test_incremental_runs_end_where_a_full_refresh_does(con: duckdb.DuckDBPyConnection) -> None:
     batches = [
         [("a@x.com", "1", 10), ("b@x.com", "2", 10), ("a@x.com", "3", 11)],
@@ -262,6 +269,7 @@ def test_incremental_runs_end_where_a_full_refresh_does(con: duckdb.DuckDBPyConn
     assert [m for (m,) in modes] == ["full", "incremental", "incremental", "full"]
 
 
+@pytest.mark.slow
 def test_a_changed_unify_yml_runs_a_full_refresh(con: duckdb.DuckDBPyConnection) -> None:
     load(con, [("a@x.com", "1", 10), ("a@x.com", "2", 11)])
     run(con, body())
@@ -286,6 +294,7 @@ CID_BODY: dict[str, Any] = {
 }
 
 
+@pytest.mark.slow
 def test_a_chain_longer_than_merge_iterations_is_left_split_and_reported(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
@@ -310,6 +319,7 @@ def test_a_chain_longer_than_merge_iterations_is_left_split_and_reported(
     assert set(ids(con).values()) == {uid("cid", "c000")}
 
 
+@pytest.mark.slow
 def test_enough_merge_iterations_join_a_long_chain(con: duckdb.DuckDBPyConnection) -> None:
     chain(con, 10)
     s = run(con, body(iterations=4, **CID_BODY))
@@ -317,6 +327,7 @@ def test_enough_merge_iterations_join_a_long_chain(con: duckdb.DuckDBPyConnectio
     assert set(ids(con).values()) == {uid("cid", "c000")}
 
 
+@pytest.mark.slow
 def test_a_star_is_one_profile_and_its_hub_an_over_merge_warning(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
@@ -340,6 +351,7 @@ def test_a_star_is_one_profile_and_its_hub_an_over_merge_warning(
     assert [(b.min_ids, b.profiles) for b in loose.ids_per_profile] == [(2, 1), (11, 1)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["persistent_id", "canonical_id"])
 def test_every_output_table_has_exactly_tds_columns(
     con: duckdb.DuckDBPyConnection, acme_config: Any, method: str
@@ -381,6 +393,7 @@ def test_every_output_table_has_exactly_tds_columns(
     assert stats == [("*", 1, 1, "1:1"), ("unif_input", 1, 1, "1:1")]
 
 
+@pytest.mark.slow
 def test_several_source_tables_and_a_view(con: duckdb.DuckDBPyConnection) -> None:
     load(con, [("a@x.com", "1", 10)], table="customers")
     load(con, [("b@x.com", "1", 20), ("c@x.com", None, 21)], table="orders_raw")
@@ -399,6 +412,7 @@ def test_several_source_tables_and_a_view(con: duckdb.DuckDBPyConnection) -> Non
     assert stats == [("*", 2), ("customers", 1), ("orders", 2)]
 
 
+@pytest.mark.slow
 def test_metrics_report_coverage_of_enriched_tables(con: duckdb.DuckDBPyConnection) -> None:
     load(con, [("a@x.com", "1", 10)])
     run(con, body(run_enrichments=False))
@@ -464,6 +478,7 @@ def test_missing_tables_and_columns_are_named(con: duckdb.DuckDBPyConnection) ->
         run(con, body())
 
 
+@pytest.mark.slow
 def test_the_local_backend_handler_runs_the_call_and_logs_a_summary(
     con: duckdb.DuckDBPyConnection, tmp_path: Path
 ) -> None:
@@ -502,6 +517,7 @@ def test_a_cancelled_run_stops_and_writes_nothing(con: duckdb.DuckDBPyConnection
     ).fetchall() == [(0,)]
 
 
+@pytest.mark.slow
 def test_no_valid_value_at_all_still_writes_every_table(con: duckdb.DuckDBPyConnection) -> None:
     load(con, [(None, None, 10), ("test@test.com", "", 11)])
     s = run(con, body())
@@ -511,6 +527,7 @@ def test_no_valid_value_at_all_still_writes_every_table(con: duckdb.DuckDBPyConn
     assert unification_metrics(con, UnificationNames(database=DB)).profiles == 0
 
 
+@pytest.mark.slow
 def test_numeric_key_columns_link_by_their_text(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE TABLE stg.unif_input (email VARCHAR, customer_id BIGINT, time BIGINT)")
     con.execute(

@@ -66,6 +66,7 @@ records_strategy = st.integers(min_value=1, max_value=40).flatmap(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(records_strategy, st.integers(min_value=1, max_value=6))
 def test_the_numpy_loop_is_tds_loop(case: tuple[int, list[list[int]]], limit: int) -> None:
@@ -89,6 +90,7 @@ def test_the_numpy_loop_is_tds_loop(case: tuple[int, list[list[int]]], limit: in
         assert (c in set(got.split_components.tolist())) == (len(profiles) > 1)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(records_strategy)
 def test_converged_clusters_are_networkx_components(case: tuple[int, list[list[int]]]) -> None:
@@ -159,6 +161,7 @@ def model_fixed_loop(records: list[list[int]], fixed: set[int], limit: int) -> R
     return rows
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(records_strategy, st.integers(min_value=1, max_value=5))
 def test_fixed_values_never_share_a_profile_and_the_rest_follows_tds_loop(

@@ -201,6 +201,7 @@ def names(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {r[0] for r in rows}
 
 
+@pytest.mark.slow
 def test_ex1_is_one_person_with_its_master_table_and_enriched_sites(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
@@ -225,6 +226,7 @@ def test_ex1_is_one_person_with_its_master_table_and_enriched_sites(
     assert graph == [*GRAPH_COLUMNS, "time"]
 
 
+@pytest.mark.slow
 def test_debug_tables_hold_the_graph_of_every_iteration_and_go_when_not_kept(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
@@ -245,6 +247,7 @@ def test_debug_tables_hold_the_graph_of_every_iteration_and_go_when_not_kept(
     assert not [t for t in names(con) if "_graph_unify_loop_" in t]
 
 
+@pytest.mark.slow
 def test_flags_off_write_no_enriched_or_master_table(con: duckdb.DuckDBPyConnection) -> None:
     load_ex1(con)
     run(con, ex1(run_enrichments=False, run_master_tables=False, keep_debug_tables=False))
@@ -313,6 +316,7 @@ def ex3(merged: bool) -> dict[str, Any]:
     return doc
 
 
+@pytest.mark.slow
 def test_ids_over_their_source_tables_are_independent(con: duckdb.DuckDBPyConnection) -> None:
     load_ex1(con)
     ax, yz = run(con, ex3(merged=False))
@@ -331,6 +335,7 @@ def test_ids_over_their_source_tables_are_independent(con: duckdb.DuckDBPyConnec
     assert yyy[-1] == "brand_id_yz" and "brand_id_ax" not in yyy
 
 
+@pytest.mark.slow
 def test_merge_by_canonical_ids_joins_the_brand_profiles_into_one(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
@@ -427,6 +432,7 @@ def load_ex4(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+@pytest.mark.slow
 def test_do_not_merge_key_keeps_different_members_apart(con: duckdb.DuckDBPyConnection) -> None:
     load_ex4(con)
     run(con, ex4(do_not_merge=False))
@@ -481,6 +487,7 @@ EX5_ADDED = {
 }
 
 
+@pytest.mark.slow
 def test_ex5_incremental_run_continues_the_graph_and_enriches_only_new_rows(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
@@ -571,6 +578,7 @@ def test_what_tds_api_refuses_is_refused_with_its_path(change: Any, message: str
         parse_request(doc)
 
 
+@pytest.mark.slow
 def test_a_master_table_column_the_table_lacks_is_named(con: duckdb.DuckDBPyConnection) -> None:
     load_ex1(con)
     doc = ex1()

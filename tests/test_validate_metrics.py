@@ -22,6 +22,8 @@ from cdp_mcp.core.phases import Phase, workflows
 from cdp_mcp.pipeline.models import ValidationResult
 from cdp_mcp.pipeline.orchestrator import Pipeline
 
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
+
 PLACEHOLDERS = {"", "null", "none", "n/a", "na"}
 EMAIL_RE = re.compile(r"^[a-z0-9._%+-]+@[a-z0-9-]+([.][a-z0-9-]+)*[.][a-z]{2,}$")
 START = datetime(2023, 9, 1, tzinfo=UTC)

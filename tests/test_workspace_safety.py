@@ -73,6 +73,7 @@ def test_a_symlink_into_a_system_folder_is_refused(tmp_path: Path) -> None:
         load_config(pipeline_in(tmp_path, workspace="./ws"))
 
 
+@pytest.mark.slow
 def test_a_foreign_non_empty_folder_is_refused_and_left_untouched(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -98,6 +99,7 @@ def test_a_foreign_non_empty_folder_is_refused_and_left_untouched(
 # -- replacing only what cdp-mcp wrote ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_regenerating_a_phase_keeps_a_persons_files(acme_config: Path) -> None:
     cfg = load_config(acme_config)
     schemas = predicted_schemas(cfg)
@@ -128,6 +130,7 @@ def test_regenerating_a_phase_keeps_a_persons_files(acme_config: Path) -> None:
     generate(cfg, Phase.STAGING, schemas)  # its own files again: replaced without a word
 
 
+@pytest.mark.slow
 def test_a_folder_without_a_manifest_is_not_replaced(acme_config: Path) -> None:
     cfg = load_config(acme_config)
     (cfg.workspace / ".cdp_state").mkdir(parents=True)  # a workspace an older cdp-mcp made
@@ -139,6 +142,7 @@ def test_a_folder_without_a_manifest_is_not_replaced(acme_config: Path) -> None:
     assert made_by_hand.read_text() == "+mine:\n  echo>: hi\n"
 
 
+@pytest.mark.slow
 def test_cli_generate_keep_aside_says_where_the_files_went(
     acme_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -154,6 +158,7 @@ def test_cli_generate_keep_aside_says_where_the_files_went(
     assert (kept / "notes.md").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_the_report_never_overwrites_a_persons_file(acme_config: Path) -> None:
     pipeline = Pipeline(acme_config)
     anyio.run(pipeline.init)
@@ -282,6 +287,7 @@ def places(tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
     yield cwd, project, other
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 def test_the_client_roots_replace_the_working_directory(
     places: tuple[Path, Path, Path], mode: str
@@ -298,6 +304,7 @@ def test_the_client_roots_replace_the_working_directory(
     assert not (other / "p").exists()
 
 
+@pytest.mark.slow
 def test_an_explicit_root_is_not_widened_by_the_client(places: tuple[Path, Path, Path]) -> None:
     cwd, project, other = places
     outcome: list[str] = []
