@@ -7,6 +7,7 @@ runs and the tables that are checked can never disagree with what was generated.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -58,21 +59,42 @@ def project_name(cfg: PipelineConfig, phase: Phase) -> str:
     return f"{cfg.client}_{phase.value}"
 
 
+# The workflows each phase starts. Every name is spelled here only: generation writes each
+# as `{name}.dig` (dig_file), the orchestrator starts them, the reports and runbooks name them.
+UNIFICATION_WORKFLOW = "unif_runner"
+
+
+def ingestion_workflow(cfg: PipelineConfig, kind: Literal["hist", "inc"]) -> str:
+    return f"{cfg.source}_ingest_{kind}"
+
+
+def hist_union_workflow(cfg: PipelineConfig) -> str:
+    return f"{cfg.source}_hist_union"
+
+
+def staging_workflow(cfg: PipelineConfig) -> str:
+    return f"transform_{cfg.source}"
+
+
+def dig_file(workflow: str) -> str:
+    """The file a workflow is written to (Digdag names a workflow after its file)."""
+    return f"{workflow}.dig"
+
+
 def workflows(cfg: PipelineConfig, phase: Phase) -> list[str]:
     """The workflows the pipeline starts for a phase, in run order."""
-    src = cfg.source
     if phase is Phase.INGESTION:
         names = []
         if cfg.ingestion.mode in ("historical", "both"):
-            names.append(f"{src}_ingest_hist")
+            names.append(ingestion_workflow(cfg, "hist"))
         if cfg.ingestion.mode in ("incremental", "both"):
-            names.append(f"{src}_ingest_inc")
+            names.append(ingestion_workflow(cfg, "inc"))
         return names
     if phase is Phase.HIST_UNION:
-        return [f"{src}_hist_union"]
+        return [hist_union_workflow(cfg)]
     if phase is Phase.STAGING:
-        return [f"transform_{src}"]
-    return ["unif_runner"]
+        return [staging_workflow(cfg)]
+    return [UNIFICATION_WORKFLOW]
 
 
 class ExpectedTable(BaseModel):

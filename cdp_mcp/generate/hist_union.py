@@ -14,7 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdp_mcp.core.config import PipelineConfig, TableRef
-from cdp_mcp.core.phases import INC_LOG, INC_LOG_COLUMNS, inc_log_project
+from cdp_mcp.core.phases import (
+    INC_LOG,
+    INC_LOG_COLUMNS,
+    dig_file,
+    hist_union_workflow,
+    inc_log_project,
+)
 from cdp_mcp.core.schema import Column, SchemaMap, presto_type
 from cdp_mcp.generate.templating import PARALLEL_LIMIT
 from cdp_mcp.generate.templating import render as render_template
@@ -66,7 +72,7 @@ def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
         "inc_log_project": inc_log_project(cfg),
     }
     files = {
-        f"{cfg.source}_hist_union.dig": render_template("hist_union/hist_union.dig.j2", **ctx),
+        dig_file(hist_union_workflow(cfg)): render_template("hist_union/hist_union.dig.j2", **ctx),
         "queries/create_inc_log.sql": render_template("hist_union/create_inc_log.sql.j2", **ctx),
     }
     for t in tables:

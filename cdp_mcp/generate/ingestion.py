@@ -18,11 +18,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
+from typing import Literal
 
 from cdp_mcp.core import connectors
 from cdp_mcp.core.config import LANDING_SUFFIX, PipelineConfig, parse_timestamp
 from cdp_mcp.core.file_source import SourceError, find_object_file
-from cdp_mcp.core.phases import INGESTION_LOG, INGESTION_LOG_COLUMNS, Phase, project_name
+from cdp_mcp.core.phases import (
+    INGESTION_LOG,
+    INGESTION_LOG_COLUMNS,
+    Phase,
+    dig_file,
+    ingestion_workflow,
+    project_name,
+)
 from cdp_mcp.core.schema import SchemaMap, presto_type
 from cdp_mcp.generate import referenced_secrets
 from cdp_mcp.generate.connector_yaml import dump_in, in_section
@@ -41,7 +49,7 @@ CLOCK_MARGIN_SEC = 3600
 
 @dataclass(frozen=True)
 class _Workflow:
-    kind: str  # "hist" | "inc": file names and the datasources list
+    kind: Literal["hist", "inc"]  # file names and the datasources list
     log_mode: str  # `mode` written to the ingestion log
     table_suffix: str
 
@@ -88,7 +96,7 @@ def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
     files: dict[str, str] = {}
     for wf in flows:
         wf_ctx = {**ctx, "wf": wf, "for_each_value": "${" + wf.datasources_key + "}"}
-        files[f"{cfg.source}_ingest_{wf.kind}.dig"] = render_template(
+        files[dig_file(ingestion_workflow(cfg, wf.kind))] = render_template(
             "ingestion/ingest.dig.j2", **wf_ctx
         )
         files[f"queries/{wf.kind}_bounds.sql"] = render_template(

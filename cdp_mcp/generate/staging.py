@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from cdp_mcp.core.config import PipelineConfig, TableRef
 from cdp_mcp.core.literal import digdag_literal
-from cdp_mcp.core.phases import STAGING_LOG, STAGING_LOG_COLUMNS
+from cdp_mcp.core.phases import STAGING_LOG, STAGING_LOG_COLUMNS, dig_file, staging_workflow
 from cdp_mcp.core.schema import Column, SchemaMap, presto_type
 from cdp_mcp.core.sqltext import quote_ident, sql_string
 from cdp_mcp.core.staging_rules import (
@@ -109,7 +109,7 @@ def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
         table, queries = _table_files(cfg, ref, schemas)
         tables.append(table)
         files.update(queries)
-    files[f"transform_{cfg.source}.dig"] = render_template(
+    files[dig_file(staging_workflow(cfg))] = render_template(
         "staging/transform.dig.j2",
         source=cfg.source,
         stg_db=cfg.stg_db,

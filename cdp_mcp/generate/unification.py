@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cdp_mcp.core.config import PipelineConfig
+from cdp_mcp.core.phases import UNIFICATION_WORKFLOW, dig_file
 from cdp_mcp.core.schema import SchemaMap
 from cdp_mcp.core.unify_plan import UnificationPlan, plan_unification
 from cdp_mcp.generate.templating import PARALLEL_LIMIT
@@ -65,7 +66,7 @@ def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
     plan = plan_unification(cfg, schemas)
     ctx: dict[str, Any] = {"plan": plan, "client": cfg.client, "parallel_limit": PARALLEL_LIMIT}
     files = {
-        "unif_runner.dig": _render("unif_runner.dig", ctx),
+        dig_file(UNIFICATION_WORKFLOW): _render("unif_runner.dig", ctx),
         "dynmic_prep_creation.dig": _render("dynmic_prep_creation.dig", ctx),
         "id_unification.dig": _render(
             "id_unification.dig", {**ctx, "api_url": unification_api_url(cfg.global_.td_endpoint)}
