@@ -30,13 +30,13 @@ from cdp_mcp.core.roots import Roots, roots_for, wants_client_roots
 from cdp_mcp.core.tools import ToolName
 from cdp_mcp.pipeline.models import (
     DecisionResult,
+    FinalReportResult,
     GenerateResult,
     InitResult,
     LogsResult,
     PipelineError,
     PushResult,
     QueryOutput,
-    ReportResult,
     SecretsResult,
     SessionResult,
     StartResult,
@@ -183,9 +183,9 @@ async def get_logs(
 
 
 async def query(
-    config_path: str, roots: AllowedRoots, sql: str, limit: RowLimit = 100
+    config_path: str, roots: AllowedRoots, sql: str, limit: RowLimit = 100, offset: Offset = 0
 ) -> QueryOutput:
-    return await _with(config_path, lambda p: p.query(sql, limit), roots)
+    return await _with(config_path, lambda p: p.query(sql, limit, offset), roots)
 
 
 async def pipeline_status(config_path: str, roots: AllowedRoots) -> StatusResult:
@@ -206,7 +206,7 @@ async def abort_pipeline(config_path: str, roots: AllowedRoots) -> DecisionResul
     return await _with(config_path, lambda p: p.abort(), roots)
 
 
-async def final_report(config_path: str, roots: AllowedRoots) -> ReportResult:
+async def final_report(config_path: str, roots: AllowedRoots) -> FinalReportResult:
     return await _with(config_path, lambda p: p.final_report(), roots)
 
 
