@@ -38,6 +38,14 @@ def format_call(action: NextAction) -> str:
     return f"{action.tool}({args})"
 
 
+def next_call_words(action: NextAction) -> str:
+    """`Next call: tool(...)`, or the person's choices when a person decides."""
+    if action.tool == ASK_PERSON:
+        options = "; ".join(action.choices) or action.why
+        return f"Next: ask the person, whose choices are: {options}"
+    return f"Next call: {format_call(action)}"
+
+
 def decision_choices(
     cp: str, phase: Phase, retry: NextAction | None = None, retry_label: str = "retry"
 ) -> list[str]:
