@@ -167,3 +167,22 @@ def described(
     tool.__annotations__ = {p.name: p.annotation for p in params} | {"return": returns}
     tool.__doc__ = None  # the description comes from the text file, never a docstring
     return tool
+
+
+def untitled(schema: Any) -> Any:
+    """`schema` without the titles pydantic derives from names ("Config Path" for
+    config_path): they repeat the name in every tool's listing and say nothing more."""
+    if isinstance(schema, list):
+        return [untitled(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key in ("properties", "$defs") and isinstance(value, dict):
+            # a map of names to schemas: a property may itself be called "title"
+            out[key] = {name: untitled(sub) for name, sub in value.items()}
+        else:
+            out[key] = untitled(value)
+    return out
