@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from cdp_mcp.backends.base import ConflictError
 from cdp_mcp.backends.local import LocalBackend
 from cdp_mcp.pipeline.models import PipelineError, SessionResult
-from cdp_mcp.pipeline.orchestrator import LOG_PAGE_CHARS, Pipeline
+from cdp_mcp.pipeline.orchestrator import LOG_PAGE_BYTES, Pipeline
 from cdp_mcp.pipeline.reports.report import report_path
 from cdp_mcp.pipeline.state import StateStore
 from cdp_mcp.server.app import render_implement_prompt
@@ -144,9 +144,10 @@ def test_a_warning_blocks_the_next_phase_until_accepted(acme_config: Path) -> No
     assert result.accepted_warnings is False
     assert any("products" in w for w in result.warnings), result.warnings
     assert result.metrics["rows_loaded"]["products"] == {"historical": 0, "incremental": 0}
-    assert result.next_action.tool == "validate_tables"
-    assert result.next_action.arguments["accept_warnings"] is True
-    # a person decides: accept (the exact call), fix, skip or abort
+    # a person decides (not the accepting call itself): accept (the exact call), fix, skip
+    # or abort
+    assert result.next_action.tool == "ask_person"
+    assert "accept_warnings" not in result.next_action.arguments
     assert result.next_action.choices[0] == (
         f"accept the warnings: validate_tables(config_path='{acme_config}', "
         "phase='ingestion', accept_warnings=true)"
@@ -586,12 +587,17 @@ def test_logs_come_in_pages(ingested: Path) -> None:
     attempt_id = step_of(ingested, "ingestion", f"execute:{HIST}")["attempt_id"]
     p = Pipeline(ingested)
     page = run(p.get_logs, attempt_id)
-    assert len(page.text) == LOG_PAGE_CHARS and page.next_offset == LOG_PAGE_CHARS
+    # pages by bytes of their JSON (escapes counted), ending at a line end
+    assert LOG_PAGE_BYTES * 0.8 < len(json.dumps(page.text)) <= LOG_PAGE_BYTES
+    assert page.text.endswith("\n") and page.next_offset == len(page.text)
     pages = [page]
     while page.next_offset is not None:
+        assert page.next_action.tool == "get_logs"
+        assert page.next_action.arguments["offset"] == page.next_offset
         page = run(p.get_logs, attempt_id, None, page.next_offset)
-        assert 0 < len(page.text) <= LOG_PAGE_CHARS
+        assert 0 < len(json.dumps(page.text)) <= LOG_PAGE_BYTES
         pages.append(page)
+    assert pages[-1].next_action == p.status().next_action  # after the last: the pipeline's
     assert len(pages) >= 2 and pages[-1].next_offset is None
     full = "".join(pg.text for pg in pages)
     # each page names the log files its text comes from; together, all of them

@@ -419,7 +419,8 @@ def test_next_action_after_validation_and_abort(cfg: PipelineConfig) -> None:
     ps.status = PhaseStatus.WARNED
     ps.validation = {"warnings": ["products: 0 rows"]}
     warn = next_action(cfg, state)
-    assert warn.arguments["accept_warnings"] is True and "products: 0 rows" in warn.why
+    assert warn.tool == "ask_person" and "products: 0 rows" in warn.why
+    assert "accept_warnings" not in warn.arguments
     assert warn.choices[0].startswith("accept the warnings: validate_tables(")
     ps.status = PhaseStatus.IN_PROGRESS
     step(ps, "validate", StepStatus.FAILED, 1, last_error="no rows")

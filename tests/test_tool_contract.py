@@ -199,7 +199,7 @@ def test_the_closed_world_tools_answer_with_treasure_data_gone(acme_config: Path
             done.append(type(result).__name__)
         return done
 
-    assert anyio.run(call_each) == ["StatusResult", "DecisionResult", "ReportResult"]
+    assert anyio.run(call_each) == ["StatusResult", "DecisionResult", "FinalReportResult"]
     # and TD is really gone: an open-world tool cannot do its work
     with pytest.raises(ToolError, match="Treasure Data preflight failed"):
         anyio.run(lambda: handlers.init_pipeline(config_path=str(acme_config), roots=None))

@@ -38,6 +38,7 @@ from cdp_mcp.core.tools import ASK_PERSON, ToolName
 from cdp_mcp.pipeline.models import NextAction, PipelineError, SessionProgress
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.reports.facts import phase_seconds
+from cdp_mcp.pipeline.rules.advice import accepts_warnings_choice
 
 __all__ = [
     "EXIT_ACCEPTED_WARNINGS",
@@ -130,7 +131,14 @@ async def _run(
                     f"`cdp-mcp run {cp} --new-run` starts run {init.run + 1}"
                 )
             return done
-        if action.tool == ASK_PERSON:
+        if accepts_warnings_choice(action):
+            # a WARN: the person's decision, which --accept-warnings gave beforehand
+            action = NextAction(
+                tool=ToolName.VALIDATE_TABLES,
+                arguments={**action.arguments, "accept_warnings": True},
+                why=action.why,
+            )
+        elif action.tool == ASK_PERSON:
             return await _stopped(cp, action)
         if (
             action.tool == ToolName.VALIDATE_TABLES

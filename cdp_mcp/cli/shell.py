@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from cdp_mcp.core.tools import ASK_PERSON, ToolName
 from cdp_mcp.pipeline.models import NextAction
+from cdp_mcp.pipeline.rules.advice import accepts_warnings_choice
 
 # The tools `cdp-mcp run` carries out itself, following next_action (cli/run.py).
 _RUN_DOES = {
@@ -63,7 +64,9 @@ def choices(action: NextAction, config: str) -> list[str]:
     cfg = shlex.quote(config)
     phase = action.arguments.get("phase")
     out = []
-    if action.tool == ToolName.VALIDATE_TABLES and action.arguments.get("accept_warnings"):
+    if accepts_warnings_choice(action) or (
+        action.tool == ToolName.VALIDATE_TABLES and action.arguments.get("accept_warnings")
+    ):
         out.append(f"accept the warnings: `cdp-mcp run {cfg} --accept-warnings`")
     elif action.tool not in (ASK_PERSON, ToolName.VALIDATE_TABLES):
         out.append(f"retry: `cdp-mcp run {cfg}`")

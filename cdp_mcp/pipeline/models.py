@@ -144,20 +144,26 @@ class ValidationResult(BaseModel):
     next_action: NextAction
 
 
-class LogsResult(BaseModel):
+class LogsPage(BaseModel):
     attempt_id: str
     task: str | None
     files: list[str]
     offset: int
-    next_offset: int | None
+    next_offset: int | None  # None: the last page
     text: str
+
+
+class LogsResult(LogsPage):
+    next_action: NextAction  # the next page, or the pipeline's next step after the last
 
 
 class QueryOutput(BaseModel):
     columns: list[str]
     rows: list[list[Any]]
-    row_count: int
-    truncated: bool
+    row_count: int  # the rows kept in this result
+    offset: int = 0  # rows of the result skipped before the first one kept
+    truncated: bool  # more rows follow: next_action reads them
+    next_action: NextAction
 
 
 class StepView(BaseModel):
@@ -199,7 +205,31 @@ class DecisionResult(BaseModel):
 
 
 class ReportResult(BaseModel):
+    """What the report writer wrote (reports/report.py), the whole document included."""
+
     path: str
     html_path: str | None = None
     complete: bool
     markdown: str
+
+
+class PhaseHeadline(BaseModel):
+    phase: str
+    status: str
+    verdict: str | None
+    tables: int | None  # tables the validation checked
+    rows: int | None  # rows in them
+
+
+class FinalReportResult(BaseModel):
+    """final_report's answer: where the documents are and the headline figures; the
+    documents themselves are files (and the pipeline_report resource)."""
+
+    path: str
+    html_path: str | None = None
+    documents: list[str] = Field(default_factory=list)  # the ops documents beside the report
+    complete: bool
+    aborted: bool = False
+    phases: list[PhaseHeadline]
+    profiles: int | None = None  # unified profiles (unification's validation)
+    next_action: NextAction

@@ -53,9 +53,11 @@ from cdp_mcp.pipeline import sessions, starting, views
 from cdp_mcp.pipeline.lifecycle import PrepareFn, StepFailed, StepPlan, internal_error
 from cdp_mcp.pipeline.models import (
     DecisionResult,
+    FinalReportResult,
     GenerateResult,
     InitResult,
     LogsResult,
+    NextAction,
     PipelineError,
     PushResult,
     QueryOutput,
@@ -69,7 +71,7 @@ from cdp_mcp.pipeline.models import (
 )
 from cdp_mcp.pipeline.preflight import preflight
 from cdp_mcp.pipeline.reports import report as report_mod
-from cdp_mcp.pipeline.rules import budget, steps
+from cdp_mcp.pipeline.rules import advice, budget, steps
 from cdp_mcp.pipeline.rules.advice import next_action
 from cdp_mcp.pipeline.rules.budget import require
 from cdp_mcp.pipeline.rules.gate import gate
@@ -77,7 +79,7 @@ from cdp_mcp.pipeline.rules.steps import execute_step
 from cdp_mcp.pipeline.runlogs import write_run_log
 from cdp_mcp.pipeline.schemas import phase_schemas
 from cdp_mcp.pipeline.secrets import missing_secrets, upload_secrets
-from cdp_mcp.pipeline.sessions import LOG_PAGE_CHARS
+from cdp_mcp.pipeline.sessions import LOG_PAGE_BYTES
 from cdp_mcp.pipeline.state import (
     MAX_ATTEMPTS,
     BusyError,
@@ -92,10 +94,11 @@ from cdp_mcp.pipeline.state import (
 )
 from cdp_mcp.pipeline.validate import validate_phase
 
-__all__ = ["LOG_PAGE_CHARS", "Pipeline", "config_hash"]
+__all__ = ["LOG_PAGE_BYTES", "Pipeline", "config_hash"]
 
 MAX_WAIT_SECONDS = 600.0
 MAX_QUERY_ROWS = 1_000
+MAX_QUERY_OFFSET = 100_000  # paging deeper than this: a WHERE on an ordered key instead
 ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
 WatchFn = Callable[[SessionProgress], Awaitable[None]]
 
@@ -634,7 +637,14 @@ class Pipeline:
     async def get_logs(
         self, attempt_id: str, task: str | None = None, offset: int = 0
     ) -> LogsResult:
-        return await sessions.logs_page(self.backend, attempt_id, task, offset)
+        page = await sessions.logs_page(self.backend, attempt_id, task, offset)
+        cp = str(self.config_path)
+        then = (
+            advice.next_logs_page(cp, attempt_id, task, page.next_offset)
+            if page.next_offset is not None
+            else await self._pipeline_next()
+        )
+        return LogsResult(**page.model_dump(), next_action=then)
 
     # -- validate ----------------------------------------------------------------------
     @_one_step(ToolName.VALIDATE_TABLES)
@@ -675,18 +685,47 @@ class Pipeline:
             return views.validation_result(ps, accepted, next_action(self.cfg, state))
 
     # -- query / status ----------------------------------------------------------------
-    async def query(self, sql: str, limit: int = 100) -> QueryOutput:
+    async def query(self, sql: str, limit: int = 100, offset: int = 0) -> QueryOutput:
+        """Up to `limit` rows after the first `offset`, cut further to QUERY_PAGE_BYTES of
+        rows; a cut result's next_action reads the rows after it."""
         limit = max(1, min(int(limit), MAX_QUERY_ROWS))
+        offset = max(0, min(int(offset), MAX_QUERY_OFFSET))
         try:
-            result = await self.backend.read_query(sql, self.cfg.src_db, limit=limit)
+            result = await self.backend.read_query(sql, self.cfg.src_db, limit=offset + limit)
         except ReadOnlyError as e:
             raise PipelineError(str(e)) from None
         except BackendError as e:
             raise PipelineError(f"the query failed: {e}") from None
-        rows = [list(r) for r in result.rows]
-        return QueryOutput(
-            columns=result.columns, rows=rows, row_count=len(rows), truncated=result.truncated
+        rows = [list(r) for r in result.rows[offset:]]
+        kept = views.rows_within(rows, views.QUERY_PAGE_BYTES)
+        cut_by_size = len(kept) < len(rows)
+        truncated = cut_by_size or result.truncated
+        then = (
+            advice.next_query_page(
+                str(self.config_path), sql, limit, offset, len(kept), cut_by_size
+            )
+            if truncated
+            else await self._pipeline_next()
         )
+        return QueryOutput(
+            columns=result.columns,
+            rows=kept,
+            row_count=len(kept),
+            offset=offset,
+            truncated=truncated,
+            next_action=then,
+        )
+
+    async def _pipeline_next(self) -> NextAction:
+        """Where the pipeline stands, for a read-only tool's result (init first, if no state)."""
+        try:
+            return (await anyio.to_thread.run_sync(self.status)).next_action
+        except PipelineError as e:
+            return NextAction(
+                tool=ToolName.INIT_PIPELINE,
+                arguments={"config_path": str(self.config_path)},
+                why=f"the pipeline has no usable state yet ({e})",
+            )
 
     def status(self) -> StatusResult:
         with self.store.locked():
@@ -750,8 +789,13 @@ class Pipeline:
         )
 
     @_one_step(ToolName.FINAL_REPORT)
-    async def final_report(self) -> ReportResult:
-        return await self._write_report()
+    async def final_report(self) -> FinalReportResult:
+        """Write the report; answer with its paths and headline figures, not the document."""
+        written = await self._write_report()
+        async with self.store.alocked():
+            state = self._load()
+        then = advice.after_report(str(self.config_path), state, next_action(self.cfg, state))
+        return views.report_result(written, state, then)
 
     async def _write_report(self) -> ReportResult:
         async with self.store.alocked():

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from pydantic_core import to_json
+
 from cdp_mcp.backends.base import DONE_TASK_STATES, Attempt, Backend, BackendError, Task
 from cdp_mcp.core.phases import ORDER, Phase
 from cdp_mcp.pipeline.models import (
     FailedTask,
-    LogsResult,
+    LogsPage,
     NextAction,
     PipelineError,
     SessionProgress,
@@ -17,7 +19,8 @@ from cdp_mcp.pipeline.models import (
 )
 from cdp_mcp.pipeline.state import PipelineState, StepState, StepStatus
 
-LOG_PAGE_CHARS = 12_000  # with the JSON around it, a page stays under ~20 KB
+# A page's text as JSON (escapes counted): with the rest of the result, under ~20 KB.
+LOG_PAGE_BYTES = 16_000
 LOG_TAIL_LINES = 15
 FAILED_TASKS_SHOWN = 5
 
@@ -82,16 +85,31 @@ async def log_tail(backend: Backend, attempt_id: str, task: str) -> str:
     return "\n".join(text.rstrip().splitlines()[-LOG_TAIL_LINES:])
 
 
-async def logs_page(backend: Backend, attempt_id: str, task: str | None, offset: int) -> LogsResult:
+def _page_end(full: str, offset: int, budget: int) -> int:
+    """Where the page from `offset` ends: its JSON within `budget` bytes, at a line end
+    when one is near."""
+    end = min(len(full), offset + budget)
+    while end > offset + 1:
+        size = len(to_json(full[offset:end]))
+        if size <= budget:
+            break
+        end = offset + max(1, int((end - offset) * budget / size * 0.98))
+    if end < len(full):
+        newline = full.rfind("\n", offset, end)
+        if newline >= offset + (end - offset) * 4 // 5:
+            end = newline + 1
+    return end
+
+
+async def logs_page(backend: Backend, attempt_id: str, task: str | None, offset: int) -> LogsPage:
     try:
         files = await backend.log_files(attempt_id, task)
         texts = [await backend.read_log(attempt_id, f.file_name) for f in files]
     except BackendError as e:
         raise PipelineError(f"reading logs of attempt {attempt_id} failed: {e}") from None
     full = "".join(texts)
-    offset = max(0, offset)
-    page = full[offset : offset + LOG_PAGE_CHARS]
-    end = offset + len(page)
+    offset = min(max(0, offset), len(full))
+    end = _page_end(full, offset, LOG_PAGE_BYTES)
     # Name only the files this page's text comes from: an attempt of a big phase has
     # hundreds of log files, and the page must stay small.
     on_page, start = [], 0
@@ -99,13 +117,13 @@ async def logs_page(backend: Backend, attempt_id: str, task: str | None, offset:
         if start < end and start + len(text) > offset:
             on_page.append(f.file_name)
         start += len(text)
-    return LogsResult(
+    return LogsPage(
         attempt_id=attempt_id,
         task=task,
         files=on_page,
         offset=offset,
         next_offset=end if end < len(full) else None,
-        text=page,
+        text=full[offset:end],
     )
 
 

@@ -3,19 +3,28 @@ result of a validation."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from pydantic_core import to_json
+
 from cdp_mcp.core.config import ConfigError, PipelineConfig
 from cdp_mcp.core.file_source import SourceError
-from cdp_mcp.core.phases import ORDER, expected_tables, project_name, workflows
+from cdp_mcp.core.phases import ORDER, Phase, expected_tables, project_name, workflows
 from cdp_mcp.generate import GenerationError
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.pipeline.models import (
+    FinalReportResult,
     NextAction,
+    PhaseHeadline,
     PhasePlan,
     PhaseView,
+    ReportResult,
     StatusResult,
     StepView,
     ValidationResult,
 )
+from cdp_mcp.pipeline.reports.report import OPS_DOC_NAMES
 from cdp_mcp.pipeline.state import PhaseState, PipelineState, StepState
 
 
@@ -90,5 +99,54 @@ def validation_result(ps: PhaseState, accepted: bool, action: NextAction) -> Val
         metrics=v.get("metrics", {}),
         warnings=v.get("warnings", []),
         failures=v.get("failures", []),
+        next_action=action,
+    )
+
+
+# A query result's rows as JSON: with the columns, the SQL and next_action, under ~20 KB.
+QUERY_PAGE_BYTES = 16_000
+
+
+def rows_within(rows: list[list[Any]], budget: int) -> list[list[Any]]:
+    """The leading rows whose JSON fits in `budget` bytes (the first row always: one row
+    is the least a query can answer with)."""
+    kept: list[list[Any]] = []
+    used = 2  # the list's brackets
+    for row in rows:
+        size = len(to_json(row, fallback=str)) + 1
+        if kept and used + size > budget:
+            break
+        kept.append(row)
+        used += size
+    return kept
+
+
+def _headline(ps: PhaseState) -> PhaseHeadline:
+    tables = (ps.validation or {}).get("tables") or []
+    counted = [t["row_count"] for t in tables if t.get("row_count") is not None]
+    return PhaseHeadline(
+        phase=ps.phase.value,
+        status=ps.status.value,
+        verdict=ps.verdict,
+        tables=len(tables) if tables else None,
+        rows=sum(counted) if counted else None,
+    )
+
+
+def report_result(
+    written: ReportResult, state: PipelineState, action: NextAction
+) -> FinalReportResult:
+    """The report as final_report answers: its files and the figures a person asks first."""
+    folder = Path(written.path).parent
+    documents = [str(folder / name) for name in OPS_DOC_NAMES if (folder / name).is_file()]
+    profiles = (state.phase(Phase.UNIFICATION).validation or {}).get("metrics", {}).get("profiles")
+    return FinalReportResult(
+        path=written.path,
+        html_path=written.html_path,
+        documents=documents,
+        complete=written.complete,
+        aborted=state.aborted,
+        phases=[_headline(state.phase(p)) for p in ORDER],
+        profiles=profiles if isinstance(profiles, int) else None,
         next_action=action,
     )

@@ -17,9 +17,11 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from cdp_mcp import __version__
 from cdp_mcp.core import redact
 from cdp_mcp.core.roots import Roots, ask_client
-from cdp_mcp.pipeline.models import PipelineError
+from cdp_mcp.core.tools import ToolName
+from cdp_mcp.pipeline.models import NextAction, PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.reports.report import report_path
+from cdp_mcp.pipeline.summaries import summary
 from cdp_mcp.server import contract
 from cdp_mcp.server.handlers import HANDLERS, CdpServer, explicit_roots
 
@@ -52,13 +54,23 @@ def _prompt_template() -> jinja2.Template:
 
 
 def render_implement_prompt(config_path: str, roots: Roots | None = None) -> str:
-    """The orchestration instructions with the pipeline's current state (also the resume prompt)."""
-    status = Pipeline(config_path, roots=roots).status()
+    """The orchestration instructions with the pipeline's current state (also the resume
+    prompt); the same rules before there is any state, with init_pipeline as the next step."""
+    try:
+        status = Pipeline(config_path, roots=roots).status()
+    except PipelineError as e:
+        first = NextAction(
+            tool=ToolName.INIT_PIPELINE,
+            arguments={"config_path": config_path},
+            why=f"the pipeline has no usable state yet ({e}); call "
+            f"init_pipeline(config_path={config_path!r}) first",
+        )
+        return _prompt_template().render(
+            config_path=config_path, state=None, aborted=False, phases=[], next=first
+        )
     return _prompt_template().render(
         config_path=status.config_path,
-        client=status.client,
-        backend=status.backend,
-        run=status.run,
+        state={"client": status.client, "backend": status.backend, "run": status.run},
         aborted=status.aborted,
         phases=[p.model_dump() for p in status.phases],
         next=status.next_action,
@@ -78,7 +90,7 @@ def build_server(roots: Roots | None = None) -> MCPServer:
     for name, handler in HANDLERS.items():
         text = contract.load_tool(name)
         server.add_tool(
-            contract.described(handler, text),
+            contract.described(handler, text, summary),
             name=name.value,
             title=text.title,
             description=text.description,
@@ -93,15 +105,9 @@ def _add_prompt(server: MCPServer) -> None:
     @server.prompt(title="Implement a CDP")
     async def cdp_implement(config_path: str, ctx: Context) -> str:
         """Orchestration instructions for the pipeline with its current state: start, resume."""
-        try:
-            roots = await _roots_of(ctx)
-            text = await anyio.to_thread.run_sync(render_implement_prompt, config_path, roots)
-            return redact.scrub(text)
-        except PipelineError as e:
-            return redact.scrub(
-                f"The pipeline `{config_path}` has no usable state yet ({e}). "
-                f"Call init_pipeline(config_path='{config_path}') first, then follow next_action."
-            )
+        roots = await _roots_of(ctx)
+        text = await anyio.to_thread.run_sync(render_implement_prompt, config_path, roots)
+        return redact.scrub(text)
 
 
 def _add_resources(server: MCPServer) -> None:

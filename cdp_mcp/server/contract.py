@@ -23,8 +23,8 @@ from typing import Annotated, Any
 
 import yaml
 from mcp.server.mcpserver import Context, Resolve
-from mcp.types import ToolAnnotations
-from pydantic import Field
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
 
 from cdp_mcp.core.tools import ToolName
 
@@ -120,8 +120,13 @@ def _not_an_argument(hint: Any) -> bool:
     )
 
 
-def described(fn: Callable[..., Awaitable[Any]], text: ToolText) -> Callable[..., Awaitable[Any]]:
-    """`fn` under a signature whose arguments carry their descriptions from `text`.
+def described(
+    fn: Callable[..., Awaitable[Any]],
+    text: ToolText,
+    summarize: Callable[[BaseModel], str] | None = None,
+) -> Callable[..., Awaitable[Any]]:
+    """`fn` under a signature whose arguments carry their descriptions from `text`; with
+    `summarize`, its result is the model as structured content and the summary as text.
 
     Every argument must have a description, and every description an argument: a tool
     file that drifts from its function fails the server's start, not a client's call."""
@@ -145,10 +150,39 @@ def described(fn: Callable[..., Awaitable[Any]], text: ToolText) -> Callable[...
 
     @functools.wraps(fn)
     async def tool(**arguments: Any) -> Any:
-        return await fn(**arguments)
+        result = await fn(**arguments)
+        if summarize is None or not isinstance(result, BaseModel):
+            return result
+        # The data once, as structured content; the text only says what it means.
+        return CallToolResult(
+            content=[TextContent(type="text", text=summarize(result))],
+            structured_content=result.model_dump(mode="json"),
+        )
 
     returns = hints.get("return", sig.return_annotation)
+    if summarize is not None:
+        # The SDK still publishes (and checks against) the model's output schema.
+        returns = Annotated[CallToolResult, returns]
     tool.__signature__ = sig.replace(parameters=params, return_annotation=returns)  # type: ignore[attr-defined]
     tool.__annotations__ = {p.name: p.annotation for p in params} | {"return": returns}
     tool.__doc__ = None  # the description comes from the text file, never a docstring
     return tool
+
+
+def untitled(schema: Any) -> Any:
+    """`schema` without the titles pydantic derives from names ("Config Path" for
+    config_path): they repeat the name in every tool's listing and say nothing more."""
+    if isinstance(schema, list):
+        return [untitled(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key in ("properties", "$defs") and isinstance(value, dict):
+            # a map of names to schemas: a property may itself be called "title"
+            out[key] = {name: untitled(sub) for name, sub in value.items()}
+        else:
+            out[key] = untitled(value)
+    return out

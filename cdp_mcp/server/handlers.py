@@ -21,7 +21,7 @@ from typing import Annotated, Any, TypeVar
 import anyio
 from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ListRootsResult
+from mcp.types import ListRootsResult, Tool
 from pydantic import BaseModel, Field
 
 from cdp_mcp.core import redact
@@ -30,13 +30,13 @@ from cdp_mcp.core.roots import Roots, roots_for, wants_client_roots
 from cdp_mcp.core.tools import ToolName
 from cdp_mcp.pipeline.models import (
     DecisionResult,
+    FinalReportResult,
     GenerateResult,
     InitResult,
     LogsResult,
     PipelineError,
     PushResult,
     QueryOutput,
-    ReportResult,
     SecretsResult,
     SessionResult,
     StartResult,
@@ -44,6 +44,7 @@ from cdp_mcp.pipeline.models import (
     ValidationResult,
 )
 from cdp_mcp.pipeline.orchestrator import MAX_QUERY_ROWS, MAX_WAIT_SECONDS, Pipeline
+from cdp_mcp.server import contract
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -106,6 +107,19 @@ class CdpServer(MCPServer):
     def __init__(self, roots: Roots | None, **settings: Any) -> None:
         super().__init__(**settings)
         self.roots = roots
+
+    async def list_tools(self) -> list[Tool]:
+        """The listing without the schemas' derived titles (it is read into every
+        conversation); the tools still check their arguments against the full schemas."""
+        return [
+            t.model_copy(
+                update={
+                    "input_schema": contract.untitled(t.input_schema),
+                    "output_schema": contract.untitled(t.output_schema),
+                }
+            )
+            for t in await super().list_tools()
+        ]
 
 
 def explicit_roots(ctx: Context) -> Roots | None:
@@ -183,9 +197,9 @@ async def get_logs(
 
 
 async def query(
-    config_path: str, roots: AllowedRoots, sql: str, limit: RowLimit = 100
+    config_path: str, roots: AllowedRoots, sql: str, limit: RowLimit = 100, offset: Offset = 0
 ) -> QueryOutput:
-    return await _with(config_path, lambda p: p.query(sql, limit), roots)
+    return await _with(config_path, lambda p: p.query(sql, limit, offset), roots)
 
 
 async def pipeline_status(config_path: str, roots: AllowedRoots) -> StatusResult:
@@ -206,7 +220,7 @@ async def abort_pipeline(config_path: str, roots: AllowedRoots) -> DecisionResul
     return await _with(config_path, lambda p: p.abort(), roots)
 
 
-async def final_report(config_path: str, roots: AllowedRoots) -> ReportResult:
+async def final_report(config_path: str, roots: AllowedRoots) -> FinalReportResult:
     return await _with(config_path, lambda p: p.final_report(), roots)
 
 

@@ -26,6 +26,7 @@ from cdp_mcp.pipeline.state import (
 )
 
 Args = dict[str, object]
+ACCEPT_WARNINGS = "accept the warnings"  # the label of the choice that accepts a WARN
 
 
 def format_call(action: NextAction) -> str:
@@ -35,6 +36,14 @@ def format_call(action: NextAction) -> str:
         for k, v in action.arguments.items()
     )
     return f"{action.tool}({args})"
+
+
+def next_call_words(action: NextAction) -> str:
+    """`Next call: tool(...)`, or the person's choices when a person decides."""
+    if action.tool == ASK_PERSON:
+        options = "; ".join(action.choices) or action.why
+        return f"Next: ask the person, whose choices are: {options}"
+    return f"Next call: {format_call(action)}"
 
 
 def decision_choices(
@@ -177,12 +186,17 @@ def _workflow_action(wf: str, ex: StepState | None, cp: str, args: Args) -> Next
 def _validate_action(ps: PhaseState, args: Args) -> NextAction:
     phase = ps.phase.value
     if ps.status is PhaseStatus.WARNED:
-        return _decision(
-            ToolName.VALIDATE_TABLES,
-            {**args, "accept_warnings": True},
-            f"{phase} validated WARN: {', '.join(ps.validation_warnings()) or 'see validate_tables'}. "
-            "A person decides whether to accept the warnings.",
-            retry_label="accept the warnings",
+        # Not the accepting call itself: a literal agent must not accept on its own.
+        accept = NextAction(
+            tool=ToolName.VALIDATE_TABLES, arguments={**args, "accept_warnings": True}, why=""
+        )
+        warnings = ", ".join(ps.validation_warnings()) or "see validate_tables"
+        return _ask_person(
+            args,
+            f"{phase} validated WARN: {warnings}. Ask the person whether to accept the "
+            "warnings; never accept them on your own.",
+            accept,
+            ACCEPT_WARNINGS,
         )
     val = ps.steps.get("validate")
     if val is not None and val.status is StepStatus.FAILED:
@@ -225,3 +239,50 @@ def next_action(cfg: PipelineConfig, state: PipelineState) -> NextAction:
         arguments={"config_path": cp},
         why="every phase is done; write the report",
     )
+
+
+def accepts_warnings_choice(action: NextAction) -> bool:
+    """The person's decision at a WARN: its first choice accepts the warnings."""
+    return action.tool == ASK_PERSON and any(
+        c.startswith(f"{ACCEPT_WARNINGS}: ") for c in action.choices
+    )
+
+
+def next_query_page(
+    cp: str, sql: str, limit: int, offset: int, kept: int, cut_by_size: bool
+) -> NextAction:
+    """The call that reads the rows after the `kept` ones of a query result."""
+    why = f"{kept} rows shown (from row {offset})"
+    if cut_by_size:
+        why += ", cut to keep the result small; select fewer columns for more rows per call"
+    return NextAction(
+        tool=ToolName.QUERY,
+        arguments={"config_path": cp, "sql": sql, "limit": limit, "offset": offset + kept},
+        why=f"{why}; this call reads the next rows (an ORDER BY in the SQL keeps pages stable)",
+    )
+
+
+def next_logs_page(cp: str, attempt_id: str, task: str | None, next_offset: int) -> NextAction:
+    args: Args = {"config_path": cp, "attempt_id": attempt_id}
+    if task is not None:
+        args["task"] = task
+    return NextAction(
+        tool=ToolName.GET_LOGS,
+        arguments={**args, "offset": next_offset},
+        why="more log text follows; this call reads the next page",
+    )
+
+
+def after_report(cp: str, state: PipelineState, pipeline_next: NextAction) -> NextAction:
+    """After final_report: tell the person, or go on with a pipeline that is not done."""
+    if state.aborted:
+        why = "the pipeline was aborted; show the person the report's path and where it stopped"
+    elif all(state.phase(p).status in DONE for p in ORDER):
+        why = (
+            "the pipeline is finished; give the person the report's path and the headline "
+            f"figures. Only the person may start it over: init_pipeline(config_path={cp!r}, "
+            "new_run=true)"
+        )
+    else:
+        return pipeline_next  # a partial report: the pipeline goes on
+    return NextAction(tool=ASK_PERSON, arguments={"config_path": cp}, why=why)

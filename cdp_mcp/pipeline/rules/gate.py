@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cdp_mcp.core.config import PipelineConfig
 from cdp_mcp.core.phases import Phase, previous
-from cdp_mcp.pipeline.rules.advice import format_call, next_action
+from cdp_mcp.pipeline.rules.advice import next_action, next_call_words
 from cdp_mcp.pipeline.rules.budget import require
 from cdp_mcp.pipeline.rules.steps import not_runnable, phase_locked_by
 from cdp_mcp.pipeline.state import PipelineState
@@ -24,7 +24,7 @@ def gate_refusal(
     locked = phase_locked_by(state, phase, previous(phase))
     if locked is None:
         return None
-    return f"{locked}. Next call: {format_call(next_action(cfg, state))}."
+    return f"{locked}. {next_call_words(next_action(cfg, state))}."
 
 
 def gate(
