@@ -19,6 +19,8 @@ from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, write_sample, write_sample_conf
 from tests.conftest import FIXTURES
 from tests.test_mcp_server import MAX_RESULT_BYTES, Server, server, text_of
 
+pytestmark = pytest.mark.slow  # whole runs over the MCP client: the full suite, not the fast lane
+
 __all__ = ["server"]  # the module's server fixture (one `cdp-mcp serve` for this module)
 
 SUMMARY_LINES = 8  # "a few lines": the text is a summary, the data is structured
