@@ -85,7 +85,9 @@ def _sample_contacts(folder: Path) -> tuple[set[str], set[str]]:
 def test_no_email_or_phone_of_the_sample_appears_in_either_report(demo: Demo) -> None:
     emails, phones = _sample_contacts(demo.root / "shopify")
     assert len(emails) > 100 and len(phones) > 100
-    for name, text in (("cdp_report.md", demo.markdown), ("cdp_report.html", demo.html)):
+    written = sorted((demo.cfg.workspace / "reports").iterdir())
+    assert {f.name for f in written} >= {"cdp_report.md", "cdp_report.html", "runbook.md"}
+    for name, text in ((f.name, f.read_text(encoding="utf-8")) for f in written):
         lowered = text.lower()
         leaked = [e for e in emails if e.lower() in lowered]
         # a phone as written, or as the digits unification keeps (5551234567)
