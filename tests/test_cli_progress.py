@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 from rich.console import Console
 
@@ -33,7 +34,11 @@ from cdp_mcp.cli.events import (
     WorkflowFinished,
     WorkflowStarted,
 )
-from cdp_mcp.cli.progress import RunDisplay
+from cdp_mcp.cli.progress import Board, RunDisplay, duration, summary_table
+from cdp_mcp.cli.run import run_pipeline
+from cdp_mcp.core.config import load_config
+from cdp_mcp.core.phases import INC_LOG, INGESTION_LOG, STAGING_LOG, Phase
+from cdp_mcp.pipeline.state import StateStore
 from tests.conftest import SENTINEL_KEY
 from tests.test_cli_pipeline import PHASES, ROWS, Ran, broken_ingestion, cdp, cli, phase_lines
 
@@ -78,10 +83,11 @@ def test_piped_output_is_plain_lines_with_every_phase_and_a_summary(
     for phase in PHASES:
         if status[phase] == "passed":
             assert f"{phase}: validation PASS" in ran.err
-            result, seconds, tables, n_rows, *sessions = rows[phase]
+            result, seconds, tables, n_rows, profiles, *sessions = rows[phase]
             assert result == "PASS"
             assert re.fullmatch(r"[\d.]+s", seconds)
-            assert int(tables) > 0 and int(n_rows.replace(",", "")) > 0
+            counted = profiles if phase == "unification" else n_rows
+            assert int(tables) > 0 and int(counted.replace(",", "")) > 0
             assert sessions
     assert rows["ingestion"][-2:] == ["1,", "2"]  # its two workflows' sessions
     if all(s == "passed" for s in status.values()):
@@ -90,6 +96,87 @@ def test_piped_output_is_plain_lines_with_every_phase_and_a_summary(
     else:  # no unification engine here (see tests/test_cli_pipeline.py)
         assert ran.code == 1 and "FAILED: " in ran.err
     assert ran.out.strip().splitlines()[-1].startswith("report: ")
+
+
+@pytest.mark.slow
+def test_the_summary_counts_data_rows_and_shows_unifications_profiles(
+    demo_run: tuple[Ran, Path],
+) -> None:
+    """Unification's tables hold unrelated things (ids, keys, enriched copies): their rows
+    added up mean nothing, its profiles are the figure. Other phases count their data
+    tables, not the logs beside them."""
+    ran, config = demo_run
+    cfg = load_config(config)
+    state = StateStore(cfg.workspace).load()
+    rows = summary_rows(ran.err)
+    profiles = (state.phase(Phase.UNIFICATION).validation or {})["metrics"]["profiles"]
+    assert rows["unification"][3:5] == ["-", f"{profiles:,}"]
+    logs = (INGESTION_LOG, INC_LOG, STAGING_LOG)
+    for phase in ("ingestion", "hist_union", "staging"):
+        tables = (state.phase(Phase(phase)).validation or {})["tables"]
+        data = sum(t["row_count"] for t in tables if t["table"] not in logs)
+        assert rows[phase][3:5] == [f"{data:,}", "-"], phase
+    assert "unification: validation PASS" in ran.err
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_board_shows_the_states_phase_times_as_the_summary_does() -> None:
+    """The board used to time a phase by its own clock (first event to validation), the
+    summary by the state's step times: two different numbers for one phase."""
+    clock = FakeClock()
+    board = Board(clock)
+    board.apply(RunStarted("acme", "local", "/w", PLAN))
+    board.apply(StepStarted("ingestion", "generate"))
+    clock.now += 9.0  # the board saw 9 s pass; the state's steps took 2.5 s
+    board.apply(Validated("ingestion", "PASS", tables=7, rows=406, seconds=2.5))
+    console = Console(file=io.StringIO(), record=True, width=120)
+    console.print(board)
+    assert re.search(r"ingestion +PASS +2\.5s +7 tables, 406 rows", console.export_text())
+    board.apply(StepStarted("unification", "validate"))
+    board.apply(Validated("unification", "PASS", tables=9, profiles=191, seconds=1.5))
+    console.print(board)
+    assert re.search(r"unification +PASS +1\.5s +9 tables, 191 profiles", console.export_text())
+
+
+@pytest.mark.slow
+def test_a_real_run_gives_the_board_and_the_summary_one_set_of_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from tests.conftest import FIXTURES
+
+    shutil.copytree(FIXTURES / "shopify", tmp_path / "shopify")
+    shutil.copy(FIXTURES / "acme.yml", tmp_path / "acme.yml")
+    monkeypatch.setenv("TD_API_KEY", SENTINEL_KEY)
+    events: list = []
+    outcome = anyio.run(lambda: run_pipeline(tmp_path / "acme.yml", on_event=events.append))
+    assert outcome.exit_code == 0, outcome.message
+    validated = {e.phase: e for e in events if isinstance(e, Validated)}
+    assert set(validated) == set(PHASES)
+    for s in outcome.phases:
+        assert s.seconds is not None and validated[s.phase].seconds == s.seconds, s.phase
+        assert validated[s.phase].rows == s.rows and validated[s.phase].profiles == s.profiles
+    board = Board()
+    for e in events:
+        board.apply(e)
+    console = Console(file=io.StringIO(), record=True, width=120)
+    console.print(board)
+    console.print(summary_table(outcome))
+    text = console.export_text()
+    for s in outcome.phases:
+        took = duration(s.seconds)
+        assert len(re.findall(rf"^\S* ?{s.phase} +\S+ +{re.escape(took)} ", text, re.M)) == 2, (
+            s.phase,
+            text,
+        )
 
 
 @pytest.mark.slow
@@ -256,7 +343,7 @@ def test_the_live_board_shows_task_progress_and_the_current_task() -> None:
     assert "ingestion: pushed acme_ingestion revision 9eb44f862804b220f1a7" in out
     assert "  failed task +shopify_ingest_hist+load_orders: no such file" in out
     end = out[list(SUMMARY_HEAD.finditer(out))[-1].start() :]
-    assert re.search(r"ingestion +FAILED +2\.5s +- +- +1", end)
+    assert re.search(r"ingestion +FAILED +2\.5s +- +- +- +1", end)
     assert re.search(r"unification +not run", end)
     assert "FAILED at ingestion" in end
     assert "03:04:05 ERROR no such file: x.csv" in end  # the log tail, made short
@@ -327,7 +414,7 @@ def test_without_a_terminal_the_same_events_are_plain_lines() -> None:
     assert "ingestion: shopify_ingest_hist success in 3.0s (7/7 tasks)" in lines
     assert "ingestion: validation WARN" in lines and "  warning: no rows of products" in lines
     rows = summary_rows(out)
-    assert rows["ingestion"] == ["WARN", "(accepted)", "3.5s", "7", "1,234", "1,", "2"]
+    assert rows["ingestion"] == ["WARN", "(accepted)", "3.5s", "7", "1,234", "-", "1,", "2"]
     assert rows["staging"][:4] == ["PASS", "1.0s", "2", "10"]
     assert lines[-1] == "done, with accepted warnings in: ingestion"
 

@@ -10,6 +10,7 @@ where they fail: CI must run them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -25,13 +26,21 @@ import pytest
 
 from cdp_mcp.core.config import load_config
 from cdp_mcp.core.phases import Phase
-from cdp_mcp.pipeline.reports.html import COLORS, INGESTED, SINGLE_COLOR, STAGED, UNION
+from cdp_mcp.pipeline.reports.html import (
+    AXIS_COLOR,
+    COLORS,
+    INGESTED,
+    SINGLE_COLOR,
+    SOURCE,
+    STAGED,
+    UNION,
+)
 from cdp_mcp.pipeline.state import StateStore
 
 pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
 
 CHART_TITLES = (
-    "Rows per table: ingested, hist-union, staged",
+    "Rows per table: in source, ingested, hist-union, staged",
     "Profiles by number of ids (cluster size)",
     "Share of rows with a profile id, per table",
 )
@@ -64,6 +73,7 @@ class Rendered:
     png: Path
     cluster_sizes: int  # bars the run's metrics call for
     coverage_tables: int
+    profiles: int
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +131,7 @@ def rendered(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Rendere
         png,
         sum(1 for n in metrics["ids_per_profile"].values() if n > 0),
         sum(1 for share in metrics["coverage"].values() if share > 0),
+        int(metrics["profiles"]),
     )
 
 
@@ -259,7 +270,9 @@ def test_chromium_builds_the_three_charts_from_the_run(rendered: Rendered) -> No
     assert [c.title for c in charts] == list(CHART_TITLES)
     tables = 3  # the sample's orders, customers and products
     flow, clusters, coverage = (c.bars for c in charts)
-    assert flow == {COLORS[INGESTED]: tables, COLORS[UNION]: tables, COLORS[STAGED]: tables}
+    assert flow == {
+        c: tables for c in (COLORS[SOURCE], COLORS[INGESTED], COLORS[UNION], COLORS[STAGED])
+    }
     assert rendered.cluster_sizes >= 2  # the sample has customers sharing an email or phone
     assert clusters == {SINGLE_COLOR: rendered.cluster_sizes}
     assert coverage == {SINGLE_COLOR: rendered.coverage_tables}
@@ -268,6 +281,27 @@ def test_chromium_builds_the_three_charts_from_the_run(rendered: Rendered) -> No
     assert [(c.label, c.bars, c.visible) for c in source] == [
         (c.label, c.bars, c.visible) for c in charts
     ]
+
+
+def test_the_page_opens_on_the_headline_figures_and_every_chart_has_axes(
+    rendered: Rendered,
+) -> None:
+    dom = rendered.dom
+    assert dom.index('id="headline"') < dom.index("<h2>Configuration</h2>") < dom.index("<svg")
+    figures = dict(
+        (name, value)
+        for value, name in re.findall(
+            r'<div class="value">([^<]*)</div><div class="name">([^<]*)</div>', dom
+        )
+    )
+    assert figures["profiles"] == f"{rendered.profiles:,}"
+    assert {"records per profile", "cross-table coverage", "rows left out"} <= set(figures)
+    assert any(name.startswith("data-quality score") for name in figures)
+    for svg in re.findall(r"<svg\b.*?</svg>", dom, re.S):
+        assert 'class="y-axis"' in svg and 'class="x-axis"' in svg
+        assert len(re.findall(r'class="tick-label"', svg)) >= 3
+        assert len(re.findall(r'class="axis-title"', svg)) == 2
+        assert 'class="legend"' in svg
 
 
 def test_screenshot_shows_every_bar_in_its_colour(rendered: Rendered) -> None:
@@ -282,7 +316,7 @@ def test_screenshot_shows_every_bar_in_its_colour(rendered: Rendered) -> None:
     assert len(bands) == len(CHART_TITLES), (
         f"blue bars in {len(bands)} vertical bands {bands}, one per chart expected"
     )
-    other = {c: _mask(img, c) for c in (COLORS[UNION], COLORS[STAGED])}
+    other = {c: _mask(img, c) for c in (COLORS[SOURCE], COLORS[UNION], COLORS[STAGED])}
     for (first, last), bars in zip(bands, expected, strict=True):
         # every bar stands on the axis: the band's lowest blue row crosses all of them
         base = last
@@ -291,3 +325,6 @@ def test_screenshot_shows_every_bar_in_its_colour(rendered: Rendered) -> None:
         assert seen == dict(bars), f"rows {first}-{last}: {seen} on screen, {dict(bars)} in DOM"
         height = last - first
         assert 30 < height < 260, f"chart rows {first}-{last}"
+        # the y axis on screen: a column of its colour as tall as the plot, beside the bars
+        axis = _mask(img, AXIS_COLOR)[max(base - 185, 0) : base + 1]
+        assert axis.sum(axis=0).max() >= 170, f"no y axis beside rows {first}-{last}"

@@ -22,7 +22,16 @@ from cdp_mcp.core.phases import ORDER, Phase, expected_tables, workflows
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.reports.facts import phase_seconds
-from cdp_mcp.pipeline.reports.html import COLORS, Group, Series, bar_chart
+from cdp_mcp.pipeline.reports.html import (
+    COLORS,
+    INGESTED,
+    MIN_BAR_PX,
+    STAGED,
+    UNION,
+    Group,
+    Series,
+    bar_chart,
+)
 from cdp_mcp.pipeline.reports.timeline import fmt_seconds
 from cdp_mcp.pipeline.state import StateStore
 from tests.conftest import FIXTURES, SENTINEL_KEY
@@ -30,7 +39,7 @@ from tests.conftest import FIXTURES, SENTINEL_KEY
 pytestmark = pytest.mark.slow  # servers, JVMs or whole runs: the full suite, not the fast lane
 
 CHART_TITLES = (
-    "Rows per table: ingested, hist-union, staged",
+    "Rows per table: in source, ingested, hist-union, staged",
     "Profiles by number of ids (cluster size)",
     "Share of rows with a profile id, per table",
 )
@@ -117,7 +126,9 @@ def test_no_report_file_contains_the_api_key(full_run: PipelineConfig) -> None:
     assert {f.name for f in files} >= {"cdp_report.md", "cdp_report.html", *OPS_DOCS}
     for f in files:
         assert SENTINEL_KEY not in f.read_text(encoding="utf-8"), f.name
-    assert "set (not shown)" in _html(full_run)
+    # a local run never talks to Treasure Data: nothing about a TD key or endpoint
+    assert full_run.global_.backend == "local"
+    assert "TD API key" not in _html(full_run) and "TD endpoint" not in _html(full_run)
 
 
 def test_ops_docs_name_the_real_workflows_and_tables(full_run: PipelineConfig) -> None:
@@ -208,7 +219,7 @@ def test_charts_stay_readable_at_production_volumes() -> None:
         Group(long_name, [12_345_678.0, 12_345_678.0, 3.0]),
         Group("shopify_orders", [987_654.0, 987_000.0, 986_999.0]),
     ]
-    series = [Series(n, c) for n, c in COLORS.items()]
+    series = [Series(n, COLORS[n]) for n in (INGESTED, UNION, STAGED)]
     svg = bar_chart("Rows", groups, series)
     labels = re.findall(r'font-size="10">([^<]*)</text>', svg)
     assert labels == ["12.3M", "12.3M", "3", "988k", "987k", "987k"]
@@ -221,11 +232,11 @@ def test_charts_stay_readable_at_production_volumes() -> None:
     assert names[0][0] == long_name and names[0][1].endswith("\u2026")
     assert len(names[0][1]) < len(long_name)
     assert names[1] == ("shopify_orders", "shopify_orders")
-    # 3 rows against 12 million still draws a bar
+    # 3 rows against 12 million still draws a bar a person can see, its number over it
     heights = [
         float(h) for h in re.findall(r'<rect x="[^"]+" y="[^"]+" width="30" height="([^"]+)"', svg)
     ]
-    assert min(heights) >= 1.0
+    assert min(heights) >= MIN_BAR_PX >= 4
 
 
 def test_row_flow_accounts_for_every_source_row(full_run: PipelineConfig) -> None:

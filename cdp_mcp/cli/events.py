@@ -28,7 +28,8 @@ class PhaseSummary(BaseModel):
     verdict: str | None = None
     seconds: float | None = None  # first step's start to last step's end
     tables: int | None = None  # tables validated
-    rows: int | None = None  # their rows, summed
+    rows: int | None = None  # rows of its data tables (logs left out); None for unification
+    profiles: int | None = None  # unification: the profiles it built
     sessions: list[str] = Field(default_factory=list)  # session ids of its workflows
 
 
@@ -179,7 +180,9 @@ class Validated:
     warnings: tuple[str, ...] = ()
     failures: tuple[str, ...] = ()
     tables: int = 0
-    rows: int | None = None
+    rows: int | None = None  # as PhaseSummary.rows
+    profiles: int | None = None  # as PhaseSummary.profiles
+    seconds: float | None = None  # the phase's time in the state, as PhaseSummary.seconds
 
     def lines(self) -> list[str]:
         return [

@@ -107,6 +107,7 @@ class PhaseRow:
     heard_at: float | None = None  # monotonic time of that
     started_at: float | None = None  # monotonic: the phase's first event in this run
     ended_at: float | None = None
+    seconds: float | None = None  # the phase's time in the state, once it validated
     note: str = ""  # the last thing that happened (a finished workflow, a failed task)
 
     def workflow_elapsed(self, now: float) -> float:
@@ -184,14 +185,16 @@ class Board:
         if event.verdict in ("PASS", "FAIL"):
             verdict = "passed" if event.verdict == "PASS" else "failed"
         row.status = verdict
-        rows = f", {event.rows:,} rows" if event.rows is not None else ""
-        row.note = f"{event.tables} tables{rows}"
+        row.seconds = event.seconds
+        row.note = f"{event.tables} tables{_output(event.rows, event.profiles)}"
 
     def _run_finished(self, event: RunFinished, now: float) -> None:
         for s in event.outcome.phases:
             row = self.rows.setdefault(s.phase, PhaseRow(s.phase))
             row.status = _FROM_STATE.get(s.status, "pending")
             row.step = None
+            if s.seconds is not None:
+                row.seconds = s.seconds
         if event.outcome.failed_phase:
             self.rows[event.outcome.failed_phase].status = "failed"
 
@@ -218,6 +221,8 @@ class Board:
             monitoring = row.status == "running" and row.step == "monitor" and row.workflow
             if monitoring:
                 clock = duration(row.workflow_elapsed(now))
+            elif row.status != "running" and row.seconds is not None:
+                clock = duration(row.seconds)  # the state's, as the summary shows it
             elif row.started_at is not None:
                 clock = duration((row.ended_at or now) - row.started_at)
             else:
@@ -252,6 +257,12 @@ _HANDLERS: tuple[tuple[type[Any], Callable[[Board, Any, float], None]], ...] = (
     (Validated, Board._validated),
     (RunFinished, Board._run_finished),
 )
+
+
+def _output(rows: int | None, profiles: int | None) -> str:
+    if profiles is not None:
+        return f", {profiles:,} profiles"
+    return f", {rows:,} rows" if rows is not None else ""
 
 
 def _spinner_frame(now: float) -> Text:
@@ -438,6 +449,7 @@ def summary_table(outcome: RunOutcome, title: str = "") -> Table:
     table.add_column("time", justify="right", no_wrap=True)
     table.add_column("tables", justify="right")
     table.add_column("rows", justify="right")
+    table.add_column("profiles", justify="right")
     table.add_column("sessions")
     for s in outcome.phases:
         word, style = _result(s, outcome.failed_phase)
@@ -447,6 +459,7 @@ def summary_table(outcome: RunOutcome, title: str = "") -> Table:
             duration(s.seconds),
             "-" if s.tables is None else str(s.tables),
             "-" if s.rows is None else f"{s.rows:,}",
+            "-" if s.profiles is None else f"{s.profiles:,}",
             ", ".join(s.sessions) or "-",
         )
     return table

@@ -33,12 +33,13 @@ from cdp_mcp.cli.events import (
     WorkflowFinished,
     WorkflowStarted,
 )
-from cdp_mcp.core.phases import ORDER
+from cdp_mcp.core.phases import INC_LOG, INGESTION_LOG, ORDER, STAGING_LOG, Phase
 from cdp_mcp.core.tools import ASK_PERSON, ToolName
 from cdp_mcp.pipeline.models import NextAction, PipelineError, SessionProgress
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.reports.facts import phase_seconds
 from cdp_mcp.pipeline.rules.advice import accepts_warnings_choice
+from cdp_mcp.pipeline.state import PhaseState
 
 __all__ = [
     "EXIT_ACCEPTED_WARNINGS",
@@ -247,7 +248,8 @@ async def _validate(
             f"{phase} validated WARN; rerun with --accept-warnings to continue past it"
         )
     result = await p.validate_tables(phase, accept_warnings=wants_accept or accept_warnings)
-    counted = [t.row_count for t in result.tables if t.row_count is not None]
+    ps = p.state().phase(Phase(phase))
+    rows, profiles = _outputs(ps)
     emit(
         Validated(
             phase,
@@ -256,7 +258,9 @@ async def _validate(
             warnings=tuple(result.warnings),
             failures=tuple(result.failures),
             tables=len(result.tables),
-            rows=sum(counted) if counted else None,
+            rows=rows,
+            profiles=profiles,
+            seconds=_seconds(ps),
         )
     )
     if result.verdict == "WARN" and result.accepted_warnings:
@@ -264,14 +268,41 @@ async def _validate(
     return result.next_action
 
 
+_LOG_TABLES = (INGESTION_LOG, INC_LOG, STAGING_LOG)  # bookkeeping, not the phase's output
+
+
+def _outputs(ps: PhaseState) -> tuple[int | None, int | None]:
+    """What a phase produced, as the board and the summary show it: the rows of its data
+    tables (logs left out), or, for unification, whose tables hold unrelated things (ids,
+    keys, enriched copies), the profiles it built."""
+    validation = ps.validation or {}
+    if ps.phase is Phase.UNIFICATION:
+        profiles = (validation.get("metrics") or {}).get("profiles")
+        return None, None if profiles is None else int(profiles)
+    tables = validation.get("tables") or []
+    counted = [
+        t["row_count"]
+        for t in tables
+        if t.get("row_count") is not None and t["table"] not in _LOG_TABLES
+    ]
+    return (sum(counted) if counted else None), None
+
+
+def _seconds(ps: PhaseState) -> float | None:
+    """The phase's time from its steps in the state: the one clock the board and the
+    summary both show."""
+    took = phase_seconds(ps)
+    return None if took is None else round(took, 1)
+
+
 def _summaries(p: Pipeline) -> list[PhaseSummary]:
-    """Each phase as the saved state has it: status, time taken, rows validated, sessions."""
+    """Each phase as the saved state has it: status, time taken, what it produced, sessions."""
     state = p.state()
     out = []
     for phase in ORDER:
         ps = state.phase(phase)
         tables = (ps.validation or {}).get("tables") or []
-        counted = [t["row_count"] for t in tables if t.get("row_count") is not None]
+        rows, profiles = _outputs(ps)
         sessions = [
             s.session_id
             for s in ps.steps.values()
@@ -282,9 +313,10 @@ def _summaries(p: Pipeline) -> list[PhaseSummary]:
                 phase=phase.value,
                 status=ps.status.value,
                 verdict=ps.verdict,
-                seconds=None if (took := phase_seconds(ps)) is None else round(took, 1),
+                seconds=_seconds(ps),
                 tables=len(tables) if tables else None,
-                rows=sum(counted) if counted else None,
+                rows=rows,
+                profiles=profiles,
                 sessions=list(dict.fromkeys(sessions)),
             )
         )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
 from cdp_mcp.core.config import PipelineConfig
-from cdp_mcp.core.phases import ORDER, Phase
+from cdp_mcp.core.phases import INC_LOG, ORDER, STAGING_LOG, Phase
 from cdp_mcp.pipeline.nextstep import DONE
 from cdp_mcp.pipeline.state import PhaseState, PipelineState
+
+LOGS = (INC_LOG, STAGING_LOG)  # bookkeeping tables: validation accepts them empty
 
 
 class Progress(BaseModel):
@@ -105,3 +107,126 @@ def row_flow_rows(cfg: PipelineConfig, state: PipelineState) -> list[list[int | 
             ]
         )
     return rows
+
+
+class Figure(NamedTuple):
+    """One headline figure: what it is, its value as text, and how it was reached."""
+
+    name: str
+    value: str
+    note: str = ""
+
+
+def _pct(share: float) -> str:
+    return f"{100 * share:.1f}%"
+
+
+def _unification_figures(state: PipelineState) -> list[Figure]:
+    m = phase_metrics(state, Phase.UNIFICATION)
+    pending = "unification has not validated yet"
+    if "profiles" not in m:
+        return [Figure("profiles", "-", pending), Figure("records per profile", "-", pending)]
+    profiles = int(m["profiles"])
+    hist = m.get("ids_per_profile") or {}
+    ids = sum(int(n) * int(c) for n, c in hist.items())
+    coverage = m.get("coverage") or {}
+    rows = {
+        t["table"]: t.get("row_count") or 0
+        for t in (state.phase(Phase.UNIFICATION).validation or {}).get("tables") or []
+    }
+    with_id = sum(
+        round(float(share) * rows.get(f"enriched_{t}", 0)) for t, share in coverage.items()
+    )
+    merged = sum(int(c) for n, c in hist.items() if int(n) > 1)
+    figures = [
+        Figure(
+            "profiles",
+            f"{profiles:,}",
+            f"{merged:,} of them joined several ids" if profiles else "no profile was built",
+        ),
+        Figure(
+            "records per profile",
+            f"{with_id / profiles:.2f}" if profiles else "-",
+            f"{with_id:,} records with a profile id; {ids / profiles:.2f} ids per profile"
+            if profiles
+            else "",
+        ),
+    ]
+    total = sum(rows.get(f"enriched_{t}", 0) for t in coverage)
+    if coverage and total:
+        figures.append(
+            Figure(
+                "cross-table coverage",
+                _pct(with_id / total),
+                "rows of the unified tables that received a profile id: "
+                + ", ".join(f"{t} {_pct(float(s))}" for t, s in coverage.items()),
+            )
+        )
+    return figures
+
+
+def _dq_figure(state: PipelineState) -> Figure:
+    tables = phase_metrics(state, Phase.STAGING).get("tables") or {}
+    scores = {t: s["dq_score"] for t, s in tables.items() if s.get("dq_score") is not None}
+    if not scores:
+        return Figure("data-quality score", "-", "staging has not validated yet")
+    return Figure(
+        "data-quality score (lowest)",
+        f"{min(scores.values()):g}",
+        "0-100 per staging table (keys present and unique, valid emails and phones, "
+        "parseable times): " + ", ".join(f"{t} {s:g}" for t, s in scores.items()),
+    )
+
+
+def left_out(cfg: PipelineConfig, state: PipelineState) -> dict[str, int]:
+    """Source rows that did not reach a profile, by why (zero counts left out)."""
+    why: dict[str, int] = {}
+
+    def add(reason: str, n: object) -> None:
+        if isinstance(n, int) and n > 0:
+            why[reason] = why.get(reason, 0) + n
+
+    for src in (phase_metrics(state, Phase.INGESTION).get("source_rows") or {}).values():
+        start = str(cfg.ingestion.start_date).removesuffix("T00:00:00.000000")
+        add(f"dated before start_date ({start})", src.get("before_start_date"))
+        add("time not parseable", src.get("unparseable_time"))
+        add("not loaded yet", src.get("eligible_not_loaded"))
+    for stats in (phase_metrics(state, Phase.STAGING).get("tables") or {}).values():
+        add("duplicates removed by staging", stats.get("dropped_by_dedup"))
+        add("loaded after staging's last run", stats.get("rows_after_watermark"))
+    unif = state.phase(Phase.UNIFICATION).validation or {}
+    rows = {t["table"]: t.get("row_count") or 0 for t in unif.get("tables") or []}
+    for table, share in (phase_metrics(state, Phase.UNIFICATION).get("coverage") or {}).items():
+        total = rows.get(f"enriched_{table}", 0)
+        add("no usable identity value (no profile id)", total - round(float(share) * total))
+    return why
+
+
+def headline(cfg: PipelineConfig, state: PipelineState) -> list[Figure]:
+    """The figures a reader wants first: profiles, records per profile, coverage, data
+    quality, and the rows left out on the way, with why."""
+    why = left_out(cfg, state)
+    total = sum(why.values())
+    lost = Figure(
+        "rows left out",
+        f"{total:,}",
+        "; ".join(f"{n:,} {reason}" for reason, n in why.items()) or "none",
+    )
+    return [*_unification_figures(state), _dq_figure(state), lost]
+
+
+def table_note(phase: Phase, table: dict[str, Any]) -> str:
+    """What a reader should know of a validated table. Validation does not warn about an
+    empty ingestion table (the object's rows may all be in its other load mode's table) nor
+    an empty log; every other empty table is one of the phase's warnings."""
+    if not table.get("exists"):
+        return "does not exist"
+    if table.get("missing_columns"):
+        return f"missing columns: {', '.join(table['missing_columns'])}"
+    if table.get("row_count") != 0:
+        return ""
+    if table["table"] in LOGS:
+        return "empty: a log with nothing to record yet"
+    if phase is Phase.INGESTION:
+        return "empty: no rows in this load mode; the object's rows are in its other table"
+    return "empty (see the warnings)"

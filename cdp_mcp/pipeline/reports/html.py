@@ -9,6 +9,7 @@ fonts or images. Every piece of text goes through `html.escape`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from html import escape
 from typing import NamedTuple
@@ -19,11 +20,15 @@ from cdp_mcp.pipeline.nextstep import format_call, next_action
 from cdp_mcp.pipeline.reports.facts import (
     ROW_FLOW_HEADERS,
     fmt_time,
+    headline,
     phase_duration,
     phase_metrics,
     progress,
     row_flow_rows,
+    table_note,
 )
+from cdp_mcp.pipeline.reports.metrics import metric_blocks
+from cdp_mcp.pipeline.reports.privacy import known_values, mask_metrics, scrub
 from cdp_mcp.pipeline.reports.timeline import EXPECTED_SOURCE, TIMELINE_HEADERS, timeline_rows
 from cdp_mcp.pipeline.state import PhaseState, PipelineState, StepState
 
@@ -41,12 +46,17 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .FAIL{color:#610404;font-weight:600}
 figure{margin:1em 0}figcaption{font-weight:600;margin-bottom:.3em}
 .note{color:#52606d;font-style:italic}code{background:#f0f4f8;padding:0 .2em}
+.figures{display:flex;flex-wrap:wrap;gap:.8em}.figure{border:1px solid #d9e2ec;border-radius:4px;
+padding:.6em .9em;min-width:12em;max-width:22em}.figure .value{font-size:1.35em;font-weight:700}
+.figure .name{font-weight:600}.figure .how{color:#52606d;font-size:.85em}
 """
 
-INGESTED, UNION, STAGED = "ingested", "union", "staged"
-COLORS = {INGESTED: "#4c78a8", UNION: "#f58518", STAGED: "#54a24b"}
+SOURCE, INGESTED, UNION, STAGED = "in source", "ingested", "union", "staged"
+COLORS = {SOURCE: "#9d755d", INGESTED: "#4c78a8", UNION: "#f58518", STAGED: "#54a24b"}
 SINGLE_COLOR = "#4c78a8"
 LEGEND_STEP = 110  # px per legend entry
+MIN_BAR_PX = 4.0  # the least height of a bar above zero
+AXIS_COLOR = "#52606d"
 
 Cell = str | int | float | None
 
@@ -106,6 +116,23 @@ def _fit(text: str, width: float, char_px: float = 6.5) -> str:
     return text if len(text) <= room else text[: room - 1] + "…"
 
 
+class Axes(NamedTuple):
+    """What the chart's axes say: the quantity up the side and the groups along the bottom."""
+
+    y: str
+    x: str
+
+
+ROW_AXES = Axes("rows", "table")
+
+
+def nice_step(top: float, ticks: int = 5) -> float:
+    """A round tick step (1, 2, 2.5 or 5 times a power of ten) for an axis up to `top`."""
+    raw = max(top, 1e-9) / ticks
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+
+
 def bar_chart(
     title: str,
     groups: list[Group],
@@ -113,33 +140,37 @@ def bar_chart(
     label: Callable[[float], str] = compact,
     exact: Callable[[float], str] = lambda v: f"{v:,.0f}",
     max_value: float | None = None,
+    axes: Axes = ROW_AXES,
+    notes: list[str] | None = None,
 ) -> str:
-    """Grouped vertical bars: short value labels on top, exact values in each bar's tooltip,
-    group names under the axis (cut to fit, whole in a tooltip), a legend for several series.
-    With `max_value` a dashed line marks it (100% on a share chart)."""
-    bar_w, gap, left, plot_h, bottom = 34, 24, 16, 180, 40
-    top = 34 if len(series) > 1 else 20
+    """Grouped vertical bars over a y axis with round ticks: short value labels on top, exact
+    values in each bar's tooltip, group names under the axis (cut to fit, whole in a tooltip),
+    a legend, and per group an optional note under its name (the rows it lost). A value above
+    zero keeps a bar of at least MIN_BAR_PX, so a single profile among thousands still shows.
+    With `max_value` the axis ends there (100% on a share chart)."""
+    bar_w, gap, left, right, plot_h = 34, 24, 64, 16, 180
+    bottom = 58 if notes else 42
+    top = 34
     longest = max((len(g.label) for g in groups), default=0)
-    group_w = min(max(len(series) * bar_w, 120, round(longest * 6.5)), 240)
-    legend_w = LEGEND_STEP * len(series) if len(series) > 1 else 0
-    width = max(left * 2 + len(groups) * (group_w + gap), left * 2 + legend_w)
+    noted = max((len(n) for n in notes or []), default=0)
+    group_w = min(max(len(series) * bar_w, 120, round(longest * 6.5), round(noted * 5.8)), 240)
+    legend_w = LEGEND_STEP * len(series)
+    width = max(left + right + len(groups) * (group_w + gap), left + right + legend_w)
     height = top + plot_h + bottom
     known = [v for g in groups for v in g.values if v is not None]
-    scale_max = max_value or max(known, default=0) or 1
+    step = nice_step(max_value or max(known, default=0) or 1)
+    scale_max = max_value or step * math.ceil((max(known, default=0) or 1) / step)
     parts = [
         f'<svg width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
-        f'<line x1="{left}" y1="{top + plot_h}" x2="{width - left}" y2="{top + plot_h}" '
-        'stroke="#9aa5b1"/>',
+        *_y_axis(axes.y, left, top, plot_h, scale_max, step, label, width - right),
+        f'<line class="x-axis" x1="{left}" y1="{top + plot_h}" x2="{width - right}" '
+        f'y2="{top + plot_h}" stroke="{AXIS_COLOR}" shape-rendering="crispEdges"/>',
+        f'<text class="axis-title" x="{left + (width - right - left) / 2:.0f}" y="{height - 4}" '
+        f'text-anchor="middle" font-size="11" fill="#52606d">{escape(axes.x)}</text>',
+        *_legend(series, left),
     ]
-    if max_value is not None:
-        parts.append(
-            f'<line x1="{left}" y1="{top}" x2="{width - left}" y2="{top}" stroke="#cbd2d9" '
-            f'stroke-dasharray="4 3"><title>{escape(label(max_value))}</title></line>'
-        )
-    if len(series) > 1:
-        parts += _legend(series, left)
     for i, group in enumerate(groups):
         x0 = left + gap / 2 + i * (group_w + gap)
         bars_w = len(series) * bar_w
@@ -149,12 +180,54 @@ def bar_chart(
                 bar = Bar(offset + j * bar_w, bar_w, value / scale_max, label(value), exact(value))
                 parts.append(_bar(bar, top, plot_h, s, group))
         parts.append(
-            f'<text x="{x0 + group_w / 2:.1f}" y="{top + plot_h + 16}" text-anchor="middle" '
+            f'<text x="{x0 + group_w / 2:.1f}" y="{top + plot_h + 15}" text-anchor="middle" '
             f'font-size="11"><title>{escape(group.label)}</title>'
             f"{escape(_fit(group.label, group_w + gap))}</text>"
         )
+        note = notes[i] if notes and i < len(notes) else ""
+        if note:
+            parts.append(
+                f'<text class="loss" x="{x0 + group_w / 2:.1f}" y="{top + plot_h + 29}" '
+                f'text-anchor="middle" font-size="10" fill="#ab091e"><title>{escape(note)}'
+                f"</title>{escape(_fit(note, group_w + gap, 5.8))}</text>"
+            )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _y_axis(
+    name: str,
+    left: int,
+    top: int,
+    plot_h: int,
+    scale_max: float,
+    step: float,
+    label: Callable[[float], str],
+    x_end: int,
+) -> list[str]:
+    """The y axis: its line, a tick, a label and a light grid line per step, and its title."""
+    out = [
+        f'<line class="y-axis" x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" '
+        f'stroke="{AXIS_COLOR}" shape-rendering="crispEdges"/>',
+        f'<text class="axis-title" transform="translate(12 {top + plot_h / 2:.0f}) rotate(-90)" '
+        f'text-anchor="middle" font-size="11" fill="#52606d">{escape(name)}</text>',
+    ]
+    ticks = round(scale_max / step)
+    for k in range(ticks + 1):
+        value = k * step
+        y = top + plot_h - plot_h * value / scale_max
+        out.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{x_end}" y2="{y:.1f}" stroke="#e4e7eb"/>'
+            if k
+            else ""
+        )
+        out.append(
+            f'<line class="tick" x1="{left - 4}" y1="{y:.1f}" x2="{left}" y2="{y:.1f}" '
+            'stroke="#52606d"/>'
+            f'<text class="tick-label" x="{left - 6}" y="{y + 3.5:.1f}" text-anchor="end" '
+            f'font-size="10" fill="#52606d">{escape(label(value))}</text>'
+        )
+    return out
 
 
 class Bar(NamedTuple):
@@ -169,14 +242,14 @@ def _legend(series: list[Series], left: int) -> list[str]:
     out = []
     for k, s in enumerate(series):
         x = left + k * LEGEND_STEP
-        out.append(f'<rect x="{x}" y="6" width="12" height="12" fill="{s.color}"/>')
+        out.append(f'<rect class="legend" x="{x}" y="6" width="12" height="12" fill="{s.color}"/>')
         out.append(f'<text x="{x + 16}" y="16" font-size="12">{escape(s.name)}</text>')
     return out
 
 
 def _bar(bar: Bar, top: int, plot_h: int, s: Series, g: Group) -> str:
-    # A value above zero keeps at least a pixel, so a tiny count still shows a bar.
-    h = max(bar.share * plot_h, 1.0) if bar.share > 0 else 0.0
+    # A value above zero keeps MIN_BAR_PX, its number written over it, so a tiny count shows.
+    h = max(bar.share * plot_h, MIN_BAR_PX) if bar.share > 0 else 0.0
     y = top + plot_h - h
     tip = f"{g.label}: {s.name} {bar.exact}"
     return (
@@ -195,21 +268,45 @@ def _figure(caption: str, svg: str | None, empty: str) -> str:
 
 # -- chart data from the validation metrics -----------------------------------------------
 def row_flow_groups(cfg: PipelineConfig, state: PipelineState) -> list[Group]:
-    """Loaded, unioned and staged rows per table: the report's row-flow table, as bars."""
+    """Source, loaded, unioned and staged rows per table: the row-flow table, as bars."""
     groups = []
     for row in row_flow_rows(cfg, state):
-        table, _src, _before, _unparsed, loaded, union, staged, _dropped = row
-        values = [None if v is None else float(v) for v in (loaded, union, staged)]
+        table, src, _before, _unparsed, loaded, union, staged, _dropped = row
+        values = [None if v is None else float(v) for v in (src, loaded, union, staged)]
         groups.append(Group(str(table), values))
     return groups
+
+
+def row_flow_losses(cfg: PipelineConfig, state: PipelineState) -> list[str]:
+    """Per table, the rows it lost on the way and where: "-16 before start, -10 duplicates"."""
+    notes = []
+    for row in row_flow_rows(cfg, state):
+        _table, _src, before, unparsed, _loaded, _union, _staged, dropped = row
+        lost = [
+            f"-{n:,} {why}"
+            for n, why in (
+                (before, "before start"),
+                (unparsed, "bad time"),
+                (dropped, "duplicates"),
+            )
+            if isinstance(n, int) and n > 0
+        ]
+        notes.append(", ".join(lost))
+    return notes
 
 
 def row_flow_chart(cfg: PipelineConfig, state: PipelineState) -> str | None:
     groups = row_flow_groups(cfg, state)
     if all(v is None for g in groups for v in g.values):
         return None
-    series = [Series(name, COLORS[name]) for name in (INGESTED, UNION, STAGED)]
-    return bar_chart("Rows per table: ingested, hist-union, staged", groups, series)
+    series = [Series(name, COLORS[name]) for name in (SOURCE, INGESTED, UNION, STAGED)]
+    return bar_chart(
+        "Rows per table: in source, ingested, hist-union, staged",
+        groups,
+        series,
+        axes=Axes("rows", "table (rows lost on the way in red)"),
+        notes=row_flow_losses(cfg, state),
+    )
 
 
 def cluster_chart(state: PipelineState) -> str | None:
@@ -221,7 +318,12 @@ def cluster_chart(state: PipelineState) -> str | None:
         for n in sorted(hist, key=int)
     ]
     series = [Series("profiles", SINGLE_COLOR)]
-    return bar_chart("Profiles by number of ids (cluster size)", groups, series)
+    return bar_chart(
+        "Profiles by number of ids (cluster size)",
+        groups,
+        series,
+        axes=Axes("profiles", "ids joined in one profile"),
+    )
 
 
 def coverage_chart(state: PipelineState) -> str | None:
@@ -237,6 +339,7 @@ def coverage_chart(state: PipelineState) -> str | None:
         label=lambda v: f"{v:.1f}%",
         exact=lambda v: f"{v:.2f}%",
         max_value=100.0,
+        axes=Axes("% of rows", "table"),
     )
 
 
@@ -255,13 +358,15 @@ def _charts(cfg: PipelineConfig, state: PipelineState) -> str:
 # -- sections ------------------------------------------------------------------------------
 def _config(cfg: PipelineConfig) -> str:
     ing, u = cfg.ingestion, cfg.unification
-    key_state = "set (not shown)" if cfg.global_.td_api_key is not None else "not set"
     rows: list[tuple[str, Cell]] = [
         ("client", cfg.client),
         ("backend", cfg.global_.backend),
         ("workspace", str(cfg.workspace)),
-        ("TD endpoint", cfg.global_.td_endpoint),
-        ("TD API key", key_state),
+    ]
+    if cfg.global_.backend != "local":  # a local run never talks to Treasure Data
+        key_state = "set (not shown)" if cfg.global_.td_api_key is not None else "not set"
+        rows += [("TD endpoint", cfg.global_.td_endpoint), ("TD API key", key_state)]
+    rows += [
         ("source / connector", f"{cfg.source} via {ing.connector}"),
         ("objects", ", ".join(ing.objects)),
         ("ingestion mode", f"{ing.mode}, incremental field {ing.incremental_field}"),
@@ -305,7 +410,7 @@ def _timeline(state: PipelineState) -> str:
         + _note(
             f"Estimates from {EXPECTED_SOURCE}, for Treasure Data at production volumes. "
             "'took' runs from a phase's first step to its last; 'workflows ran' sums its "
-            "workflow runs as the orchestrator saw them."
+            "workflow runs as the pipeline recorded them."
         )
         + _table(TIMELINE_HEADERS, [*rows, total])
     )
@@ -322,7 +427,7 @@ def _row_flow(cfg: PipelineConfig, state: PipelineState) -> str:
     )
 
 
-def _step_rows(steps: Iterable[StepState]) -> list[list[Cell]]:
+def _step_rows(steps: Iterable[StepState], known: dict[str, str]) -> list[list[Cell]]:
     return [
         [
             s.name,
@@ -332,13 +437,24 @@ def _step_rows(steps: Iterable[StepState]) -> list[list[Cell]]:
             s.attempt_id,
             fmt_time(s.started_at),
             fmt_time(s.finished_at),
-            (s.last_error or "")[:300],
+            scrub(s.last_error or "", known)[:300],
         ]
         for s in steps
     ]
 
 
-def _validation(ps: PhaseState) -> str:
+def _metrics(ps: PhaseState, known: dict[str, str]) -> str:
+    metrics = mask_metrics((ps.validation or {}).get("metrics") or {}, known)
+    out = []
+    for block in metric_blocks(metrics):
+        out.append(f"<p><b>{escape(block.title.capitalize())}</b></p>")
+        out.append(_note(block.note) if block.note else _table(block.headers, block.rows))
+    if not out:
+        return ""
+    return f"<details><summary>Metrics</summary>{''.join(out)}</details>"
+
+
+def _validation(ps: PhaseState, known: dict[str, str]) -> str:
     v = ps.validation or {}
     verdict = ps.verdict or "-"
     out = [f'<p>Validation: <span class="{escape(verdict)}">{escape(verdict)}</span></p>']
@@ -348,18 +464,18 @@ def _validation(ps: PhaseState) -> str:
             [
                 f"{t['database']}.{t['table']}",
                 t.get("row_count"),
-                ", ".join(t.get("missing_columns") or []),
-                "; ".join(t.get("problems") or []),
+                table_note(ps.phase, t),
             ]
             for t in tables
         ]
-        out.append(_table(("table", "rows", "missing columns", "problems"), rows))
-    out.append(_items("Failures", v.get("failures") or [], "FAIL"))
-    out.append(_items("Warnings", v.get("warnings") or [], "WARN"))
+        out.append(_table(("table", "rows", "note"), rows))
+    out.append(_items("Failures", [scrub(str(i), known) for i in v.get("failures") or []], "FAIL"))
+    out.append(_items("Warnings", [scrub(str(i), known) for i in v.get("warnings") or []], "WARN"))
+    out.append(_metrics(ps, known))
     return "".join(out)
 
 
-def _phase(cfg: PipelineConfig, ps: PhaseState) -> str:
+def _phase(cfg: PipelineConfig, ps: PhaseState, known: dict[str, str]) -> str:
     flows = ", ".join(ps.workflows or workflows(cfg, ps.phase))
     out = [
         f'<h3 id="phase-{escape(ps.phase.value)}">{escape(ps.phase.value)}</h3>',
@@ -379,7 +495,7 @@ def _phase(cfg: PipelineConfig, ps: PhaseState) -> str:
             "finished",
             "error",
         )
-        out.append(_table(headers, _step_rows(ps.steps.values())))
+        out.append(_table(headers, _step_rows(ps.steps.values(), known)))
     if ps.files:
         listed = "".join(f"<li><code>{escape(f)}</code></li>" for f in ps.files)
         out.append(
@@ -387,7 +503,7 @@ def _phase(cfg: PipelineConfig, ps: PhaseState) -> str:
         )
     if ps.secrets:
         out.append(f"<p>Secrets referenced: {escape(', '.join(ps.secrets))}</p>")
-    out.append(_validation(ps))
+    out.append(_validation(ps, known))
     return "".join(out)
 
 
@@ -397,22 +513,33 @@ def _banner(state: PipelineState) -> str:
     return f'<p class="banner {css}">{escape(prog.headline)}</p>'
 
 
+def _headline(cfg: PipelineConfig, state: PipelineState) -> str:
+    cards = "".join(
+        f'<div class="figure"><div class="value">{escape(f.value)}</div>'
+        f'<div class="name">{escape(f.name)}</div><div class="how">{escape(f.note)}</div></div>'
+        for f in headline(cfg, state)
+    )
+    return f'<section id="headline"><h2>Headline figures</h2><div class="figures">{cards}</div></section>'
+
+
 def render_html(cfg: PipelineConfig, state: PipelineState) -> str:
     action = next_action(cfg, state)
+    known = known_values([phase_metrics(state, p) for p in ORDER])
     body = [
         f"<h1>CDP pipeline report: {escape(cfg.client)}</h1>",
         f"<p>Config <code>{escape(state.config_path)}</code>, run {state.run}, started "
         f"{escape(fmt_time(state.created_at))}, last change {escape(fmt_time(state.updated_at))}.</p>",
         _banner(state),
+        _headline(cfg, state),
         _config(cfg),
         _overview(cfg, state),
         _timeline(state),
         _row_flow(cfg, state),
         _charts(cfg, state),
         "<h2>Phase details</h2>",
-        *(_phase(cfg, state.phase(p)) for p in ORDER),
+        *(_phase(cfg, state.phase(p), known) for p in ORDER),
         "<h2>Next step</h2>",
-        f"<p><code>{escape(format_call(action))}</code>: {escape(action.why)}</p>",
+        f"<p><code>{escape(format_call(action))}</code>: {escape(scrub(action.why, known))}</p>",
     ]
     title = escape(f"CDP pipeline report: {cfg.client}")
     return (

@@ -397,7 +397,7 @@ def render_troubleshooting(cfg: PipelineConfig, state: PipelineState) -> str:
         ),
         *_entry(
             "Validation WARN: a key value joins many records (over-merge)",
-            f"a junk value of {keys} (e.g. `test@test.com`, `N/A`, a shop's own phone) is "
+            f"a junk value of {keys} (e.g. a placeholder address, `N/A`, a shop's own phone) is "
             f"shared by more than {u.over_merge_threshold} records and merges strangers into "
             "one profile.",
             "add the value to the key's `invalid_texts` (or tighten `valid_regexp`) in the "

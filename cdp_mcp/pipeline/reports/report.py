@@ -13,10 +13,19 @@ from cdp_mcp.core.config import PipelineConfig
 from cdp_mcp.core.manifest import write_owned
 from cdp_mcp.core.phases import ORDER, project_name
 from cdp_mcp.pipeline.models import ReportResult
-from cdp_mcp.pipeline.nextstep import DONE, next_action
-from cdp_mcp.pipeline.reports.facts import ROW_FLOW_HEADERS, fmt_time, phase_duration, row_flow_rows
+from cdp_mcp.pipeline.nextstep import DONE, format_call, next_action
+from cdp_mcp.pipeline.reports.facts import (
+    ROW_FLOW_HEADERS,
+    fmt_time,
+    headline,
+    phase_duration,
+    row_flow_rows,
+    table_note,
+)
 from cdp_mcp.pipeline.reports.html import render_html
+from cdp_mcp.pipeline.reports.metrics import Block, metric_blocks
 from cdp_mcp.pipeline.reports.opsdocs import MONITORING, RUNBOOK, TROUBLESHOOTING, render_ops_docs
+from cdp_mcp.pipeline.reports.privacy import known_values, mask_metrics, scrub
 from cdp_mcp.pipeline.reports.timeline import EXPECTED_SOURCE, TIMELINE_HEADERS, timeline_rows
 from cdp_mcp.pipeline.state import PhaseState, PipelineState
 
@@ -45,7 +54,32 @@ def _config_section(cfg: PipelineConfig) -> list[str]:
     ]
 
 
-def _phase_section(cfg: PipelineConfig, ps: PhaseState) -> list[str]:
+def _md(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(headers: tuple[str, ...], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(_md(h) for h in headers) + " |",
+        "|" + "---|" * len(headers),
+        *("| " + " | ".join(_md(c) for c in row) + " |" for row in rows),
+        "",
+    ]
+
+
+def _metric_section(block: Block) -> list[str]:
+    lines = [f"{block.title.capitalize()}:", ""]
+    if block.note:
+        return [*lines, block.note, ""]
+    return lines + _md_table(block.headers, block.rows)
+
+
+def _headline_section(cfg: PipelineConfig, state: PipelineState) -> list[str]:
+    rows = [[f.name, f.value, f.note] for f in headline(cfg, state)]
+    return ["## Headline figures", "", *_md_table(("figure", "value", "how"), rows)]
+
+
+def _phase_section(cfg: PipelineConfig, ps: PhaseState, known: dict[str, str]) -> list[str]:
     lines = [
         f"### {ps.phase.value}",
         "",
@@ -60,7 +94,7 @@ def _phase_section(cfg: PipelineConfig, ps: PhaseState) -> list[str]:
             "|---|---|---|---|---|---|---|",
         ]
         for s in ps.steps.values():
-            err = (s.last_error or "").replace("|", "\\|").replace("\n", " ")[:200]
+            err = _md(scrub(s.last_error or "", known))[:200]
             lines.append(
                 f"| {s.name} | {s.status.value} | {s.attempts} | {s.session_id or ''} | "
                 f"{s.attempt_id or ''} | {fmt_time(s.finished_at)} | {err} |"
@@ -69,21 +103,17 @@ def _phase_section(cfg: PipelineConfig, ps: PhaseState) -> list[str]:
     v = ps.validation or {}
     tables = v.get("tables") or []
     if tables:
-        lines += ["| table | rows | missing columns |", "|---|---|---|"]
+        lines += ["| table | rows | note |", "|---|---|---|"]
         for t in tables:
             rows = "-" if t.get("row_count") is None else f"{t['row_count']:,}"
-            missing = ", ".join(t.get("missing_columns") or []) or (
-                "does not exist" if not t.get("exists") else ""
-            )
-            lines.append(f"| {t['database']}.{t['table']} | {rows} | {missing} |")
+            lines.append(f"| {t['database']}.{t['table']} | {rows} | {table_note(ps.phase, t)} |")
         lines.append("")
     for title, key in (("Failures", "failures"), ("Warnings", "warnings")):
         items = v.get(key) or []
         if items:
-            lines += [f"{title}:", "", *[f"- {i}" for i in items], ""]
-    metrics = v.get("metrics") or {}
-    if metrics:
-        lines += ["Metrics:", "", "```", *_metric_lines(metrics), "```", ""]
+            lines += [f"{title}:", "", *[f"- {scrub(str(i), known)}" for i in items], ""]
+    for block in metric_blocks(mask_metrics(v.get("metrics") or {}, known)):
+        lines += _metric_section(block)
     return lines
 
 
@@ -94,7 +124,7 @@ def _timeline_section(state: PipelineState) -> list[str]:
         "",
         f"Estimates from {EXPECTED_SOURCE}, for Treasure Data at production volumes. "
         "`took` runs from a phase's first step to its last; `workflows ran` sums its "
-        "workflow runs as the orchestrator saw them.",
+        "workflow runs as the pipeline recorded them.",
         "",
         "| " + " | ".join(TIMELINE_HEADERS) + " |",
         "|" + "---|" * len(TIMELINE_HEADERS),
@@ -120,17 +150,6 @@ def _row_flow_section(cfg: PipelineConfig, state: PipelineState) -> list[str]:
     return [*lines, ""]
 
 
-def _metric_lines(metrics: dict[str, object], indent: str = "") -> list[str]:
-    out = []
-    for key, value in metrics.items():
-        if isinstance(value, dict):
-            out.append(f"{indent}{key}:")
-            out.extend(_metric_lines(value, indent + "  "))
-        else:
-            out.append(f"{indent}{key}: {value}")
-    return out
-
-
 def render_markdown(cfg: PipelineConfig, state: PipelineState) -> tuple[str, bool]:
     complete = not state.aborted and all(state.phase(p).status in DONE for p in ORDER)
     lines = [
@@ -150,14 +169,18 @@ def render_markdown(cfg: PipelineConfig, state: PipelineState) -> tuple[str, boo
         lines += [f"**Partial report**: the pipeline is at phase **{stopped}**.", ""]
     else:
         lines += ["**Complete**: every phase validated (or was skipped by decision).", ""]
+    lines += _headline_section(cfg, state)
     lines += _config_section(cfg)
     lines += _timeline_section(state)
     lines += _row_flow_section(cfg, state)
     lines += ["## Phases", ""]
+    known = known_values(
+        [dict((state.phase(p).validation or {}).get("metrics") or {}) for p in ORDER]
+    )
     for p in ORDER:
-        lines += _phase_section(cfg, state.phase(p))
+        lines += _phase_section(cfg, state.phase(p), known)
     action = next_action(cfg, state)
-    lines += ["## Next step", "", f"`{action.tool}` {action.arguments}: {action.why}", ""]
+    lines += ["## Next step", "", f"`{format_call(action)}`: {scrub(action.why, known)}", ""]
     return "\n".join(lines), complete
 
 
