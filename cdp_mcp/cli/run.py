@@ -218,7 +218,9 @@ async def _monitor(p: Pipeline, args: dict[str, Any], emit: EventSink) -> NextAc
                 elapsed=session.elapsed_seconds,
                 done=session.tasks_done,
                 total=session.tasks_total,
-                failed=tuple(FailedTaskInfo(t.name, t.error) for t in session.failed_tasks),
+                failed=tuple(
+                    FailedTaskInfo(t.label or t.name, t.error) for t in session.failed_tasks
+                ),
                 timed_out=session.timed_out,
             )
         )
