@@ -111,7 +111,7 @@ async def _run(
     accepted: list[str] = []
     action = init.next_action
     for _ in range(max_steps):
-        if action.tool == ToolName.FINAL_REPORT:
+        if action.tool == ToolName.FINAL_REPORT or already_finished:
             p = Pipeline(cp)
             report = await p.final_report()
             done = RunOutcome(
