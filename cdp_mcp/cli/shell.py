@@ -62,6 +62,12 @@ def choices(action: NextAction, config: str) -> list[str]:
         return []
     cfg = shlex.quote(config)
     phase = action.arguments.get("phase")
+    if action.tool == ASK_PERSON and not phase:  # a finished run, its report written
+        return [
+            "done: nothing more to do; the report stays as it is",
+            f"new run: `cdp-mcp run {cfg} --new-run` - every phase over as a new run; the "
+            "earlier reports move to reports/run-N/",
+        ]
     out = []
     if action.tool == ToolName.VALIDATE_TABLES and action.arguments.get("accept_warnings"):
         out.append(f"accept the warnings: `cdp-mcp run {cfg} --accept-warnings`")
