@@ -8,15 +8,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import anyio
+
+from cdp_mcp.cli.run import EXIT_ACCEPTED_WARNINGS, EXIT_FAILED, EXIT_PASS, run_pipeline
+from cdp_mcp.cli.shell import choices
 from cdp_mcp.pipeline.models import PipelineError
 from tests.test_budget_real_failures import pushed_ingestion
 from tests.test_orchestrator_rules import HIST, P, run, state_doc, step_of, wait_done
-
-
-def follow(config: Path) -> str:
-    """Do what next_action says, literally, as an agent would; returns the tool it named."""
-    action = P(config).status().next_action
-    return str(action.tool)
 
 
 def test_a_missing_source_file_is_fixed_first_and_retried_on_the_persons_word(
@@ -88,3 +86,27 @@ def test_a_finished_run_is_kept_and_a_new_one_is_the_persons_decision(acme_confi
     assert not partial.complete
     kept = (Path(report.path).parent / "run-1" / Path(report.path).name).read_text()
     assert "**Complete**" in kept
+
+
+def test_the_headless_runner_goes_on_once_the_person_says_the_file_is_back(
+    acme_config: Path,
+) -> None:
+    pushed_ingestion(acme_config)
+    source = acme_config.parent / "shopify" / "customers.csv"
+    aside = acme_config.parent / "customers.csv.bak"
+    shutil.move(source, aside)
+    started = run(P(acme_config).start_workflow, "ingestion", HIST)
+    assert wait_done(acme_config, started.session_id).status == "error"
+    shutil.move(aside, source)  # restored; `cdp-mcp run` alone must not retry on its own
+    stopped = anyio.run(lambda: run_pipeline(acme_config, echo=lambda _line: None))
+    assert stopped.exit_code == EXIT_FAILED and "source data, not the config" in stopped.message
+    assert step_of(acme_config, "ingestion", f"execute:{HIST}")["attempts"] == 1
+    action = P(acme_config).status().next_action
+    menu = choices(action, str(acme_config))
+    assert f"`cdp-mcp run {acme_config} --retry-after-fix`" in " ".join(menu)
+    fixed = anyio.run(
+        lambda: run_pipeline(acme_config, echo=lambda _line: None, retry_after_fix=True)
+    )
+    assert fixed.exit_code in (EXIT_PASS, EXIT_ACCEPTED_WARNINGS), fixed.message
+    assert step_of(acme_config, "ingestion", f"execute:{HIST}")["status"] == "succeeded"
+    assert state_doc(acme_config)["retries"][0]["steps"] == [f"ingestion.execute:{HIST}"]

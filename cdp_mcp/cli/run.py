@@ -82,20 +82,29 @@ async def run_pipeline(
     max_steps: int = 200,
     on_event: EventSink | None = None,
     new_run: bool = False,
+    retry_after_fix: bool = False,
 ) -> RunOutcome:
     """Run every phase; report progress as events to `on_event` (else as lines to `echo`).
 
-    A finished pipeline is not run again unless `new_run` (the person asked for it)."""
+    A finished pipeline is not run again unless `new_run` (the person asked for it);
+    `retry_after_fix`: the person fixed a failure's cause outside the config."""
     emit = on_event or lines_to(echo)
-    outcome = await _run(str(config_path), accept_warnings, emit, max_steps, new_run)
+    outcome = await _run(
+        str(config_path), accept_warnings, emit, max_steps, new_run, retry_after_fix
+    )
     emit(RunFinished(outcome))
     return outcome
 
 
 async def _run(
-    cp: str, accept_warnings: bool, emit: EventSink, max_steps: int, new_run: bool
+    cp: str,
+    accept_warnings: bool,
+    emit: EventSink,
+    max_steps: int,
+    new_run: bool,
+    retry_after_fix: bool = False,
 ) -> RunOutcome:
-    init = await Pipeline(cp).init(new_run=new_run)
+    init = await Pipeline(cp).init(new_run=new_run, retry_after_fix=retry_after_fix)
     already_finished = init.finished and not init.new_run
     emit(
         RunStarted(
