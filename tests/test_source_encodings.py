@@ -186,3 +186,23 @@ def test_the_td_upload_reads_the_file_in_its_encoding(tmp_path: Path) -> None:
             return got.rows[0]
 
         assert anyio.run(uploaded) == ["José", "Müller", "Köln"]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7, 1 << 20])
+def test_the_scan_finds_the_same_line_and_byte_whatever_the_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Characters and CRLFs cut in two by the read size change nothing."""
+    from cdp_mcp.core import text_source
+
+    monkeypatch.setattr(text_source, "_CHUNK", chunk)
+    good = "id,name\r\n1,Zoë 日本\r\n2,Åsa\n".encode()
+    path = tmp_path / "t.csv"
+    path.write_bytes(good)
+    staged = text_source.readable(path)  # mixed line ends: read through a staged copy
+    assert staged != path and staged.read_text(encoding="utf-8") == "id,name\n1,Zoë 日本\n2,Åsa\n"
+    bad = good + b"3,Jos" + "é".encode("cp1252") + b"\n"
+    path.write_bytes(bad)
+    with pytest.raises(text_source.TextSourceError) as e:
+        text_source.readable(path)
+    assert f"line 4, byte {len(good) + 5} (0xe9)" in str(e.value)

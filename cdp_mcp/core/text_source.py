@@ -85,10 +85,12 @@ def _scan(path: Path) -> _Scan:
         while chunk := f.read(_CHUNK):
             held = _held(decoder)
             try:
-                decoder.decode(chunk)
+                if held or not chunk.isascii():  # ASCII is UTF-8: the fast, common case
+                    decoder.decode(chunk)
             except UnicodeDecodeError as e:
+                # e.start counts from the held bytes of the chunk before (never a newline)
                 local = max(0, e.start - held)
-                bad = offset + local
+                bad = offset - held + e.start
                 return _Scan(bad, newlines + chunk[:local].count(b"\n") + 1, crlf, newlines)
             crlf += chunk.count(b"\r\n") + (1 if ends_cr and chunk.startswith(b"\n") else 0)
             newlines += chunk.count(b"\n")
@@ -155,8 +157,15 @@ def _not_utf8(path: Path, scan: _Scan, obj: str | None) -> TextSourceError:
 
 
 def _staged_dir() -> Path:
+    """This user's folder of staged copies (they hold the person's data: theirs alone)."""
     folder = Path(tempfile.gettempdir()) / f"cdp-mcp-staged-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
+    info = folder.lstat()
+    if folder.is_symlink() or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise TextSourceError(
+            f"{folder} is not this user's private folder; remove it so cdp-mcp can stage "
+            "source files there"
+        )
     return folder
 
 
@@ -180,11 +189,12 @@ def _stage(path: Path, encoding: str, stat: os.stat_result) -> Path:
                 try:
                     text = decoder.decode(chunk, final=not chunk)
                 except UnicodeError as e:  # utf-16 without a BOM is not a UnicodeDecodeError
-                    local = max(0, getattr(e, "start", held) - held)
+                    start = getattr(e, "start", held)
+                    local = max(0, start - held)
                     line = newlines + chunk[:local].count(b"\n") + 1
                     raise TextSourceError(
                         f"{path} is not {encoding}: line {line}, "
-                        f"byte {offset + local} does not decode as {encoding}; check the "
+                        f"byte {offset - held + start} does not decode as {encoding}; check the "
                         f"file's encoding (one of {', '.join(ENCODINGS)})"
                     ) from None
                 text = pending_cr + text
