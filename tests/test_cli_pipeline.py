@@ -78,7 +78,9 @@ def assert_full_run(ran: Ran, config: Path) -> None:
         assert ran.code == 0, ran.err
         assert "unification: validation PASS" in ran.err
         assert ran.err.rstrip().endswith("every phase validated PASS")
-        assert "next: every phase is done; write the report: `cdp-mcp run" in status.out
+        # The report is written: a new run is the person's decision, not a next step.
+        assert "next: run 1 is finished and its report is written" in status.out
+        assert "`--new-run`" not in status.out and "--new-run` - every phase over" in status.out
         assert "**Complete**" in report_text
     else:  # the unification engine is not there yet
         assert ran.code == 1, ran.err

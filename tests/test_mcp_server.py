@@ -38,8 +38,9 @@ MAX_RESULT_BYTES = 20_000
 
 # DESIGN.md, "MCP surface": the contract. (name -> argument names in order, required ones)
 CONTRACT: dict[str, tuple[list[str], list[str]]] = {
-    # new_run: only the person's say-so starts a finished pipeline over
-    "init_pipeline": (["config_path", "new_run"], ["config_path"]),
+    # new_run: only the person's say-so starts a finished pipeline over; retry_after_fix: only
+    # the person's word re-opens a budget spent on a cause fixed outside the config
+    "init_pipeline": (["config_path", "new_run", "retry_after_fix"], ["config_path"]),
     "generate_phase": (["config_path", "phase"], ["config_path", "phase"]),
     "push_project": (["config_path", "phase"], ["config_path", "phase"]),
     "start_workflow": (["config_path", "phase", "workflow"], ["config_path", "phase"]),
@@ -78,6 +79,7 @@ IDEMPOTENT = {
 CLOSED_WORLD = {"pipeline_status", "skip_phase", "final_report"}
 DEFAULTS = {
     ("init_pipeline", "new_run"): False,
+    ("init_pipeline", "retry_after_fix"): False,
     ("start_workflow", "workflow"): None,
     ("get_session", "session_id"): None,
     ("get_session", "wait_seconds"): 0,

@@ -11,7 +11,6 @@ Data gets the checked text, re-rendered.
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -21,6 +20,7 @@ from sqlglot import Token, TokenType, exp
 from sqlglot.dialects.dialect import Dialect
 
 from cdp_mcp.backends.base import QueryError
+from cdp_mcp.core.sqltext import quiet_sqlglot
 
 _DIALECTS = {"presto": "presto", "trino": "trino", "hive": "hive"}
 KINDS = "SELECT, WITH, SHOW TABLES / SCHEMAS / COLUMNS or DESCRIBE"
@@ -131,16 +131,12 @@ def read_statement(sql: str, engine: str = "presto") -> ReadStatement:
         )
     tokens = _one_statement(sql, tokens)
     text = _joined(sql, tokens)
-    sqlglot_log = logging.getLogger("sqlglot")  # it warns of syntax it keeps as a command
-    level = sqlglot_log.level
-    sqlglot_log.setLevel(logging.ERROR)
     try:
-        trees = [t for t in sqlglot.parse(text, read=dialect) if t is not None]
+        with quiet_sqlglot():  # it warns of syntax it keeps as a command
+            trees = [t for t in sqlglot.parse(text, read=dialect) if t is not None]
     except sqlglot.errors.SqlglotError as e:
         first_line = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ReadOnlyError(f"the query does not parse as {dialect} SQL: {first_line}") from None
-    finally:
-        sqlglot_log.setLevel(level)
     if len(trees) != 1:
         raise ReadOnlyError(f"send one statement at a time (got {len(trees)}); use {KINDS}")
     tree = trees[0]

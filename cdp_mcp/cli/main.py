@@ -59,7 +59,11 @@ def _print_project(project: GeneratedProject) -> None:
 
 
 def _run_and_show(
-    config: str | Path, accept_warnings: bool = False, note: str = "", new_run: bool = False
+    config: str | Path,
+    accept_warnings: bool = False,
+    note: str = "",
+    new_run: bool = False,
+    retry_after_fix: bool = False,
 ) -> int:
     """Run every phase with the progress display; the reports' paths go to stdout."""
     load_config(config)  # a config error in the config's words, before any pipeline exists
@@ -68,7 +72,11 @@ def _run_and_show(
             display.note(note)
         outcome = anyio.run(
             lambda: run_pipeline(
-                config, accept_warnings=accept_warnings, on_event=display, new_run=new_run
+                config,
+                accept_warnings=accept_warnings,
+                on_event=display,
+                new_run=new_run,
+                retry_after_fix=retry_after_fix,
             )
         )
     # On a terminal or not: where to look is the one thing a run always says last.
@@ -80,7 +88,12 @@ def _run_and_show(
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    return _run_and_show(args.config, accept_warnings=args.accept_warnings, new_run=args.new_run)
+    return _run_and_show(
+        args.config,
+        accept_warnings=args.accept_warnings,
+        new_run=args.new_run,
+        retry_after_fix=args.retry_after_fix,
+    )
 
 
 def _started(config: str) -> Pipeline:
@@ -212,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start a finished (or aborted) pipeline over as a new run; earlier reports are "
         "kept in reports/run-N/",
+    )
+    run.add_argument(
+        "--retry-after-fix",
+        action="store_true",
+        help="the cause of a failure was fixed outside the config (a source file restored): "
+        "re-open the failed steps' attempts, recorded in the state",
     )
     run.set_defaults(func=_cmd_run)
 

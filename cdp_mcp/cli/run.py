@@ -84,20 +84,29 @@ async def run_pipeline(
     max_steps: int = 200,
     on_event: EventSink | None = None,
     new_run: bool = False,
+    retry_after_fix: bool = False,
 ) -> RunOutcome:
     """Run every phase; report progress as events to `on_event` (else as lines to `echo`).
 
-    A finished pipeline is not run again unless `new_run` (the person asked for it)."""
+    A finished pipeline is not run again unless `new_run` (the person asked for it);
+    `retry_after_fix`: the person fixed a failure's cause outside the config."""
     emit = on_event or lines_to(echo)
-    outcome = await _run(str(config_path), accept_warnings, emit, max_steps, new_run)
+    outcome = await _run(
+        str(config_path), accept_warnings, emit, max_steps, new_run, retry_after_fix
+    )
     emit(RunFinished(outcome))
     return outcome
 
 
 async def _run(
-    cp: str, accept_warnings: bool, emit: EventSink, max_steps: int, new_run: bool
+    cp: str,
+    accept_warnings: bool,
+    emit: EventSink,
+    max_steps: int,
+    new_run: bool,
+    retry_after_fix: bool = False,
 ) -> RunOutcome:
-    init = await Pipeline(cp).init(new_run=new_run)
+    init = await Pipeline(cp).init(new_run=new_run, retry_after_fix=retry_after_fix)
     already_finished = init.finished and not init.new_run
     emit(
         RunStarted(
@@ -113,7 +122,7 @@ async def _run(
     accepted: list[str] = []
     action = init.next_action
     for _ in range(max_steps):
-        if action.tool == ToolName.FINAL_REPORT:
+        if action.tool == ToolName.FINAL_REPORT or already_finished:
             p = Pipeline(cp)
             report = await p.final_report()
             done = RunOutcome(
@@ -227,7 +236,9 @@ async def _monitor(p: Pipeline, args: dict[str, Any], emit: EventSink) -> NextAc
                 elapsed=session.elapsed_seconds,
                 done=session.tasks_done,
                 total=session.tasks_total,
-                failed=tuple(FailedTaskInfo(t.name, t.error) for t in session.failed_tasks),
+                failed=tuple(
+                    FailedTaskInfo(t.label or t.name, t.error) for t in session.failed_tasks
+                ),
                 timed_out=session.timed_out,
             )
         )

@@ -42,6 +42,8 @@ def command(tool: str, arguments: Mapping[str, object], config: str) -> str | No
         flags = ""
         if arguments.get("new_run") is True:
             flags += " --new-run"
+        if arguments.get("retry_after_fix") is True:
+            flags += " --retry-after-fix"
         if arguments.get("accept_warnings") is True:
             flags += " --accept-warnings"
         return f"cdp-mcp run {cfg}{flags}"
@@ -63,6 +65,12 @@ def choices(action: NextAction, config: str) -> list[str]:
         return []
     cfg = shlex.quote(config)
     phase = action.arguments.get("phase")
+    if action.tool == ASK_PERSON and not phase:  # a finished run, its report written
+        return [
+            "done: nothing more to do; the report stays as it is",
+            f"new run: `cdp-mcp run {cfg} --new-run` - every phase over as a new run; the "
+            "earlier reports move to reports/run-N/",
+        ]
     out = []
     if accepts_warnings_choice(action) or (
         action.tool == ToolName.VALIDATE_TABLES and action.arguments.get("accept_warnings")
@@ -70,6 +78,16 @@ def choices(action: NextAction, config: str) -> list[str]:
         out.append(f"accept the warnings: `cdp-mcp run {cfg} --accept-warnings`")
     elif action.tool not in (ASK_PERSON, ToolName.VALIDATE_TABLES):
         out.append(f"retry: `cdp-mcp run {cfg}`")
+    # A budget spent, or a failure of the data: `cdp-mcp run` goes on once the person says
+    # the cause is fixed.
+    if any(
+        "retry_after_fix=true" in c or c.startswith("once the file is fixed")
+        for c in action.choices
+    ):
+        out.append(
+            "retry after a fix outside the config (a source file restored): "
+            f"`cdp-mcp run {cfg} --retry-after-fix`"
+        )
     out.append(f"fix: change the config file, then `cdp-mcp run {cfg}`")
     if phase:
         out.append(

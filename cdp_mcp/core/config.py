@@ -29,6 +29,7 @@ from pydantic import (
 from cdp_mcp.core import connectors, redact
 from cdp_mcp.core.apikey import key_problem
 from cdp_mcp.core.errors import CdpError
+from cdp_mcp.core.text_source import canonical_encoding
 from cdp_mcp.core.unification_tables import ID_TABLE_SUFFIXES
 from cdp_mcp.core.workspace import system_folder_problem
 from cdp_mcp.core.yaml_bounded import MAX_BYTES, YamlInputError, load_bounded
@@ -268,7 +269,8 @@ class IngestionConfig(_Strict):
     source_path: Path | None = None
     # a TD connector's `in:` fields (credentials as ${secret:...} or td_authentication_id)
     connector_settings: dict[str, Any] = Field(default_factory=dict)
-    # fields that differ by object (S3's path_prefix), by object name
+    # fields that differ by object (S3's path_prefix), by object name; for connector `file`,
+    # only `encoding` (of a source file that is not UTF-8, one of text_source.ENCODINGS)
     object_settings: dict[Ident, dict[str, Any]] = Field(default_factory=dict)
     objects: list[Ident] = Field(min_length=1, max_length=1000)
     mode: Literal["incremental", "historical", "both"] = "both"
@@ -328,10 +330,11 @@ class IngestionConfig(_Strict):
 
     def _connector_problems(self) -> list[tuple[str, str]]:
         if self.connector == "file":
-            given = [k for k in ("connector_settings", "object_settings") if getattr(self, k)]
-            return [
-                (k, "only a TD connector has settings; connector `file` has none") for k in given
-            ]
+            problems = self._file_object_problems()
+            if self.connector_settings:
+                no_settings = "only a TD connector has settings; connector `file` has none"
+                problems.insert(0, ("connector_settings", no_settings))
+            return problems
         problems = connectors.check_settings(
             self.connector,
             self.connector_settings,
@@ -352,6 +355,30 @@ class IngestionConfig(_Strict):
                         )
                     )
         return problems
+
+    def _file_object_problems(self) -> list[tuple[str, str]]:
+        """Connector `file`: object_settings.<object> holds only the file's `encoding`."""
+        problems: list[tuple[str, str]] = []
+        for obj, settings in self.object_settings.items():
+            where = f"object_settings.{obj}"
+            if obj not in self.objects:
+                problems.append((where, f"is not in `objects` ({', '.join(self.objects)})"))
+            for key, value in (settings or {}).items():
+                if key != "encoding":
+                    problems.append(
+                        (f"{where}.{key}", "connector `file` takes only `encoding` per object")
+                    )
+                    continue
+                try:
+                    settings[key] = canonical_encoding(str(value))
+                except ValueError as e:
+                    problems.append((f"{where}.encoding", str(e)))
+        return problems
+
+    def encoding_of(self, obj: str) -> str | None:
+        """The encoding of object `obj`'s source file, when the config names one."""
+        value = (self.object_settings.get(obj) or {}).get("encoding")
+        return str(value) if value is not None and self.connector == "file" else None
 
     @property
     def start_datetime(self) -> datetime:

@@ -17,6 +17,7 @@ from cdp_mcp.core.errors import CdpError
 from cdp_mcp.core.json_keys import json_keys
 from cdp_mcp.core.schema import Column, snake_case, td_type, unique_names
 from cdp_mcp.core.sqltext import quote_ident, sql_string
+from cdp_mcp.core.text_source import TextSourceError, explain, readable
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _KEEP_TYPES = ("long", "double", "boolean")
@@ -49,6 +50,20 @@ def find_object_file(source_dir: Path, obj: str, formats: tuple[str, ...] | None
 Types = list[tuple[str, str]]  # (column, DuckDB type)
 
 
+def _text(path: Path, encoding: str | None) -> Path:
+    """What DuckDB reads for `path` (text_source.readable): the file, or its UTF-8 copy."""
+    try:
+        return readable(path, encoding, obj=path.stem)
+    except TextSourceError as e:
+        raise SourceError(str(e)) from None
+    except OSError as e:
+        raise SourceError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _cannot_read(path: Path, e: duckdb.Error) -> SourceError:
+    return SourceError(f"cannot read {path}: {explain(str(e))}")
+
+
 def _reader(path: Path, types: Types | None = None, whole_file: bool = False) -> str:
     """The DuckDB table function reading `path`: with `types` fixed, or inferring them from
     the first rows (or, with `whole_file`, from every row)."""
@@ -74,51 +89,57 @@ def _reader(path: Path, types: Types | None = None, whole_file: bool = False) ->
     )
 
 
-def _described(path: Path) -> Types:
+def _described(path: Path, encoding: str | None = None) -> Types:
     """(column, DuckDB type) of a source file, true of every row, cached per file version."""
     stat = path.stat()
-    return list(_cached_description(path.resolve(), stat.st_size, stat.st_mtime_ns))
+    return list(_cached_description(path.resolve(), stat.st_size, stat.st_mtime_ns, encoding))
 
 
 @functools.lru_cache(maxsize=256)
-def _cached_description(path: Path, size: int, mtime_ns: int) -> tuple[tuple[str, str], ...]:
+def _cached_description(
+    path: Path, size: int, mtime_ns: int, encoding: str | None
+) -> tuple[tuple[str, str], ...]:
     """Types a sample of the first rows proposes, proven by one typed read of the whole file.
 
     Only when a later value breaks them (a late 'N/A' in a number column) does the slower
     whole-file inference decide. Keyed by size and mtime: an appended or replaced file is
     described anew.
     """
+    src = _text(path, encoding)
     with duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
         try:
-            types = _describe(con, _reader(path))
-            if FORMATS.get(path.suffix.lower()) != "parquet" and not _holds(con, path, types):
+            types = _describe(con, _reader(src))
+            if FORMATS.get(path.suffix.lower()) != "parquet" and not _holds(con, src, types):
                 # A JSON field of mixed kinds is inferred as JSON: its values read as text.
                 types = [
                     (n, "VARCHAR" if t == "JSON" else t)
-                    for n, t in _describe(con, _reader(path, whole_file=True))
+                    for n, t in _describe(con, _reader(src, whole_file=True))
                 ]
         except duckdb.Error as e:
-            raise SourceError(f"cannot read {path}: {e}") from None
+            raise _cannot_read(path, e) from None
     return tuple(types)
 
 
 @functools.lru_cache(maxsize=256)
-def _cached_json_keys(path: Path, size: int, mtime_ns: int) -> dict[str, tuple[str, ...]]:
+def _cached_json_keys(
+    path: Path, size: int, mtime_ns: int, encoding: str | None
+) -> dict[str, tuple[str, ...]]:
     """The JSON keys of the file's JSON columns (json_keys.py), cached per file version."""
-    described = _cached_description(path, size, mtime_ns)
+    described = _cached_description(path, size, mtime_ns, encoding)
     fixed = list(described) if FORMATS.get(path.suffix.lower()) != "parquet" else None
+    src = _text(path, encoding)
     with duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
         try:
-            return json_keys(con, _reader(path, fixed), list(described))
+            return json_keys(con, _reader(src, fixed), list(described))
         except duckdb.Error as e:
-            raise SourceError(f"cannot read {path}: {e}") from None
+            raise _cannot_read(path, e) from None
 
 
-def _json_keys_of(path: Path) -> dict[str, tuple[str, ...]]:
+def _json_keys_of(path: Path, encoding: str | None) -> dict[str, tuple[str, ...]]:
     stat = path.stat()
-    return _cached_json_keys(path.resolve(), stat.st_size, stat.st_mtime_ns)
+    return _cached_json_keys(path.resolve(), stat.st_size, stat.st_mtime_ns, encoding)
 
 
 def _describe(con: duckdb.DuckDBPyConnection, reader: str) -> Types:
@@ -160,12 +181,15 @@ def lower_name(name: str) -> str:
     return f"_{s}" if s[0].isdigit() else s
 
 
-def select_sql(path: Path, names_as: str = "snake") -> tuple[str, list[Column]]:
+def select_sql(
+    path: Path, names_as: str = "snake", encoding: str | None = None
+) -> tuple[str, list[Column]]:
     """A SELECT over the file with TD column names and types, and the resulting columns.
 
     `names_as`: `snake` (connector `file`: snake_case) or `lower` (a TD connector's output,
-    whose field names TD keeps lower-cased)."""
-    described = _described(path)
+    whose field names TD keeps lower-cased); `encoding`: the file's, when not UTF-8
+    (`ingestion.object_settings.<object>.encoding`)."""
+    described = _described(path, encoding)
     rename = lower_name if names_as == "lower" else snake_case
     names = unique_names([rename(n) for n, _ in described])
     if "time" in names:
@@ -180,15 +204,15 @@ def select_sql(path: Path, names_as: str = "snake") -> tuple[str, list[Column]]:
         exprs.append(f"CAST({value} AS {target}) AS {quote_ident(name)}")
         cols.append(Column(name=name, type=ttype))
     fixed = described if FORMATS.get(path.suffix.lower()) != "parquet" else None
-    return f"SELECT {', '.join(exprs)} FROM {_reader(path, fixed)}", cols
+    return f"SELECT {', '.join(exprs)} FROM {_reader(_text(path, encoding), fixed)}", cols
 
 
-def read_schema(path: Path) -> list[Column]:
+def read_schema(path: Path, encoding: str | None = None) -> list[Column]:
     """The columns a load of `path` produces, with the JSON keys of its JSON columns (what
     staging extracts; a load does not need them, so `select_sql` leaves them out)."""
-    columns = select_sql(path)[1]
-    keys = _json_keys_of(path)
-    originals = [name for name, _ in _described(path)]
+    columns = select_sql(path, encoding=encoding)[1]
+    keys = _json_keys_of(path, encoding)
+    originals = [name for name, _ in _described(path, encoding)]
     return [
         c.model_copy(update={"json_keys": keys[orig]}) if orig in keys else c
         for c, orig in zip(columns, originals, strict=True)

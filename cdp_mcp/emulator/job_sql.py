@@ -35,7 +35,7 @@ from cdp_mcp.backends.local import (
     translate,
     write_rows,
 )
-from cdp_mcp.core.sqltext import quote_ident
+from cdp_mcp.core.sqltext import quiet_sqlglot, quote_ident
 
 # sqlglot's arg name for a WITH clause ("with_" since sqlglot 28, "with" before)
 _WITH = "with_" if "with_" in exp.Insert.arg_types else "with"
@@ -134,7 +134,8 @@ def _declares_table_without_time(tree: exp.Expression | None) -> bool:
 
 def _parse(text: str, engine: str) -> exp.Expression | None:
     try:
-        parsed = sqlglot.parse_one(text, read=ENGINES[engine])
+        with quiet_sqlglot():  # a SHOW is kept as a command: no warning
+            parsed = sqlglot.parse_one(text, read=ENGINES[engine])
     except sqlglot.errors.SqlglotError:
         return None  # translate() passes it through as written
     return parsed if isinstance(parsed, exp.Expression) else None

@@ -141,7 +141,11 @@ def _context(cfg: PipelineConfig) -> dict[str, object]:
 def _load_config(cfg: PipelineConfig, obj: str, ctx: dict[str, object]) -> str:
     if cfg.ingestion.connector == "file":
         return render_template(
-            "ingestion/load_file.yml.j2", **ctx, obj=obj, path=str(_source_file(cfg, obj))
+            "ingestion/load_file.yml.j2",
+            **ctx,
+            obj=obj,
+            path=str(_source_file(cfg, obj)),
+            encoding=cfg.ingestion.encoding_of(obj),
         )
     conn = connectors.get(cfg.ingestion.connector)
     if conn is None:  # the config refuses this; kept for type narrowing

@@ -16,7 +16,10 @@ def source_columns(cfg: PipelineConfig) -> dict[str, list[Column]]:
             f"connector {cfg.ingestion.connector!r} has no local files to read columns from; "
             "run ingestion first so the columns come from the loaded tables"
         )
-    return {obj: read_schema(find_object_file(source_dir, obj)) for obj in cfg.ingestion.objects}
+    return {
+        obj: read_schema(find_object_file(source_dir, obj), cfg.ingestion.encoding_of(obj))
+        for obj in cfg.ingestion.objects
+    }
 
 
 def predicted_schemas(cfg: PipelineConfig) -> SchemaMap:

@@ -178,7 +178,7 @@ def _write_parts(
     assert cfg.source_dir is not None  # the config requires it for connector file
     try:
         path = find_object_file(cfg.source_dir, obj)
-        select, columns = select_sql(path)
+        select, columns = select_sql(path, encoding=cfg.ingestion.encoding_of(obj))
         where = range_where(
             path.name, columns, cfg.ingestion.incremental_field, start, end, inclusive
         )
@@ -207,7 +207,8 @@ def upload_problems(cfg: PipelineConfig) -> list[str]:
     problems = []
     for obj in cfg.ingestion.objects:
         try:
-            columns = select_sql(find_object_file(cfg.source_dir, obj))[1]
+            path = find_object_file(cfg.source_dir, obj)
+            columns = select_sql(path, encoding=cfg.ingestion.encoding_of(obj))[1]
         except SourceError as e:
             problems.append(f"ingestion.source_path: {e}")
             continue

@@ -89,7 +89,8 @@ class StartResult(BaseModel):
 
 
 class FailedTask(BaseModel):
-    name: str
+    name: str  # the task's id, as get_logs(task=...) takes it
+    label: str = ""  # the name as a person reads it (for_each> values decoded)
     error: str | None
     log_tail: str
 

@@ -295,9 +295,11 @@ class Pipeline:
         raise PipelineError(raised) from None
 
     # -- init --------------------------------------------------------------------------
-    async def init(self, new_run: bool = False) -> InitResult:
+    async def init(self, new_run: bool = False, retry_after_fix: bool = False) -> InitResult:
         """Create or load the state. A finished (or aborted) pipeline stays as it is unless
-        `new_run` says the person wants to start it over: a run is never discarded on its own."""
+        `new_run` says the person wants to start it over: a run is never discarded on its own.
+        `retry_after_fix`: the person fixed a failure's cause outside the config (a source
+        file restored), so the failed steps get their budgets back (recorded in the state)."""
         chash = config_hash(self.config_path)
         try:
             claim_workspace(self.cfg.workspace)  # before the backend creates anything in it
@@ -334,6 +336,8 @@ class Pipeline:
                 elif state.config_hash != chash:
                     reset_steps = budget.reopen_budgets(state)
                     state.config_hash = chash
+                if retry_after_fix and not started_new and not reset_steps:
+                    reset_steps += self._retry_after_fix(state, notes)
             else:
                 state = PipelineState(
                     config_path=str(self.config_path),
@@ -357,6 +361,19 @@ class Pipeline:
             preflight=notes,
             next_action=next_action(self.cfg, state),
         )
+
+    @staticmethod
+    def _retry_after_fix(state: PipelineState, notes: list[str]) -> list[str]:
+        if budget.finished(state):
+            notes.append(
+                f"retry_after_fix: run {state.run} is finished, so no step is retried; a "
+                "new run needs new_run=true (the person decides)"
+            )
+            return []
+        reset = budget.retry_after_fix(state, now())
+        if not reset:
+            notes.append("retry_after_fix: no step has failed, so no budget was re-opened")
+        return reset
 
     # -- generate / push ---------------------------------------------------------------
     async def _render(
@@ -801,9 +818,14 @@ class Pipeline:
         async with self.store.alocked():
             state = self._load()
         try:
-            return await anyio.to_thread.run_sync(report_mod.write_report, self.cfg, state)
+            written = await anyio.to_thread.run_sync(report_mod.write_report, self.cfg, state)
         except FileConflictError as e:
             raise PipelineError(f"the report was not written: {e}") from None
+        if budget.finished(state):
+            async with self._locked_state() as latest:
+                if latest.run == state.run and budget.finished(latest):
+                    latest.reported_at = now()  # from now on a new run is the person's call
+        return written
 
     # -- helpers -----------------------------------------------------------------------
     @staticmethod

@@ -4,6 +4,7 @@ log tails, a page of its logs, and the session's result as the tools return it."
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import unquote
 
 from pydantic_core import to_json
 
@@ -47,12 +48,19 @@ def find_step(state: PipelineState, session_id: str | None) -> tuple[Phase, Step
     return max(pool, key=lambda c: c[1].started_at or datetime.min.replace(tzinfo=UTC))
 
 
+def task_label(name: str) -> str:
+    """A task's name as a person reads it. Digdag's for_each> children carry their value
+    URL-encoded (`+for-0=datasour=1=%7B%22name%22%3A`); the real name stays the id
+    (get_logs takes it), so decode for display only. `+` separates tasks: kept as is."""
+    return unquote(name, errors="replace") if "%" in name else name
+
+
 def failed_tasks(tasks: list[Task]) -> list[Task]:
     return [t for t in tasks if t.state in ("error",) and not t.is_group]
 
 
 def task_errors(tasks: list[Task]) -> str:
-    return "; ".join(f"{t.full_name}: {t.error}" for t in failed_tasks(tasks)[:3])
+    return "; ".join(f"{task_label(t.full_name)}: {t.error}" for t in failed_tasks(tasks)[:3])
 
 
 def progress_view(
@@ -69,7 +77,7 @@ def progress_view(
         elapsed_seconds=round(elapsed, 1),
         tasks_total=len(tasks),
         tasks_done=sum(1 for t in tasks if t.state in DONE_TASK_STATES),
-        running_tasks=[t.full_name for t in running],
+        running_tasks=[task_label(t.full_name) for t in running],
     )
 
 
@@ -140,6 +148,7 @@ async def session_result(
     failed_out = [
         FailedTask(
             name=t.full_name,
+            label=task_label(t.full_name),
             error=t.error,
             log_tail=await log_tail(backend, attempt.id, t.full_name),
         )

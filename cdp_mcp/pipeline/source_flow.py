@@ -46,7 +46,7 @@ def source_rows(cfg: PipelineConfig) -> dict[str, SourceRows]:
         for obj in cfg.ingestion.objects:
             try:
                 path = find_object_file(cfg.source_dir, obj)
-                select, columns = select_sql(path)
+                select, columns = select_sql(path, encoding=cfg.ingestion.encoding_of(obj))
             except SourceError:
                 continue  # the load itself reports a missing or unreadable file
             by_name = {c.name: c for c in columns}

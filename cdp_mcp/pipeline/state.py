@@ -123,7 +123,13 @@ class PipelineState(BaseModel):
     run: int = 1  # a finished pipeline started again by init_pipeline is run 2, ...
     aborted: bool = False
     abort_reason: str | None = None
+    # When this run's report was written once it was finished (or aborted): from then on
+    # nothing runs on its own, and the next action is the person's decision.
+    reported_at: datetime | None = None
     history: list[dict[str, Any]] = Field(default_factory=list)  # summaries of earlier runs
+    # Budgets re-opened on the person's word after a fix outside the config (init_pipeline
+    # retry_after_fix=true): when, in which run, which steps.
+    retries: list[dict[str, Any]] = Field(default_factory=list)
     phases: dict[Phase, PhaseState] = Field(
         default_factory=lambda: {p: PhaseState(phase=p) for p in ORDER}
     )

@@ -141,8 +141,12 @@ async def _call_roots(
 AllowedRoots = Annotated[Roots, Resolve(_call_roots)]
 
 
-async def init_pipeline(config_path: str, roots: AllowedRoots, new_run: bool = False) -> InitResult:
-    return await _with(config_path, lambda p: p.init(new_run=new_run), roots)
+async def init_pipeline(
+    config_path: str, roots: AllowedRoots, new_run: bool = False, retry_after_fix: bool = False
+) -> InitResult:
+    return await _with(
+        config_path, lambda p: p.init(new_run=new_run, retry_after_fix=retry_after_fix), roots
+    )
 
 
 async def generate_phase(config_path: str, roots: AllowedRoots, phase: PhaseName) -> GenerateResult:

@@ -15,6 +15,7 @@ from sqlglot import exp
 
 from cdp_mcp.backends.local import semantics
 from cdp_mcp.core import hive_functions
+from cdp_mcp.core.sqltext import quiet_sqlglot
 
 ENGINES = {"presto": "presto", "trino": "trino", "hive": "hive"}
 
@@ -217,7 +218,8 @@ def translate(sql: str, engine: str = "presto") -> Translated:
     if engine == "hive":
         refuse_presto_functions(sql)
     try:
-        tree = sqlglot.parse_one(sql, read=dialect)
+        with quiet_sqlglot():  # SHOW and the like are kept as commands: no warning
+            tree = sqlglot.parse_one(sql, read=dialect)
     except sqlglot.errors.SqlglotError as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         return Translated(

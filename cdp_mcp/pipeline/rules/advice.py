@@ -83,13 +83,25 @@ def _ask_person(args: Args, why: str, retry: NextAction | None, label: str) -> N
 
 
 def _exhausted(phase: Phase, step: StepState, cp: str) -> NextAction:
-    return _ask_person(
+    action = _ask_person(
         {"config_path": cp, "phase": phase.value},
         f"{phase.value}: step {step.name} failed {step.attempts} times (the limit is "
         f"{MAX_ATTEMPTS}); last error: {step.last_error or 'unknown'}. A person decides.",
         None,
         "",
     )
+    reopen = NextAction(
+        tool=ToolName.INIT_PIPELINE,
+        arguments={"config_path": cp, "retry_after_fix": True},
+        why="",
+    )
+    action.choices.insert(
+        0,
+        "retry after a fix outside the config (a source file restored or re-saved): "
+        f"{format_call(reopen)} re-opens the failed steps' budgets (recorded in the state), "
+        "then go on from its next_action",
+    )
+    return action
 
 
 def _just_interrupted(step: StepState) -> bool:
@@ -141,7 +153,24 @@ def _interrupted_action(wf: str, ex: StepState, args: Args, wf_args: Args) -> Ne
     return start
 
 
+def _data_failure(wf: str, ex: StepState, args: Args, wf_args: Args) -> NextAction:
+    """A failure of the source data: a retry before the file is fixed fails the same way."""
+    retry = NextAction(tool=ToolName.START_WORKFLOW, arguments=wf_args, why="")
+    return _ask_person(
+        args,
+        f"workflow {wf} failed on the source data, not the config: {ex.last_error}. "
+        f"Fix that first (restore or re-save the file); a retry before then fails the "
+        f"same way and spends an attempt ({ex.attempts} of {MAX_ATTEMPTS} used). A person "
+        "decides.",
+        retry,
+        "once the file is fixed, retry the failed tasks",
+    )
+
+
 def _failed_action(wf: str, ex: StepState, cp: str, wf_args: Args) -> NextAction:
+    if ex.status is StepStatus.FAILED and ex.details.get("data_problem"):
+        args = {k: v for k, v in wf_args.items() if k != "workflow"}
+        return _data_failure(wf, ex, args, wf_args)
     timed_out = ex.status is StepStatus.TIMED_OUT
     action = _decision(
         ToolName.START_WORKFLOW,
@@ -222,8 +251,36 @@ def next_for_phase(cfg: PipelineConfig, state: PipelineState, ps: PhaseState) ->
     return action or _validate_action(ps, args)
 
 
+def _reported(state: PipelineState) -> NextAction:
+    """A finished (or aborted) run whose report is written: a new run is a decision."""
+    cp, run = state.config_path, state.run
+    new_run = NextAction(
+        tool=ToolName.INIT_PIPELINE, arguments={"config_path": cp, "new_run": True}, why=""
+    )
+    report = NextAction(tool=ToolName.FINAL_REPORT, arguments={"config_path": cp}, why="")
+    ended = "was aborted" if state.aborted else "is finished"
+    return NextAction(
+        tool=ASK_PERSON,
+        arguments={"config_path": cp},
+        why=(
+            f"run {run} {ended} and its report is written; nothing more runs on its own. "
+            "A person decides whether to start a new run."
+        ),
+        choices=[
+            "done: nothing more to do; the report stays as it is",
+            f"new run: {format_call(new_run)} - starts every phase over as run {run + 1}; "
+            f"run {run}'s reports move to reports/run-{run}/",
+            f"write the report again: {format_call(report)}",
+        ],
+    )
+
+
 def next_action(cfg: PipelineConfig, state: PipelineState) -> NextAction:
     cp = state.config_path
+    if state.reported_at is not None and (
+        state.aborted or all(state.phase(p).status in DONE for p in ORDER)
+    ):
+        return _reported(state)
     if state.aborted:
         return NextAction(
             tool=ToolName.FINAL_REPORT,

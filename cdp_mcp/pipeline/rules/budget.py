@@ -3,6 +3,7 @@ out of attempts. Every function takes `now` from its caller (no clock reads here
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from cdp_mcp.backends.base import Attempt
@@ -19,6 +20,20 @@ from cdp_mcp.pipeline.state import (
 
 NOT_COUNTED = "not counted against the step's attempts"
 DONE = (PhaseStatus.PASSED, PhaseStatus.ACCEPTED, PhaseStatus.SKIPPED)
+# What a failure caused by the source data says (core/file_source, core/text_source, the
+# local td_load> and the TD upload): the file is missing or cannot be read as text.
+_DATA_FAILURE = re.compile(
+    r"source file \S.* not found|no file for object|source_path \S.* is not a folder"
+    r"|is not UTF-8: line|is not (?:utf-16|latin-1|cp1252|shift_jis|cp932): line"
+    r"|cannot read \S+\.(?:csv|parquet|jsonl|ndjson)\b",
+)
+RETRY_AFTER_FIX = "init_pipeline(config_path, retry_after_fix=true)"
+
+
+def data_problem(error: str | None) -> bool:
+    """The failure was caused by the data (a source file missing or unreadable), not by
+    the config or the project: running it again before the file is fixed fails the same way."""
+    return bool(error) and _DATA_FAILURE.search(error or "") is not None
 
 
 class Refusal(PipelineError):
@@ -46,7 +61,8 @@ def exhausted_refusal(step: StepState, what: str, phase: Phase) -> str | None:
         f"{what} already failed {step.attempts} times (the limit is {MAX_ATTEMPTS}); "
         f"last error: {step.last_error or 'unknown'}. A person chooses: fix the cause "
         "in the config and call init_pipeline(config_path) (then generate_phase "
-        f"again), skip_phase(config_path, '{phase.value}', confirm=true), or "
+        f"again); or, once the cause is fixed outside the config (a source file restored), "
+        f"{RETRY_AFTER_FIX}; skip_phase(config_path, '{phase.value}', confirm=true); or "
         "abort_pipeline(config_path)."
     )
 
@@ -65,6 +81,10 @@ def finish(step: StepState, ok: bool, error: str | None, now: datetime) -> None:
     step.status = StepStatus.SUCCEEDED if ok else StepStatus.FAILED
     step.finished_at = now
     step.last_error = error
+    if not ok and data_problem(error):
+        step.details["data_problem"] = True  # advice: fix the data before a retry
+    else:
+        step.details.pop("data_problem", None)
 
 
 def refund(step: StepState, prior: StepStatus, error: str, now: datetime) -> None:
@@ -205,6 +225,28 @@ def reopen_budgets(state: PipelineState) -> list[str]:
     return reset
 
 
+def retry_after_fix(state: PipelineState, now: datetime) -> list[str]:
+    """The person fixed a failure's cause outside the config (a source file restored):
+    the failed steps get their budget back, as they are (a failed workflow's next start
+    resumes its failed tasks), and the decision is recorded with when and which steps."""
+    reset = []
+    for p in ORDER:
+        ps = state.phase(p)
+        failed = [
+            s for s in ps.steps.values() if s.status in (StepStatus.FAILED, StepStatus.TIMED_OUT)
+        ]
+        for step in failed:
+            step.attempts = 0
+            step.details.pop("data_problem", None)
+            step.details["retry_after_fix"] = now.isoformat()
+            reset.append(f"{p.value}.{step.name}")
+        if failed and ps.status is PhaseStatus.FAILED:
+            ps.status = PhaseStatus.IN_PROGRESS
+    if reset:
+        state.retries.append({"at": now.isoformat(), "run": state.run, "steps": reset})
+    return reset
+
+
 def reset_from(state: PipelineState, phase: Phase) -> list[str]:
     """Forget `phase` and every later phase (a new project invalidates what follows)."""
     reset = []
@@ -263,6 +305,7 @@ def new_run(old: PipelineState, chash: str, client: str, backend: str) -> Pipeli
         backend=backend,
         run=old.run + 1,
         history=[*old.history, summary],
+        retries=old.retries,
     )
 
 

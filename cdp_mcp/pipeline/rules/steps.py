@@ -52,7 +52,8 @@ def not_regenerable(ps: PhaseState) -> str | None:
     return (
         f"{ps.phase.value}: step {step.name} is out of attempts; regenerating the "
         "same config would not change that. Fix the config and call "
-        "init_pipeline, or skip_phase / abort_pipeline."
+        "init_pipeline; or, once the cause is fixed outside the config, "
+        "init_pipeline(config_path, retry_after_fix=true); or skip_phase / abort_pipeline."
     )
 
 

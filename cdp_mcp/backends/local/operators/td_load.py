@@ -1,6 +1,7 @@
 """`td_load>`: TD's data-connector load, run locally.
 
 The config yml is templated with `${...}` like TD does. `in: {type: file}` reads the file
+(in `in.encoding` when it is not UTF-8; core/text_source.py)
 through `cdp_mcp.core.file_source.select_sql` (the reader the generator used to learn the schema),
 keeps rows whose parsed `incremental_field` lies in [from, to), adds TD's `time` column (unix
 seconds of the load) and appends to (or replaces) the table, creating database and table
@@ -35,6 +36,7 @@ from cdp_mcp.core.connectors import Connector
 from cdp_mcp.core.connectors import get as catalog_connector
 from cdp_mcp.core.file_source import SourceError, find_object_file, select_sql
 from cdp_mcp.core.schema import Column
+from cdp_mcp.core.text_source import explain
 from cdp_mcp.core.timeparse import range_where
 from cdp_mcp.digdag import expr
 
@@ -101,7 +103,7 @@ class TdLoadOperator:
                 if ctx.services.cancel_requested():
                     raise TaskFailure("td_load>: load interrupted by a kill request") from None
                 raise TaskFailure(
-                    f"td_load>: loading {path.name} into {db}.{name} failed: {str(e).strip()}"
+                    f"td_load>: loading {path.name} into {db}.{name} failed: {explain(str(e))}"
                 ) from None
         ctx.log.info(f"{rows} rows loaded into {db}.{name} in {time.monotonic() - started:.2f}s")
         return OperatorResult()
@@ -135,7 +137,8 @@ class TdLoadOperator:
     def _select(
         self, cur: duckdb.DuckDBPyConnection, path: Path, source: dict[str, Any]
     ) -> tuple[str, str]:
-        select, columns = select_sql(path)
+        encoding = source.get("encoding")
+        select, columns = select_sql(path, encoding=str(encoding) if encoding else None)
         inclusive = as_bool(source.get("from_inclusive", True), "in.from_inclusive")
         where = _range_where(
             path,

@@ -1,0 +1,61 @@
+"""Task names reach a person decoded: Digdag's for_each> children carry their value
+URL-encoded in the name; the real name stays the id get_logs takes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+
+from cdp_mcp.backends.local import LocalBackend
+from cdp_mcp.core.phases import Phase
+from cdp_mcp.pipeline import sessions
+from cdp_mcp.pipeline.models import NextAction
+from cdp_mcp.pipeline.state import StepState
+
+WF = """+load_historical:
+  for_each>:
+    datasource: [{"name": "orders"}]
+  _do:
+    +load:
+      fail>: no rows for ${datasource.name}
+"""
+
+
+def test_a_for_each_child_is_shown_decoded_and_found_by_its_real_name(tmp_path: Path) -> None:
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "wf.dig").write_text(WF)
+    backend = LocalBackend(tmp_path / "ws")
+
+    async def scenario() -> None:
+        await backend.push("proj", tmp_path / "proj")
+        started = await backend.start("proj", "wf", datetime(2026, 1, 1, tzinfo=UTC))
+        attempt = await backend.wait(started.id, 60)
+        assert attempt.status == "error"
+        tasks = await backend.tasks(attempt.id)
+        failed = sessions.failed_tasks(tasks)[0]
+        assert "%7B%22name%22%3A" in failed.full_name  # Digdag's own name, encoded
+        shown = sessions.task_errors(tasks)
+        assert '=0={"name":+load: ' in shown and "%7B" not in shown
+        result = await sessions.session_result(
+            backend,
+            Phase.INGESTION,
+            attempt.created_at,
+            attempt,
+            tasks,
+            False,
+            NextAction(tool="get_logs", arguments={}, why=""),
+            datetime.now(UTC),
+        )
+        task = result.failed_tasks[0]
+        assert task.name == failed.full_name and "%7B" not in task.label
+        assert task.label.endswith('+for-0=datasour=0={"name":+load')
+        assert "no rows for orders" in task.log_tail  # the real name still finds its log
+        logs = await sessions.logs_page(backend, attempt.id, task.name, 0)
+        assert "no rows for orders" in logs.text
+        step = StepState(name="execute:wf", session_id=started.session_id)
+        view = sessions.progress_view(step, Phase.INGESTION, attempt, tasks, 1.0)
+        assert all("%7B" not in t for t in view.running_tasks)
+
+    anyio.run(scenario)
