@@ -72,7 +72,11 @@ def test_the_text_is_a_short_summary_not_the_data_again(server: Server, sample_r
     assert not text.lstrip().startswith("{"), text[:200]  # not the structured result as JSON
     assert len(text.splitlines()) <= SUMMARY_LINES, text
     assert "unification" in text and "passed" in text
-    assert "next: final_report" in text  # the next action in words
+    # The next action in words: once the report is written, the person decides (done, a new
+    # run, or the report again).
+    action = result.structured_content["next_action"]
+    assert action["tool"] == "ask_person", action
+    assert "next: ask the person" in text and "new_run=true" in text, text
 
 
 def test_every_result_of_an_agent_like_run_fits_in_a_context(
