@@ -14,7 +14,21 @@ from cdp_mcp.core.config import parse_timestamp
 from cdp_mcp.core.schema import Column
 from cdp_mcp.core.sqltext import quote_ident
 
-_LAYOUTS = ("%Y/%m/%d %H:%M:%S", "%Y/%m/%d", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y", "%Y%m%d")
+# The same forms, in the same order, as `parse_ts` in generate/templates/_macros.j2: US
+# 12-hour times ('01/06/2023 6:05 PM', CRM exports) and the dotted day-first form
+# ('06.01.2023 18:05') are unambiguous; 'dd/mm/yyyy' is not (it reads as mm/dd).
+_LAYOUTS = (
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d",
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y",
+    "%m/%d/%Y %I:%M %p",
+    "%m/%d/%Y %I:%M:%S %p",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y",
+    "%Y%m%d",
+)
 
 
 def parsed_timestamp_sql(column: str, td_type: str) -> str:

@@ -29,7 +29,7 @@ from cdp_mcp.core.sqltext import quote_ident, sql_string
 from cdp_mcp.core.staging_rules import column_kind
 from cdp_mcp.core.unify_plan import plan_unification
 from cdp_mcp.pipeline.models import TableCheck, Verdict
-from cdp_mcp.pipeline.source_flow import source_rows
+from cdp_mcp.pipeline.source_flow import SourceRows, source_rows
 
 
 class Findings(BaseModel):
@@ -203,6 +203,7 @@ async def _source_metrics(
             "loaded": n,
             "eligible_not_loaded": max(missing, 0),
         }
+        f.warnings.extend(left_out_warnings(obj, s))
         if missing > 0:
             f.warnings.append(
                 f"{missing} rows of {s.file} from start_date on are not loaded: appended "
@@ -215,6 +216,37 @@ async def _source_metrics(
                 "on: a range loaded twice, or rows removed from the file"
             )
     f.metrics["source_rows"] = out
+
+
+# Rows a load leaves out by rule, as a share of the file, above which the verdict WARNs: a
+# handful of junk timestamps is normal in an extract, a percent is a form nobody parsed.
+# Rows before start_date are left out on request, so only a majority of them (a start_date
+# in the wrong year, say) needs a person's eye.
+LEFT_OUT_WARN_SHARE = 0.01
+BEFORE_START_WARN_SHARE = 0.5
+
+
+def left_out_warnings(obj: str, s: SourceRows) -> list[str]:
+    """WARNs for rows of `obj`'s file no load takes, with the count and the fix."""
+    out = []
+    total = s.source_rows
+    if total and s.unparseable_time / total > LEFT_OUT_WARN_SHARE:
+        samples = ", ".join(repr(v) for v in s.unparseable_samples)
+        out.append(
+            f"{s.unparseable_time} of {total} rows of {s.file} "
+            f"({s.unparseable_time / total:.0%}) are never loaded: their {s.field} is empty "
+            f"or in no known timestamp form (e.g. {samples or 'empty'}). The loads read ISO "
+            "8601, yyyy/mm/dd, mm/dd/yyyy[ hh:mm:ss], mm/dd/yyyy h:mm[:ss] AM/PM, "
+            "dd.mm.yyyy[ hh:mm[:ss]] and yyyymmdd; export the column in one of these forms, "
+            "or fill the empty values"
+        )
+    if total and s.before_start_date / total > BEFORE_START_WARN_SHARE:
+        out.append(
+            f"{s.before_start_date} of {total} rows of {s.file} "
+            f"({s.before_start_date / total:.0%}) are never loaded: their {s.field} is "
+            "before ingestion.start_date; set an earlier start_date if they are wanted"
+        )
+    return out
 
 
 async def _hist_union_metrics(
