@@ -117,3 +117,53 @@ def test_staging_reads_us_and_dotted_timestamps_on_both_engines(
         (3, "2023-02-06 18:05:00"),
         (4, "2023-02-16 00:00:00"),
     ]
+
+
+DEALS = """
+global: {client: crm, backend: local}
+ingestion:
+  source_name: hs
+  connector: file
+  source_path: ./data
+  objects: [contacts, deals]
+  incremental_field: hs_lastmodifieddate
+  start_date: "2023-01-01"
+  primary_keys: {contacts: vid, deals: dealid}
+"""
+DEALS_CSV = "deal_id,amount,hs_lastmodifieddate\nd1,10.5,2023-02-01\n"
+
+
+def init_error(config: Path) -> str:
+    with pytest.raises(PipelineError) as caught:
+        anyio.run(Pipeline(config).init)
+    return str(caught.value)
+
+
+def test_a_primary_key_that_is_not_a_column_is_refused_at_init(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TD_API_KEY", raising=False)
+    files = {"contacts.csv": contacts_csv(3, 0), "deals.csv": DEALS_CSV}
+    message = init_error(write_project(tmp_path, DEALS, files))
+    assert "ingestion.primary_keys.deals: 'dealid' is not a column of object 'deals'" in message
+    assert "(did you mean 'deal_id'?)" in message
+    assert "deal_id, amount, hs_lastmodifieddate" in message
+    assert not (tmp_path / "crm_cdp" / "state.json").exists()
+
+
+def test_a_unification_key_column_that_is_not_a_column_is_refused_at_init(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TD_API_KEY", raising=False)
+    config = CRM + (
+        "unification:\n"
+        "  keys: [{name: email}]\n"
+        "  tables:\n"
+        "  - {table: hs_contacts, key_columns: [{column: emial, key: email}]}\n"
+        "  - {table: hs_contcts, key_columns: [{column: email, key: email}]}\n"
+    )
+    message = init_error(write_project(tmp_path, config, {"contacts.csv": contacts_csv(3, 0)}))
+    assert "unification.tables[0].key_columns[0].column: 'emial' is not a column" in message
+    assert message.count("did you mean 'email'?") == 1
+    assert "unification.tables[1].table: 'hs_contcts' is not a staging table" in message
+    assert "(did you mean 'hs_contacts'?)" in message
