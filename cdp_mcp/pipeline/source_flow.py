@@ -18,7 +18,6 @@ from cdp_mcp.core.file_source import SourceError, find_object_file, select_sql
 from cdp_mcp.core.sqltext import quote_ident
 from cdp_mcp.core.timeparse import parse_bound, parsed_timestamp_sql
 
-
 SAMPLES = 3  # unparseable texts shown, so a person sees the form to fix
 
 
