@@ -155,7 +155,7 @@ def test_a_unification_key_column_that_is_not_a_column_is_refused_at_init(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("TD_API_KEY", raising=False)
-    config = CRM + (
+    config = CRM.replace("[contacts]", "[contacts, deals]") + (
         "unification:\n"
         "  keys: [{name: email}]\n"
         "  tables:\n"
@@ -167,3 +167,34 @@ def test_a_unification_key_column_that_is_not_a_column_is_refused_at_init(
     assert message.count("did you mean 'email'?") == 1
     assert "unification.tables[1].table: 'hs_contcts' is not a staging table" in message
     assert "(did you mean 'hs_contacts'?)" in message
+
+
+def test_a_key_whose_valid_regexp_rejects_every_value_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TD_API_KEY", raising=False)
+    # YAML's double quotes turn "\\\\." into the regexp \\. : a backslash, then any character
+    config = CRM.replace("[contacts]", "[contacts, deals]") + (
+        "unification:\n"
+        '  keys: [{name: email, valid_regexp: "^[^@]+@[^@]+\\\\\\\\.[a-z]+$"}, {name: phone}]\n'
+        "  tables:\n"
+        "  - {table: hs_contacts, key_columns: [{column: email, key: email},"
+        " {column: phone, key: phone}]}\n"
+        "  - {table: hs_deals, key_columns: [{column: contact_email, key: email}]}\n"
+    )
+    deals = "id,contact_email,hs_lastmodifieddate\nd1,,2023-02-01\nd2,,2023-02-02\n"
+    text = "vid,email,phone,hs_lastmodifieddate\n" + "".join(
+        f"{i},p{i}@example.com,{'' if i % 2 else f'555010{i:04d}'},2023-02-01\n" for i in range(6)
+    )
+    unification = run_phases(
+        write_project(tmp_path, config, {"contacts.csv": text, "deals.csv": deals}),
+        Phase.UNIFICATION,
+    )["unification"]
+    assert unification.verdict == "WARN"
+    assert unification.metrics["key_values"] == {"email": 0, "phone": 3}
+    warning = next(w for w in unification.warnings if "key email" in w)
+    assert "none of the 6 non-NULL values" in warning and "valid_regexp" in warning
+    assert any(
+        "crm_stg.hs_deals: all 2 rows have NULL in every key column (contact_email)" in w
+        for w in unification.warnings
+    )

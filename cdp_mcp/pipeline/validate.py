@@ -27,7 +27,7 @@ from cdp_mcp.core.phases import (
 from cdp_mcp.core.schema import SchemaMap
 from cdp_mcp.core.sqltext import quote_ident, sql_string
 from cdp_mcp.core.staging_rules import column_kind
-from cdp_mcp.core.unify_plan import plan_unification
+from cdp_mcp.core.unify_plan import UnificationPlan, plan_unification
 from cdp_mcp.pipeline.models import TableCheck, Verdict
 from cdp_mcp.pipeline.source_flow import SourceRows, source_rows
 
@@ -469,10 +469,60 @@ async def _unification_metrics(
                 "enrichment must keep every staging row"
             )
     f.metrics["coverage"] = coverage
+    await _key_values(cfg, backend, catalog, plan, f)
     if await catalog.table(cfg.unif_db, f"{idn}_cluster_report") is not None:
         await _cluster_report(cfg, backend, f)  # the local engine's own report
     else:
         await _over_merge(cfg, backend, [(c.name, c.key) for c in plan.input_columns], f)
+
+
+async def _key_values(
+    cfg: PipelineConfig, backend: Backend, catalog: _Catalog, plan: UnificationPlan, f: Findings
+) -> None:
+    """Per key, the values unification took (rows of the lookup), against the non-NULL
+    values its columns hold: a key none of whose values passed its valid_regexp or
+    invalid_texts joins nobody. And per table, rows with no value in any key column."""
+    idn = cfg.unification.id_name
+    if await catalog.table(cfg.unif_db, f"{idn}_keys") is None:
+        return
+    taken = await backend.query(
+        f"SELECT k.key_name, count(*) FROM {_q(cfg.unif_db, f'{idn}_lookup')} l "
+        f"JOIN {_q(cfg.unif_db, f'{idn}_keys')} k ON l.id_key_type = k.key_type GROUP BY 1",
+        cfg.unif_db,
+    )
+    per_key = {str(k): int(n) for k, n in taken.rows}
+    present: dict[str, int] = {}
+    for t in plan.tables:
+        target = _q(t.database, t.table)
+        cols = [quote_ident(c.column) for c in t.key_columns]
+        counts = [f"count({c})" for c in cols]
+        all_null = " AND ".join(f"{c} IS NULL" for c in cols)
+        row = (
+            await backend.query(
+                f"SELECT count(*), count_if({all_null}), {', '.join(counts)} FROM {target}",
+                t.database,
+            )
+        ).rows[0]
+        rows, empty, *non_null = (int(v or 0) for v in row)
+        for kc, n in zip(t.key_columns, non_null, strict=True):
+            present[kc.key] = present.get(kc.key, 0) + n
+        if rows and empty == rows:
+            names = ", ".join(c.column for c in t.key_columns)
+            f.warnings.append(
+                f"{t.database}.{t.table}: all {rows} rows have NULL in every key column "
+                f"({names}): the table joins no profile; check the columns in "
+                "unification.tables"
+            )
+    f.metrics["key_values"] = {k.name: per_key.get(k.name, 0) for k in plan.keys}
+    for key in plan.keys:
+        if per_key.get(key.name, 0) == 0 and present.get(key.name, 0) > 0:
+            rule = f"valid_regexp {key.valid_regexp!r}" if key.valid_regexp else "invalid_texts"
+            f.warnings.append(
+                f"key {key.name}: none of the {present[key.name]} non-NULL values of its "
+                f"columns passed its {rule}, so no profile is joined on it; check the "
+                "pattern (a backslash doubled in YAML's double quotes matches a literal "
+                "backslash)"
+            )
 
 
 async def _cluster_report(cfg: PipelineConfig, backend: Backend, f: Findings) -> None:
