@@ -198,3 +198,37 @@ def test_a_key_whose_valid_regexp_rejects_every_value_warns(
         "crm_stg.hs_deals: all 2 rows have NULL in every key column (contact_email)" in w
         for w in unification.warnings
     )
+
+
+def test_contact_columns_are_found_by_name_variants_and_by_their_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TD_API_KEY", raising=False)
+    config = CRM.replace("[contacts]", "[contacts, deals]").replace(
+        "{contacts: vid}", "{contacts: vid, deals: deal_id}"
+    )
+    deals = "Deal ID,Primary Contact E-mail,Login,Mobile,Mail Frequency,hs_lastmodifieddate\n" + (
+        "".join(
+            f"d{i},P{i}@Example.com,u{i}@corp.example,+1 (555) 010-{i:04d},weekly,2023-02-01\n"
+            for i in range(5)
+        )
+    )
+    files = {"contacts.csv": contacts_csv(5, 0), "deals.csv": deals}
+    results = run_phases(write_project(tmp_path, config, files), Phase.UNIFICATION)
+
+    async def staged() -> dict[str, object]:
+        result = await Pipeline(tmp_path / "crm.yml").backend.query(
+            "SELECT * FROM hs_deals ORDER BY deal_id LIMIT 1", "crm_stg"
+        )
+        return dict(zip(result.columns, result.rows[0], strict=True))
+
+    row = anyio.run(staged)
+    assert row["primary_contact_e_mail"] == "p0@example.com"  # lower-cased: an email
+    assert row["primary_contact_e_mail_valid"] is True and row["primary_contact_e_mail_hash"]
+    assert row["login_valid"] is True  # no name hint: its values are emails
+    assert row["mobile"] == "5550100000" and row["mobile_valid"] is True
+    assert row["mail_frequency"] == "weekly" and "mail_frequency_valid" not in row  # values say no
+    unification = results["unification"]
+    assert unification.metrics["coverage"]["hs_deals"] == 1.0
+    # each deal's contact e-mail is a contact's email: one profile per contact
+    assert unification.metrics["profiles"] == 5
