@@ -39,9 +39,9 @@ async def _file_preflight(cfg: PipelineConfig) -> list[str]:
     try:
         schemas = await anyio.to_thread.run_sync(predicted_schemas, cfg)
         check_incremental_field(cfg, schemas)
-        problems = column_ref_problems(cfg, schemas)
-        if problems:
-            raise GenerationError(str(ConfigError("pipeline config", problems)))
+        refs = column_ref_problems(cfg, schemas)
+        if refs:
+            raise GenerationError(str(ConfigError("pipeline config", refs)))
     except SourceError as e:
         raise PipelineError(f"ingestion.source_path: {e}") from None
     except GenerationError as e:
