@@ -232,3 +232,27 @@ def test_contact_columns_are_found_by_name_variants_and_by_their_values(
     assert unification.metrics["coverage"]["hs_deals"] == 1.0
     # each deal's contact e-mail is a contact's email: one profile per contact
     assert unification.metrics["profiles"] == 5
+
+
+def test_a_shared_noreply_address_is_an_over_merge_suspect_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TD_API_KEY", raising=False)
+    rows = ["vid,email,phone,hs_lastmodifieddate"]
+    for i in range(60):
+        email = "noreply@hubspot.com" if i < 17 else f"person{i}@example.com"
+        rows.append(f"{i},{email},555010{i:04d},2023-02-01")
+    config = write_project(tmp_path, CRM, {"contacts.csv": "\n".join(rows) + "\n"})
+    unification = run_phases(config, Phase.UNIFICATION)["unification"]
+    assert unification.verdict == "WARN"
+    # the 17 contacts' email and phone values: one key-value record each
+    assert unification.metrics["over_merge_suspects"] == [
+        {"key": "email", "value": "n***@hubspot.com", "records": 17}
+    ]
+    warning = next(w for w in unification.warnings if "n***@hubspot.com" in w)
+    assert "17 records (over 10)" in warning and "invalid_texts" in warning
+    (largest, *_) = unification.metrics["largest_clusters"]
+    assert largest["values"] == 18  # noreply and the 17 phones
+    assert largest["joined_by"][0] == "email=n***@hubspot.com (17 records)"
+    report = "\n".join(unification.warnings) + str(unification.metrics)
+    assert "noreply@hubspot.com" not in report and "5550100003" not in report

@@ -15,6 +15,7 @@ import anyio
 from pydantic import BaseModel, Field
 
 from cdp_mcp.backends.base import Backend, BackendError, TableInfo
+from cdp_mcp.backends.local.unification.report import scaled_threshold
 from cdp_mcp.core.config import PipelineConfig
 from cdp_mcp.core.phases import (
     INC_LOG,
@@ -24,6 +25,7 @@ from cdp_mcp.core.phases import (
     Phase,
     expected_tables,
 )
+from cdp_mcp.core.pii import mask_value
 from cdp_mcp.core.schema import SchemaMap
 from cdp_mcp.core.sqltext import quote_ident, sql_string
 from cdp_mcp.core.staging_rules import column_kind
@@ -561,21 +563,42 @@ async def _cluster_report(cfg: PipelineConfig, backend: Backend, f: Findings) ->
 async def _over_merge(
     cfg: PipelineConfig, backend: Backend, columns: list[tuple[str, str]], f: Findings
 ) -> None:
-    """Values shared by more records than the threshold: the classic junk that over-merges."""
-    limit = cfg.unification.over_merge_threshold
+    """Values shared by more records than the threshold: the classic junk that over-merges.
+    The threshold is over_merge_threshold when set, else scaled with the data as the local
+    engine's report scales it (report.scaled_threshold: by the median records per value)."""
+    explicit = "over_merge_threshold" in cfg.unification.model_fields_set
     unif_input = _q(cfg.stg_db, "unif_input")
     suspects = []
     for column, key in columns:
+        col = quote_ident(column)
+        per_value = (
+            f"SELECT {col}, count(*) AS n FROM {unif_input} WHERE {col} IS NOT NULL GROUP BY 1"
+        )
+        limit = cfg.unification.over_merge_threshold
+        if not explicit:
+            sizes = await backend.query(
+                f"SELECT n, count(*) FROM ({per_value}) GROUP BY 1 ORDER BY 1", cfg.stg_db
+            )
+            limit = scaled_threshold(_median([(int(n), int(c)) for n, c in sizes.rows]))[0]
         rows = await backend.query(
-            f"SELECT {quote_ident(column)}, count(*) AS n FROM {unif_input} "
-            f"WHERE {quote_ident(column)} IS NOT NULL GROUP BY 1 HAVING count(*) > {int(limit)} "
-            "ORDER BY n DESC LIMIT 5",
-            cfg.stg_db,
+            f"{per_value} HAVING count(*) > {int(limit)} ORDER BY n DESC LIMIT 5", cfg.stg_db
         )
         for value, n in rows.rows:
-            suspects.append({"key": key, "value": str(value), "records": int(n)})
+            masked = mask_value(str(value), key)
+            suspects.append({"key": key, "value": masked, "records": int(n)})
             f.warnings.append(
-                f"{key} value {sql_string(str(value))} joins {n} records (over "
-                f"{limit}): likely junk; add it to the key's invalid_texts"
+                f"{key} value {masked} joins {n} records (over {limit}): likely junk; add it "
+                "to the key's invalid_texts"
             )
     f.metrics["over_merge_suspects"] = suspects
+
+
+def _median(histogram: list[tuple[int, int]]) -> float:
+    """The median of values given as (value, how many), ascending."""
+    total = sum(c for _, c in histogram)
+    seen = 0
+    for value, count in histogram:
+        seen += count
+        if 2 * seen >= total:
+            return float(value)
+    return 0.0
