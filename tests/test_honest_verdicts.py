@@ -256,3 +256,103 @@ def test_a_shared_noreply_address_is_an_over_merge_suspect_masked(
     assert largest["joined_by"][0] == "email=n***@hubspot.com (17 records)"
     report = "\n".join(unification.warnings) + str(unification.metrics)
     assert "noreply@hubspot.com" not in report and "5550100003" not in report
+
+
+@pytest.mark.parametrize("engine", ["presto", "hive"])
+def test_time_formats_read_day_first_dates_in_every_load_and_staging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
+) -> None:
+    monkeypatch.delenv("TD_API_KEY", raising=False)
+    config = (
+        CRM.replace(
+            "  primary_keys:", '  time_formats: ["DD/MM/YYYY HH:mm", "DD/MM/YYYY"]\n  primary_keys:'
+        )
+        + f"staging: {{engine: {engine}}}\n"
+    )
+    text = (
+        "vid,email,hs_lastmodifieddate\n"
+        "1,a@example.com,13/06/2023 18:05\n"
+        "2,b@example.com,06/01/2023 10:00\n"  # 6 January: day first, as the config says
+        "3,c@example.com,02/03/2023\n"
+        "4,d@example.com,2023-02-01T00:00:00Z\n"  # the built-in forms still apply
+        "5,e@example.com,31/12/2022\n"  # before start_date
+    )
+    config_path = write_project(tmp_path, config, {"contacts.csv": text})
+    results = run_phases(config_path, Phase.STAGING)
+    src = results["ingestion"].metrics["source_rows"]["contacts"]
+    assert (src["unparseable_time"], src["before_start_date"], src["loaded"]) == (0, 1, 4)
+
+    async def staged() -> list[tuple[object, ...]]:
+        result = await Pipeline(config_path).backend.query(
+            "SELECT vid, hs_lastmodifieddate_std FROM hs_contacts ORDER BY vid", "crm_stg"
+        )
+        return [tuple(r) for r in result.rows]
+
+    assert anyio.run(staged) == [
+        (1, "2023-06-13 18:05:00"),
+        (2, "2023-01-06 10:00:00"),
+        (3, "2023-03-02 00:00:00"),
+        (4, "2023-02-01 00:00:00"),
+    ]
+
+
+def test_time_formats_reach_the_sql_sent_to_treasure_data(tmp_path: Path) -> None:
+    from cdp_mcp.generate.ingestion import render as render_ingestion
+    from cdp_mcp.generate.schemas import predicted_schemas
+    from cdp_mcp.generate.staging import render as render_staging
+
+    config = CRM.replace("backend: local", "backend: treasuredata").replace(
+        "  primary_keys:", '  time_formats: ["DD.MM.YYYY HH:mm"]\n  primary_keys:'
+    )
+    monkeypatch_key = "1/" + "0" * 40
+    config = config.replace("global: {", f"global: {{td_api_key: '{monkeypatch_key}', ")
+    path = write_project(tmp_path, config, {"contacts.csv": contacts_csv(2, 0)})
+    cfg = load_config(path)
+    schemas = predicted_schemas(cfg)
+    ingestion = render_ingestion(cfg, schemas)
+    assert (
+        "date_parse(trim(landing.\"hs_lastmodifieddate\"), '%d.%m.%Y %H:%i')"
+        in (ingestion["queries/load_landing.sql"])
+    )
+    hive = render_staging(
+        cfg.model_copy(update={"staging": cfg.staging.model_copy(update={"engine": "hive"})}),
+        schemas,
+    )["queries/hs_contacts_transform.sql"]
+    assert (
+        "RLIKE '^[0-9]{1,2}[.][0-9]{1,2}[.][0-9]{4} [0-9]{1,2}:[0-9]{2}$' THEN "
+        "unix_timestamp(trim(`hs_lastmodifieddate`), 'dd.MM.yyyy HH:mm')"
+    ) in hive
+
+
+@pytest.mark.parametrize(
+    ("form", "said"),
+    [
+        ("DD/MM/YYYY'; DROP TABLE x", "which is no token or separator"),
+        ("HH:mm", "needs a year, a month and a day"),
+        ("DD/MM/YYYY h:mm", "goes with AM/PM"),
+    ],
+)
+def test_a_time_format_outside_the_tokens_is_a_config_error(
+    tmp_path: Path, form: str, said: str
+) -> None:
+    from cdp_mcp.core.config import ConfigError
+
+    config = CRM.replace("  primary_keys:", f"  time_formats: [{form!r}]\n  primary_keys:")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_project(tmp_path, config, {}))
+    assert "ingestion.time_formats" in str(caught.value) and said in str(caught.value)
+
+
+def test_day_first_dates_left_out_warn_naming_the_time_format_to_add(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TD_API_KEY", raising=False)
+    text = "vid,email,hs_lastmodifieddate\n" + "".join(
+        f"{i},p{i}@example.com,{13 + i}/06/2023 18:05\n" for i in range(10)
+    )
+    config = write_project(tmp_path, CRM, {"contacts.csv": text})
+    ingestion = run_phases(config, Phase.INGESTION)["ingestion"]
+    assert ingestion.metrics["source_rows"]["contacts"]["unparseable_time"] == 10
+    (warning,) = [w for w in ingestion.warnings if "never loaded" in w]
+    assert "10 of 10 rows of contacts.csv (100%)" in warning
+    assert "add 'DD/MM/YYYY HH:mm' to ingestion.time_formats" in warning

@@ -56,7 +56,9 @@ def source_rows(cfg: PipelineConfig) -> dict[str, SourceRows]:
             by_name = {c.name: c for c in columns}
             if field not in by_name:
                 continue
-            parsed = parsed_timestamp_sql(quote_ident(field), by_name[field].type)
+            parsed = parsed_timestamp_sql(
+                quote_ident(field), by_name[field].type, cfg.ingestion.time_formats
+            )
             row = con.execute(
                 f"SELECT count(*), count_if(ts < {start}), count_if(ts IS NULL) "
                 f"FROM (SELECT {parsed} AS ts FROM ({select}))"

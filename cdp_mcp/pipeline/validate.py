@@ -29,6 +29,7 @@ from cdp_mcp.core.pii import mask_value
 from cdp_mcp.core.schema import SchemaMap
 from cdp_mcp.core.sqltext import quote_ident, sql_string
 from cdp_mcp.core.staging_rules import column_kind
+from cdp_mcp.core.time_formats import suggest
 from cdp_mcp.core.unify_plan import UnificationPlan, plan_unification
 from cdp_mcp.pipeline.models import TableCheck, Verdict
 from cdp_mcp.pipeline.source_flow import SourceRows, source_rows
@@ -239,8 +240,13 @@ def left_out_warnings(obj: str, s: SourceRows) -> list[str]:
             f"({s.unparseable_time / total:.0%}) are never loaded: their {s.field} is empty "
             f"or in no known timestamp form (e.g. {samples or 'empty'}). The loads read ISO "
             "8601, yyyy/mm/dd, mm/dd/yyyy[ hh:mm:ss], mm/dd/yyyy h:mm[:ss] AM/PM, "
-            "dd.mm.yyyy[ hh:mm[:ss]] and yyyymmdd; export the column in one of these forms, "
-            "or fill the empty values"
+            "dd.mm.yyyy[ hh:mm[:ss]], yyyymmdd and the forms of ingestion.time_formats; "
+            + (
+                f"add {guess!r} to ingestion.time_formats, then run ingestion again"
+                if (guess := suggest(s.unparseable_samples))
+                else "name their form in ingestion.time_formats (e.g. 'DD/MM/YYYY HH:mm'), "
+                "or fill the empty values"
+            )
         )
     if total and s.before_start_date / total > BEFORE_START_WARN_SHARE:
         out.append(

@@ -137,6 +137,9 @@ class TdLoadOperator:
     ) -> tuple[str, str]:
         select, columns = select_sql(path)
         inclusive = as_bool(source.get("from_inclusive", True), "in.from_inclusive")
+        formats = source.get("time_formats") or []
+        if not isinstance(formats, list) or not all(isinstance(f, str) for f in formats):
+            raise TaskFailure("td_load>: in.time_formats must be a list of texts")
         where = _range_where(
             path,
             columns,
@@ -144,6 +147,7 @@ class TdLoadOperator:
             source.get("from"),
             source.get("to"),
             inclusive,
+            formats,
         )
         return select, where
 
@@ -196,9 +200,15 @@ class TdLoadOperator:
 
 
 def _range_where(
-    path: Path, columns: list[Column], field: Any, lower: Any, upper: Any, inclusive: bool
+    path: Path,
+    columns: list[Column],
+    field: Any,
+    lower: Any,
+    upper: Any,
+    inclusive: bool,
+    formats: list[str] | None = None,
 ) -> str:
     try:
-        return range_where(path.name, columns, field, lower, upper, inclusive)
+        return range_where(path.name, columns, field, lower, upper, inclusive, formats or ())
     except ValueError as e:
         raise TaskFailure(f"td_load>: {e}") from None
