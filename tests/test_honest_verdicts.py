@@ -155,7 +155,7 @@ def test_a_unification_key_column_that_is_not_a_column_is_refused_at_init(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("TD_API_KEY", raising=False)
-    config = CRM.replace("[contacts]", "[contacts, deals]") + (
+    config = CRM + (
         "unification:\n"
         "  keys: [{name: email}]\n"
         "  tables:\n"
