@@ -356,3 +356,39 @@ def test_day_first_dates_left_out_warn_naming_the_time_format_to_add(
     (warning,) = [w for w in ingestion.warnings if "never loaded" in w]
     assert "10 of 10 rows of contacts.csv (100%)" in warning
     assert "add 'DD/MM/YYYY HH:mm' to ingestion.time_formats" in warning
+
+
+def test_the_td_path_scales_the_over_merge_threshold_and_masks_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tables TD wrote have no cluster report: validation counts unif_input itself."""
+    from cdp_mcp.pipeline.validate import Findings, _over_merge
+
+    monkeypatch.delenv("TD_API_KEY", raising=False)
+    path = write_project(tmp_path, CRM, {"contacts.csv": contacts_csv(2, 0)})
+    cfg = load_config(path)
+    values = ", ".join(
+        f"('{'noreply@hubspot.com' if i < 17 else f'p{i}@example.com'}')" for i in range(60)
+    )
+
+    async def check(explicit: bool) -> Findings:
+        backend = Pipeline(path).backend
+        await backend.query("CREATE OR REPLACE TABLE unif_input (email VARCHAR)", "crm_stg")
+        await backend.query(f"INSERT INTO unif_input VALUES {values}", "crm_stg")
+        used = cfg
+        if explicit:
+            unification = cfg.unification.model_copy(update={"over_merge_threshold": 20})
+            unification.model_fields_set.add("over_merge_threshold")
+            used = cfg.model_copy(update={"unification": unification})
+        found = Findings(tables=[])
+        await _over_merge(used, backend, [("email", "email")], found)
+        return found
+
+    run_phases(path, Phase.STAGING)  # the staging database the query runs in
+    scaled = anyio.run(check, False)
+    assert scaled.metrics["over_merge_suspects"] == [
+        {"key": "email", "value": "n***@hubspot.com", "records": 17}
+    ]
+    assert "joins 17 records (over 10)" in scaled.warnings[0]
+    assert "noreply@hubspot.com" not in scaled.warnings[0]
+    assert anyio.run(check, True).metrics["over_merge_suspects"] == []  # as set: 20
