@@ -164,6 +164,8 @@ def test_metrics_match_the_fixture_row_for_row(acme_config: Path) -> None:
             "source_rows": exp["source"],
             "before_start_date": exp["source"] - exp["loaded"] - unparsed,
             "unparseable_time": unparsed,
+            "field": "updated_at",
+            "unparseable_samples": [],
             "loaded": exp["loaded"],
             "eligible_not_loaded": 0,
         }

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from cdp_mcp.core import connectors, redact
+from cdp_mcp.core import connectors, redact, time_formats
 from cdp_mcp.core.apikey import key_problem
 from cdp_mcp.core.errors import CdpError
 from cdp_mcp.core.text_source import canonical_encoding
@@ -277,6 +277,9 @@ class IngestionConfig(_Strict):
     incremental_field: ColumnName = "updated_at"
     start_date: str = "2023-09-01T00:00:00.000000"
     primary_keys: dict[Ident, ColumnName] = Field(default_factory=dict)
+    # Timestamp forms of the incremental field (and other time columns) the built-in ones
+    # miss or misread, tried first: e.g. 'DD/MM/YYYY' (core/time_formats.py)
+    time_formats: list[str] = Field(default_factory=list, max_length=time_formats.MAX_FORMATS)
     target_database: Ident | None = None
     parallel_limit: int = Field(default=3, ge=1, le=10)
 
@@ -286,6 +289,16 @@ class IngestionConfig(_Strict):
         dupes = sorted({o for o in v if v.count(o) > 1})
         if dupes:
             raise ValueError(f"objects are listed twice: {', '.join(dupes)}")
+        return v
+
+    @field_validator("time_formats")
+    @classmethod
+    def _time_formats(cls, v: list[str]) -> list[str]:
+        for i, text in enumerate(v):
+            try:
+                time_formats.parse_format(text)
+            except ValueError as e:
+                raise ValueError(f"[{i}]: {e}") from None
         return v
 
     @field_validator("source_path")

@@ -19,6 +19,9 @@ class Column(BaseModel):
     # A text column whose values are JSON objects: their top-level keys with scalar values,
     # in order of first appearance (staging extracts each into a column).
     json_keys: tuple[str, ...] = ()
+    # A text column's values by a sample (core/value_shapes.py): 'email', 'phone', 'other';
+    # None when not sampled (a TD connector's columns) or too few values to say.
+    shape: str | None = None
 
 
 # database.table -> its columns in order

@@ -5,9 +5,11 @@ inference all read these, so the columns a transform writes are the columns the 
 expect. The rules follow the seed plugin (cdp-staging) where it is right:
 
 - text is trimmed and '', 'null', 'none', 'n/a', 'na' (any case) become NULL;
-- `*email*`: lower-cased; `{col}_valid` by regex; `{col}_hash` = SHA-256 hex of the valid,
+- `*email*` (also `*e_mail*`, a word `mail`, or a column whose sampled values are
+  addresses): lower-cased; `{col}_valid` by regex; `{col}_hash` = SHA-256 hex of the valid,
   trimmed, lower-cased address (the form ad platforms match), NULL otherwise;
-- `*phone*` (text or number): digits only, a US leading 1 on 11 digits dropped;
+- `*phone*` (also the words mobile, tel, telephone, cell, ...; a name variant whose
+  sampled values are not phone-shaped is not one) (text or number): digits only, a US leading 1 on 11 digits dropped;
   `{col}_valid` = 10 digits; `{col}_hash` of valid numbers only;
 - timestamps (by name, text): `{col}_std` ('yyyy-MM-dd HH:mm:ss', UTC), `{col}_unixtime`,
   `{col}_date` ('yyyy-MM-dd'); the value itself is kept as loaded;
@@ -36,6 +38,10 @@ _TS_NAMES = ("date", "timestamp", "datetime", "created", "updated")
 # A column is money when one of these is a word of its snake_case name (total_price, tax).
 _MONEY_WORDS = frozenset(
     ("amount", "price", "cost", "tax", "discount", "revenue", "subtotal", "total", "fee")
+)
+# Words of a column name that mean a phone number besides `phone` itself.
+_PHONE_WORDS = frozenset(
+    ("mobile", "tel", "telephone", "cell", "cellphone", "msisdn", "handy", "telefon")
 )
 # JSON keys extracted as columns: the ones both engines' path syntax takes (Hive's
 # get_json_object reads `$.key` for keys of these characters only).
@@ -73,25 +79,37 @@ class StagingColumn(NamedTuple):
 
 
 def column_kind(col: Column, incremental_field: str) -> Kind:
-    """Classify by name (and type): the rules in DESIGN.md, decided once here."""
+    """Classify by name (and type), and a text column's sampled values (`col.shape`): the
+    rules in DESIGN.md, decided once here."""
     name = col.name
     if name == "time":
         return "time"
-    if col.type in ("long", "double") and "phone" in name:
+    if col.type in ("long", "double") and _is_phone_name(name):
         return "phone"  # a number column of phones is cleaned like text ones
     if col.type == "double":
         return "money" if _is_money(name) else "plain"
     if col.type != "string":
         return "plain"
-    if "email" in name:
+    if "email" in name or col.shape == "email":
         return "email"
     if "phone" in name:
         return "phone"
+    # Other spellings (e_mail, mail, mobile, tel, ...) unless the values say otherwise:
+    # `mail_opt_in` of 'yes'/'no' is no address.
+    words = set(name.split("_"))
+    if (("e_mail" in name or "mail" in words) and col.shape in (None, "email")) or (
+        not _PHONE_WORDS.isdisjoint(words) and col.shape in (None, "phone")
+    ):
+        return "email" if "mail" in words else "phone"
     if name == incremental_field or name.endswith(_TS_SUFFIXES) or name in _TS_NAMES:
         return "timestamp"
     if _is_money(name):
         return "money"
     return "plain"
+
+
+def _is_phone_name(name: str) -> bool:
+    return "phone" in name or not _PHONE_WORDS.isdisjoint(name.split("_"))
 
 
 def _is_money(name: str) -> bool:
@@ -144,7 +162,7 @@ def staging_plan(columns: list[Column], incremental_field: str) -> list[StagingC
     out: list[StagingColumn] = []
     for item in inputs:
         col, kind = item.column, item.kind
-        value = Column(name=col.name, type=output_type(col, kind))
+        value = Column(name=col.name, type=output_type(col, kind), shape=col.shape)
         out.append(StagingColumn(value, "value", col, kind))
         for role, td_type in _DERIVED.get(kind, []):
             name = f"{col.name}_{role}"

@@ -32,6 +32,7 @@ from cdp_mcp.core.phases import (
     project_name,
 )
 from cdp_mcp.core.schema import SchemaMap, presto_type
+from cdp_mcp.core.time_formats import parse_formats
 from cdp_mcp.generate import referenced_secrets
 from cdp_mcp.generate.connector_yaml import dump_in, in_section
 from cdp_mcp.generate.templating import render as render_template
@@ -122,6 +123,7 @@ def _context(cfg: PipelineConfig) -> dict[str, object]:
         "objects": cfg.ingestion.objects,
         "mode": cfg.ingestion.mode,
         "field": cfg.ingestion.incremental_field,
+        "time_formats": parse_formats(cfg.ingestion.time_formats),
         "start": canonical_ts(cfg.ingestion.start_date),
         "parallel_limit": cfg.ingestion.parallel_limit,
         "log_table": INGESTION_LOG,

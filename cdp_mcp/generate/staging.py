@@ -46,6 +46,7 @@ from cdp_mcp.core.staging_rules import (
     staging_inputs,
     staging_plan,
 )
+from cdp_mcp.core.time_formats import parse_formats
 from cdp_mcp.generate.templating import PARALLEL_LIMIT
 from cdp_mcp.generate.templating import render as render_template
 from cdp_mcp.generate.writer import GenerationError
@@ -148,6 +149,7 @@ def _table_files(
     hive = engine == "hive"
     common = {
         "engine": engine,
+        "time_formats": parse_formats(cfg.ingestion.time_formats),
         "qi": hive_ident if hive else quote_ident,
         "sl": hive_string if hive else presto_string,
         "source_db": source_db,

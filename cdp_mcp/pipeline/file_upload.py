@@ -180,7 +180,13 @@ def _write_parts(
         path = find_object_file(cfg.source_dir, obj)
         select, columns = select_sql(path, encoding=cfg.ingestion.encoding_of(obj))
         where = range_where(
-            path.name, columns, cfg.ingestion.incremental_field, start, end, inclusive
+            path.name,
+            columns,
+            cfg.ingestion.incremental_field,
+            start,
+            end,
+            inclusive,
+            cfg.ingestion.time_formats,
         )
     except (SourceError, ValueError) as e:
         raise UploadError(f"ingestion.source_path: {e}") from None

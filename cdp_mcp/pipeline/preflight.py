@@ -11,12 +11,13 @@ import anyio
 
 from cdp_mcp.backends.base import Backend, BackendError
 from cdp_mcp.core import connectors
-from cdp_mcp.core.config import PipelineConfig
+from cdp_mcp.core.config import ConfigError, PipelineConfig
 from cdp_mcp.core.file_source import SourceError, find_object_file, select_sql
 from cdp_mcp.generate import GenerationError
 from cdp_mcp.generate.ingestion import check_incremental_field, load_mode
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.pipeline import table_check
+from cdp_mcp.pipeline.column_refs import column_ref_problems
 from cdp_mcp.pipeline.file_upload import upload_problems
 from cdp_mcp.pipeline.models import PipelineError
 
@@ -38,6 +39,9 @@ async def _file_preflight(cfg: PipelineConfig) -> list[str]:
     try:
         schemas = await anyio.to_thread.run_sync(predicted_schemas, cfg)
         check_incremental_field(cfg, schemas)
+        refs = column_ref_problems(cfg, schemas)
+        if refs:
+            raise GenerationError(str(ConfigError("pipeline config", refs)))
     except SourceError as e:
         raise PipelineError(f"ingestion.source_path: {e}") from None
     except GenerationError as e:

@@ -18,12 +18,16 @@ from cdp_mcp.core.file_source import SourceError, find_object_file, select_sql
 from cdp_mcp.core.sqltext import quote_ident
 from cdp_mcp.core.timeparse import parse_bound, parsed_timestamp_sql
 
+SAMPLES = 3  # unparseable texts shown, so a person sees the form to fix
+
 
 class SourceRows(BaseModel):
     file: str
     source_rows: int
     before_start_date: int
     unparseable_time: int  # the incremental field is empty or in no known timestamp form
+    field: str = ""  # the incremental field
+    unparseable_samples: list[str] = []  # a few distinct texts of it that did not parse
 
     @property
     def eligible(self) -> int:
@@ -52,16 +56,25 @@ def source_rows(cfg: PipelineConfig) -> dict[str, SourceRows]:
             by_name = {c.name: c for c in columns}
             if field not in by_name:
                 continue
-            parsed = parsed_timestamp_sql(quote_ident(field), by_name[field].type)
+            parsed = parsed_timestamp_sql(
+                quote_ident(field), by_name[field].type, cfg.ingestion.time_formats
+            )
             row = con.execute(
                 f"SELECT count(*), count_if(ts < {start}), count_if(ts IS NULL) "
                 f"FROM (SELECT {parsed} AS ts FROM ({select}))"
             ).fetchone()
             total, before, unparsed = (int(v or 0) for v in row or (0, 0, 0))
+            samples = con.execute(
+                f"SELECT DISTINCT CAST(v AS VARCHAR) FROM (SELECT {quote_ident(field)} AS v, "
+                f"{parsed} AS ts FROM ({select})) WHERE ts IS NULL AND v IS NOT NULL "
+                f"ORDER BY 1 LIMIT {SAMPLES}"
+            ).fetchall()
             out[obj] = SourceRows(
                 file=path.name,
                 source_rows=total,
                 before_start_date=before,
                 unparseable_time=unparsed,
+                field=field,
+                unparseable_samples=[str(v)[:40] for (v,) in samples],
             )
     return out

@@ -15,6 +15,7 @@ import anyio
 from pydantic import BaseModel, Field
 
 from cdp_mcp.backends.base import Backend, BackendError, TableInfo
+from cdp_mcp.backends.local.unification.report import scaled_threshold
 from cdp_mcp.core.config import PipelineConfig
 from cdp_mcp.core.phases import (
     INC_LOG,
@@ -24,12 +25,14 @@ from cdp_mcp.core.phases import (
     Phase,
     expected_tables,
 )
+from cdp_mcp.core.pii import mask_value
 from cdp_mcp.core.schema import SchemaMap
 from cdp_mcp.core.sqltext import quote_ident, sql_string
 from cdp_mcp.core.staging_rules import column_kind
-from cdp_mcp.core.unify_plan import plan_unification
+from cdp_mcp.core.time_formats import suggest
+from cdp_mcp.core.unify_plan import UnificationPlan, plan_unification
 from cdp_mcp.pipeline.models import TableCheck, Verdict
-from cdp_mcp.pipeline.source_flow import source_rows
+from cdp_mcp.pipeline.source_flow import SourceRows, source_rows
 
 
 class Findings(BaseModel):
@@ -203,6 +206,7 @@ async def _source_metrics(
             "loaded": n,
             "eligible_not_loaded": max(missing, 0),
         }
+        f.warnings.extend(left_out_warnings(obj, s))
         if missing > 0:
             f.warnings.append(
                 f"{missing} rows of {s.file} from start_date on are not loaded: appended "
@@ -215,6 +219,42 @@ async def _source_metrics(
                 "on: a range loaded twice, or rows removed from the file"
             )
     f.metrics["source_rows"] = out
+
+
+# Rows a load leaves out by rule, as a share of the file, above which the verdict WARNs: a
+# handful of junk timestamps is normal in an extract, a percent is a form nobody parsed.
+# Rows before start_date are left out on request, so only a majority of them (a start_date
+# in the wrong year, say) needs a person's eye.
+LEFT_OUT_WARN_SHARE = 0.01
+BEFORE_START_WARN_SHARE = 0.5
+
+
+def left_out_warnings(obj: str, s: SourceRows) -> list[str]:
+    """WARNs for rows of `obj`'s file no load takes, with the count and the fix."""
+    out = []
+    total = s.source_rows
+    if total and s.unparseable_time / total > LEFT_OUT_WARN_SHARE:
+        samples = ", ".join(repr(v) for v in s.unparseable_samples)
+        out.append(
+            f"{s.unparseable_time} of {total} rows of {s.file} "
+            f"({s.unparseable_time / total:.0%}) are never loaded: their {s.field} is empty "
+            f"or in no known timestamp form (e.g. {samples or 'empty'}). The loads read ISO "
+            "8601, yyyy/mm/dd, mm/dd/yyyy[ hh:mm:ss], mm/dd/yyyy h:mm[:ss] AM/PM, "
+            "dd.mm.yyyy[ hh:mm[:ss]], yyyymmdd and the forms of ingestion.time_formats; "
+            + (
+                f"add {guess!r} to ingestion.time_formats, then run ingestion again"
+                if (guess := suggest(s.unparseable_samples))
+                else "name their form in ingestion.time_formats (e.g. 'DD/MM/YYYY HH:mm'), "
+                "or fill the empty values"
+            )
+        )
+    if total and s.before_start_date / total > BEFORE_START_WARN_SHARE:
+        out.append(
+            f"{s.before_start_date} of {total} rows of {s.file} "
+            f"({s.before_start_date / total:.0%}) are never loaded: their {s.field} is "
+            "before ingestion.start_date; set an earlier start_date if they are wanted"
+        )
+    return out
 
 
 async def _hist_union_metrics(
@@ -437,10 +477,60 @@ async def _unification_metrics(
                 "enrichment must keep every staging row"
             )
     f.metrics["coverage"] = coverage
+    await _key_values(cfg, backend, catalog, plan, f)
     if await catalog.table(cfg.unif_db, f"{idn}_cluster_report") is not None:
         await _cluster_report(cfg, backend, f)  # the local engine's own report
     else:
         await _over_merge(cfg, backend, [(c.name, c.key) for c in plan.input_columns], f)
+
+
+async def _key_values(
+    cfg: PipelineConfig, backend: Backend, catalog: _Catalog, plan: UnificationPlan, f: Findings
+) -> None:
+    """Per key, the values unification took (rows of the lookup), against the non-NULL
+    values its columns hold: a key none of whose values passed its valid_regexp or
+    invalid_texts joins nobody. And per table, rows with no value in any key column."""
+    idn = cfg.unification.id_name
+    if await catalog.table(cfg.unif_db, f"{idn}_keys") is None:
+        return
+    taken = await backend.query(
+        f"SELECT k.key_name, count(*) FROM {_q(cfg.unif_db, f'{idn}_lookup')} l "
+        f"JOIN {_q(cfg.unif_db, f'{idn}_keys')} k ON l.id_key_type = k.key_type GROUP BY 1",
+        cfg.unif_db,
+    )
+    per_key = {str(k): int(n) for k, n in taken.rows}
+    present: dict[str, int] = {}
+    for t in plan.tables:
+        target = _q(t.database, t.table)
+        cols = [quote_ident(c.column) for c in t.key_columns]
+        counts = [f"count({c})" for c in cols]
+        all_null = " AND ".join(f"{c} IS NULL" for c in cols)
+        row = (
+            await backend.query(
+                f"SELECT count(*), count_if({all_null}), {', '.join(counts)} FROM {target}",
+                t.database,
+            )
+        ).rows[0]
+        rows, empty, *non_null = (int(v or 0) for v in row)
+        for kc, n in zip(t.key_columns, non_null, strict=True):
+            present[kc.key] = present.get(kc.key, 0) + n
+        if rows and empty == rows:
+            names = ", ".join(c.column for c in t.key_columns)
+            f.warnings.append(
+                f"{t.database}.{t.table}: all {rows} rows have NULL in every key column "
+                f"({names}): the table joins no profile; check the columns in "
+                "unification.tables"
+            )
+    f.metrics["key_values"] = {k.name: per_key.get(k.name, 0) for k in plan.keys}
+    for key in plan.keys:
+        if per_key.get(key.name, 0) == 0 and present.get(key.name, 0) > 0:
+            rule = f"valid_regexp {key.valid_regexp!r}" if key.valid_regexp else "invalid_texts"
+            f.warnings.append(
+                f"key {key.name}: none of the {present[key.name]} non-NULL values of its "
+                f"columns passed its {rule}, so no profile is joined on it; check the "
+                "pattern (a backslash doubled in YAML's double quotes matches a literal "
+                "backslash)"
+            )
 
 
 async def _cluster_report(cfg: PipelineConfig, backend: Backend, f: Findings) -> None:
@@ -479,21 +569,42 @@ async def _cluster_report(cfg: PipelineConfig, backend: Backend, f: Findings) ->
 async def _over_merge(
     cfg: PipelineConfig, backend: Backend, columns: list[tuple[str, str]], f: Findings
 ) -> None:
-    """Values shared by more records than the threshold: the classic junk that over-merges."""
-    limit = cfg.unification.over_merge_threshold
+    """Values shared by more records than the threshold: the classic junk that over-merges.
+    The threshold is over_merge_threshold when set, else scaled with the data as the local
+    engine's report scales it (report.scaled_threshold: by the median records per value)."""
+    explicit = "over_merge_threshold" in cfg.unification.model_fields_set
     unif_input = _q(cfg.stg_db, "unif_input")
     suspects = []
     for column, key in columns:
+        col = quote_ident(column)
+        per_value = (
+            f"SELECT {col}, count(*) AS n FROM {unif_input} WHERE {col} IS NOT NULL GROUP BY 1"
+        )
+        limit = cfg.unification.over_merge_threshold
+        if not explicit:
+            sizes = await backend.query(
+                f"SELECT n, count(*) FROM ({per_value}) GROUP BY 1 ORDER BY 1", cfg.stg_db
+            )
+            limit = scaled_threshold(_median([(int(n), int(c)) for n, c in sizes.rows]))[0]
         rows = await backend.query(
-            f"SELECT {quote_ident(column)}, count(*) AS n FROM {unif_input} "
-            f"WHERE {quote_ident(column)} IS NOT NULL GROUP BY 1 HAVING count(*) > {int(limit)} "
-            "ORDER BY n DESC LIMIT 5",
-            cfg.stg_db,
+            f"{per_value} HAVING count(*) > {int(limit)} ORDER BY n DESC LIMIT 5", cfg.stg_db
         )
         for value, n in rows.rows:
-            suspects.append({"key": key, "value": str(value), "records": int(n)})
+            masked = mask_value(key, str(value))
+            suspects.append({"key": key, "value": masked, "records": int(n)})
             f.warnings.append(
-                f"{key} value {sql_string(str(value))} joins {n} records (over "
-                f"{limit}): likely junk; add it to the key's invalid_texts"
+                f"{key} value {masked} joins {n} records (over {limit}): likely junk; add it "
+                "to the key's invalid_texts"
             )
     f.metrics["over_merge_suspects"] = suspects
+
+
+def _median(histogram: list[tuple[int, int]]) -> float:
+    """The median of values given as (value, how many), ascending."""
+    total = sum(c for _, c in histogram)
+    seen = 0
+    for value, count in histogram:
+        seen += count
+        if 2 * seen >= total:
+            return float(value)
+    return 0.0

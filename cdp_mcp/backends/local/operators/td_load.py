@@ -140,6 +140,9 @@ class TdLoadOperator:
         encoding = source.get("encoding")
         select, columns = select_sql(path, encoding=str(encoding) if encoding else None)
         inclusive = as_bool(source.get("from_inclusive", True), "in.from_inclusive")
+        formats = source.get("time_formats") or []
+        if not isinstance(formats, list) or not all(isinstance(f, str) for f in formats):
+            raise TaskFailure("td_load>: in.time_formats must be a list of texts")
         where = _range_where(
             path,
             columns,
@@ -147,6 +150,7 @@ class TdLoadOperator:
             source.get("from"),
             source.get("to"),
             inclusive,
+            formats,
         )
         return select, where
 
@@ -199,9 +203,15 @@ class TdLoadOperator:
 
 
 def _range_where(
-    path: Path, columns: list[Column], field: Any, lower: Any, upper: Any, inclusive: bool
+    path: Path,
+    columns: list[Column],
+    field: Any,
+    lower: Any,
+    upper: Any,
+    inclusive: bool,
+    formats: list[str] | None = None,
 ) -> str:
     try:
-        return range_where(path.name, columns, field, lower, upper, inclusive)
+        return range_where(path.name, columns, field, lower, upper, inclusive, formats or ())
     except ValueError as e:
         raise TaskFailure(f"td_load>: {e}") from None

@@ -31,7 +31,6 @@ from cdp_mcp.backends.local.unification.prior import Prior, merged_prior, own_pr
 from cdp_mcp.backends.local.unification.report import ClusterReport
 from cdp_mcp.backends.local.unification.results import RunInput, write_run
 from cdp_mcp.backends.local.unification.spec import (
-    DEFAULT_OVER_MERGE_THRESHOLD,
     IdSpec,
     UnificationError,
     UnifyRequest,
@@ -71,7 +70,7 @@ def unify(
     request: UnifyRequest,
     *,
     run_time: int | None = None,
-    over_merge_threshold: int = DEFAULT_OVER_MERGE_THRESHOLD,
+    over_merge_threshold: int | None = None,  # None: scaled with the data
     log: Callable[[str], None] = lambda _: None,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> list[RunSummary]:
@@ -123,7 +122,7 @@ def run_id(
     *,
     full_refresh: bool,
     run_time: int,
-    over_merge_threshold: int = DEFAULT_OVER_MERGE_THRESHOLD,
+    over_merge_threshold: int | None = None,  # None: scaled with the data
     log: Callable[[str], None] = lambda _: None,
     cancelled: Callable[[], bool] = lambda: False,
     keep_debug_tables: bool = False,

@@ -11,7 +11,6 @@ from typing import Any
 
 from cdp_mcp.backends.local.hooks import UnificationCall
 from cdp_mcp.backends.local.unification.spec import (
-    DEFAULT_OVER_MERGE_THRESHOLD,
     UnificationError,
     parse_request,
 )
@@ -48,8 +47,11 @@ def handle_unification_call(call: UnificationCall) -> dict[str, Any] | None:
     return None
 
 
-def _threshold(params: dict[str, Any]) -> int:
-    value = params.get(THRESHOLD_PARAM, DEFAULT_OVER_MERGE_THRESHOLD)
+def _threshold(params: dict[str, Any]) -> int | None:
+    """The param as set, or None: a threshold scaled with the data (report.py)."""
+    value = params.get(THRESHOLD_PARAM)
+    if value is None:
+        return None
     try:
         threshold = int(value)
     except (TypeError, ValueError):

@@ -21,7 +21,7 @@ from cdp_mcp.backends.local.unification.report import (
     compute_report,
     read_split_clusters,
 )
-from cdp_mcp.backends.local.unification.spec import DEFAULT_OVER_MERGE_THRESHOLD, UnificationError
+from cdp_mcp.backends.local.unification.spec import UnificationError
 from cdp_mcp.backends.local.unification.sql import columns, exists, scalar, table
 from cdp_mcp.core.config import PipelineConfig
 from cdp_mcp.core.sqltext import quote_ident
@@ -36,7 +36,7 @@ class UnificationNames(BaseModel):
     database: str  # cdp_unification_{name}
     id_name: str = "unified_id"
     staging_database: str | None = None  # compare enriched row counts with staging's
-    over_merge_threshold: int = DEFAULT_OVER_MERGE_THRESHOLD
+    over_merge_threshold: int | None = None  # None: scaled with the data (report.py)
 
 
 class TableCoverage(BaseModel):
@@ -112,7 +112,7 @@ def unification_metrics(
         ids_per_profile=report.ids_per_profile,
         largest_clusters=report.largest_clusters,
         coverage=coverage,
-        over_merge_threshold=names.over_merge_threshold,
+        over_merge_threshold=report.over_merge_threshold,
         over_merge_warnings=report.over_merge_warnings,
         split_clusters=splits,
         last_run=_last_run(con, db, idn),
@@ -127,7 +127,10 @@ def _names(target: PipelineConfig | UnificationNames) -> UnificationNames:
         database=target.unif_db,
         id_name=target.unification.id_name,
         staging_database=target.stg_db,
-        over_merge_threshold=target.unification.over_merge_threshold,
+        # As set, or scaled with the data when the config leaves it out.
+        over_merge_threshold=target.unification.over_merge_threshold
+        if "over_merge_threshold" in target.unification.model_fields_set
+        else None,
     )
 
 

@@ -5,8 +5,14 @@ Over-merge is the classic failure of ID unification: one shared junk value ('tes
 a call-centre phone, a shared device) joins thousands of unrelated people into one profile,
 and TD neither refuses nor reports it. Here a value "joins" the distinct records (key-value
 combinations of unify.yml's tables) that carry it; `records` is that count, kept per value
-in the engine's `{id}_local_state.records`. A value carried by more than `over_merge_threshold`
-records is reported with the profile it landed in.
+in the engine's `{id}_local_state.records`. A value carried by more records than the
+threshold is reported with the profile it landed in: `over_merge_threshold` when one is
+set, otherwise one that scales with the data (`scaled_threshold`): a value is suspect when
+it joins more than max(OVER_MERGE_FLOOR, OVER_MERGE_MULTIPLE x the median records per
+value), and always above DEFAULT_OVER_MERGE_THRESHOLD. A fixed 1,000 let 17 contacts
+sharing noreply@ pass in a small account.
+
+Values in the report are masked (core/pii.py): it names the junk, never the person.
 
 Everything is computed from the output tables (`{id}_lookup`, `{id}_local_state`, `{id}_keys`), so
 the engine (at run time, into `{id}_cluster_report`) and `unification_metrics` (at validation,
@@ -27,12 +33,17 @@ from cdp_mcp.backends.local.unification.spec import (
     UnificationError,
 )
 from cdp_mcp.backends.local.unification.sql import columns, exists, lit, table
+from cdp_mcp.core.pii import mask_value
 from cdp_mcp.core.sqltext import quote_ident
 from cdp_mcp.core.unification_tables import ID_COLUMNS
 
 TOP_CLUSTERS = 10
 TOP_VALUES = 5  # joining values listed per large cluster
 MAX_WARNINGS = 100
+# The scaled over-merge threshold: most values join one person's few records, so a value
+# joining ten times the median (and at least ten records) is rarely one person.
+OVER_MERGE_FLOOR = 10
+OVER_MERGE_MULTIPLE = 10
 # Bucket edges of the ids-per-profile histogram: 1..5 exactly, then decades.
 BUCKETS = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 10), (11, 100), (101, 1000), (1001, None))
 
@@ -77,7 +88,8 @@ class ClusterReport(BaseModel):
     values: int
     ids_per_profile: list[SizeBucket]
     largest_clusters: list[ClusterSummary]
-    over_merge_threshold: int
+    over_merge_threshold: int  # the one applied: as set, or scaled with the data
+    over_merge_rule: str = ""  # how it was chosen, in words
     over_merge_warnings: list[OverMergeWarning]
     split_clusters: list[SplitCluster] = []
 
@@ -86,14 +98,15 @@ def compute_report(
     con: duckdb.DuckDBPyConnection,
     database: str,
     id_name: str,
-    threshold: int = DEFAULT_OVER_MERGE_THRESHOLD,
+    threshold: int | None = None,
     top: int = TOP_CLUSTERS,
     sizes: str | None = None,
     id_column: str | None = None,
 ) -> ClusterReport:
     """The report of the unification tables `database.{id_name}_*` as they are now.
 
-    `sizes` (uid, n: values per profile) saves a pass over the lookup when the caller has it.
+    `threshold` None: scaled with the data (`scaled_threshold`). `sizes` (uid, n: values
+    per profile) saves a pass over the lookup when the caller has it.
     """
     lookup = table(database, f"{id_name}_lookup")
     keys = _key_names(con, database, id_name)
@@ -106,6 +119,11 @@ def compute_report(
         f"SELECT uid, n FROM {sizes} ORDER BY n DESC, uid LIMIT {int(top)}"
     ).fetchall()
     clusters = _clusters(con, values, keys, top_rows)
+    if threshold is None:
+        median = con.execute(f"SELECT median(records) FROM {values}").fetchone()
+        threshold, rule = scaled_threshold(float(median[0]) if median and median[0] else 0.0)
+    else:
+        rule = "over_merge_threshold as set"
     warnings = _over_merge(con, values, keys, threshold, sizes)
     return ClusterReport(
         profiles=sum(int(c) for _, c in histogram),
@@ -113,7 +131,19 @@ def compute_report(
         ids_per_profile=_buckets(histogram),
         largest_clusters=clusters,
         over_merge_threshold=threshold,
+        over_merge_rule=rule,
         over_merge_warnings=warnings,
+    )
+
+
+def scaled_threshold(median_records: float) -> tuple[int, str]:
+    """The threshold for values whose median carries `median_records` records, and why."""
+    scaled = max(OVER_MERGE_FLOOR, int(OVER_MERGE_MULTIPLE * median_records))
+    threshold = min(scaled, DEFAULT_OVER_MERGE_THRESHOLD)
+    return threshold, (
+        f"max({OVER_MERGE_FLOOR}, {OVER_MERGE_MULTIPLE} x the median records per value "
+        f"({median_records:g})), at most {DEFAULT_OVER_MERGE_THRESHOLD}; set "
+        "unification.over_merge_threshold to fix it"
     )
 
 
@@ -172,7 +202,9 @@ def _clusters(
     for person, code, value, records in members:
         key = keys.get(int(code), str(code))
         by_key[person][key] += 1
-        found[person].append(ValueCount(key=key, value=str(value), records=int(records or 0)))
+        found[person].append(
+            ValueCount(key=key, value=mask_value(key, str(value)), records=int(records or 0))
+        )
     out = []
     for person, n in top_rows:
         joining = sorted(found[person], key=lambda v: (-v.records, v.key, v.value))[:TOP_VALUES]
@@ -201,17 +233,18 @@ def _over_merge(
             ORDER BY h.records DESC, h.kt, h.v LIMIT {MAX_WARNINGS}"""
     ).fetchall()
     out = []
-    for code, value, records, person, n in rows:
+    for code, raw, records, person, n in rows:
         key = keys.get(int(code), str(code))
+        value = mask_value(key, str(raw))
         out.append(
             OverMergeWarning(
                 key=key,
-                value=str(value),
+                value=value,
                 records=int(records),
                 unified_id=str(person),
                 profile_values=int(n),
                 message=(
-                    f"{key} {value!r} is carried by {records} records (over {threshold}): it "
+                    f"{key} {value} is carried by {records} records (over {threshold}): it "
                     f"joins them into profile {person} ({n} values); if it is not a real "
                     f"identifier, add it to the key's invalid_texts"
                 ),

@@ -51,7 +51,7 @@ class RunInput:
     initial_leader: Ints  # per node, its smallest leader before the loop (source stats)
     all_new: bool  # a full run: every node was read now
     record: RunRecord
-    threshold: int
+    threshold: int | None  # None: scaled with the data
     started: float  # time.monotonic() at the start of the run
     debug: DebugGraphs | None = None  # keep_debug_tables: the graph per iteration
 

@@ -9,7 +9,7 @@ WITH bounds AS (
     TRY(from_iso8601_timestamp(NULLIF('${td.last_results.range_end}', ''))) AS hi
 ),
 loaded AS (
-  SELECT COALESCE(TRY(from_iso8601_timestamp(trim("updated_at"))), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y')), TRY(date_parse(trim("updated_at"), '%Y%m%d'))) AS ts
+  SELECT COALESCE(TRY(from_iso8601_timestamp(trim("updated_at"))), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %l:%i %p')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %l:%i:%s %p')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y %H:%i')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y')), TRY(date_parse(trim("updated_at"), '%Y%m%d'))) AS ts
   FROM "acme_src"."${datasource.table_name}"
   WHERE TD_TIME_RANGE("time", ${td.last_results.loaded_after}, NULL)
 )

@@ -53,7 +53,7 @@ ranked AS (
     "time",
     ROW_NUMBER() OVER (
       PARTITION BY "id"
-      ORDER BY COALESCE(TRY(from_iso8601_timestamp(trim("updated_at"))), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y')), TRY(date_parse(trim("updated_at"), '%Y%m%d'))) DESC NULLS LAST, "time" DESC NULLS LAST
+      ORDER BY COALESCE(TRY(from_iso8601_timestamp(trim("updated_at"))), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %l:%i %p')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %l:%i:%s %p')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y %H:%i')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y')), TRY(date_parse(trim("updated_at"), '%Y%m%d'))) DESC NULLS LAST, "time" DESC NULLS LAST
     ) AS "__stg_row_number"
   FROM standardized
 ),
@@ -78,7 +78,7 @@ derived AS (
     "price",
     "updated_at",
     "time",
-    CAST(floor(to_unixtime(COALESCE(TRY(from_iso8601_timestamp(trim("updated_at"))), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y')), TRY(date_parse(trim("updated_at"), '%Y%m%d'))))) AS BIGINT) AS "__stg_unixtime_0"
+    CAST(floor(to_unixtime(COALESCE(TRY(from_iso8601_timestamp(trim("updated_at"))), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %l:%i %p')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %l:%i:%s %p')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y %H:%i')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y')), TRY(date_parse(trim("updated_at"), '%Y%m%d'))))) AS BIGINT) AS "__stg_unixtime_0"
   FROM latest
 ),
 enriched AS (
