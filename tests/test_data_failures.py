@@ -9,12 +9,15 @@ import shutil
 from pathlib import Path
 
 import anyio
+import pytest
 
 from cdp_mcp.cli.run import EXIT_ACCEPTED_WARNINGS, EXIT_FAILED, EXIT_PASS, run_pipeline
 from cdp_mcp.cli.shell import choices
 from cdp_mcp.pipeline.models import PipelineError
 from tests.test_budget_real_failures import pushed_ingestion
 from tests.test_orchestrator_rules import HIST, P, run, state_doc, step_of, wait_done
+
+pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
 
 
 def test_a_missing_source_file_is_fixed_first_and_retried_on_the_persons_word(

@@ -72,6 +72,7 @@ def contacts_csv(iso: int, us: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow
 def test_us_timestamps_load_and_unparseable_rows_warn_with_the_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -88,6 +89,7 @@ def test_us_timestamps_load_and_unparseable_rows_warn_with_the_fix(
     assert "'June 5th'" in warning  # a sample of what did not parse
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["presto", "hive"])
 def test_staging_reads_us_and_dotted_timestamps_on_both_engines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
@@ -169,6 +171,7 @@ def test_a_unification_key_column_that_is_not_a_column_is_refused_at_init(
     assert "(did you mean 'hs_contacts'?)" in message
 
 
+@pytest.mark.slow
 def test_a_key_whose_valid_regexp_rejects_every_value_warns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -200,6 +203,7 @@ def test_a_key_whose_valid_regexp_rejects_every_value_warns(
     )
 
 
+@pytest.mark.slow
 def test_contact_columns_are_found_by_name_variants_and_by_their_values(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -234,6 +238,7 @@ def test_contact_columns_are_found_by_name_variants_and_by_their_values(
     assert unification.metrics["profiles"] == 5
 
 
+@pytest.mark.slow
 def test_a_shared_noreply_address_is_an_over_merge_suspect_masked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -258,6 +263,7 @@ def test_a_shared_noreply_address_is_an_over_merge_suspect_masked(
     assert "noreply@hubspot.com" not in report and "5550100003" not in report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["presto", "hive"])
 def test_time_formats_read_day_first_dates_in_every_load_and_staging(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str
@@ -343,6 +349,7 @@ def test_a_time_format_outside_the_tokens_is_a_config_error(
     assert "ingestion.time_formats" in str(caught.value) and said in str(caught.value)
 
 
+@pytest.mark.slow
 def test_day_first_dates_left_out_warn_naming_the_time_format_to_add(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -358,6 +365,7 @@ def test_day_first_dates_left_out_warn_naming_the_time_format_to_add(
     assert "add 'DD/MM/YYYY HH:mm' to ingestion.time_formats" in warning
 
 
+@pytest.mark.slow
 def test_the_td_path_scales_the_over_merge_threshold_and_masks_values(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

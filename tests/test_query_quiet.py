@@ -33,6 +33,7 @@ def test_the_statement_and_its_translation_parse_quietly(
     assert sqlglot_said(caplog) == []
 
 
+@pytest.mark.slow
 def test_show_tables_on_treasure_data_logs_no_sqlglot_warning(
     tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -71,6 +71,7 @@ async def customer(p: Pipeline, customer_id: str, where: str = "") -> list[list[
     return [list(r) for r in got.rows]
 
 
+@pytest.mark.slow
 def test_a_cp1252_file_is_named_with_its_line_and_loads_once_its_encoding_is_set(
     tmp_path: Path,
 ) -> None:
@@ -96,6 +97,7 @@ def test_a_cp1252_file_is_named_with_its_line_and_loads_once_its_encoding_is_set
     assert "Köln".encode("cp1252") in (tmp_path / "shopify" / "customers.csv").read_bytes()
 
 
+@pytest.mark.slow
 def test_lines_ending_partly_in_crlf_and_partly_in_lf_load_every_row(tmp_path: Path) -> None:
     mixed_root, lf_root = tmp_path / "mixed", tmp_path / "lf"
     rows = customers_rows(mixed_root)
@@ -120,6 +122,7 @@ def test_lines_ending_partly_in_crlf_and_partly_in_lf_load_every_row(tmp_path: P
     assert mixed == lf and mixed[0] > 0
 
 
+@pytest.mark.slow
 def test_a_bom_with_crlf_and_semicolons_already_load(tmp_path: Path) -> None:
     """What the current code already handles (a guard that it stays so)."""
     rows = customers_rows(tmp_path)
@@ -162,6 +165,7 @@ def test_a_wrong_encoding_says_where_it_does_not_decode(tmp_path: Path) -> None:
         select_sql(tmp_path / "shopify" / "customers.csv", encoding="utf-16")
 
 
+@pytest.mark.slow
 def test_the_td_upload_reads_the_file_in_its_encoding(tmp_path: Path) -> None:
     customer_id = excel_customers(tmp_path)
     with BackgroundServer(create_app(tmp_path / "td_site", SENTINEL_KEY)) as server:
