@@ -1,7 +1,8 @@
 """Project secrets a generated project references (`${secret:name}`), checked before a run.
 
 Values come from the environment of the server process, never from the conversation:
-secret `td.apikey` is read from TD_APIKEY (or the config's td_api_key), `shopify.api_key`
+secret `td.apikey` is the config's td_api_key (from TD_API_KEY; the deprecated TD_APIKEY
+still comes first this release), `shopify.api_key`
 from `shopify.api_key` or SHOPIFY_API_KEY. The local backend has no secrets store and needs
 none (its unification call runs in-process). Every value read is masked in all output from
 then on; `td.apikey` must have TD's key form, like the config's key.

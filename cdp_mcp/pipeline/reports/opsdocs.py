@@ -375,7 +375,8 @@ def render_troubleshooting(cfg: PipelineConfig, state: PipelineState) -> str:
             "a wrong or expired `td_api_key`, or a project secret (e.g. `td.apikey` of "
             f"`{unif}`) is missing or wrong.",
             "export a valid `TD_API_KEY`, call `init_pipeline` again; for a missing secret "
-            "export it (`td.apikey` from `TD_APIKEY`) and call `set_secrets`, or "
+            "export it (`td.apikey` is the config's key, from `TD_API_KEY`) and call "
+            "`set_secrets`, or "
             "`td wf secrets --project PROJECT --set NAME`.",
         ),
         *_entry(
