@@ -389,3 +389,40 @@ def test_init_refuses_a_dry_run_without_extracts_and_says_what_they_look_like(
     write_jsonl(tmp_path / "extracts" / "orders.jsonl", ORDERS)
     with pytest.raises(PipelineError, match=r"no file for object 'customers'.*customers\.jsonl"):
         anyio.run(Pipeline(shopify_config(tmp_path)).init)
+
+
+@pytest.mark.slow
+def test_a_primary_key_the_loaded_tables_lack_is_refused_before_hist_union(
+    tmp_path: Path,
+) -> None:
+    """A TD connector's columns are known only once ingestion has loaded, so init cannot
+    check `primary_keys` for it; the next phase must refuse the typo, naming the field and
+    the column it meant, instead of staging the table without deduplication."""
+    write_jsonl(tmp_path / "extracts" / "customers.jsonl", CUSTOMERS)
+    write_jsonl(tmp_path / "extracts" / "orders.jsonl", ORDERS)
+    config = shopify_config(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    raw["ingestion"]["primary_keys"] = {"orders": "ids"}
+    config.write_text(yaml.safe_dump(raw))
+
+    async def scenario() -> None:
+        p = Pipeline(config)
+        await p.init()  # the columns are not known yet: nothing to refuse
+        await p.generate_phase("ingestion")
+        await p.push_project("ingestion")
+        for _ in range(2):
+            started = await p.start_workflow("ingestion")
+            assert (await p.backend.wait(started.attempt_id, 60)).status == "success"
+            await p.get_session(started.session_id)
+        assert (await p.validate_tables("ingestion")).verdict == "PASS"
+        with pytest.raises(PipelineError) as refused:
+            await p.generate_phase("hist_union")
+        message = str(refused.value)
+        assert "ingestion.primary_keys.orders" in message and "'ids' is not a column" in message
+        assert "did you mean 'id'" in message, message
+        assert not (p.cfg.workspace / "hist_union").exists() or not any(
+            (p.cfg.workspace / "hist_union").glob("*.dig")
+        )
+        await p.aclose()
+
+    anyio.run(scenario)

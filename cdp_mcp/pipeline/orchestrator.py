@@ -50,6 +50,7 @@ from cdp_mcp.core.workspace import WorkspaceError, check_workspace, claim_worksp
 from cdp_mcp.generate import GeneratedProject, GenerationError, generate
 from cdp_mcp.generate.check import check_project
 from cdp_mcp.pipeline import sessions, starting, views
+from cdp_mcp.pipeline.column_refs import primary_key_problems
 from cdp_mcp.pipeline.lifecycle import PrepareFn, StepFailed, StepPlan, internal_error
 from cdp_mcp.pipeline.models import (
     DecisionResult,
@@ -380,6 +381,16 @@ class Pipeline:
         self, phase: Phase, schemas: SchemaMap, keep_aside: bool = False
     ) -> GeneratedProject:
         """Render the phase's project into the workspace and check its structure."""
+        # A primary key the loaded tables lack would leave staging without deduplication.
+        # For connector `file` init refuses it; for a TD connector the columns are known
+        # only once ingestion has loaded, so the phases after it refuse it here.
+        missing_keys = primary_key_problems(self.cfg, schemas)
+        if phase is not Phase.INGESTION and missing_keys:
+            listing = "; ".join(f"{p.path}: {p.message}" for p in missing_keys)
+            raise PipelineError(
+                f"generating {phase.value} refused: {listing}. Fix the config, then call "
+                "init_pipeline (a changed config re-opens the phases it touches)."
+            )
         try:
             project = await anyio.to_thread.run_sync(
                 functools.partial(generate, self.cfg, phase, schemas, keep_aside=keep_aside)
