@@ -17,18 +17,21 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
+import jsonschema
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel
 
 from cdp_mcp.core.phases import ORDER
 from cdp_mcp.core.tools import ToolName
 from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.server import BackgroundServer
+from cdp_mcp.pipeline.models import NextAction
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.server import contract, handlers
 from tests.conftest import SENTINEL_KEY
@@ -59,7 +62,8 @@ def _listing(cwd: Path) -> dict[str, Any]:
         with (cwd / "server.stderr").open("w") as err:
             async with Client(stdio_client(params, errlog=err), read_timeout_seconds=60) as c:
                 info = c.server_info
-                tools = (await c.list_tools()).tools
+                listed = await c.list_tools()
+                tools = listed.tools
                 prompts = (await c.list_prompts()).prompts
                 templates = (await c.list_resource_templates()).resource_templates
                 return {
@@ -72,6 +76,10 @@ def _listing(cwd: Path) -> dict[str, Any]:
                         "resource_templates": [dump(t) for t in templates],
                     },
                     "tools": {t.name: dump(t) for t in tools},
+                    # tools/list's result as compact JSON, as it comes over the wire
+                    "listing_bytes": len(
+                        listed.model_dump_json(by_alias=True, exclude_none=True).encode()
+                    ),
                 }
 
     return anyio.run(listing)
@@ -152,6 +160,74 @@ def test_every_tool_and_argument_is_described(seen: dict[str, Any]) -> None:
         for arg, schema in tool["inputSchema"]["properties"].items():
             assert len(schema.get("description", "")) > 20, (name, arg)
     assert seen["server"]["instructions"] == contract.instructions()
+
+
+# Every result an agent receives stays under this unless it asks for more; tools/list too.
+RESULT_BUDGET = 20_000
+
+
+def test_the_tool_listing_fits_the_result_budget(seen: dict[str, Any]) -> None:
+    assert seen["listing_bytes"] <= RESULT_BUDGET, {
+        name: len(json.dumps(tool, separators=(",", ":"), ensure_ascii=False).encode())
+        for name, tool in seen["tools"].items()
+    }
+
+
+def test_next_action_is_described_once_in_the_instructions(seen: dict[str, Any]) -> None:
+    for name, tool in seen["tools"].items():
+        schema = tool["outputSchema"]
+        assert "NextAction" not in json.dumps(schema), name
+        assert schema["properties"]["next_action"]["type"] == "object", name
+        assert "next_action" in schema["required"], name
+    fields = "{" + ", ".join(NextAction.model_fields) + "}"
+    assert f"next_action: {fields}" in seen["server"]["instructions"]
+
+
+def test_every_argument_description_gives_an_example(seen: dict[str, Any]) -> None:
+    for name, tool in seen["tools"].items():
+        for arg, schema in tool["inputSchema"]["properties"].items():
+            assert "e.g. `" in schema["description"] or (
+                schema.get("type") == "boolean" and "`true`" in schema["description"]
+            ), (name, arg)
+
+
+class _Optionals(BaseModel):
+    mode: Literal["fast", "slow"] | None
+    note: str | None
+    count: int | None = None
+    action: NextAction | None = None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"mode": None, "note": None},
+        {"mode": "fast", "note": "x", "count": 3},
+        {"mode": "slow", "note": None, "action": {"tool": "query", "why": "look"}},
+        {"mode": "medium", "note": None},
+        {"mode": None, "note": 3},
+        {"mode": None, "note": None, "count": "three"},
+        {"note": None},
+    ],
+)
+def test_the_listed_schema_accepts_what_the_model_accepts(value: dict[str, Any]) -> None:
+    """The compacted output schema still admits every result the model admits (the client
+    checks results against it), null included where a field is optional, and refuses the
+    same wrong types."""
+    full = _Optionals.model_json_schema()
+    short = contract.listed_output(full)
+    assert short is not None and "anyOf" not in json.dumps(short["properties"]["note"])
+
+    def admits(schema: dict[str, Any]) -> bool:
+        return jsonschema.Draft202012Validator(schema).is_valid(value)
+
+    assert admits(short) == admits(full)
+    try:
+        _Optionals.model_validate(value, strict=True)
+        model_admits = True
+    except ValueError:
+        model_admits = False
+    assert admits(short) == model_admits
 
 
 def test_phase_arguments_offer_the_four_phases(seen: dict[str, Any]) -> None:

@@ -169,20 +169,73 @@ def described(
     return tool
 
 
-def untitled(schema: Any) -> Any:
-    """`schema` without the titles pydantic derives from names ("Config Path" for
-    config_path): they repeat the name in every tool's listing and say nothing more."""
+# What every result's next_action is, said once (the server's instructions describe its
+# fields) instead of NextAction's full definition in each of the thirteen output schemas.
+NEXT_ACTION_REF = "#/$defs/NextAction"
+NEXT_ACTION_SCHEMA: dict[str, Any] = {"type": "object", "required": ["tool", "why"]}
+
+
+# Keywords that constrain a value whatever its type, so `null` would fail them too.
+TYPE_BLIND = {"enum", "const", "not", "anyOf", "allOf", "oneOf", "$ref"}
+
+
+def listed(schema: Any, output: bool = False) -> Any:
+    """`schema` as the tool listing publishes it (the listing is read into every
+    conversation, so it says each thing once): without the titles pydantic derives from
+    names ("Config Path" for config_path), `anyOf [T, null]` as `type: [T, "null"]`, no
+    `additionalProperties: true` (JSON Schema's default), and in an output schema no
+    defaults (a result always carries the field) and next_action as a short object
+    schema. It accepts exactly what the full schema accepts, bar next_action's fields,
+    which the pydantic model still checks on the server."""
     if isinstance(schema, list):
-        return [untitled(item) for item in schema]
+        return [listed(item, output) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {}
+    if output and schema.get("$ref") == NEXT_ACTION_REF:
+        return dict(NEXT_ACTION_SCHEMA)
+    out: dict[str, Any] = {}
     for key, value in schema.items():
         if key == "title" and isinstance(value, str):
             continue
-        if key in ("properties", "$defs") and isinstance(value, dict):
+        if key == "additionalProperties" and value is True:
+            continue
+        if output and key == "default":
+            continue
+        if key == "$defs" and isinstance(value, dict):
+            kept = {n: listed(sub, output) for n, sub in value.items()}
+            if output:
+                kept.pop("NextAction", None)
+            if kept:
+                out[key] = kept
+        elif key == "properties" and isinstance(value, dict):
             # a map of names to schemas: a property may itself be called "title"
-            out[key] = {name: untitled(sub) for name, sub in value.items()}
+            out[key] = {name: listed(sub, output) for name, sub in value.items()}
         else:
-            out[key] = untitled(value)
+            out[key] = listed(value, output)
+    return _nullable_type(out)
+
+
+def listed_output(schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An output schema as listed (see `listed`), without the result model's docstring at
+    its root: that is for the code, and the tool's own description says what it returns."""
+    if schema is None:
+        return None
+    out: dict[str, Any] = listed(schema, output=True)
+    out.pop("description", None)
     return out
+
+
+def _nullable_type(schema: dict[str, Any]) -> dict[str, Any]:
+    """`{"anyOf": [{"type": T, ...}, {"type": "null"}]}` as `{"type": [T, "null"], ...}`."""
+    options = schema.get("anyOf")
+    if not isinstance(options, list) or len(options) != 2 or {"type": "null"} not in options:
+        return schema
+    (other,) = [o for o in options if o != {"type": "null"}]
+    if not isinstance(other, dict) or not isinstance(other.get("type"), str):
+        return schema
+    if set(other) & TYPE_BLIND:
+        return schema  # e.g. an enum: merged with the null type it would still refuse null
+    if set(other) & (set(schema) - {"anyOf"}):
+        return schema
+    rest = {k: v for k, v in schema.items() if k != "anyOf"}
+    return {**rest, **other, "type": [other["type"], "null"]}

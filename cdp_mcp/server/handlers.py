@@ -109,13 +109,14 @@ class CdpServer(MCPServer):
         self.roots = roots
 
     async def list_tools(self) -> list[Tool]:
-        """The listing without the schemas' derived titles (it is read into every
-        conversation); the tools still check their arguments against the full schemas."""
+        """The listing with its schemas compacted (contract.listed: it is read into every
+        conversation); the tools still check their arguments and results against the full
+        schemas."""
         return [
             t.model_copy(
                 update={
-                    "input_schema": contract.untitled(t.input_schema),
-                    "output_schema": contract.untitled(t.output_schema),
+                    "input_schema": contract.listed(t.input_schema),
+                    "output_schema": contract.listed_output(t.output_schema),
                 }
             )
             for t in await super().list_tools()
