@@ -59,3 +59,27 @@ def test_a_for_each_child_is_shown_decoded_and_found_by_its_real_name(tmp_path: 
         assert all("%7B" not in t for t in view.running_tasks)
 
     anyio.run(scenario)
+
+
+def test_the_text_summary_names_a_failed_task_as_a_person_reads_it() -> None:
+    from cdp_mcp.pipeline.models import FailedTask, SessionResult
+    from cdp_mcp.pipeline.summaries import summary
+
+    real = "+wf+load^sub+for-0=datasour=1=%7B%22name%22%3A+load"
+    label = sessions.task_label(real)
+    assert label != real
+    result = SessionResult(
+        session_id="1",
+        attempt_id="1",
+        phase="ingestion",
+        workflow="wf",
+        status="error",
+        elapsed_seconds=1.0,
+        tasks_total=2,
+        tasks_done=2,
+        tasks_by_state={"error": 1},
+        failed_tasks=[FailedTask(name=real, label=label, error="boom", log_tail="")],
+        next_action=NextAction(tool="get_logs", why="read the log"),
+    )
+    text = summary(result)
+    assert f"{label}: boom" in text and "%7B" not in text, text

@@ -93,7 +93,7 @@ def _session(r: SessionResult) -> list[str]:
         f"{r.tasks_done}/{r.tasks_total} tasks in {r.elapsed_seconds:.1f}s"
     ]
     if r.failed_tasks:
-        lines.append(f"failed: {_few([f'{t.name}: {t.error}' for t in r.failed_tasks])}")
+        lines.append(f"failed: {_few([f'{t.label or t.name}: {t.error}' for t in r.failed_tasks])}")
     return lines
 
 
