@@ -89,9 +89,7 @@ def _answer(stdout: IO[bytes], request_id: int) -> dict[str, Any]:
             return message
 
 
-def time_to_tool_list(
-    command: list[str], cwd: Path, log: Path | None = None
-) -> tuple[float, int]:
+def time_to_tool_list(command: list[str], cwd: Path, log: Path | None = None) -> tuple[float, int]:
     """Seconds from spawn to the tools/list answer, and how many tools it listed (the
     server's stderr goes to `log` when given)."""
     with log.open("w+b") if log else tempfile.TemporaryFile() as err:
