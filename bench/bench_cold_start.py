@@ -9,6 +9,8 @@ same run and interleaved with it (round by round, so a busy machine slows all al
 - sdk_floor: a minimal `MCPServer` with one tool, answering the same handshake (what the
              MCP SDK itself costs: importing it, building a server, serving stdio).
 - serve:     `cdp-mcp serve` (the installed console script beside this interpreter).
+- before:    with `--before DIR`, the same script on another source tree (PYTHONPATH=DIR,
+             e.g. `git archive main | tar -x -C DIR`): a change against its base, same run.
 
 The figure that matters is serve against sdk_floor (what cdp-mcp adds to the SDK); the
 absolute median is what a client waits for. `--breakdown` also runs `serve` once under
@@ -16,6 +18,7 @@ absolute median is what a client waits for. `--breakdown` also runs `serve` once
 
     python bench/bench_cold_start.py --repeat 5
     python bench/bench_cold_start.py --repeat 5 --breakdown
+    python bench/bench_cold_start.py --repeat 5 --before /tmp/cdp-main
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -31,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -89,13 +94,27 @@ def _answer(stdout: IO[bytes], request_id: int) -> dict[str, Any]:
             return message
 
 
-def time_to_tool_list(command: list[str], cwd: Path, log: Path | None = None) -> tuple[float, int]:
-    """Seconds from spawn to the tools/list answer, and how many tools it listed (the
-    server's stderr goes to `log` when given)."""
+@dataclass(frozen=True)
+class Start:
+    wall: float  # spawn to the tools/list answer (a bare python: to its exit)
+    cpu: float  # the process's user + system time over its whole life (through its exit)
+    tools: int = 0
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_to_tool_list(
+    command: list[str], cwd: Path, log: Path | None = None, env: dict[str, str] | None = None
+) -> Start:
+    """One fresh server answering initialize and tools/list (its stderr goes to `log`)."""
+    cpu_before = _children_cpu()
     with log.open("w+b") if log else tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, cwd=cwd
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, cwd=cwd, env=env
         )
         assert proc.stdin is not None and proc.stdout is not None
         try:
@@ -130,13 +149,14 @@ def time_to_tool_list(command: list[str], cwd: Path, log: Path | None = None) ->
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-    return elapsed, len(tools)
+    return Start(elapsed, _children_cpu() - cpu_before, len(tools))
 
 
-def time_bare_python(cwd: Path) -> float:
+def time_bare_python(cwd: Path) -> Start:
+    cpu_before = _children_cpu()
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", "pass"], check=True, cwd=cwd)
-    return time.perf_counter() - start
+    return Start(time.perf_counter() - start, _children_cpu() - cpu_before)
 
 
 def import_breakdown(cwd: Path, top: int) -> list[tuple[str, float]]:
@@ -160,39 +180,68 @@ def main() -> None:
         "--breakdown", action="store_true", help="also sum serve's import time by package"
     )
     parser.add_argument("--top", type=int, default=15, help="packages in the breakdown")
+    parser.add_argument(
+        "--before", type=Path, help="also time serve from this source tree (PYTHONPATH)"
+    )
     args = parser.parse_args()
 
     serve = serve_command()
     floor = [sys.executable, "-c", SDK_FLOOR]
-    times: dict[str, list[float]] = {"python": [], "sdk_floor": [], "serve": []}
-    listed = 0
+    runs: dict[str, list[Start]] = {"python": [], "sdk_floor": [], "serve": []}
+    before_env = None
+    if args.before:
+        if not (args.before / "cdp_mcp" / "__init__.py").is_file():
+            parser.error(f"--before {args.before}: no cdp_mcp package there")
+        before_env = {**os.environ, "PYTHONPATH": str(args.before.resolve())}
+        runs["before"] = []
     with tempfile.TemporaryDirectory(prefix="bench_cold_") as tmp:
         cwd = Path(tmp)
         time_to_tool_list(serve, cwd)  # one unmeasured start: bytecode compiled, files cached
         time_to_tool_list(floor, cwd)
+        if before_env:
+            time_to_tool_list(serve, cwd, env=before_env)
         for _ in range(args.repeat):
-            times["python"].append(time_bare_python(cwd))
-            times["sdk_floor"].append(time_to_tool_list(floor, cwd)[0])
-            elapsed, listed = time_to_tool_list(serve, cwd)
-            times["serve"].append(elapsed)
+            runs["python"].append(time_bare_python(cwd))
+            runs["sdk_floor"].append(time_to_tool_list(floor, cwd))
+            runs["serve"].append(time_to_tool_list(serve, cwd))
+            if before_env:
+                runs["before"].append(time_to_tool_list(serve, cwd, env=before_env))
         breakdown = import_breakdown(cwd, args.top) if args.breakdown else []
+    report(runs, serve, args.before, breakdown)
 
+
+def report(
+    runs: dict[str, list[Start]],
+    serve: list[str],
+    before: Path | None,
+    breakdown: list[tuple[str, float]],
+) -> None:
     load = os.getloadavg()
-    print(f"serve: {' '.join(serve)} ({listed} tools)")
-    print(f"{args.repeat} fresh processes each, load average {load[0]:.1f} {load[1]:.1f}")
-    median = {name: statistics.median(values) for name, values in times.items()}
-    print(f"{'contender':<10} {'median s':>9} {'min s':>7} {'max s':>7} {'x sdk_floor':>12}")
-    for name, values in times.items():
-        ratio = median[name] / median["sdk_floor"]
-        print(
-            f"{name:<10} {median[name]:>9.3f} {min(values):>7.3f} {max(values):>7.3f} "
-            f"{ratio:>12.2f}"
-        )
-    ratios = [s / f for s, f in zip(times["serve"], times["sdk_floor"], strict=True)]
+    print(f"serve: {' '.join(serve)} ({runs['serve'][0].tools} tools)")
+    if before:
+        print(f"before: the same with PYTHONPATH={before.resolve()}")
+    print(f"{len(runs['serve'])} fresh processes each, load average {load[0]:.1f} {load[1]:.1f}")
+    print("wall: spawn to the tools/list answer; cpu: the process's user+sys time (a busy")
+    print("machine stretches wall time, much less cpu time)")
+    wall = {name: statistics.median(r.wall for r in rs) for name, rs in runs.items()}
+    cpu = {name: statistics.median(r.cpu for r in rs) for name, rs in runs.items()}
     print(
-        f"serve / sdk_floor, median of the rounds' ratios: {statistics.median(ratios):.2f}; "
-        f"serve - sdk_floor (what cdp-mcp adds): {median['serve'] - median['sdk_floor']:.3f} s"
+        f"{'contender':<10} {'wall s':>7} {'min':>6} {'max':>6} {'x floor':>8} "
+        f"{'cpu s':>7} {'x floor':>8}"
     )
+    for name, rs in runs.items():
+        print(
+            f"{name:<10} {wall[name]:>7.3f} {min(r.wall for r in rs):>6.3f} "
+            f"{max(r.wall for r in rs):>6.3f} {wall[name] / wall['sdk_floor']:>8.2f} "
+            f"{cpu[name]:>7.3f} {cpu[name] / cpu['sdk_floor']:>8.2f}"
+        )
+    for name in ("serve", "before") if before else ("serve",):
+        ratios = [s.wall / f.wall for s, f in zip(runs[name], runs["sdk_floor"], strict=True)]
+        print(
+            f"{name}: median of the rounds' wall ratios {statistics.median(ratios):.2f}x "
+            f"sdk_floor; what cdp-mcp adds: {wall[name] - wall['sdk_floor']:.3f} s wall, "
+            f"{cpu[name] - cpu['sdk_floor']:.3f} s cpu"
+        )
     if breakdown:
         print("\nserve's import time by package (self time, one run under -X importtime):")
         for package, seconds in breakdown:
