@@ -6,158 +6,29 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
-
-import anyio
+from collections.abc import Callable, Sequence
 
 from cdp_mcp import __version__
-from cdp_mcp.backends.base import BackendError
 from cdp_mcp.cli import shell
-from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, write_sample, write_sample_config
-from cdp_mcp.cli.progress import RunDisplay
-from cdp_mcp.cli.run import run_pipeline
 from cdp_mcp.cli.wf import add_wf_commands
 from cdp_mcp.core import redact
-from cdp_mcp.core.config import ConfigError, load_config
-from cdp_mcp.core.file_source import SourceError
-from cdp_mcp.core.phases import ORDER, parse_phase
-from cdp_mcp.core.workspace import WorkspaceError
+from cdp_mcp.core.config import ConfigError
+from cdp_mcp.core.errors import CdpError
 from cdp_mcp.emulator.command import add_emulate_command
-from cdp_mcp.generate import GeneratedProject, GenerationError
-from cdp_mcp.pipeline.models import DecisionResult, PipelineError
-from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.server.http_security import MIN_TOKEN_LENGTH, TOKEN_ENV
 
 
-def _cmd_generate(args: argparse.Namespace) -> int:
-    """The project files alone, through the orchestrator's render (Pipeline.render_project)."""
-    load_config(args.config)  # a bad config in the shell's words ("error: config ...")
-    pipeline = Pipeline(args.config)
-    phases = ORDER if args.phase == "all" else (parse_phase(args.phase),)
+def _pipeline_command(name: str) -> Callable[[argparse.Namespace], int]:
+    """The command `name` of cli/commands.py, run on the parsed arguments."""
 
-    async def render_all() -> None:
-        try:
-            for phase in phases:
-                _print_project(await pipeline.render_project(phase.value, args.keep_aside))
-        finally:
-            await pipeline.aclose()
+    def run(args: argparse.Namespace) -> int:
+        # imported when a pipeline command runs: startup cost (`serve` needs none of it)
+        from cdp_mcp.cli import commands
 
-    anyio.run(render_all)
-    return 0
+        code: int = getattr(commands, name)(args)
+        return code
 
-
-def _print_project(project: GeneratedProject) -> None:
-    print(f"{project.phase.value}: {len(project.files)} files in {project.directory}")
-    if project.kept_aside:
-        print(f"  files that were not cdp-mcp's were moved to {project.kept_aside}")
-    for f in project.files:
-        print(f"  {f}")
-    print(f"  workflows (run order): {', '.join(project.workflows)}")
-    if project.secrets:
-        print(f"  secrets to set before running: {', '.join(project.secrets)}")
-
-
-def _run_and_show(
-    config: str | Path,
-    accept_warnings: bool = False,
-    note: str = "",
-    new_run: bool = False,
-    retry_after_fix: bool = False,
-) -> int:
-    """Run every phase with the progress display; the reports' paths go to stdout."""
-    load_config(config)  # a config error in the config's words, before any pipeline exists
-    with RunDisplay() as display:
-        if note:
-            display.note(note)
-        outcome = anyio.run(
-            lambda: run_pipeline(
-                config,
-                accept_warnings=accept_warnings,
-                on_event=display,
-                new_run=new_run,
-                retry_after_fix=retry_after_fix,
-            )
-        )
-    # On a terminal or not: where to look is the one thing a run always says last.
-    if outcome.html_report_path:
-        print(f"html report: {outcome.html_report_path}")
-    if outcome.report_path:
-        print(f"report: {outcome.report_path}", flush=True)
-    return outcome.exit_code
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    return _run_and_show(
-        args.config,
-        accept_warnings=args.accept_warnings,
-        new_run=args.new_run,
-        retry_after_fix=args.retry_after_fix,
-    )
-
-
-def _started(config: str) -> Pipeline:
-    """The config's pipeline, refused in the shell's words when it was never started."""
-    load_config(config)  # a config error in the config's words (Pipeline's are an agent's)
-    pipeline = Pipeline(config)
-    if not pipeline.store.exists():
-        raise PipelineError(f"no pipeline for {config} yet: `cdp-mcp run {config}` starts one")
-    return pipeline
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    status = _started(args.config).status()
-    print(
-        f"pipeline {status.client} ({status.backend}), run {status.run}"
-        + (", ABORTED" if status.aborted else "")
-    )
-    for ph in status.phases:
-        print(f"{ph.phase:<12} {ph.status:<12} verdict {ph.verdict or '-'}")
-        for st in ph.steps:
-            ids = f" session {st.session_id} attempt {st.attempt_id}" if st.attempt_id else ""
-            err = f" - {shell.text(st.last_error, args.config)}" if st.last_error else ""
-            print(f"  {st.name:<32} {st.status:<10} {st.attempts}/3{ids}{err}")
-    for line in shell.next_lines(status.next_action, args.config):
-        print(line)
-    return 0
-
-
-def _print_decision(result: DecisionResult, config: str) -> int:
-    print(f"{result.status}: {shell.text(result.message, config)}")
-    if result.report_path:
-        print(f"report: {result.report_path}")
-    for line in shell.next_lines(result.next_action, config):
-        print(line)
-    return 0
-
-
-def _cmd_skip(args: argparse.Namespace) -> int:
-    pipeline = _started(args.config)
-    phase = parse_phase(args.phase).value
-    if not args.yes:
-        raise PipelineError(
-            f"skipping {phase} needs --yes: later phases will run on whatever {phase} left "
-            "behind (possibly nothing)"
-        )
-    return _print_decision(anyio.run(lambda: pipeline.skip_phase(phase, confirm=True)), args.config)
-
-
-def _cmd_abort(args: argparse.Namespace) -> int:
-    pipeline = _started(args.config)
-    return _print_decision(anyio.run(lambda: pipeline.abort(args.reason)), args.config)
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    target = Path(args.dir).resolve()
-    config = target / "acme.yml"
-    if not config.exists():
-        write_sample(target / SAMPLE_FOLDER, rows=args.rows)
-        write_sample_config(target)
-        note = f"wrote a sample shopify extract and {config}"
-    else:
-        note = f"using the existing demo in {target}: a new run of it"
-    # The demo folder is the demo's own: running it again means a new run.
-    return _run_and_show(config, note=note, new_run=True)
+    return run
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -211,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="move files in the phase folder that cdp-mcp did not write (or that were edited) "
         "to {workspace}/.cdp_state/kept/ instead of refusing",
     )
-    gen.set_defaults(func=_cmd_generate)
+    gen.set_defaults(func=_pipeline_command("cmd_generate"))
 
     run = sub.add_parser("run", help="run every phase headless through the orchestrator")
     run.add_argument("config", help="the pipeline YAML")
@@ -232,11 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the cause of a failure was fixed outside the config (a source file restored): "
         "re-open the failed steps' attempts, recorded in the state",
     )
-    run.set_defaults(func=_cmd_run)
+    run.set_defaults(func=_pipeline_command("cmd_run"))
 
     status = sub.add_parser("status", help="show every phase and step of a pipeline")
     status.add_argument("config", help="the pipeline YAML")
-    status.set_defaults(func=_cmd_status)
+    status.set_defaults(func=_pipeline_command("cmd_status"))
 
     skip = sub.add_parser(
         "skip", help="skip a phase by decision (later phases run on what it left behind)"
@@ -244,17 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     skip.add_argument("config", help="the pipeline YAML")
     skip.add_argument("phase", help="ingestion | hist_union | staging | unification")
     skip.add_argument("--yes", action="store_true", help="confirm the skip")
-    skip.set_defaults(func=_cmd_skip)
+    skip.set_defaults(func=_pipeline_command("cmd_skip"))
 
     abort = sub.add_parser("abort", help="stop the pipeline: kill what runs, write the report")
     abort.add_argument("config", help="the pipeline YAML")
     abort.add_argument("--reason", default="aborted from the command line")
-    abort.set_defaults(func=_cmd_abort)
+    abort.set_defaults(func=_pipeline_command("cmd_abort"))
 
     demo = sub.add_parser("demo", help="write a sample extract and config, and run it locally")
     demo.add_argument("dir", nargs="?", default="demo", help="where to write it (default ./demo)")
     demo.add_argument("--rows", type=int, default=500, help="customers in the sample")
-    demo.set_defaults(func=_cmd_demo)
+    demo.set_defaults(func=_pipeline_command("cmd_demo"))
 
     serve = sub.add_parser(
         "serve",
@@ -358,14 +229,7 @@ def _main(argv: Sequence[str] | None) -> int:
         raise  # not the input's fault: main ends the command quietly
     except ConfigError as e:
         print(f"error: config {e}", file=sys.stderr)
-    except (
-        GenerationError,
-        SourceError,
-        PipelineError,
-        WorkspaceError,
-        BackendError,
-        ValueError,
-    ) as e:
+    except (CdpError, ValueError) as e:  # a refusal (core/errors.py), in the shell's words
         print(f"error: {shell.text(str(e), config)}", file=sys.stderr)
     except OSError as e:  # the disk, not the input: full, read-only, permissions
         where = f": {e.filename}" if e.filename else ""

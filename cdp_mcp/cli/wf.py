@@ -23,13 +23,15 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cdp_mcp.backends.base import DONE_TASK_STATES, Attempt, BackendError, Task, TaskState
-from cdp_mcp.backends.local import LocalRuntime
 from cdp_mcp.core import redact
 from cdp_mcp.core.config import parse_timestamp
 from cdp_mcp.core.errors import CdpError
+
+if TYPE_CHECKING:
+    from cdp_mcp.backends.local import LocalRuntime
 
 _DETACHED_FLAG = "--_detached-child"
 _POLL_SEC = 0.2
@@ -51,6 +53,10 @@ def _runtime(args: argparse.Namespace, create: bool = False) -> LocalRuntime:
             f"no local backend in {workspace.resolve()}: pass --workspace, the pipeline's "
             f"workspace folder{hint}, or push a project first"
         )
+    # imported when a wf command runs: startup cost (every command, `serve` too, builds
+    # the parser that holds wf's subcommands)
+    from cdp_mcp.backends.local import LocalRuntime
+
     return LocalRuntime(workspace)
 
 

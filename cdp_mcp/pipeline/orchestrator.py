@@ -52,6 +52,7 @@ from cdp_mcp.generate.check import check_project
 from cdp_mcp.pipeline import sessions, starting, views
 from cdp_mcp.pipeline.column_refs import primary_key_problems
 from cdp_mcp.pipeline.lifecycle import PrepareFn, StepFailed, StepPlan, internal_error
+from cdp_mcp.pipeline.limits import MAX_QUERY_ROWS, MAX_WAIT_SECONDS
 from cdp_mcp.pipeline.models import (
     DecisionResult,
     FinalReportResult,
@@ -97,8 +98,6 @@ from cdp_mcp.pipeline.validate import validate_phase
 
 __all__ = ["LOG_PAGE_BYTES", "Pipeline", "config_hash"]
 
-MAX_WAIT_SECONDS = 600.0
-MAX_QUERY_ROWS = 1_000
 MAX_QUERY_OFFSET = 100_000  # paging deeper than this: a WHERE on an ordered key instead
 ProgressFn = Callable[[float, float | None, str], Awaitable[None]]
 WatchFn = Callable[[SessionProgress], Awaitable[None]]

@@ -8,9 +8,9 @@ annotations and argument descriptions come from the text files beside this modul
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
-import jinja2
 from mcp.server.mcpserver import Context, MCPServer, ResourceSecurity
 from mcp.server.mcpserver.exceptions import ResourceError
 
@@ -19,11 +19,12 @@ from cdp_mcp.core import redact
 from cdp_mcp.core.roots import Roots, ask_client
 from cdp_mcp.core.tools import ToolName
 from cdp_mcp.pipeline.models import NextAction, PipelineError
-from cdp_mcp.pipeline.orchestrator import Pipeline
-from cdp_mcp.pipeline.reports.report import report_path
 from cdp_mcp.pipeline.summaries import summary
 from cdp_mcp.server import contract
-from cdp_mcp.server.handlers import HANDLERS, CdpServer, explicit_roots
+from cdp_mcp.server.handlers import HANDLERS, CdpServer, explicit_roots, open_pipeline
+
+if TYPE_CHECKING:
+    import jinja2
 
 PROMPT = "cdp_implement.md.j2"
 # Where the prompt template is: inside the package in a wheel (pyproject's force-include puts
@@ -40,6 +41,8 @@ async def _roots_of(ctx: Context) -> Roots:
 
 
 def _prompt_template() -> jinja2.Template:
+    import jinja2  # imported when the prompt is first asked for: startup cost
+
     for folder in PROMPT_FOLDERS:
         if (folder / PROMPT).is_file():
             env = jinja2.Environment(
@@ -57,7 +60,7 @@ def render_implement_prompt(config_path: str, roots: Roots | None = None) -> str
     """The orchestration instructions with the pipeline's current state (also the resume
     prompt); the same rules before there is any state, with init_pipeline as the next step."""
     try:
-        status = Pipeline(config_path, roots=roots).status()
+        status = open_pipeline(config_path, roots).status()
     except PipelineError as e:
         first = NextAction(
             tool=ToolName.INIT_PIPELINE,
@@ -122,7 +125,7 @@ def _add_resources(server: MCPServer) -> None:
         roots = await _roots_of(ctx)
 
         def read() -> str:
-            return Pipeline(config_path, roots=roots).state().model_dump_json(indent=2)
+            return open_pipeline(config_path, roots).state().model_dump_json(indent=2)
 
         try:
             return redact.scrub(await anyio.to_thread.run_sync(read))
@@ -140,7 +143,10 @@ def _add_resources(server: MCPServer) -> None:
         roots = await _roots_of(ctx)
 
         def read() -> str:
-            path = report_path(Pipeline(config_path, roots=roots).cfg)
+            pipeline = open_pipeline(config_path, roots)
+            from cdp_mcp.pipeline.reports.report import report_path  # loaded by the pipeline
+
+            path = report_path(pipeline.cfg)
             if not path.is_file():
                 raise ResourceError("no report yet: call final_report first")
             return path.read_text(encoding="utf-8")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context, ListRoots, MCPServer, Resolve
@@ -28,6 +28,7 @@ from cdp_mcp.core import redact
 from cdp_mcp.core.phases import ORDER
 from cdp_mcp.core.roots import Roots, roots_for, wants_client_roots
 from cdp_mcp.core.tools import ToolName
+from cdp_mcp.pipeline.limits import MAX_QUERY_ROWS, MAX_WAIT_SECONDS
 from cdp_mcp.pipeline.models import (
     DecisionResult,
     FinalReportResult,
@@ -43,8 +44,10 @@ from cdp_mcp.pipeline.models import (
     StatusResult,
     ValidationResult,
 )
-from cdp_mcp.pipeline.orchestrator import MAX_QUERY_ROWS, MAX_WAIT_SECONDS, Pipeline
 from cdp_mcp.server import contract
+
+if TYPE_CHECKING:
+    from cdp_mcp.pipeline.orchestrator import Pipeline
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -94,9 +97,18 @@ async def _with(
     return await _call(run)
 
 
+def open_pipeline(config_path: str, roots: Roots | None = None) -> Pipeline:
+    """The config's pipeline: every tool, prompt and resource reaches it here."""
+    # imported when the first tool runs: startup cost (the orchestrator brings the backends,
+    # DuckDB, sqlglot, numpy, the generators and the reports; tools/list needs none of them)
+    from cdp_mcp.pipeline.orchestrator import Pipeline
+
+    return Pipeline(config_path, roots=roots)
+
+
 async def _pipeline(config_path: str, roots: Roots | None = None) -> Pipeline:
     try:
-        return await anyio.to_thread.run_sync(lambda: Pipeline(config_path, roots=roots))
+        return await anyio.to_thread.run_sync(open_pipeline, config_path, roots)
     except PipelineError as e:
         raise ToolError(str(e)) from None
 
