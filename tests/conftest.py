@@ -12,6 +12,14 @@ SENTINEL_SECRET = "5e471e15c0ffee0ddba11ab1e5ca1ab1ed0d0f00"
 SENTINEL_KEY = f"4242/{SENTINEL_SECRET}"
 
 
+@pytest.fixture(autouse=True)
+def _source_memory(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What source_memory keeps about source files goes to a folder of each test's own."""
+    monkeypatch.setenv("CDP_MCP_CACHE_DIR", str(tmp_path_factory.mktemp("source-memory")))
+
+
 @pytest.fixture
 def acme_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The seed's example config with its small dirty shopify extract, copied to tmp."""
