@@ -115,3 +115,39 @@ def test_source_rows_of_appended_files_equal_a_count_from_scratch(
     assert again["orders"].source_rows == first["orders"].source_rows + 60
     assert again["customers"].unparseable_time == first["customers"].unparseable_time + 1
     assert "not a time" in again["customers"].unparseable_samples
+
+
+def test_an_incremental_load_reads_the_appended_rows_only_when_no_older_row_is_in_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+
+    from cdp_mcp.core.file_source import rows_after_only, select_sql
+    from cdp_mcp.core.timeparse import parsed_timestamp_sql
+
+    write_sample(tmp_path / "shopify", rows=2000)
+    cfg = load_config(write_sample_config(tmp_path))
+    source_rows(cfg)  # what a validation counts: the latest updated_at too
+    path = tmp_path / "shopify" / "customers.csv"
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        select, columns = select_sql(path)
+        parsed = parsed_timestamp_sql('"updated_at"', "string")  # as the loads parse it
+        (latest,) = con.execute(
+            f"SELECT strftime(max({parsed}), '%Y-%m-%dT%H:%M:%S.%fZ') FROM ({select})"
+        ).fetchone()
+        append_rows(tmp_path / "shopify", "customers", 50)
+        _new_process(monkeypatch)
+        columns = select_sql(path)[1]
+        # the watermark is the latest time loaded: no older row is after it
+        tail = rows_after_only(con, path, columns, "updated_at", latest, inclusive=False)
+        assert tail is not None
+        (n,) = con.execute(
+            f"SELECT count(*) FROM ({select_sql(path, read_from=tail.readable())[0]})"
+        ).fetchone()
+        assert n == 50
+        # at the watermark inclusive, or from an earlier time, older rows are in range
+        assert rows_after_only(con, path, columns, "updated_at", latest, inclusive=True) is None
+        assert (
+            rows_after_only(con, path, columns, "updated_at", "2024-01-01", inclusive=True) is None
+        )

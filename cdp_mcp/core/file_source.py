@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -19,6 +20,7 @@ from cdp_mcp.core.json_keys import json_keys
 from cdp_mcp.core.schema import Column, snake_case, td_type, unique_names
 from cdp_mcp.core.sqltext import quote_ident, sql_string
 from cdp_mcp.core.text_source import TextSourceError, explain, readable
+from cdp_mcp.core.timeparse import parse_bound, parsed_timestamp_sql
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _KEEP_TYPES = ("long", "double", "boolean")
@@ -259,6 +261,39 @@ def select_sql(
     fixed = described if FORMATS.get(path.suffix.lower()) != "parquet" else None
     src = read_from if read_from is not None else _text(path, encoding)
     return f"SELECT {', '.join(exprs)} FROM {_reader(src, fixed)}", cols
+
+
+def rows_after_only(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    columns: list[Column],
+    field: str,
+    lower: str,
+    inclusive: bool,
+    formats: Sequence[str] = (),
+) -> source_memory.Tail | None:
+    """The appended rows of `path`, when they are the only rows whose `field` can be after
+    `lower` (at it, if `inclusive`): the version they append to was read before and its
+    latest time (source_memory.latest_time_facet) is older. None: read the whole file.
+    `con` is in UTC, as the counts were."""
+    by_name = {c.name: c for c in columns}
+    if not lower or field not in by_name or not reads_directly(path):
+        return None
+    tail = source_memory.appended(path)
+    if tail is None:
+        return None
+    parsed = parsed_timestamp_sql(quote_ident(field), by_name[field].type, formats)
+    kept = tail.facts.get(source_memory.latest_time_facet(parsed))
+    if not isinstance(kept, dict) or "max_us" not in kept:
+        return None
+    if kept["max_us"] is None:
+        return tail  # no row before the append has a time at all: none is in the range
+    row = con.execute(f"SELECT epoch_us({parse_bound(lower)})").fetchone()
+    bound = int(row[0]) if row and row[0] is not None else None
+    if bound is None:
+        return None
+    latest = int(kept["max_us"])
+    return tail if (latest < bound if inclusive else latest <= bound) else None
 
 
 def read_schema(path: Path, encoding: str | None = None) -> list[Column]:

@@ -100,9 +100,15 @@ def remember(
         return
     entry = _load(path)
     facts: dict[str, Any] = {}
+    before = None
     if entry is not None and entry["version"] == version.as_dict():
         facts = dict(entry["facts"])
         digest = digest or entry.get("digest")
+        before = entry.get("before")
+    elif entry is not None and (tail := _appended(path.resolve(), version)) is not None:
+        # the version appended to stays known until this one has learned all it did
+        before = {"size": tail.old_size, "facts": tail.facts}
+        digest = digest or tail.digest
     facts[facet] = value
     doc = {
         "format": _FORMAT,
@@ -110,6 +116,7 @@ def remember(
         "version": version.as_dict(),
         "digest": digest,
         "facts": facts,
+        "before": before,
     }
     target = _entry_file(path)
     with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
@@ -161,15 +168,26 @@ def _appended(path: Path, version: Version) -> Tail | None:
     entry = _load(path)
     if entry is None or not entry.get("digest"):
         return None
-    old_size = int(entry["version"].get("size", -1))
-    if not 0 < old_size < version.size:
-        return None
-    h = hashlib.sha256()
     suffix = ".tail" if path.suffix.lower() == ".csv" else path.suffix.lower()
     raw = (
         _tail_dir()
         / f"{hashlib.sha256(str(path).encode()).hexdigest()[:16]}-{version.size}{suffix}"
     )
+    before = entry.get("before")
+    if entry["version"] == version.as_dict():
+        # this version was found to append to `before` (verified then): its tail is known
+        if not isinstance(before, dict) or not 0 < int(before.get("size", -1)) < version.size:
+            return None
+        with path.open("rb") as src, raw.open("wb") as out:
+            src.seek(int(before["size"]))
+            shutil.copyfileobj(src, out, _CHUNK)
+        if Version.of(path) != version:
+            return None
+        return Tail(path, int(before["size"]), dict(before["facts"]), raw, str(entry["digest"]))
+    old_size = int(entry["version"].get("size", -1))
+    if not 0 < old_size < version.size:
+        return None
+    h = hashlib.sha256()
     with path.open("rb") as src:
         left = old_size
         while left:
@@ -196,6 +214,12 @@ def _tail_dir() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="cdp-mcp-tails-"))  # 0700: the person's data
     atexit.register(shutil.rmtree, folder, True)
     return folder
+
+
+def latest_time_facet(parsed: str) -> str:
+    """The fact holding the latest time `parsed` (a UTC timestamp expression over the
+    file's columns, timeparse.parsed_timestamp_sql) reads in the file: {"max_us": int|None}."""
+    return "latest_time:" + hashlib.sha256(f"UTC\0{parsed}".encode()).hexdigest()[:16]
 
 
 def forget_all() -> None:

@@ -85,7 +85,12 @@ def source_rows(cfg: PipelineConfig) -> dict[str, SourceRows]:
                 counts = _counts(con, select_sql(path, encoding=encoding)[0], how)
             if kept:
                 source_memory.remember(path, facet, list(counts), version)
-            total, before, unparsed, samples = counts
+                # what an incremental load needs to know it can skip the rows counted here
+                latest = {"max_us": counts[4]}
+                source_memory.remember(
+                    path, source_memory.latest_time_facet(parsed), latest, version
+                )
+            total, before, unparsed, samples, _ = counts
             out[obj] = SourceRows(
                 file=path.name,
                 source_rows=total,
@@ -97,7 +102,8 @@ def source_rows(cfg: PipelineConfig) -> dict[str, SourceRows]:
     return out
 
 
-_Counts = tuple[int, int, int, list[str]]  # rows, before start_date, unparseable, samples
+# rows, before start_date, unparseable, samples of those, the latest time (epoch µs)
+_Counts = tuple[int, int, int, list[str], int | None]
 
 
 def _facet(cfg: PipelineConfig, parsed: str) -> str:
@@ -114,23 +120,28 @@ class _How(NamedTuple):
 
 def _counts(con: duckdb.DuckDBPyConnection, select: str, how: _How) -> _Counts:
     row = con.execute(
-        f"SELECT count(*), count_if(ts < {how.start}), count_if(ts IS NULL) "
+        f"SELECT count(*), count_if(ts < {how.start}), count_if(ts IS NULL), epoch_us(max(ts)) "
         f"FROM (SELECT {how.parsed} AS ts FROM ({select}))"
     ).fetchone()
-    total, before, unparsed = (int(v or 0) for v in row or (0, 0, 0))
+    total, before, unparsed, latest = row or (0, 0, 0, None)
     samples = con.execute(
         f"SELECT DISTINCT CAST(v AS VARCHAR) FROM (SELECT {how.field} AS v, "
         f"{how.parsed} AS ts FROM ({select})) WHERE ts IS NULL AND v IS NOT NULL "
         f"ORDER BY 1 LIMIT {SAMPLES}"
     ).fetchall()
-    return total, before, unparsed, [str(v) for (v,) in samples]
+    texts = [str(v) for (v,) in samples]
+    return int(total or 0), int(before or 0), int(unparsed or 0), texts, _us(latest)
+
+
+def _us(value: object) -> int | None:
+    return None if value is None else int(str(value))
 
 
 def _as_counts(kept: object) -> _Counts | None:
-    if not isinstance(kept, list) or len(kept) != 4:
+    if not isinstance(kept, list) or len(kept) != 5:
         return None
-    total, before, unparsed, samples = kept
-    return int(total), int(before), int(unparsed), [str(v) for v in samples]
+    total, before, unparsed, samples, latest = kept
+    return int(total), int(before), int(unparsed), [str(v) for v in samples], _us(latest)
 
 
 def _appended_counts(
@@ -144,4 +155,5 @@ def _appended_counts(
         return None
     part = _counts(con, select_sql(path, read_from=tail.readable())[0], how)
     samples = sorted(set(before[3]) | set(part[3]))[:SAMPLES]
-    return before[0] + part[0], before[1] + part[1], before[2] + part[2], samples
+    latest = max((t for t in (before[4], part[4]) if t is not None), default=None)
+    return before[0] + part[0], before[1] + part[1], before[2] + part[2], samples, latest
