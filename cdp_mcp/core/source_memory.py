@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,7 @@ def remember(
         facts = dict(entry["facts"])
         digest = digest or entry.get("digest")
         before = entry.get("before")
-    elif entry is not None and (tail := _appended(path.resolve(), version)) is not None:
+    elif entry is not None and (tail := appended(path)) is not None:
         # the version appended to stays known until this one has learned all it did
         before = {"size": tail.old_size, "facts": tail.facts}
         digest = digest or tail.digest
@@ -147,7 +148,9 @@ class Tail:
         if self.path.suffix.lower() != ".csv":
             return self.raw  # (named with the source's suffix: the readers go by it)
         framed = self.raw.with_suffix(".csv")
-        if not framed.exists():
+        with _writing:
+            if framed.exists():
+                return framed
             with self.path.open("rb") as src:
                 header = src.readline()
             with framed.open("wb") as out:
@@ -160,7 +163,11 @@ class Tail:
 def appended(path: Path) -> Tail | None:
     """The tail `path` gained since the version whose facts are kept, when that version is
     exactly its first bytes; else None (nothing kept, or the file is not an append)."""
-    return _appended(path.resolve(), Version.of(path))
+    with _writing:  # parallel loads: one thread writes a tail file, the others wait for it
+        return _appended(path.resolve(), Version.of(path))
+
+
+_writing = threading.RLock()
 
 
 @functools.lru_cache(maxsize=64)
