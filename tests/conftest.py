@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 # must never show up (a test looks for SENTINEL_SECRET, so a half-masked echo still fails).
 SENTINEL_SECRET = "5e471e15c0ffee0ddba11ab1e5ca1ab1ed0d0f00"
 SENTINEL_KEY = f"4242/{SENTINEL_SECRET}"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _source_memory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """What source_memory keeps about source files goes to the test run's own folder, from
+    before the first fixture (module-wide ones too) reads a source file, never to ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CDP_MCP_CACHE_DIR", str(tmp_path_factory.mktemp("source-memory")))
+        yield
 
 
 @pytest.fixture

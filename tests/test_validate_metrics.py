@@ -286,3 +286,26 @@ def test_rows_loaded_after_staging_are_waiting_not_dropped(
     assert (stats["rows_after_watermark"], stats["dropped_by_dedup"]) == (2, 0)
     assert after.metrics["row_flow"]["shop_customers"]["waiting_for_staging"] == 2
     assert any("2 rows loaded after staging's last run" in w for w in after.warnings)
+
+
+def test_duplicate_keys_after_dedup_fail_with_their_count(acme_config: Path) -> None:
+    """The duplicate count runs only when the key's distinct count says some exist: a
+    staging table that gained copies of three rows must still FAIL, naming three."""
+    run_to_staging(acme_config)
+    cfg = load_config(acme_config)
+
+    async def main() -> ValidationResult:
+        p = Pipeline(acme_config)
+        await p.backend.query(
+            "INSERT INTO acme_stg.shopify_customers "
+            "SELECT * FROM acme_stg.shopify_customers WHERE id IS NOT NULL ORDER BY id LIMIT 3",
+            cfg.stg_db,
+        )
+        return await Pipeline(acme_config).validate_tables(Phase.STAGING.value)
+
+    result = anyio.run(main)
+    assert result.verdict == "FAIL"
+    assert "acme_stg.shopify_customers has 3 duplicate id values after dedup" in result.failures
+    stats = result.metrics["tables"]["shopify_customers"]
+    assert stats["duplicate_keys"] == 3 and stats["duplicate_share"] > 0
+    assert result.metrics["tables"]["shopify_orders"]["duplicate_keys"] == 0

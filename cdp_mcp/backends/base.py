@@ -7,6 +7,7 @@ pipeline code reads a local attempt and a Treasure Data attempt the same way.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -171,6 +172,12 @@ class Backend(Protocol):
 
     async def aclose(self) -> None:
         """Release the backend's connections; it is not used afterwards."""
+        ...
+
+    def held(self) -> AbstractAsyncContextManager[None]:
+        """Keep open, across the calls made inside, what each call would otherwise open and
+        close (the local warehouse's connection): a validation's dozen queries pay for it
+        once. Nothing to keep on a backend of HTTP calls."""
         ...
 
     async def push(self, project: str, directory: Path) -> Project: ...

@@ -9,6 +9,7 @@ queries go through API v3 jobs. Hosts follow the configured endpoint's site (see
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -86,6 +87,9 @@ class TreasureDataBackend:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def held(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()  # each call is its own HTTP request
 
     async def __aenter__(self) -> TreasureDataBackend:
         return self

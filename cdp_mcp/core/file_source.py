@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
 
+from cdp_mcp.core import source_memory
 from cdp_mcp.core.errors import CdpError
 from cdp_mcp.core.json_keys import json_keys
 from cdp_mcp.core.schema import Column, snake_case, td_type, unique_names
 from cdp_mcp.core.sqltext import quote_ident, sql_string
 from cdp_mcp.core.text_source import TextSourceError, explain, readable
+from cdp_mcp.core.timeparse import parse_bound, parsed_timestamp_sql
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _KEEP_TYPES = ("long", "double", "boolean")
@@ -58,6 +61,11 @@ def _text(path: Path, encoding: str | None) -> Path:
         raise SourceError(str(e)) from None
     except OSError as e:
         raise SourceError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def reads_directly(path: Path, encoding: str | None = None) -> bool:
+    """DuckDB reads `path` itself, not a staged UTF-8 copy of it (text_source.readable)."""
+    return _text(path, encoding) == path
 
 
 def _cannot_read(path: Path, e: duckdb.Error) -> SourceError:
@@ -103,14 +111,22 @@ def _cached_description(
 
     Only when a later value breaks them (a late 'N/A' in a number column) does the slower
     whole-file inference decide. Keyed by size and mtime: an appended or replaced file is
-    described anew.
+    described anew; kept across runs (source_memory), where an appended file's proven
+    types need proving on its new rows only.
     """
+    version = source_memory.Version.of(path)
     src = _text(path, encoding)
+    text = FORMATS.get(path.suffix.lower()) != "parquet"
+    kept = source_memory.recall(path, _TYPES_FACET, version) if src == path else None
+    if isinstance(kept, dict) and (version.size, version.mtime_ns) == (size, mtime_ns):
+        return tuple((str(n), str(t)) for n, t in kept["types"])
     with duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
         try:
-            types = _describe(con, _reader(src))
-            if FORMATS.get(path.suffix.lower()) != "parquet" and not _holds(con, src, types):
+            sampled = _describe(con, _reader(src))
+            types = sampled
+            proven = not text or _holds_since_kept(con, path, src, sampled)
+            if not proven and not _holds(con, src, types):
                 # A JSON field of mixed kinds is inferred as JSON: its values read as text.
                 types = [
                     (n, "VARCHAR" if t == "JSON" else t)
@@ -118,23 +134,58 @@ def _cached_description(
                 ]
         except duckdb.Error as e:
             raise _cannot_read(path, e) from None
+    if text and src == path:  # (a staged copy is a version of its own)
+        kept = {"types": [list(t) for t in types], "sampled": types == sampled}
+        source_memory.remember(path, _TYPES_FACET, kept, version)
     return tuple(types)
+
+
+_TYPES_FACET = "types"  # source_memory's fact: the described types, and whether sampled
+
+
+def _holds_since_kept(
+    con: duckdb.DuckDBPyConnection, path: Path, src: Path, sampled: Types
+) -> bool:
+    """The file appends to a version whose sampled types were proven on every row, the
+    sample still proposes them, and its new rows hold them too: so every row does."""
+    if src != path:
+        return False
+    tail = source_memory.appended(path)
+    kept = tail.facts.get(_TYPES_FACET) if tail else None
+    if tail is None or not isinstance(kept, dict) or not kept.get("sampled"):
+        return False
+    if [tuple(t) for t in kept["types"]] != sampled:
+        return False
+    return _holds(con, tail.readable(), sampled)
 
 
 @functools.lru_cache(maxsize=256)
 def _cached_json_keys(
     path: Path, size: int, mtime_ns: int, encoding: str | None
 ) -> dict[str, tuple[str, ...]]:
-    """The JSON keys of the file's JSON columns (json_keys.py), cached per file version."""
+    """The JSON keys of the file's JSON columns (json_keys.py), cached per file version
+    (and kept across runs: finding them reads every value of a JSON column)."""
     described = _cached_description(path, size, mtime_ns, encoding)
+    version = source_memory.Version.of(path)
     fixed = list(described) if FORMATS.get(path.suffix.lower()) != "parquet" else None
     src = _text(path, encoding)
+    kept = source_memory.recall(path, _JSON_KEYS_FACET, version) if src == path else None
+    if isinstance(kept, dict) and (version.size, version.mtime_ns) == (size, mtime_ns):
+        return {str(k): tuple(str(x) for x in v) for k, v in kept.items()}
     with duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
         try:
-            return json_keys(con, _reader(src, fixed), list(described))
+            found = json_keys(con, _reader(src, fixed), list(described))
         except duckdb.Error as e:
             raise _cannot_read(path, e) from None
+    if fixed is not None and src == path:
+        source_memory.remember(
+            path, _JSON_KEYS_FACET, {k: list(v) for k, v in found.items()}, version
+        )
+    return found
+
+
+_JSON_KEYS_FACET = "json_keys"
 
 
 def _json_keys_of(path: Path, encoding: str | None) -> dict[str, tuple[str, ...]]:
@@ -182,13 +233,17 @@ def lower_name(name: str) -> str:
 
 
 def select_sql(
-    path: Path, names_as: str = "snake", encoding: str | None = None
+    path: Path,
+    names_as: str = "snake",
+    encoding: str | None = None,
+    read_from: Path | None = None,
 ) -> tuple[str, list[Column]]:
     """A SELECT over the file with TD column names and types, and the resulting columns.
 
     `names_as`: `snake` (connector `file`: snake_case) or `lower` (a TD connector's output,
     whose field names TD keeps lower-cased); `encoding`: the file's, when not UTF-8
-    (`ingestion.object_settings.<object>.encoding`)."""
+    (`ingestion.object_settings.<object>.encoding`); `read_from`: a file of the same form
+    to read instead (the rows appended to `path`, source_memory.Tail.readable)."""
     described = _described(path, encoding)
     rename = lower_name if names_as == "lower" else snake_case
     names = unique_names([rename(n) for n, _ in described])
@@ -204,7 +259,41 @@ def select_sql(
         exprs.append(f"CAST({value} AS {target}) AS {quote_ident(name)}")
         cols.append(Column(name=name, type=ttype))
     fixed = described if FORMATS.get(path.suffix.lower()) != "parquet" else None
-    return f"SELECT {', '.join(exprs)} FROM {_reader(_text(path, encoding), fixed)}", cols
+    src = read_from if read_from is not None else _text(path, encoding)
+    return f"SELECT {', '.join(exprs)} FROM {_reader(src, fixed)}", cols
+
+
+def rows_after_only(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    columns: list[Column],
+    field: str,
+    lower: str,
+    inclusive: bool,
+    formats: Sequence[str] = (),
+) -> source_memory.Tail | None:
+    """The appended rows of `path`, when they are the only rows whose `field` can be after
+    `lower` (at it, if `inclusive`): the version they append to was read before and its
+    latest time (source_memory.latest_time_facet) is older. None: read the whole file.
+    `con` is in UTC, as the counts were."""
+    by_name = {c.name: c for c in columns}
+    if not lower or field not in by_name or not reads_directly(path):
+        return None
+    tail = source_memory.appended(path)
+    if tail is None:
+        return None
+    parsed = parsed_timestamp_sql(quote_ident(field), by_name[field].type, formats)
+    kept = tail.facts.get(source_memory.latest_time_facet(parsed))
+    if not isinstance(kept, dict) or "max_us" not in kept:
+        return None
+    if kept["max_us"] is None:
+        return tail  # no row before the append has a time at all: none is in the range
+    row = con.execute(f"SELECT epoch_us({parse_bound(lower)})").fetchone()
+    bound = int(row[0]) if row and row[0] is not None else None
+    if bound is None:
+        return None
+    latest = int(kept["max_us"])
+    return tail if (latest < bound if inclusive else latest <= bound) else None
 
 
 def read_schema(path: Path, encoding: str | None = None) -> list[Column]:

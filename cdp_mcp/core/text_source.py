@@ -23,6 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdp_mcp.core import source_memory
 from cdp_mcp.core.errors import CdpError
 
 # The encodings a source file may be in (`ingestion.object_settings.<object>.encoding`).
@@ -65,6 +66,7 @@ class _Scan:
     bad_line: int  # its line (1-based)
     crlf: int
     lf: int
+    digest: str = ""  # SHA-256 of the bytes (a whole clean scan only)
 
     @property
     def mixed_line_ends(self) -> bool:
@@ -81,8 +83,10 @@ def _scan(path: Path) -> _Scan:
     """One pass over the bytes: the first non-UTF-8 byte, and how the lines end."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset, newlines, crlf, ends_cr = 0, 0, 0, False
+    digest = hashlib.sha256()  # the file's version, to tell an append later (source_memory)
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
+            digest.update(chunk)
             held = _held(decoder)
             try:
                 if held or not chunk.isascii():  # ASCII is UTF-8: the fast, common case
@@ -100,7 +104,7 @@ def _scan(path: Path) -> _Scan:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:  # cut off in the middle of a character
         return _Scan(offset - _held(decoder), newlines + 1, crlf, newlines)
-    return _Scan(None, 0, crlf, newlines)
+    return _Scan(None, 0, crlf, newlines, digest.hexdigest())
 
 
 def _likely_encoding(sample: bytes) -> str:
@@ -240,8 +244,7 @@ def readable(path: Path, encoding: str | None = None, obj: str | None = None) ->
     result = path
     if enc != "utf-8":
         result = _stage(path, enc, stat)
-    else:
-        scan = _scan(path)
+    elif (scan := _scan_unless_known(path)) is not None:
         if scan.bad_offset is not None:
             raise _not_utf8(path, scan, obj)
         if scan.mixed_line_ends:
@@ -250,6 +253,33 @@ def readable(path: Path, encoding: str | None = None, obj: str | None = None) ->
     if result != path:
         _originals[str(result)] = str(path)
     return result
+
+
+def _scan_unless_known(path: Path) -> _Scan | None:
+    """None when `path` is known to be UTF-8 with one kind of line end without reading all
+    of it: this version was scanned before, or it appends to a version that was and the
+    appended bytes are too (the line-end counts add up across the two). Else the scan of
+    the whole file, kept for next time when it is clean."""
+    version = source_memory.Version.of(path)
+    if source_memory.recall(path, _FACET, version) is not None:
+        return None
+    tail = source_memory.appended(path)
+    before = tail.facts.get(_FACET) if tail else None
+    if tail is not None and isinstance(before, dict):
+        part = _scan(tail.raw)
+        ends = {"crlf": before["crlf"] + part.crlf, "lf": before["lf"] + part.lf}
+        if part.bad_offset is None and not 0 < ends["crlf"] < ends["lf"]:
+            source_memory.remember(path, _FACET, ends, version, tail.digest)
+            return None
+    scan = _scan(path)  # (an error is reported with the whole file's line and byte)
+    if scan.bad_offset is None and not scan.mixed_line_ends:
+        source_memory.remember(
+            path, _FACET, {"crlf": scan.crlf, "lf": scan.lf}, version, scan.digest
+        )
+    return scan
+
+
+_FACET = "utf8_line_ends"  # source_memory's fact: a clean scan's line-end counts
 
 
 def explain(message: str) -> str:

@@ -104,6 +104,13 @@ async def check_tables(catalog: _Catalog, expected: list[ExpectedTable]) -> list
 async def validate_phase(
     cfg: PipelineConfig, phase: Phase, backend: Backend, schemas: SchemaMap
 ) -> Findings:
+    async with backend.held():
+        return await _validate_phase(cfg, phase, backend, schemas)
+
+
+async def _validate_phase(
+    cfg: PipelineConfig, phase: Phase, backend: Backend, schemas: SchemaMap
+) -> Findings:
     catalog = _Catalog(backend)
     checks = await check_tables(catalog, expected_tables(cfg, phase, schemas))
     findings = Findings(tables=checks)
@@ -364,18 +371,6 @@ async def _staging_metrics(
         ]
         time_col = next((c for c in (f"{inc_field}_unixtime", inc_field) if c in names), None)
         has_key = key in names
-        if has_key and staged:
-            dupes = await _scalar(
-                backend,
-                f"SELECT count(*) FROM (SELECT {quote_ident(key)} FROM {target} "
-                f"WHERE {quote_ident(key)} IS NOT NULL GROUP BY 1 HAVING count(*) > 1)",
-                cfg.stg_db,
-            )
-            stats["duplicate_keys"] = int(dupes or 0)
-            if dupes:
-                f.failures.append(
-                    f"{cfg.stg_db}.{ref.table} has {dupes} duplicate {key} values after dedup"
-                )
         if staged:
             # One scan: non-NULL counts of the key, contact and time columns, valid counts.
             wanted = [*([key] if has_key else []), *contacts, *([time_col] if time_col else [])]
@@ -394,6 +389,15 @@ async def _staging_metrics(
                 stats["null_key_rows"] = staged - non_null[key]
                 dup_rows = non_null[key] - values[-1]
                 stats["duplicate_share"] = round(dup_rows / staged, 4)
+                # the values held more than once: counted only when some are (a second scan)
+                dupes = (
+                    await _duplicate_keys(backend, cfg.stg_db, ref.table, key) if dup_rows else 0
+                )
+                stats["duplicate_keys"] = dupes
+                if dupes:
+                    f.failures.append(
+                        f"{cfg.stg_db}.{ref.table} has {dupes} duplicate {key} values after dedup"
+                    )
             for c in null_cols:
                 stats[f"null_rate_{c}"] = round((staged - non_null[c]) / staged, 4)
             for c in contacts:
@@ -424,6 +428,15 @@ async def _staging_metrics(
     f.metrics["dq_score_formula"] = DQ_SCORE_FORMULA
 
 
+async def _duplicate_keys(backend: Backend, db: str, table: str, key: str) -> int:
+    col = quote_ident(key)
+    sql = (
+        f"SELECT count(*) FROM (SELECT {col} FROM {_q(db, table)} "
+        f"WHERE {col} IS NOT NULL GROUP BY 1 HAVING count(*) > 1)"
+    )
+    return int(await _scalar(backend, sql, db) or 0)
+
+
 async def _rows_after_watermark(cfg: PipelineConfig, backend: Backend, db: str, table: str) -> int:
     """Rows of the hist-union table loaded after the staging watermark last recorded for
     `table` (its transform's row in staging_log, named `{stg}.{table}#<digest>`)."""
@@ -449,19 +462,24 @@ async def _unification_metrics(
     lookup = _q(cfg.unif_db, f"{idn}_lookup")
     # TD's lookup holds the id in a column named by the method, not by the id.
     uid = quote_ident(cfg.unification.id_method)
-    profiles = await _scalar(backend, f"SELECT count(DISTINCT {uid}) FROM {lookup}", cfg.unif_db)
-    f.metrics["profiles"] = int(profiles or 0)
-    hist = await backend.query(
-        f"SELECT n, count(*) FROM (SELECT {uid}, count(*) AS n FROM {lookup} "
-        "GROUP BY 1) GROUP BY n ORDER BY n",
+    # One grouping of the lookup by profile gives the profiles (its non-NULL groups), how
+    # many ids each has, and the largest five.
+    sizes = await backend.query(
+        f"WITH per AS (SELECT {uid} AS pid, count(*) AS n FROM {lookup} GROUP BY 1) "
+        "SELECT 'n' AS part, n, count(*) AS c, NULL AS pid FROM per GROUP BY n "
+        "UNION ALL SELECT 'profiles', NULL, count(pid), NULL FROM per "
+        "UNION ALL SELECT 'top', n, NULL, pid FROM "
+        "(SELECT pid, n FROM per ORDER BY n DESC, pid LIMIT 5) largest",
         cfg.unif_db,
     )
-    f.metrics["ids_per_profile"] = {str(n): int(c) for n, c in hist.rows}
-    largest = await backend.query(
-        f"SELECT {uid}, count(*) AS n FROM {lookup} GROUP BY 1 ORDER BY n DESC, 1 LIMIT 5",
-        cfg.unif_db,
+    per_size = sorted((int(n), int(c)) for part, n, c, _ in sizes.rows if part == "n")
+    largest = sorted(
+        ((int(n), pid) for part, n, _, pid in sizes.rows if part == "top"),
+        key=lambda t: (-t[0], t[1]),
     )
-    f.metrics["largest_clusters"] = [{"id": str(i), "values": int(n)} for i, n in largest.rows]
+    f.metrics["profiles"] = sum(int(c) for part, _, c, _ in sizes.rows if part == "profiles")
+    f.metrics["ids_per_profile"] = {str(n): c for n, c in per_size}
+    f.metrics["largest_clusters"] = [{"id": str(i), "values": n} for n, i in largest]
     coverage = {}
     for t in plan.tables:
         enriched = _q(cfg.unif_db, f"enriched_{t.table}")

@@ -6,7 +6,8 @@ loop never blocks on SQLite or DuckDB.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -61,6 +62,16 @@ class LocalBackend:
     async def aclose(self) -> None:
         """Nothing to release: the warehouse closes itself when idle, and the state store's
         connection is shared by the workspace's runtime (attempts may still be running)."""
+
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """The warehouse stays open across the calls inside (each would open and close it)."""
+        session = self.runtime.warehouse.session()
+        await self._call(session.__enter__)
+        try:
+            yield
+        finally:
+            await self._call(session.__exit__, None, None, None)
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await anyio.to_thread.run_sync(fn, *args)

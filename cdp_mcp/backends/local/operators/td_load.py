@@ -34,7 +34,7 @@ from cdp_mcp.backends.local.operators.base import (
 )
 from cdp_mcp.core.connectors import Connector
 from cdp_mcp.core.connectors import get as catalog_connector
-from cdp_mcp.core.file_source import SourceError, find_object_file, select_sql
+from cdp_mcp.core.file_source import SourceError, find_object_file, rows_after_only, select_sql
 from cdp_mcp.core.schema import Column
 from cdp_mcp.core.text_source import explain
 from cdp_mcp.core.timeparse import range_where
@@ -90,7 +90,7 @@ class TdLoadOperator:
                 if connector is not None:
                     select, where = self._connector_select(ctx, path, connector, source)
                 else:
-                    select, where = self._select(cur, path, source)
+                    select, where = self._select(ctx, cur, path, source)
                 loaded = f"SELECT src.*, CAST({int(time.time())} AS BIGINT) AS time FROM (\n{select}\n) AS src{where}"
                 ctx.log.info(f"td_load>: {path} -> {db}.{name} ({mode}){where}")
                 if mode == "replace":
@@ -135,7 +135,11 @@ class TdLoadOperator:
         return path
 
     def _select(
-        self, cur: duckdb.DuckDBPyConnection, path: Path, source: dict[str, Any]
+        self,
+        ctx: OperatorContext,
+        cur: duckdb.DuckDBPyConnection,
+        path: Path,
+        source: dict[str, Any],
     ) -> tuple[str, str]:
         encoding = source.get("encoding")
         select, columns = select_sql(path, encoding=str(encoding) if encoding else None)
@@ -143,15 +147,20 @@ class TdLoadOperator:
         formats = source.get("time_formats") or []
         if not isinstance(formats, list) or not all(isinstance(f, str) for f in formats):
             raise TaskFailure("td_load>: in.time_formats must be a list of texts")
-        where = _range_where(
-            path,
-            columns,
-            source.get("incremental_field"),
-            source.get("from"),
-            source.get("to"),
-            inclusive,
-            formats,
-        )
+        field, lower = source.get("incremental_field"), source.get("from")
+        where = _range_where(path, columns, field, lower, source.get("to"), inclusive, formats)
+        if where and not encoding:
+            # an appended file whose older rows are all before the range: read the new rows
+            tail = rows_after_only(
+                cur, path, columns, str(field), str(lower or ""), inclusive, formats
+            )
+            if tail is not None:
+                select = select_sql(path, read_from=tail.readable())[0]
+                bytes_read = tail.raw.stat().st_size
+                ctx.log.info(
+                    f"td_load>: {path.name}: its rows up to byte {tail.old_size} all precede "
+                    f"the range; reading the {bytes_read} bytes appended after them"
+                )
         return select, where
 
     def _extract_path(

@@ -26,11 +26,11 @@ SELECT
   "updated_at",
   "time"
 FROM "acme_src"."shopify_customers_hist"
-WHERE TD_TIME_RANGE("time", ${td.last_results.hist_from}, ${td.last_results.hist_scan_start})
+WHERE TD_TIME_RANGE("time", ${td.last_results.hist_from}, ${td.last_results.hist_late_end})
 EXCEPT ALL
 SELECT "id", "first_name", "last_name", "email", "phone", "created_at", "updated_at", "time"
 FROM "acme_src"."shopify_customers_hist_union"
-WHERE TD_TIME_RANGE("time", ${td.last_results.hist_from}, ${td.last_results.hist_scan_start})
+WHERE TD_TIME_RANGE("time", ${td.last_results.hist_from}, ${td.last_results.hist_late_end})
 ) hist_late
 UNION ALL
 SELECT
@@ -56,9 +56,9 @@ SELECT
   "updated_at",
   "time"
 FROM "acme_src"."shopify_customers"
-WHERE TD_TIME_RANGE("time", ${td.last_results.inc_from}, ${td.last_results.inc_scan_start})
+WHERE TD_TIME_RANGE("time", ${td.last_results.inc_from}, ${td.last_results.inc_late_end})
 EXCEPT ALL
 SELECT "id", "first_name", "last_name", "email", "phone", "created_at", "updated_at", "time"
 FROM "acme_src"."shopify_customers_hist_union"
-WHERE TD_TIME_RANGE("time", ${td.last_results.inc_from}, ${td.last_results.inc_scan_start})
+WHERE TD_TIME_RANGE("time", ${td.last_results.inc_from}, ${td.last_results.inc_late_end})
 ) inc_late

@@ -24,11 +24,11 @@ SELECT
   "updated_at",
   "time"
 FROM "acme_src"."shopify_orders_hist"
-WHERE TD_TIME_RANGE("time", ${td.last_results.hist_from}, ${td.last_results.hist_scan_start})
+WHERE TD_TIME_RANGE("time", ${td.last_results.hist_from}, ${td.last_results.hist_late_end})
 EXCEPT ALL
 SELECT "id", "customer_email", "total_price", "currency", "created_at", "updated_at", "time"
 FROM "acme_src"."shopify_orders_hist_union"
-WHERE TD_TIME_RANGE("time", ${td.last_results.hist_from}, ${td.last_results.hist_scan_start})
+WHERE TD_TIME_RANGE("time", ${td.last_results.hist_from}, ${td.last_results.hist_late_end})
 ) hist_late
 UNION ALL
 SELECT
@@ -52,9 +52,9 @@ SELECT
   "updated_at",
   "time"
 FROM "acme_src"."shopify_orders"
-WHERE TD_TIME_RANGE("time", ${td.last_results.inc_from}, ${td.last_results.inc_scan_start})
+WHERE TD_TIME_RANGE("time", ${td.last_results.inc_from}, ${td.last_results.inc_late_end})
 EXCEPT ALL
 SELECT "id", "customer_email", "total_price", "currency", "created_at", "updated_at", "time"
 FROM "acme_src"."shopify_orders_hist_union"
-WHERE TD_TIME_RANGE("time", ${td.last_results.inc_from}, ${td.last_results.inc_scan_start})
+WHERE TD_TIME_RANGE("time", ${td.last_results.inc_from}, ${td.last_results.inc_late_end})
 ) inc_late

@@ -22,11 +22,11 @@ SELECT
   "updated_at",
   "time"
 FROM "acme_src"."shopify_products_hist"
-WHERE TD_TIME_RANGE("time", ${td.last_results.hist_from}, ${td.last_results.hist_scan_start})
+WHERE TD_TIME_RANGE("time", ${td.last_results.hist_from}, ${td.last_results.hist_late_end})
 EXCEPT ALL
 SELECT "id", "title", "vendor", "price", "updated_at", "time"
 FROM "acme_src"."shopify_products_hist_union"
-WHERE TD_TIME_RANGE("time", ${td.last_results.hist_from}, ${td.last_results.hist_scan_start})
+WHERE TD_TIME_RANGE("time", ${td.last_results.hist_from}, ${td.last_results.hist_late_end})
 ) hist_late
 UNION ALL
 SELECT
@@ -48,9 +48,9 @@ SELECT
   "updated_at",
   "time"
 FROM "acme_src"."shopify_products"
-WHERE TD_TIME_RANGE("time", ${td.last_results.inc_from}, ${td.last_results.inc_scan_start})
+WHERE TD_TIME_RANGE("time", ${td.last_results.inc_from}, ${td.last_results.inc_late_end})
 EXCEPT ALL
 SELECT "id", "title", "vendor", "price", "updated_at", "time"
 FROM "acme_src"."shopify_products_hist_union"
-WHERE TD_TIME_RANGE("time", ${td.last_results.inc_from}, ${td.last_results.inc_scan_start})
+WHERE TD_TIME_RANGE("time", ${td.last_results.inc_from}, ${td.last_results.inc_late_end})
 ) inc_late
