@@ -237,6 +237,7 @@ def assert_persistent_ids_kept(
 WAREHOUSE = Path("acme_cdp/.cdp_local/warehouse.duckdb")
 SAMPLE_ROWS = 2000
 STAGED = ("shopify_customers", "shopify_orders", "shopify_products")
+LOADED_AT = {"time", "load_timestamp"}
 
 
 def cdp_run(config: Path, *flags: str) -> None:
@@ -305,9 +306,38 @@ def graph_partition(folder: Path) -> set[frozenset[tuple[int, str]]]:
     return {frozenset(g) for g in groups.values()}
 
 
-def enriched(folder: Path, name: str) -> Counter[Any]:
-    """The enriched rows without `time`, each id replaced by its profile's smallest value."""
-    _, smallest = profiles(folder)
+def components(records: list[tuple[Any, ...]]) -> set[frozenset[tuple[int, str]]]:
+    """The profiles records make: values carried by one record are one profile."""
+    parent: dict[tuple[int, str], tuple[int, str]] = {}
+
+    def root(v: tuple[int, str]) -> tuple[int, str]:
+        while parent[v] != v:
+            parent[v] = parent[parent[v]]
+            v = parent[v]
+        return v
+
+    for email, phone in records:
+        values = [(k, str(v)) for k, v in ((1, email), (2, phone)) if v is not None]
+        for v in values:
+            parent.setdefault(v, v)
+        for v in values[1:]:
+            parent[root(v)] = root(values[0])
+    groups: dict[tuple[int, str], set[tuple[int, str]]] = defaultdict(set)
+    for v in parent:
+        groups[root(v)].add(v)
+    return {frozenset(g) for g in groups.values()}
+
+
+def records(folder: Path) -> list[tuple[Any, ...]]:
+    return read(folder, "SELECT email, phone FROM acme_stg.unif_input")
+
+
+def enriched(folder: Path, name: str) -> dict[tuple[Any, ...], frozenset[tuple[int, str]]]:
+    """Per enriched row (without load times and the id) the profile its id names."""
+    ids, _ = profiles(folder)
+    members: dict[str, set[tuple[int, str]]] = defaultdict(set)
+    for value, u in ids.items():
+        members[u].add(value)
     with duckdb.connect(str(folder / WAREHOUSE), read_only=True) as con:
         cols = [
             r[0]
@@ -316,17 +346,19 @@ def enriched(folder: Path, name: str) -> Counter[Any]:
                 " AND table_name = ? ORDER BY ordinal_position",
                 [UNIF, name],
             ).fetchall()
-            if r[0] != "time"
+            if r[0] not in LOADED_AT
         ]
         got = con.execute(
-            f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in cols)} FROM {UNIF}.{name}"
-        ).fetchall()
+            f"SELECT {', '.join(chr(34) + c + chr(34) for c in cols)} FROM {UNIF}.{name}"
+        )
+        table = got.fetchall()
     at = cols.index("unified_id")
-    out: Counter[Any] = Counter()
-    for row in got:
-        r = list(row)
-        r[at] = None if r[at] is None else smallest[r[at]]
-        out[frozen(tuple(r))] += 1
+    out: dict[tuple[Any, ...], frozenset[tuple[int, str]]] = {}
+    for row in table:
+        content = frozen(row[:at] + row[at + 1 :])
+        person = frozenset() if row[at] is None else frozenset(members[row[at]])
+        assert row[at] is None or person, f"{name}: {row[at]} is no profile of the lookup"
+        assert out.setdefault(content, person) == person  # equal rows, one profile
     return out
 
 
@@ -337,26 +369,43 @@ def test_the_pipeline_rerun_over_appended_rows_equals_a_fresh_full_run(tmp_path:
     config = write_sample_config(inc)
     cdp_run(config)
     before, _ = profiles(inc)
+    first_records = records(inc)
     for obj, n in (("customers", 60), ("orders", 60), ("products", 5)):
         append_rows(inc / SAMPLE_FOLDER, obj, n)
     cdp_run(config, "--new-run")
-    runs = read(inc, f"SELECT mode FROM {UNIF}.unified_id_runs ORDER BY rowid")
+    runs = read(inc, f"SELECT mode, records_read, time FROM {UNIF}.unified_id_runs ORDER BY rowid")
     assert [r[0] for r in runs] == ["full", "incremental"]
+    assert runs[1][1] < runs[0][1] / 10  # the new records, not the first load again
+    written = read(inc, f"SELECT time = {runs[1][2]} FROM {UNIF}.unified_id_lookup")
+    assert 0 < sum(bool(w) for (w,) in written) < len(written) / 10  # the changed profiles
 
     shutil.copytree(inc / SAMPLE_FOLDER, fresh / SAMPLE_FOLDER)
     cdp_run(write_sample_config(fresh))
 
-    for t in STAGED:
-        assert table_rows(inc, f"acme_stg.{t}", {"time"}) == table_rows(
-            fresh, f"acme_stg.{t}", {"time"}
+    for t in (*STAGED, "unif_input"):  # without the load times
+        assert table_rows(inc, f"acme_stg.{t}", LOADED_AT) == table_rows(
+            fresh, f"acme_stg.{t}", LOADED_AT
         ), t
+    # Profiles: the fresh run's are those of today's records. The incremental run continued
+    # the first run's graph (TD: "the previous final graph" plus the new records), so a link
+    # that only an older version of an updated row made (staging keeps the latest version)
+    # still joins its values: its profiles are those of the first run's and today's records.
     after, _ = profiles(inc)
     fresh_ids, _ = profiles(fresh)
-    assert partition(after) == partition(fresh_ids)
+    assert partition(fresh_ids) == components(records(fresh))
+    assert partition(after) == components(first_records + records(inc))
     assert graph_partition(inc) == partition(after)
     assert graph_partition(fresh) == partition(fresh_ids)
+    # Enriched tables: the same rows; each row's id names the profile of its values (a
+    # profile the first run's links widened holds the fresh run's profile).
+    incremental_profiles = partition(after)
     for t in ("unif_input", *STAGED[:2]):
         name = f"enriched_{t}"
-        assert enriched(inc, name) == enriched(fresh, name), name
+        got, want = enriched(inc, name), enriched(fresh, name)
+        assert got.keys() == want.keys(), name
+        for content, person in want.items():
+            assert person <= got[content], (name, content)
+            if person in incremental_profiles:
+                assert got[content] == person, (name, content)
     assert_persistent_ids_kept(before, after)
     assert len(after) > len(before)
