@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_unification import connect, generate, request_body  # noqa: E402
+from bench_unification import connect, generate, request_body
 
 
 def persistent_body(full_refresh: bool) -> dict[str, Any]:

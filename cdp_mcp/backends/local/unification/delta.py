@@ -364,28 +364,35 @@ def _node_arrays(
     con: duckdb.DuckDBPyConnection, state: str, assigned: str, initial_local: np.ndarray
 ) -> _AllNodes:
     """Every value's key, tables, leader and leader before the loop, from the state's
-    integer columns (dense numbers by node order): what the key stats are computed over.
-    A value this run did not touch had its leader before the loop too."""
+    integer columns, indexed by node order (dense: a full run numbers 0..n-1 and every later
+    run adds the next numbers, values are never removed): what the key stats are computed
+    over. A value this run did not touch had its leader before the loop too."""
     got = fetch_ints(con, f"SELECT kt, tabs, node_order, leader_order, records FROM {state}")
-    order = np.argsort(got["node_order"], kind="stable")
-    orders = got["node_order"][order]
-    dense = np.searchsorted(orders, got["leader_order"][order])
-    if len(orders) and np.any(
-        orders[np.minimum(dense, len(orders) - 1)] != got["leader_order"][order]
-    ):
+    n = len(got["node_order"])
+    where = got["node_order"]
+    seen = np.zeros(n, dtype=bool)
+    inside = (where >= 0) & (where < n)
+    seen[where[inside]] = True
+    leaders = got["leader_order"]
+    if not inside.all() or not seen.all() or np.any((leaders < 0) | (leaders >= n)):
         raise UnificationError(
-            "the unification state is out of step (a leader without its row): run it again"
+            "the unification state is out of step (its node orders have gaps): run it again"
             " with full_refresh: true"
         )
-    initial = dense.copy()
+
+    def by_order(values: np.ndarray) -> np.ndarray:
+        out = np.empty(n, dtype=np.int64)
+        out[where] = values
+        return out
+
+    leader = by_order(leaders)
+    initial = leader.copy()
     mine = fetch_ints(con, f"SELECT node_order FROM {assigned} ORDER BY node")["node_order"]
-    local_orders = mine[initial_local]
-    at = np.searchsorted(orders, mine)
-    initial[at] = np.searchsorted(orders, local_orders)
-    profiles = int(np.count_nonzero(np.bincount(dense, minlength=len(dense)))) if len(dense) else 0
+    initial[mine] = mine[initial_local]
+    profiles = int(np.count_nonzero(np.bincount(leader, minlength=n))) if n else 0
     return _AllNodes(
-        nodes=stats.NodeArrays(got["kt"][order], got["tabs"][order], dense, initial),
+        nodes=stats.NodeArrays(by_order(got["kt"]), by_order(got["tabs"]), leader, initial),
         profiles=profiles,
-        orders=orders,
-        records=got["records"][order],
+        orders=np.arange(n, dtype=np.int64),
+        records=by_order(got["records"]),
     )

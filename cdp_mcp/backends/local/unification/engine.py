@@ -8,8 +8,10 @@ then, for the whole request: enrich (`enriched_{table}`) and master (master tabl
 
 Incremental runs (`full_refresh: false` and a previous run of the same unify.yml) start
 from the previous `{id}_graph` plus the records at or after the last watermark, and are
-bounded by `incremental_merge_iterations`, as on TD. An id that merges other ids starts from
-their graphs too (prior.py).
+bounded by `incremental_merge_iterations`, as on TD. When the previous run can be continued
+profile by profile (delta.py: the usual one unif_input table), only the profiles the new
+records touch are read, looped and rewritten; otherwise the whole graph is (an id that
+merges other ids starts from their graphs too, prior.py).
 """
 
 from __future__ import annotations

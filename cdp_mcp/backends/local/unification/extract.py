@@ -60,10 +60,10 @@ def extract_values(
 ) -> Extracted:
     """Fill a temp table with the valid values of every record (since the watermarks).
 
-    `since_at_mark`: the rows the previous run saw at each watermark. When every table still
-    has exactly those (nothing arrived at the watermark since), the rows at it are not read
-    again: a load writes one `time` for all its rows, so re-reading them would re-read the
-    whole previous load."""
+    `since_at_mark`: the rows the previous run saw at each watermark. When no table has more
+    there now (nothing arrived at the watermark since), the rows at it are not read again: a
+    load writes one `time` for all its rows, so re-reading them would re-read the whole
+    previous load."""
     priority = {k: i for i, k in enumerate(id_spec.rank_keys)}
     merged = set(id_spec.merge_by_keys)
     parts: list[str] = []
@@ -76,7 +76,7 @@ def extract_values(
         for t in spec.tables_for(id_spec)
         if set(id_spec.merge_by_keys) & {kc.key for kc in t.key_columns}
     ]
-    skip = since is not None and _unchanged_at_marks(con, used, since, since_at_mark)
+    skip = since is not None and _nothing_new_at_marks(con, used, since, since_at_mark)
     for t in spec.tables_for(id_spec):
         if not merged & {kc.key for kc in t.key_columns}:
             continue  # the id takes nothing from it (an id merging other ids, say)
@@ -134,15 +134,18 @@ def extract_values(
     )
 
 
-def _unchanged_at_marks(
+def _nothing_new_at_marks(
     con: duckdb.DuckDBPyConnection,
     tables: list[TableSpec],
     since: dict[str, Watermark],
     counts: dict[str, int] | None,
 ) -> bool:
     """Whether every table the id reads has incremental columns and, at its previous
-    watermark, exactly the rows the previous run counted there (all or nothing, since the
-    records carried over are counted per value, not per table)."""
+    watermark, no more rows than the previous run counted there (all or nothing, since the
+    records carried over are counted per value, not per table). A row cannot arrive later
+    with the `time` of an earlier load (each load writes its own), so more rows there means
+    one did; fewer means rows left (which one vanished and another came in its place would
+    not tell: two loads in the same second as the previous run)."""
     if not counts or not tables:
         return False
     for t in tables:
@@ -161,7 +164,9 @@ def _unchanged_at_marks(
             f"SELECT count(*) FILTER (WHERE {inc} = {row_literal(since[t.name])}),"
             f" count(*) FILTER (WHERE {nulls}) FROM {source}"
         ).fetchall()[0]
-        if int(here or 0) != counts[t.name] or unmarked:
+        # Fewer is fine: staging keeps an updated row's latest version, so the older one's
+        # combination leaves unif_input (its links stay in the graph, as TD keeps them).
+        if int(here or 0) > counts[t.name] or unmarked:
             return False
     return True
 
