@@ -391,6 +391,9 @@ def test_the_pipeline_rerun_over_appended_rows_equals_a_fresh_full_run(tmp_path:
     cdp_run(config)
     before, _ = profiles(inc)
     first_records = records(inc)
+    first_rows = {
+        frozen(r) for r in read(inc, "SELECT email, phone, source_table FROM acme_stg.unif_input")
+    }
     for obj, n in (("customers", 60), ("orders", 60), ("products", 5)):
         append_rows(inc / SAMPLE_FOLDER, obj, n)
     cdp_run(config, "--new-run")
@@ -423,7 +426,14 @@ def test_the_pipeline_rerun_over_appended_rows_equals_a_fresh_full_run(tmp_path:
     for t in ("unif_input", *STAGED[:2]):
         name = f"enriched_{t}"
         got, want = enriched(inc, name), enriched(fresh, name)
-        assert got.keys() == want.keys(), name
+        if t == "unif_input":
+            # The delta enrichment replaces rows from the watermark on and gives merged
+            # profiles' rows their new id; a row that left unif_input (an updated row's
+            # older combination) stays, as TD's "only the delta records" leaves it.
+            assert want.keys() <= got.keys()
+            assert set(got.keys()) - set(want.keys()) <= first_rows
+        else:  # enrich_runner rebuilds these from staging on every run
+            assert got.keys() == want.keys(), name
         for content, person in want.items():
             assert person <= got[content], (name, content)
             if person in incremental_profiles:
