@@ -161,6 +161,7 @@ def run(con: duckdb.DuckDBPyConnection, method: str, full: bool, at: int) -> Run
     return summary
 
 
+@pytest.mark.slow  # three databases, five runs
 @pytest.mark.parametrize(
     ("method", "column"), [("persistent_id", "persistent_id"), ("canonical_id", "canonical_id")]
 )
