@@ -257,7 +257,7 @@ def test_incremental_runs_end_where_a_full_refresh_does(con: duckdb.DuckDBPyConn
     )
     records_sql = (
         f"SELECT l.id, s.records FROM {DB}.unified_id_lookup l"
-        f" POSITIONAL JOIN {DB}.unified_id_local_state s ORDER BY 1"
+        f" JOIN {DB}.unified_id_local_state s ON s.kt = l.id_key_type AND s.id = l.id ORDER BY 1"
     )
     incremental = con.execute(graph_sql).fetchall(), con.execute(records_sql).fetchall()
     lookup = sorted(ids(con).items())

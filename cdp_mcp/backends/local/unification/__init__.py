@@ -23,7 +23,8 @@ Semantics (each module's docstring has the details):
 - Several ids (`canonical_ids` over their `source_tables`) run in one request, an id that
   merges others (`merge_by_canonical_ids`) after them, from their graphs (prior.py).
 - Incremental (engine.py): the previous `{id}_graph` plus the records at or after the last
-  watermark of `incremental_columns`; a changed unify.yml forces a full refresh.
+  watermark of `incremental_columns`; a changed unify.yml forces a full refresh. Usually
+  only the profiles the new records touch are rewritten (delta.py).
 - Then `run_enrichments` writes `enriched_{table}` (enrich.py) and `run_master_tables` the
   master tables (master.py); `keep_debug_tables` keeps `{id}_graph_unify_loop_{n}`.
 - Over-merge (report.py): values carried by more than `over_merge_threshold` records are

@@ -8,12 +8,15 @@ then, for the whole request: enrich (`enriched_{table}`) and master (master tabl
 
 Incremental runs (`full_refresh: false` and a previous run of the same unify.yml) start
 from the previous `{id}_graph` plus the records at or after the last watermark, and are
-bounded by `incremental_merge_iterations`, as on TD. An id that merges other ids starts from
-their graphs too (prior.py).
+bounded by `incremental_merge_iterations`, as on TD. When the previous run can be continued
+profile by profile (delta.py: the usual one unif_input table), only the profiles the new
+records touch are read, looped and rewritten; otherwise the whole graph is (an id that
+merges other ids starts from their graphs too, prior.py).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,8 +25,13 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from cdp_mcp.backends.local.unification.enrich import enrich_table
-from cdp_mcp.backends.local.unification.extract import extract_values, load_watermarks
+from cdp_mcp.backends.local.unification.delta import delta_ready, run_delta
+from cdp_mcp.backends.local.unification.enrich import IdChanges, enrich_table
+from cdp_mcp.backends.local.unification.extract import (
+    Extracted,
+    extract_values,
+    load_watermarks,
+)
 from cdp_mcp.backends.local.unification.master import write_master_table
 from cdp_mcp.backends.local.unification.nodes import build_nodes
 from cdp_mcp.backends.local.unification.outputs import DebugGraphs, RunRecord
@@ -36,7 +44,7 @@ from cdp_mcp.backends.local.unification.spec import (
     UnifyRequest,
     UnifySpec,
 )
-from cdp_mcp.backends.local.unification.sql import Scratch, exists, fetch_ints
+from cdp_mcp.backends.local.unification.sql import Scratch, columns, exists, fetch_ints
 from cdp_mcp.backends.local.unification.td_loop import NONE, record_rows, run_loop
 from cdp_mcp.core.sqltext import quote_ident
 
@@ -53,6 +61,11 @@ class RunSummary:
     report: ClusterReport
     timings: dict[str, float]  # seconds per phase: read, number, graph, loop, write
     since: dict[str, list[Any]] = field(default_factory=dict)  # watermarks it read from
+    # A run that continued only the profiles its records touched (delta.py): the ids that
+    # changed ((before, after) pairs), so the enrichment rewrites only their rows and the
+    # new ones; None otherwise.
+    merged: list[tuple[str, str]] | None = None
+    skipped_mark: bool = False  # the rows at the previous watermark were not read again
 
     def line(self) -> str:
         r = self.record
@@ -93,11 +106,12 @@ def unify(
     ]
     modes = {s.id_name: s.record.mode for s in summaries}
     since = {s.id_name: s.since for s in summaries}
+    changes = {s.id_name: IdChanges(s.merged, s.skipped_mark) for s in summaries}
     if request.run_enrichments:
         for t in request.spec.tables:
             if cancelled():
                 raise UnificationCancelled("ID unification was cancelled")
-            rows = enrich_table(con, request.spec, t, modes, since)
+            rows = enrich_table(con, request.spec, t, modes, since, changes)
             if rows is not None:
                 log(f"{request.spec.database}.{t.enriched}: {rows} rows")
     for m in request.spec.masters:
@@ -113,6 +127,7 @@ class _Previous:
     fingerprint: str
     watermarks: dict[str, list[Any]]
     prior: Prior
+    at_mark: dict[str, int]
 
 
 def run_id(
@@ -137,14 +152,48 @@ def run_id(
         log(f"{id_spec.name}: unify.yml changed since the last run: running a full refresh")
         previous = None
     incremental = previous is not None
-    priors = [previous.prior] if previous is not None else []
-    priors += [merged_prior(spec.database, child) for child in id_spec.merge_by_ids]
     limit = id_spec.incremental_merge_iterations if incremental else id_spec.merge_iterations
     scratch = Scratch(con)
     try:
         clock.start(f"{'incremental' if incremental else 'full'} run: reading records")
-        ext = extract_values(con, scratch, spec, id_spec, previous.watermarks if previous else None)
+        ext = extract_values(
+            con,
+            scratch,
+            spec,
+            id_spec,
+            previous.watermarks if previous else None,
+            previous.at_mark if previous else None,
+        )
         clock.lap("read", f"{ext.rows_read} records read; numbering values")
+        if previous is not None and delta_ready(con, spec, id_spec, keep_debug_tables):
+            summary = _run_delta(
+                con,
+                scratch,
+                spec,
+                id_spec,
+                ext,
+                previous,
+                fingerprint,
+                limit,
+                run_time,
+                over_merge_threshold,
+                clock,
+            )
+            if summary is not None:
+                return summary
+            log(f"{id_spec.name}: the previous run's state is out of step: using the whole graph")
+        priors: list[Prior] = []
+        if previous is not None:
+            carried = own_prior(
+                con,
+                spec.database,
+                id_spec.name,
+                id_spec.id_column,
+                carry_all=ext.skipped_mark,
+                mark=json.dumps(previous.watermarks, sort_keys=True),
+            )
+            priors.append(carried or previous.prior)
+        priors += [merged_prior(spec.database, child) for child in id_spec.merge_by_ids]
         nodes = build_nodes(con, scratch, spec, id_spec, ext.values, priors, run_time)
         clock.lap("number", f"{nodes.count} values; building the graph")
         got = fetch_ints(
@@ -186,6 +235,7 @@ def run_id(
             profiles=0,
             split_clusters=len(loop.split_components),
             records_read=ext.rows_read,
+            at_mark=ext.at_mark,
         )
         run = RunInput(
             spec=spec,
@@ -209,9 +259,63 @@ def run_id(
             report,
             clock.timings,
             previous.watermarks if previous else {},
+            skipped_mark=ext.skipped_mark,
         )
     finally:
         scratch.close()
+
+
+def _run_delta(
+    con: duckdb.DuckDBPyConnection,
+    scratch: Scratch,
+    spec: UnifySpec,
+    id_spec: IdSpec,
+    ext: Extracted,
+    previous: _Previous,
+    fingerprint: str,
+    limit: int,
+    run_time: int,
+    threshold: int | None,
+    clock: _Clock,
+) -> RunSummary | None:
+    record = RunRecord(
+        time=run_time,
+        mode="incremental",
+        method=id_spec.method,
+        fingerprint=fingerprint,
+        watermarks=ext.watermarks,
+        iterations_allowed=limit,
+        iterations_used=0,
+        values_total=0,
+        profiles=0,
+        split_clusters=0,
+        records_read=ext.rows_read,
+        at_mark=ext.at_mark,
+    )
+    done = run_delta(
+        con,
+        scratch,
+        spec,
+        id_spec,
+        ext,
+        record,
+        previous.watermarks,
+        threshold=threshold,
+        started=clock.started,
+        lap=clock.lap,
+    )
+    if done is None:
+        return None
+    return RunSummary(
+        spec.database,
+        id_spec.name,
+        done.record,
+        done.report,
+        clock.timings,
+        previous.watermarks,
+        merged=done.merged,
+        skipped_mark=ext.skipped_mark,
+    )
 
 
 class _Clock:
@@ -254,14 +358,26 @@ def _previous_run(
     prior = own_prior(con, database, id_spec.name, id_spec.id_column)
     if prior is None:
         return None
+    at_mark = "at_mark" if "at_mark" in columns(con, database, runs) else "NULL"
     rows = con.execute(
-        f"SELECT fingerprint, watermarks FROM {quote_ident(database)}.{quote_ident(runs)}"
-        " ORDER BY rowid DESC LIMIT 1"
+        f"SELECT fingerprint, watermarks, {at_mark} FROM"
+        f" {quote_ident(database)}.{quote_ident(runs)} ORDER BY rowid DESC LIMIT 1"
     ).fetchall()
     if not rows:
         return None
     row = rows[0]
-    return _Previous(fingerprint=str(row[0]), watermarks=load_watermarks(row[1]), prior=prior)
+    return _Previous(
+        fingerprint=str(row[0]),
+        watermarks=load_watermarks(row[1]),
+        prior=prior,
+        at_mark=_at_mark(row[2]),
+    )
+
+
+def _at_mark(text: str | None) -> dict[str, int]:
+    """Rows at each watermark, as the previous run stored them (absent before they were)."""
+    marks = json.loads(text or "{}")
+    return {str(k): int(v) for k, v in marks.items() if isinstance(v, int)}
 
 
 def _prior_rows(con: duckdb.DuckDBPyConnection, graph: str, nodes: str) -> dict[str, np.ndarray]:

@@ -9,8 +9,13 @@ its own; a row without a valid value gets NULL. The id's column is named by the 
 
 Incremental (TD's docs, incremental_update: with `incremental_columns`, "the enrichment
 process applies the canonical_id only to the delta records"): when every id enriching the
-table ran incrementally, the rows at or after the previous watermark are replaced and older
-rows keep the ids they were given.
+table ran incrementally, the rows at or after the previous watermark are replaced (after it
+only, when the unification did not read the rows at it again: none came since). An id that
+continued only the profiles its records touched (delta.py) also says which profiles took
+another id (merged into an older one, or a canonical id's new leader); the older rows
+holding such an id are given the new one, so the table is what a full rebuild would write.
+An id that ran its whole-graph incremental path does not say: then older rows keep the ids
+they were given, as TD's docs describe (a full refresh gives them the merged id).
 """
 
 from __future__ import annotations
@@ -19,13 +24,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from cdp_mcp.backends.local.tables import retry_on_conflict, transaction
 from cdp_mcp.backends.local.unification.extract import incremental_row, row_literal, valid_sql
 from cdp_mcp.backends.local.unification.outputs import uid_sql
 from cdp_mcp.backends.local.unification.spec import IdSpec, TableSpec, UnificationError, UnifySpec
-from cdp_mcp.backends.local.unification.sql import columns, exists, scalar, table
+from cdp_mcp.backends.local.unification.sql import arrays, columns, exists, scalar, table
 from cdp_mcp.core.sqltext import quote_ident
+
+
+@dataclass(frozen=True)
+class IdChanges:
+    """What an id's run changed for the enrichment (engine.RunSummary)."""
+
+    merged: list[tuple[str, str]] | None  # (id before, id after); None: not known
+    skipped_mark: bool = False  # the rows at the previous watermark were not read again
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,7 @@ def enrich_table(
     t: TableSpec,
     modes: dict[str, str],
     since: dict[str, dict[str, list[Any]]],
+    changes: dict[str, IdChanges] | None = None,
 ) -> int | None:
     """Write `enriched_{t}`; returns its rows, or None when no id covers the table."""
     ids = spec.ids_for(t)
@@ -115,7 +130,10 @@ def enrich_table(
         return None
     cols = check_id_columns(con, t, ids)
     target = table(spec.database, t.enriched)
+    changes = changes or {}
     delta = _delta(con, spec, t, ids, modes, since, cols)
+    known = [changes.get(i.name, IdChanges(None)) for i in ids]
+    after = ">" if delta is not None and all(c.skipped_mark for c in known) else ">="
 
     def write() -> None:
         with transaction(con):
@@ -127,12 +145,36 @@ def enrich_table(
                 for name, kind in cols.items():  # columns the source gained since (TD's way)
                     if name not in have:
                         con.execute(f"ALTER TABLE {target} ADD COLUMN {quote_ident(name)} {kind}")
-                con.execute(f"DELETE FROM {target} WHERE {inc} >= {mark}")
-                body = with_ids_sql(spec, t, ids, f"WHERE {inc} >= {mark}")
+                for i, c in zip(ids, known, strict=True):
+                    _give_new_ids(con, target, i.name, c.merged or [])
+                con.execute(f"DELETE FROM {target} WHERE {inc} {after} {mark}")
+                body = with_ids_sql(spec, t, ids, f"WHERE {inc} {after} {mark}")
                 con.execute(f"INSERT INTO {target} BY NAME {body}")
 
     retry_on_conflict(write)
     return int(scalar(con, f"SELECT count(*) FROM {target}") or 0)
+
+
+def _give_new_ids(
+    con: duckdb.DuckDBPyConnection, target: str, id_name: str, merged: list[tuple[str, str]]
+) -> None:
+    """Rows holding an id that changed get the new one (a profile's values all move
+    together, so the old id names the rows exactly). Deleted and inserted again, not
+    updated: an update of a column rewrites it in every row group the rows are spread over."""
+    if not merged:
+        return
+    before = np.array([a for a, _ in merged], dtype=object)
+    after = np.array([b for _, b in merged], dtype=object)
+    col = quote_ident(id_name)
+    moved = quote_ident(f"__enrich_moved_{id_name}")
+    with arrays(con, before=before, after=after) as changed:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {moved} AS SELECT t.* REPLACE (c.after AS {col})"
+            f" FROM {target} t JOIN {changed} c ON c.before = t.{col}"
+        )
+        con.execute(f"DELETE FROM {target} WHERE {col} IN (SELECT before FROM {changed})")
+    con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {moved}")
+    con.execute(f"DROP TABLE temp.{moved}")
 
 
 def _delta(

@@ -16,7 +16,7 @@ is combined with the graph of the records "when incremental_columns: [time] is s
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -44,6 +44,10 @@ class Extracted:
     n_records: int  # record ids are 0..n_records-1
     rows_read: int
     watermarks: dict[str, Watermark]  # table name -> where the next run starts
+    at_mark: dict[str, int] = field(default_factory=dict)  # table -> rows at its watermark
+    # Rows at the previous watermark were not read again (none came since): every record
+    # the previous run counted is carried over, not only its settled ones (nodes.py).
+    skipped_mark: bool = False
 
 
 def extract_values(
@@ -52,14 +56,27 @@ def extract_values(
     spec: UnifySpec,
     id_spec: IdSpec,
     since: dict[str, Watermark] | None,
+    since_at_mark: dict[str, int] | None = None,
 ) -> Extracted:
-    """Fill a temp table with the valid values of every record (since the watermarks)."""
+    """Fill a temp table with the valid values of every record (since the watermarks).
+
+    `since_at_mark`: the rows the previous run saw at each watermark. When no table has more
+    there now (nothing arrived at the watermark since), the rows at it are not read again: a
+    load writes one `time` for all its rows, so re-reading them would re-read the whole
+    previous load."""
     priority = {k: i for i, k in enumerate(id_spec.rank_keys)}
     merged = set(id_spec.merge_by_keys)
     parts: list[str] = []
     offset = 0
     watermarks: dict[str, Watermark] = {}
     rows_read = 0
+    at_mark: dict[str, int] = {}
+    used = [
+        t
+        for t in spec.tables_for(id_spec)
+        if set(id_spec.merge_by_keys) & {kc.key for kc in t.key_columns}
+    ]
+    skip = since is not None and _nothing_new_at_marks(con, used, since, since_at_mark)
     for t in spec.tables_for(id_spec):
         if not merged & {kc.key for kc in t.key_columns}:
             continue  # the id takes nothing from it (an id merging other ids, say)
@@ -80,9 +97,14 @@ def extract_values(
             if mark is not None:
                 watermarks[t.name] = list(mark) if isinstance(mark, tuple) else [mark]
                 before_mark = f"({inc} < {row_literal(watermarks[t.name])})"
+                at = (
+                    f"SELECT count(*) FROM {source} WHERE {inc} = {row_literal(watermarks[t.name])}"
+                )
+                at_mark[t.name] = int(scalar(con, at) or 0)
             if since is not None and t.name in since:
                 nulls = " OR ".join(f"{quote_ident(c)} IS NULL" for c in t.incremental_columns)
-                new_rows = f"({inc} >= {row_literal(since[t.name])} OR {nulls})"
+                after = ">" if skip else ">="
+                new_rows = f"({inc} {after} {row_literal(since[t.name])} OR {nulls})"
         rows_read += int(scalar(con, f"SELECT count(*) FROM {source} WHERE {new_rows}") or 0)
         for kc in t.key_columns:
             if kc.key not in merged:
@@ -102,7 +124,51 @@ def extract_values(
         " 0::BIGINT AS t, 0 AS tb, false AS s WHERE false"
     )
     con.execute(f"CREATE TEMP TABLE {values} AS {body}")
-    return Extracted(values=values, n_records=offset, rows_read=rows_read, watermarks=watermarks)
+    return Extracted(
+        values=values,
+        n_records=offset,
+        rows_read=rows_read,
+        watermarks=watermarks,
+        at_mark=at_mark,
+        skipped_mark=skip,
+    )
+
+
+def _nothing_new_at_marks(
+    con: duckdb.DuckDBPyConnection,
+    tables: list[TableSpec],
+    since: dict[str, Watermark],
+    counts: dict[str, int] | None,
+) -> bool:
+    """Whether every table the id reads has incremental columns and, at its previous
+    watermark, no more rows than the previous run counted there (all or nothing, since the
+    records carried over are counted per value, not per table). A row cannot arrive later
+    with the `time` of an earlier load (each load writes its own), so more rows there means
+    one did; fewer means rows left (which one vanished and another came in its place would
+    not tell: two loads in the same second as the previous run)."""
+    if not counts or not tables:
+        return False
+    for t in tables:
+        if t.name not in since or t.name not in counts:
+            return False
+        if exists(con, t.database, t.table) != "BASE TABLE":
+            return False  # a view is copied whole on every run anyway
+        source = table(t.database, t.table)
+        cols = columns(con, t.database, t.table)
+        inc = incremental_row(t, cols)
+        if inc is None or any(c not in cols for c in t.incremental_columns):
+            return False
+        # Rows without incremental values are read on every run, so they are never carried.
+        nulls = " OR ".join(f"{quote_ident(c)} IS NULL" for c in t.incremental_columns)
+        here, unmarked = con.execute(
+            f"SELECT count(*) FILTER (WHERE {inc} = {row_literal(since[t.name])}),"
+            f" count(*) FILTER (WHERE {nulls}) FROM {source}"
+        ).fetchall()[0]
+        # Fewer is fine: staging keeps an updated row's latest version, so the older one's
+        # combination leaves unif_input (its links stay in the graph, as TD keeps them).
+        if int(here or 0) > counts[t.name] or unmarked:
+            return False
+    return True
 
 
 def source_relation(

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import duckdb
@@ -58,6 +58,7 @@ RUN_COLUMNS: Columns = [
     ("records_read", "BIGINT"),
     ("over_merge_warnings", "BIGINT"),
     ("seconds", "DOUBLE"),
+    ("at_mark", "VARCHAR"),  # JSON: table -> rows at its watermark (extract.py)
 ]
 
 
@@ -76,11 +77,27 @@ class RunRecord:
     records_read: int
     over_merge_warnings: int = 0
     seconds: float = 0.0
+    at_mark: dict[str, int] = field(default_factory=dict)
+
+    def row_mark(self) -> str:
+        return json.dumps(self.watermarks, sort_keys=True)
 
     def row(self) -> tuple[Any, ...]:
         d = asdict(self)
-        d["watermarks"] = json.dumps(self.watermarks, sort_keys=True)
+        d["watermarks"] = self.row_mark()
+        d["at_mark"] = json.dumps(self.at_mark, sort_keys=True)
         return tuple(d[name] for name, _ in RUN_COLUMNS)
+
+
+def state_select(mark: str) -> str:
+    """`{id}_local_state`'s columns from `assigned`: one row per lookup row, joined to it on
+    (kt, id) = (id_key_type, id): records carrying the value, those settled (before the
+    watermarks `mark`, the JSON of the run that wrote the row), its node order, its leader's
+    node order and its tables (bit set): what an incremental run continues from."""
+    return (
+        "kt, v AS id, recs AS records, settled, node AS node_order, leader AS leader_order,"
+        f" tabs, {lit(mark)} AS mark"
+    )
 
 
 class OutputNames:
@@ -117,6 +134,7 @@ class Sources:
     people: str
     kept_rows: str  # (f, l) rows of clusters whose values keep several leaders
     run_time: int
+    mark: str = "{}"  # JSON of the run's watermarks (RunRecord.row's), for the state
 
 
 def create_assigned(con: duckdb.DuckDBPyConnection, scratch: Scratch, src: Sources) -> str:
@@ -131,6 +149,7 @@ def create_assigned(con: duckdb.DuckDBPyConnection, scratch: Scratch, src: Sourc
     con.execute(
         f"""CREATE TEMP TABLE {assigned} AS
             SELECT a.node, n.kt, n.v, n.fs, n.ls, n.recs, n.settled, tl.ids, a.unsettled,
+                   a.leader, n.tabs,
                    CASE WHEN a.touched THEN {run} ELSE coalesce(n.prev_processed, {run}) END
                        AS processed,
                    p.uid, p.kt AS lkt, p.v AS lv, p.fs AS pfs, p.ls AS pls
@@ -178,8 +197,7 @@ def write_outputs(
                fs AS id_first_seen_at, ls AS id_last_seen_at, ids AS id_source_table_ids,
                processed AS id_last_processed_at, {run} AS time
         FROM {assigned}"""
-    # Row for row beside the lookup: both are plain scans of `assigned`, in its order.
-    state = f"SELECT kt, recs AS records, settled, node AS node_order FROM {assigned}"
+    state = f"SELECT {state_select(src.mark)} FROM {assigned}"
     graph = f"""
         SELECT {_follower("a.lv AS leader_id, a.lkt AS leader_ns", run)}
         FROM {assigned} a WHERE NOT a.unsettled

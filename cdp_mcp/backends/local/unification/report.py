@@ -32,7 +32,7 @@ from cdp_mcp.backends.local.unification.spec import (
     DEFAULT_OVER_MERGE_THRESHOLD,
     UnificationError,
 )
-from cdp_mcp.backends.local.unification.sql import columns, exists, lit, table
+from cdp_mcp.backends.local.unification.sql import columns, lit, table
 from cdp_mcp.core.pii import mask_value
 from cdp_mcp.core.sqltext import quote_ident
 from cdp_mcp.core.unification_tables import ID_COLUMNS
@@ -162,12 +162,13 @@ def _values(con: duckdb.DuckDBPyConnection, database: str, id_name: str, uid: st
     """(uid, kt, v, records) per lookup row; records is NULL where the engine's state is
     absent (tables TD wrote)."""
     lookup = table(database, f"{id_name}_lookup")
-    if exists(con, database, f"{id_name}_{STATE_SUFFIX}") is None:
+    if "id" not in columns(con, database, f"{id_name}_{STATE_SUFFIX}"):  # absent, or older
         return f"(SELECT {uid} AS uid, id_key_type AS kt, id AS v, NULL::BIGINT AS records FROM {lookup})"
     state = table(database, f"{id_name}_{STATE_SUFFIX}")
+    # Joined on the value: an incremental run rewrites only the rows it changed.
     return (
         f"(SELECT l.{uid} AS uid, l.id_key_type AS kt, l.id AS v, s.records"
-        f" FROM {lookup} l POSITIONAL JOIN {state} s)"
+        f" FROM {lookup} l LEFT JOIN {state} s ON s.kt = l.id_key_type AND s.id = l.id)"
     )
 
 

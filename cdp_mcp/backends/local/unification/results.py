@@ -81,7 +81,7 @@ def write_run(con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput) -
     people = _create_people(con, scratch, run, cols["fs"], cols["ls"])
     record.profiles = int(scalar(con, f"SELECT count(*) FROM {people}") or 0)
     splits = _split_clusters(con, people, loop)
-    src = Sources(nodes, assign, people, kept_rows, record.time)
+    src = Sources(nodes, assign, people, kept_rows, record.time, record.row_mark())
     per_node = stats.NodeArrays(cols["kt"], cols["tabs"], loop.leader, run.initial_leader)
     result_rows = stats.result_key_stats(run.spec, run.id_spec, per_node, record.time)
     source_rows = stats.source_key_stats(run.spec, run.id_spec, per_node, record.time)
