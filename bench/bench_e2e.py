@@ -91,6 +91,7 @@ class RunMeasure:
     disk: int = 0  # bytes of the warehouse file after the run
     engine: float = 0.0  # the unification engine's own seconds (`{id}_runs`)
     unif_tasks: dict[str, float] = field(default_factory=dict)  # unif_runner's tasks, s
+    load: float = 0.0  # the machine's 1-minute load average as the run ended (shared VM)
 
     @property
     def phases(self) -> dict[str, float]:
@@ -135,6 +136,7 @@ def run_cli(config: Path, log: Path, new_run: bool = False) -> RunMeasure:
     wall = time.perf_counter() - start
     cfg = load_config(config)
     m = RunMeasure(wall, peak, int(proc.returncode), disk=file_size(cfg.workspace / WAREHOUSE))
+    m.load = os.getloadavg()[0]
     if m.exit_code in (0, 3):
         m.steps, attempt = step_times(cfg.workspace, launched)
         m.engine = engine_seconds(cfg)
@@ -540,7 +542,7 @@ def print_table(results: list[SizeResult]) -> None:
 
 def print_steps(what: str, m: RunMeasure) -> None:
     """Where a run's time went: each phase's steps, unification's tasks."""
-    print(f"  {what} ({m.wall:.1f}s, peak RSS {m.peak_rss / 1e9:.2f} GB):")
+    print(f"  {what} ({m.wall:.1f}s, peak RSS {m.peak_rss / 1e9:.2f} GB, load {m.load:.1f}):")
     for p in ORDER:
         steps = ", ".join(f"{n} {t:.1f}" for ph, n, t in m.steps if ph == p.value)
         print(f"    {p.value} {m.phases[p.value]:.1f}s: {steps}")
@@ -611,18 +613,20 @@ def main() -> None:
         work = root / f"e2e-{label(rows)}"
         shutil.rmtree(work, ignore_errors=True)
         try:
-            results.append(measure_size(rows, work, args.incremental))
+            r = measure_size(rows, work, args.incremental)
         finally:
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)
+        results.append(r)
+        print(f"\n{label(r.rows)} full run, where the time goes (s):", flush=True)
+        print_steps("full run", r.full)
+        print_incremental(r)
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     print(f"\n{os.cpu_count()} cores, {memory:.0f} GiB, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print_table(results)
     print_growth(results)
-    for r in results:
-        print(f"\n{label(r.rows)} full run, where the time goes (s):")
-        print_steps("full run", r.full)
-        print_incremental(r)
+    if args.dir is None and not args.keep:
+        root.rmdir()
 
 
 if __name__ == "__main__":
