@@ -269,6 +269,7 @@ def unification_floor(cfg: PipelineConfig, warehouse: Path, db: Path) -> tuple[f
 
 # Columns that record when a run processed a row (TD's `time`, staging's load_timestamp, the
 # lookup's seen/processed instants): two runs at different moments differ there by design.
+COMPARE_MEMORY = "2GB"  # the machine is shared; the hash aggregates spill if they must
 CLOCK_COLUMNS = re.compile(r"time|load_timestamp|.*_seen_at|.*_processed_at")
 
 
@@ -325,7 +326,7 @@ def compare_warehouses(
     a: Path, b: Path, keep: Callable[[str], bool] = lambda _: True
 ) -> list[TableDiff]:
     """Every table `keep` accepts (by schema.table) in either file, as multisets of rows."""
-    with duckdb.connect() as con:
+    with duckdb.connect(config={"memory_limit": COMPARE_MEMORY}) as con:
         con.execute("SET enable_progress_bar = false")
         con.execute(f"ATTACH {sql_string(str(a))} AS a (READ_ONLY)")
         con.execute(f"ATTACH {sql_string(str(b))} AS b (READ_ONLY)")
@@ -359,13 +360,21 @@ def compare_table(
     diff = TableDiff(name, int(got_a[0]), int(got_b[0]))
     diff.columns_differ = [c for c, x, y in zip(cols, got_a[2:], got_b[2:], strict=True) if x != y]
     if got_a[:2] != got_b[:2]:
-        diff.only_a = count(
-            con, f"SELECT {kept} FROM a.{ident} EXCEPT ALL SELECT {kept} FROM b.{ident}"
-        )
-        diff.only_b = count(
-            con, f"SELECT {kept} FROM b.{ident} EXCEPT ALL SELECT {kept} FROM a.{ident}"
-        )
+        diff.only_a, diff.only_b = rows_only_in_each(con, ident, kept)
     return diff
+
+
+def rows_only_in_each(con: duckdb.DuckDBPyConnection, ident: str, kept: str) -> tuple[int, int]:
+    """EXCEPT ALL both ways, counted over row hashes (a wide EXCEPT ALL of millions of rows
+    takes gigabytes): per hash, the copies one side has beyond the other's."""
+    per_hash = "SELECT hash({}) AS h, count(*) AS n FROM {}.{} GROUP BY h"
+    row = con.execute(
+        f"""SELECT coalesce(sum(greatest(coalesce(a.n, 0) - coalesce(b.n, 0), 0)), 0),
+                   coalesce(sum(greatest(coalesce(b.n, 0) - coalesce(a.n, 0), 0)), 0)
+            FROM ({per_hash.format(kept, "a", ident)}) a
+            FULL JOIN ({per_hash.format(kept, "b", ident)}) b USING (h)"""
+    ).fetchall()[0]
+    return int(row[0]), int(row[1])
 
 
 def count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
