@@ -73,7 +73,7 @@ def parse_size(text: str) -> int:
 def label(rows: int) -> str:
     if rows % 1_000_000 == 0:
         return f"{rows // 1_000_000}M"
-    return f"{rows / 1_000_000:g}M" if rows >= 100_000 else f"{rows // 1000}k"
+    return f"{rows / 1_000_000:g}M" if rows > 1_000_000 else f"{rows // 1000}k"
 
 
 # -- the pipeline in a subprocess ---------------------------------------------------------
@@ -282,6 +282,7 @@ class TableDiff:
     only_a: int = 0  # rows (with multiplicity, clock columns left out) in a and not in b
     only_b: int = 0
     schema_differs: bool = False
+    samples: list[str] = field(default_factory=list)  # a few rows of each side's excess
 
     @property
     def identical(self) -> bool:
@@ -361,20 +362,48 @@ def compare_table(
     diff.columns_differ = [c for c, x, y in zip(cols, got_a[2:], got_b[2:], strict=True) if x != y]
     if got_a[:2] != got_b[:2]:
         diff.only_a, diff.only_b = rows_only_in_each(con, ident, kept)
+        shown = [c for c in cols[:2] if not CLOCK_COLUMNS.fullmatch(c)]
+        shown += [
+            c for c in diff.columns_differ if c not in shown and not CLOCK_COLUMNS.fullmatch(c)
+        ]
+        diff.samples = sample_rows(con, ident, kept, shown)
     return diff
 
 
 def rows_only_in_each(con: duckdb.DuckDBPyConnection, ident: str, kept: str) -> tuple[int, int]:
     """EXCEPT ALL both ways, counted over row hashes (a wide EXCEPT ALL of millions of rows
-    takes gigabytes): per hash, the copies one side has beyond the other's."""
+    takes gigabytes): per hash, the copies one side has beyond the other's. The hashes
+    that differ are kept in `diff_hashes` (h, excess of a: positive, of b: negative)."""
     per_hash = "SELECT hash({}) AS h, count(*) AS n FROM {}.{} GROUP BY h"
-    row = con.execute(
-        f"""SELECT coalesce(sum(greatest(coalesce(a.n, 0) - coalesce(b.n, 0), 0)), 0),
-                   coalesce(sum(greatest(coalesce(b.n, 0) - coalesce(a.n, 0), 0)), 0)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE diff_hashes AS
+            SELECT h, coalesce(a.n, 0) - coalesce(b.n, 0) AS excess
             FROM ({per_hash.format(kept, "a", ident)}) a
-            FULL JOIN ({per_hash.format(kept, "b", ident)}) b USING (h)"""
+            FULL JOIN ({per_hash.format(kept, "b", ident)}) b USING (h) WHERE excess <> 0"""
+    )
+    row = con.execute(
+        "SELECT coalesce(sum(excess) FILTER (excess > 0), 0),"
+        " coalesce(-sum(excess) FILTER (excess < 0), 0) FROM diff_hashes"
     ).fetchall()[0]
     return int(row[0]), int(row[1])
+
+
+def sample_rows(
+    con: duckdb.DuckDBPyConnection, ident: str, kept: str, shown: list[str], per_side: int = 2
+) -> list[str]:
+    """A few rows each side has beyond the other, `shown` columns only (where to look)."""
+    out = []
+    cols = ", ".join(quote_ident(c) for c in shown)
+    for side, sign in (("a", ">"), ("b", "<")):
+        rows = con.execute(
+            f"SELECT {cols} FROM {side}.{ident} WHERE hash({kept}) IN"
+            f" (SELECT h FROM diff_hashes WHERE excess {sign} 0) LIMIT {per_side}"
+        ).fetchall()
+        out += [
+            f"{side}: " + ", ".join(f"{c}={v!r}" for c, v in zip(shown, r, strict=True))[:160]
+            for r in rows
+        ]
+    return out
 
 
 def count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
@@ -595,6 +624,8 @@ def print_incremental(r: SizeResult) -> None:
     )
     for d in r.diffs:
         print(f"    {d.table}: {d.describe()}")
+        for sample in d.samples:
+            print(f"      {sample}")
     if r.ids:
         i = r.ids
         print(
