@@ -5,11 +5,13 @@ For each size (source rows in all) one command writes the sample extract, then m
 - the copy floor: DuckDB copying the three files into tables, with its defaults and with
   text stored plainly as the warehouse's `fast` storage does (bench_pipeline's floor);
 - the pipeline: `cdp-mcp run <config>` in a subprocess on a fresh workspace: wall time,
-  each phase's time as the run's state records it, peak RSS of the whole process tree
-  (psutil, sampled every 0.1 s) and the warehouse's size on disk afterwards;
-- the unification floor over the keys the pipeline staged: the valid key values read from
-  the staged tables, factorized to integers, scipy's connected components, (value, key,
-  cluster) written back as one table (bench_unification's floor).
+  each phase's and step's time from the run's state, unification's tasks from its
+  `pipeline_logs/` record and the engine's own seconds from `{id}_runs`, peak RSS of the
+  whole process tree (psutil, sampled every 0.1 s) and the warehouse's size afterwards;
+- the unification floor over the keys the pipeline staged: the valid key values of the
+  tables the generated unify.yml names (the staged `unif_input`) read from the warehouse,
+  factorized to integers, scipy's connected components, (value, key, cluster) written
+  back as one table (bench_unification's floor).
 
 The e2e floor is the copy floor plus the unification floor. With `--incremental`, ~1% new
 and updated rows are then appended to every source and `cdp-mcp run --new-run` runs again;
