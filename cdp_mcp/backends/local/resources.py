@@ -59,7 +59,7 @@ class Resources:
     memory_limit: int  # bytes
     threads: int
 
-    def duckdb_config(self, spill_dir: Path) -> dict[str, str | int]:
+    def duckdb_config(self, spill_dir: Path) -> dict[str, str | bool | int | float | list[str]]:
         return {
             "memory_limit": f"{self.memory_limit // _MIB}MiB",
             "threads": self.threads,
