@@ -12,6 +12,8 @@ from cdp_mcp.backends.base import BackendError
 from cdp_mcp.backends.local import LocalBackend, resources
 from cdp_mcp.backends.local.resources import MEMORY_ENV, THREADS_ENV, ResourceSettingError
 from cdp_mcp.backends.local.runtime import LocalRuntime
+from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, write_sample, write_sample_config
+from cdp_mcp.cli.main import main as cli_main
 
 MIB = 1024**2
 
@@ -23,7 +25,7 @@ def settings(runtime: LocalRuntime) -> tuple[str, int, str]:
             " current_setting('temp_directory')"
         ).fetchone()
     assert row is not None
-    return str(row[0]), int(row[0 + 1]), str(row[2])
+    return str(row[0]), int(row[1]), str(row[2])
 
 
 def mib_text(n_bytes: int) -> str:
@@ -123,3 +125,15 @@ def test_a_cgroup_limit_narrows_the_default(
     assert resources.resources({}).memory_limit == 512 * MIB
     limit.write_text("max\n")  # no limit: the machine's RAM
     assert resources.machine_memory() == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def test_cdp_mcp_run_refuses_an_unusable_override_in_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_sample(tmp_path / SAMPLE_FOLDER, rows=50)
+    config = write_sample_config(tmp_path)
+    monkeypatch.setenv(MEMORY_ENV, "lots")
+    assert cli_main(["run", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {MEMORY_ENV}='lots' is not a size; give e.g. 2GB or 1536MiB" in err
+    assert "internal error" not in err and "Traceback" not in err
