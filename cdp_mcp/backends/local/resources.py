@@ -25,11 +25,12 @@ MEMORY_ENV = "CDP_MCP_LOCAL_MEMORY_LIMIT"
 THREADS_ENV = "CDP_MCP_LOCAL_THREADS"
 _MIB = 1024**2
 _GIB = 1024**3
-# DuckDB's share by default: a quarter of the machine, at most 1.5 GiB. Phases 1-3 spill
-# little at 10M source rows within it, and it leaves the unification engine's arrays
-# (~2.5 GB at 10M records) room under a 4 GB process.
+# DuckDB's share by default: a quarter of the machine, at most 1 GiB. The process then peaks
+# near 1.3 GB in phases 1-3 (DuckDB's own structures and Python come on top of the limit),
+# leaving the unification engine's arrays (~2.5 GB at 10M records) room under 4 GB; what
+# does not fit spills.
 _DEFAULT_SHARE = 0.25
-_DEFAULT_CAP = 1536 * _MIB
+_DEFAULT_CAP = 1024 * _MIB
 _MINIMUM = 128 * _MIB  # below this DuckDB fails ordinary statements
 _UNITS = {
     "": 1,
