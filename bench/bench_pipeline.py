@@ -91,7 +91,16 @@ async def pipeline_seconds(config: Path, storage: Storage) -> dict[str, float]:
 
 def _measured_child(config: Path, storage: Storage, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     timings = anyio.run(pipeline_seconds, config, storage)
-    out.put((timings, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+    out.put((timings, _peak_rss()))
+
+
+def _peak_rss() -> int:
+    """This process's peak RSS in bytes: VmHWM, which starts afresh at exec (ru_maxrss keeps
+    the parent's size at fork, here the sample writer's gigabytes)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # not Linux
 
 
 def measured_pipeline(config: Path, storage: Storage) -> tuple[dict[str, float], int]:
