@@ -25,10 +25,10 @@ MEMORY_ENV = "CDP_MCP_LOCAL_MEMORY_LIMIT"
 THREADS_ENV = "CDP_MCP_LOCAL_THREADS"
 _MIB = 1024**2
 _GIB = 1024**3
-# DuckDB's share by default: a quarter of the machine, at most 1 GiB. The process then peaks
-# near 1.3 GB in phases 1-3 (DuckDB's own structures and Python come on top of the limit),
-# leaving the unification engine's arrays (~2.5 GB at 10M records) room under 4 GB; what
-# does not fit spills.
+# DuckDB's share by default: a quarter of the machine, at most 1 GiB. Phases 1-3 at 3M source
+# rows then peak at 1.2 GiB of RSS (1.6 GiB at DuckDB's defaults; Python and DuckDB's own
+# structures come on top of the limit), leaving the unification engine's arrays (~2.5 GB at
+# 10M records) room under 4 GB; what does not fit spills (bench/bench_pipeline.py).
 _DEFAULT_SHARE = 0.25
 _DEFAULT_CAP = 1024 * _MIB
 _MINIMUM = 128 * _MIB  # below this DuckDB fails ordinary statements
