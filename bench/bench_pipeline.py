@@ -15,7 +15,9 @@ vary by +-20%).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -89,6 +91,34 @@ async def pipeline_seconds(config: Path, storage: Storage) -> dict[str, float]:
     return timings
 
 
+def _measured_child(config: Path, storage: Storage, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    timings = anyio.run(pipeline_seconds, config, storage)
+    out.put((timings, _peak_rss()))
+
+
+def _peak_rss() -> int:
+    """This process's peak RSS in bytes: VmHWM, which starts afresh at exec (ru_maxrss keeps
+    the parent's size at fork, here the sample writer's gigabytes)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # not Linux
+
+
+def measured_pipeline(config: Path, storage: Storage) -> tuple[dict[str, float], int]:
+    """The pipeline's phase times and peak RSS (bytes), run in a fresh process so neither the
+    sample writer nor the floor's DuckDB (at its defaults) counts in the peak."""
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    child = ctx.Process(target=_measured_child, args=(config, storage, out))
+    child.start()
+    result = out.get()
+    child.join()
+    if child.exitcode != 0:
+        raise SystemExit(f"the pipeline's process ended with exit code {child.exitcode}")
+    return result  # type: ignore[no-any-return]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="source rows in all")
@@ -104,13 +134,14 @@ def main() -> None:
     work = args.dir or Path(tempfile.mkdtemp(prefix="cdp-bench-"))
     files = write_sample(work / SAMPLE_FOLDER, rows=customers_for(args.rows))
     config = write_sample_config(work)
-    floors, plain_floors, pipelines, ratios = [], [], [], []
+    floors, plain_floors, pipelines, ratios, peaks = [], [], [], [], []
     for rep in range(1, args.repeat + 1):
         shutil.rmtree(work / "acme_cdp", ignore_errors=True)
         floor, source_rows = floor_seconds(files, work / "floor.duckdb")
         plain, _ = floor_seconds(files, work / "floor.duckdb", plain_text=True)
         os.sync()
-        timings = anyio.run(pipeline_seconds, config, args.storage)
+        timings, peak = measured_pipeline(config, args.storage)
+        peaks.append(peak)
         total = sum(timings.values())
         floors.append(floor)
         plain_floors.append(plain)
@@ -119,7 +150,8 @@ def main() -> None:
         phases = ", ".join(f"{p} {t:.2f}s" for p, t in timings.items())
         print(
             f"run {rep}: floor {floor:.2f}s (plain text {plain:.2f}s), pipeline {total:.2f}s "
-            f"({phases}), ratio {total / floor:.2f}x, {source_rows / total:,.0f} rows/s"
+            f"({phases}), ratio {total / floor:.2f}x (plain text {total / plain:.2f}x), "
+            f"{source_rows / total:,.0f} rows/s, pipeline peak RSS {peak / 1024**3:.2f} GiB"
         )
     print(f"source rows: {source_rows:,} in {', '.join(p.name for p in files.values())}")
     print(f"warehouse storage: {args.storage}")

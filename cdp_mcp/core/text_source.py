@@ -96,7 +96,9 @@ def _scan(path: Path) -> _Scan:
                 local = max(0, e.start - held)
                 bad = offset - held + e.start
                 return _Scan(bad, newlines + chunk[:local].count(b"\n") + 1, crlf, newlines)
-            crlf += chunk.count(b"\r\n") + (1 if ends_cr and chunk.startswith(b"\n") else 0)
+            if b"\r" in chunk:  # a fast test: counting CRLFs costs a second pass
+                crlf += chunk.count(b"\r\n")
+            crlf += 1 if ends_cr and chunk.startswith(b"\n") else 0
             newlines += chunk.count(b"\n")
             ends_cr = chunk.endswith(b"\r")
             offset += len(chunk)

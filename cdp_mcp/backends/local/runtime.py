@@ -32,6 +32,7 @@ from cdp_mcp.backends.local.logs import LogStore
 from cdp_mcp.backends.local.projects import Projects
 from cdp_mcp.backends.local.queries import Queries
 from cdp_mcp.backends.local.reads import Reads
+from cdp_mcp.backends.local.resources import resources
 from cdp_mcp.backends.local.store import StateStore
 from cdp_mcp.backends.local.unification.handler import handle_unification_call
 from cdp_mcp.backends.local.warehouse import QUERY_TIMEOUT_SEC, Storage, Warehouse
@@ -43,6 +44,7 @@ default_unification_handler: UnificationHandler = handle_unification_call
 
 class LocalRuntime:
     def __init__(self, workspace: Path, storage: Storage = "fast") -> None:
+        resources()  # an unusable memory or threads override is refused before any work
         self.workspace = Path(workspace).resolve()
         self.home = self.workspace / STATE_DIR
         self.home.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ import duckdb
 from cdp_mcp.backends.base import NotFoundError, UnavailableError
 from cdp_mcp.backends.local import td_udfs
 from cdp_mcp.backends.local.registry import WAREHOUSES
+from cdp_mcp.backends.local.resources import resources
 from cdp_mcp.core.schema import Column, td_type
 from cdp_mcp.core.sqltext import quote_ident
 
@@ -74,6 +75,7 @@ Storage = Literal["fast", "compact"]
 # DuckDB's analysis for dictionary+FSST text compression costs about half of a large write
 # (measured in bench/README.md); `fast` skips it and stores text plainly.
 _TEXT_COMPRESSION = {"fast": "dict_fsst", "compact": ""}
+SPILL_DIR = "duckdb_spill"  # beside the warehouse file: what DuckDB's memory_limit pushes out
 
 
 class Warehouse:
@@ -103,10 +105,12 @@ class Warehouse:
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Read at every open, so a changed override applies from the next workflow on.
+        config = resources().duckdb_config(self.path.parent / SPILL_DIR)
         deadline = time.monotonic() + _OPEN_WAIT_SEC
         while True:
             try:
-                con = duckdb.connect(str(self.path))
+                con = duckdb.connect(str(self.path), config=config)
                 td_udfs.register(con)  # TD's UDFs, for every cursor of this connection
                 return con
             except duckdb.IOException as e:
@@ -122,10 +126,12 @@ class Warehouse:
             raise NotFoundError(
                 f"the local warehouse {self.path} has no tables yet; run a phase's workflow first"
             )
+        spill = self.path.parent / SPILL_DIR
+        config = {**_READER_CONFIG, **resources().duckdb_config(spill)}
         deadline = time.monotonic() + _READ_WAIT_SEC
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=True, config=_READER_CONFIG)
+                con = duckdb.connect(str(self.path), read_only=True, config=config)
                 break
             except duckdb.IOException as e:
                 if "lock" not in str(e).lower() or time.monotonic() > deadline:
