@@ -37,7 +37,7 @@ from cdp_mcp.backends.local.tables import retry_on_conflict, transaction
 from cdp_mcp.backends.local.unification.nodes import Nodes, tables_list_sql
 from cdp_mcp.backends.local.unification.prior import STATE_SUFFIX
 from cdp_mcp.backends.local.unification.spec import IdSpec, UnifySpec
-from cdp_mcp.backends.local.unification.sql import Scratch, arrays, columns, lit, table
+from cdp_mcp.backends.local.unification.sql import Scratch, arrays, columns, lit, scalar, table
 from cdp_mcp.backends.local.unification.td_loop import LoopResult, unique_ints
 from cdp_mcp.core.sqltext import quote_ident
 
@@ -120,8 +120,8 @@ class Sources:
 
 
 def create_assigned(con: duckdb.DuckDBPyConnection, scratch: Scratch, src: Sources) -> str:
-    """Temp table: every node with its profile, the one source of the lookup and the graph."""
-    tablists = scratch.name("tablists")  # a handful of distinct table sets
+    """Temp table: every node with its profile (for the debug graphs, keep_debug_tables)."""
+    tablists = scratch.name("debug_tablists")  # a handful of distinct table sets
     con.execute(
         f"CREATE TEMP TABLE {tablists} AS SELECT tabs, {tables_list_sql('tabs')} AS ids"
         f" FROM (SELECT DISTINCT tabs FROM {src.nodes.table})"
@@ -157,36 +157,64 @@ class DebugGraphs:
     node_count: int
 
 
+STATE_CHUNK = 2_000_000  # rows of `{id}_local_state` gathered in numpy at a time
+_ORDER_COLUMN = "__node"  # the lookup's node per row while it is written (then dropped)
+
+
+def _processed(run: int, touched: str, prev: str) -> str:
+    return f"CASE WHEN {touched} THEN {run} ELSE coalesce({prev}, {run}) END"
+
+
 def write_outputs(
     con: duckdb.DuckDBPyConnection,
     spec: UnifySpec,
     id_spec: IdSpec,
     src: Sources,
-    assigned: str,
+    scratch: Scratch,
     row_tables: list[RowTable],
     debug: DebugGraphs | None,
 ) -> None:
     """Replace the lookup, graph, keys and tables, then write `row_tables` in order, all in
-    one transaction (so a row function can read the new tables, e.g. the report)."""
+    one transaction (so a row function can read the new tables, e.g. the report).
+
+    The lookup and the graph are each written straight from the nodes joined with their
+    profiles (no table of every node with its profile's strings is held in between); the
+    local state is then written in the lookup's row order, read back from the lookup."""
     out = OutputNames(spec.database, id_spec.name)
     run = f"{src.run_time}::BIGINT"  # every output column is BIGINT or VARCHAR (TD's long/string)
     method = id_spec.id_column
+    tablists = scratch.name("tablists")  # a handful of distinct table sets
+    con.execute(
+        f"CREATE TEMP TABLE {tablists} AS SELECT tabs, {tables_list_sql('tabs')} AS ids"
+        f" FROM (SELECT DISTINCT tabs FROM {src.nodes.table})"
+    )
+    # Per node (n), its assignment (a: node, leader, touched, unsettled) and its profile (p).
+    per_node = f"""{src.nodes.table} n POSITIONAL JOIN {src.assign} a
+        JOIN {src.people} p ON p.node = a.leader JOIN {tablists} tl ON tl.tabs = n.tabs"""
+    processed = _processed(src.run_time, "a.touched", "n.prev_processed")
     lookup = f"""
-        SELECT uid AS {quote_ident(method)}, v AS id, kt AS id_key_type,
-               pfs AS {quote_ident(method + "_first_seen_at")},
-               pls AS {quote_ident(method + "_last_seen_at")},
-               fs AS id_first_seen_at, ls AS id_last_seen_at, ids AS id_source_table_ids,
-               processed AS id_last_processed_at, {run} AS time
-        FROM {assigned}"""
-    # Row for row beside the lookup: both are plain scans of `assigned`, in its order.
-    state = f"SELECT kt, recs AS records, settled, node AS node_order FROM {assigned}"
+        SELECT p.uid AS {quote_ident(method)}, n.v AS id, n.kt AS id_key_type,
+               p.fs AS {quote_ident(method + "_first_seen_at")},
+               p.ls AS {quote_ident(method + "_last_seen_at")},
+               n.fs AS id_first_seen_at, n.ls AS id_last_seen_at, tl.ids AS id_source_table_ids,
+               {processed} AS id_last_processed_at, {run} AS time,
+               a.node AS {_ORDER_COLUMN}
+        FROM {per_node}"""
     graph = f"""
-        SELECT {_follower("a.lv AS leader_id, a.lkt AS leader_ns", run)}
-        FROM {assigned} a WHERE NOT a.unsettled
+        SELECT n.v AS follower_id, n.kt AS follower_ns, p.v AS leader_id, p.kt AS leader_ns,
+               n.fs AS follower_first_seen_at, n.ls AS follower_last_seen_at,
+               tl.ids AS follower_source_table_ids, {processed} AS follower_last_processed_at,
+               {run} AS time
+        FROM {per_node} WHERE NOT a.unsettled"""
+    if scalar(con, f"SELECT count(*) FROM {src.kept_rows}"):
+        graph += f"""
         UNION ALL
-        SELECT {_follower("l.v AS leader_id, l.kt AS leader_ns", run)}
-        FROM {src.kept_rows} s JOIN {assigned} a ON a.node = s.f
-        JOIN {assigned} l ON l.node = s.l"""
+        SELECT n.v, n.kt, l.v, l.kt, n.fs, n.ls, tl.ids, {processed}, {run}
+        FROM {src.kept_rows} s
+        JOIN ({src.nodes.table} n POSITIONAL JOIN {src.assign} a) ON a.node = s.f
+        JOIN {tablists} tl ON tl.tabs = n.tabs
+        JOIN (SELECT a.node, n.v, n.kt FROM {src.nodes.table} n POSITIONAL JOIN {src.assign} a) l
+          ON l.node = s.l"""
     keys = " UNION ALL ".join(
         f"SELECT {k.code}::BIGINT AS key_type, {lit(k.name)} AS key_name, {run} AS time"
         for k in spec.keys
@@ -200,17 +228,18 @@ def write_outputs(
         for name in _tables_like(con, spec.database, f"{id_spec.name}{DEBUG_INFIX}")
         if debug is None or _loop_number(name, id_spec.name) > debug.loop.iterations
     ]
+    assigned = create_assigned(con, scratch, src) if debug is not None else None
 
     def write() -> None:
         with transaction(con):
             con.execute(f"CREATE OR REPLACE TABLE {out('lookup')} AS {lookup}")
-            con.execute(f"CREATE OR REPLACE TABLE {out(STATE_SUFFIX)} AS {state}")
+            write_state(con, out, src.nodes.table)
             con.execute(f"CREATE OR REPLACE TABLE {out('graph')} AS {graph}")
             con.execute(f"CREATE OR REPLACE TABLE {out('keys')} AS {keys}")
             con.execute(f"CREATE OR REPLACE TABLE {out('tables')} AS {tables}")
             for name in stale:
                 con.execute(f"DROP TABLE IF EXISTS {table(spec.database, name)}")
-            if debug is not None:
+            if debug is not None and assigned is not None:
                 _write_debug(con, out, assigned, debug, run)
             for t in row_tables:
                 if t.replace:
@@ -218,6 +247,34 @@ def write_outputs(
                 append_rows(con, spec.database, f"{id_spec.name}_{t.suffix}", t.columns, t.rows())
 
     retry_on_conflict(write)
+
+
+def write_state(con: duckdb.DuckDBPyConnection, out: OutputNames, nodes: str) -> None:
+    """`{id}_local_state` row for row beside the lookup just written (which still has its
+    node column): what an incremental run reads back with a POSITIONAL JOIN.
+
+    A join need not keep the nodes' order, so the lookup's order is read back: when it is
+    the nodes' own (usual), the state is a scan of the nodes; otherwise the nodes' figures
+    are gathered into the lookup's order in numpy, a chunk at a time."""
+    lookup, state = out("lookup"), out(STATE_SUFFIX)
+    order = con.execute(f"SELECT {_ORDER_COLUMN} FROM {lookup}").fetchnumpy()[_ORDER_COLUMN]
+    con.execute(f"ALTER TABLE {lookup} DROP COLUMN {_ORDER_COLUMN}")
+    figures = "kt, recs AS records, settled"
+    if np.array_equal(order, np.arange(len(order), dtype=order.dtype)):
+        con.execute(
+            f"CREATE OR REPLACE TABLE {state} AS SELECT {figures}, rowid AS node_order FROM {nodes}"
+        )
+        return
+    per_node = con.execute(f"SELECT {figures} FROM {nodes}").fetchnumpy()
+    con.execute(
+        f"CREATE OR REPLACE TABLE {state} (kt BIGINT, records BIGINT, settled BIGINT,"
+        " node_order BIGINT)"
+    )
+    for start in range(0, len(order), STATE_CHUNK):
+        at = np.asarray(order[start : start + STATE_CHUNK], dtype=np.int64)
+        chunk = {name: np.asarray(col)[at] for name, col in per_node.items()}
+        with arrays(con, **chunk, node_order=at) as arr:
+            con.execute(f"INSERT INTO {state} SELECT kt, records, settled, node_order FROM {arr}")
 
 
 def _write_debug(
