@@ -26,7 +26,7 @@ base64), so neither can be predicted from the other.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ import duckdb
 import numpy as np
 
 from cdp_mcp.backends.local.tables import retry_on_conflict, transaction
-from cdp_mcp.backends.local.unification.nodes import Nodes, tables_list_sql
+from cdp_mcp.backends.local.unification.nodes import MAX_TABLES, Nodes, tables_list_sql
 from cdp_mcp.backends.local.unification.prior import STATE_SUFFIX
 from cdp_mcp.backends.local.unification.spec import IdSpec, UnifySpec
 from cdp_mcp.backends.local.unification.sql import Scratch, arrays, columns, lit, scalar, table
@@ -113,9 +113,9 @@ class Sources:
     """The temp relations the output tables are built from."""
 
     nodes: Nodes
-    assign: str  # positional to nodes: node, leader, touched, unsettled
-    people: str
-    kept_rows: str  # (f, l) rows of clusters whose values keep several leaders
+    assign: str  # positional to nodes: node, profile (row of people), touched, unsettled
+    people: str  # one row per profile, in node order: node, kt, v, uid, fs, ls, n_values
+    kept_rows: str  # (f, l, touched of f) rows of clusters whose values keep several leaders
     run_time: int
 
 
@@ -135,7 +135,9 @@ def create_assigned(con: duckdb.DuckDBPyConnection, scratch: Scratch, src: Sourc
                        AS processed,
                    p.uid, p.kt AS lkt, p.v AS lv, p.fs AS pfs, p.ls AS pls
             FROM {src.nodes.table} n POSITIONAL JOIN {src.assign} a
-            JOIN {src.people} p ON p.node = a.leader JOIN {tablists} tl ON tl.tabs = n.tabs"""
+            JOIN (SELECT row_number() OVER (ORDER BY node) - 1 AS profile, * FROM {src.people}) p
+              ON p.profile = a.profile
+            JOIN {tablists} tl ON tl.tabs = n.tabs"""
     )
     return assigned
 
@@ -157,6 +159,7 @@ class DebugGraphs:
     node_count: int
 
 
+MAX_DISTINCT_TABLE_SETS = 256  # more than this: each node's list is computed from its bits
 STATE_CHUNK = 2_000_000  # rows of `{id}_local_state` gathered in numpy at a time
 _ORDER_COLUMN = "__node"  # the lookup's node per row while it is written (then dropped)
 
@@ -183,38 +186,37 @@ def write_outputs(
     out = OutputNames(spec.database, id_spec.name)
     run = f"{src.run_time}::BIGINT"  # every output column is BIGINT or VARCHAR (TD's long/string)
     method = id_spec.id_column
-    tablists = scratch.name("tablists")  # a handful of distinct table sets
-    con.execute(
-        f"CREATE TEMP TABLE {tablists} AS SELECT tabs, {tables_list_sql('tabs')} AS ids"
-        f" FROM (SELECT DISTINCT tabs FROM {src.nodes.table})"
-    )
-    # Per node (n), its assignment (a: node, leader, touched, unsettled) and its profile (p).
-    per_node = f"""{src.nodes.table} n POSITIONAL JOIN {src.assign} a
-        JOIN {src.people} p ON p.node = a.leader JOIN {tablists} tl ON tl.tabs = n.tabs"""
+    # Per node (n) its assignment (a), and its profile's figures taken from the people's
+    # lists by position (u): projections of one scan, so the nodes' order is kept and no
+    # hash join builds a table of 10M strings.
+    profiles = f"""(SELECT list(uid ORDER BY node) AS uid, list(v ORDER BY node) AS v,
+        list(kt ORDER BY node) AS kt, list(fs ORDER BY node) AS fs, list(ls ORDER BY node) AS ls
+        FROM {src.people})"""
+    per_node = f"{src.nodes.table} n POSITIONAL JOIN {src.assign} a, {profiles} u"
+    at = "[a.profile + 1]"
+    ids = _table_ids_sql(con, src.nodes.table, "n.tabs")
     processed = _processed(src.run_time, "a.touched", "n.prev_processed")
     lookup = f"""
-        SELECT p.uid AS {quote_ident(method)}, n.v AS id, n.kt AS id_key_type,
-               p.fs AS {quote_ident(method + "_first_seen_at")},
-               p.ls AS {quote_ident(method + "_last_seen_at")},
-               n.fs AS id_first_seen_at, n.ls AS id_last_seen_at, tl.ids AS id_source_table_ids,
+        SELECT u.uid{at} AS {quote_ident(method)}, n.v AS id, n.kt AS id_key_type,
+               u.fs{at} AS {quote_ident(method + "_first_seen_at")},
+               u.ls{at} AS {quote_ident(method + "_last_seen_at")},
+               n.fs AS id_first_seen_at, n.ls AS id_last_seen_at, {ids} AS id_source_table_ids,
                {processed} AS id_last_processed_at, {run} AS time,
                a.node AS {_ORDER_COLUMN}
         FROM {per_node}"""
     graph = f"""
-        SELECT n.v AS follower_id, n.kt AS follower_ns, p.v AS leader_id, p.kt AS leader_ns,
-               n.fs AS follower_first_seen_at, n.ls AS follower_last_seen_at,
-               tl.ids AS follower_source_table_ids, {processed} AS follower_last_processed_at,
-               {run} AS time
+        SELECT n.v AS follower_id, n.kt AS follower_ns, u.v{at} AS leader_id,
+               u.kt{at} AS leader_ns, n.fs AS follower_first_seen_at,
+               n.ls AS follower_last_seen_at, {ids} AS follower_source_table_ids,
+               {processed} AS follower_last_processed_at, {run} AS time
         FROM {per_node} WHERE NOT a.unsettled"""
     if scalar(con, f"SELECT count(*) FROM {src.kept_rows}"):
         graph += f"""
         UNION ALL
-        SELECT n.v, n.kt, l.v, l.kt, n.fs, n.ls, tl.ids, {processed}, {run}
-        FROM {src.kept_rows} s
-        JOIN ({src.nodes.table} n POSITIONAL JOIN {src.assign} a) ON a.node = s.f
-        JOIN {tablists} tl ON tl.tabs = n.tabs
-        JOIN (SELECT a.node, n.v, n.kt FROM {src.nodes.table} n POSITIONAL JOIN {src.assign} a) l
-          ON l.node = s.l"""
+        SELECT n.v, n.kt, l.v, l.kt, n.fs, n.ls, {ids},
+               {_processed(src.run_time, "s.touched", "n.prev_processed")}, {run}
+        FROM {src.kept_rows} s JOIN {src.nodes.table} n ON n.rowid = s.f
+        JOIN {src.nodes.table} l ON l.rowid = s.l"""
     keys = " UNION ALL ".join(
         f"SELECT {k.code}::BIGINT AS key_type, {lit(k.name)} AS key_name, {run} AS time"
         for k in spec.keys
@@ -247,6 +249,23 @@ def write_outputs(
                 append_rows(con, spec.database, f"{id_spec.name}_{t.suffix}", t.columns, t.rows())
 
     retry_on_conflict(write)
+
+
+def _table_ids_sql(con: duckdb.DuckDBPyConnection, nodes: str, tabs: str) -> str:
+    """TD's array of source table ids for a node's table bit set `tabs`: a CASE over the
+    handful of distinct sets (a join with them could reorder the rows)."""
+    found = [int(r[0]) for r in con.execute(f"SELECT DISTINCT tabs FROM {nodes}").fetchall()]
+    if not found or len(found) > MAX_DISTINCT_TABLE_SETS:
+        return tables_list_sql(tabs)
+    whens = " ".join(
+        f"WHEN {mask} THEN {_int_list(i + 1 for i in range(MAX_TABLES) if mask >> i & 1)}"
+        for mask in sorted(found)
+    )
+    return f"(CASE {tabs} {whens} END)"
+
+
+def _int_list(values: Iterable[int]) -> str:
+    return f"[{', '.join(str(v) for v in values)}]::BIGINT[]"
 
 
 def write_state(con: duckdb.DuckDBPyConnection, out: OutputNames, nodes: str) -> None:

@@ -79,21 +79,29 @@ def write_run(con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput) -
     kept[loop.kept_components] = True
     unsettled = kept[loop.component]
     del kept
-    # A table, not the arrays: the numpy copies are freed before the big joins run.
+    # A profile is a leader some value chose (in a split cluster, not always its own leader);
+    # profiles are numbered in node order, the position of their figures in the people lists.
+    is_leader = np.zeros(n, dtype=bool)
+    is_leader[loop.leader] = True
+    profile = (np.cumsum(is_leader, dtype=np.int64) - 1).astype(ids)[loop.leader]
+    # A table, not the arrays: the numpy copies are freed before the big writes run.
     with arrays(
         con,
         node=np.arange(n, dtype=ids),
-        leader=loop.leader.astype(ids, copy=False),
+        profile=profile,
         touched=touched,
         unsettled=unsettled,
     ) as arr:
         con.execute(f"CREATE TEMP TABLE {assign} AS SELECT * FROM {arr}")
-    del touched, unsettled
+    del profile, unsettled
     kept_rows = scratch.name("kept_rows")
-    with arrays(con, f=loop.kept_rows[0], l=loop.kept_rows[1]) as arr:
+    kf, kl = loop.kept_rows
+    with arrays(con, f=kf, l=kl, touched=touched[kf]) as arr:
         con.execute(f"CREATE TEMP TABLE {kept_rows} AS SELECT * FROM {arr}")
+    del touched
     cols = fetch_ints(con, f"SELECT kt, tabs, fs, ls FROM {nodes.table}")
-    people = _create_people(con, scratch, run, cols["fs"], cols["ls"])
+    people = _create_people(con, scratch, run, is_leader, cols["fs"], cols["ls"])
+    del is_leader
     record.profiles = int(scalar(con, f"SELECT count(*) FROM {people}") or 0)
     splits = _split_clusters(con, people, loop)
     src = Sources(nodes, assign, people, kept_rows, record.time)
@@ -140,9 +148,15 @@ def write_run(con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput) -
 
 
 def _create_people(
-    con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput, fs: Ints, ls: Ints
+    con: duckdb.DuckDBPyConnection,
+    scratch: Scratch,
+    run: RunInput,
+    is_leader: npt.NDArray[np.bool_],
+    fs: Ints,
+    ls: Ints,
 ) -> str:
-    """Temp table, one row per profile: its leader node, kt, v, uid, fs, ls, n_values."""
+    """Temp table, one row per profile in node order: its leader node, kt, v, uid, fs, ls,
+    n_values."""
     n, leader = run.nodes.count, run.loop.leader
     first = np.full(n, NONE, dtype=np.int64)
     np.minimum.at(first, leader, fs)
@@ -150,9 +164,6 @@ def _create_people(
     np.maximum.at(last, leader, ls)
     size = np.bincount(leader, minlength=n)
     people = scratch.name("people")
-    # A profile is a leader some value chose (in a split cluster, not always its own leader).
-    is_leader = np.zeros(n, dtype=bool)
-    is_leader[leader] = True
     # Arrays aligned with the nodes table: a positional join, no hash join on 10M rows.
     with arrays(con, is_leader=is_leader, fs=first, ls=last, n_values=size) as arr:
         con.execute(
