@@ -68,7 +68,9 @@ def _tables(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]]:
         "source_key_stats": f"{DB}.unified_id_source_key_stats",
         "cluster_report": f"{DB}.unified_id_cluster_report",
     }
-    return {k: sorted(con.execute(f"SELECT * FROM {r}").fetchall(), key=repr) for k, r in rels.items()}
+    return {
+        k: sorted(con.execute(f"SELECT * FROM {r}").fetchall(), key=repr) for k, r in rels.items()
+    }
 
 
 def _run_twice(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]]:
