@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import queue as queue_module
 import resource
 import sys
 import tempfile
@@ -38,7 +39,12 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from cdp_mcp.backends.local.resources import resources
+
 KEYS = ("email", "phone", "customer_id")
+# DuckDB's memory_limit for every contender: what the local warehouse sets on this machine
+# (backends/local/resources.py, its overrides included); "" = DuckDB's own default.
+DUCKDB_MEMORY = f"{resources().memory_limit // 1024**2}MiB"
 MERGE_BY = ("email", "customer_id", "phone")
 JUNK_EMAIL = "test@test.com"
 NETWORKX_MAX_RECORDS = 1_000_000
@@ -123,10 +129,35 @@ VALUES_SQL = f"""
 """
 
 
-def connect(db: str | Path) -> duckdb.DuckDBPyConnection:
+def connect(db: str | Path, memory: str = "") -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(str(db))
     con.execute("SET enable_progress_bar = false")  # it draws on stdout
+    if memory:
+        con.execute("SET memory_limit = ?", [memory])
     return con
+
+
+class PhaseMemory:
+    """Peak RSS per phase of the engine (its log lines mark the phases), sampled."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.phase = "reading"
+        self.peaks: dict[str, float] = {}
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while True:
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * resource.getpagesize() / 1024**3
+            self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), round(rss, 2))
+            time.sleep(0.05)
+
+    def log(self, line: str) -> None:
+        for phase in ("numbering", "building the graph", "running the loop", "writing"):
+            if phase in line:
+                self.phase = phase
 
 
 def factorized_edges(con: duckdb.DuckDBPyConnection) -> tuple[int, np.ndarray, np.ndarray]:
@@ -150,8 +181,9 @@ def run_engine(db: str, enrich: bool = False) -> dict[str, Any]:
     from cdp_mcp.backends.local.unification import parse_request
     from cdp_mcp.backends.local.unification.engine import unify
 
-    with connect(db) as con:
-        (summary,) = unify(con, parse_request(request_body(enrich)))
+    memory = PhaseMemory()
+    with connect(db, DUCKDB_MEMORY) as con:
+        (summary,) = unify(con, parse_request(request_body(enrich)), log=memory.log)
     r = summary.record
     return {
         "profiles": r.profiles,
@@ -160,6 +192,8 @@ def run_engine(db: str, enrich: bool = False) -> dict[str, Any]:
         "over_merge_warnings": r.over_merge_warnings,
         "cc_seconds": summary.timings["loop"],
         "phases": summary.timings,
+        # peak RSS (GB) while reading, numbering, building the graph, looping, writing
+        "phase_peak_gb": dict(zip(summary.timings, memory.peaks.values(), strict=False)),
     }
 
 
@@ -167,7 +201,7 @@ def run_floor(db: str) -> dict[str, Any]:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    with connect(db) as con:
+    with connect(db, DUCKDB_MEMORY) as con:
         n, follower, leader = factorized_edges(con)
         start = time.perf_counter()
         keep = follower != leader
@@ -343,7 +377,9 @@ CONTENDERS: dict[str, Callable[[str], dict[str, Any]]] = {
 }
 
 
-def _child(name: str, db: str, queue: Any) -> None:
+def _child(name: str, db: str, queue: Any, memory: str) -> None:
+    global DUCKDB_MEMORY
+    DUCKDB_MEMORY = memory
     start = time.perf_counter()
     result = CONTENDERS[name](db)
     result["seconds"] = time.perf_counter() - start
@@ -351,12 +387,19 @@ def _child(name: str, db: str, queue: Any) -> None:
     queue.put(result)
 
 
-def measure(name: str, db: Path) -> dict[str, Any]:
+def measure(name: str, db: Path, memory: str) -> dict[str, Any]:
     ctx = mp.get_context("spawn")  # a fresh process: its peak memory is this contender's
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(name, str(db), queue))
+    proc = ctx.Process(target=_child, args=(name, str(db), queue, memory))
     proc.start()
-    result = queue.get()
+    while proc.is_alive() or not queue.empty():
+        try:
+            result = queue.get(timeout=1)
+            break
+        except queue_module.Empty:  # still running, or died without a result
+            continue
+    else:
+        raise SystemExit(f"{name} ended without a result (exit code {proc.exitcode})")
     proc.join()
     return dict(result)
 
@@ -370,6 +413,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chain-length", type=int, default=16, help="persons per household")
     parser.add_argument("--skip", nargs="*", default=[], choices=list(CONTENDERS))
     parser.add_argument("--workdir", type=Path, default=None, help="where the DuckDB file goes")
+    parser.add_argument(
+        "--duckdb-memory",
+        default=DUCKDB_MEMORY,
+        help="DuckDB memory_limit of the floor and the engine ('' = DuckDB's default, 80%% of RAM)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         db = Path(tmp) / "bench.duckdb"
@@ -380,10 +428,13 @@ def main(argv: list[str] | None = None) -> int:
         for name in CONTENDERS:
             if name in args.skip or (name == "networkx" and args.records > NETWORKX_MAX_RECORDS):
                 continue
-            results[name] = measure(name, db)
+            results[name] = measure(name, db, args.duckdb_memory)
             print(f"{name}: {results[name]}", flush=True)
     floor = results.get("floor", {}).get("seconds")
-    print(f"\n{args.records:,} records, {sum(counts[k] for k in KEYS):,} key values")
+    print(
+        f"\n{args.records:,} records, {sum(counts[k] for k in KEYS):,} key values,"
+        f" DuckDB memory_limit {args.duckdb_memory or 'default'} (floor and engine)"
+    )
     print(
         f"{'contender':<12}{'seconds':>9}{'x floor':>9}{'cc step s':>11}{'iterations':>12}"
         f"{'profiles':>12}{'peak GB':>9}"
@@ -396,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "engine" in results:
         print(f"engine phases (s): {results['engine']['phases']}")
+        print(f"engine peak RSS per phase (GB): {results['engine']['phase_peak_gb']}")
     for lp in ("lp_splink", "lp_plain"):
         if "engine" in results and lp in results:
             speedup = results[lp]["seconds"] / results["engine"]["seconds"]

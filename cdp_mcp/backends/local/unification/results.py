@@ -34,8 +34,14 @@ from cdp_mcp.backends.local.unification.report import (
     report_rows,
 )
 from cdp_mcp.backends.local.unification.spec import IdSpec, UnifySpec
-from cdp_mcp.backends.local.unification.sql import Scratch, arrays, fetch_ints, scalar
-from cdp_mcp.backends.local.unification.td_loop import NONE, LoopResult
+from cdp_mcp.backends.local.unification.sql import (
+    Scratch,
+    arrays,
+    fetch_ints,
+    scalar,
+    sql_int_type,
+)
+from cdp_mcp.backends.local.unification.td_loop import NONE, LoopResult, id_dtype
 
 Ints = npt.NDArray[np.int64]
 MAX_SPLIT_REPORTED = 20
@@ -60,25 +66,41 @@ def write_run(con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput) -
     """Write every output table of the run in one transaction; returns the cluster report."""
     nodes, loop, record = run.nodes, run.loop, run.record
     n = nodes.count
-    node_ids = np.arange(n, dtype=np.int64)
+    ids = id_dtype(n)
     touched = loop.leader != run.previous_leader
     if not run.all_new:
         seen = fetch_ints(con, f"SELECT seen_now::BIGINT AS s FROM {nodes.table}")["s"]
         touched |= seen == 1
+        del seen
     else:
         touched[:] = True
     assign = scratch.name("assign")
     # Values of clusters not converged or held apart: their graph rows are the loop's.
-    unsettled = np.isin(loop.component, loop.kept_components)
+    kept = np.zeros(int(loop.component.max(initial=-1)) + 1, dtype=bool)
+    kept[loop.kept_components] = True
+    unsettled = kept[loop.component]
+    del kept
+    # A profile is a leader some value chose (in a split cluster, not always its own leader).
+    is_leader = np.zeros(n, dtype=bool)
+    is_leader[loop.leader] = True
+    # A table, not the arrays: the numpy copies are freed before the big writes run.
     with arrays(
-        con, node=node_ids, leader=loop.leader, touched=touched, unsettled=unsettled
+        con,
+        node=np.arange(n, dtype=ids),
+        leader=loop.leader,
+        touched=touched,
+        unsettled=unsettled,
     ) as arr:
         con.execute(f"CREATE TEMP TABLE {assign} AS SELECT * FROM {arr}")
+    del unsettled
     kept_rows = scratch.name("kept_rows")
-    with arrays(con, f=loop.kept_rows[0], l=loop.kept_rows[1]) as arr:
+    kf, kl = loop.kept_rows
+    with arrays(con, f=kf, l=kl, touched=touched[kf]) as arr:
         con.execute(f"CREATE TEMP TABLE {kept_rows} AS SELECT * FROM {arr}")
+    del touched
     cols = fetch_ints(con, f"SELECT kt, tabs, fs, ls FROM {nodes.table}")
-    people = _create_people(con, scratch, run, cols["fs"], cols["ls"])
+    people = _create_people(con, scratch, run, is_leader, cols["fs"], cols["ls"])
+    del is_leader
     record.profiles = int(scalar(con, f"SELECT count(*) FROM {people}") or 0)
     splits = _split_clusters(con, people, loop)
     src = Sources(nodes, assign, people, kept_rows, record.time, record.row_mark())
@@ -126,24 +148,28 @@ def write_run(con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput) -
 
 
 def _create_people(
-    con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput, fs: Ints, ls: Ints
+    con: duckdb.DuckDBPyConnection,
+    scratch: Scratch,
+    run: RunInput,
+    is_leader: npt.NDArray[np.bool_],
+    fs: Ints,
+    ls: Ints,
 ) -> str:
-    """Temp table, one row per profile: its leader node, kt, v, uid, fs, ls, n_values."""
+    """Temp table, one row per profile in node order: its leader node, kt, v, uid, fs, ls,
+    n_values."""
     n, leader = run.nodes.count, run.loop.leader
     first = np.full(n, NONE, dtype=np.int64)
     np.minimum.at(first, leader, fs)
     last = np.full(n, -1, dtype=np.int64)
     np.maximum.at(last, leader, ls)
-    size = np.bincount(leader, minlength=n).astype(np.int64)
+    size = np.bincount(leader, minlength=n)
     people = scratch.name("people")
-    # A profile is a leader some value chose (in a split cluster, not always its own leader).
-    is_leader = np.zeros(n, dtype=bool)
-    is_leader[leader] = True
     # Arrays aligned with the nodes table: a positional join, no hash join on 10M rows.
     with arrays(con, is_leader=is_leader, fs=first, ls=last, n_values=size) as arr:
         con.execute(
             f"""CREATE TEMP TABLE {people} AS
-                SELECT n.rowid AS node, n.kt, n.v, {uid_sql(run.spec, "n.kt", "n.v")} AS uid,
+                SELECT n.rowid::{sql_int_type(id_dtype(n))} AS node, n.kt, n.v,
+                       {uid_sql(run.spec, "n.kt", "n.v")} AS uid,
                        a.fs, a.ls, a.n_values
                 FROM {run.nodes.table} n POSITIONAL JOIN {arr} a WHERE a.is_leader"""
         )

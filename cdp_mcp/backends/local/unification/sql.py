@@ -74,6 +74,10 @@ class Scratch:
         self._tables.append(name)
         return quote_ident(name)
 
+    def drop(self, quoted: str) -> None:
+        """Drop one of the run's tables now (its memory is needed by what follows)."""
+        self.con.execute(f"DROP TABLE IF EXISTS temp.{quoted}")
+
     def close(self) -> None:
         for name in reversed(self._tables):
             self.con.execute(f"DROP TABLE IF EXISTS temp.{quote_ident(name)}")
@@ -91,7 +95,16 @@ def arrays(con: duckdb.DuckDBPyConnection, **cols: npt.NDArray[Any]) -> Iterator
         con.unregister(name)
 
 
-def fetch_ints(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, npt.NDArray[np.int64]]:
-    """The query's columns as int64 arrays (NULLs are not expected)."""
+def fetch_ints(
+    con: duckdb.DuckDBPyConnection, sql: str, dtype: type[np.signedinteger[Any]] = np.int64
+) -> dict[str, npt.NDArray[Any]]:
+    """The query's columns as `dtype` arrays (NULLs are not expected); a column the query
+    already returns in that type is not copied."""
     out = con.execute(sql).fetchnumpy()
-    return {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
+    return {k: np.asarray(v, dtype=dtype) for k, v in out.items()}
+
+
+def sql_int_type(dtype: type[np.signedinteger[Any]]) -> str:
+    """DuckDB's name of a numpy id type (INTEGER for int32), for casts that fetch without
+    a copy."""
+    return "INTEGER" if np.dtype(dtype) == np.dtype(np.int32) else "BIGINT"

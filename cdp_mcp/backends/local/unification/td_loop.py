@@ -30,14 +30,27 @@ reaches), as TD leaves it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-Ids = npt.NDArray[np.int64]
-NONE = np.iinfo(np.int64).max
+# Node ids are int32 while they fit (half the memory of int64 at 10M values), else int64.
+Ids = npt.NDArray[np.signedinteger[Any]]
+NONE = np.iinfo(np.int64).max  # "no leader" in int64 arrays; none_of() for any id array
+INT32_MAX = np.iinfo(np.int32).max
+
+
+def id_dtype(size: int) -> type[np.signedinteger[Any]]:
+    """The narrowest id type holding 0..size (and a sentinel above it)."""
+    return np.int32 if size < INT32_MAX else np.int64
+
+
+def none_of(ids: npt.NDArray[Any]) -> int:
+    """The "no leader" sentinel of an id array's type (larger than every id)."""
+    return int(np.iinfo(ids.dtype).max)
 
 
 @dataclass
@@ -64,10 +77,11 @@ class Snapshot:
 
 
 def record_rows(record: Ids, node: Ids, n_records: int) -> tuple[Ids, Ids]:
-    """TD's initial rows: each value of a record follows the record's smallest value."""
-    lead = np.full(n_records, NONE, dtype=np.int64)
+    """TD's initial rows: each value of a record follows the record's smallest value
+    (in `node`'s id type)."""
+    lead = np.full(n_records, none_of(node), dtype=node.dtype)
     np.minimum.at(lead, record, node)
-    return node.astype(np.int64, copy=False), lead[record]
+    return node, lead[record]
 
 
 def run_loop(
@@ -83,22 +97,27 @@ def run_loop(
     `fixed`: per node, a value of the do_not_merge_key (it never moves to another leader).
     `keep_history`: record a Snapshot per iteration (for `keep_debug_tables`).
     """
+    dtype = id_dtype(n)
+    follower = follower.astype(dtype, copy=False)
+    leader = leader.astype(dtype, copy=False)
     comp = components(n, follower, leader)
     ncomp = int(comp.max()) + 1 if n else 0
-    out = np.arange(n, dtype=np.int64)  # a node without rows leads itself
+    out = np.arange(n, dtype=dtype)  # a node without rows leads itself
     row_comp = comp[follower]
     lo, unsettled = _leaders(row_comp, leader, ncomp)
-    done = ~unsettled[comp] & (lo[comp] != NONE)
+    active = unsettled[row_comp]
+    del row_comp
+    done = ~unsettled[comp] & (lo[comp] != none_of(lo))
     out[done] = lo[comp[done]]
 
-    active = unsettled[row_comp]
     f, ldr = follower[active], leader[active]
     # Iterate on compact ids of the active nodes only (usually a small share of all nodes).
-    nodes = np.flatnonzero(_marks(n, f))
+    nodes = np.flatnonzero(_marks(n, f)).astype(dtype)
     m = len(nodes)
-    compact = np.empty(n, dtype=np.int64)
-    compact[nodes] = np.arange(m, dtype=np.int64)
+    compact = np.empty(n, dtype=dtype)
+    compact[nodes] = np.arange(m, dtype=dtype)
     f, ldr = compact[f], compact[ldr]
+    del compact, active
     pinned = fixed[nodes] if fixed is not None and fixed[nodes].any() else None
     if pinned is not None:
         f, ldr = _dedupe(f, ldr, m)  # fixed points are found by comparing row sets
@@ -108,7 +127,7 @@ def run_loop(
     settled_now: list[Ids] = [np.flatnonzero(done)]
     iterations, deduped = 0, len(f)
     while len(f) and iterations < max_iterations:
-        before = f * m + ldr if pinned is not None else None
+        before = _pair_keys(f, ldr, m) if pinned is not None else None
         f, ldr = _iterate(f, ldr, m, pinned)
         iterations += 1
         if pinned is not None:
@@ -124,16 +143,16 @@ def run_loop(
             settled_now.append(nodes[f[settled]])  # one row each from now on
         if before is not None:
             # Held apart by do_not_merge_key: settled once an iteration changes none of its rows.
-            changed = np.setxor1d(before, f * m + ldr, assume_unique=True) // m
+            changed = np.setxor1d(before, _pair_keys(f, ldr, m), assume_unique=True) // m
             still = np.zeros(ncomp, dtype=bool)
             still[comp[nodes[changed]]] = True
             held = ~settled & ~still[c]
             if held.any():
                 kept_f.append(nodes[f[held]])
                 kept_l.append(nodes[ldr[held]])
-                best = np.full(m, NONE, dtype=np.int64)
+                best = np.full(m, none_of(ldr), dtype=ldr.dtype)
                 np.minimum.at(best, f[held], ldr[held])
-                hit = best != NONE
+                hit = best != none_of(best)
                 out[nodes[hit]] = nodes[best[hit]]
             settled |= held
         f, ldr = f[~settled], ldr[~settled]
@@ -143,9 +162,9 @@ def run_loop(
     f, ldr = _dedupe(f, ldr, m)
     open_nodes = nodes[np.flatnonzero(_marks(m, f))]
     if len(f):
-        best = np.full(m, NONE, dtype=np.int64)
+        best = np.full(m, none_of(ldr), dtype=ldr.dtype)
         np.minimum.at(best, f, ldr)
-        left = best != NONE
+        left = best != none_of(best)
         out[nodes[left]] = nodes[best[left]]
     # Not converged is not always split: every value may already have the same best leader.
     _, split = _leaders(comp[open_nodes], out[open_nodes], ncomp)
@@ -164,24 +183,27 @@ def run_loop(
 
 def components(n: int, follower: Ids, leader: Ids) -> Ids:
     """Connected components of the rows (scipy.sparse.csgraph, undirected)."""
+    dtype = id_dtype(n)
     if n == 0:
-        return np.empty(0, dtype=np.int64)
+        return np.empty(0, dtype=dtype)
     keep = follower != leader  # self rows connect nothing
     f, ldr = follower[keep], leader[keep]
-    graph = coo_matrix((np.ones(len(f), dtype=np.int8), (f, ldr)), shape=(n, n)).tocsr()
-    _, labels = connected_components(graph, directed=False)
-    ids: Ids = labels.astype(np.int64, copy=False)
+    del keep
+    graph = coo_matrix((np.ones(len(f), dtype=np.int8), (f, ldr)), shape=(n, n))
+    del f, ldr
+    _, labels = connected_components(graph.tocsr(), directed=False)
+    ids: Ids = labels.astype(dtype, copy=False)
     return ids
 
 
 def _iterate(f: Ids, ldr: Ids, m: int, pinned: npt.NDArray[np.bool_] | None) -> tuple[Ids, Ids]:
     """One TD iteration over rows on compact ids 0..m-1 (`pinned` leaders never move)."""
-    leaders = np.flatnonzero(_marks(m, ldr))
+    leaders = np.flatnonzero(_marks(m, ldr)).astype(ldr.dtype)
     fe = np.concatenate([f, leaders])  # every leader also follows itself
     le = np.concatenate([ldr, leaders])
-    best = np.full(m, NONE, dtype=np.int64)
+    best = np.full(m, none_of(le), dtype=le.dtype)
     np.minimum.at(best, fe, le)
-    moved = np.full(m, NONE, dtype=np.int64)
+    moved = np.full(m, none_of(le), dtype=le.dtype)
     np.minimum.at(moved, le, best[fe])
     if pinned is not None:
         moved[pinned] = np.flatnonzero(pinned)
@@ -190,7 +212,7 @@ def _iterate(f: Ids, ldr: Ids, m: int, pinned: npt.NDArray[np.bool_] | None) -> 
 
 def _leaders(group: Ids, leader: Ids, ngroups: int) -> tuple[Ids, npt.NDArray[np.bool_]]:
     """Per group: its smallest leader, and whether its rows have more than one leader."""
-    lo = np.full(ngroups, NONE, dtype=np.int64)
+    lo = np.full(ngroups, none_of(leader), dtype=leader.dtype)
     np.minimum.at(lo, group, leader)
     unsettled = np.zeros(ngroups, dtype=bool)
     unsettled[group[leader != lo[group]]] = True
@@ -215,6 +237,11 @@ def unique_ints(values: Ids) -> Ids:
     return s[keep]
 
 
+def _pair_keys(f: Ids, ldr: Ids, m: int) -> npt.NDArray[np.int64]:
+    """One int64 per (follower, leader) row (int32 ids would overflow f * m)."""
+    return f.astype(np.int64) * m + ldr
+
+
 def _dedupe(f: Ids, ldr: Ids, m: int) -> tuple[Ids, Ids]:
-    key = unique_ints(f * m + ldr)
-    return key // m, key % m
+    key = unique_ints(_pair_keys(f, ldr, m))
+    return (key // m).astype(f.dtype), (key % m).astype(f.dtype)
