@@ -210,3 +210,31 @@ def test_the_scan_finds_the_same_line_and_byte_whatever_the_chunks(
     with pytest.raises(text_source.TextSourceError) as e:
         text_source.readable(path)
     assert f"line 4, byte {len(good) + 5} (0xe9)" in str(e.value)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 4, 1 << 20])
+def test_mixed_line_ends_are_told_whatever_the_chunks_and_across_an_append(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Chunks without a CR are not counted line by line; the verdict (and the verdict on a
+    file's counts added to an appended tail's, as the kept facts are) is still exact."""
+    from cdp_mcp.core import text_source
+
+    monkeypatch.setattr(text_source, "_CHUNK", chunk)
+    parts = ["", "a\n", "a\nb\n", "a\r\n", "a\r\nb\r\n", "a\r\nb\n", "a\nb\r\n", "ab\r", "\nc\n"]
+    path = tmp_path / "t.csv"
+    for head in parts:
+        for tail in parts:
+            whole = (head + tail).encode()
+            bare_lf = whole.replace(b"\r\n", b"").count(b"\n") > 0
+            expected = b"\r\n" in whole and bare_lf
+            path.write_bytes(whole)
+            assert text_source._scan(path).mixed_line_ends is expected, (head, tail)
+            if head.endswith("\r"):
+                continue  # a CRLF cut by the append: source_memory refuses such a prefix
+            path.write_bytes(head.encode())
+            first = text_source._scan(path)
+            path.write_bytes(tail.encode())
+            second = text_source._scan(path)
+            crlf, lf = first.crlf + second.crlf, first.lf + second.lf
+            assert (0 < crlf < lf) is expected, (head, tail)

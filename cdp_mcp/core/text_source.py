@@ -64,8 +64,8 @@ def canonical_encoding(name: str) -> str:
 class _Scan:
     bad_offset: int | None  # the first byte that is not UTF-8
     bad_line: int  # its line (1-based)
-    crlf: int
-    lf: int
+    crlf: int  # lines ending in CRLF
+    lf: int  # more than `crlf` exactly when some line ends in a bare LF (see _scan)
     digest: str = ""  # SHA-256 of the bytes (a whole clean scan only)
 
     @property
@@ -80,9 +80,15 @@ def _held(decoder: codecs.IncrementalDecoder) -> int:
 
 
 def _scan(path: Path) -> _Scan:
-    """One pass over the bytes: the first non-UTF-8 byte, and how the lines end."""
+    """One pass over the bytes: the first non-UTF-8 byte, and how the lines end.
+
+    Only a chunk that holds a CR (or completes a CRLF cut between chunks) has its line ends
+    counted; any other chunk's line ends are all bare LFs, and it adds 1 to `lf` when it has
+    one (a memchr rather than a count). So `crlf` is exact and `lf - crlf` is positive
+    exactly when a bare LF exists: what `mixed_line_ends` asks, also of a file's counts
+    added to an appended tail's (the kept facts)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
-    offset, newlines, crlf, ends_cr = 0, 0, 0, False
+    offset, lf, crlf, ends_cr = 0, 0, 0, False
     digest = hashlib.sha256()  # the file's version, to tell an append later (source_memory)
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
@@ -93,20 +99,32 @@ def _scan(path: Path) -> _Scan:
                     decoder.decode(chunk)
             except UnicodeDecodeError as e:
                 # e.start counts from the held bytes of the chunk before (never a newline)
-                local = max(0, e.start - held)
                 bad = offset - held + e.start
-                return _Scan(bad, newlines + chunk[:local].count(b"\n") + 1, crlf, newlines)
-            if b"\r" in chunk:  # a fast test: counting CRLFs costs a second pass
-                crlf += chunk.count(b"\r\n")
-            crlf += 1 if ends_cr and chunk.startswith(b"\n") else 0
-            newlines += chunk.count(b"\n")
+                return _Scan(bad, _lines_before(path, bad) + 1, crlf, lf)
+            joined = ends_cr and chunk.startswith(b"\n")
+            if joined or b"\r" in chunk:  # counting costs a pass: only where CRs are
+                crlf += chunk.count(b"\r\n") + (1 if joined else 0)
+                lf += chunk.count(b"\n")
+            elif b"\n" in chunk:
+                lf += 1
             ends_cr = chunk.endswith(b"\r")
             offset += len(chunk)
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:  # cut off in the middle of a character
-        return _Scan(offset - _held(decoder), newlines + 1, crlf, newlines)
-    return _Scan(None, 0, crlf, newlines, digest.hexdigest())
+        bad = offset - _held(decoder)
+        return _Scan(bad, _lines_before(path, bad) + 1, crlf, lf)
+    return _Scan(None, 0, crlf, lf, digest.hexdigest())
+
+
+def _lines_before(path: Path, offset: int) -> int:
+    """How many line ends the first `offset` bytes of `path` hold (for an error's line)."""
+    count = 0
+    with path.open("rb") as f:
+        while offset > 0 and (chunk := f.read(min(_CHUNK, offset))):
+            count += chunk.count(b"\n")
+            offset -= len(chunk)
+    return count
 
 
 def _likely_encoding(sample: bytes) -> str:
