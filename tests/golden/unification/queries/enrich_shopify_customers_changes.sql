@@ -7,7 +7,24 @@
 SELECT
   s.*,
   COALESCE(k1."unified_id", k2."unified_id") AS "unified_id"
-FROM "acme_stg"."shopify_customers" s
+FROM (
+  -- Only the rows this run redoes (enrich_runner.dig): staged since the last run, or holding
+  -- a value whose lookup row was written since; picked before the joins.
+  SELECT * FROM "acme_stg"."shopify_customers" s
+  WHERE s."load_timestamp" > ${td.last_results.stg_from}
+    OR CAST(s."email" AS varchar) IN (
+      SELECT l."id"
+      FROM "cdp_unification_customer_360"."unified_id_lookup" l
+      JOIN "cdp_unification_customer_360"."unified_id_keys" kt ON l."id_key_type" = kt."key_type"
+      WHERE kt."key_name" = 'email' AND l."id_last_processed_at" > ${td.last_results.id_from_1}
+    )
+    OR CAST(s."phone" AS varchar) IN (
+      SELECT l."id"
+      FROM "cdp_unification_customer_360"."unified_id_lookup" l
+      JOIN "cdp_unification_customer_360"."unified_id_keys" kt ON l."id_key_type" = kt."key_type"
+      WHERE kt."key_name" = 'phone' AND l."id_last_processed_at" > ${td.last_results.id_from_1}
+    )
+) s
 LEFT JOIN (
   SELECT l."id", l."persistent_id" AS "unified_id"
   FROM "cdp_unification_customer_360"."unified_id_lookup" l
@@ -22,18 +39,3 @@ LEFT JOIN (
   WHERE kt."key_name" = 'phone'
 ) k2
   ON k2."id" = CASE WHEN COALESCE(s."phone_valid", false) THEN NULLIF(CAST(s."phone" AS varchar), '') END
--- Only the rows this run redoes (enrich_runner.dig): staged since the last run, or holding
--- a value whose lookup row was written since.
-WHERE s."load_timestamp" > ${td.last_results.stg_from}
-  OR CAST(s."email" AS varchar) IN (
-    SELECT l."id"
-    FROM "cdp_unification_customer_360"."unified_id_lookup" l
-    JOIN "cdp_unification_customer_360"."unified_id_keys" kt ON l."id_key_type" = kt."key_type"
-    WHERE kt."key_name" = 'email' AND l."id_last_processed_at" > ${td.last_results.id_from_1}
-  )
-  OR CAST(s."phone" AS varchar) IN (
-    SELECT l."id"
-    FROM "cdp_unification_customer_360"."unified_id_lookup" l
-    JOIN "cdp_unification_customer_360"."unified_id_keys" kt ON l."id_key_type" = kt."key_type"
-    WHERE kt."key_name" = 'phone' AND l."id_last_processed_at" > ${td.last_results.id_from_1}
-  )
