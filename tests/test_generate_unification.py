@@ -240,8 +240,12 @@ def test_acme_project_has_exactly_these_files_and_is_deterministic(acme_config: 
         "dynmic_prep_creation.dig",
         "enrich_runner.dig",
         "id_unification.dig",
-        "queries/enrich_shopify_customers.sql",
-        "queries/enrich_shopify_orders.sql",
+        "queries/create_enrich_log.sql",
+        *(
+            f"queries/enrich_{t}{step}.sql"
+            for t in ("shopify_customers", "shopify_orders")
+            for step in ("", "_bounds", "_changes", "_delete", "_insert", "_log")
+        ),
         "queries/prep_shopify_customers.sql",
         "queries/prep_shopify_orders.sql",
         "queries/unif_input.sql",
@@ -372,7 +376,8 @@ def test_the_api_key_is_in_no_file(tmp_path: Path) -> None:
 def test_every_sql_file_parses_as_presto(tmp_path: Path) -> None:
     files = render(make_config(tmp_path), staging_schemas())
     sql = {name: text for name, text in files.items() if name.endswith(".sql")}
-    assert len(sql) == 5
+    # prep and enrich per table, unif_input; the incremental enrichment: 5 per table, its log
+    assert len(sql) == 16
     for name, text in sql.items():
         assert sql_problems(text, "presto") == [], name
 

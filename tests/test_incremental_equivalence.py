@@ -433,7 +433,7 @@ def test_the_pipeline_rerun_over_appended_rows_equals_a_fresh_full_run(tmp_path:
             # older combination) stays, as TD's "only the delta records" leaves it.
             assert want.keys() <= got.keys()
             assert set(got.keys()) - set(want.keys()) <= first_rows
-        else:  # enrich_runner rebuilds these from staging on every run
+        else:  # enrich_runner enriches these from staging (in full, or its delta: test_enrich_delta.py)
             assert got.keys() == want.keys(), name
         for content, person in want.items():
             assert person <= got[content], (name, content)

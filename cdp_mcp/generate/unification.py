@@ -6,7 +6,12 @@ Files (folder-relative):
   then `queries/unif_input.sql` -> `{stg}.unif_input`.
 - `id_unification.dig`: `http_call>` to `<api-cdp host>/unifications/workflow_call` with
   `config/unify.yml`; the local backend serves that call with its own engine.
-- `enrich_runner.dig`: `queries/enrich_{table}.sql` -> `{unif_db}.enriched_{table}`.
+- `enrich_runner.dig`: `queries/enrich_{table}.sql` -> `{unif_db}.enriched_{table}`; with
+  `update_strategy: incremental` on the local backend, a staged table of this pipeline is
+  rebuilt in full only on the first run (or a changed unify.yml / enrichment, or a staging rebuild); later runs
+  re-enrich only its rows staged since (staging's `load_timestamp`) and those holding a value
+  whose lookup row this run wrote (`id_last_processed_at`), as a DELETE + INSERT pair, with
+  the watermarks in `{client}_config.enrich_log` (see templates/unification/enrich_runner.dig.j2).
 - `config/{environment,src_prep_params,stage_enrich,unify}.yml`.
 
 Column contract (the local unification engine and validation rely on it):
@@ -32,17 +37,28 @@ Column contract (the local unification engine and validation rely on it):
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from cdp_mcp.core.config import PipelineConfig
 from cdp_mcp.core.phases import UNIFICATION_WORKFLOW, dig_file
 from cdp_mcp.core.schema import SchemaMap
-from cdp_mcp.core.unify_plan import UnificationPlan, plan_unification
+from cdp_mcp.core.unify_plan import PlanTable, UnificationPlan, plan_unification
 from cdp_mcp.generate.templating import PARALLEL_LIMIT
 from cdp_mcp.generate.templating import render as render_template
 
 WORKFLOW_CALL_PATH = "/unifications/workflow_call"
+ENRICH_LOG = "enrich_log"  # in the config db: one row per watermark per enrichment run
+ENRICH_LOG_COLUMNS = [
+    ("table_name", "varchar"),
+    ("watermark_name", "varchar"),
+    ("watermark", "bigint"),
+    ("session_time", "varchar"),
+    ("time", "bigint"),
+]
+STAGED_AT = "load_timestamp"  # staging's own column: when its run wrote the row
 TD_DOMAINS = (".treasuredata.com", ".treasuredata.co.jp")
 
 
@@ -61,10 +77,66 @@ def unification_api_url(td_endpoint: str) -> str:
     return f"{parts.scheme}://{netloc}{WORKFLOW_CALL_PATH}"
 
 
+@dataclass(frozen=True)
+class EnrichDelta:
+    """How a staged table's enrichment is kept up to date between full builds.
+
+    Staging restages a changed row by deleting its older version (by `dedup_key`, or for
+    rows without one, every row loaded from the restage's start on) and inserting the new
+    one with a new `load_timestamp`, so the enrichment removes the same rows.
+    """
+
+    log_key: str  # its rows in enrich_log: the table and a digest of what builds it
+    dedup_key: str | None  # staging's primary key, when the table is deduplicated on it
+
+
+def _enrich_delta(
+    cfg: PipelineConfig, schemas: SchemaMap, plan: UnificationPlan, t: PlanTable, text: str
+) -> EnrichDelta | None:
+    """None (rebuilt every run) unless staging of this pipeline writes the table with its
+    own `load_timestamp` and TD's `time` (what tells which rows a restage replaced)."""
+    if plan.update_strategy != "incremental" or t.database != cfg.stg_db or not t.has_time:
+        return None
+    # The delta finds rows whose id changed by `{id}_lookup.id_last_processed_at`. The local
+    # engine moves it for every value of a profile that merged or changed leader; TD's
+    # documents do not say it does, so a project for Treasure Data keeps the full rebuild.
+    if cfg.global_.backend != "local":
+        return None
+    ref = next((r for r in cfg.hist_union_tables() if r.table == t.table), None)
+    if ref is None:
+        return None
+    union = schemas.get(f"{ref.database}.{t.table}_hist_union") or []
+    staged = schemas.get(f"{cfg.stg_db}.{t.table}") or []
+    if STAGED_AT in {c.name for c in union} or STAGED_AT not in {c.name for c in staged}:
+        return None  # the source's own load_timestamp would win over staging's
+    obj = cfg.object_of(t.table)
+    key = cfg.primary_key(obj) if obj else "id"
+    dedup = key if key in {c.name for c in staged} else None
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return EnrichDelta(log_key=f"{plan.unif_db}.enriched_{t.table}#{digest}", dedup_key=dedup)
+
+
 def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
     """Every file of the unification project (relative path -> text); raises ConfigError."""
     plan = plan_unification(cfg, schemas)
-    ctx: dict[str, Any] = {"plan": plan, "client": cfg.client, "parallel_limit": PARALLEL_LIMIT}
+    ctx: dict[str, Any] = {
+        "plan": plan,
+        "client": cfg.client,
+        "parallel_limit": PARALLEL_LIMIT,
+        "config_db": cfg.config_db,
+        "log_table": ENRICH_LOG,
+        "log_columns": ENRICH_LOG_COLUMNS,
+        "staged_at": STAGED_AT,
+    }
+    unify_yml = _unify_yml(plan)
+    deltas: dict[str, EnrichDelta] = {}
+    enrich_sql: dict[str, str] = {}
+    for t in plan.tables:
+        enrich_sql[t.table] = _render("queries/enrich.sql", {**ctx, "t": t, "scope": "all"})
+        delta = _enrich_delta(cfg, schemas, plan, t, unify_yml + enrich_sql[t.table])
+        if delta:
+            deltas[t.table] = delta
+    ctx["deltas"] = deltas
     files = {
         dig_file(UNIFICATION_WORKFLOW): _render("unif_runner.dig", ctx),
         "dynmic_prep_creation.dig": _render("dynmic_prep_creation.dig", ctx),
@@ -75,12 +147,23 @@ def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
         "config/environment.yml": _render("config/environment.yml", ctx),
         "config/src_prep_params.yml": _render("config/src_prep_params.yml", ctx),
         "config/stage_enrich.yml": _render("config/stage_enrich.yml", ctx),
-        "config/unify.yml": _unify_yml(plan),
+        "config/unify.yml": unify_yml,
         "queries/unif_input.sql": _render("queries/unif_input.sql", ctx),
     }
     for t in plan.tables:
         files[f"queries/prep_{t.table}.sql"] = _render("queries/prep.sql", {**ctx, "t": t})
-        files[f"queries/enrich_{t.table}.sql"] = _render("queries/enrich.sql", {**ctx, "t": t})
+        files[f"queries/enrich_{t.table}.sql"] = enrich_sql[t.table]
+        if t.table in deltas:
+            tctx = {**ctx, "t": t, "d": deltas[t.table]}
+            files[f"queries/enrich_{t.table}_changes.sql"] = _render(
+                "queries/enrich.sql", {**tctx, "scope": "changes"}
+            )
+            for step in ("bounds", "delete", "insert", "log"):
+                files[f"queries/enrich_{t.table}_{step}.sql"] = _render(
+                    f"queries/enrich_{step}.sql", tctx
+                )
+    if deltas:
+        files["queries/create_enrich_log.sql"] = _render("queries/create_enrich_log.sql", ctx)
     return dict(sorted(files.items()))
 
 
