@@ -48,6 +48,10 @@ from cdp_mcp.backends.local.unification.outputs import (
     RowTable,
     RunRecord,
     append_rows,
+    graph_sql,
+    keys_sql,
+    lookup_sql,
+    tables_sql,
     uid_sql,
 )
 from cdp_mcp.backends.local.unification.prior import STATE_SUFFIX, carried_sql, state_is_current
@@ -303,7 +307,7 @@ def _replace_rows(
 ) -> None:
     """Delete the touched profiles' rows and insert them as they are now (TD's columns, as
     outputs.write_outputs writes them)."""
-    db, name, method = spec.database, id_spec.name, id_spec.id_column
+    db, name = spec.database, id_spec.name
     lookup, state, graph = (table(db, f"{name}_{s}") for s in ("lookup", STATE_SUFFIX, "graph"))
     t = f"{run}::BIGINT"
     # By rowid where the rows were found before; the graph's by the values they follow.
@@ -313,43 +317,16 @@ def _replace_rows(
     con.execute(
         f"DELETE FROM {graph} USING {gone} WHERE follower_ns = gone_kt AND follower_id = gone_v"
     )
-    con.execute(
-        f"""INSERT INTO {lookup} BY NAME
-            SELECT uid AS {quote_ident(method)}, v AS id, kt AS id_key_type,
-                   pfs AS {quote_ident(method + "_first_seen_at")},
-                   pls AS {quote_ident(method + "_last_seen_at")},
-                   fs AS id_first_seen_at, ls AS id_last_seen_at, ids AS id_source_table_ids,
-                   processed AS id_last_processed_at, {t} AS time
-            FROM {assigned}"""
-    )
+    con.execute(f"INSERT INTO {lookup} BY NAME {lookup_sql(id_spec, assigned, t)}")
     con.execute(
         f"""INSERT INTO {state} BY NAME
             SELECT kt, v AS id, recs AS records, settled, node_order, leader_order, tabs,
                    {lit(mark)} AS mark
             FROM {assigned}"""
     )
-    follower = f"""a.v AS follower_id, a.kt AS follower_ns,
-                   a.fs AS follower_first_seen_at, a.ls AS follower_last_seen_at,
-                   a.ids AS follower_source_table_ids, a.processed AS follower_last_processed_at,
-                   {t} AS time"""
-    con.execute(
-        f"""INSERT INTO {graph} BY NAME
-            SELECT {follower}, a.lv AS leader_id, a.lkt AS leader_ns
-            FROM {assigned} a WHERE NOT a.unsettled
-            UNION ALL
-            SELECT {follower}, l.v AS leader_id, l.kt AS leader_ns
-            FROM {kept} s JOIN {assigned} a ON a.node = s.f JOIN {assigned} l ON l.node = s.l"""
-    )
-    keys = " UNION ALL ".join(
-        f"SELECT {k.code}::BIGINT AS key_type, {lit(k.name)} AS key_name, {t} AS time"
-        for k in spec.keys
-    )
-    tables = " UNION ALL ".join(
-        f"SELECT {x.table_id}::BIGINT AS table_id, {lit(x.name)} AS table_name, {t} AS time"
-        for x in spec.tables
-    )
-    con.execute(f"CREATE OR REPLACE TABLE {table(db, f'{name}_keys')} AS {keys}")
-    con.execute(f"CREATE OR REPLACE TABLE {table(db, f'{name}_tables')} AS {tables}")
+    con.execute(f"INSERT INTO {graph} BY NAME {graph_sql(assigned, kept, t)}")
+    con.execute(f"CREATE OR REPLACE TABLE {table(db, f'{name}_keys')} AS {keys_sql(spec, t)}")
+    con.execute(f"CREATE OR REPLACE TABLE {table(db, f'{name}_tables')} AS {tables_sql(spec, t)}")
 
 
 @dataclass

@@ -166,6 +166,44 @@ def _follower(leader: str, run: str) -> str:
                {run} AS time"""
 
 
+def lookup_sql(id_spec: IdSpec, assigned: str, run: str) -> str:
+    """`{id}_lookup`'s rows (TD's columns) of the nodes in `assigned` (create_assigned)."""
+    method = id_spec.id_column
+    return f"""
+        SELECT uid AS {quote_ident(method)}, v AS id, kt AS id_key_type,
+               pfs AS {quote_ident(method + "_first_seen_at")},
+               pls AS {quote_ident(method + "_last_seen_at")},
+               fs AS id_first_seen_at, ls AS id_last_seen_at, ids AS id_source_table_ids,
+               processed AS id_last_processed_at, {run} AS time
+        FROM {assigned}"""
+
+
+def graph_sql(assigned: str, kept_rows: str, run: str) -> str:
+    """`{id}_graph`'s rows: each settled node to its leader, plus the rows the loop kept
+    for clusters not converged or held apart (`kept_rows`: follower and leader nodes)."""
+    return f"""
+        SELECT {_follower("a.lv AS leader_id, a.lkt AS leader_ns", run)}
+        FROM {assigned} a WHERE NOT a.unsettled
+        UNION ALL
+        SELECT {_follower("l.v AS leader_id, l.kt AS leader_ns", run)}
+        FROM {kept_rows} s JOIN {assigned} a ON a.node = s.f
+        JOIN {assigned} l ON l.node = s.l"""
+
+
+def keys_sql(spec: UnifySpec, run: str) -> str:
+    return " UNION ALL ".join(
+        f"SELECT {k.code}::BIGINT AS key_type, {lit(k.name)} AS key_name, {run} AS time"
+        for k in spec.keys
+    )
+
+
+def tables_sql(spec: UnifySpec, run: str) -> str:
+    return " UNION ALL ".join(
+        f"SELECT {t.table_id}::BIGINT AS table_id, {lit(t.name)} AS table_name, {run} AS time"
+        for t in spec.tables
+    )
+
+
 @dataclass
 class DebugGraphs:
     """`{id}_graph_unify_loop_{n}` for keep_debug_tables: the rows before the loop, and the
@@ -189,30 +227,10 @@ def write_outputs(
     one transaction (so a row function can read the new tables, e.g. the report)."""
     out = OutputNames(spec.database, id_spec.name)
     run = f"{src.run_time}::BIGINT"  # every output column is BIGINT or VARCHAR (TD's long/string)
-    method = id_spec.id_column
-    lookup = f"""
-        SELECT uid AS {quote_ident(method)}, v AS id, kt AS id_key_type,
-               pfs AS {quote_ident(method + "_first_seen_at")},
-               pls AS {quote_ident(method + "_last_seen_at")},
-               fs AS id_first_seen_at, ls AS id_last_seen_at, ids AS id_source_table_ids,
-               processed AS id_last_processed_at, {run} AS time
-        FROM {assigned}"""
+    lookup = lookup_sql(id_spec, assigned, run)
     state = f"SELECT {state_select(src.mark)} FROM {assigned}"
-    graph = f"""
-        SELECT {_follower("a.lv AS leader_id, a.lkt AS leader_ns", run)}
-        FROM {assigned} a WHERE NOT a.unsettled
-        UNION ALL
-        SELECT {_follower("l.v AS leader_id, l.kt AS leader_ns", run)}
-        FROM {src.kept_rows} s JOIN {assigned} a ON a.node = s.f
-        JOIN {assigned} l ON l.node = s.l"""
-    keys = " UNION ALL ".join(
-        f"SELECT {k.code}::BIGINT AS key_type, {lit(k.name)} AS key_name, {run} AS time"
-        for k in spec.keys
-    )
-    tables = " UNION ALL ".join(
-        f"SELECT {t.table_id}::BIGINT AS table_id, {lit(t.name)} AS table_name, {run} AS time"
-        for t in spec.tables
-    )
+    graph = graph_sql(assigned, src.kept_rows, run)
+    keys, tables = keys_sql(spec, run), tables_sql(spec, run)
     stale = [
         name
         for name in _tables_like(con, spec.database, f"{id_spec.name}{DEBUG_INFIX}")
