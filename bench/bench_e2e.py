@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import numpy as np
 import yaml
 from bench_pipeline import customers_for, floor_seconds
+from bench_unification import factorized_edges, floor_components
 
 from cdp_mcp.cli.demo_data import SAMPLE_CONFIG, SAMPLE_FOLDER, append_rows, write_sample
 from cdp_mcp.core.config import PipelineConfig, load_config
@@ -229,9 +229,6 @@ def key_values_sql(request: dict[str, Any], offsets: list[int]) -> str:
 
 def unification_floor(cfg: PipelineConfig, warehouse: Path, db: Path) -> tuple[float, int]:
     """bench_unification's floor over the unification's input tables: seconds, clusters."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     db.unlink(missing_ok=True)
     request = unify_request(cfg)
     os.sync()
@@ -243,28 +240,9 @@ def unification_floor(cfg: PipelineConfig, warehouse: Path, db: Path) -> tuple[f
         for table in input_tables(request):
             offsets.append(records)
             records += int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
-        con.execute(f"CREATE TEMP TABLE vals AS {key_values_sql(request, offsets)}")
-        con.execute("CREATE TEMP TABLE dict AS SELECT DISTINCT kt, v FROM vals")
-        n = int(con.execute("SELECT count(*) FROM dict").fetchall()[0][0])
-        got = con.execute(
-            "SELECT vals.rid, d.rowid AS node FROM vals JOIN dict d USING (kt, v)"
-        ).fetchnumpy()
-        rid, node = np.asarray(got["rid"], np.int64), np.asarray(got["node"], np.int64)
-        del got
-        first = np.full(records, np.iinfo(np.int64).max, np.int64)
-        np.minimum.at(first, rid, node)  # each value -> its record's first value
-        leader = first[rid]
-        keep = node != leader
-        graph = coo_matrix(
-            (np.ones(int(keep.sum()), np.int8), (node[keep], leader[keep])), shape=(n, n)
-        ).tocsr()
-        count, labels = connected_components(graph, directed=False)
-        con.register("labels", {"cluster": labels.astype(np.int64)})
-        con.execute(
-            "CREATE TABLE floor_lookup AS"
-            " SELECT d.v AS id, d.kt AS id_key_type, l.cluster FROM dict d POSITIONAL JOIN labels l"
-        )
-    return time.perf_counter() - start, int(count)
+        n, follower, leader = factorized_edges(con, key_values_sql(request, offsets))
+        count, _ = floor_components(con, n, follower, leader, "floor_lookup")
+    return time.perf_counter() - start, count
 
 
 # -- comparing two warehouses -------------------------------------------------------------

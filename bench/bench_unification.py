@@ -160,18 +160,45 @@ class PhaseMemory:
                 self.phase = phase
 
 
-def factorized_edges(con: duckdb.DuckDBPyConnection) -> tuple[int, np.ndarray, np.ndarray]:
-    """Valid values numbered by DISTINCT (no ordering); each value -> its record's first."""
-    con.execute(f"CREATE TEMP TABLE vals AS {VALUES_SQL}")
+def factorized_edges(
+    con: duckdb.DuckDBPyConnection, values_sql: str = VALUES_SQL
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """Valid values numbered by DISTINCT (no ordering); each value -> its record's first.
+    `values_sql` yields (rid, kt, v): a record's id, a key's code and a valid value."""
+    con.execute(f"CREATE TEMP TABLE vals AS {values_sql}")
     con.execute("CREATE TEMP TABLE dict AS SELECT DISTINCT kt, v FROM vals")
     n = int(con.execute("SELECT count(*) FROM dict").fetchall()[0][0])
     got = con.execute(
         "SELECT vals.rid, d.rowid AS node FROM vals JOIN dict d USING (kt, v)"
     ).fetchnumpy()
     rid, node = np.asarray(got["rid"], np.int64), np.asarray(got["node"], np.int64)
+    del got
     first = np.full(int(rid.max()) + 1 if len(rid) else 0, np.iinfo(np.int64).max, np.int64)
     np.minimum.at(first, rid, node)
     return n, node, first[rid]
+
+
+def floor_components(
+    con: duckdb.DuckDBPyConnection, n: int, follower: np.ndarray, leader: np.ndarray, target: str
+) -> tuple[int, float]:
+    """scipy's connected components of the edges, (value, key, cluster) written back to
+    `target`; returns the clusters and the seconds of the components step alone."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    start = time.perf_counter()
+    keep = follower != leader
+    graph = coo_matrix(
+        (np.ones(int(keep.sum()), np.int8), (follower[keep], leader[keep])), shape=(n, n)
+    ).tocsr()
+    count, labels = connected_components(graph, directed=False)
+    cc_seconds = time.perf_counter() - start
+    con.register("labels", {"cluster": labels.astype(np.int64)})
+    con.execute(
+        f"CREATE OR REPLACE TABLE {target} AS"
+        " SELECT d.v AS id, d.kt AS id_key_type, l.cluster FROM dict d POSITIONAL JOIN labels l"
+    )
+    return int(count), cc_seconds
 
 
 # -- contenders (each runs in a child process) ------------------------------------------
@@ -198,24 +225,10 @@ def run_engine(db: str, enrich: bool = False) -> dict[str, Any]:
 
 
 def run_floor(db: str) -> dict[str, Any]:
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     with connect(db, DUCKDB_MEMORY) as con:
         n, follower, leader = factorized_edges(con)
-        start = time.perf_counter()
-        keep = follower != leader
-        graph = coo_matrix(
-            (np.ones(int(keep.sum()), np.int8), (follower[keep], leader[keep])), shape=(n, n)
-        ).tocsr()
-        count, labels = connected_components(graph, directed=False)
-        cc_seconds = time.perf_counter() - start
-        con.register("labels", {"cluster": labels.astype(np.int64)})
-        con.execute(
-            "CREATE OR REPLACE TABLE bench_stg.floor_lookup AS"
-            " SELECT d.v AS id, d.kt AS id_key_type, l.cluster FROM dict d POSITIONAL JOIN labels l"
-        )
-    return {"profiles": int(count), "values": n, "cc_seconds": cc_seconds}
+        count, cc_seconds = floor_components(con, n, follower, leader, "bench_stg.floor_lookup")
+    return {"profiles": count, "values": n, "cc_seconds": cc_seconds}
 
 
 def run_label_propagation(db: str) -> dict[str, Any]:
