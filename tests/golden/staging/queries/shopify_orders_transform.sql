@@ -31,6 +31,8 @@ standardized AS (
 ),
 ranked AS (
   -- One row per id: the latest by updated_at, then time. Rows without a key are all kept.
+  -- Versions equal in those are told apart by their values (the larger first, NULLs last),
+  -- so every run, full or incremental, keeps the same one.
   -- Deduplicated before the derived columns are computed: less to sort, less to hash.
   SELECT
     "id",
@@ -42,7 +44,7 @@ ranked AS (
     "time",
     ROW_NUMBER() OVER (
       PARTITION BY "id"
-      ORDER BY COALESCE(TRY(from_iso8601_timestamp(trim("updated_at"))), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %l:%i %p')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %l:%i:%s %p')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y %H:%i')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y')), TRY(date_parse(trim("updated_at"), '%Y%m%d'))) DESC NULLS LAST, "time" DESC NULLS LAST
+      ORDER BY COALESCE(TRY(from_iso8601_timestamp(trim("updated_at"))), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %l:%i %p')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %l:%i:%s %p')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y %H:%i')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y')), TRY(date_parse(trim("updated_at"), '%Y%m%d'))) DESC NULLS LAST, "time" DESC NULLS LAST, "customer_email" DESC NULLS LAST, "total_price" DESC NULLS LAST, "currency" DESC NULLS LAST, "created_at" DESC NULLS LAST, "updated_at" DESC NULLS LAST
     ) AS "__stg_row_number"
   FROM standardized
 ),
