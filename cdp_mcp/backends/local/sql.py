@@ -196,9 +196,10 @@ def _trim_when_padded(node: exp.Expression) -> exp.Expression:
         or not isinstance(node.this, exp.Column)
     ):
         return node
+    column: exp.Column = node.this
 
     def text() -> exp.Expression:
-        return node.this.copy()
+        return column.copy()
 
     space = exp.Literal.string(" ")
     padded = exp.or_(
