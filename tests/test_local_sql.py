@@ -148,3 +148,9 @@ def test_trim_of_a_column_skips_unpadded_values_with_the_same_answers(engine: st
         duckdb.sql(query).fetchall(), key=key
     )
     assert duckdb.sql(sql).types == duckdb.sql(query).types
+
+
+def test_trim_of_a_number_fails_naming_trim_as_before() -> None:
+    query = "SELECT trim(n) FROM (VALUES (1)) t(n)"
+    with pytest.raises(duckdb.BinderException, match=r"trim\(INTEGER\)"):
+        duckdb.sql(translate(query).sql).fetchall()

@@ -201,10 +201,13 @@ def _trim_when_padded(node: exp.Expression) -> exp.Expression:
     def text() -> exp.Expression:
         return column.copy()
 
+    def as_text() -> exp.Expression:  # so a non-text operand fails in TRIM, as it did
+        return exp.Cast(this=text(), to=exp.DataType.build("VARCHAR"))
+
     space = exp.Literal.string(" ")
     padded = exp.or_(
-        exp.Anonymous(this="starts_with", expressions=[text(), space]),
-        exp.Anonymous(this="ends_with", expressions=[text(), space.copy()]),
+        exp.Anonymous(this="starts_with", expressions=[as_text(), space]),
+        exp.Anonymous(this="ends_with", expressions=[as_text(), space.copy()]),
     )
     return exp.Case(ifs=[exp.If(this=padded, true=exp.Trim(this=text()))], default=text())
 
