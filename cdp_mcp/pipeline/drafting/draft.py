@@ -20,6 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
+
 from cdp_mcp.core.config import (
     IDENT_RE,
     ConfigError,
@@ -174,7 +176,7 @@ async def draft_config(
             found = await profile_source(spec.source, rows, base=base)
         except InspectError as e:
             raise DraftError(str(e)) from None
-        drafted.append(_draft_source(spec, found))
+        drafted.append(await anyio.to_thread.run_sync(_draft_source, spec, found))
     out_dir = output_path.resolve().parent
     if existing is None:
         assert client is not None

@@ -71,10 +71,13 @@ async def profile_source(
         objects, skipped = await _td(database, rows, td_endpoint or DEFAULT_ENDPOINT)
         folder = None
     else:
+        import anyio
+
         from cdp_mcp.pipeline.drafting.folder import inspect_folder
 
         folder = folder_of(source, base)
-        objects, skipped = inspect_folder(folder, rows)
+        # DuckDB reads the files: on a worker thread, so a server answers other calls
+        objects, skipped = await anyio.to_thread.run_sync(inspect_folder, folder, rows)
     if not objects:
         why = "; ".join(skipped[:5]) or "it holds no .csv, .parquet or .jsonl file"
         raise InspectError(f"source {source}: no object to inspect ({why})")

@@ -6,9 +6,16 @@ holds a raw personal value: a repeated value is shown masked (core/pii.py).
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Annotated, Any
+
+from pydantic import BaseModel, WithJsonSchema
 
 from cdp_mcp.pipeline.models import NextAction
+
+# The tools/list is read into every conversation and held to a byte budget: a nested
+# model's fields are published as "objects" (the tool's description names what they hold);
+# the server still builds and checks them as these models.
+_OBJECTS: dict[str, Any] = {"type": "array", "items": {"type": "object"}}
 
 
 class Choice(BaseModel):
@@ -51,8 +58,8 @@ class ObjectInfo(BaseModel):
 
 class InspectResult(BaseModel):
     source: str  # the folder, or td:<database>
-    objects: list[ObjectInfo]
-    incremental_field: Choice  # one field every object has (a source has one)
+    objects: Annotated[list[ObjectInfo], WithJsonSchema(_OBJECTS)]
+    incremental_field: Annotated[Choice, WithJsonSchema({"type": "object"})]  # all objects
     skipped: list[str]  # files or tables left out, each with why
     next_action: NextAction
 
