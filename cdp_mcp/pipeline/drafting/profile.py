@@ -163,7 +163,8 @@ def _looks_like_time(
     """A text column not named as a time whose filled values mostly parse as one."""
     if info.type != "string" or info.kind != "plain" or not sampled or not info.filled:
         return False
-    parsed = parsed_timestamp_sql(quote_ident(info.name), info.type)
+    # read by the built-in forms, or by one a time_formats entry would name (DD/MM/YYYY)
+    parsed = parsed_timestamp_sql(quote_ident(info.name), info.type, time_formats.CANDIDATES)
     digits_only = f"regexp_matches(trim({quote_ident(info.name)}), '^[0-9]+$')"
     row = con.execute(
         f"SELECT count({parsed}) FILTER (WHERE NOT {digits_only}) FROM {quote_ident(table)}"
@@ -194,8 +195,13 @@ def _time_stats(
     for _shape, count, example, parsed_count in shapes:
         label = form_of(str(example), bool(parsed_count))
         forms[label] = forms.get(label, 0) + int(count)
-    info.parsed = round(ok / sampled, 4) if sampled else 0.0
     info.formats = [f for f, _ in sorted(forms.items(), key=lambda kv: -kv[1])]
+    needed = _needed(info)
+    if needed:  # what parses once the config names the forms it needs
+        with_formats = parsed_timestamp_sql(col, info.type, needed)
+        total = con.execute(f"SELECT count({with_formats}) FROM {quote_ident(table)}").fetchone()
+        ok = int(total[0] or 0) if total else 0
+    info.parsed = round(ok / sampled, 4) if sampled else 0.0
     if info.kind == "plain":
         info.kind = "timestamp"
 
