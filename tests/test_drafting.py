@@ -56,7 +56,7 @@ def _rows() -> list[dict[str, str]]:
             {
                 "Contact ID": str(1000 + i),
                 "Primary Contact E-mail": _email(i),
-                "Phone": ["555-010-%04d" % i, "+1 (555) 010%04d" % i, "N/A", ""][i % 4],
+                "Phone": [f"555-010-{i:04d}", f"+1 (555) 010{i:04d}", "N/A", ""][i % 4],
                 "First Name": f"Name{i}",
                 "Updated At": STAMPS[n % 3].format(d=1 + n % 28 if n < ROWS else 29),
                 "Score": str(i % 7),

@@ -313,10 +313,35 @@ def added_sources(
         inserts.append((start, end, _as_sources(lines, start, end, config_path) + new_items))
     else:
         raise DraftError(f"{config_path}: found neither a `sources:` nor an `ingestion:` block")
+    inserts += _hist_union_inserts(lines, blocks, existing, drafted)
     inserts += _unification_inserts(lines, blocks, existing, uses, config_path)
     for start, end, replacement in sorted(inserts, key=lambda t: t[0], reverse=True):
         lines[start:end] = replacement
     return "\n".join(header + lines) + "\n"
+
+
+def _hist_union_inserts(
+    lines: list[str],
+    blocks: dict[str, tuple[int, int]],
+    existing: PipelineConfig,
+    drafted: list[render.DraftSource],
+) -> list[tuple[int, int, list[str]]]:
+    """The new sources' tables appended to `hist_union.tables` when the config lists them
+    (a list naming some tables must name every source's)."""
+    if existing.hist_union.tables is None or "hist_union" not in blocks:
+        return []
+    sub = _sub_blocks(lines, *blocks["hist_union"])
+    if "tables" not in sub:
+        return []
+    start, end = sub["tables"]
+    new = [s.table(o.name) for s in drafted for o in s.objects]
+    value = lines[start].split(":", 1)[1].split("#")[0].strip()
+    if value:  # a flow list on one line: the same list, the new tables after the old
+        merged = list(existing.hist_union.tables) + new
+        return [(start, start + 1, [f"  tables: {render._flow(merged)}  # added by draft_config"])]
+    added = ["    # -- added by draft_config: the new sources' tables"]
+    added += [f"    - {t}" for t in new]
+    return [(end, end, _reindent(added, lines, start, end))]
 
 
 def _unification_inserts(
