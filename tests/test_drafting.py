@@ -349,3 +349,21 @@ def test_the_email_rule_is_stagings() -> None:
     """The validity the evidence quotes is the one staging's `_valid` computes."""
     rules = Path(profile.__file__).parents[2] / "generate/templates/staging/_rules.j2"
     assert f"'{profile.EMAIL_RE}'" in rules.read_text()
+
+
+def test_an_address_inside_a_json_column_is_the_identifier_staging_extracts(
+    tmp_path: Path,
+) -> None:
+    """`Extra: {"work_email": ...}` becomes staging's `extra_work_email`: a key column."""
+    folder = tmp_path / "crm"
+    folder.mkdir()
+    with (folder / "leads.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["lead_id", "Extra", "updated_at"])
+        for i in range(30):
+            extra = {"work_email": f"w{i}@work.org"} if i % 3 else {"source": "ads"}
+            writer.writerow([i, json.dumps(extra), f"2024-03-{1 + i % 28:02d}"])
+    obj = only(inspect(folder))
+    keys = {i.column: i for i in obj.identifiers}
+    assert keys["extra_work_email"].key == "email"
+    assert keys["extra_work_email"].valid == round(20 / 30, 4)

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from cdp_mcp.core.config import IDENT_RE
-from cdp_mcp.core.file_source import FORMATS, SourceError, select_sql
+from cdp_mcp.core.file_source import FORMATS, SourceError, read_schema, select_sql
 from cdp_mcp.core.sqltext import quote_ident
 from cdp_mcp.core.timeparse import parsed_timestamp_sql
 from cdp_mcp.pipeline.drafting.models import ObjectInfo
@@ -49,7 +49,8 @@ def object_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
 
 
 def inspect_file(path: Path, obj: str, sample_rows: int, incremental_hint: str = "") -> ObjectInfo:
-    select, columns = select_sql(path)
+    select, _ = select_sql(path)
+    columns = read_schema(path)  # with the JSON keys of every row, as staging extracts them
     with duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
         con.execute("SET TimeZone = 'UTC'")

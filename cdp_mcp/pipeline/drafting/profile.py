@@ -9,6 +9,7 @@ parsing (core/timeparse.py) reads it. So the evidence a draft quotes is what the
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -16,9 +17,10 @@ from datetime import datetime
 import duckdb
 
 from cdp_mcp.core import pii, time_formats
-from cdp_mcp.core.schema import Column
+from cdp_mcp.core.json_keys import json_keys
+from cdp_mcp.core.schema import Column, duckdb_type
 from cdp_mcp.core.sqltext import quote_ident, sql_string
-from cdp_mcp.core.staging_rules import NULL_TEXTS, column_kind
+from cdp_mcp.core.staging_rules import NULL_TEXTS, column_kind, staging_inputs
 from cdp_mcp.core.timeparse import parsed_timestamp_sql
 from cdp_mcp.core.unify_plan import EMAIL_INVALID_TEXTS, PHONE_INVALID_TEXTS
 from cdp_mcp.core.value_shapes import sample_shapes
@@ -98,7 +100,11 @@ def profile_object(
     sampled: int,
     incremental_hint: str = "",
 ) -> ObjectInfo:
-    """The object's profile from `table` (its sample, `sampled` of `rows` rows)."""
+    """The object's profile from `table` (its sample, `sampled` of `rows` rows). Each key
+    of a JSON column that staging extracts (`extra.work_email` -> `extra_work_email`) is
+    profiled as the column it becomes; `columns` without json_keys get them from the
+    sample."""
+    table, columns = _with_json_keys(con, table, columns, incremental_hint)
     select = f"SELECT * FROM {quote_ident(table)}"
     shapes = sample_shapes(con, select, columns)
     shaped = [c.model_copy(update={"shape": shapes.get(c.name)}) for c in columns]
@@ -123,6 +129,30 @@ def profile_object(
         time_formats=formats,
         placeholders=_placeholders(con, table, holders),
     )
+
+
+def _with_json_keys(
+    con: duckdb.DuckDBPyConnection, table: str, columns: list[Column], hint: str
+) -> tuple[str, list[Column]]:
+    """`table` with a column per JSON key staging extracts, and the columns as staged."""
+    if not any(c.json_keys for c in columns):
+        found = json_keys(con, quote_ident(table), [(c.name, duckdb_type(c.type)) for c in columns])
+        columns = [c.model_copy(update={"json_keys": found.get(c.name, ())}) for c in columns]
+    inputs = staging_inputs(columns, hint)
+    extracted = [i for i in inputs if i.json_of is not None and i.json_key is not None]
+    if not extracted:
+        return table, columns
+    paths = [sql_string("$." + json.dumps(i.json_key)) for i in extracted]  # $."work_email"
+    exprs = ", ".join(
+        f"TRY(json_extract_string({quote_ident(str(i.json_of))}, {path})) "
+        f"AS {quote_ident(i.column.name)}"
+        for i, path in zip(extracted, paths, strict=True)
+    )
+    staged = f"{table}_staged"
+    con.execute(
+        f"CREATE TEMP TABLE {quote_ident(staged)} AS SELECT *, {exprs} FROM {quote_ident(table)}"
+    )
+    return staged, [i.column for i in inputs]
 
 
 def _column_stats(
