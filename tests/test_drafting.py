@@ -367,3 +367,26 @@ def test_an_address_inside_a_json_column_is_the_identifier_staging_extracts(
     keys = {i.column: i for i in obj.identifiers}
     assert keys["extra_work_email"].key == "email"
     assert keys["extra_work_email"].valid == round(20 / 30, 4)
+
+
+def test_a_wide_source_is_cut_to_fit_a_result_and_keeps_its_choices(tmp_path: Path) -> None:
+    from cdp_mcp.pipeline.drafting.inspection import fitted
+
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    header = ["id", "email", "updated_at"] + [f"attr_{n}" for n in range(60)]
+    for t in range(4):
+        with (folder / f"table_{t}.csv").open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            for i in range(20):
+                writer.writerow([i, f"u{i}@x.io", f"2024-01-{1 + i:02d}"] + [i] * 60)
+    whole = inspect(folder)
+    assert len(whole.model_dump_json()) > 16_000
+    cut = fitted(whole, 16_000)
+    assert len(cut.model_dump_json()) <= 16_000
+    assert [c.name for c in cut.objects[0].columns] == ["id", "email", "updated_at"]
+    assert [o.primary_key.column for o in cut.objects] == ["id"] * 4
+    assert "lists every column" in cut.skipped[-1]
+    tiny = fitted(whole, 4_000)
+    assert all(o.columns == [] for o in tiny.objects) and tiny.objects[0].identifiers

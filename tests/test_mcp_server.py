@@ -58,7 +58,7 @@ CONTRACT: dict[str, tuple[list[str], list[str]]] = {
     # issue 17: from the client's data to a config the person reviews
     "inspect_source": (["source", "sample_rows", "td_endpoint"], ["source"]),
     "draft_config": (
-        ["output_path", "sources", "client", "config_path", "sample_rows"],
+        ["output_path", "sources", "client", "config_path"],
         ["output_path", "sources"],
     ),
 }

@@ -165,11 +165,13 @@ def test_every_tool_and_argument_is_described(seen: dict[str, Any]) -> None:
 
 # Every result an agent receives stays under this unless it asks for more; tools/list too.
 RESULT_BUDGET = 20_000
-# tools/list alone, raised from RESULT_BUDGET by issue 17's two tools (inspect_source,
-# draft_config: 15 tools, 21,835 bytes): config_path is described once now and their nested
-# results are listed as objects, which made room for half of them; a result stays within
-# RESULT_BUDGET.
-LISTING_BUDGET = 22_000
+# tools/list alone, raised from RESULT_BUDGET by issue 17: two more tools (inspect_source,
+# draft_config, each below the average tool's bytes) and `source` on the per-source tools
+# (p17-flow). Room found first: config_path described once (where paths may be: the
+# instructions), the drafting tools' nested results listed as objects. 21,690 bytes with
+# the two tools, about 22,200 with p17-flow's branch merged in too (a throwaway merge). A
+# result stays within RESULT_BUDGET.
+LISTING_BUDGET = 22_500
 
 
 def test_the_tool_listing_fits_the_result_budget(seen: dict[str, Any]) -> None:

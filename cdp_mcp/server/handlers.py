@@ -69,6 +69,8 @@ WaitSeconds = Annotated[float, _schema(minimum=0, maximum=MAX_WAIT_SECONDS)]
 RowLimit = Annotated[int, _schema(minimum=1, maximum=MAX_QUERY_ROWS)]
 Offset = Annotated[int, _schema(minimum=0)]
 SampleRows = Annotated[int, _schema(minimum=1, maximum=MAX_SAMPLE_ROWS)]
+# inspect_source's structured content at most (a result stays under ~20 KB with its text)
+INSPECT_RESULT_BYTES = 16_000
 
 
 async def _call(make: Callable[[], Awaitable[T]]) -> T:
@@ -278,7 +280,9 @@ async def inspect_source(
     async def run() -> InspectResult:
         if inspection.td_database(source) is None:
             _inside(roots, source, "the source folder")
-        return await inspection.inspect_source(source, sample_rows, td_endpoint)
+        return await inspection.inspect_source(
+            source, sample_rows, td_endpoint, max_bytes=INSPECT_RESULT_BYTES
+        )
 
     return await _drafting(run)
 
@@ -289,7 +293,6 @@ async def draft_config(
     sources: list[str],
     client: str | None = None,
     config_path: str | None = None,
-    sample_rows: SampleRows = DEFAULT_SAMPLE_ROWS,
 ) -> DraftResult:
     from cdp_mcp.pipeline.drafting import draft
 
@@ -298,7 +301,8 @@ async def draft_config(
         existing = _inside(roots, config_path, "the config file") if config_path else None
         for spec in sources:
             _inside(roots, draft.parse_spec(spec).source, "the source folder")
-        return await draft.draft_config(out, sources, client, existing, sample_rows)
+        # the default sample (the CLI's --sample-rows sets another): a shorter tools/list
+        return await draft.draft_config(out, sources, client, existing)
 
     return await _drafting(run)
 

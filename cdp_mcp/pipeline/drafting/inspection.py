@@ -140,7 +140,9 @@ async def inspect_source(
     sample_rows: int | None = None,
     td_endpoint: str | None = None,
     base: Path | None = None,
+    max_bytes: int | None = None,
 ) -> InspectResult:
+    """The source's profile; with `max_bytes`, cut to fit (see `fitted`)."""
     found = await profile_source(source, sample_rows, td_endpoint, base)
     if found.folder is not None:
         nxt = NextAction(
@@ -156,13 +158,38 @@ async def inspect_source(
             "pipeline; ask the person for the extracts (a folder) or the connector it came by",
             choices=["inspect the folder of extracts", "write the source's block by hand"],
         )
-    return InspectResult(
+    result = InspectResult(
         source=found.source,
         objects=found.objects,
         incremental_field=found.incremental_field,
         skipped=found.skipped,
         next_action=nxt,
     )
+    return result if max_bytes is None else fitted(result, max_bytes)
+
+
+def _size(result: InspectResult) -> int:
+    return len(result.model_dump_json().encode())
+
+
+def fitted(result: InspectResult, max_bytes: int) -> InspectResult:
+    """`result` within `max_bytes` of JSON (an agent's result budget): first without the
+    plain columns (no key, time, identifier or PII), then without any column list; the
+    choices, identifiers and evidence stay. `skipped` says what was left out."""
+    if _size(result) <= max_bytes:
+        return result
+    cut = result.model_copy(deep=True)
+    chosen = {o.name: {o.primary_key.column, o.incremental_field.column} for o in cut.objects}
+    for o in cut.objects:
+        o.columns = [c for c in o.columns if c.kind != "plain" or c.pii or c.name in chosen[o.name]]
+    how = "`cdp-mcp inspect SOURCE --json` lists every column"
+    if _size(cut) <= max_bytes:
+        cut.skipped.append(f"columns without a key, time or identity left out to fit: {how}")
+        return cut
+    for o in cut.objects:
+        o.columns = []
+    cut.skipped.append(f"column lists left out to fit (the choices and identifiers stay): {how}")
+    return cut
 
 
 def sampled_words(objects: list[ObjectInfo]) -> str:

@@ -370,7 +370,8 @@ def _primary_key(
                 column=info.name,
                 evidence=(
                     f"filled in all {rows_words(sampled)}, {info.distinct:,} distinct: the "
-                    f"{repeats:,} repeats are newer versions (each has its own {incremental})"
+                    f"{repeats:,} {'repeat is a newer version' if repeats == 1 else 'repeats are newer versions'} "
+                    f"(each has its own {incremental})"
                 ),
             )
     return Choice(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from cdp_mcp.core.unify_plan import (
     PHONE_INVALID_TEXTS,
 )
 from cdp_mcp.pipeline.drafting.models import Choice, ObjectInfo
-from cdp_mcp.pipeline.drafting.profile import MIN_KEY_SHARE, rows_words
+from cdp_mcp.pipeline.drafting.profile import MIN_KEY_SHARE
 
 KEY_ORDER = ("email", "phone")  # merge order: an address is the surer key
 _PLAIN = re.compile(r"^[A-Za-z0-9_./][A-Za-z0-9_./ -]*$")
@@ -41,8 +42,18 @@ def _flow(values: Iterable[str]) -> str:
     return "[" + ", ".join(_scalar(v) for v in values) + "]"
 
 
+WIDTH = 100  # of a comment line, as the project's own files are written
+
+
 def _comment(text: str, indent: str) -> list[str]:
-    return [f"{indent}# {line}".rstrip() for line in text.splitlines() if line.strip()]
+    """`text` as comment lines at `indent`, wrapped (a value is never cut in two)."""
+    width = max(WIDTH - len(indent) - 2, 40)
+    out = []
+    for line in text.splitlines():
+        if line.strip():
+            wrapped = textwrap.wrap(line, width, break_long_words=False, break_on_hyphens=False)
+            out += [f"{indent}# {part}" for part in wrapped]
+    return out
 
 
 @dataclass
@@ -133,7 +144,10 @@ def source_lines(s: DraftSource, out_dir: Path, indent: str = "  ") -> list[str]
     if keyed:
         lines.append(f"{inner}primary_keys:")
         for o in keyed:
-            lines.append(f"{inner}  {o.name}: {o.primary_key.column}  # {o.primary_key.evidence}")
+            lines += _comment(
+                f"{o.name}.{o.primary_key.column}: {o.primary_key.evidence}", inner + "  "
+            )
+            lines.append(f"{inner}  {o.name}: {o.primary_key.column}")
     return lines
 
 
@@ -149,7 +163,8 @@ def _key_lines(key: str, uses: list[KeyUse]) -> list[str]:
         known = PHONE_INVALID_TEXTS
     note = "placeholders that would merge unrelated people"
     lines += _comment(f"{note}; in the samples: {'; '.join(seen)}" if seen else note, "      ")
-    lines.append(f"      invalid_texts: {_flow(known)}")
+    lines.append("      invalid_texts:")
+    lines += [f"        - {_scalar(t)}" for t in known]
     return lines
 
 
@@ -188,7 +203,7 @@ def header_lines(sources: list[DraftSource], sample_rows: int, extra: str = "") 
     names = ", ".join(s.name for s in sources)
     text = (
         f"Drafted by cdp-mcp from the data of {names} (samples of up to "
-        f"{rows_words(sample_rows)} per object: the first rows of each file; row counts "
+        f"{sample_rows:,} rows per object: the first rows of each file; row counts "
         "and start dates are of the whole files).\n"
         "Every inferred choice carries its evidence as a comment: review them, then "
         "init_pipeline this file (cdp-mcp run FILE)."
