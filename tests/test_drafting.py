@@ -390,3 +390,18 @@ def test_a_wide_source_is_cut_to_fit_a_result_and_keeps_its_choices(tmp_path: Pa
     assert "lists every column" in cut.skipped[-1]
     tiny = fitted(whole, 4_000)
     assert all(o.columns == [] for o in tiny.objects) and tiny.objects[0].identifiers
+
+
+def test_a_draft_for_a_config_stays_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The config's relative paths resolve against its folder, so the draft is written there."""
+    monkeypatch.chdir(tmp_path)
+    write_crm(tmp_path / "crm", "csv")
+    config = tmp_path / "acme.yml"
+    anyio.run(lambda: draft_config(config, ["crm"], client="acme"))
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(DraftError, match=r"must be in the folder of .*acme\.yml"):
+        anyio.run(
+            lambda: draft_config(tmp_path / "elsewhere" / "x.yml", ["crm2=crm"], config_path=config)
+        )

@@ -159,6 +159,12 @@ async def draft_config(
         raise DraftError(f"sources: {len(sources)} given; at most {MAX_SOURCES} at once")
     specs = [parse_spec(s) for s in sources]
     existing = load_config(config_path) if config_path is not None else None
+    if config_path is not None and output_path.resolve().parent != config_path.resolve().parent:
+        raise DraftError(
+            f"output_path {output_path} must be in the folder of {config_path} (the config's "
+            f"relative paths resolve against its folder), e.g. "
+            f"{config_path.resolve().parent / (config_path.stem + '.draft.yml')}"
+        )
     taken = set(existing.source_names) if existing is not None else set()
     for spec in specs:
         if spec.name in taken:
@@ -245,7 +251,8 @@ def _blocks(lines: list[str]) -> dict[str, tuple[int, int]]:
 
 
 def _refuse_flow(section: str, line: str, config_path: Path) -> None:
-    if _TOP.match(line) and _TOP.match(line).group(2).split("#")[0].strip():  # type: ignore[union-attr]
+    top = _TOP.match(line)
+    if top and top.group(2).split("#")[0].strip():
         raise DraftError(
             f"{config_path}: `{section}:` is written on one line; write it as a block (one "
             "item or field per line) so the new source can be added to it"
