@@ -23,6 +23,7 @@ from pathlib import Path
 import anyio
 
 from cdp_mcp.core.config import (
+    EARLIEST,
     IDENT_RE,
     ConfigError,
     PipelineConfig,
@@ -99,7 +100,8 @@ def _draft_source(spec: SourceSpec, found: Profiled) -> render.DraftSource:
                 times.append((when, o.name))
         if times:
             first, where = min(times)
-            start = f"{first:%Y-%m-%d}"
+            # a junk time (1900-01-01) is no start TD's time column holds
+            start = f"{max(first, EARLIEST):%Y-%m-%d}"
     return render.DraftSource(
         name=spec.name,
         folder=found.folder,
