@@ -134,3 +134,23 @@ def test_a_short_in_list_is_comparisons_with_the_same_answers() -> None:
     sql = translate(query).sql
     assert " IN (" not in sql.upper()  # DuckDB would plan each as a join
     assert duckdb.sql(sql).fetchall() == duckdb.sql(query).fetchall()
+
+
+@pytest.mark.parametrize("engine", ["presto", "hive"])
+def test_trim_of_a_column_skips_unpadded_values_with_the_same_answers(engine: str) -> None:
+    values = ["' a '", "'b '", "' c'", "'d'", "'   '", "''", "NULL", "chr(9) || ' e' || chr(10)"]
+    rows = " UNION ALL ".join(f"SELECT {v} AS x" for v in values)
+    query = f"SELECT x, trim(x) AS t, length(trim(x)) AS n FROM ({rows}) s"
+    sql = translate(query, engine).sql
+    assert "STARTS_WITH" in sql.upper()  # the unpadded values are not copied
+    key = lambda r: (r[0] is None, r[0] or "")  # noqa: E731
+    assert sorted(duckdb.sql(sql).fetchall(), key=key) == sorted(
+        duckdb.sql(query).fetchall(), key=key
+    )
+    assert duckdb.sql(sql).types == duckdb.sql(query).types
+
+
+def test_trim_of_a_number_fails_naming_trim_as_before() -> None:
+    query = "SELECT trim(n) FROM (VALUES (1)) t(n)"
+    with pytest.raises(duckdb.BinderException, match=r"trim\(INTEGER\)"):
+        duckdb.sql(translate(query).sql).fetchall()

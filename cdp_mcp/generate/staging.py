@@ -69,6 +69,9 @@ class Dedup:
     recency: list[Recency]
     reason: str  # why there is no dedup, when key is None
     key_input: StagingInput | None = None
+    # After the recency terms: the kept row's own values, so that versions of one instant
+    # loaded together are picked by what they hold, not by the order a run reads them.
+    tiebreak: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,7 @@ def _table_files(
         "key_input": dedup.key_input,
         "recency": dedup.recency,
         "recency_note": ", then ".join(r.column for r in dedup.recency),
+        "tiebreak": dedup.tiebreak,
         "no_dedup_reason": dedup.reason,
         "target": f"{cfg.stg_db}.{ref.table}",
         "source": f"{source_db}.{ref.table}_hist_union",
@@ -224,4 +228,12 @@ def _dedup(
         # Nothing says which row is newer: keep one per key (window functions need an order).
         recency.append(Recency(key, parse=False))
     key_input = next(i for i in inputs if i.column.name == key and i.json_of is None)
-    return Dedup(key=key, recency=recency, reason="", key_input=key_input)
+    # ROW_NUMBER numbers peers in no defined order on Presto, Hive and DuckDB alike, and a
+    # full and an incremental run read a key's rows in different orders. The remaining
+    # values make the order total over what the row holds: rows equal in all of them
+    # stage the same row. A JSON key's column is left out: its JSON text already orders it.
+    ordered = {key} | {r.column for r in recency if not r.parse}
+    tiebreak = tuple(
+        i.column.name for i in inputs if i.json_of is None and i.column.name not in ordered
+    )
+    return Dedup(key=key, recency=recency, reason="", key_input=key_input, tiebreak=tiebreak)

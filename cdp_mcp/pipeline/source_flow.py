@@ -124,6 +124,8 @@ def _counts(con: duckdb.DuckDBPyConnection, select: str, how: _How) -> _Counts:
         f"FROM (SELECT {how.parsed} AS ts FROM ({select}))"
     ).fetchone()
     total, before, unparsed, latest = row or (0, 0, 0, None)
+    if not unparsed:  # every row's time parsed: no sample to find, no second read of the file
+        return int(total or 0), int(before or 0), 0, [], _us(latest)
     samples = con.execute(
         f"SELECT DISTINCT CAST(v AS VARCHAR) FROM (SELECT {how.field} AS v, "
         f"{how.parsed} AS ts FROM ({select})) WHERE ts IS NULL AND v IS NOT NULL "

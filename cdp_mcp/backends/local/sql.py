@@ -182,6 +182,36 @@ def _short_in_list(node: exp.Expression) -> exp.Expression:
     return exp.paren(exp.or_(*(exp.EQ(this=node.this.copy(), expression=v) for v in values)))
 
 
+def _trim_when_padded(node: exp.Expression) -> exp.Expression:
+    """`trim(col)` as `CASE WHEN col starts or ends with ' ' THEN trim(col) ELSE col END`.
+
+    DuckDB's TRIM removes spaces only, so the answer is the same, but it copies every
+    string it touches; staging trims each text column of every row, and most values have
+    nothing to trim. Only a plain column: a larger operand would be computed three times.
+    """
+    if (
+        not isinstance(node, exp.Trim)
+        or node.args.get("expression") is not None
+        or str(node.args.get("position") or "BOTH").upper() != "BOTH"
+        or not isinstance(node.this, exp.Column)
+    ):
+        return node
+    column: exp.Column = node.this
+
+    def text() -> exp.Expression:
+        return column.copy()
+
+    def as_text() -> exp.Expression:  # so a non-text operand fails in TRIM, as it did
+        return exp.Cast(this=text(), to=exp.DataType.build("VARCHAR"))
+
+    space = exp.Literal.string(" ")
+    padded = exp.or_(
+        exp.Anonymous(this="starts_with", expressions=[as_text(), space]),
+        exp.Anonymous(this="ends_with", expressions=[as_text(), space.copy()]),
+    )
+    return exp.Case(ifs=[exp.If(this=padded, true=exp.Trim(this=text()))], default=text())
+
+
 def _naive_strftime(node: exp.Expression) -> exp.Expression:
     """`date_format(from_unixtime(u), f)` / Hive's `from_unixtime(u, f)` on a naive timestamp.
 
@@ -235,6 +265,7 @@ def translate_tree(tree: exp.Expr, engine: str = "presto") -> Translated:
     # The tree is ours (just parsed): rewrite it in place rather than deep-copying it twice.
     tree = tree.transform(_vectorized_try, copy=False).transform(_direct_sha256, copy=False)
     tree = tree.transform(_naive_strftime, copy=False).transform(_short_in_list, copy=False)
+    tree = tree.transform(_trim_when_padded, copy=False)
     # Functions whose literal translation returns something else than TD's engine would.
     tree = semantics.rewrite(tree, semantics.hive if engine == "hive" else semantics.presto)
     if isinstance(tree, exp.Insert) and isinstance(tree.expression, exp.Query):

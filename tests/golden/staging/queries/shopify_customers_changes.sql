@@ -45,8 +45,24 @@ standardized AS (
     "time" AS "time"
   FROM cleaned
 ),
+ordered AS (
+  -- updated_at parsed once: the dedup orders by it, derived takes its seconds.
+  SELECT
+    "id",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "created_at",
+    "updated_at",
+    "time",
+    COALESCE(TRY(from_iso8601_timestamp(trim("updated_at"))), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %l:%i %p')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %l:%i:%s %p')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y %H:%i')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y')), TRY(date_parse(trim("updated_at"), '%Y%m%d'))) AS "__stg_recency_0"
+  FROM standardized
+),
 ranked AS (
   -- One row per id: the latest by updated_at, then time. Rows without a key are all kept.
+  -- Versions equal in those are told apart by their values (the larger first, NULLs last),
+  -- so every run, full or incremental, keeps the same one.
   -- Deduplicated before the derived columns are computed: less to sort, less to hash.
   SELECT
     "id",
@@ -57,11 +73,12 @@ ranked AS (
     "created_at",
     "updated_at",
     "time",
+    "__stg_recency_0",
     ROW_NUMBER() OVER (
       PARTITION BY "id"
-      ORDER BY COALESCE(TRY(from_iso8601_timestamp(trim("updated_at"))), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %l:%i %p')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %l:%i:%s %p')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y %H:%i')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y')), TRY(date_parse(trim("updated_at"), '%Y%m%d'))) DESC NULLS LAST, "time" DESC NULLS LAST
+      ORDER BY "__stg_recency_0" DESC NULLS LAST, "time" DESC NULLS LAST, "first_name" DESC NULLS LAST, "last_name" DESC NULLS LAST, "email" DESC NULLS LAST, "phone" DESC NULLS LAST, "created_at" DESC NULLS LAST, "updated_at" DESC NULLS LAST
     ) AS "__stg_row_number"
-  FROM standardized
+  FROM ordered
 ),
 latest AS (
   SELECT
@@ -72,7 +89,8 @@ latest AS (
     "phone",
     "created_at",
     "updated_at",
-    "time"
+    "time",
+    "__stg_recency_0"
   FROM ranked
   WHERE "__stg_row_number" = 1 OR "id" IS NULL
 ),
@@ -89,7 +107,7 @@ derived AS (
     "updated_at",
     "time",
     CAST(floor(to_unixtime(COALESCE(TRY(from_iso8601_timestamp(trim("created_at"))), TRY(date_parse(trim("created_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("created_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("created_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("created_at"), '%Y/%m/%d')), TRY(date_parse(trim("created_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("created_at"), '%m/%d/%Y')), TRY(date_parse(trim("created_at"), '%m/%d/%Y %l:%i %p')), TRY(date_parse(trim("created_at"), '%m/%d/%Y %l:%i:%s %p')), TRY(date_parse(trim("created_at"), '%d.%m.%Y %H:%i:%s')), TRY(date_parse(trim("created_at"), '%d.%m.%Y %H:%i')), TRY(date_parse(trim("created_at"), '%d.%m.%Y')), TRY(date_parse(trim("created_at"), '%Y%m%d'))))) AS BIGINT) AS "__stg_unixtime_0",
-    CAST(floor(to_unixtime(COALESCE(TRY(from_iso8601_timestamp(trim("updated_at"))), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y-%m-%d %H:%i:%s.%f')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%Y/%m/%d')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %l:%i %p')), TRY(date_parse(trim("updated_at"), '%m/%d/%Y %l:%i:%s %p')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y %H:%i:%s')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y %H:%i')), TRY(date_parse(trim("updated_at"), '%d.%m.%Y')), TRY(date_parse(trim("updated_at"), '%Y%m%d'))))) AS BIGINT) AS "__stg_unixtime_1",
+    CAST(floor(to_unixtime("__stg_recency_0")) AS BIGINT) AS "__stg_unixtime_1",
     COALESCE(regexp_like("email", '^[a-z0-9._%+-]+@[a-z0-9-]+([.][a-z0-9-]+)*[.][a-z]{2,}$'), FALSE) AS "__stg_valid_0",
     COALESCE(length("phone") = 10, FALSE) AS "__stg_valid_1"
   FROM latest

@@ -5,7 +5,7 @@
 -- rebuild = no watermark (first run of this transform) or no staging table: build in full;
 -- restage = otherwise, when the span has rows. to_rows = the rows at the cutoff now.
 WITH log AS (
-  SELECT "watermark", "cutoff_rows" FROM "acme_config"."staging_log" WHERE "table_name" = 'acme_stg.shopify_orders#d148bb9c07e3'
+  SELECT "watermark", "cutoff_rows" FROM "acme_config"."staging_log" WHERE "table_name" = 'acme_stg.shopify_orders#20e23e1b5121'
 ),
 last_run AS (
   SELECT m.last_time, MAX(l."cutoff_rows") AS last_rows

@@ -2,7 +2,7 @@
 -- union rows staged in its span and the rows at the cutoff's second it saw (bounds.sql).
 INSERT INTO "acme_config"."staging_log" ("table_name", "watermark", "rows_added", "session_time", "time", "cutoff_rows")
 SELECT
-  'acme_stg.shopify_orders#d148bb9c07e3',
+  'acme_stg.shopify_orders#20e23e1b5121',
   CAST(${td.last_results.to_time} AS bigint),
   (SELECT count(*) FROM "acme_src"."shopify_orders_hist_union" WHERE "time" >= ${td.last_results.from_time} AND "time" <= ${td.last_results.to_time}),
   '${session_time}',

@@ -2,7 +2,7 @@
 -- union rows staged in its span and the rows at the cutoff's second it saw (bounds.sql).
 INSERT INTO "acme_config"."staging_log" ("table_name", "watermark", "rows_added", "session_time", "time", "cutoff_rows")
 SELECT
-  'acme_stg.shopify_products#d014a03bda73',
+  'acme_stg.shopify_products#f24e39c2b1e8',
   CAST(${td.last_results.to_time} AS bigint),
   (SELECT count(*) FROM "acme_src"."shopify_products_hist_union" WHERE "time" >= ${td.last_results.from_time} AND "time" <= ${td.last_results.to_time}),
   '${session_time}',
