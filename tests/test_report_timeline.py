@@ -22,7 +22,9 @@ T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 def _state_with(
     phase: Phase, workflow_minutes: list[float], overhead_minutes: float
 ) -> PipelineState:
-    state = PipelineState(config_path="acme.yml", config_hash="h", client="acme", backend="local")
+    state = PipelineState(
+        config_path="acme.yml", config_hash="h", client="acme", backend="local", sources=["shopify"]
+    )
     ps = state.phase(phase)
     at = T0
     ps.steps["generate"] = StepState(
