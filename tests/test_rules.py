@@ -94,7 +94,7 @@ def test_the_first_phase_is_open_and_the_next_is_locked_with_the_next_call(
     why = gate_refusal(cfg, state, state.phase(HU), False, "acme.yml")
     assert why is not None
     assert why.startswith(
-        "hist_union:shopify is locked: ingestion:shopify (pending) has not validated PASS"
+        "hist_union:shopify is locked: ingestion:shopify has not validated PASS (status: pending)"
     )
     assert "finish ingestion:shopify: generate, push, run, then validate_tables" in why
     assert why.endswith(

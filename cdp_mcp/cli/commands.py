@@ -17,7 +17,7 @@ from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, write_sample, write_sample_conf
 from cdp_mcp.cli.progress import RunDisplay
 from cdp_mcp.cli.run import run_pipeline
 from cdp_mcp.core.config import load_config
-from cdp_mcp.core.phases import ORDER, parse_phase
+from cdp_mcp.core.phases import PER_SOURCE, Phase, parse_phase
 from cdp_mcp.generate import GeneratedProject
 from cdp_mcp.pipeline.models import DecisionResult, PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
@@ -27,12 +27,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     """The project files alone, through the orchestrator's render (Pipeline.render_project)."""
     load_config(args.config)  # a bad config in the shell's words ("error: config ...")
     pipeline = Pipeline(args.config)
-    phases = ORDER if args.phase == "all" else (parse_phase(args.phase),)
+    if args.phase == "all":  # every source's projects (or the one named), then unification
+        names = [args.source] if args.source else pipeline.cfg.source_names
+        stages = [(p, n) for n in names for p in PER_SOURCE]
+        stages.append((Phase.UNIFICATION, None))
+    else:
+        phase = parse_phase(args.phase)
+        stages = [(phase, args.source)]
 
     async def render_all() -> None:
         try:
-            for phase in phases:
-                _print_project(await pipeline.render_project(phase.value, args.keep_aside))
+            for phase, source in stages:
+                project = await pipeline.render_project(phase.value, args.keep_aside, source)
+                _print_project(project)
         finally:
             await pipeline.aclose()
 
@@ -41,7 +48,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _print_project(project: GeneratedProject) -> None:
-    print(f"{project.phase.value}: {len(project.files)} files in {project.directory}")
+    print(f"{project.directory.name}: {len(project.files)} files in {project.directory}")
     if project.kept_aside:
         print(f"  files that were not cdp-mcp's were moved to {project.kept_aside}")
     for f in project.files:
@@ -105,7 +112,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         + (", ABORTED" if status.aborted else "")
     )
     for ph in status.phases:
-        print(f"{ph.phase:<12} {ph.status:<12} verdict {ph.verdict or '-'}")
+        stage = f"{ph.phase}:{ph.source}" if ph.source else ph.phase
+        print(f"{stage:<24} {ph.status:<12} verdict {ph.verdict or '-'}")
         for st in ph.steps:
             ids = f" session {st.session_id} attempt {st.attempt_id}" if st.attempt_id else ""
             err = f" - {shell.text(st.last_error, args.config)}" if st.last_error else ""
@@ -132,7 +140,10 @@ def cmd_skip(args: argparse.Namespace) -> int:
             f"skipping {phase} needs --yes: later phases will run on whatever {phase} left "
             "behind (possibly nothing)"
         )
-    return _print_decision(anyio.run(lambda: pipeline.skip_phase(phase, confirm=True)), args.config)
+    return _print_decision(
+        anyio.run(lambda: pipeline.skip_phase(phase, confirm=True, source=args.source)),
+        args.config,
+    )
 
 
 def cmd_abort(args: argparse.Namespace) -> int:

@@ -178,11 +178,13 @@ def phase_locked_by(state: PipelineState, stage: PhaseState, previous: Phase | N
         PhaseStatus.FAILED: f"fix {ps.key}, or skip_phase(config_path, {stage_args(ps)}, "
         "confirm=true)",
     }.get(ps.status, f"finish {ps.key}: generate, push, run, then validate_tables")
-    listed = ", ".join(f"{w.key} ({w.status.value})" for w in waiting)
-    return (
-        f"{stage.key} is locked: {listed} has not validated PASS"
-        f"{'' if len(waiting) == 1 else ' (each)'}; {hint}"
-    )
+    if len(waiting) == 1:
+        return (
+            f"{stage.key} is locked: {ps.key} has not validated PASS "
+            f"(status: {ps.status.value}); {hint}"
+        )
+    listed = ", ".join(f"{w.key} (status: {w.status.value})" for w in waiting)
+    return f"{stage.key} is locked: not every source's staging validated PASS: {listed}; {hint}"
 
 
 def start_request(step: StepState, now: datetime) -> dict[str, str | None]:
