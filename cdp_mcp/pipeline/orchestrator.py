@@ -484,7 +484,7 @@ class Pipeline:
         # A primary key the loaded tables lack would leave staging without deduplication.
         # For connector `file` init refuses it; for a TD connector the columns are known
         # only once ingestion has loaded, so the phases after it refuse it here.
-        missing_keys = primary_key_problems(cfg, schemas) if per_source(phase) else []
+        missing_keys = primary_key_problems(self.cfg, schemas) if per_source(phase) else []
         if phase is not Phase.INGESTION and missing_keys:
             listing = "; ".join(f"{p.path}: {p.message}" for p in missing_keys)
             raise PipelineError(

@@ -13,6 +13,7 @@ from cdp_mcp.backends.base import Backend, BackendError
 from cdp_mcp.core import connectors
 from cdp_mcp.core.config import ConfigError, PipelineConfig
 from cdp_mcp.core.file_source import SourceError, find_object_file, select_sql
+from cdp_mcp.core.schema import SchemaMap
 from cdp_mcp.generate import GenerationError
 from cdp_mcp.generate.ingestion import check_incremental_field, load_mode
 from cdp_mcp.generate.schemas import predicted_schemas
@@ -23,11 +24,30 @@ from cdp_mcp.pipeline.models import PipelineError
 
 
 async def preflight(cfg: PipelineConfig, backend: Callable[[], Backend]) -> list[str]:
-    """`backend` makes the backend when a check needs it (only Treasure Data's do)."""
-    if cfg.ingestion.connector == "file" and cfg.source_dir is not None:
-        notes = await _file_preflight(cfg)
-    else:
-        notes = _connector_preflight(cfg)
+    """`backend` makes the backend when a check needs it (only Treasure Data's do). Each
+    source is checked on its own (its notes and problems name it when there are several);
+    the config's column references are checked against every source's columns."""
+    notes: list[str] = []
+    schemas: SchemaMap = {}
+    several = len(cfg.sources) > 1
+    for i, name in enumerate(cfg.source_names):
+        view = cfg.for_source(name)
+        try:
+            if view.ingestion.connector == "file" and view.source_dir is not None:
+                found, said = await _file_preflight(view)
+                schemas.update(found)
+            else:
+                said = _connector_preflight(view)
+        except PipelineError as e:
+            if not several:
+                raise
+            where = cfg.source_path_of(i)
+            raise PipelineError(
+                f"source {name} ({where}): {str(e).replace('ingestion.', f'{where}.')}"
+            ) from None
+        notes += [f"{name}: {n}" if several else n for n in said]
+    if schemas:
+        _check_column_refs(cfg, schemas)
     if cfg.global_.backend == "treasuredata":
         notes.extend(await _td_preflight(cfg, backend()))
     else:
@@ -35,13 +55,20 @@ async def preflight(cfg: PipelineConfig, backend: Callable[[], Backend]) -> list
     return notes
 
 
-async def _file_preflight(cfg: PipelineConfig) -> list[str]:
+def _check_column_refs(cfg: PipelineConfig, schemas: SchemaMap) -> None:
+    refs = column_ref_problems(cfg, schemas)
+    if refs:
+        raise PipelineError(
+            f"{ConfigError('pipeline config', refs)}\nFix the config file, then call "
+            "init_pipeline again."
+        )
+
+
+async def _file_preflight(cfg: PipelineConfig) -> tuple[SchemaMap, list[str]]:
+    """One source's files (`cfg`: its view): readable, with the incremental field."""
     try:
         schemas = await anyio.to_thread.run_sync(predicted_schemas, cfg)
         check_incremental_field(cfg, schemas)
-        refs = column_ref_problems(cfg, schemas)
-        if refs:
-            raise GenerationError(str(ConfigError("pipeline config", refs)))
     except SourceError as e:
         raise PipelineError(f"ingestion.source_path: {e}") from None
     except GenerationError as e:
@@ -59,7 +86,7 @@ async def _file_preflight(cfg: PipelineConfig) -> list[str]:
             "range of them with TD's bulk import into a landing table "
             f"({cfg.src_db}.<table>_landing), which the workflow appends from"
         )
-    return notes
+    return schemas, notes
 
 
 def _connector_preflight(cfg: PipelineConfig) -> list[str]:
