@@ -167,3 +167,47 @@ def write_demo(dir: Path, rows: int = 500) -> dict[str, Path]:
     write_crm(dir / CRM_FOLDER, rows)
     write_mailer(dir / MAILER_FOLDER, rows)
     return {name: dir / name for name in (SAMPLE_FOLDER, CRM_FOLDER, MAILER_FOLDER)}
+
+
+# The three sources' blocks (the `sources:` list of a config, in this order).
+SOURCES = {
+    SAMPLE_FOLDER: {
+        "connector": "file",
+        "source_path": f"./{SAMPLE_FOLDER}",
+        "objects": ["orders", "customers", "products"],
+        "mode": "both",
+        "incremental_field": "updated_at",
+        "start_date": "2023-09-01T00:00:00.000000",
+        "primary_keys": {"orders": "id", "customers": "id", "products": "id"},
+    },
+    CRM_FOLDER: {
+        "connector": "file",
+        "source_path": f"./{CRM_FOLDER}",
+        "objects": ["contacts"],
+        "mode": "both",
+        "incremental_field": "last_modified_date",
+        "start_date": "2023-09-01T00:00:00.000000",
+        "primary_keys": {"contacts": "contact_id"},
+    },
+    MAILER_FOLDER: {
+        "connector": "file",
+        "source_path": f"./{MAILER_FOLDER}",
+        "objects": ["subscribers"],
+        "mode": "both",
+        "incremental_field": "last_changed_at",
+        "start_date": "2023-09-01T00:00:00.000000",
+        "primary_keys": {"subscribers": "subscriber_id"},
+    },
+}
+# Each source's identity columns as staging names them, and their key.
+KEY_COLUMNS = {
+    "shopify_customers": [("email", "email"), ("phone", "phone")],
+    "shopify_orders": [("customer_email", "email")],
+    "crm_contacts": [
+        ("email_address", "email"),
+        ("extra_work_email", "email"),
+        ("mobile_phone", "phone"),
+    ],
+    "mailer_subscribers": [("primary_contact_e_mail", "email")],
+}
+EMAIL_JUNK = ["", "test@test.com", "noemail@noemail.com"]

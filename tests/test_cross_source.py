@@ -1,0 +1,168 @@
+"""Unification across the demo's three sources (a shop, a CRM, an email tool), scored
+against their ground truth (tests/demo_truth.py).
+
+Below the orchestrator: each source's ingestion, hist-union and staging projects are
+generated and run on the local backend, then the unification project over the staging
+tables of all three, then the unification phase's validation.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from cdp_mcp.backends.local import LocalBackend
+from cdp_mcp.cli.demo_sources import KEY_COLUMNS, SOURCES, write_demo
+from cdp_mcp.core.config import PipelineConfig, parse_config
+from cdp_mcp.core.phases import Phase, project_name, workflows
+from cdp_mcp.core.schema import SchemaMap
+from cdp_mcp.core.unify_plan import plan_unification
+from cdp_mcp.generate import generate
+from cdp_mcp.generate.schemas import predicted_schemas
+from cdp_mcp.pipeline.cross_source import source_label
+from cdp_mcp.pipeline.validate import validate_phase
+from tests.demo_truth import (
+    IDENTITY_COLUMNS,
+    PRIMARY_KEYS,
+    cross_source_figures,
+    ground_truth,
+    linked_clusters,
+    pair_score,
+)
+
+CUSTOMERS = 300
+SESSION = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _raw(tmp_path: Path, source: str, unification: dict[str, Any], tables: list[str] | None) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "global": {"client": "acme", "backend": "local", "workspace": str(tmp_path / "ws")},
+        "ingestion": {"source_name": source, **SOURCES[source]},
+        "staging": {"engine": "presto"},
+        "unification": {"name": "customer_360", **unification},
+    }
+    if tables is not None:
+        raw["hist_union"] = {"tables": tables}
+    return raw
+
+
+def source_configs(tmp_path: Path) -> list[PipelineConfig]:
+    """One config per source, over the one workspace (until the config has `sources:`)."""
+    return [parse_config(_raw(tmp_path, s, {}, None), "demo.yml", tmp_path) for s in SOURCES]
+
+
+def unification_config(tmp_path: Path, unification: dict[str, Any] | None = None) -> PipelineConfig:
+    """The unification over every source's staging tables."""
+    tables = [t for cfg in source_configs(tmp_path) for t in cfg.ingested_tables()]
+    return parse_config(_raw(tmp_path, "shopify", unification or {}, tables), "demo.yml", tmp_path)
+
+
+def staged_schemas(tmp_path: Path) -> SchemaMap:
+    schemas: SchemaMap = {}
+    for cfg in source_configs(tmp_path):
+        schemas.update(predicted_schemas(cfg))
+    return schemas
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Path:
+    write_demo(tmp_path, rows=CUSTOMERS)
+    return tmp_path
+
+
+def test_inference_maps_every_identity_column_of_the_three_sources(demo: Path) -> None:
+    """`email_address`, a JSON key's `work_email`, `Mobile Phone`, `Primary Contact
+    E-mail`: the default inference finds each, under the right key, and nothing else."""
+    plan = plan_unification(unification_config(demo), staged_schemas(demo))
+    mapped = {t.table: {kc.column: kc.key for kc in t.key_columns} for t in plan.tables}
+    assert mapped == IDENTITY_COLUMNS
+    assert [k.name for k in plan.keys] == ["email", "phone"]
+    # the CRM's two addresses land side by side in unif_input, so TD links them
+    crm = next(t for t in plan.tables if t.table == "crm_contacts")
+    assert [kc.input_column for kc in crm.key_columns] == ["email", "email_2", "phone"]
+
+
+def test_configured_key_columns_name_each_sources_own_columns(demo: Path) -> None:
+    tables = [
+        {"table": t, "key_columns": [{"column": c, "key": k} for c, k in cols]}
+        for t, cols in KEY_COLUMNS.items()
+    ]
+    plan = plan_unification(unification_config(demo, {"tables": tables}), staged_schemas(demo))
+    assert {t.table: {kc.column: kc.key for kc in t.key_columns} for t in plan.tables} == (
+        IDENTITY_COLUMNS
+    )
+    flags = {kc.column: kc.valid_flag for t in plan.tables for kc in t.key_columns}
+    assert flags["primary_contact_e_mail"] == "primary_contact_e_mail_valid"
+
+
+async def _run(backend: LocalBackend, cfg: PipelineConfig, phase: Phase, schemas: SchemaMap, n: int) -> None:
+    project = generate(cfg, phase, schemas)
+    await backend.push(project_name(cfg, phase), project.directory)
+    for i, wf in enumerate(workflows(cfg, phase)):
+        attempt = await backend.start(
+            project_name(cfg, phase), wf, session_time=SESSION + timedelta(minutes=n, seconds=i)
+        )
+        done = await backend.wait(attempt.id, timeout=300)
+        if done.status != "success":
+            failed = [t for t in await backend.tasks(done.id) if t.state == "error"]
+            pytest.fail(f"{wf} ended {done.status}: {[(t.full_name, t.error) for t in failed]}")
+
+
+def _enriched_ids(backend: LocalBackend, cfg: PipelineConfig) -> dict[tuple[str, str], str | None]:
+    out: dict[tuple[str, str], str | None] = {}
+    with backend.runtime.warehouse.cursor() as cur:
+        for table, pk in PRIMARY_KEYS.items():
+            rows = cur.execute(
+                f'SELECT CAST("{pk}" AS VARCHAR), unified_id FROM {cfg.unif_db}.enriched_{table}'
+            ).fetchall()
+            out.update({(table, str(k)): v for k, v in rows})
+    return out
+
+
+@pytest.mark.slow
+def test_three_sources_unify_as_the_ground_truth_says(demo: Path) -> None:
+    backend = LocalBackend(demo / "ws")
+    schemas = staged_schemas(demo)
+    cfg = unification_config(demo)
+
+    async def run_all() -> Any:
+        n = 0
+        for source_cfg in source_configs(demo):
+            for phase in (Phase.INGESTION, Phase.HIST_UNION, Phase.STAGING):
+                await _run(backend, source_cfg, phase, predicted_schemas(source_cfg), n)
+                n += 1
+        await _run(backend, cfg, Phase.UNIFICATION, schemas, n)
+        return await validate_phase(cfg, Phase.UNIFICATION, backend, schemas)
+
+    findings = anyio.run(run_all)
+    assert findings.failures == []
+    truth = ground_truth(demo, CUSTOMERS)
+    clusters = linked_clusters(truth)
+    enriched = _enriched_ids(backend, cfg)
+    assert {r for r in enriched} >= set(clusters)  # every record with evidence was staged
+    score = pair_score(clusters, enriched)
+    assert score.precision >= 0.999 and score.recall >= 0.999, score
+    assert score.true_pairs > 500  # links across and within sources, not a handful
+
+    # Coverage per table: the records with evidence are the rows with a valid key, and
+    # each got an id; the others got none.
+    m = findings.metrics
+    for table in PRIMARY_KEYS:
+        keyed = sum(1 for r in truth if r.table == table and r.evidence)
+        rows = sum(1 for r in truth if r.table == table)
+        cov = m["table_coverage"][table]
+        assert (cov["rows"], cov["rows_with_valid_key"], cov["rows_with_id"]) == (rows, keyed, keyed)
+        assert cov["source"] == source_label(cfg, table)
+
+    # The cross-source figures are the truth's.
+    label = {r.source: source_label(cfg, r.table) for r in truth if r.table != "shopify_orders"}
+    multi, pairs = cross_source_figures(truth)
+    assert m["profiles_in_several_sources"] == multi
+    got = {tuple(sorted((o["source"], o["and_source"]))): o["profiles_in_both"] for o in m["source_overlap"]}
+    want = {tuple(sorted((label[a], label[b]))): n for (a, b), n in pairs.items()}
+    assert {p: n for p, n in got.items() if n} == want
+    assert not [w for w in findings.warnings if "found in another source" in w]
