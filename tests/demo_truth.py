@@ -34,7 +34,11 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
 IDENTITY_COLUMNS = {
     "shopify_customers": {"email": "email", "phone": "phone"},
     "shopify_orders": {"customer_email": "email"},
-    "crm_contacts": {"email_address": "email", "extra_work_email": "email", "mobile_phone": "phone"},
+    "crm_contacts": {
+        "email_address": "email",
+        "extra_work_email": "email",
+        "mobile_phone": "phone",
+    },
     "mailer_subscribers": {"primary_contact_e_mail": "email"},
 }
 PRIMARY_KEYS = {
@@ -145,7 +149,9 @@ class PairScore:
     predicted_pairs: int
 
 
-def pair_score(truth: dict[tuple[str, str], int], predicted: dict[tuple[str, str], str | None]) -> PairScore:
+def pair_score(
+    truth: dict[tuple[str, str], int], predicted: dict[tuple[str, str], str | None]
+) -> PairScore:
     """Pairwise precision and recall of `predicted` ids over the records of `truth` (a
     record without an id is alone)."""
     both: dict[tuple[int, object], int] = defaultdict(int)

@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from cdp_mcp.backends.local import LocalBackend
-from cdp_mcp.cli.demo_sources import KEY_COLUMNS, SOURCES, write_demo
+from cdp_mcp.cli.demo_sources import demo_config, write_demo
 from cdp_mcp.core.config import PipelineConfig, parse_config
 from cdp_mcp.core.phases import Phase, project_name, workflows
 from cdp_mcp.core.schema import SchemaMap
@@ -38,33 +38,17 @@ CUSTOMERS = 300
 SESSION = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _raw(tmp_path: Path, source: str, unification: dict[str, Any], tables: list[str] | None) -> dict[str, Any]:
-    raw: dict[str, Any] = {
-        "global": {"client": "acme", "backend": "local", "workspace": str(tmp_path / "ws")},
-        "ingestion": {"source_name": source, **SOURCES[source]},
-        "staging": {"engine": "presto"},
-        "unification": {"name": "customer_360", **unification},
-    }
-    if tables is not None:
-        raw["hist_union"] = {"tables": tables}
-    return raw
+def demo_cfg(demo: Path, inferred: bool = False) -> PipelineConfig:
+    raw = demo_config(inferred)
+    raw["global"]["workspace"] = str(demo / "ws")
+    return parse_config(raw, "acme.yml", demo)
 
 
-def source_configs(tmp_path: Path) -> list[PipelineConfig]:
-    """One config per source, over the one workspace (until the config has `sources:`)."""
-    return [parse_config(_raw(tmp_path, s, {}, None), "demo.yml", tmp_path) for s in SOURCES]
-
-
-def unification_config(tmp_path: Path, unification: dict[str, Any] | None = None) -> PipelineConfig:
-    """The unification over every source's staging tables."""
-    tables = [t for cfg in source_configs(tmp_path) for t in cfg.ingested_tables()]
-    return parse_config(_raw(tmp_path, "shopify", unification or {}, tables), "demo.yml", tmp_path)
-
-
-def staged_schemas(tmp_path: Path) -> SchemaMap:
+def staged_schemas(cfg: PipelineConfig) -> SchemaMap:
+    """Every source's tables as their files predict them."""
     schemas: SchemaMap = {}
-    for cfg in source_configs(tmp_path):
-        schemas.update(predicted_schemas(cfg))
+    for name in cfg.source_names:
+        schemas.update(predicted_schemas(cfg.for_source(name)))
     return schemas
 
 
@@ -77,21 +61,23 @@ def demo(tmp_path: Path) -> Path:
 def test_inference_maps_every_identity_column_of_the_three_sources(demo: Path) -> None:
     """`email_address`, a JSON key's `work_email`, `Mobile Phone`, `Primary Contact
     E-mail`: the default inference finds each, under the right key, and nothing else."""
-    plan = plan_unification(unification_config(demo), staged_schemas(demo))
+    cfg = demo_cfg(demo, inferred=True)
+    plan = plan_unification(cfg, staged_schemas(cfg))
     mapped = {t.table: {kc.column: kc.key for kc in t.key_columns} for t in plan.tables}
     assert mapped == IDENTITY_COLUMNS
     assert [k.name for k in plan.keys] == ["email", "phone"]
     # the CRM's two addresses land side by side in unif_input, so TD links them
     crm = next(t for t in plan.tables if t.table == "crm_contacts")
-    assert [kc.input_column for kc in crm.key_columns] == ["email", "email_2", "phone"]
+    assert {kc.column: kc.input_column for kc in crm.key_columns} == {
+        "email_address": "email",
+        "mobile_phone": "phone",
+        "extra_work_email": "email_2",
+    }
 
 
 def test_configured_key_columns_name_each_sources_own_columns(demo: Path) -> None:
-    tables = [
-        {"table": t, "key_columns": [{"column": c, "key": k} for c, k in cols]}
-        for t, cols in KEY_COLUMNS.items()
-    ]
-    plan = plan_unification(unification_config(demo, {"tables": tables}), staged_schemas(demo))
+    cfg = demo_cfg(demo)
+    plan = plan_unification(cfg, staged_schemas(cfg))
     assert {t.table: {kc.column: kc.key for kc in t.key_columns} for t in plan.tables} == (
         IDENTITY_COLUMNS
     )
@@ -99,7 +85,9 @@ def test_configured_key_columns_name_each_sources_own_columns(demo: Path) -> Non
     assert flags["primary_contact_e_mail"] == "primary_contact_e_mail_valid"
 
 
-async def _run(backend: LocalBackend, cfg: PipelineConfig, phase: Phase, schemas: SchemaMap, n: int) -> None:
+async def _run(
+    backend: LocalBackend, cfg: PipelineConfig, phase: Phase, schemas: SchemaMap, n: int
+) -> None:
     project = generate(cfg, phase, schemas)
     await backend.push(project_name(cfg, phase), project.directory)
     for i, wf in enumerate(workflows(cfg, phase)):
@@ -125,13 +113,13 @@ def _enriched_ids(backend: LocalBackend, cfg: PipelineConfig) -> dict[tuple[str,
 
 @pytest.mark.slow
 def test_three_sources_unify_as_the_ground_truth_says(demo: Path) -> None:
-    backend = LocalBackend(demo / "ws")
-    schemas = staged_schemas(demo)
-    cfg = unification_config(demo)
+    cfg = demo_cfg(demo)
+    backend = LocalBackend(cfg.workspace)
+    schemas = staged_schemas(cfg)
 
     async def run_all() -> Any:
         n = 0
-        for source_cfg in source_configs(demo):
+        for source_cfg in (cfg.for_source(s) for s in cfg.source_names):
             for phase in (Phase.INGESTION, Phase.HIST_UNION, Phase.STAGING):
                 await _run(backend, source_cfg, phase, predicted_schemas(source_cfg), n)
                 n += 1
@@ -155,14 +143,21 @@ def test_three_sources_unify_as_the_ground_truth_says(demo: Path) -> None:
         keyed = sum(1 for r in truth if r.table == table and r.evidence)
         rows = sum(1 for r in truth if r.table == table)
         cov = m["table_coverage"][table]
-        assert (cov["rows"], cov["rows_with_valid_key"], cov["rows_with_id"]) == (rows, keyed, keyed)
+        assert (cov["rows"], cov["rows_with_valid_key"], cov["rows_with_id"]) == (
+            rows,
+            keyed,
+            keyed,
+        )
         assert cov["source"] == source_label(cfg, table)
 
     # The cross-source figures are the truth's.
     label = {r.source: source_label(cfg, r.table) for r in truth if r.table != "shopify_orders"}
     multi, pairs = cross_source_figures(truth)
     assert m["profiles_in_several_sources"] == multi
-    got = {tuple(sorted((o["source"], o["and_source"]))): o["profiles_in_both"] for o in m["source_overlap"]}
+    got = {
+        tuple(sorted((o["source"], o["and_source"]))): o["profiles_in_both"]
+        for o in m["source_overlap"]
+    }
     want = {tuple(sorted((label[a], label[b]))): n for (a, b), n in pairs.items()}
     assert {p: n for p, n in got.items() if n} == want
     assert not [w for w in findings.warnings if "found in another source" in w]

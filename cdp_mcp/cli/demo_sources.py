@@ -18,8 +18,10 @@ the shop, so the same rows give byte-identical files.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import yaml
 
 from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, _copy, _list, _macros, write_sample
 
@@ -211,3 +213,47 @@ KEY_COLUMNS = {
     "mailer_subscribers": [("primary_contact_e_mail", "email")],
 }
 EMAIL_JUNK = ["", "test@test.com", "noemail@noemail.com"]
+
+
+def demo_config(inferred: bool = False) -> dict[str, Any]:
+    """The demo pipeline over the three folders (the mapping of its YAML). `inferred`:
+    without keys and tables, for unification to infer them."""
+    sources = [{"name": name, **block} for name, block in SOURCES.items()]
+    unification: dict[str, Any] = {
+        "name": "customer_360",
+        "id_method": "persistent_id",
+        "update_strategy": "incremental",
+    }
+    if not inferred:
+        unification["keys"] = [
+            {"name": "email", "invalid_texts": EMAIL_JUNK, "valid_regexp": ".+@.+"},
+            {"name": "phone"},
+        ]
+        unification["tables"] = [
+            {"table": t, "key_columns": [{"column": c, "key": k} for c, k in cols]}
+            for t, cols in KEY_COLUMNS.items()
+        ]
+        unification["merge_by_keys"] = ["email", "phone"]
+    return {
+        "global": {"client": "acme", "backend": "local"},
+        "sources": sources,
+        "staging": {"engine": "presto"},
+        "unification": unification,
+    }
+
+
+DEMO_HEADER = f"""\
+# The demo pipeline: a shop ({SAMPLE_FOLDER}), a CRM ({CRM_FOLDER}) and an email tool
+# ({MAILER_FOLDER}), each a folder of extracts beside this file, unified into one profile
+# per person. Each source names its identities its own way (email / email_address /
+# Primary Contact E-mail); unification.tables maps them onto the keys.
+"""
+
+
+def write_demo_config(dir: Path, name: str = "acme.yml") -> Path:
+    """Write `dir/acme.yml`, the pipeline over the folders `write_demo` wrote."""
+    dir.mkdir(parents=True, exist_ok=True)
+    path = dir / name
+    body = yaml.safe_dump(demo_config(), sort_keys=False, default_flow_style=None, width=100)
+    path.write_text(DEMO_HEADER + body, encoding="utf-8")
+    return path

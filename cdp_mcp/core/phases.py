@@ -208,8 +208,8 @@ def expected_tables(cfg: PipelineConfig, phase: Phase, schemas: SchemaMap) -> li
         cols = schemas.get(f"{db}.{name}", fallback or [])
         return ExpectedTable(database=db, table=name, columns=[c.name for c in cols])
 
-    src, objs = cfg.source, cfg.ingestion.objects
     if phase is Phase.INGESTION:
+        src, objs = cfg.source, cfg.ingestion.objects
         tables = [table(cfg.src_db, INGESTION_LOG, INGESTION_LOG_COLUMNS)]
         for obj in objs:
             if cfg.ingestion.mode in ("historical", "both"):

@@ -443,14 +443,14 @@ def _used_keys(tables: list[PlanTable]) -> list[str]:
 
 def table_source(cfg: PipelineConfig, table: str) -> str | None:
     """The source a staging table `{source}_{object}` belongs to (None: no source's)."""
-    source = cfg.source
-    return source if table.startswith(f"{source}_") else None
+    return cfg.source_of_table(table)
 
 
 def incremental_field_of(cfg: PipelineConfig, table: str) -> str:
     """The incremental field of the source a staging table comes from (staging classified
-    its columns with it)."""
-    return cfg.ingestion.incremental_field
+    its columns with it); a table of no source is classified with the first source's."""
+    source = cfg.source_of_table(table)
+    return cfg.source_config(source or cfg.source_names[0]).incremental_field
 
 
 def _key_candidates(
