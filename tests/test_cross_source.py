@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -19,12 +18,13 @@ from cdp_mcp.backends.local import LocalBackend
 from cdp_mcp.cli.demo_sources import demo_config, write_demo
 from cdp_mcp.core.config import PipelineConfig, parse_config
 from cdp_mcp.core.phases import Phase, project_name, workflows
-from cdp_mcp.core.schema import SchemaMap
+from cdp_mcp.core.schema import Column, SchemaMap, snake_case
+from cdp_mcp.core.staging_rules import column_kind
 from cdp_mcp.core.unify_plan import plan_unification
 from cdp_mcp.generate import generate
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.pipeline.cross_source import source_label
-from cdp_mcp.pipeline.validate import validate_phase
+from cdp_mcp.pipeline.validate import Findings, validate_phase
 from tests.demo_truth import (
     IDENTITY_COLUMNS,
     PRIMARY_KEYS,
@@ -75,6 +75,31 @@ def test_inference_maps_every_identity_column_of_the_three_sources(demo: Path) -
     }
 
 
+@pytest.mark.parametrize(
+    ("header", "shape", "kind"),
+    [
+        ("Primary Contact E-mail", None, "email"),
+        ("email_address", None, "email"),
+        ("Mobile Phone", None, "phone"),
+        ("Mobile", None, "phone"),
+        ("Email Opt In", "other", "plain"),
+        ("Email Opt In", None, "plain"),
+        ("Last Email Sent At", None, "timestamp"),
+        ("email_sent_date", "phone", "timestamp"),  # a date has a phone's characters
+        ("phone_verified", None, "plain"),
+        ("email_bounce_count", None, "plain"),
+        ("verified_phone", "phone", "phone"),  # its values are numbers: an identity
+        ("confirmed_email", "email", "email"),
+    ],
+)
+def test_a_column_about_an_address_is_no_identity(
+    header: str, shape: str | None, kind: str
+) -> None:
+    """A mailer's `Email Opt In` or `Last Email Sent At` would otherwise be a key column
+    whose every value is invalid."""
+    assert column_kind(Column(name=snake_case(header), shape=shape), "updated_at") == kind
+
+
 def test_configured_key_columns_name_each_sources_own_columns(demo: Path) -> None:
     cfg = demo_cfg(demo)
     plan = plan_unification(cfg, staged_schemas(cfg))
@@ -111,13 +136,13 @@ def _enriched_ids(backend: LocalBackend, cfg: PipelineConfig) -> dict[tuple[str,
     return out
 
 
-@pytest.mark.slow
-def test_three_sources_unify_as_the_ground_truth_says(demo: Path) -> None:
-    cfg = demo_cfg(demo)
+def run_three_sources(cfg: PipelineConfig) -> Findings:
+    """Each source's ingestion, hist-union and staging, then the unification over all
+    three; the unification phase's validation."""
     backend = LocalBackend(cfg.workspace)
     schemas = staged_schemas(cfg)
 
-    async def run_all() -> Any:
+    async def run_all() -> Findings:
         n = 0
         for source_cfg in (cfg.for_source(s) for s in cfg.source_names):
             for phase in (Phase.INGESTION, Phase.HIST_UNION, Phase.STAGING):
@@ -126,7 +151,15 @@ def test_three_sources_unify_as_the_ground_truth_says(demo: Path) -> None:
         await _run(backend, cfg, Phase.UNIFICATION, schemas, n)
         return await validate_phase(cfg, Phase.UNIFICATION, backend, schemas)
 
-    findings = anyio.run(run_all)
+    return anyio.run(run_all)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("inferred", [False, True], ids=["configured", "inferred"])
+def test_three_sources_unify_as_the_ground_truth_says(demo: Path, inferred: bool) -> None:
+    cfg = demo_cfg(demo, inferred)
+    backend = LocalBackend(cfg.workspace)
+    findings = run_three_sources(cfg)
     assert findings.failures == []
     truth = ground_truth(demo, CUSTOMERS)
     clusters = linked_clusters(truth)
@@ -161,3 +194,33 @@ def test_three_sources_unify_as_the_ground_truth_says(demo: Path) -> None:
     want = {tuple(sorted((label[a], label[b]))): n for (a, b), n in pairs.items()}
     assert {p: n for p, n in got.items() if n} == want
     assert not [w for w in findings.warnings if "found in another source" in w]
+
+
+@pytest.mark.slow
+def test_a_source_linking_nobody_and_a_key_column_without_valid_values_warn(demo: Path) -> None:
+    """The mailer's addresses under a key no other source has, and the CRM's lead status
+    mapped as an email: both are named with their counts and the fix, and no value."""
+    raw = demo_config()
+    raw["global"]["workspace"] = str(demo / "ws")
+    u = raw["unification"]
+    u["keys"].append({"name": "newsletter_email"})
+    u["merge_by_keys"].append("newsletter_email")
+    for t in u["tables"]:
+        if t["table"] == "mailer_subscribers":
+            t["key_columns"] = [{"column": "primary_contact_e_mail", "key": "newsletter_email"}]
+        if t["table"] == "crm_contacts":
+            t["key_columns"].append({"column": "lead_status", "key": "email"})
+    findings = run_three_sources(parse_config(raw, "acme.yml", demo))
+
+    assert findings.failures == []
+    m = findings.metrics
+    isolated = [w for w in findings.warnings if "found in another source" in w]
+    mailer = m["profiles_per_source"]["mailer"]
+    assert len(isolated) == 1 and isolated[0].startswith(f"source mailer: none of its {mailer} ")
+    assert "primary_contact_e_mail as newsletter_email" in isolated[0]
+    assert all(o["profiles_in_both"] == 0 for o in m["source_overlap"] if "mailer" in o.values())
+    rows = m["table_coverage"]["crm_contacts"]["rows"]
+    dead = [w for w in findings.warnings if "crm_contacts.lead_status (key email)" in w]
+    assert len(dead) == 1 and f"(of {rows} rows) passes" in dead[0]
+    assert "valid_regexp '.+@.+'" in dead[0] and "unification.tables" in dead[0]
+    assert "@" not in " ".join(findings.warnings).replace("'.+@.+'", "")  # no address shown
