@@ -8,6 +8,7 @@ tables of all three, then the unification phase's validation.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +25,9 @@ from cdp_mcp.core.unify_plan import plan_unification
 from cdp_mcp.generate import generate
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.pipeline.cross_source import source_label
+from cdp_mcp.pipeline.reports.html import across_sources_html
+from cdp_mcp.pipeline.reports.report import across_sources_markdown
+from cdp_mcp.pipeline.state import PipelineState
 from cdp_mcp.pipeline.validate import Findings, validate_phase
 from tests.demo_truth import (
     IDENTITY_COLUMNS,
@@ -194,6 +198,29 @@ def test_three_sources_unify_as_the_ground_truth_says(demo: Path, inferred: bool
     want = {tuple(sorted((label[a], label[b]))): n for (a, b), n in pairs.items()}
     assert {p: n for p, n in got.items() if n} == want
     assert not [w for w in findings.warnings if "found in another source" in w]
+    if not inferred:
+        _check_reports(findings, multi, want)
+
+
+def _check_reports(findings: Findings, multi: int, pairs: dict[tuple[str, ...], int]) -> None:
+    """Both reports' section on the cross-source figures, with counts and no address."""
+    state = PipelineState(config_path="acme.yml", config_hash="h", client="acme", backend="local")
+    ps = state.phase(Phase.UNIFICATION)
+    ps.validation = findings.model_dump(mode="json")
+    markdown = "\n".join(across_sources_markdown(state))
+    html = across_sources_html(state)
+    section = markdown.split("## Across sources", 1)[1]
+    profiles = findings.metrics["profiles"]
+    assert f"{multi:,} of {profiles:,} profiles are found in more than one source" in section
+    for (a, b), n in pairs.items():
+        assert f"| {a} | {b} | {n:,} |" in section
+    cov = findings.metrics["table_coverage"]["crm_contacts"]
+    row = f"| crm_contacts | crm | {cov['rows']:,} | {cov['rows_with_id']:,} | {cov['rows_with_valid_key']:,} |"
+    assert row in section
+    assert 'id="across-sources"' in html and f"{multi:,} of {profiles:,} profiles" in html
+    assert "<td>crm_contacts</td><td>crm</td>" in html
+    for text in (markdown, html):
+        assert not re.search(r"[\w.]+@[\w-]+\.\w+", text)  # no address of the data
 
 
 @pytest.mark.slow

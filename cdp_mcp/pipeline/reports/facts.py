@@ -212,7 +212,7 @@ def headline(cfg: PipelineConfig, state: PipelineState) -> list[Figure]:
         f"{total:,}",
         "; ".join(f"{n:,} {reason}" for reason, n in why.items()) or "none",
     )
-    return [*_unification_figures(state), _dq_figure(state), lost]
+    return [*_unification_figures(state), *_cross_source_figure(state), _dq_figure(state), lost]
 
 
 def table_note(phase: Phase, table: dict[str, Any]) -> str:
@@ -230,3 +230,94 @@ def table_note(phase: Phase, table: dict[str, Any]) -> str:
     if phase is Phase.INGESTION:
         return "empty: no rows in this load mode; the object's rows are in its other table"
     return "empty (see the warnings)"
+
+
+# The unification metrics the "Across sources" section shows (pipeline/cross_source.py);
+# a phase's own metric tables leave them out.
+CROSS_SOURCE_METRICS = (
+    "profiles_in_several_sources",
+    "profiles_by_sources",
+    "profiles_per_source",
+    "source_overlap",
+    "table_coverage",
+)
+OVERLAP_HEADERS = ("source", "and source", "profiles in both")
+COVERAGE_HEADERS = (
+    "table",
+    "source",
+    "rows",
+    "rows with a profile id",
+    "rows with a valid key",
+    "share with an id",
+)
+
+
+class AcrossSources(NamedTuple):
+    summary: str  # one sentence
+    overlap: list[list[int | str | None]]  # OVERLAP_HEADERS
+    coverage: list[list[int | str | None]]  # COVERAGE_HEADERS
+
+
+def across_sources(state: PipelineState) -> AcrossSources | None:
+    """Profiles found in more than one source, the overlap of every pair of sources and
+    coverage per source table, from the unification's validation (None before it). Counts
+    only: no value of any key."""
+    m = phase_metrics(state, Phase.UNIFICATION)
+    if "table_coverage" not in m:
+        return None
+    per_source = m.get("profiles_per_source") or {}
+    profiles = int(m.get("profiles") or 0)
+    multi = int(m.get("profiles_in_several_sources") or 0)
+    counts = ", ".join(f"{s} {int(n):,}" for s, n in per_source.items())
+    if len(per_source) > 1:
+        by = "; ".join(f"{int(n):,} {k}" for k, n in (m.get("profiles_by_sources") or {}).items())
+        summary = (
+            f"{multi:,} of {profiles:,} profiles are found in more than one source ({by}). "
+            f"Profiles per source: {counts}."
+        )
+    else:
+        summary = f"One source ({counts or '-'} profiles): no profile can span sources."
+    overlap: list[list[int | str | None]] = [
+        [o["source"], o["and_source"], int(o["profiles_in_both"])]
+        for o in m.get("source_overlap") or []
+    ]
+    coverage: list[list[int | str | None]] = [
+        [
+            table,
+            c.get("source"),
+            int(c.get("rows") or 0),
+            int(c.get("rows_with_id") or 0),
+            int(c.get("rows_with_valid_key") or 0),
+            _pct(float(c.get("id_share") or 0.0)),
+        ]
+        for table, c in (m.get("table_coverage") or {}).items()
+    ]
+    return AcrossSources(summary, overlap, coverage)
+
+
+def _cross_source_figure(state: PipelineState) -> list[Figure]:
+    m = phase_metrics(state, Phase.UNIFICATION)
+    per_source = m.get("profiles_per_source") or {}
+    if len(per_source) < 2:
+        return []
+    pairs = ", ".join(
+        f"{o['source']} & {o['and_source']} {int(o['profiles_in_both']):,}"
+        for o in m.get("source_overlap") or []
+    )
+    return [
+        Figure(
+            "profiles in several sources",
+            f"{int(m.get('profiles_in_several_sources') or 0):,}",
+            f"of {int(m.get('profiles') or 0):,} profiles; in both of a pair: {pairs}",
+        )
+    ]
+
+
+def load_rule(cfg: PipelineConfig) -> str:
+    """Which rows the loads take, per source, as one sentence."""
+    rules = [
+        f"`{s.incremental_field}` is a time at or after start_date {s.start_date}"
+        + (f" ({s.source_name})" if len(cfg.sources) > 1 else "")
+        for s in cfg.sources
+    ]
+    return f"Loads take rows whose {'; '.join(rules)}; staging keeps one row per key."

@@ -15,9 +15,14 @@ from cdp_mcp.core.phases import ORDER, project_name
 from cdp_mcp.pipeline.models import ReportResult
 from cdp_mcp.pipeline.nextstep import DONE, format_call, next_action
 from cdp_mcp.pipeline.reports.facts import (
+    COVERAGE_HEADERS,
+    CROSS_SOURCE_METRICS,
+    OVERLAP_HEADERS,
     ROW_FLOW_HEADERS,
+    across_sources,
     fmt_time,
     headline,
+    load_rule,
     phase_duration,
     row_flow_rows,
     table_note,
@@ -40,14 +45,18 @@ def report_path(cfg: PipelineConfig) -> Path:
 
 def _config_section(cfg: PipelineConfig) -> list[str]:
     u = cfg.unification
+    dbs = [*dict.fromkeys(cfg.src_db_of(s) for s in cfg.sources), cfg.stg_db, cfg.config_db]
     return [
         "## Configuration",
         "",
         f"- client `{cfg.client}`, backend `{cfg.global_.backend}`, workspace `{cfg.workspace}`",
-        f"- source `{cfg.source}` via connector `{cfg.ingestion.connector}`: "
-        f"{', '.join(cfg.ingestion.objects)} (mode {cfg.ingestion.mode}, incremental field "
-        f"`{cfg.ingestion.incremental_field}`, from {cfg.ingestion.start_date})",
-        f"- databases: `{cfg.src_db}`, `{cfg.stg_db}`, `{cfg.config_db}`, `{cfg.unif_db}`",
+        *(
+            f"- source `{s.source_name}` via connector `{s.connector}`: "
+            f"{', '.join(s.objects)} (mode {s.mode}, incremental field "
+            f"`{s.incremental_field}`, from {s.start_date})"
+            for s in cfg.sources
+        ),
+        f"- databases: {', '.join(f'`{d}`' for d in [*dbs, cfg.unif_db])}",
         f"- staging engine {cfg.staging.engine}; unification `{u.name}` with {u.id_method} "
         f"`{u.id_name}`, {u.update_strategy}, merge_iterations {u.merge_iterations}",
         "",
@@ -112,9 +121,32 @@ def _phase_section(cfg: PipelineConfig, ps: PhaseState, known: dict[str, str]) -
         items = v.get(key) or []
         if items:
             lines += [f"{title}:", "", *[f"- {scrub(str(i), known)}" for i in items], ""]
-    for block in metric_blocks(mask_metrics(v.get("metrics") or {}, known)):
+    metrics = {k: m for k, m in (v.get("metrics") or {}).items() if k not in CROSS_SOURCE_METRICS}
+    for block in metric_blocks(mask_metrics(metrics, known)):
         lines += _metric_section(block)
     return lines
+
+
+def across_sources_markdown(state: PipelineState) -> list[str]:
+    across = across_sources(state)
+    lines = ["## Across sources", ""]
+    if across is None:
+        return [*lines, "Unification has not validated yet.", ""]
+    lines += [across.summary, ""]
+    if across.overlap:
+        lines += ["Profiles found in both sources of each pair:", ""]
+        lines += _md_table(OVERLAP_HEADERS, [[_cell(c) for c in r] for r in across.overlap])
+    lines += [
+        "Coverage per source table (a valid key: a value unification takes, in some key column):",
+        "",
+    ]
+    return lines + _md_table(COVERAGE_HEADERS, [[_cell(c) for c in r] for r in across.coverage])
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def _timeline_section(state: PipelineState) -> list[str]:
@@ -137,9 +169,7 @@ def _row_flow_section(cfg: PipelineConfig, state: PipelineState) -> list[str]:
     lines = [
         "## Row flow",
         "",
-        "Rows per table from the source to staging. Loads take rows whose "
-        f"`{cfg.ingestion.incremental_field}` is a time at or after start_date "
-        f"({cfg.ingestion.start_date}); staging keeps one row per key.",
+        f"Rows per table from the source to staging. {load_rule(cfg)}",
         "",
         "| " + " | ".join(ROW_FLOW_HEADERS) + " |",
         "|---|" + "---:|" * (len(ROW_FLOW_HEADERS) - 1),
@@ -170,6 +200,7 @@ def render_markdown(cfg: PipelineConfig, state: PipelineState) -> tuple[str, boo
     else:
         lines += ["**Complete**: every phase validated (or was skipped by decision).", ""]
     lines += _headline_section(cfg, state)
+    lines += across_sources_markdown(state)
     lines += _config_section(cfg)
     lines += _timeline_section(state)
     lines += _row_flow_section(cfg, state)
