@@ -7,8 +7,9 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel
 
 from cdp_mcp.core.config import PipelineConfig
-from cdp_mcp.core.phases import INC_LOG, ORDER, STAGING_LOG, Phase
+from cdp_mcp.core.phases import INC_LOG, STAGING_LOG, Phase
 from cdp_mcp.pipeline.nextstep import DONE
+from cdp_mcp.pipeline.reports.stages import source_metrics, stage_label, stage_metrics, stages
 from cdp_mcp.pipeline.state import PhaseState, PipelineState
 
 LOGS = (INC_LOG, STAGING_LOG)  # bookkeeping tables: validation accepts them empty
@@ -39,8 +40,9 @@ def phase_duration(ps: PhaseState) -> str:
 
 
 def progress(state: PipelineState) -> Progress:
-    complete = not state.aborted and all(state.phase(p).status in DONE for p in ORDER)
-    stopped = next((p.value for p in ORDER if state.phase(p).status not in DONE), None)
+    every = stages(state)
+    complete = not state.aborted and all(ps.status in DONE for ps in every)
+    stopped = next((stage_label(ps) for ps in every if ps.status not in DONE), None)
     if state.aborted:
         where = stopped or "after the last phase"
         headline = f"Aborted ({state.abort_reason}); stopped at phase {where}."
@@ -64,18 +66,30 @@ ROW_FLOW_HEADERS = (
 
 
 def phase_metrics(state: PipelineState, phase: Phase) -> dict[str, Any]:
-    """The metrics the phase's last validation kept ({} before it validated)."""
-    return dict((state.phase(phase).validation or {}).get("metrics") or {})
+    """The metrics unification's last validation kept ({} before it validated); for a
+    phase of each source, every source's merged (their tables' names differ)."""
+    if phase is Phase.UNIFICATION:
+        return stage_metrics(state.phase(phase))
+    merged: dict[str, Any] = {}
+    for ps in stages(state):
+        if ps.phase is phase:
+            for key, value in stage_metrics(ps).items():
+                if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                    merged[key] = {**merged[key], **value}
+                else:
+                    merged.setdefault(key, value)
+    return merged
 
 
 def _loaded(cfg: PipelineConfig, state: PipelineState, table: str) -> int | None:
     """Rows ingestion loaded for a hist-union table: its object's backfill + incremental
     rows, or, for a table no ingested object names, the sides hist-union read."""
-    obj = cfg.object_of(table)
-    counts = (phase_metrics(state, Phase.INGESTION).get("rows_loaded") or {}).get(obj)
+    obj, source = cfg.object_of(table), cfg.source_of_table(table)
+    loaded = source_metrics(state, Phase.INGESTION, source).get("rows_loaded") or {}
+    counts = loaded.get(obj)
     if obj and counts is not None:
         return int(counts.get("historical", 0) + counts.get("incremental", 0))
-    flow = (phase_metrics(state, Phase.HIST_UNION).get("row_flow") or {}).get(table)
+    flow = (source_metrics(state, Phase.HIST_UNION, source).get("row_flow") or {}).get(table)
     return int(flow["hist"] + flow["incremental"]) if flow else None
 
 
@@ -86,12 +100,12 @@ def row_flow_rows(cfg: PipelineConfig, state: PipelineState) -> list[list[int | 
     The source columns are known for connector `file` only; a phase not validated yet
     leaves its columns empty.
     """
-    sources = phase_metrics(state, Phase.INGESTION).get("source_rows") or {}
     flows = phase_metrics(state, Phase.HIST_UNION).get("row_flow") or {}
     staged = phase_metrics(state, Phase.STAGING).get("tables") or {}
     rows: list[list[int | str | None]] = []
     for ref in cfg.hist_union_tables():
-        obj = cfg.object_of(ref.table)
+        obj, source = cfg.object_of(ref.table), cfg.source_of_table(ref.table)
+        sources = source_metrics(state, Phase.INGESTION, source).get("source_rows") or {}
         src = (sources.get(obj) if obj else None) or {}
         stg = staged.get(ref.table) or {}
         rows.append(
@@ -186,11 +200,14 @@ def left_out(cfg: PipelineConfig, state: PipelineState) -> dict[str, int]:
         if isinstance(n, int) and n > 0:
             why[reason] = why.get(reason, 0) + n
 
-    for src in (phase_metrics(state, Phase.INGESTION).get("source_rows") or {}).values():
-        start = str(cfg.ingestion.start_date).removesuffix("T00:00:00.000000")
-        add(f"dated before start_date ({start})", src.get("before_start_date"))
-        add("time not parseable", src.get("unparseable_time"))
-        add("not loaded yet", src.get("eligible_not_loaded"))
+    for source in cfg.sources:
+        name = source.source_name
+        start = str(source.start_date).removesuffix("T00:00:00.000000")
+        ingested = source_metrics(state, Phase.INGESTION, name).get("source_rows") or {}
+        for src in ingested.values():
+            add(f"dated before start_date ({start})", src.get("before_start_date"))
+            add("time not parseable", src.get("unparseable_time"))
+            add("not loaded yet", src.get("eligible_not_loaded"))
     for stats in (phase_metrics(state, Phase.STAGING).get("tables") or {}).values():
         add("duplicates removed by staging", stats.get("dropped_by_dedup"))
         add("loaded after staging's last run", stats.get("rows_after_watermark"))

@@ -15,7 +15,7 @@ from html import escape
 from typing import NamedTuple
 
 from cdp_mcp.core.config import PipelineConfig
-from cdp_mcp.core.phases import ORDER, Phase, project_name, workflows
+from cdp_mcp.core.phases import Phase, project_name, workflows
 from cdp_mcp.pipeline.nextstep import format_call, next_action
 from cdp_mcp.pipeline.reports.facts import (
     COVERAGE_HEADERS,
@@ -34,6 +34,13 @@ from cdp_mcp.pipeline.reports.facts import (
 )
 from cdp_mcp.pipeline.reports.metrics import metric_blocks
 from cdp_mcp.pipeline.reports.privacy import known_values, mask_metrics, scrub
+from cdp_mcp.pipeline.reports.stages import (
+    stage_config,
+    stage_label,
+    stage_metrics,
+    stage_source,
+    stages,
+)
 from cdp_mcp.pipeline.reports.timeline import EXPECTED_SOURCE, TIMELINE_HEADERS, timeline_rows
 from cdp_mcp.pipeline.state import PhaseState, PipelineState, StepState
 
@@ -397,14 +404,13 @@ def _config(cfg: PipelineConfig) -> str:
 
 def _overview(cfg: PipelineConfig, state: PipelineState) -> str:
     rows = []
-    for p in ORDER:
-        ps = state.phase(p)
+    for ps in stages(state):
         rows.append(
             (
-                p.value,
+                stage_label(ps),
                 ps.status.value,
                 ps.verdict,
-                project_name(cfg, p),
+                project_name(stage_config(cfg, ps), ps.phase),
                 ps.project_id,
                 ps.revision,
                 phase_duration(ps),
@@ -507,11 +513,13 @@ def _validation(ps: PhaseState, known: dict[str, str]) -> str:
 
 
 def _phase(cfg: PipelineConfig, ps: PhaseState, known: dict[str, str]) -> str:
-    flows = ", ".join(ps.workflows or workflows(cfg, ps.phase))
+    view = stage_config(cfg, ps)
+    flows = ", ".join(ps.workflows or workflows(view, ps.phase))
+    anchor = ps.phase.value + "".join(f"-{s}" for s in [stage_source(ps)] if s)
     out = [
-        f'<h3 id="phase-{escape(ps.phase.value)}">{escape(ps.phase.value)}</h3>',
+        f'<h3 id="phase-{escape(anchor)}">{escape(stage_label(ps))}</h3>',
         f"<p>Status <b>{escape(ps.status.value)}</b>; project "
-        f"<code>{escape(project_name(cfg, ps.phase))}</code> (id {escape(ps.project_id or '-')}, "
+        f"<code>{escape(project_name(view, ps.phase))}</code> (id {escape(ps.project_id or '-')}, "
         f"revision {escape(ps.revision or '-')}); workflows {escape(flows)}; "
         f"time {escape(phase_duration(ps))}.</p>",
     ]
@@ -555,7 +563,8 @@ def _headline(cfg: PipelineConfig, state: PipelineState) -> str:
 
 def render_html(cfg: PipelineConfig, state: PipelineState) -> str:
     action = next_action(cfg, state)
-    known = known_values([phase_metrics(state, p) for p in ORDER])
+    every = stages(state)
+    known = known_values([stage_metrics(ps) for ps in every])
     body = [
         f"<h1>CDP pipeline report: {escape(cfg.client)}</h1>",
         f"<p>Config <code>{escape(state.config_path)}</code>, run {state.run}, started "
@@ -569,7 +578,7 @@ def render_html(cfg: PipelineConfig, state: PipelineState) -> str:
         _row_flow(cfg, state),
         _charts(cfg, state),
         "<h2>Phase details</h2>",
-        *(_phase(cfg, state.phase(p), known) for p in ORDER),
+        *(_phase(cfg, ps, known) for ps in every),
         "<h2>Next step</h2>",
         f"<p><code>{escape(format_call(action))}</code>: {escape(scrub(action.why, known))}</p>",
     ]

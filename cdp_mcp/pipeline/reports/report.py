@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cdp_mcp.core.config import PipelineConfig
 from cdp_mcp.core.manifest import write_owned
-from cdp_mcp.core.phases import ORDER, project_name
+from cdp_mcp.core.phases import project_name
 from cdp_mcp.pipeline.models import ReportResult
 from cdp_mcp.pipeline.nextstep import DONE, format_call, next_action
 from cdp_mcp.pipeline.reports.facts import (
@@ -31,6 +31,7 @@ from cdp_mcp.pipeline.reports.html import render_html
 from cdp_mcp.pipeline.reports.metrics import Block, metric_blocks
 from cdp_mcp.pipeline.reports.opsdocs import MONITORING, RUNBOOK, TROUBLESHOOTING, render_ops_docs
 from cdp_mcp.pipeline.reports.privacy import known_values, mask_metrics, scrub
+from cdp_mcp.pipeline.reports.stages import stage_config, stage_label, stage_metrics, stages
 from cdp_mcp.pipeline.reports.timeline import EXPECTED_SOURCE, TIMELINE_HEADERS, timeline_rows
 from cdp_mcp.pipeline.state import PhaseState, PipelineState
 
@@ -90,10 +91,10 @@ def _headline_section(cfg: PipelineConfig, state: PipelineState) -> list[str]:
 
 def _phase_section(cfg: PipelineConfig, ps: PhaseState, known: dict[str, str]) -> list[str]:
     lines = [
-        f"### {ps.phase.value}",
+        f"### {stage_label(ps)}",
         "",
         f"Status **{ps.status.value}**, verdict {ps.verdict or '-'}, project "
-        f"`{project_name(cfg, ps.phase)}` (id {ps.project_id or '-'}, revision {ps.revision or '-'}), "
+        f"`{project_name(stage_config(cfg, ps), ps.phase)}` (id {ps.project_id or '-'}, revision {ps.revision or '-'}), "
         f"time {phase_duration(ps)}.",
         "",
     ]
@@ -181,7 +182,8 @@ def _row_flow_section(cfg: PipelineConfig, state: PipelineState) -> list[str]:
 
 
 def render_markdown(cfg: PipelineConfig, state: PipelineState) -> tuple[str, bool]:
-    complete = not state.aborted and all(state.phase(p).status in DONE for p in ORDER)
+    every = stages(state)
+    complete = not state.aborted and all(ps.status in DONE for ps in every)
     lines = [
         f"# CDP pipeline report: {cfg.client}",
         "",
@@ -191,11 +193,11 @@ def render_markdown(cfg: PipelineConfig, state: PipelineState) -> tuple[str, boo
     ]
     if state.aborted:
         stopped = next(
-            (p.value for p in ORDER if state.phase(p).status not in DONE), "after the last phase"
+            (stage_label(ps) for ps in every if ps.status not in DONE), "after the last phase"
         )
         lines += [f"**Aborted** ({state.abort_reason}); stopped at phase **{stopped}**.", ""]
     elif not complete:
-        stopped = next(p.value for p in ORDER if state.phase(p).status not in DONE)
+        stopped = next(stage_label(ps) for ps in every if ps.status not in DONE)
         lines += [f"**Partial report**: the pipeline is at phase **{stopped}**.", ""]
     else:
         lines += ["**Complete**: every phase validated (or was skipped by decision).", ""]
@@ -205,11 +207,9 @@ def render_markdown(cfg: PipelineConfig, state: PipelineState) -> tuple[str, boo
     lines += _timeline_section(state)
     lines += _row_flow_section(cfg, state)
     lines += ["## Phases", ""]
-    known = known_values(
-        [dict((state.phase(p).validation or {}).get("metrics") or {}) for p in ORDER]
-    )
-    for p in ORDER:
-        lines += _phase_section(cfg, state.phase(p), known)
+    known = known_values([stage_metrics(ps) for ps in every])
+    for ps in every:
+        lines += _phase_section(cfg, ps, known)
     action = next_action(cfg, state)
     lines += ["## Next step", "", f"`{format_call(action)}`: {scrub(action.why, known)}", ""]
     return "\n".join(lines), complete
