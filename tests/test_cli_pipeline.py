@@ -223,7 +223,9 @@ def test_demo_writes_a_sample_and_runs_it(tmp_path: Path) -> None:
         "customers",
         "products",
     }
-    assert ran.err.startswith(f"wrote a sample shopify extract and {config}")
+    assert ran.err.startswith(f"wrote sample extracts of shopify, crm, mailer and {config}")
+    assert (target / "crm" / "contacts.csv").is_file()
+    assert (target / "mailer" / "subscribers.jsonl").is_file()
     assert_full_run(ran, config)
 
 

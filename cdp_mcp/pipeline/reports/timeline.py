@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from cdp_mcp.core.phases import ORDER, Phase
+from cdp_mcp.core.phases import Phase
 from cdp_mcp.pipeline.nextstep import execute_step
 from cdp_mcp.pipeline.reports.facts import phase_seconds
+from cdp_mcp.pipeline.reports.stages import stage_label, stages
 from cdp_mcp.pipeline.state import PhaseState, PipelineState
 
 EXPECTED_SOURCE = "TD's cdp-orchestrator README (Estimated Timeline, Phase Details)"
@@ -65,7 +66,7 @@ def phase_timing(ps: PhaseState) -> PhaseTiming:
     seconds = phase_seconds(ps)
     workflows = _workflow_seconds(ps)
     return PhaseTiming(
-        phase=ps.phase.value,
+        phase=stage_label(ps),
         seconds=seconds,
         workflow_seconds=workflows,
         estimate_minutes=expected.estimate_minutes,
@@ -76,7 +77,7 @@ def phase_timing(ps: PhaseState) -> PhaseTiming:
 
 
 def timeline(state: PipelineState) -> list[PhaseTiming]:
-    return [phase_timing(state.phase(p)) for p in ORDER]
+    return [phase_timing(ps) for ps in stages(state)]
 
 
 def total_seconds(timings: list[PhaseTiming]) -> float | None:
