@@ -38,6 +38,7 @@ from cdp_mcp.cli.events import (
     RunStarted,
     SecretsSet,
     Step,
+    StepFailed,
     StepStarted,
     TaskProgress,
     Validated,
@@ -150,6 +151,12 @@ class Board:
         if event.step != "monitor":
             row.current = None
 
+    def _step_failed(self, event: StepFailed, now: float) -> None:
+        row = self._row(event.phase)
+        row.step, row.current, row.ended_at = None, None, now
+        row.status = "failed"
+        row.note = event.error.splitlines()[0][:120]
+
     def _generated(self, event: Generated, now: float) -> None:
         self._row(event.phase).note = f"{event.files} files"
 
@@ -251,6 +258,7 @@ class Board:
 _HANDLERS: tuple[tuple[type[Any], Callable[[Board, Any, float], None]], ...] = (
     (RunStarted, Board._run_started),
     (StepStarted, Board._step_started),
+    (StepFailed, Board._step_failed),
     (Generated, Board._generated),
     (Pushed, Board._pushed),
     (SecretsSet, Board._secrets_set),

@@ -27,6 +27,7 @@ from cdp_mcp.cli.events import (
     RunStarted,
     SecretsSet,
     Step,
+    StepFailed,
     StepStarted,
     TaskProgress,
     Validated,
@@ -40,6 +41,7 @@ from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.reports.facts import phase_seconds
 from cdp_mcp.pipeline.rules.advice import accepts_warnings_choice
 from cdp_mcp.pipeline.state import PhaseState, stage_key
+from cdp_mcp.pipeline.state import stage_label as _label
 
 __all__ = [
     "EXIT_ACCEPTED_WARNINGS",
@@ -113,7 +115,10 @@ async def _run(
             client=init.client,
             backend=init.backend,
             workspace=init.workspace,
-            phases={stage_key(Phase(ph.phase), ph.source): ph.status for ph in init.phases},
+            phases={
+                _label(Phase(ph.phase), ph.source, several(init.phases)): ph.status
+                for ph in init.phases
+            },
             preflight=tuple(init.preflight),
             resumed=init.resumed,
             config_path=init.config_path,
@@ -159,7 +164,11 @@ async def _run(
         try:
             action = await _step(cp, action, accept_warnings, accepted, emit)
         except PipelineError as e:
-            return await _stopped(cp, action, str(e))
+            then = _other_stage_next(cp, action)
+            if then is None:
+                return await _stopped(cp, action, str(e))
+            emit(StepFailed(_stage_of(cp, action), str(e)))
+            action = then  # the failure holds up its own source; the others go on
     return await _stopped(cp, action, f"stopped after {max_steps} steps without finishing")
 
 
@@ -171,7 +180,7 @@ async def _step(
     phase = str(args.get("phase", ""))
     source = args.get("source")
     # The board's name of the stage: `ingestion:shop`, `unification`.
-    stage = stage_key(Phase(phase), source) if phase else ""
+    stage = _label(Phase(phase), source, len(p.cfg.sources) > 1) if phase else ""
     step = _STEP_OF.get(action.tool)
     if step is not None and phase:
         emit(StepStarted(stage, step, args.get("workflow")))
@@ -218,7 +227,7 @@ async def _monitor(p: Pipeline, args: dict[str, Any], emit: EventSink) -> NextAc
     async def watch(sp: SessionProgress) -> None:
         emit(
             TaskProgress(
-                phase=stage_key(Phase(sp.phase), sp.source),
+                phase=_label(Phase(sp.phase), sp.source, len(p.cfg.sources) > 1),
                 workflow=sp.workflow,
                 session_id=sp.session_id,
                 done=sp.tasks_done,
@@ -248,11 +257,43 @@ async def _monitor(p: Pipeline, args: dict[str, Any], emit: EventSink) -> NextAc
     return session.next_action
 
 
+def _stage_args(action: NextAction) -> tuple[object, object]:
+    return action.arguments.get("phase"), action.arguments.get("source")
+
+
+def _stage_of(cp: str, action: NextAction) -> str:
+    p = Pipeline(cp)
+    phase, source = _stage_args(action)
+    if not phase:
+        return ""
+    return _label(
+        Phase(str(phase)), None if source is None else str(source), len(p.cfg.sources) > 1
+    )
+
+
+def _other_stage_next(cp: str, failed: NextAction) -> NextAction | None:
+    """After a step of one source failed (and was recorded), the next action when it is
+    another stage's and needs no person: a source's failure holds up that source alone."""
+    try:
+        then = Pipeline(cp).status().next_action
+    except PipelineError:
+        return None
+    phase, _ = _stage_args(then)
+    if then.tool == ASK_PERSON or not phase or _stage_args(then) == _stage_args(failed):
+        return None
+    return then
+
+
+def several(plans: list[Any]) -> bool:
+    """The pipeline has several sources (its stages name theirs)."""
+    return len({ph.source for ph in plans if ph.source is not None}) > 1
+
+
 def _session_stage(p: Pipeline, session_id: str) -> str | None:
     """The stage a session ran in (`ingestion:shop`), as the state records it."""
     for ps in p.state().ordered():
         if any(s.session_id == session_id for s in ps.steps.values()):
-            return ps.key
+            return _label(ps.phase, ps.source, len(p.cfg.sources) > 1)
     return None
 
 
@@ -266,7 +307,7 @@ async def _validate(
     emit: EventSink,
 ) -> NextAction:
     wants_accept = bool(args.get("accept_warnings"))
-    stage = stage_key(Phase(phase), source)
+    stage = _label(Phase(phase), source, len(p.cfg.sources) > 1)
     if wants_accept and not accept_warnings:
         raise PipelineError(
             f"{stage} validated WARN; rerun with --accept-warnings to continue past it"
@@ -335,7 +376,7 @@ def _summaries(p: Pipeline) -> list[PhaseSummary]:
         ]
         out.append(
             PhaseSummary(
-                phase=ps.key,
+                phase=_label(ps.phase, ps.source, len(state.sources) > 1),
                 status=ps.status.value,
                 verdict=ps.verdict,
                 seconds=_seconds(ps),
@@ -384,7 +425,9 @@ async def _stopped(cp: str, action: NextAction, error: str | None = None) -> Run
         message=error or action.why,
         report_path=report.path,
         html_report_path=report.html_path,
-        failed_phase=stage_key(Phase(phase.phase), phase.source) if phase else None,
+        failed_phase=_label(Phase(phase.phase), phase.source, len(p.cfg.sources) > 1)
+        if phase
+        else None,
         failed_task=task,
         log_tail=tail,
         next_steps=next_steps,

@@ -172,8 +172,10 @@ class Pipeline:
             self.cfg: PipelineConfig = load_config(self.config_path)
             if roots is not None:
                 roots.check(self.cfg.workspace, "global.workspace")
-                if self.cfg.source_dir is not None:
-                    roots.check(self.cfg.source_dir, "ingestion.source_path")
+                for i, source in enumerate(self.cfg.sources):
+                    folder = self.cfg.source_dir_of(source)
+                    if folder is not None:
+                        roots.check(folder, f"{self.cfg.source_path_of(i)}.source_path")
             check_workspace(self.cfg.workspace)
         except ConfigError as e:
             raise PipelineError(
@@ -525,7 +527,31 @@ class Pipeline:
     @_one_step(ToolName.GENERATE_PHASE)
     async def generate_phase(self, phase_name: str, source: str | None = None) -> GenerateResult:
         phase, source = self._target(phase_name, source)
-        schemas = await phase_schemas(stage_config(self.cfg, phase, source), self.backend, phase)
+        try:
+            return await self._generate(phase, source)
+        except budget.Refusal:
+            raise
+        except PipelineError as e:
+            if per_source(phase) and len(self.cfg.sources) > 1:
+                await self._record_failed_render(phase, source, str(e))
+            raise
+
+    async def _record_failed_render(self, phase: Phase, source: str | None, error: str) -> None:
+        """A source's render failed (its files, its config): recorded, so the next action
+        asks the person about this source while the other sources go on."""
+        async with self._locked_state() as state:
+            if state.sources != self.cfg.source_names:
+                return
+            gen = state.phase(phase, source).step("generate")
+            gen.attempts += 1
+            budget.finish(gen, False, error, now())
+
+    async def _generate(self, phase: Phase, source: str | None) -> GenerateResult:
+        async with self.store.alocked():
+            state = self._load()
+            # unification reads the sources it takes part of (not those it leaves out)
+            view = self._view(state, self._stage(state, phase, source))
+        schemas = await phase_schemas(view, self.backend, phase)
         async with self._locked_state() as state:
             ps = self._stage(state, phase, source)
             self._gate(state, ps)
@@ -847,7 +873,9 @@ class Pipeline:
         limit = max(1, min(int(limit), MAX_QUERY_ROWS))
         offset = max(0, min(int(offset), MAX_QUERY_OFFSET))
         try:
-            result = await self.backend.read_query(sql, self.cfg.src_db, limit=offset + limit)
+            # unqualified names resolve in the first source's database
+            default_db = self.cfg.src_db_of(self.cfg.sources[0])
+            result = await self.backend.read_query(sql, default_db, limit=offset + limit)
         except ReadOnlyError as e:
             raise PipelineError(str(e)) from None
         except BackendError as e:

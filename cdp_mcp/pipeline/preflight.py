@@ -41,13 +41,13 @@ async def preflight(cfg: PipelineConfig, backend: Callable[[], Backend]) -> list
         except PipelineError as e:
             if not several:
                 raise
+            # One source's problem holds up that source alone: its phases refuse (and
+            # wait for the person) while the other sources go on.
             where = cfg.source_path_of(i)
-            raise PipelineError(
-                f"source {name} ({where}): {str(e).replace('ingestion.', f'{where}.')}"
-            ) from None
+            said = [f"PROBLEM: {str(e).replace('ingestion.', f'{where}.')}; {WAITS}"]
         notes += [f"{name}: {n}" if several else n for n in said]
     if schemas:
-        _check_column_refs(cfg, schemas)
+        notes += _check_column_refs(cfg, schemas, several)
     if cfg.global_.backend == "treasuredata":
         notes.extend(await _td_preflight(cfg, backend()))
     else:
@@ -55,13 +55,21 @@ async def preflight(cfg: PipelineConfig, backend: Callable[[], Backend]) -> list
     return notes
 
 
-def _check_column_refs(cfg: PipelineConfig, schemas: SchemaMap) -> None:
+WAITS = "its phases wait until it is fixed; the other sources go on"
+
+
+def _check_column_refs(cfg: PipelineConfig, schemas: SchemaMap, several: bool) -> list[str]:
+    """Refuses a name the config gives that no table has; with several sources, a source's
+    own primary key is that source's problem (a note: its later phases refuse it)."""
     refs = column_ref_problems(cfg, schemas)
+    own = [p for p in refs if several and p.path.startswith("sources[")]
+    refs = [p for p in refs if p not in own]
     if refs:
         raise PipelineError(
             f"{ConfigError('pipeline config', refs)}\nFix the config file, then call "
             "init_pipeline again."
         )
+    return [f"PROBLEM: {p.path}: {p.message}; {WAITS}" for p in own]
 
 
 async def _file_preflight(cfg: PipelineConfig) -> tuple[SchemaMap, list[str]]:

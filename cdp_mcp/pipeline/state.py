@@ -99,6 +99,12 @@ def stage_key(phase: Phase, source: str | None) -> str:
     return phase.value if source is None else f"{phase.value}:{source}"
 
 
+def stage_label(phase: Phase, source: str | None, several: bool) -> str:
+    """A stage as a person reads it on a board: `ingestion:shop` when the pipeline has
+    several sources, the phase alone when it has one."""
+    return stage_key(phase, source) if several else phase.value
+
+
 class PhaseState(BaseModel):
     """One stage: a per-source phase of `source`, or unification (`source` None)."""
 

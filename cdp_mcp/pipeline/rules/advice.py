@@ -137,6 +137,15 @@ def _just_interrupted(step: StepState) -> bool:
 def _project_action(ps: PhaseState, args: Args) -> NextAction | None:
     """Generate, push and secrets: what the project needs before any workflow runs."""
     phase = ps.key
+    gen = ps.steps.get("generate")
+    if gen is not None and gen.status is StepStatus.FAILED:
+        again = NextAction(tool=ToolName.GENERATE_PHASE, arguments=args, why="")
+        return _ask_person(
+            args,
+            f"generating {phase} failed: {gen.last_error}. Fix the cause; a person decides.",
+            again,
+            "once it is fixed, generate it again",
+        )
     if steps.not_generated(ps):
         return NextAction(
             tool=ToolName.GENERATE_PHASE, arguments=args, why=f"render the {phase} project"
