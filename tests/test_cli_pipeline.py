@@ -57,7 +57,7 @@ def phase_lines(status_out: str) -> dict[str, str]:
     lines = {}
     for line in status_out.splitlines():
         words = line.split()
-        if words and words[0] in PHASES:
+        if words and words[0].partition(":")[0] in PHASES:
             lines[words[0]] = words[1]
     return lines
 
@@ -180,7 +180,7 @@ def test_run_stops_at_a_failing_workflow_with_its_task_and_log_tail(
     status = cdp("status", str(config))
     assert "execute:shopify_ingest_hist      failed     3/3" in status.out
     assert "failed 3 times (the limit is 3); last error:" in status.out
-    assert f"  - skip: `cdp-mcp skip {config} ingestion --yes`" in status.out
+    assert f"  - skip: `cdp-mcp skip {config} ingestion --source shopify --yes`" in status.out
 
 
 def test_run_stops_at_a_warning_unless_accepted(tmp_path: Path) -> None:

@@ -571,7 +571,7 @@ def test_the_state_survives_a_restart(ingested: Path) -> None:
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert "ingestion:shopify        passed" in out.stdout
+    assert "ingestion    passed" in out.stdout
     assert f"execute:{HIST}" in out.stdout and "1/3" in out.stdout
     assert "next: render the hist_union:shopify project: `cdp-mcp run" in out.stdout
 

@@ -23,7 +23,7 @@ from cdp_mcp.generate import GeneratedProject
 from cdp_mcp.pipeline.models import DecisionResult, PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.reports.facts import across_sources
-from cdp_mcp.pipeline.state import StateStore
+from cdp_mcp.pipeline.state import StateStore, stage_label
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -118,9 +118,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"pipeline {status.client} ({status.backend}), run {status.run}"
         + (", ABORTED" if status.aborted else "")
     )
+    several = len({ph.source for ph in status.phases if ph.source}) > 1
+    width = 24 if several else 12
     for ph in status.phases:
-        stage = f"{ph.phase}:{ph.source}" if ph.source else ph.phase
-        print(f"{stage:<24} {ph.status:<12} verdict {ph.verdict or '-'}")
+        stage = stage_label(Phase(ph.phase), ph.source, several)
+        print(f"{stage:<{width}} {ph.status:<12} verdict {ph.verdict or '-'}")
         for st in ph.steps:
             ids = f" session {st.session_id} attempt {st.attempt_id}" if st.attempt_id else ""
             err = f" - {shell.text(st.last_error, args.config)}" if st.last_error else ""

@@ -130,7 +130,7 @@ def _headline(ps: PhaseState) -> PhaseHeadline:
     tables = (ps.validation or {}).get("tables") or []
     counted = [t["row_count"] for t in tables if t.get("row_count") is not None]
     return PhaseHeadline(
-        phase=ps.phase.value,
+        phase=ps.key,  # the stage: `ingestion:shop`, `unification`
         status=ps.status.value,
         verdict=ps.verdict,
         tables=len(tables) if tables else None,
