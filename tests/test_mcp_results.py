@@ -182,7 +182,7 @@ def test_a_warning_asks_the_person_with_the_accepting_call_as_a_choice(server: S
     assert labels == ["accept the warnings", "fix", "skip", "abort"]
     assert decision["choices"][0] == (
         f"accept the warnings: validate_tables(config_path='{cp}', phase='ingestion', "
-        "accept_warnings=true)"
+        "source='shopify', accept_warnings=true)"
     )
     assert "ask the person" in text_of(validation).lower()
     # nothing was accepted: the next phase is still locked

@@ -283,7 +283,11 @@ def test_ingestion_through_the_protocol(server: Server) -> None:
     assert tables["acme_src.shopify_orders_hist"]["row_count"] > 0
     assert "id" in tables["acme_src.shopify_orders_hist"]["expected_columns"]
     assert validation["metrics"]["rows_total"] > 0
-    assert validation["next_action"]["arguments"] == {"config_path": cp, "phase": "hist_union"}
+    assert validation["next_action"]["arguments"] == {
+        "config_path": cp,
+        "phase": "hist_union",
+        "source": "shopify",
+    }
 
     rows = server.ok(
         "query", config_path=cp, sql="SELECT id FROM acme_src.shopify_orders_hist", limit=2
@@ -331,7 +335,7 @@ def test_failures_are_tool_errors_that_say_what_to_do(server: Server) -> None:
     server.ok("init_pipeline", config_path=cp)
     text = server.error("generate_phase", config_path=cp, phase="staging")
     assert "staging:shopify is locked: hist_union:shopify has not validated PASS" in text
-    assert f"generate_phase(config_path='{cp}', phase='ingestion')" in text
+    assert f"generate_phase(config_path='{cp}', phase='ingestion', source='shopify')" in text
     text = server.error("generate_phase", config_path=cp, phase="stage")
     assert "unknown phase 'stage'" in text and "hist_union" in text
     text = server.error("skip_phase", config_path=cp, phase="ingestion", confirm=False)

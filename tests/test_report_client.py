@@ -66,7 +66,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     return Demo(
         root / "demo",
         cfg,
-        StateStore(cfg.workspace).load(),
+        StateStore(cfg.workspace).load(cfg.source_names),
         (reports / "cdp_report.md").read_text(encoding="utf-8"),
         (reports / "cdp_report.html").read_text(encoding="utf-8"),
     )
@@ -124,7 +124,11 @@ def test_a_warning_quoting_an_over_merged_value_is_masked(demo: Demo) -> None:
 
 def test_the_headline_figures_come_first_and_are_the_runs_numbers(demo: Demo) -> None:
     metrics = (demo.state.phase(Phase.UNIFICATION).validation or {})["metrics"]
-    staging = (demo.state.phase(Phase.STAGING).validation or {})["metrics"]["tables"]
+    staging = {  # every source's staged tables
+        name: stats
+        for ps in demo.state.of_phase(Phase.STAGING)
+        for name, stats in (ps.validation or {})["metrics"]["tables"].items()
+    }
     profiles = metrics["profiles"]
     md = demo.markdown
     assert md.index("## Headline figures") < md.index("## Configuration")
@@ -132,7 +136,9 @@ def test_the_headline_figures_come_first_and_are_the_runs_numbers(demo: Demo) ->
     assert "| records per profile |" in md and "| cross-table coverage |" in md
     lowest = min(s["dq_score"] for s in staging.values())
     assert f"| data-quality score (lowest) | {lowest:g} |" in md
-    sources = (demo.state.phase(Phase.INGESTION).validation or {})["metrics"]["source_rows"]
+    sources = (demo.state.phase(Phase.INGESTION, "shopify").validation or {})["metrics"][
+        "source_rows"
+    ]
     before = sum(s["before_start_date"] for s in sources.values())
     assert before > 0 and f"{before:,} dated before start_date" in md
     page = demo.html
@@ -157,7 +163,7 @@ def test_no_internal_words_and_nothing_about_a_td_key_on_a_local_run(demo: Demo)
 
 
 def test_an_empty_table_under_pass_is_explained(demo: Demo) -> None:
-    ingestion = demo.state.phase(Phase.INGESTION)
+    ingestion = demo.state.phase(Phase.INGESTION, "shopify")
     assert ingestion.verdict == "PASS"
     empty = [t for t in (ingestion.validation or {})["tables"] if t["row_count"] == 0]
     assert empty  # the demo's incremental tables: every row came with the historical load
@@ -172,9 +178,11 @@ def test_an_empty_table_under_pass_is_explained(demo: Demo) -> None:
 def test_row_flow_chart_starts_at_the_source_rows_and_marks_the_losses(demo: Demo) -> None:
     svg = re.search(r'<svg[^>]*aria-label="Rows per table[^"]*".*?</svg>', demo.html, re.S)
     assert svg
-    sources = (demo.state.phase(Phase.INGESTION).validation or {})["metrics"]["source_rows"]
+    sources = (demo.state.phase(Phase.INGESTION, "shopify").validation or {})["metrics"][
+        "source_rows"
+    ]
     for obj, s in sources.items():
-        table = f"{demo.cfg.source}_{obj}"
+        table = f"shopify_{obj}"
         assert f"<title>{table}: {SOURCE} {s['source_rows']:,}</title>" in svg[0]
         assert f"-{s['before_start_date']:,} before start" in svg[0]
     assert f'fill="{COLORS[SOURCE]}"' in svg[0]
