@@ -170,13 +170,15 @@ def test_run_stops_at_a_failing_workflow_with_its_task_and_log_tail(
     assert "ingestion: generated" not in ran.err  # carried on from the saved state
     assert "ingestion: pushed acme_shopify_ingestion" in ran.err
     assert ran.err.count("retrying failed tasks of shopify_ingest_hist") == 2
-    assert "FAILED: ingestion: step execute:shopify_ingest_hist failed 3 times" in ran.err
+    assert "FAILED: ingestion:shopify: step execute:shopify_ingest_hist failed 3 times" in ran.err
     assert "  phase: ingestion" in ran.err
     assert "  task: +shopify_ingest_hist+create_ingestion_log" in ran.err
     tail = ran.err.split("  log tail:\n", 1)[1]
     assert "create_ingestion_log" in tail
     report = Path(ran.out.strip().splitlines()[-1].removeprefix("report: "))
-    assert "**Partial report**: the pipeline is at phase **ingestion**" in report.read_text()
+    assert (
+        "**Partial report**: the pipeline is at phase **ingestion (shopify)**" in report.read_text()
+    )
 
     status = cdp("status", str(config))
     assert "execute:shopify_ingest_hist      failed     3/3" in status.out

@@ -306,7 +306,7 @@ def test_ingestion_through_the_protocol(server: Server) -> None:
     # the prompt is also the resume prompt: it shows the state and names the next call
     prompt = server.portal.call(server.client.get_prompt, "cdp_implement", {"config_path": cp})
     text = prompt.messages[0].content.text
-    assert "| ingestion | passed | PASS |" in text
+    assert "| ingestion | shopify | passed | PASS |" in text
     assert "Call `generate_phase`" in text and '"phase": "hist_union"' in text
 
     state = json.loads(read_resource(server, resource_uri(cfg, "state")))

@@ -252,3 +252,35 @@ def test_a_source_added_to_a_finished_pipeline_runs_alone_then_unification(
     assert any(line.startswith("ingestion:crm: pushed") for line in lines)
     assert profiles(config) == PEOPLE + 50
     assert after["unification"]["status"] == "passed"
+
+
+def test_a_source_whose_primary_key_does_not_exist_waits_while_the_others_run(
+    tmp_path: Path,
+) -> None:
+    """A primary key the CRM's file lacks: init says so without refusing the pipeline, the
+    CRM's hist_union refuses to render (it would stage the table undeduplicated) and waits
+    for the person; the shop reaches staging PASS; unification waits."""
+    config = write_pipeline(tmp_path, ["crm", "shop"])
+    raw = yaml.safe_load(config.read_text())
+    raw["sources"][0]["primary_keys"] = {"contacts": "contact_no"}
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    init = run(Pipeline(config).init)
+    assert any(
+        n.startswith("crm: PROBLEM: sources[0].primary_keys.contacts: 'contact_no' is not a column")
+        for n in init.preflight
+    ), init.preflight
+    outcome, lines = headless(config)
+    assert outcome.exit_code == EXIT_FAILED
+    got = statuses(config)
+    assert (got["ingestion:crm"], got["hist_union:crm"], got["staging:crm"]) == (
+        "passed",
+        "pending",
+        "pending",
+    )
+    assert [got[f"{p}:shop"] for p in ("ingestion", "hist_union", "staging")] == ["passed"] * 3
+    assert got["unification"] == "pending"
+    now = Pipeline(config).status().next_action
+    assert now.tool == ASK_PERSON
+    assert (now.arguments["phase"], now.arguments["source"]) == ("hist_union", "crm")
+    assert "generating hist_union:crm failed" in now.why and "contact_no" in now.why
+    assert "hist_union:crm: waits for a person; the other sources go on" in lines

@@ -164,7 +164,7 @@ def test_a_warning_blocks_the_next_phase_until_accepted(acme_config: Path) -> No
         "phase='ingestion', source='shopify', accept_warnings=true)"
     )
     prompt = render_implement_prompt(str(acme_config))
-    assert "Phase ingestion needs a decision" in prompt
+    assert "Phase ingestion of source shopify needs a decision" in prompt
     assert "1. accept the warnings: validate_tables(" in prompt
     assert "never skip, accept warnings or abort on your own" in prompt
 
@@ -491,7 +491,7 @@ def test_abort_kills_the_running_attempt_and_writes_a_partial_report(acme_config
     report = Path(decision.report_path or "")
     assert report == report_path(P(acme_config).cfg) and report.is_file()
     text = report.read_text()
-    assert "**Aborted**" in text and "stopped at phase **ingestion**" in text
+    assert "**Aborted**" in text and "stopped at phase **ingestion (shopify)**" in text
     assert f"execute:{HIST} | failed" in text and "killed by abort_pipeline" in text
     status = P(acme_config).status()
     assert status.aborted is True

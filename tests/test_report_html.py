@@ -185,7 +185,7 @@ def test_aborted_pipeline_gets_partial_html_and_markdown(acme_config: Path) -> N
     reports = _reports(cfg)
     markdown = (reports / "cdp_report.md").read_text(encoding="utf-8")
     page = (reports / "cdp_report.html").read_text(encoding="utf-8")
-    assert "stopped at phase **hist_union**" in markdown
+    assert "stopped at phase **hist_union (shopify)**" in markdown
     assert f"Aborted ({html.escape(reason)}); stopped at phase hist_union." in page
     assert reason not in page  # escaped, never raw
     assert page.count("<svg") == 1  # the row flow has ingested rows; unification has none

@@ -441,12 +441,14 @@ class Pipeline:
                 reset += budget.reset_from(state, ps)
                 break
         unif = state.phase(Phase.UNIFICATION)
-        if unif.steps or unif.status is not PhaseStatus.PENDING:
-            reset += budget.reset_from(state, unif)
-        state.reported_at = None  # the run goes on with the new stages
+        if (added or removed) and (unif.steps or unif.status is not PhaseStatus.PENDING):
+            reset += budget.reset_from(state, unif)  # (sources only reordered: kept)
+        if not budget.all_done(state):
+            state.reported_at = None  # the run goes on with the new stages
         notes.append(
             f"sources added: {', '.join(added) or 'none'}; stages kept as they ran: "
-            f"{', '.join(kept) or 'none'}; unification runs again over every source"
+            f"{', '.join(kept) or 'none'}"
+            + ("; unification runs again over every source" if added or removed else "")
         )
         return reset
 

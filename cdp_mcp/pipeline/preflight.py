@@ -69,7 +69,11 @@ def _check_column_refs(cfg: PipelineConfig, schemas: SchemaMap, several: bool) -
             f"{ConfigError('pipeline config', refs)}\nFix the config file, then call "
             "init_pipeline again."
         )
-    return [f"PROBLEM: {p.path}: {p.message}; {WAITS}" for p in own]
+    name_at = {cfg.source_path_of(i): n for i, n in enumerate(cfg.source_names)}
+    return [
+        f"{name_at.get(p.path.split('.')[0], '?')}: PROBLEM: {p.path}: {p.message}; {WAITS}"
+        for p in own
+    ]
 
 
 async def _file_preflight(cfg: PipelineConfig) -> tuple[SchemaMap, list[str]]:
