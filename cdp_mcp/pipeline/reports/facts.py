@@ -42,7 +42,7 @@ def phase_duration(ps: PhaseState) -> str:
 def progress(state: PipelineState) -> Progress:
     every = stages(state)
     complete = not state.aborted and all(ps.status in DONE for ps in every)
-    stopped = next((stage_label(state, ps) for ps in every if ps.status not in DONE), None)
+    stopped = next((stage_label(ps) for ps in every if ps.status not in DONE), None)
     if state.aborted:
         where = stopped or "after the last phase"
         headline = f"Aborted ({state.abort_reason}); stopped at phase {where}."

@@ -407,7 +407,7 @@ def _overview(cfg: PipelineConfig, state: PipelineState) -> str:
     for ps in stages(state):
         rows.append(
             (
-                stage_label(state, ps),
+                stage_label(ps),
                 ps.status.value,
                 ps.verdict,
                 project_name(stage_config(cfg, ps), ps.phase),
@@ -512,12 +512,12 @@ def _validation(ps: PhaseState, known: dict[str, str]) -> str:
     return "".join(out)
 
 
-def _phase(cfg: PipelineConfig, state: PipelineState, ps: PhaseState, known: dict[str, str]) -> str:
+def _phase(cfg: PipelineConfig, ps: PhaseState, known: dict[str, str]) -> str:
     view = stage_config(cfg, ps)
     flows = ", ".join(ps.workflows or workflows(view, ps.phase))
     anchor = ps.phase.value + "".join(f"-{s}" for s in [stage_source(ps)] if s)
     out = [
-        f'<h3 id="phase-{escape(anchor)}">{escape(stage_label(state, ps))}</h3>',
+        f'<h3 id="phase-{escape(anchor)}">{escape(stage_label(ps))}</h3>',
         f"<p>Status <b>{escape(ps.status.value)}</b>; project "
         f"<code>{escape(project_name(view, ps.phase))}</code> (id {escape(ps.project_id or '-')}, "
         f"revision {escape(ps.revision or '-')}); workflows {escape(flows)}; "
@@ -578,7 +578,7 @@ def render_html(cfg: PipelineConfig, state: PipelineState) -> str:
         _row_flow(cfg, state),
         _charts(cfg, state),
         "<h2>Phase details</h2>",
-        *(_phase(cfg, state, ps, known) for ps in every),
+        *(_phase(cfg, ps, known) for ps in every),
         "<h2>Next step</h2>",
         f"<p><code>{escape(format_call(action))}</code>: {escape(scrub(action.why, known))}</p>",
     ]

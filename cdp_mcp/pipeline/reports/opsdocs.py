@@ -351,7 +351,7 @@ def _baseline(state: PipelineState) -> list[str]:
         for t in (ps.validation or {}).get("tables") or []:
             rows = "-" if t.get("row_count") is None else str(t["row_count"])
             lines.append(
-                f"| {stage_label(state, ps)} | {ps.verdict or '-'} | {t['database']}.{t['table']} | {rows} |"
+                f"| {stage_label(ps)} | {ps.verdict or '-'} | {t['database']}.{t['table']} | {rows} |"
             )
     return [*lines, ""]
 

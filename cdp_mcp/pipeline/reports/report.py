@@ -89,11 +89,9 @@ def _headline_section(cfg: PipelineConfig, state: PipelineState) -> list[str]:
     return ["## Headline figures", "", *_md_table(("figure", "value", "how"), rows)]
 
 
-def _phase_section(
-    cfg: PipelineConfig, state: PipelineState, ps: PhaseState, known: dict[str, str]
-) -> list[str]:
+def _phase_section(cfg: PipelineConfig, ps: PhaseState, known: dict[str, str]) -> list[str]:
     lines = [
-        f"### {stage_label(state, ps)}",
+        f"### {stage_label(ps)}",
         "",
         f"Status **{ps.status.value}**, verdict {ps.verdict or '-'}, project "
         f"`{project_name(stage_config(cfg, ps), ps.phase)}` (id {ps.project_id or '-'}, revision {ps.revision or '-'}), "
@@ -195,12 +193,11 @@ def render_markdown(cfg: PipelineConfig, state: PipelineState) -> tuple[str, boo
     ]
     if state.aborted:
         stopped = next(
-            (stage_label(state, ps) for ps in every if ps.status not in DONE),
-            "after the last phase",
+            (stage_label(ps) for ps in every if ps.status not in DONE), "after the last phase"
         )
         lines += [f"**Aborted** ({state.abort_reason}); stopped at phase **{stopped}**.", ""]
     elif not complete:
-        stopped = next(stage_label(state, ps) for ps in every if ps.status not in DONE)
+        stopped = next(stage_label(ps) for ps in every if ps.status not in DONE)
         lines += [f"**Partial report**: the pipeline is at phase **{stopped}**.", ""]
     else:
         lines += ["**Complete**: every phase validated (or was skipped by decision).", ""]
@@ -212,7 +209,7 @@ def render_markdown(cfg: PipelineConfig, state: PipelineState) -> tuple[str, boo
     lines += ["## Phases", ""]
     known = known_values([stage_metrics(ps) for ps in every])
     for ps in every:
-        lines += _phase_section(cfg, state, ps, known)
+        lines += _phase_section(cfg, ps, known)
     action = next_action(cfg, state)
     lines += ["## Next step", "", f"`{format_call(action)}`: {scrub(action.why, known)}", ""]
     return "\n".join(lines), complete

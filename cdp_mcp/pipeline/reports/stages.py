@@ -33,16 +33,10 @@ def stage_of(state: PipelineState, phase: Phase, source: str | None) -> PhaseSta
     return state.phase(phase)
 
 
-def several_sources(state: PipelineState) -> bool:
-    return False
-
-
-def stage_label(state: PipelineState, ps: PhaseState) -> str:
-    """`ingestion (crm)` for a source's stage when there are several, else the phase."""
+def stage_label(ps: PhaseState) -> str:
+    """`ingestion (crm)` for a source's stage, `unification`."""
     source = stage_source(ps)
-    if source is None or not several_sources(state):
-        return ps.phase.value
-    return f"{ps.phase.value} ({source})"
+    return ps.phase.value if source is None else f"{ps.phase.value} ({source})"
 
 
 def stage_metrics(ps: PhaseState) -> dict[str, Any]:

@@ -61,12 +61,12 @@ def _against(seconds: float | None, low_high: tuple[int, int]) -> str:
     return "within the range" if seconds <= high else "slower than the range"
 
 
-def phase_timing(ps: PhaseState, label: str | None = None) -> PhaseTiming:
+def phase_timing(ps: PhaseState) -> PhaseTiming:
     expected = EXPECTED_TIMELINE[ps.phase]
     seconds = phase_seconds(ps)
     workflows = _workflow_seconds(ps)
     return PhaseTiming(
-        phase=label or ps.phase.value,
+        phase=stage_label(ps),
         seconds=seconds,
         workflow_seconds=workflows,
         estimate_minutes=expected.estimate_minutes,
@@ -77,7 +77,7 @@ def phase_timing(ps: PhaseState, label: str | None = None) -> PhaseTiming:
 
 
 def timeline(state: PipelineState) -> list[PhaseTiming]:
-    return [phase_timing(ps, stage_label(state, ps)) for ps in stages(state)]
+    return [phase_timing(ps) for ps in stages(state)]
 
 
 def total_seconds(timings: list[PhaseTiming]) -> float | None:
