@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from cdp_mcp.core.phases import Phase
 from cdp_mcp.pipeline.nextstep import execute_step
 from cdp_mcp.pipeline.reports.facts import phase_seconds
-from cdp_mcp.pipeline.reports.stages import stage_label, stages
+from cdp_mcp.pipeline.reports.stages import stage_label, stage_source, stages
 from cdp_mcp.pipeline.state import PhaseState, PipelineState
 
 EXPECTED_SOURCE = "TD's cdp-orchestrator README (Estimated Timeline, Phase Details)"
@@ -106,6 +106,8 @@ def fmt_share(share: float | None) -> str:
 def timeline_rows(state: PipelineState) -> tuple[list[list[str]], list[str]]:
     """Rows for a table (Markdown or HTML), and the total row."""
     timings = timeline(state)
+    # TD's total is for a pipeline of one source; the phases of several each take theirs
+    one_source = len({stage_source(ps) for ps in stages(state)} - {None}) <= 1
     rows = [
         [
             t.phase,
@@ -124,7 +126,7 @@ def timeline_rows(state: PipelineState) -> tuple[list[list[str]], list[str]]:
         "total",
         fmt_seconds(total),
         fmt_seconds(sum(t.workflow_seconds or 0.0 for t in timings) or None),
-        f"~{fmt_seconds(estimate)} ({EXPECTED_TOTAL})",
+        f"~{fmt_seconds(estimate)}" + (f" ({EXPECTED_TOTAL})" if one_source else ""),
         "",
         "",
         fmt_share(None if total is None else total / estimate),
