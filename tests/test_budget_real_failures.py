@@ -32,7 +32,16 @@ from cdp_mcp.pipeline.models import PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.state import StateStore
 from tests.conftest import SENTINEL_KEY
-from tests.test_orchestrator_rules import HIST, SLOW_TASK, P, run, state_doc, step_of, stop
+from tests.test_orchestrator_rules import (
+    HIST,
+    SLOW_TASK,
+    P,
+    by_phase,
+    run,
+    state_doc,
+    step_of,
+    stop,
+)
 
 pytestmark = pytest.mark.slow  # end to end: the full suite, not the fast lane
 
@@ -260,7 +269,7 @@ def test_a_second_server_gets_a_busy_answer_and_spends_nothing(acme_config: Path
         store.release_operation(held)
     assert out.startswith("busy: push_project (pid "), (out, err)
     assert "nothing was changed" in out
-    assert f"execute:{HIST}" not in state_doc(acme_config)["phases"]["ingestion"]["steps"]
+    assert f"execute:{HIST}" not in by_phase(state_doc(acme_config))["ingestion"]["steps"]
     started = run(P(acme_config).start_workflow, "ingestion")
     assert started.attempt == 1
     run(P(acme_config).get_session, started.session_id, 60)
@@ -277,7 +286,7 @@ def test_an_unknown_attempt_is_marked_lost_with_the_choices(acme_config: Path) -
     # The state names an attempt the backend never had (a reset .cdp_local, say).
     path = acme_config.parent / "acme_cdp" / ".cdp_state" / "state.json"
     doc = json.loads(path.read_text())
-    step = doc["phases"]["ingestion"]["steps"][f"execute:{HIST}"]
+    step = by_phase(doc)["ingestion"]["steps"][f"execute:{HIST}"]
     step.update(status="running", attempt_id="999", finished_at=None)
     path.write_text(json.dumps(doc))
 

@@ -16,14 +16,21 @@ def test_generate_prints_files_and_workflows(
     out = capsys.readouterr().out
     assert "shopify_ingest_hist.dig" in out
     assert "workflows (run order): shopify_ingest_hist, shopify_ingest_inc" in out
-    assert (acme_config.parent / "acme_cdp" / "ingestion" / "shopify_ingest_inc.dig").is_file()
+    assert (
+        acme_config.parent / "acme_cdp" / "shopify_ingestion" / "shopify_ingest_inc.dig"
+    ).is_file()
 
 
 @pytest.mark.slow
 def test_generate_all_phases(acme_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["generate", str(acme_config), "all"]) == 0
     ws = acme_config.parent / "acme_cdp"
-    assert {p.name for p in ws.iterdir()} >= {"ingestion", "hist_union", "staging", "unification"}
+    assert {p.name for p in ws.iterdir()} >= {
+        "shopify_ingestion",
+        "shopify_hist_union",
+        "shopify_staging",
+        "unification",
+    }
 
 
 def test_bad_config_is_one_clear_message(
@@ -83,7 +90,9 @@ def test_seed_config_with_a_td_connector_generates_ingestion(
         "    store_name: acme\n"
     )
     assert main(["generate", str(cfg), "ingestion"]) == 0
-    load = (tmp_path / "acme_cdp" / "ingestion" / "config" / "shopify_orders_load.yml").read_text()
+    load = (
+        tmp_path / "acme_cdp" / "shopify_ingestion" / "config" / "shopify_orders_load.yml"
+    ).read_text()
     assert "type: shopify" in load
     assert "${secret:shopify.apikey}" in load
     out = capsys.readouterr().out

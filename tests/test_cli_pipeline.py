@@ -57,7 +57,7 @@ def phase_lines(status_out: str) -> dict[str, str]:
     lines = {}
     for line in status_out.splitlines():
         words = line.split()
-        if words and words[0] in PHASES:
+        if words and words[0].partition(":")[0] in PHASES:
             lines[words[0]] = words[1]
     return lines
 
@@ -66,11 +66,12 @@ def assert_full_run(ran: Ran, config: Path) -> None:
     """The outcome of a run over all four phases, in either world (see module doc)."""
     status = cdp("status", str(config))
     assert status.code == 0, status.err
-    phases = phase_lines(status.out)
-    assert set(phases) == set(PHASES)
-    for phase in ("ingestion", "hist_union", "staging"):
-        assert phases[phase] == "passed", status.out
-        assert f"{phase}: validation PASS" in ran.err
+    phases = phase_lines(status.out)  # stages: `ingestion`, or `ingestion:crm` of several
+    assert {stage.partition(":")[0] for stage in phases} == set(PHASES)
+    for stage in phases:
+        if stage != "unification":
+            assert phases[stage] == "passed", status.out
+            assert f"{stage}: validation PASS" in ran.err
     report = ran.out.strip().splitlines()[-1]
     assert report.startswith("report: ")
     report_text = Path(report.removeprefix("report: ")).read_text()
@@ -133,7 +134,7 @@ def test_status_needs_a_pipeline_and_names_the_next_call(
         "unification": "pending",
     }
     assert "generate                         succeeded  1/3" in status.out
-    assert f"next: deploy the ingestion project: `cdp-mcp run {config}`" in status.out
+    assert f"next: deploy the ingestion:shopify project: `cdp-mcp run {config}`" in status.out
 
     bad = tmp_path / "bad.yml"
     bad.write_text(config.read_text().replace("client: acme", "client: 9acme"))
@@ -167,20 +168,22 @@ def test_run_stops_at_a_failing_workflow_with_its_task_and_log_tail(
     ran = cdp("run", str(config))
     assert ran.code == 1
     assert "ingestion: generated" not in ran.err  # carried on from the saved state
-    assert "ingestion: pushed acme_ingestion" in ran.err
+    assert "ingestion: pushed acme_shopify_ingestion" in ran.err
     assert ran.err.count("retrying failed tasks of shopify_ingest_hist") == 2
-    assert "FAILED: ingestion: step execute:shopify_ingest_hist failed 3 times" in ran.err
+    assert "FAILED: ingestion:shopify: step execute:shopify_ingest_hist failed 3 times" in ran.err
     assert "  phase: ingestion" in ran.err
     assert "  task: +shopify_ingest_hist+create_ingestion_log" in ran.err
     tail = ran.err.split("  log tail:\n", 1)[1]
     assert "create_ingestion_log" in tail
     report = Path(ran.out.strip().splitlines()[-1].removeprefix("report: "))
-    assert "**Partial report**: the pipeline is at phase **ingestion**" in report.read_text()
+    assert (
+        "**Partial report**: the pipeline is at phase **ingestion (shopify)**" in report.read_text()
+    )
 
     status = cdp("status", str(config))
     assert "execute:shopify_ingest_hist      failed     3/3" in status.out
     assert "failed 3 times (the limit is 3); last error:" in status.out
-    assert f"  - skip: `cdp-mcp skip {config} ingestion --yes`" in status.out
+    assert f"  - skip: `cdp-mcp skip {config} ingestion --source shopify --yes`" in status.out
 
 
 def test_run_stops_at_a_warning_unless_accepted(tmp_path: Path) -> None:
@@ -223,7 +226,9 @@ def test_demo_writes_a_sample_and_runs_it(tmp_path: Path) -> None:
         "customers",
         "products",
     }
-    assert ran.err.startswith(f"wrote a sample shopify extract and {config}")
+    assert ran.err.startswith(f"wrote sample extracts of shopify, crm, mailer and {config}")
+    assert (target / "crm" / "contacts.csv").is_file()
+    assert (target / "mailer" / "subscribers.jsonl").is_file()
     assert_full_run(ran, config)
 
 

@@ -37,7 +37,7 @@ from cdp_mcp.cli.events import (
 from cdp_mcp.cli.progress import Board, RunDisplay, duration, summary_table
 from cdp_mcp.cli.run import run_pipeline
 from cdp_mcp.core.config import load_config
-from cdp_mcp.core.phases import INC_LOG, INGESTION_LOG, STAGING_LOG, Phase
+from cdp_mcp.core.phases import INC_LOG, INGESTION_LOG, ORDER, STAGING_LOG, Phase
 from cdp_mcp.pipeline.state import StateStore
 from tests.conftest import SENTINEL_KEY
 from tests.test_cli_pipeline import PHASES, ROWS, Ran, broken_ingestion, cdp, cli, phase_lines
@@ -54,7 +54,7 @@ def summary_rows(err: str) -> dict[str, list[str]]:
     rows = {}
     for line in lines[head + 1 :]:
         words = line.split()
-        if words and words[0] in PHASES:
+        if words and words[0].partition(":")[0] in PHASES:
             rows[words[0]] = words[1:]
     return rows
 
@@ -66,6 +66,13 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ran, Path]:
     return cdp("demo", str(target), "--rows", str(ROWS)), target / "acme.yml"
 
 
+def demo_stages(config: Path) -> list[str]:
+    """The demo's stages as the board names them: each source's phases, then unification."""
+    names = load_config(config).source_names
+    per_source = [p.value for p in ORDER if p is not Phase.UNIFICATION]
+    return [*(f"{p}:{n}" for n in names for p in per_source), "unification"]
+
+
 @pytest.mark.slow
 def test_piped_output_is_plain_lines_with_every_phase_and_a_summary(
     demo_run: tuple[Ran, Path],
@@ -73,14 +80,15 @@ def test_piped_output_is_plain_lines_with_every_phase_and_a_summary(
     ran, config = demo_run
     assert not ANSI.search(ran.err + ran.out), "no escape codes in a pipe"
     assert "\r" not in ran.err  # no redrawn lines either
-    for phase in PHASES:
+    stages = demo_stages(config)
+    for phase in stages:
         assert f"{phase}: generated" in ran.err
         assert re.search(rf"^{phase}: \S+ success in [\d.]+s \(\d+/\d+ tasks\)$", ran.err, re.M)
 
     status = phase_lines(cdp("status", str(config)).out)
     rows = summary_rows(ran.err)
-    assert list(rows) == list(PHASES)  # the summary lists the four phases, in order
-    for phase in PHASES:
+    assert list(rows) == stages  # the summary lists every source's stages, in order
+    for phase in stages:
         if status[phase] == "passed":
             assert f"{phase}: validation PASS" in ran.err
             result, seconds, tables, n_rows, profiles, *sessions = rows[phase]
@@ -89,7 +97,7 @@ def test_piped_output_is_plain_lines_with_every_phase_and_a_summary(
             counted = profiles if phase == "unification" else n_rows
             assert int(tables) > 0 and int(counted.replace(",", "")) > 0
             assert sessions
-    assert rows["ingestion"][-2:] == ["1,", "2"]  # its two workflows' sessions
+    assert rows["ingestion:shopify"][-2:] == ["1,", "2"]  # its two workflows' sessions
     if all(s == "passed" for s in status.values()):
         assert ran.code == 0
         assert ran.err.rstrip().endswith("every phase validated PASS")
@@ -107,15 +115,15 @@ def test_the_summary_counts_data_rows_and_shows_unifications_profiles(
     tables, not the logs beside them."""
     ran, config = demo_run
     cfg = load_config(config)
-    state = StateStore(cfg.workspace).load()
+    state = StateStore(cfg.workspace).load(cfg.source_names)
     rows = summary_rows(ran.err)
     profiles = (state.phase(Phase.UNIFICATION).validation or {})["metrics"]["profiles"]
     assert rows["unification"][3:5] == ["-", f"{profiles:,}"]
     logs = (INGESTION_LOG, INC_LOG, STAGING_LOG)
-    for phase in ("ingestion", "hist_union", "staging"):
-        tables = (state.phase(Phase(phase)).validation or {})["tables"]
+    for ps in state.ordered()[:-1]:
+        tables = (ps.validation or {})["tables"]
         data = sum(t["row_count"] for t in tables if t["table"] not in logs)
-        assert rows[phase][3:5] == [f"{data:,}", "-"], phase
+        assert rows[ps.key][3:5] == [f"{data:,}", "-"], ps.key
     assert "unification: validation PASS" in ran.err
 
 
@@ -192,14 +200,14 @@ def test_a_failing_run_names_phase_task_and_log_tail_and_exits_1(
     assert all(rows[p][0:2] == ["not", "run"] for p in ("hist_union", "staging", "unification"))
 
     failure = ran.err.split("\nFAILED: ", 1)[1]  # after the summary table
-    assert failure.startswith("ingestion: step execute:shopify_ingest_hist failed 3 times")
+    assert failure.startswith("ingestion:shopify: step execute:shopify_ingest_hist failed 3 times")
     assert "\n  phase: ingestion\n" in failure
     assert "\n  task: +shopify_ingest_hist+create_ingestion_log\n" in failure
     tail = failure.split("  log tail:\n", 1)[1].split("  what now:\n", 1)[0]
     assert "[ERROR] (+shopify_ingest_hist+create_ingestion_log)" in tail
     assert "Parser Error" in tail
     what_now = failure.split("  what now:\n", 1)[1]
-    assert f"    - skip: `cdp-mcp skip {config} ingestion --yes`" in what_now
+    assert f"    - skip: `cdp-mcp skip {config} ingestion --source shopify --yes`" in what_now
     assert f"    - abort: `cdp-mcp abort {config}`" in what_now
     assert f"  every step: cdp-mcp status {config}" in what_now
     assert ran.out.strip().splitlines()[-1].startswith("report: ")

@@ -57,7 +57,7 @@ def test_status_names_the_next_command_not_the_next_call(
     config = started(tmp_path, monkeypatch)
     status = cdp("status", str(config))
     assert status.code == 0, status.err
-    assert f"next: deploy the ingestion project: `cdp-mcp run {config}`" in status.out
+    assert f"next: deploy the ingestion:shopify project: `cdp-mcp run {config}`" in status.out
     assert not any(call in status.out for call in MCP_CALLS), status.out
 
 
@@ -171,7 +171,7 @@ def test_a_piped_run_ends_with_both_reports_and_shell_choices(
     assert Path(html.removeprefix("html report: ")).is_file()
     assert md.startswith("report: ") and Path(md.removeprefix("report: ")).is_file()
     what_now = ran.err.split("  what now:\n", 1)[1]
-    assert f"skip: `cdp-mcp skip {config} ingestion --yes`" in what_now
+    assert f"skip: `cdp-mcp skip {config} ingestion --source shopify --yes`" in what_now
     assert not any(call in ran.err for call in MCP_CALLS), ran.err
 
     status = cdp("status", str(config))

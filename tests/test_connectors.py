@@ -420,8 +420,8 @@ def test_a_primary_key_the_loaded_tables_lack_is_refused_before_hist_union(
         message = str(refused.value)
         assert "ingestion.primary_keys.orders" in message and "'ids' is not a column" in message
         assert "did you mean 'id'" in message, message
-        assert not (p.cfg.workspace / "hist_union").exists() or not any(
-            (p.cfg.workspace / "hist_union").glob("*.dig")
+        assert not (p.cfg.workspace / "shopify_hist_union").exists() or not any(
+            (p.cfg.workspace / "shopify_hist_union").glob("*.dig")
         )
         await p.aclose()
 

@@ -57,9 +57,11 @@ def test_a_missing_source_file_is_fixed_first_and_retried_on_the_persons_word(
         assert "retry_after_fix=true" in str(e)
 
     fixed = run(P(acme_config).init, retry_after_fix=True)
-    assert fixed.reset_steps == [f"ingestion.execute:{HIST}"]
+    assert fixed.reset_steps == [f"ingestion:shopify.execute:{HIST}"]
     record = state_doc(acme_config)["retries"]
-    assert [r["steps"] for r in record] == [[f"ingestion.execute:{HIST}"]] and record[0]["at"]
+    assert [r["steps"] for r in record] == [[f"ingestion:shopify.execute:{HIST}"]] and record[0][
+        "at"
+    ]
     assert fixed.next_action.tool == "start_workflow"
     resumed = run(P(acme_config).start_workflow, "ingestion", HIST)
     assert resumed.resumed_failed_tasks and resumed.attempt == 1
@@ -112,4 +114,4 @@ def test_the_headless_runner_goes_on_once_the_person_says_the_file_is_back(
     )
     assert fixed.exit_code in (EXIT_PASS, EXIT_ACCEPTED_WARNINGS), fixed.message
     assert step_of(acme_config, "ingestion", f"execute:{HIST}")["status"] == "succeeded"
-    assert state_doc(acme_config)["retries"][0]["steps"] == [f"ingestion.execute:{HIST}"]
+    assert state_doc(acme_config)["retries"][0]["steps"] == [f"ingestion:shopify.execute:{HIST}"]

@@ -285,11 +285,6 @@ def test_a_one_source_draft_passes_init_pipeline_as_written(
     assert _init(tmp_path / "acme.yml") == "generate_phase"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the orchestrator reads one source (cfg.ingestion) until p17-flow's several-source "
-    "run lands; then this passes and the mark must go",
-)
 def test_the_three_source_draft_passes_init_pipeline_as_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

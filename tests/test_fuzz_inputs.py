@@ -330,10 +330,14 @@ def test_init_pipeline_answers_every_config_with_a_result_or_its_words(
 
 STATE_SEED = json.loads(
     PipelineState(
-        config_path="/somewhere/acme.yml", config_hash="abc", client="acme", backend="local"
+        config_path="/somewhere/acme.yml",
+        config_hash="abc",
+        client="acme",
+        backend="local",
+        sources=["shopify"],
     ).model_dump_json()
 )
-STATE_SEED["phases"]["ingestion"]["steps"] = {
+STATE_SEED["stages"]["ingestion:shopify"]["steps"] = {
     "generate": {"name": "generate", "status": "succeeded", "attempts": 1, "details": {}}
 }
 STATE_PATHS = paths_of(STATE_SEED)[1:]

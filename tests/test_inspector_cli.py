@@ -171,6 +171,7 @@ def test_inspector_calls_init_pipeline_on_the_demo_config(
     assert out["next_action"]["arguments"] == {
         "config_path": str(demo_config),
         "phase": "ingestion",
+        "source": "shopify",
     }
     # the call did its work on disk: a second client finds the pipeline and resumes it
     again = _json(_init_pipeline(inspector, server, tmp_path / "home", demo_config))

@@ -106,7 +106,8 @@ def test_every_result_of_an_agent_like_run_fits_in_a_context(
     assert Path(report["path"]).is_file() and report["path"].endswith(".md")
     assert "markdown" not in report
     verdicts = {p["phase"]: p["verdict"] for p in report["phases"]}
-    assert verdicts == dict.fromkeys(("ingestion", "hist_union", "staging", "unification"), "PASS")
+    stages = ("ingestion:shopify", "hist_union:shopify", "staging:shopify", "unification")
+    assert verdicts == dict.fromkeys(stages, "PASS")
     assert report["profiles"] > 0
     assert all(p["rows"] > 0 for p in report["phases"])
 
@@ -176,12 +177,12 @@ def test_a_warning_asks_the_person_with_the_accepting_call_as_a_choice(server: S
     assert data["verdict"] == "WARN"
     decision = data["next_action"]
     assert decision["tool"] == "ask_person", decision
-    assert decision["arguments"] == {"config_path": cp, "phase": "ingestion"}
+    assert decision["arguments"] == {"config_path": cp, "phase": "ingestion", "source": "shopify"}
     labels = [c.split(":", 1)[0] for c in decision["choices"]]
     assert labels == ["accept the warnings", "fix", "skip", "abort"]
     assert decision["choices"][0] == (
         f"accept the warnings: validate_tables(config_path='{cp}', phase='ingestion', "
-        "accept_warnings=true)"
+        "source='shopify', accept_warnings=true)"
     )
     assert "ask the person" in text_of(validation).lower()
     # nothing was accepted: the next phase is still locked

@@ -41,20 +41,23 @@ CONTRACT: dict[str, tuple[list[str], list[str]]] = {
     # new_run: only the person's say-so starts a finished pipeline over; retry_after_fix: only
     # the person's word re-opens a budget spent on a cause fixed outside the config
     "init_pipeline": (["config_path", "new_run", "retry_after_fix"], ["config_path"]),
-    "generate_phase": (["config_path", "phase"], ["config_path", "phase"]),
-    "push_project": (["config_path", "phase"], ["config_path", "phase"]),
-    "start_workflow": (["config_path", "phase", "workflow"], ["config_path", "phase"]),
+    "generate_phase": (["config_path", "phase", "source"], ["config_path", "phase"]),
+    "push_project": (["config_path", "phase", "source"], ["config_path", "phase"]),
+    "start_workflow": (["config_path", "phase", "source", "workflow"], ["config_path", "phase"]),
     "get_session": (["config_path", "session_id", "wait_seconds"], ["config_path"]),
-    "validate_tables": (["config_path", "phase", "accept_warnings"], ["config_path", "phase"]),
+    "validate_tables": (
+        ["config_path", "phase", "source", "accept_warnings"],
+        ["config_path", "phase"],
+    ),
     "get_logs": (["config_path", "attempt_id", "task", "offset"], ["config_path", "attempt_id"]),
     # offset: a result cut to stay small is read on from where it stopped
     "query": (["config_path", "sql", "limit", "offset"], ["config_path", "sql"]),
     "pipeline_status": (["config_path"], ["config_path"]),
-    "skip_phase": (["config_path", "phase", "confirm"], ["config_path", "phase"]),
+    "skip_phase": (["config_path", "phase", "source", "confirm"], ["config_path", "phase"]),
     "abort_pipeline": (["config_path"], ["config_path"]),
     "final_report": (["config_path"], ["config_path"]),
     # issue 6: secrets come from the server's environment, never from the conversation
-    "set_secrets": (["config_path", "phase", "names"], ["config_path", "phase", "names"]),
+    "set_secrets": (["config_path", "phase", "names", "source"], ["config_path", "phase", "names"]),
     # issue 17: from the client's data to a config the person reviews
     "inspect_source": (["source", "sample_rows", "td_endpoint"], ["source"]),
     "draft_config": (
@@ -262,7 +265,7 @@ def test_ingestion_through_the_protocol(server: Server) -> None:
     assert gen["workflows"] == ["shopify_ingest_hist", "shopify_ingest_inc"]
     assert "shopify_ingest_hist.dig" in gen["files"]
     push = server.ok("push_project", config_path=cp, phase="ingestion")
-    assert push["project"] == "acme_ingestion" and push["revision"]
+    assert push["project"] == "acme_shopify_ingestion" and push["revision"]
 
     for workflow in gen["workflows"]:
         start = server.ok("start_workflow", config_path=cp, phase="ingestion")
@@ -288,7 +291,11 @@ def test_ingestion_through_the_protocol(server: Server) -> None:
     assert tables["acme_src.shopify_orders_hist"]["row_count"] > 0
     assert "id" in tables["acme_src.shopify_orders_hist"]["expected_columns"]
     assert validation["metrics"]["rows_total"] > 0
-    assert validation["next_action"]["arguments"] == {"config_path": cp, "phase": "hist_union"}
+    assert validation["next_action"]["arguments"] == {
+        "config_path": cp,
+        "phase": "hist_union",
+        "source": "shopify",
+    }
 
     rows = server.ok(
         "query", config_path=cp, sql="SELECT id FROM acme_src.shopify_orders_hist", limit=2
@@ -307,11 +314,11 @@ def test_ingestion_through_the_protocol(server: Server) -> None:
     # the prompt is also the resume prompt: it shows the state and names the next call
     prompt = server.portal.call(server.client.get_prompt, "cdp_implement", {"config_path": cp})
     text = prompt.messages[0].content.text
-    assert "| ingestion | passed | PASS |" in text
+    assert "| ingestion | shopify | passed | PASS |" in text
     assert "Call `generate_phase`" in text and '"phase": "hist_union"' in text
 
     state = json.loads(read_resource(server, resource_uri(cfg, "state")))
-    assert state["phases"]["ingestion"]["status"] == "passed"
+    assert state["stages"]["ingestion:shopify"]["status"] == "passed"
     assert state["config_path"] == cp
     with pytest.raises(MCPError, match="no report yet: call final_report first"):
         read_resource(server, resource_uri(cfg, "report"))
@@ -335,8 +342,8 @@ def test_failures_are_tool_errors_that_say_what_to_do(server: Server) -> None:
     assert "call init_pipeline first" in text
     server.ok("init_pipeline", config_path=cp)
     text = server.error("generate_phase", config_path=cp, phase="staging")
-    assert "staging is locked: hist_union has not validated PASS" in text
-    assert f"generate_phase(config_path='{cp}', phase='ingestion')" in text
+    assert "staging:shopify is locked: hist_union:shopify has not validated PASS" in text
+    assert f"generate_phase(config_path='{cp}', phase='ingestion', source='shopify')" in text
     text = server.error("generate_phase", config_path=cp, phase="stage")
     assert "unknown phase 'stage'" in text and "hist_union" in text
     text = server.error("skip_phase", config_path=cp, phase="ingestion", confirm=False)
@@ -405,7 +412,7 @@ def test_abort_while_a_session_is_being_waited_on(server: Server) -> None:
     assert (session.structured_content or {})["status"] in ("killed", "error")
     assert lag < 10, "the wait ended soon after the kill"
     report = read_resource(server, resource_uri(cfg, "report"))
-    assert "**Aborted**" in report and "stopped at phase **ingestion**" in report
+    assert "**Aborted**" in report and "stopped at phase **ingestion (shopify)**" in report
     text = server.error("start_workflow", config_path=cp, phase="ingestion")
     assert "the pipeline was aborted" in text and "final_report" in text
 

@@ -63,8 +63,13 @@ def state_doc(config: Path) -> dict[str, Any]:
     return json.loads((config.parent / "acme_cdp" / ".cdp_state" / "state.json").read_text())
 
 
+def by_phase(doc: dict[str, Any]) -> dict[str, Any]:
+    """A one-source state's stages by phase name."""
+    return {ps["phase"]: ps for ps in doc["stages"].values()}
+
+
 def step_of(config: Path, phase: str, step: str) -> dict[str, Any]:
-    return state_doc(config)["phases"][phase]["steps"][step]
+    return by_phase(state_doc(config))[phase]["steps"][step]
 
 
 def wait_done(config: Path, session_id: str, **kwargs: Any) -> SessionResult:
@@ -104,22 +109,28 @@ def test_phases_and_steps_are_refused_out_of_order_with_the_next_call(acme_confi
         with pytest.raises(PipelineError) as err:
             run(P(acme_config).generate_phase, later)
         text = str(err.value)
-        assert f"{later} is locked" in text
+        stage = later if later == "unification" else f"{later}:shopify"
+        assert f"{stage} is locked" in text
         assert "has not validated PASS" in text
         # names the exact call that moves the pipeline on
-        assert f"generate_phase(config_path='{acme_config}', phase='ingestion')" in text
-    with pytest.raises(PipelineError, match=r"hist_union is locked: ingestion has not validated"):
+        assert (
+            f"generate_phase(config_path='{acme_config}', phase='ingestion', source='shopify')"
+            in text
+        )
+    with pytest.raises(
+        PipelineError, match=r"hist_union:shopify is locked: ingestion:shopify has not validated"
+    ):
         run(P(acme_config).push_project, "hist_union")
-    with pytest.raises(PipelineError, match=r"generate ingestion first: generate_phase"):
+    with pytest.raises(PipelineError, match=r"generate ingestion:shopify first: generate_phase"):
         run(P(acme_config).push_project, "ingestion")
-    with pytest.raises(PipelineError, match=r"generate ingestion first"):
+    with pytest.raises(PipelineError, match=r"generate ingestion:shopify first"):
         run(P(acme_config).start_workflow, "ingestion")
     with pytest.raises(PipelineError, match=r"unknown phase 'ingest'; phases are: ingestion"):
         run(P(acme_config).generate_phase, "ingest")
     assert state_file.read_bytes() == before  # a refused call changes nothing
 
     run(P(acme_config).generate_phase, "ingestion")
-    with pytest.raises(PipelineError, match=r"deploy ingestion first: push_project"):
+    with pytest.raises(PipelineError, match=r"deploy ingestion:shopify first: push_project"):
         run(P(acme_config).start_workflow, "ingestion")
     run(P(acme_config).push_project, "ingestion")
     with pytest.raises(PipelineError, match=rf"run {HIST} before {INC}"):
@@ -150,10 +161,10 @@ def test_a_warning_blocks_the_next_phase_until_accepted(acme_config: Path) -> No
     assert "accept_warnings" not in result.next_action.arguments
     assert result.next_action.choices[0] == (
         f"accept the warnings: validate_tables(config_path='{acme_config}', "
-        "phase='ingestion', accept_warnings=true)"
+        "phase='ingestion', source='shopify', accept_warnings=true)"
     )
     prompt = render_implement_prompt(str(acme_config))
-    assert "Phase ingestion needs a decision" in prompt
+    assert "Phase ingestion of source shopify needs a decision" in prompt
     assert "1. accept the warnings: validate_tables(" in prompt
     assert "never skip, accept warnings or abort on your own" in prompt
 
@@ -167,24 +178,24 @@ def test_a_warning_blocks_the_next_phase_until_accepted(acme_config: Path) -> No
     assert accepted.attempt == 1  # accepting is a decision, not another validation
     assert accepted.next_action.tool == "generate_phase"
     assert accepted.next_action.arguments["phase"] == "hist_union"
-    assert state_doc(acme_config)["phases"]["ingestion"]["status"] == "accepted"
+    assert by_phase(state_doc(acme_config))["ingestion"]["status"] == "accepted"
     generated = run(P(acme_config).generate_phase, "hist_union")
     assert generated.workflows == ["shopify_hist_union"]
 
 
 def test_skipping_a_phase_needs_confirm_and_then_unlocks_the_next(acme_config: Path) -> None:
     run(P(acme_config).init)
-    with pytest.raises(PipelineError, match=r"skipping ingestion needs confirm=true"):
+    with pytest.raises(PipelineError, match=r"skipping ingestion:shopify needs confirm=true"):
         run(P(acme_config).skip_phase, "ingestion", False)
-    assert state_doc(acme_config)["phases"]["ingestion"]["status"] == "pending"
-    with pytest.raises(PipelineError, match="hist_union is locked"):
+    assert by_phase(state_doc(acme_config))["ingestion"]["status"] == "pending"
+    with pytest.raises(PipelineError, match="hist_union:shopify is locked"):
         run(P(acme_config).generate_phase, "hist_union")
 
     decision = run(P(acme_config).skip_phase, "ingestion", True)
     assert decision.status == "skipped"
     assert decision.next_action.tool == "generate_phase"
     assert decision.next_action.arguments["phase"] == "hist_union"
-    assert state_doc(acme_config)["phases"]["ingestion"]["status"] == "skipped"
+    assert by_phase(state_doc(acme_config))["ingestion"]["status"] == "skipped"
     assert run(P(acme_config).generate_phase, "hist_union").phase == "hist_union"
 
 
@@ -205,9 +216,9 @@ def test_the_fourth_deploy_is_refused_with_the_choices(acme_config: Path) -> Non
     with pytest.raises(PipelineError) as err:
         run(P(acme_config).push_project, "ingestion")
     text = str(err.value)
-    assert "deploying ingestion already failed 3 times (the limit is 3)" in text
+    assert "deploying ingestion:shopify already failed 3 times (the limit is 3)" in text
     assert "init_pipeline" in text
-    assert "skip_phase(config_path, 'ingestion', confirm=true)" in text
+    assert "skip_phase(config_path, 'ingestion', source='shopify', confirm=true)" in text
     assert "abort_pipeline(config_path)" in text
     assert step_of(acme_config, "ingestion", "deploy")["attempts"] == 3
     # init_pipeline on the same file re-opens nothing (the budget is not a loophole)
@@ -225,13 +236,13 @@ def test_the_fourth_validation_is_refused_and_the_phase_fails(acme_config: Path)
         assert result.verdict == "FAIL" and result.attempt == attempt
         assert "acme_src.shopify_orders_hist does not exist" in result.failures
     assert result.next_action.tool == "ask_person"
-    assert state_doc(acme_config)["phases"]["ingestion"]["status"] == "failed"
-    with pytest.raises(PipelineError, match=r"validating ingestion already failed 3 times"):
+    assert by_phase(state_doc(acme_config))["ingestion"]["status"] == "failed"
+    with pytest.raises(PipelineError, match=r"validating ingestion:shopify already failed 3 times"):
         run(P(acme_config).validate_tables, "ingestion")
     with pytest.raises(PipelineError) as err:
         run(P(acme_config).generate_phase, "hist_union")
     assert "status: failed" in str(err.value)
-    assert "skip_phase(config_path, 'ingestion', confirm=true)" in str(err.value)
+    assert "skip_phase(config_path, 'ingestion', source='shopify', confirm=true)" in str(err.value)
 
 
 def test_a_failing_workflow_runs_out_of_attempts_until_the_config_is_fixed(
@@ -265,12 +276,17 @@ def test_a_failing_workflow_runs_out_of_attempts_until_the_config_is_fixed(
         run(P(acme_config).start_workflow, "ingestion")
     text = str(err.value)
     assert f"running {HIST} already failed 3 times (the limit is 3)" in text
-    assert "skip_phase(config_path, 'ingestion', confirm=true)" in text
+    assert "skip_phase(config_path, 'ingestion', source='shopify', confirm=true)" in text
     assert "abort_pipeline" in text and "init_pipeline" in text
     # the resume prompt asks the person, with the exact call of each choice
     prompt = render_implement_prompt(str(acme_config))
-    assert "No tool call now: ingestion: step execute:shopify_ingest_hist failed 3" in prompt
-    assert f"skip_phase(config_path='{acme_config}', phase='ingestion', confirm=true)" in prompt
+    assert (
+        "No tool call now: ingestion:shopify: step execute:shopify_ingest_hist failed 3" in prompt
+    )
+    assert (
+        f"skip_phase(config_path='{acme_config}', phase='ingestion', source='shopify', confirm=true)"
+        in prompt
+    )
     assert f"abort_pipeline(config_path='{acme_config}')" in prompt
     assert "Call `ask_person`" not in prompt
     with pytest.raises(PipelineError, match=r"source_path .*shopify is not a folder"):
@@ -286,9 +302,9 @@ def test_a_failing_workflow_runs_out_of_attempts_until_the_config_is_fixed(
     with pytest.raises(PipelineError, match="changed since init_pipeline read it"):
         run(P(acme_config).start_workflow, "ingestion")
     init = run(P(acme_config).init)
-    assert f"ingestion.execute:{HIST}" in init.reset_steps
+    assert f"ingestion:shopify.execute:{HIST}" in init.reset_steps
     assert init.next_action.tool == "generate_phase"
-    with pytest.raises(PipelineError, match=r"generate ingestion first .*config changed"):
+    with pytest.raises(PipelineError, match=r"generate ingestion:shopify first .*config changed"):
         run(P(acme_config).start_workflow, "ingestion")
     regenerated = run(P(acme_config).generate_phase, "ingestion")
     assert regenerated.changed is True
@@ -380,7 +396,7 @@ def test_regenerating_after_a_config_change_resets_that_phase_and_the_later_ones
     # Same config, regenerated: nothing changes, nothing is reset.
     same = run(P(acme_config).generate_phase, "ingestion")
     assert same.changed is False and same.reset_phases == []
-    phases = state_doc(acme_config)["phases"]
+    phases = by_phase(state_doc(acme_config))
     assert phases["ingestion"]["status"] == "passed"  # still validated
     assert phases["hist_union"]["steps"]["deploy"]["status"] == "succeeded"
     assert same.next_action.tool == "start_workflow"  # hist_union carries on
@@ -395,13 +411,13 @@ def test_regenerating_after_a_config_change_resets_that_phase_and_the_later_ones
     assert init.resumed is True
     changed = run(P(acme_config).generate_phase, "ingestion")
     assert changed.changed is True
-    assert changed.reset_phases == ["hist_union"]
+    assert changed.reset_phases == ["hist_union:shopify"]
     assert changed.next_action.tool == "push_project"
-    phases = state_doc(acme_config)["phases"]
+    phases = by_phase(state_doc(acme_config))
     assert phases["ingestion"]["status"] == "in_progress"
     assert set(phases["ingestion"]["steps"]) == {"generate"}
     assert phases["hist_union"]["status"] == "pending" and phases["hist_union"]["steps"] == {}
-    with pytest.raises(PipelineError, match="hist_union is locked"):
+    with pytest.raises(PipelineError, match="hist_union:shopify is locked"):
         run(P(acme_config).push_project, "hist_union")
 
 
@@ -475,7 +491,7 @@ def test_abort_kills_the_running_attempt_and_writes_a_partial_report(acme_config
     report = Path(decision.report_path or "")
     assert report == report_path(P(acme_config).cfg) and report.is_file()
     text = report.read_text()
-    assert "**Aborted**" in text and "stopped at phase **ingestion**" in text
+    assert "**Aborted**" in text and "stopped at phase **ingestion (shopify)**" in text
     assert f"execute:{HIST} | failed" in text and "killed by abort_pipeline" in text
     status = P(acme_config).status()
     assert status.aborted is True
@@ -539,7 +555,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_state_survives_a_restart(ingested: Path) -> None:
-    expected = {"config_path": str(ingested), "phase": "hist_union"}
+    expected = {"config_path": str(ingested), "phase": "hist_union", "source": "shopify"}
     # a new Pipeline object (a restarted server)...
     status = Pipeline(ingested).status()
     assert status.next_action.tool == "generate_phase"
@@ -557,7 +573,7 @@ def test_the_state_survives_a_restart(ingested: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "ingestion    passed" in out.stdout
     assert f"execute:{HIST}" in out.stdout and "1/3" in out.stdout
-    assert "next: render the hist_union project: `cdp-mcp run" in out.stdout
+    assert "next: render the hist_union:shopify project: `cdp-mcp run" in out.stdout
 
 
 def test_query_refuses_writes_and_truncates(ingested: Path) -> None:

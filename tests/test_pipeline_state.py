@@ -36,6 +36,7 @@ def new_state(run: int = 1) -> PipelineState:
         client="acme",
         backend="local",
         run=run,
+        sources=["shopify"],
     )
 
 

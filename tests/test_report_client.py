@@ -32,7 +32,8 @@ from cdp_mcp.pipeline.reports.html import (
     render_html,
 )
 from cdp_mcp.pipeline.reports.report import render_markdown
-from cdp_mcp.pipeline.state import PipelineState, StateStore
+from cdp_mcp.pipeline.reports.stages import stage_of
+from cdp_mcp.pipeline.state import PhaseState, PipelineState, StateStore
 
 pytestmark = pytest.mark.slow  # one real demo run: the full suite, not the fast lane
 
@@ -72,21 +73,35 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     )
 
 
-def _sample_contacts(folder: Path) -> tuple[set[str], set[str]]:
-    """Every email and phone value in the sample's customers.csv and orders.jsonl."""
+def _sample_contacts(root: Path) -> tuple[set[str], set[str]]:
+    """Every email and phone value in the demo's sources: the shop's customers.csv and
+    orders.jsonl, the CRM's contacts.csv (with its JSON work addresses), the mailer's
+    subscribers.jsonl."""
     emails, phones = set(), set()
-    with (folder / "customers.csv").open(encoding="utf-8") as f:
+    with (root / "shopify" / "customers.csv").open(encoding="utf-8") as f:
         for row in csv.DictReader(f):
             emails.add(row["email"].strip())
             phones.add(row["phone"].strip())
-    for line in (folder / "orders.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in (root / "shopify" / "orders.jsonl").read_text(encoding="utf-8").splitlines():
         emails.add(str(json.loads(line).get("customer_email") or "").strip())
+    with (root / "crm" / "contacts.csv").open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            emails.add(row["email_address"].strip())
+            emails.add(str(json.loads(row["Extra"]).get("work_email") or ""))
+            phones.add(row["Mobile Phone"].strip())
+    for line in (root / "mailer" / "subscribers.jsonl").read_text(encoding="utf-8").splitlines():
+        emails.add(str(json.loads(line).get("Primary Contact E-mail") or "").strip())
     return {e for e in emails if "@" in e}, {p for p in phones if sum(c.isdigit() for c in p) >= 7}
 
 
+def _stages(demo: Demo, phase: Phase) -> list[PhaseState]:
+    """The stages of a phase of each source, in config order."""
+    return [stage_of(demo.state, phase, name) for name in demo.cfg.source_names]
+
+
 def test_no_email_or_phone_of_the_sample_appears_in_either_report(demo: Demo) -> None:
-    emails, phones = _sample_contacts(demo.root / "shopify")
-    assert len(emails) > 100 and len(phones) > 100
+    emails, phones = _sample_contacts(demo.root)
+    assert len(emails) > 300 and len(phones) > 150
     written = sorted((demo.cfg.workspace / "reports").iterdir())
     assert {f.name for f in written} >= {"cdp_report.md", "cdp_report.html", "runbook.md"}
     for name, text in ((f.name, f.read_text(encoding="utf-8")) for f in written):
@@ -124,7 +139,11 @@ def test_a_warning_quoting_an_over_merged_value_is_masked(demo: Demo) -> None:
 
 def test_the_headline_figures_come_first_and_are_the_runs_numbers(demo: Demo) -> None:
     metrics = (demo.state.phase(Phase.UNIFICATION).validation or {})["metrics"]
-    staging = (demo.state.phase(Phase.STAGING).validation or {})["metrics"]["tables"]
+    staging = {
+        t: stats
+        for ps in _stages(demo, Phase.STAGING)
+        for t, stats in (ps.validation or {})["metrics"]["tables"].items()
+    }
     profiles = metrics["profiles"]
     md = demo.markdown
     assert md.index("## Headline figures") < md.index("## Configuration")
@@ -132,8 +151,11 @@ def test_the_headline_figures_come_first_and_are_the_runs_numbers(demo: Demo) ->
     assert "| records per profile |" in md and "| cross-table coverage |" in md
     lowest = min(s["dq_score"] for s in staging.values())
     assert f"| data-quality score (lowest) | {lowest:g} |" in md
-    sources = (demo.state.phase(Phase.INGESTION).validation or {})["metrics"]["source_rows"]
-    before = sum(s["before_start_date"] for s in sources.values())
+    before = sum(
+        s["before_start_date"]
+        for ps in _stages(demo, Phase.INGESTION)
+        for s in (ps.validation or {})["metrics"]["source_rows"].values()
+    )
     assert before > 0 and f"{before:,} dated before start_date" in md
     page = demo.html
     assert page.index('id="headline"') < page.index("<h2>Configuration</h2>")
@@ -157,9 +179,9 @@ def test_no_internal_words_and_nothing_about_a_td_key_on_a_local_run(demo: Demo)
 
 
 def test_an_empty_table_under_pass_is_explained(demo: Demo) -> None:
-    ingestion = demo.state.phase(Phase.INGESTION)
-    assert ingestion.verdict == "PASS"
-    empty = [t for t in (ingestion.validation or {})["tables"] if t["row_count"] == 0]
+    stages = _stages(demo, Phase.INGESTION)
+    assert [ps.verdict for ps in stages] == ["PASS"] * len(demo.cfg.source_names)
+    empty = [t for ps in stages for t in (ps.validation or {})["tables"] if t["row_count"] == 0]
     assert empty  # the demo's incremental tables: every row came with the historical load
     for text in (demo.markdown, demo.html):
         assert "table is empty" not in text
@@ -172,11 +194,12 @@ def test_an_empty_table_under_pass_is_explained(demo: Demo) -> None:
 def test_row_flow_chart_starts_at_the_source_rows_and_marks_the_losses(demo: Demo) -> None:
     svg = re.search(r'<svg[^>]*aria-label="Rows per table[^"]*".*?</svg>', demo.html, re.S)
     assert svg
-    sources = (demo.state.phase(Phase.INGESTION).validation or {})["metrics"]["source_rows"]
-    for obj, s in sources.items():
-        table = f"{demo.cfg.source}_{obj}"
-        assert f"<title>{table}: {SOURCE} {s['source_rows']:,}</title>" in svg[0]
-        assert f"-{s['before_start_date']:,} before start" in svg[0]
+    for name, ps in zip(demo.cfg.source_names, _stages(demo, Phase.INGESTION), strict=True):
+        for obj, s in (ps.validation or {})["metrics"]["source_rows"].items():
+            table = f"{name}_{obj}"
+            assert f"<title>{table}: {SOURCE} {s['source_rows']:,}</title>" in svg[0]
+            if s["before_start_date"]:
+                assert f"-{s['before_start_date']:,} before start" in svg[0]
     assert f'fill="{COLORS[SOURCE]}"' in svg[0]
 
 

@@ -18,7 +18,7 @@ import pytest
 from cdp_mcp.backends.local import LocalBackend
 from cdp_mcp.cli.run import run_pipeline
 from cdp_mcp.core.config import PipelineConfig, load_config
-from cdp_mcp.core.phases import ORDER, Phase, expected_tables, workflows
+from cdp_mcp.core.phases import ORDER, Phase, expected_tables, project_name, workflows
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.reports.facts import phase_seconds
@@ -32,6 +32,7 @@ from cdp_mcp.pipeline.reports.html import (
     Series,
     bar_chart,
 )
+from cdp_mcp.pipeline.reports.stages import config_stages, stage_label
 from cdp_mcp.pipeline.reports.timeline import fmt_seconds
 from cdp_mcp.pipeline.state import StateStore
 from tests.conftest import FIXTURES, SENTINEL_KEY
@@ -135,11 +136,11 @@ def test_ops_docs_name_the_real_workflows_and_tables(full_run: PipelineConfig) -
     cfg = full_run
     docs = {name: (_reports(cfg) / name).read_text(encoding="utf-8") for name in OPS_DOCS}
     runbook, monitoring = docs["runbook.md"], docs["monitoring.md"]
-    for p in ORDER:
-        project = f"{cfg.client}_{p.value}"
-        for wf in workflows(cfg, p):
+    for p, view in config_stages(cfg):
+        project = project_name(view, p)
+        for wf in workflows(view, p):
             assert f"td wf start {project} {wf} --session now" in runbook
-        for t in expected_tables(cfg, p, predicted_schemas(cfg)):
+        for t in expected_tables(view, p, predicted_schemas(cfg)):
             assert f"`{t.qualified}`" in runbook
     assert "td wf retry" in runbook and "start_workflow" in runbook
     for ref in cfg.hist_union_tables():
@@ -185,8 +186,11 @@ def test_aborted_pipeline_gets_partial_html_and_markdown(acme_config: Path) -> N
     reports = _reports(cfg)
     markdown = (reports / "cdp_report.md").read_text(encoding="utf-8")
     page = (reports / "cdp_report.html").read_text(encoding="utf-8")
-    assert "stopped at phase **hist_union**" in markdown
-    assert f"Aborted ({html.escape(reason)}); stopped at phase hist_union." in page
+    # a source's stage is named with its source once stages are per source
+    stopped = stage_label(StateStore(cfg.workspace).load().phase(Phase.HIST_UNION))
+    assert stopped.startswith("hist_union")
+    assert f"stopped at phase **{stopped}**" in markdown
+    assert f"Aborted ({html.escape(reason)}); stopped at phase {html.escape(stopped)}." in page
     assert reason not in page  # escaped, never raw
     assert page.count("<svg") == 1  # the row flow has ingested rows; unification has none
     assert page.count("no data yet") == 2
@@ -207,8 +211,9 @@ def test_reports_time_each_phase_against_the_expected_timeline(full_run: Pipelin
     for p in ORDER:
         took = fmt_seconds(phase_seconds(state.phase(p)))
         assert took != "-", p  # every phase ran, so every phase has a time
-        assert f"| {p.value} | {took} |" in markdown
-        assert f"<tr><td>{p.value}</td><td>{took}</td>" in page
+        label = stage_label(state.phase(p))
+        assert f"| {label} | {took} |" in markdown
+        assert f"<tr><td>{html.escape(label)}</td><td>{took}</td>" in page
     # a sample run on the embedded backend is far faster than the expected hours on TD
     assert markdown.count("faster than the range") == len(ORDER)
 

@@ -22,7 +22,9 @@ T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 def _state_with(
     phase: Phase, workflow_minutes: list[float], overhead_minutes: float
 ) -> PipelineState:
-    state = PipelineState(config_path="acme.yml", config_hash="h", client="acme", backend="local")
+    state = PipelineState(
+        config_path="acme.yml", config_hash="h", client="acme", backend="local", sources=["shopify"]
+    )
     ps = state.phase(phase)
     at = T0
     ps.steps["generate"] = StepState(
@@ -61,8 +63,11 @@ def test_workflow_time_is_judged_against_the_expected_range(
 
 def test_rows_cover_every_phase_and_total_the_expected_estimate() -> None:
     rows, total = timeline_rows(_state_with(Phase.HIST_UNION, [12], overhead_minutes=3))
-    assert [r[0] for r in rows] == [p.value for p in ORDER]
-    by_phase = {r[0]: r for r in rows}
+    assert [r[0] for r in rows] == [
+        *(f"{p.value} (shopify)" for p in ORDER[:3]),
+        "unification",
+    ]
+    by_phase = {r[0].removesuffix(" (shopify)"): r for r in rows}
     assert by_phase["hist_union"][1:4] == ["15 min", "12 min", "~30 min"]
     assert by_phase["hist_union"][5:] == ["within the range", "50.0%"]
     assert by_phase["ingestion"][1] == "-" and by_phase["ingestion"][5] == "not run"

@@ -29,6 +29,7 @@ from cdp_mcp.pipeline.state import (
 T0 = datetime(2030, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 ING, HU = Phase.INGESTION, Phase.HIST_UNION
 HIST, INC = "shopify_ingest_hist", "shopify_ingest_inc"
+ING_STAGE = PhaseState(phase=ING, source="shopify")
 
 
 @pytest.fixture
@@ -37,7 +38,13 @@ def cfg(acme_config: Path) -> PipelineConfig:
 
 
 def fresh(cfg: PipelineConfig) -> PipelineState:
-    return PipelineState(config_path="/x/acme.yml", config_hash="h", client="acme", backend="local")
+    return PipelineState(
+        config_path="/x/acme.yml",
+        config_hash="h",
+        client="acme",
+        backend="local",
+        sources=cfg.source_names,
+    )
 
 
 def step(
@@ -83,16 +90,18 @@ def test_the_first_phase_is_open_and_the_next_is_locked_with_the_next_call(
     cfg: PipelineConfig,
 ) -> None:
     state = fresh(cfg)
-    assert gate_refusal(cfg, state, ING, False, "acme.yml") is None
-    why = gate_refusal(cfg, state, HU, False, "acme.yml")
+    assert gate_refusal(cfg, state, state.phase(ING), False, "acme.yml") is None
+    why = gate_refusal(cfg, state, state.phase(HU), False, "acme.yml")
     assert why is not None
     assert why.startswith(
-        "hist_union is locked: ingestion has not validated PASS (status: pending)"
+        "hist_union:shopify is locked: ingestion:shopify has not validated PASS (status: pending)"
     )
-    assert "finish ingestion: generate, push, run, then validate_tables" in why
-    assert why.endswith("Next call: generate_phase(config_path='/x/acme.yml', phase='ingestion').")
-    with pytest.raises(Refusal, match="hist_union is locked"):
-        gate(cfg, state, HU, False, "acme.yml")
+    assert "finish ingestion:shopify: generate, push, run, then validate_tables" in why
+    assert why.endswith(
+        "Next call: generate_phase(config_path='/x/acme.yml', phase='ingestion', source='shopify')."
+    )
+    with pytest.raises(Refusal, match="hist_union:shopify is locked"):
+        gate(cfg, state, state.phase(HU), False, "acme.yml")
 
 
 @pytest.mark.parametrize(
@@ -102,7 +111,11 @@ def test_the_first_phase_is_open_and_the_next_is_locked_with_the_next_call(
         (PhaseStatus.ACCEPTED, True, ""),
         (PhaseStatus.SKIPPED, True, ""),
         (PhaseStatus.WARNED, False, "a person accepts the warnings"),
-        (PhaseStatus.FAILED, False, "skip_phase(config_path, 'ingestion', confirm=true)"),
+        (
+            PhaseStatus.FAILED,
+            False,
+            "skip_phase(config_path, 'ingestion', source='shopify', confirm=true)",
+        ),
         (PhaseStatus.IN_PROGRESS, False, "finish ingestion"),
     ],
 )
@@ -111,7 +124,7 @@ def test_the_gate_opens_on_pass_accepted_or_skipped_only(
 ) -> None:
     state = fresh(cfg)
     state.phase(ING).status = status
-    why = gate_refusal(cfg, state, HU, False, "acme.yml")
+    why = gate_refusal(cfg, state, state.phase(HU), False, "acme.yml")
     assert (why is None) is opens
     if not opens:
         assert why is not None and hint in why
@@ -119,10 +132,10 @@ def test_the_gate_opens_on_pass_accepted_or_skipped_only(
 
 def test_an_aborted_pipeline_or_a_changed_config_refuses_every_phase(cfg: PipelineConfig) -> None:
     state = fresh(cfg)
-    changed = gate_refusal(cfg, state, ING, True, "acme.yml")
+    changed = gate_refusal(cfg, state, state.phase(ING), True, "acme.yml")
     assert changed is not None and changed.startswith("acme.yml changed since init_pipeline")
     state.aborted = True
-    aborted = gate_refusal(cfg, state, ING, False, "acme.yml")
+    aborted = gate_refusal(cfg, state, state.phase(ING), False, "acme.yml")
     assert aborted is not None and "the pipeline was aborted" in aborted
     assert "init_pipeline(config_path, new_run=true)" in aborted
 
@@ -133,16 +146,16 @@ def test_an_aborted_pipeline_or_a_changed_config_refuses_every_phase(cfg: Pipeli
 def test_three_attempts_then_the_fourth_is_refused_with_the_choices() -> None:
     s = StepState(name="deploy")
     for n in (1, 2, 3):
-        prior = budget.begin_attempt(s, "deploying ingestion", ING, T0)
+        prior = budget.begin_attempt(s, "deploying ingestion", ING_STAGE, T0)
         assert s.attempts == n and s.status is StepStatus.RUNNING and s.started_at == T0
         budget.finish(s, False, f"boom {n}", T0 + timedelta(seconds=n))
         assert prior is (StepStatus.PENDING if n == 1 else StepStatus.FAILED)
     assert budget.out_of_attempts(s)
     with pytest.raises(Refusal) as err:
-        budget.begin_attempt(s, "deploying ingestion", ING, T0)
+        budget.begin_attempt(s, "deploying ingestion", ING_STAGE, T0)
     text = str(err.value)
     assert "deploying ingestion already failed 3 times (the limit is 3); last error: boom 3" in text
-    assert "skip_phase(config_path, 'ingestion', confirm=true)" in text
+    assert "skip_phase(config_path, 'ingestion', source='shopify', confirm=true)" in text
     assert "abort_pipeline(config_path)" in text
     assert s.attempts == 3  # the refused call counted nothing
 
@@ -156,7 +169,7 @@ def test_a_success_on_the_last_attempt_is_not_out_of_attempts() -> None:
 
 def test_an_unavailable_backend_refunds_the_attempt_and_says_so() -> None:
     s = StepState(name="deploy", attempts=1, status=StepStatus.FAILED, last_error="old")
-    prior = budget.begin_attempt(s, "deploying ingestion", ING, T0)
+    prior = budget.begin_attempt(s, "deploying ingestion", ING_STAGE, T0)
     budget.refund(s, prior, "push failed: 503", T0)
     assert s.attempts == 1 and s.status is StepStatus.FAILED  # as before the call
     assert s.last_error == (
@@ -164,7 +177,7 @@ def test_an_unavailable_backend_refunds_the_attempt_and_says_so() -> None:
         "backend answers)"
     )
     first = StepState(name="deploy")
-    budget.refund(first, budget.begin_attempt(first, "d", ING, T0), "e", T0)
+    budget.refund(first, budget.begin_attempt(first, "d", ING_STAGE, T0), "e", T0)
     assert first.attempts == 0 and first.status is StepStatus.PENDING
 
 
@@ -231,18 +244,18 @@ def test_a_changed_config_reopens_spent_budgets_and_asks_for_a_new_render(
     ps.status = PhaseStatus.FAILED
     step(ps, "validate", StepStatus.FAILED, 3)
     reset = budget.reopen_budgets(state)
-    assert reset == ["ingestion.validate", "ingestion.generate"]
+    assert reset == ["ingestion:shopify.validate", "ingestion:shopify.generate"]
     assert ps.status is PhaseStatus.IN_PROGRESS and ps.step("validate").attempts == 0
     assert steps.not_generated(ps) == (
-        "generate ingestion first (the config changed: generate the phase again): "
-        "generate_phase(config_path, 'ingestion')"
+        "generate ingestion:shopify first (the config changed: generate the phase again): "
+        "generate_phase(config_path, 'ingestion', source='shopify')"
     )
 
 
 def test_a_fail_verdict_fails_the_phase_on_the_last_attempt_only() -> None:
     ps = PhaseState(phase=ING)
     for n in (1, 2, 3):
-        budget.begin_attempt(ps.step("validate"), "validating ingestion", ING, T0)
+        budget.begin_attempt(ps.step("validate"), "validating ingestion", ING_STAGE, T0)
         budget.record_verdict(ps, "FAIL", ["no rows"], False, T0)
         assert ps.status is (PhaseStatus.FAILED if n == 3 else PhaseStatus.IN_PROGRESS)
     warn = PhaseState(phase=ING)
@@ -258,7 +271,7 @@ def test_push_needs_a_generated_project(cfg: PipelineConfig) -> None:
     ps = fresh(cfg).phase(ING)
     assert (
         steps.not_generated(ps)
-        == "generate ingestion first: generate_phase(config_path, 'ingestion')"
+        == "generate ingestion:shopify first: generate_phase(config_path, 'ingestion', source='shopify')"
     )
     step(ps, "generate", StepStatus.SUCCEEDED)
     assert steps.not_generated(ps) is None
@@ -268,12 +281,12 @@ def test_secrets_need_a_push_and_only_the_projects_own_names(cfg: PipelineConfig
     ps = fresh(cfg).phase(ING)
     ps.secrets = ["shopify.apikey"]
     assert steps.not_pushed(ps, "push", " (secrets belong to the pushed project)") == (
-        "push ingestion first (secrets belong to the pushed project): "
-        "push_project(config_path, 'ingestion')"
+        "push ingestion:shopify first (secrets belong to the pushed project): "
+        "push_project(config_path, 'ingestion', source='shopify')"
     )
     assert steps.unknown_secrets(ps, ["shopify.apikey"]) is None
     assert steps.unknown_secrets(ps, ["x.y"]) == (
-        "the ingestion project does not reference x.y; it uses: shopify.apikey"
+        "the ingestion:shopify project does not reference x.y; it uses: shopify.apikey"
     )
 
 
@@ -281,7 +294,10 @@ def test_start_needs_a_push_the_earlier_workflows_and_the_secrets(cfg: PipelineC
     state = fresh(cfg)
     ps = state.phase(ING)
     step(ps, "generate", StepStatus.SUCCEEDED)
-    assert steps.not_pushed(ps) == "deploy ingestion first: push_project(config_path, 'ingestion')"
+    assert (
+        steps.not_pushed(ps)
+        == "deploy ingestion:shopify first: push_project(config_path, 'ingestion', source='shopify')"
+    )
     pushed(state)
     names = workflows(cfg, ING)
     assert names == [HIST, INC]
@@ -298,20 +314,22 @@ def test_start_needs_a_push_the_earlier_workflows_and_the_secrets(cfg: PipelineC
     assert "already succeeded in this run" in str(steps.not_startable(ps, names, HIST))
     assert steps.next_workflow(ps, names) == INC and steps.not_startable(ps, names, INC) is None
     assert steps.lacks_secrets(ps, INC, []) is None
-    assert "set_secrets(config_path, 'ingestion', names=['a.b'])" in str(
+    assert "set_secrets(config_path, 'ingestion', source='shopify', names=['a.b'])" in str(
         steps.lacks_secrets(ps, INC, ["a.b"])
     )
     step(ps, steps.execute_step(INC), StepStatus.SUCCEEDED)
     assert steps.next_workflow(ps, names) is None
-    assert "validate_tables(config_path, 'ingestion')" in steps.all_workflows_ran(ps)
+    assert "validate_tables(config_path, 'ingestion', source='shopify')" in steps.all_workflows_ran(
+        ps
+    )
 
 
 def test_validate_needs_every_workflow_to_succeed(cfg: PipelineConfig) -> None:
     ps = pushed(fresh(cfg))
     names = workflows(cfg, ING)
     assert steps.not_validatable(ps, names) == (
-        f"ingestion cannot be validated before its workflows succeed; not yet: {HIST}, {INC}. "
-        "Next: start_workflow(config_path, 'ingestion')"
+        f"ingestion:shopify cannot be validated before its workflows succeed; not yet: {HIST}, {INC}. "
+        "Next: start_workflow(config_path, 'ingestion', source='shopify')"
     )
     for wf in names:
         step(ps, steps.execute_step(wf), StepStatus.SUCCEEDED)
@@ -354,7 +372,10 @@ def call(cfg: PipelineConfig, state: PipelineState) -> str:
 
 def test_next_action_walks_a_phase_step_by_step(cfg: PipelineConfig) -> None:
     state = fresh(cfg)
-    assert call(cfg, state) == "generate_phase(config_path='/x/acme.yml', phase='ingestion')"
+    assert (
+        call(cfg, state)
+        == "generate_phase(config_path='/x/acme.yml', phase='ingestion', source='shopify')"
+    )
     ps = state.phase(ING)
     step(ps, "generate", StepStatus.SUCCEEDED)
     assert next_action(cfg, state).tool == "push_project"
@@ -365,6 +386,7 @@ def test_next_action_walks_a_phase_step_by_step(cfg: PipelineConfig) -> None:
     assert next_action(cfg, state).arguments == {
         "config_path": "/x/acme.yml",
         "phase": "ingestion",
+        "source": "shopify",
         "workflow": HIST,
     }
     step(ps, steps.execute_step(HIST), StepStatus.RUNNING, attempt_id="a1", session_id="s1")
@@ -375,7 +397,10 @@ def test_next_action_walks_a_phase_step_by_step(cfg: PipelineConfig) -> None:
     step(ps, steps.execute_step(INC), StepStatus.SUCCEEDED)
     assert next_action(cfg, state).tool == "validate_tables"
     ps.status = PhaseStatus.PASSED
-    assert call(cfg, state) == "generate_phase(config_path='/x/acme.yml', phase='hist_union')"
+    assert (
+        call(cfg, state)
+        == "generate_phase(config_path='/x/acme.yml', phase='hist_union', source='shopify')"
+    )
     for p in ORDER:
         state.phase(p).status = PhaseStatus.PASSED
     assert next_action(cfg, state).tool == "final_report"
@@ -424,7 +449,7 @@ def test_next_action_after_validation_and_abort(cfg: PipelineConfig) -> None:
     assert warn.choices[0].startswith("accept the warnings: validate_tables(")
     ps.status = PhaseStatus.IN_PROGRESS
     step(ps, "validate", StepStatus.FAILED, 1, last_error="no rows")
-    assert next_action(cfg, state).why == "ingestion validated FAIL: no rows"
+    assert next_action(cfg, state).why == "ingestion:shopify validated FAIL: no rows"
     state.aborted, state.abort_reason = True, "stop"
     assert next_action(cfg, state).tool == "final_report"
 

@@ -12,7 +12,7 @@ from cdp_mcp.backends.local import LocalBackend
 from cdp_mcp.core.phases import Phase
 from cdp_mcp.pipeline import sessions
 from cdp_mcp.pipeline.models import NextAction
-from cdp_mcp.pipeline.state import StepState
+from cdp_mcp.pipeline.state import PhaseState, StepState
 
 WF = """+load_historical:
   for_each>:
@@ -40,7 +40,7 @@ def test_a_for_each_child_is_shown_decoded_and_found_by_its_real_name(tmp_path: 
         assert '=0={"name":+load: ' in shown and "%7B" not in shown
         result = await sessions.session_result(
             backend,
-            Phase.INGESTION,
+            PhaseState(phase=Phase.INGESTION, source="shopify"),
             attempt.created_at,
             attempt,
             tasks,
@@ -55,7 +55,9 @@ def test_a_for_each_child_is_shown_decoded_and_found_by_its_real_name(tmp_path: 
         logs = await sessions.logs_page(backend, attempt.id, task.name, 0)
         assert "no rows for orders" in logs.text
         step = StepState(name="execute:wf", session_id=started.session_id)
-        view = sessions.progress_view(step, Phase.INGESTION, attempt, tasks, 1.0)
+        view = sessions.progress_view(
+            step, PhaseState(phase=Phase.INGESTION, source="shopify"), attempt, tasks, 1.0
+        )
         assert all("%7B" not in t for t in view.running_tasks)
 
     anyio.run(scenario)

@@ -134,7 +134,7 @@ def test_regenerating_a_phase_keeps_a_persons_files(acme_config: Path) -> None:
 def test_a_folder_without_a_manifest_is_not_replaced(acme_config: Path) -> None:
     cfg = load_config(acme_config)
     (cfg.workspace / ".cdp_state").mkdir(parents=True)  # a workspace an older cdp-mcp made
-    made_by_hand = cfg.workspace / "ingestion" / "load.dig"
+    made_by_hand = cfg.workspace / "shopify_ingestion" / "load.dig"
     made_by_hand.parent.mkdir(parents=True)
     made_by_hand.write_text("+mine:\n  echo>: hi\n")
     with pytest.raises(GenerationError, match="there is no manifest"):
@@ -147,7 +147,7 @@ def test_cli_generate_keep_aside_says_where_the_files_went(
     acme_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["generate", str(acme_config), "hist_union"]) == 0
-    notes = acme_config.parent / "acme_cdp" / "hist_union" / "notes.md"
+    notes = acme_config.parent / "acme_cdp" / "shopify_hist_union" / "notes.md"
     notes.write_text("mine")
     assert main(["generate", str(acme_config), "hist_union"]) == 1
     assert "notes.md" in capsys.readouterr().err

@@ -12,5 +12,7 @@ def make_backend(cfg: PipelineConfig) -> Backend:
     """`local` keeps its warehouse in the workspace; `treasuredata` talks to td_endpoint."""
     if cfg.global_.backend == "treasuredata":
         return TreasureDataBackend.from_config(cfg)
-    extracts = cfg.source_dir if cfg.ingestion.connector != "file" else None
+    # A TD connector's dry-run extracts: the first such source's (a start points the
+    # backend at its own source's: pipeline.starting)
+    extracts = next((cfg.source_dir_of(s) for s in cfg.sources if s.connector != "file"), None)
     return LocalBackend(cfg.workspace, storage=cfg.global_.local_storage, extracts_dir=extracts)

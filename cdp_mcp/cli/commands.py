@@ -8,31 +8,41 @@ it when one of them runs.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 
 from cdp_mcp.cli import shell
-from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, write_sample, write_sample_config
+from cdp_mcp.cli.demo_sources import write_demo, write_demo_config
 from cdp_mcp.cli.progress import RunDisplay
 from cdp_mcp.cli.run import run_pipeline
 from cdp_mcp.core.config import load_config
-from cdp_mcp.core.phases import ORDER, parse_phase
+from cdp_mcp.core.phases import PER_SOURCE, Phase, parse_phase
 from cdp_mcp.generate import GeneratedProject
 from cdp_mcp.pipeline.models import DecisionResult, PipelineError
 from cdp_mcp.pipeline.orchestrator import Pipeline
+from cdp_mcp.pipeline.reports.facts import across_sources
+from cdp_mcp.pipeline.state import StateStore, stage_label
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """The project files alone, through the orchestrator's render (Pipeline.render_project)."""
     load_config(args.config)  # a bad config in the shell's words ("error: config ...")
     pipeline = Pipeline(args.config)
-    phases = ORDER if args.phase == "all" else (parse_phase(args.phase),)
+    if args.phase == "all":  # every source's projects (or the one named), then unification
+        names = [args.source] if args.source else pipeline.cfg.source_names
+        stages = [(p, n) for n in names for p in PER_SOURCE]
+        stages.append((Phase.UNIFICATION, None))
+    else:
+        phase = parse_phase(args.phase)
+        stages = [(phase, args.source)]
 
     async def render_all() -> None:
         try:
-            for phase in phases:
-                _print_project(await pipeline.render_project(phase.value, args.keep_aside))
+            for phase, source in stages:
+                project = await pipeline.render_project(phase.value, args.keep_aside, source)
+                _print_project(project)
         finally:
             await pipeline.aclose()
 
@@ -41,7 +51,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _print_project(project: GeneratedProject) -> None:
-    print(f"{project.phase.value}: {len(project.files)} files in {project.directory}")
+    print(f"{project.directory.name}: {len(project.files)} files in {project.directory}")
     if project.kept_aside:
         print(f"  files that were not cdp-mcp's were moved to {project.kept_aside}")
     for f in project.files:
@@ -57,8 +67,10 @@ def _run_and_show(
     note: str = "",
     new_run: bool = False,
     retry_after_fix: bool = False,
+    closing: Callable[[], list[str]] | None = None,
 ) -> int:
-    """Run every phase with the progress display; the reports' paths go to stdout."""
+    """Run every phase with the progress display; the reports' paths go to stdout, after
+    the `closing` lines."""
     load_config(config)  # a config error in the config's words, before any pipeline exists
     with RunDisplay() as display:
         if note:
@@ -72,6 +84,8 @@ def _run_and_show(
                 retry_after_fix=retry_after_fix,
             )
         )
+    for line in closing() if closing else []:
+        print(line)
     # On a terminal or not: where to look is the one thing a run always says last.
     if outcome.html_report_path:
         print(f"html report: {outcome.html_report_path}")
@@ -104,8 +118,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"pipeline {status.client} ({status.backend}), run {status.run}"
         + (", ABORTED" if status.aborted else "")
     )
+    several = len({ph.source for ph in status.phases if ph.source}) > 1
+    width = 24 if several else 12
     for ph in status.phases:
-        print(f"{ph.phase:<12} {ph.status:<12} verdict {ph.verdict or '-'}")
+        stage = stage_label(Phase(ph.phase), ph.source, several)
+        print(f"{stage:<{width}} {ph.status:<12} verdict {ph.verdict or '-'}")
         for st in ph.steps:
             ids = f" session {st.session_id} attempt {st.attempt_id}" if st.attempt_id else ""
             err = f" - {shell.text(st.last_error, args.config)}" if st.last_error else ""
@@ -132,7 +149,10 @@ def cmd_skip(args: argparse.Namespace) -> int:
             f"skipping {phase} needs --yes: later phases will run on whatever {phase} left "
             "behind (possibly nothing)"
         )
-    return _print_decision(anyio.run(lambda: pipeline.skip_phase(phase, confirm=True)), args.config)
+    return _print_decision(
+        anyio.run(lambda: pipeline.skip_phase(phase, confirm=True, source=args.source)),
+        args.config,
+    )
 
 
 def cmd_abort(args: argparse.Namespace) -> int:
@@ -144,10 +164,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     target = Path(args.dir).resolve()
     config = target / "acme.yml"
     if not config.exists():
-        write_sample(target / SAMPLE_FOLDER, rows=args.rows)
-        write_sample_config(target)
-        note = f"wrote a sample shopify extract and {config}"
+        folders = write_demo(target, rows=args.rows)
+        write_demo_config(target)
+        note = f"wrote sample extracts of {', '.join(folders)} and {config}"
     else:
         note = f"using the existing demo in {target}: a new run of it"
     # The demo folder is the demo's own: running it again means a new run.
-    return _run_and_show(config, note=note, new_run=True)
+    return _run_and_show(
+        config, note=note, new_run=True, closing=lambda: across_sources_lines(config)
+    )
+
+
+def across_sources_lines(config: Path) -> list[str]:
+    """The unification's figures across sources, as the demo prints them last (counts
+    only, from the state; nothing before unification validated)."""
+    across = across_sources(StateStore(load_config(config).workspace).load())
+    if across is None:
+        return []
+    lines = [f"across sources: {across.summary}"]
+    lines += [f"  {a} & {b}: {n:,} profiles in both" for a, b, n in across.overlap]
+    for table, source, rows, with_id, with_key, share in across.coverage:
+        lines.append(
+            f"  {table} ({source}): {with_id:,} of {rows:,} rows have a profile id ({share}), "
+            f"{with_key:,} a valid key"
+        )
+    return lines

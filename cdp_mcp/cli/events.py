@@ -74,6 +74,20 @@ class StepStarted:
 
 
 @dataclass(frozen=True)
+class StepFailed:
+    """A step of one source's stage failed; the run goes on with the other sources."""
+
+    phase: str
+    error: str
+
+    def lines(self) -> list[str]:
+        return [
+            f"{self.phase}: {self.error}",
+            f"{self.phase}: waits for a person; the other sources go on",
+        ]
+
+
+@dataclass(frozen=True)
 class Generated:
     phase: str
     files: int
@@ -201,7 +215,8 @@ class RunFinished:
 
 
 RunEvent = (
-    RunStarted
+    StepFailed
+    | RunStarted
     | StepStarted
     | Generated
     | Pushed

@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "phase", help="ingestion | hist_union | staging | unification | all", default="all"
     )
+    gen.add_argument("--source", help="the source of a per-source phase (several sources)")
     gen.add_argument(
         "--keep-aside",
         action="store_true",
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     skip.add_argument("config", help="the pipeline YAML")
     skip.add_argument("phase", help="ingestion | hist_union | staging | unification")
+    skip.add_argument("--source", help="the source of a per-source phase (several sources)")
     skip.add_argument("--yes", action="store_true", help="confirm the skip")
     skip.set_defaults(func=_pipeline_command("cmd_skip"))
 

@@ -38,6 +38,7 @@ from cdp_mcp.cli.events import (
     RunStarted,
     SecretsSet,
     Step,
+    StepFailed,
     StepStarted,
     TaskProgress,
     Validated,
@@ -118,6 +119,7 @@ class Board:
     """The state of the run as the events tell it, renderable as the live view."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        # a row per stage (`ingestion:shop`, ..., `unification`), from the run's first event
         self.rows = {p.value: PhaseRow(p.value) for p in ORDER}
         self.title = ""
         self.clock = clock
@@ -138,6 +140,8 @@ class Board:
 
     def _run_started(self, event: RunStarted, now: float) -> None:
         self.title = f"{event.client} on {event.backend}"
+        if event.phases:
+            self.rows = {}  # the stages the pipeline plans, in run order
         for phase, status in event.phases.items():
             self.rows.setdefault(phase, PhaseRow(phase)).status = _FROM_STATE.get(status, "pending")
 
@@ -146,6 +150,12 @@ class Board:
         row.step = event.step
         if event.step != "monitor":
             row.current = None
+
+    def _step_failed(self, event: StepFailed, now: float) -> None:
+        row = self._row(event.phase)
+        row.step, row.current, row.ended_at = None, None, now
+        row.status = "failed"
+        row.note = event.error.splitlines()[0][:120]
 
     def _generated(self, event: Generated, now: float) -> None:
         self._row(event.phase).note = f"{event.files} files"
@@ -248,6 +258,7 @@ class Board:
 _HANDLERS: tuple[tuple[type[Any], Callable[[Board, Any, float], None]], ...] = (
     (RunStarted, Board._run_started),
     (StepStarted, Board._step_started),
+    (StepFailed, Board._step_failed),
     (Generated, Board._generated),
     (Pushed, Board._pushed),
     (SecretsSet, Board._secrets_set),
@@ -505,10 +516,16 @@ def cli_hints(outcome: RunOutcome, config_path: str) -> list[str]:
     if outcome.failed_phase and not chose:
         hints.append(
             f"from the shell: fix and `cdp-mcp run {config_path}`, or "
-            f"`cdp-mcp skip {config_path} {outcome.failed_phase} --yes`, or "
+            f"`cdp-mcp skip {config_path} {_skip_args(outcome.failed_phase)} --yes`, or "
             f"`cdp-mcp abort {config_path}`"
         )
     return hints
+
+
+def _skip_args(stage: str) -> str:
+    """`ingestion:shop` as cdp-mcp skip's arguments: `ingestion --source shop`."""
+    phase, _, source = stage.partition(":")
+    return f"{phase} --source {source}" if source else phase
 
 
 _LOG_LINE = re.compile(

@@ -27,19 +27,21 @@ from cdp_mcp.cli.events import (
     RunStarted,
     SecretsSet,
     Step,
+    StepFailed,
     StepStarted,
     TaskProgress,
     Validated,
     WorkflowFinished,
     WorkflowStarted,
 )
-from cdp_mcp.core.phases import INC_LOG, INGESTION_LOG, ORDER, STAGING_LOG, Phase
+from cdp_mcp.core.phases import INC_LOG, INGESTION_LOG, STAGING_LOG, Phase
 from cdp_mcp.core.tools import ASK_PERSON, ToolName
 from cdp_mcp.pipeline.models import NextAction, PipelineError, SessionProgress
 from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.reports.facts import phase_seconds
 from cdp_mcp.pipeline.rules.advice import accepts_warnings_choice
-from cdp_mcp.pipeline.state import PhaseState
+from cdp_mcp.pipeline.state import PhaseState, stage_key
+from cdp_mcp.pipeline.state import stage_label as _label
 
 __all__ = [
     "EXIT_ACCEPTED_WARNINGS",
@@ -113,7 +115,10 @@ async def _run(
             client=init.client,
             backend=init.backend,
             workspace=init.workspace,
-            phases={ph.phase: ph.status for ph in init.phases},
+            phases={
+                _label(Phase(ph.phase), ph.source, several(init.phases)): ph.status
+                for ph in init.phases
+            },
             preflight=tuple(init.preflight),
             resumed=init.resumed,
             config_path=init.config_path,
@@ -159,7 +164,11 @@ async def _run(
         try:
             action = await _step(cp, action, accept_warnings, accepted, emit)
         except PipelineError as e:
-            return await _stopped(cp, action, str(e))
+            then = _other_stage_next(cp, action)
+            if then is None:
+                return await _stopped(cp, action, str(e))
+            emit(StepFailed(_stage_of(cp, action), str(e)))
+            action = then  # the failure holds up its own source; the others go on
     return await _stopped(cp, action, f"stopped after {max_steps} steps without finishing")
 
 
@@ -169,33 +178,36 @@ async def _step(
     args = action.arguments
     p = Pipeline(cp)
     phase = str(args.get("phase", ""))
+    source = args.get("source")
+    # The board's name of the stage: `ingestion:shop`, `unification`.
+    stage = _label(Phase(phase), source, len(p.cfg.sources) > 1) if phase else ""
     step = _STEP_OF.get(action.tool)
     if step is not None and phase:
-        emit(StepStarted(phase, step, args.get("workflow")))
+        emit(StepStarted(stage, step, args.get("workflow")))
     if action.tool == ToolName.GENERATE_PHASE:
-        gen = await p.generate_phase(phase)
-        emit(Generated(phase, len(gen.files), tuple(gen.workflows)))
+        gen = await p.generate_phase(phase, source)
+        emit(Generated(stage, len(gen.files), tuple(gen.workflows)))
         return gen.next_action
     if action.tool == ToolName.PUSH_PROJECT:
-        push = await p.push_project(phase)
-        emit(Pushed(phase, push.project, push.revision))
+        push = await p.push_project(phase, source)
+        emit(Pushed(stage, push.project, push.revision))
         return push.next_action
     if action.tool == ToolName.SET_SECRETS:
         names = list(args.get("names") or [])
-        secrets = await p.set_secrets(phase, names)
-        emit(SecretsSet(phase, tuple(secrets.set)))
+        secrets = await p.set_secrets(phase, names, source)
+        emit(SecretsSet(stage, tuple(secrets.set)))
         if secrets.still_missing:
             tried = "; ".join(f"{k}: {', '.join(v)}" for k, v in secrets.missing_env.items())
             raise PipelineError(
-                f"{phase} needs secrets {', '.join(secrets.still_missing)}; export them "
+                f"{stage} needs secrets {', '.join(secrets.still_missing)}; export them "
                 f"({tried}) and run again"
             )
         return secrets.next_action
     if action.tool == ToolName.START_WORKFLOW:
-        start = await p.start_workflow(phase, args.get("workflow"))
+        start = await p.start_workflow(phase, args.get("workflow"), source)
         emit(
             WorkflowStarted(
-                phase,
+                stage,
                 start.workflow,
                 start.session_id,
                 start.attempt_id,
@@ -206,7 +218,7 @@ async def _step(
     if action.tool == ToolName.GET_SESSION:
         return await _monitor(p, args, emit)
     if action.tool == ToolName.VALIDATE_TABLES:
-        return await _validate(p, phase, args, accept_warnings, accepted, emit)
+        return await _validate(p, phase, source, args, accept_warnings, accepted, emit)
     raise PipelineError(f"the headless run does not know how to do {action.tool}")
 
 
@@ -215,7 +227,7 @@ async def _monitor(p: Pipeline, args: dict[str, Any], emit: EventSink) -> NextAc
     async def watch(sp: SessionProgress) -> None:
         emit(
             TaskProgress(
-                phase=sp.phase,
+                phase=_label(Phase(sp.phase), sp.source, len(p.cfg.sources) > 1),
                 workflow=sp.workflow,
                 session_id=sp.session_id,
                 done=sp.tasks_done,
@@ -229,7 +241,7 @@ async def _monitor(p: Pipeline, args: dict[str, Any], emit: EventSink) -> NextAc
     if session.status != "running" or session.timed_out:
         emit(
             WorkflowFinished(
-                phase=session.phase or "",
+                phase=_session_stage(p, session.session_id) or session.phase or "",
                 workflow=session.workflow,
                 session_id=session.session_id,
                 status=session.status,
@@ -245,25 +257,69 @@ async def _monitor(p: Pipeline, args: dict[str, Any], emit: EventSink) -> NextAc
     return session.next_action
 
 
+def _stage_args(action: NextAction) -> tuple[object, object]:
+    return action.arguments.get("phase"), action.arguments.get("source")
+
+
+def _stage_of(cp: str, action: NextAction) -> str:
+    p = Pipeline(cp)
+    phase, source = _stage_args(action)
+    if not phase:
+        return ""
+    return _label(
+        Phase(str(phase)), None if source is None else str(source), len(p.cfg.sources) > 1
+    )
+
+
+def _other_stage_next(cp: str, failed: NextAction) -> NextAction | None:
+    """After a step of one source failed (and was recorded), the next action when it is
+    another stage's and needs no person: a source's failure holds up that source alone."""
+    try:
+        then = Pipeline(cp).status().next_action
+    except PipelineError:
+        return None
+    phase, _ = _stage_args(then)
+    if then.tool == ASK_PERSON or not phase or _stage_args(then) == _stage_args(failed):
+        return None
+    return then
+
+
+def several(plans: list[Any]) -> bool:
+    """The pipeline has several sources (its stages name theirs)."""
+    return len({ph.source for ph in plans if ph.source is not None}) > 1
+
+
+def _session_stage(p: Pipeline, session_id: str) -> str | None:
+    """The stage a session ran in (`ingestion:shop`), as the state records it."""
+    for ps in p.state().ordered():
+        if any(s.session_id == session_id for s in ps.steps.values()):
+            return _label(ps.phase, ps.source, len(p.cfg.sources) > 1)
+    return None
+
+
 async def _validate(
     p: Pipeline,
     phase: str,
+    source: str | None,
     args: dict[str, Any],
     accept_warnings: bool,
     accepted: list[str],
     emit: EventSink,
 ) -> NextAction:
     wants_accept = bool(args.get("accept_warnings"))
+    stage = _label(Phase(phase), source, len(p.cfg.sources) > 1)
     if wants_accept and not accept_warnings:
         raise PipelineError(
-            f"{phase} validated WARN; rerun with --accept-warnings to continue past it"
+            f"{stage} validated WARN; rerun with --accept-warnings to continue past it"
         )
-    result = await p.validate_tables(phase, accept_warnings=wants_accept or accept_warnings)
-    ps = p.state().phase(Phase(phase))
+    result = await p.validate_tables(
+        phase, accept_warnings=wants_accept or accept_warnings, source=source
+    )
+    ps = p.state().phase(Phase(phase), source)
     rows, profiles = _outputs(ps)
     emit(
         Validated(
-            phase,
+            stage,
             result.verdict,
             accepted=result.accepted_warnings,
             warnings=tuple(result.warnings),
@@ -275,7 +331,7 @@ async def _validate(
         )
     )
     if result.verdict == "WARN" and result.accepted_warnings:
-        accepted.append(phase)
+        accepted.append(stage)
     return result.next_action
 
 
@@ -310,8 +366,7 @@ def _summaries(p: Pipeline) -> list[PhaseSummary]:
     """Each phase as the saved state has it: status, time taken, what it produced, sessions."""
     state = p.state()
     out = []
-    for phase in ORDER:
-        ps = state.phase(phase)
+    for ps in state.ordered():
         tables = (ps.validation or {}).get("tables") or []
         rows, profiles = _outputs(ps)
         sessions = [
@@ -321,7 +376,7 @@ def _summaries(p: Pipeline) -> list[PhaseSummary]:
         ]
         out.append(
             PhaseSummary(
-                phase=phase.value,
+                phase=_label(ps.phase, ps.source, len(state.sources) > 1),
                 status=ps.status.value,
                 verdict=ps.verdict,
                 seconds=_seconds(ps),
@@ -337,8 +392,17 @@ def _summaries(p: Pipeline) -> list[PhaseSummary]:
 async def _stopped(cp: str, action: NextAction, error: str | None = None) -> RunOutcome:
     p = Pipeline(cp)
     status = p.status()
+    # The stage the run stopped at: the one the next action names (a stage waiting for a
+    # person's decision), else the first not done.
+    named = (
+        stage_key(Phase(action.arguments["phase"]), action.arguments.get("source"))
+        if (action.arguments.get("phase"))
+        else None
+    )
+    pending = [ph for ph in status.phases if ph.status not in ("passed", "accepted", "skipped")]
     phase = next(
-        (ph for ph in status.phases if ph.status not in ("passed", "accepted", "skipped")), None
+        (ph for ph in pending if stage_key(Phase(ph.phase), ph.source) == named),
+        pending[0] if pending else None,
     )
     failed_step = None
     if phase is not None:
@@ -361,7 +425,9 @@ async def _stopped(cp: str, action: NextAction, error: str | None = None) -> Run
         message=error or action.why,
         report_path=report.path,
         html_report_path=report.html_path,
-        failed_phase=phase.phase if phase else None,
+        failed_phase=_label(Phase(phase.phase), phase.source, len(p.cfg.sources) > 1)
+        if phase
+        else None,
         failed_task=task,
         log_tail=tail,
         next_steps=next_steps,

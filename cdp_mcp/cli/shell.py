@@ -33,7 +33,7 @@ def command(tool: str, arguments: Mapping[str, object], config: str) -> str | No
     cfg = shlex.quote(config)
     phase = arguments.get("phase")
     if tool == ToolName.SKIP_PHASE and phase:
-        return f"cdp-mcp skip {cfg} {shlex.quote(str(phase))} --yes"
+        return f"cdp-mcp skip {cfg} {_stage(arguments)} --yes"
     if tool == ToolName.ABORT_PIPELINE:
         return f"cdp-mcp abort {cfg}"
     if tool == ToolName.PIPELINE_STATUS:
@@ -48,6 +48,12 @@ def command(tool: str, arguments: Mapping[str, object], config: str) -> str | No
             flags += " --accept-warnings"
         return f"cdp-mcp run {cfg}{flags}"
     return None
+
+
+def _stage(arguments: Mapping[str, object]) -> str:
+    """A stage as `cdp-mcp skip`'s arguments: `staging`, `staging --source shop`."""
+    phase, source = shlex.quote(str(arguments.get("phase"))), arguments.get("source")
+    return f"{phase} --source {shlex.quote(str(source))}" if source else phase
 
 
 def next_lines(action: NextAction, config: str) -> list[str]:
@@ -91,7 +97,7 @@ def choices(action: NextAction, config: str) -> list[str]:
     out.append(f"fix: change the config file, then `cdp-mcp run {cfg}`")
     if phase:
         out.append(
-            f"skip: `cdp-mcp skip {cfg} {shlex.quote(str(phase))} --yes` - later phases run "
+            f"skip: `cdp-mcp skip {cfg} {_stage(action.arguments)} --yes` - later phases run "
             "on whatever this phase left behind"
         )
     out.append(f"abort: `cdp-mcp abort {cfg}` - stops here and writes a partial report")

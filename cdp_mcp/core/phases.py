@@ -54,9 +54,35 @@ def previous(phase: Phase) -> Phase | None:
     return ORDER[i - 1] if i else None
 
 
+# The phases each source goes through on its own (one project per source and phase);
+# unification is one project over every source.
+PER_SOURCE: tuple[Phase, ...] = (Phase.INGESTION, Phase.HIST_UNION, Phase.STAGING)
+
+
+def per_source(phase: Phase) -> bool:
+    return phase in PER_SOURCE
+
+
+def stage_config(cfg: PipelineConfig, phase: Phase, source: str | None) -> PipelineConfig:
+    """The config a stage is generated, run and validated with: a per-source phase's
+    source view (`cfg.for_source`), or the whole config for unification."""
+    if per_source(phase):
+        if source is None:
+            raise ValueError(f"{phase.value} is a phase of each source: name the source")
+        return cfg.for_source(source)
+    return cfg
+
+
+def project_folder(cfg: PipelineConfig, phase: Phase) -> str:
+    """The workspace folder a phase's project is written to: `{source}_{phase}` for a
+    per-source phase (`cfg` is then a one-source view, `cfg.for_source`), `unification`."""
+    return f"{cfg.source}_{phase.value}" if per_source(phase) else phase.value
+
+
 def project_name(cfg: PipelineConfig, phase: Phase) -> str:
-    """The Digdag project a phase is pushed as (one project per phase and client)."""
-    return f"{cfg.client}_{phase.value}"
+    """The Digdag project a phase is pushed as: `{client}_{source}_{phase}` for a per-source
+    phase (`cfg` a one-source view), `{client}_unification`."""
+    return f"{cfg.client}_{project_folder(cfg, phase)}"
 
 
 # The workflows each phase starts. Every name is spelled here only: generation writes each
@@ -145,8 +171,10 @@ INC_LOG_COLUMNS = [
 
 
 def inc_log_project(cfg: PipelineConfig) -> str:
-    """`project_name` of this pipeline's inc_log rows."""
-    return project_name(cfg, Phase.HIST_UNION)
+    """`project_name` of this pipeline's inc_log rows: one name for every source (the rows
+    are keyed by db.table too), the hist-union project's name from before projects were
+    per source, so the watermarks of an existing pipeline stay valid."""
+    return f"{cfg.client}_{Phase.HIST_UNION.value}"
 
 
 # Staging's watermarks, one row per run and table (a table of this pipeline's own).
@@ -179,7 +207,8 @@ def unification_output_columns(cfg: PipelineConfig) -> dict[str, list[str]]:
 def derive_schemas(cfg: PipelineConfig, sources: dict[str, list[Column]]) -> SchemaMap:
     """Every table each phase writes, with columns, from the source objects' columns.
 
-    `sources` maps object -> the columns a load produces (see sources.select_sql).
+    `sources` maps object -> the columns a load produces (see sources.select_sql); `cfg` is
+    a one-source view (`cfg.for_source`): `derive_all_schemas` spans several sources.
     """
     time_col = Column(name="time", type="long")
     out: SchemaMap = {}
@@ -201,15 +230,26 @@ def derive_schemas(cfg: PipelineConfig, sources: dict[str, list[Column]]) -> Sch
     return out
 
 
+def derive_all_schemas(
+    cfg: PipelineConfig, columns_of: dict[str, dict[str, list[Column]]]
+) -> SchemaMap:
+    """derive_schemas over every source: `columns_of` maps source -> object -> columns."""
+    out: SchemaMap = {}
+    for name in cfg.source_names:
+        out.update(derive_schemas(cfg.for_source(name), columns_of.get(name, {})))
+    return out
+
+
 def expected_tables(cfg: PipelineConfig, phase: Phase, schemas: SchemaMap) -> list[ExpectedTable]:
-    """The tables a phase must leave behind, with the columns each must have."""
+    """The tables a phase must leave behind, with the columns each must have (`cfg`: a
+    one-source view for a per-source phase)."""
 
     def table(db: str, name: str, fallback: list[Column] | None = None) -> ExpectedTable:
         cols = schemas.get(f"{db}.{name}", fallback or [])
         return ExpectedTable(database=db, table=name, columns=[c.name for c in cols])
 
-    src, objs = cfg.source, cfg.ingestion.objects
     if phase is Phase.INGESTION:
+        src, objs = cfg.source, cfg.ingestion.objects
         tables = [table(cfg.src_db, INGESTION_LOG, INGESTION_LOG_COLUMNS)]
         for obj in objs:
             if cfg.ingestion.mode in ("historical", "both"):

@@ -8,6 +8,9 @@ expect. The rules follow the seed plugin (cdp-staging) where it is right:
 - `*email*` (also `*e_mail*`, a word `mail`, or a column whose sampled values are
   addresses): lower-cased; `{col}_valid` by regex; `{col}_hash` = SHA-256 hex of the valid,
   trimmed, lower-cased address (the form ad platforms match), NULL otherwise;
+- a name about an address rather than the address (`email_opt_in`, `phone_verified`,
+  `last_email_sent_at`: an email/phone word with opt, verified, status, count, ... or a
+  timestamp suffix) is none of these unless its sampled values are addresses or numbers;
 - `*phone*` (also the words mobile, tel, telephone, cell, ...; a name variant whose
   sampled values are not phone-shaped is not one) (text or number): digits only, a US leading 1 on 11 digits dropped;
   `{col}_valid` = 10 digits; `{col}_hash` of valid numbers only;
@@ -43,6 +46,16 @@ _MONEY_WORDS = frozenset(
 _PHONE_WORDS = frozenset(
     ("mobile", "tel", "telephone", "cell", "cellphone", "msisdn", "handy", "telefon")
 )
+# Words that make a name about an address rather than the address (email_opt_in,
+# phone_verified, email_bounce_count): no identity, unless its values are addresses.
+_ABOUT_WORDS = frozenset(
+    (
+        "opt", "optin", "optout", "consent", "verified", "confirmed", "subscribed",
+        "unsubscribed", "bounced", "bounce", "status", "flag", "count", "sent", "opened",
+        "clicked", "type", "domain", "preference", "preferences", "frequency", "enabled",
+        "allowed", "marketing", "country", "code", "ext", "extension",
+    )
+)  # fmt: skip
 # JSON keys extracted as columns: the ones both engines' path syntax takes (Hive's
 # get_json_object reads `$.key` for keys of these characters only).
 _JSON_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ -]*$")
@@ -84,6 +97,8 @@ def column_kind(col: Column, incremental_field: str) -> Kind:
     name = col.name
     if name == "time":
         return "time"
+    if _is_about_contact(name) and not _values_are_contacts(col):
+        return _other_kind(col, incremental_field)
     if col.type in ("long", "double") and _is_phone_name(name):
         return "phone"  # a number column of phones is cleaned like text ones
     if col.type == "double":
@@ -101,11 +116,37 @@ def column_kind(col: Column, incremental_field: str) -> Kind:
         not _PHONE_WORDS.isdisjoint(words) and col.shape in (None, "phone")
     ):
         return "email" if "mail" in words else "phone"
+    return _other_kind(col, incremental_field)
+
+
+def _other_kind(col: Column, incremental_field: str) -> Kind:
+    """A column that carries no identity: a timestamp, money, or plain."""
+    name = col.name
+    if col.type == "double":
+        return "money" if _is_money(name) else "plain"
+    if col.type != "string":
+        return "plain"
     if name == incremental_field or name.endswith(_TS_SUFFIXES) or name in _TS_NAMES:
         return "timestamp"
     if _is_money(name):
         return "money"
     return "plain"
+
+
+def _is_about_contact(name: str) -> bool:
+    """An email/phone word with a word saying the column is about it (`email_opt_in`,
+    `last_email_sent_at`, `phone_verified`), not the address or number itself."""
+    words = set(name.split("_"))
+    contact = "email" in name or "phone" in name or "mail" in words or "e_mail" in name
+    contact = contact or not _PHONE_WORDS.isdisjoint(words)
+    about = not _ABOUT_WORDS.isdisjoint(words) or name.endswith(_TS_SUFFIXES)
+    return contact and about
+
+
+def _values_are_contacts(col: Column) -> bool:
+    """The sampled values are addresses or numbers (`verified_phone` of phone numbers); a
+    date (`email_sent_date` of '2024-01-31') has a phone's characters but is none."""
+    return col.shape == "email" or (col.shape == "phone" and not col.name.endswith(_TS_SUFFIXES))
 
 
 def _is_phone_name(name: str) -> bool:

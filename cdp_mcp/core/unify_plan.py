@@ -441,13 +441,24 @@ def _used_keys(tables: list[PlanTable]) -> list[str]:
     return list(dict.fromkeys(kc.key for t in tables for kc in t.key_columns))
 
 
-def _key_candidates(cfg: PipelineConfig, columns: list[Column]) -> list[tuple[Column, str]]:
-    """(column, kind) for every column that could carry an identity."""
-    return [
-        (c, column_kind(c, cfg.ingestion.incremental_field))
-        for c in columns
-        if not _is_derived(c.name)
-    ]
+def table_source(cfg: PipelineConfig, table: str) -> str | None:
+    """The source a staging table `{source}_{object}` belongs to (None: no source's)."""
+    return cfg.source_of_table(table)
+
+
+def incremental_field_of(cfg: PipelineConfig, table: str) -> str:
+    """The incremental field of the source a staging table comes from (staging classified
+    its columns with it); a table of no source is classified with the first source's."""
+    source = cfg.source_of_table(table)
+    return cfg.source_config(source or cfg.source_names[0]).incremental_field
+
+
+def _key_candidates(
+    cfg: PipelineConfig, table: str, columns: list[Column]
+) -> list[tuple[Column, str]]:
+    """(column, kind) for every column of `table` that could carry an identity."""
+    inc_field = incremental_field_of(cfg, table)
+    return [(c, column_kind(c, inc_field)) for c in columns if not _is_derived(c.name)]
 
 
 def _inferred_keys(
@@ -461,7 +472,11 @@ def _inferred_keys(
             )
         )
         return []
-    kinds = {kind for cols in staging.values() for _, kind in _key_candidates(cfg, cols or [])}
+    kinds = {
+        kind
+        for table, cols in staging.items()
+        for _, kind in _key_candidates(cfg, table, cols or [])
+    }
     keys = _keys_named(k for k in INFERRED_KINDS if k in kinds)
     if not keys:
         problems.append(
@@ -483,7 +498,7 @@ def _inferred_tables(
     for table, columns in staging.items():
         names = {c.name for c in columns or []}
         key_columns = []
-        for col, kind in _key_candidates(cfg, columns or []):
+        for col, kind in _key_candidates(cfg, table, columns or []):
             key = col.name if col.name in key_names else kind if kind in key_names else None
             if key is not None:
                 key_columns.append(

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cdp_mcp.core.config import PipelineConfig
-from cdp_mcp.core.phases import Phase, workflows
+from cdp_mcp.core.phases import Phase, project_folder, workflows
 from cdp_mcp.core.schema import SchemaMap
 from cdp_mcp.core.workspace import WorkspaceError, check_workspace
 from cdp_mcp.generate.writer import GenerationError, kept_folder, write_project
@@ -59,8 +59,9 @@ def generate(
         check_workspace(cfg.workspace)
     except WorkspaceError as e:
         raise GenerationError(str(e)) from None
-    keep = kept_folder(cfg.workspace, phase.value) if keep_aside else None
-    directory = write_project(cfg.workspace, phase.value, files, keep_aside=keep)
+    folder = project_folder(cfg, phase)  # `{source}_{phase}`: cfg is a source's view
+    keep = kept_folder(cfg.workspace, folder) if keep_aside else None
+    directory = write_project(cfg.workspace, folder, files, keep_aside=keep)
     return GeneratedProject(
         phase=phase,
         directory=directory,

@@ -109,8 +109,8 @@ def _enrich_delta(
     staged = schemas.get(f"{cfg.stg_db}.{t.table}") or []
     if STAGED_AT in {c.name for c in union} or STAGED_AT not in {c.name for c in staged}:
         return None  # the source's own load_timestamp would win over staging's
-    obj = cfg.object_of(t.table)
-    key = cfg.primary_key(obj) if obj else "id"
+    obj, source = cfg.object_of(t.table), cfg.source_of_table(t.table)
+    key = cfg.source_config(source).primary_keys.get(obj, "id") if obj and source else "id"
     dedup = key if key in {c.name for c in staged} else None
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     return EnrichDelta(log_key=f"{plan.unif_db}.enriched_{t.table}#{digest}", dedup_key=dedup)

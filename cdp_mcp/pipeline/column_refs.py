@@ -37,6 +37,18 @@ def _did_you_mean(name: str, names: list[str]) -> str:
 
 
 def primary_key_problems(cfg: PipelineConfig, schemas: SchemaMap) -> list[Problem]:
+    """Every source's primary keys the loaded (or predicted) tables lack."""
+    problems = []
+    for i, name in enumerate(cfg.source_names):
+        where = cfg.source_path_of(i)
+        problems += [
+            Problem(path=p.path.replace("ingestion.", f"{where}.", 1), message=p.message)
+            for p in _source_key_problems(cfg.for_source(name), schemas)
+        ]
+    return problems
+
+
+def _source_key_problems(cfg: PipelineConfig, schemas: SchemaMap) -> list[Problem]:
     problems = []
     for obj, key in cfg.ingestion.primary_keys.items():
         cols = schemas.get(f"{cfg.src_db}.{cfg.source}_{obj}_hist") or schemas.get(

@@ -35,6 +35,7 @@ from cdp_mcp.backends.local.params import session_builtins
 from cdp_mcp.backends.td.bulk_import import PART_RECORDS, pack_part
 from cdp_mcp.core.config import PipelineConfig
 from cdp_mcp.core.file_source import SourceError, find_object_file, select_sql
+from cdp_mcp.core.phases import Phase, project_folder
 from cdp_mcp.core.schema import Column, presto_type
 from cdp_mcp.core.sqltext import quote_ident
 from cdp_mcp.core.timeparse import range_where
@@ -81,7 +82,7 @@ async def upload_ranges(
             "cannot reach the warehouse"
         )
     kind = workflow_kind(cfg, workflow)
-    project = cfg.workspace / "ingestion"
+    project = cfg.workspace / project_folder(cfg, Phase.INGESTION)
     entries = _datasources(project, cfg, kind)
     params = session_builtins(
         session_time,

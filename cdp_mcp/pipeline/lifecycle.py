@@ -24,6 +24,7 @@ class StepPlan:
     """One counted step of a phase, as `Pipeline._attempt` runs it."""
 
     phase: Phase
+    source: str | None  # the stage's source (None: unification)
     step: str  # the step's name in the state: deploy, execute:<workflow>, validate
     what: str  # the budget's words: "deploying ingestion already failed 3 times"
     failed: str  # the failure's words: "push failed: <the backend's error>"

@@ -27,6 +27,7 @@ class NextAction(BaseModel):
 
 class PhasePlan(BaseModel):
     phase: str
+    source: str | None = None  # the source of a per-source phase
     status: str
     project: str
     workflows: list[str]
@@ -116,6 +117,7 @@ class SessionProgress(BaseModel):
     session_id: str
     attempt_id: str
     phase: str
+    source: str | None = None  # the source of a per-source phase
     workflow: str
     elapsed_seconds: float
     tasks_total: int
@@ -180,6 +182,7 @@ class StepView(BaseModel):
 
 class PhaseView(BaseModel):
     phase: str
+    source: str | None = None  # the source of a per-source phase
     status: str
     verdict: str | None
     project_id: str | None

@@ -40,16 +40,19 @@ from cdp_mcp.core.manifest import FileConflictError
 from cdp_mcp.core.phases import (
     Phase,
     parse_phase,
+    per_source,
+    project_folder,
     project_name,
+    stage_config,
     workflows,
 )
 from cdp_mcp.core.roots import OutsideRootsError, Roots
 from cdp_mcp.core.schema import SchemaMap
 from cdp_mcp.core.tools import ToolName
 from cdp_mcp.core.workspace import WorkspaceError, check_workspace, claim_workspace
-from cdp_mcp.generate import GeneratedProject, GenerationError, generate
+from cdp_mcp.generate import GeneratedProject, GenerationError, generate, render_phase
 from cdp_mcp.generate.check import check_project
-from cdp_mcp.pipeline import sessions, starting, views
+from cdp_mcp.pipeline import sessions, stages, starting, views
 from cdp_mcp.pipeline.column_refs import primary_key_problems
 from cdp_mcp.pipeline.lifecycle import PrepareFn, StepFailed, StepPlan, internal_error
 from cdp_mcp.pipeline.limits import MAX_QUERY_ROWS, MAX_WAIT_SECONDS
@@ -75,7 +78,7 @@ from cdp_mcp.pipeline.preflight import preflight
 from cdp_mcp.pipeline.reports import report as report_mod
 from cdp_mcp.pipeline.rules import advice, budget, steps
 from cdp_mcp.pipeline.rules.advice import next_action
-from cdp_mcp.pipeline.rules.budget import require
+from cdp_mcp.pipeline.rules.budget import DONE, require
 from cdp_mcp.pipeline.rules.gate import gate
 from cdp_mcp.pipeline.rules.steps import execute_step
 from cdp_mcp.pipeline.runlogs import write_run_log
@@ -93,6 +96,7 @@ from cdp_mcp.pipeline.state import (
     StepState,
     StepStatus,
     now,
+    stage_key,
 )
 from cdp_mcp.pipeline.validate import validate_phase
 
@@ -108,9 +112,14 @@ def config_hash(path: Path) -> str:
 
 
 def _files_hash(directory: Path, files: list[str]) -> str:
+    return _rendered_hash({rel: (directory / rel).read_bytes() for rel in files})
+
+
+def _rendered_hash(files: dict[str, bytes]) -> str:
+    """A project's hash from its files' bytes (as written: UTF-8, newlines as rendered)."""
     digest = hashlib.sha256()
     for rel in sorted(files):
-        digest.update(rel.encode() + b"\0" + (directory / rel).read_bytes() + b"\0")
+        digest.update(rel.encode() + b"\0" + files[rel] + b"\0")
     return digest.hexdigest()[:16]
 
 
@@ -163,8 +172,10 @@ class Pipeline:
             self.cfg: PipelineConfig = load_config(self.config_path)
             if roots is not None:
                 roots.check(self.cfg.workspace, "global.workspace")
-                if self.cfg.source_dir is not None:
-                    roots.check(self.cfg.source_dir, "ingestion.source_path")
+                for i, source in enumerate(self.cfg.sources):
+                    folder = self.cfg.source_dir_of(source)
+                    if folder is not None:
+                        roots.check(folder, f"{self.cfg.source_path_of(i)}.source_path")
             check_workspace(self.cfg.workspace)
         except ConfigError as e:
             raise PipelineError(
@@ -196,7 +207,7 @@ class Pipeline:
     def _load(self) -> PipelineState:
         """The state of this config's pipeline (not of another config sharing the workspace)."""
         try:
-            state = self.store.load()
+            state = self.store.load(self.cfg.source_names)
         except StateError as e:
             raise PipelineError(str(e)) from None
         if state.config_path != str(self.config_path):
@@ -241,12 +252,32 @@ class Pipeline:
         changed = self._config_changed(state)
         require(steps.not_runnable(state, changed, self.config_path.name))
 
-    def _gate(self, state: PipelineState, phase: Phase) -> None:
-        """Refuse work on a phase until the phase before it is done."""
-        gate(self.cfg, state, phase, self._config_changed(state), self.config_path.name)
+    def _gate(self, state: PipelineState, ps: PhaseState) -> None:
+        """Refuse work on a stage until the stage before it is done."""
+        gate(self.cfg, state, ps, self._config_changed(state), self.config_path.name)
+
+    def _stage(self, state: PipelineState, phase: Phase, source: str | None) -> PhaseState:
+        """The stage a call names (`source` already resolved), refused if the state was
+        planned for other sources (the config gained or lost one: init_pipeline first)."""
+        if state.sources != self.cfg.source_names:
+            raise PipelineError(
+                f"{self.config_path.name} names the sources {', '.join(self.cfg.source_names)}"
+                f", the pipeline's state {', '.join(state.sources)}: call init_pipeline again "
+                "so the plan matches the file"
+            )
+        return state.phase(phase, source)
+
+    def _view(self, state: PipelineState, ps: PhaseState) -> PipelineConfig:
+        return stages.config_of(self.cfg, state, ps)
+
+    def _target(self, phase_name: str, source: str | None) -> tuple[Phase, str | None]:
+        phase = self._phase(phase_name)
+        return phase, stages.resolve_source(self.cfg, phase, source)
 
     @asynccontextmanager
-    async def _attempt(self, phase: Phase, prepare: PrepareFn[_T]) -> AsyncIterator[_T]:
+    async def _attempt(
+        self, phase: Phase, source: str | None, prepare: PrepareFn[_T]
+    ) -> AsyncIterator[_T]:
         """The lifecycle of one counted attempt, for every step that has a budget.
 
         Under the state lock: the gate, the step's preconditions (`prepare`, which returns
@@ -256,10 +287,10 @@ class Pipeline:
         a success itself.
         """
         async with self._locked_state() as state:
-            self._gate(state, phase)
-            ps = state.phase(phase)
+            ps = self._stage(state, phase, source)
+            self._gate(state, ps)
             plan, prepared = await prepare(state, ps)
-            prior = budget.begin_attempt(ps.step(plan.step), plan.what, plan.phase, now())
+            prior = budget.begin_attempt(ps.step(plan.step), plan.what, ps, now())
         try:
             yield prepared
         except UnavailableError as e:
@@ -276,14 +307,14 @@ class Pipeline:
     async def _give_back(self, plan: StepPlan, prior: StepStatus, error: str) -> NoReturn:
         """Refund the step's attempt (see `budget.refund`) and refuse with what happened."""
         async with self._locked_state() as state:
-            step = state.phase(plan.phase).step(plan.step)
+            step = state.phase(plan.phase, plan.source).step(plan.step)
             budget.refund(step, prior, error, now())
             message = step.last_error
         raise PipelineError(str(message))
 
     async def _fail(self, plan: StepPlan, recorded: str, raised: str) -> NoReturn:
         async with self._locked_state() as state:
-            step = state.phase(plan.phase).step(plan.step)
+            step = state.phase(plan.phase, plan.source).step(plan.step)
             budget.finish(step, False, recorded, now())
             step.starting = None
             attempts = step.attempts
@@ -307,7 +338,8 @@ class Pipeline:
             raise PipelineError(str(e)) from None
         notes = await preflight(self.cfg, lambda: self.backend)
         async with self._step_lock(ToolName.INIT_PIPELINE), self.store.alocked():
-            resumed, started_new, reset_steps = self.store.exists(), False, []
+            resumed, started_new = self.store.exists(), False
+            reset_steps: list[str] = []
             if resumed:
                 state = self._load()
                 if state.config_path != str(self.config_path):
@@ -315,7 +347,16 @@ class Pipeline:
                         f"the workspace {self.cfg.workspace} holds the pipeline of "
                         f"{state.config_path}; give this config its own global.workspace"
                     )
-                if new_run:
+                if state.sources != self.cfg.source_names and not new_run:
+                    if budget.running_steps(state):
+                        raise PipelineError(
+                            f"the config's sources changed while "
+                            f"{', '.join(budget.running_steps(state))} is running: wait for "
+                            "it with get_session, then call init_pipeline again"
+                        )
+                    reset_steps = await self._replan_sources(state, notes)
+                    state.config_hash = chash
+                elif new_run:
                     running = budget.running_steps(state)
                     if running:
                         raise PipelineError(
@@ -323,7 +364,13 @@ class Pipeline:
                             "running: wait for it with get_session, or abort_pipeline"
                         )
                     report_mod.archive_reports(self.cfg, state.run)
-                    state = budget.new_run(state, chash, self.cfg.client, self.cfg.global_.backend)
+                    state = budget.new_run(
+                        state,
+                        chash,
+                        self.cfg.client,
+                        self.cfg.global_.backend,
+                        self.cfg.source_names,
+                    )
                     started_new = True
                 elif budget.finished(state):
                     if state.config_hash != chash:
@@ -340,6 +387,7 @@ class Pipeline:
                     reset_steps += self._retry_after_fix(state, notes)
             else:
                 state = PipelineState(
+                    sources=self.cfg.source_names,
                     config_path=str(self.config_path),
                     config_hash=chash,
                     client=self.cfg.client,
@@ -362,6 +410,62 @@ class Pipeline:
             next_action=next_action(self.cfg, state),
         )
 
+    async def _replan_sources(self, state: PipelineState, notes: list[str]) -> list[str]:
+        """The config gained (or lost) a source: plan the new sources' stages as pending,
+        keep each stage of the other sources whose project renders from the edited config
+        exactly as the one that ran (its files hash, PhaseState.config_hash), reset a
+        source's stages from the first that would render otherwise, and re-open
+        unification. A finished pipeline goes on in the same run (the added source's
+        phases, then unification over every source). Returns the stages reset."""
+        names = self.cfg.source_names
+        added = [n for n in names if n not in state.sources]
+        removed = [n for n in state.sources if n not in names]
+        reset: list[str] = []
+        for name in removed:
+            for key in [k for k, ps in state.stages.items() if ps.source == name]:
+                del state.stages[key]
+            notes.append(
+                f"source {name} is no longer in the config: its stages were dropped from "
+                "the state (its tables stay in the warehouse)"
+            )
+        state.sources = names
+        state.plan_stages()
+        kept: list[str] = []
+        for name in names:
+            if name in added:
+                continue
+            for ps in [s for s in state.ordered() if s.source == name]:
+                if await self._renders_as_ran(state, ps):
+                    kept.append(ps.key)
+                    continue
+                reset += budget.reset_from(state, ps)
+                break
+        unif = state.phase(Phase.UNIFICATION)
+        if (added or removed) and (unif.steps or unif.status is not PhaseStatus.PENDING):
+            reset += budget.reset_from(state, unif)  # (sources only reordered: kept)
+        if not budget.all_done(state):
+            state.reported_at = None  # the run goes on with the new stages
+        notes.append(
+            f"sources added: {', '.join(added) or 'none'}; stages kept as they ran: "
+            f"{', '.join(kept) or 'none'}"
+            + ("; unification runs again over every source" if added or removed else "")
+        )
+        return reset
+
+    async def _renders_as_ran(self, state: PipelineState, ps: PhaseState) -> bool:
+        """The stage ran (or was skipped) and its project from the edited config would be
+        the very files it ran with."""
+        if ps.status not in DONE or ps.config_hash is None:
+            return ps.status is PhaseStatus.SKIPPED
+        view = self._view(state, ps)
+        try:
+            schemas = await phase_schemas(view, self.backend, ps.phase)
+            files = await anyio.to_thread.run_sync(render_phase, view, ps.phase, schemas)
+        except (PipelineError, GenerationError, ConfigError, SourceError):
+            return False
+        rendered = {rel: text.encode("utf-8") for rel, text in files.items()}
+        return _rendered_hash(rendered) == ps.config_hash
+
     @staticmethod
     def _retry_after_fix(state: PipelineState, notes: list[str]) -> list[str]:
         if budget.finished(state):
@@ -377,13 +481,14 @@ class Pipeline:
 
     # -- generate / push ---------------------------------------------------------------
     async def _render(
-        self, phase: Phase, schemas: SchemaMap, keep_aside: bool = False
+        self, cfg: PipelineConfig, phase: Phase, schemas: SchemaMap, keep_aside: bool = False
     ) -> GeneratedProject:
-        """Render the phase's project into the workspace and check its structure."""
+        """Render the phase's project (`cfg`: the stage's config) into the workspace and
+        check its structure."""
         # A primary key the loaded tables lack would leave staging without deduplication.
         # For connector `file` init refuses it; for a TD connector the columns are known
         # only once ingestion has loaded, so the phases after it refuse it here.
-        missing_keys = primary_key_problems(self.cfg, schemas)
+        missing_keys = primary_key_problems(self.cfg, schemas) if per_source(phase) else []
         if phase is not Phase.INGESTION and missing_keys:
             listing = "; ".join(f"{p.path}: {p.message}" for p in missing_keys)
             raise PipelineError(
@@ -392,7 +497,7 @@ class Pipeline:
             )
         try:
             project = await anyio.to_thread.run_sync(
-                functools.partial(generate, self.cfg, phase, schemas, keep_aside=keep_aside)
+                functools.partial(generate, cfg, phase, schemas, keep_aside=keep_aside)
             )
         except (GenerationError, ConfigError, SourceError) as e:
             raise PipelineError(f"generating {phase.value} failed: {e}") from None
@@ -405,33 +510,61 @@ class Pipeline:
         return project
 
     @_one_step(ToolName.GENERATE_PHASE)
-    async def render_project(self, phase_name: str, keep_aside: bool = False) -> GeneratedProject:
+    async def render_project(
+        self, phase_name: str, keep_aside: bool = False, source: str | None = None
+    ) -> GeneratedProject:
         """The project files alone (`cdp-mcp generate`): rendered and checked as
         generate_phase does, one step at a time with the pipeline's other steps, but
-        outside its run: no init needed, no phase order, no state or budget touched."""
-        phase = self._phase(phase_name)
+        outside its run: no init needed, no phase order, no state or budget touched
+        (unification over every source)."""
+        phase, source = self._target(phase_name, source)
         try:
             claim_workspace(self.cfg.workspace)  # before the backend creates anything in it
         except WorkspaceError as e:
             raise PipelineError(str(e)) from None
-        schemas = await phase_schemas(self.cfg, self.backend, phase)
-        return await self._render(phase, schemas, keep_aside)
+        cfg = stage_config(self.cfg, phase, source)
+        schemas = await phase_schemas(cfg, self.backend, phase)
+        return await self._render(cfg, phase, schemas, keep_aside)
 
     @_one_step(ToolName.GENERATE_PHASE)
-    async def generate_phase(self, phase_name: str) -> GenerateResult:
-        phase = self._phase(phase_name)
-        schemas = await phase_schemas(self.cfg, self.backend, phase)
+    async def generate_phase(self, phase_name: str, source: str | None = None) -> GenerateResult:
+        phase, source = self._target(phase_name, source)
+        try:
+            return await self._generate(phase, source)
+        except budget.Refusal:
+            raise
+        except PipelineError as e:
+            if per_source(phase) and len(self.cfg.sources) > 1:
+                await self._record_failed_render(phase, source, str(e))
+            raise
+
+    async def _record_failed_render(self, phase: Phase, source: str | None, error: str) -> None:
+        """A source's render failed (its files, its config): recorded, so the next action
+        asks the person about this source while the other sources go on."""
         async with self._locked_state() as state:
-            self._gate(state, phase)
-            require(steps.not_regenerable(state.phase(phase)))
-            project = await self._render(phase, schemas)
+            if state.sources != self.cfg.source_names:
+                return
+            gen = state.phase(phase, source).step("generate")
+            gen.attempts += 1
+            budget.finish(gen, False, error, now())
+
+    async def _generate(self, phase: Phase, source: str | None) -> GenerateResult:
+        async with self.store.alocked():
+            state = self._load()
+            # unification reads the sources it takes part of (not those it leaves out)
+            view = self._view(state, self._stage(state, phase, source))
+        schemas = await phase_schemas(view, self.backend, phase)
+        async with self._locked_state() as state:
+            ps = self._stage(state, phase, source)
+            self._gate(state, ps)
+            require(steps.not_regenerable(ps))
+            project = await self._render(self._view(state, ps), phase, schemas)
             fhash = _files_hash(project.directory, project.files)
-            ps = state.phase(phase)
             changed = ps.config_hash != fhash
             reset: list[str] = []
             if changed:
-                reset = [p for p in budget.reset_from(state, phase) if p != phase.value]
-                ps = state.phase(phase)
+                reset = [k for k in budget.reset_from(state, ps) if k != ps.key]
+                ps = state.phase(phase, source)
             ps.config_hash = fhash
             if changed or ps.status is PhaseStatus.PENDING:
                 ps.status = PhaseStatus.IN_PROGRESS  # an unchanged render keeps its verdict
@@ -453,37 +586,42 @@ class Pipeline:
         )
 
     @_one_step(ToolName.PUSH_PROJECT)
-    async def push_project(self, phase_name: str) -> PushResult:
-        phase = self._phase(phase_name)
+    async def push_project(self, phase_name: str, source: str | None = None) -> PushResult:
+        phase, source = self._target(phase_name, source)
+        label = stage_key(phase, source)
         plan = StepPlan(
             phase,
+            source,
             "deploy",
-            what=f"deploying {phase.value}",
+            what=f"deploying {label}",
             failed="push failed",
-            doing=f"pushing {phase.value}",
+            doing=f"pushing {label}",
             attempt_note=True,
         )
+        cfg = stage_config(self.cfg, phase, source)
 
         async def prepare(state: PipelineState, ps: PhaseState) -> tuple[StepPlan, list[str]]:
             require(steps.not_generated(ps))
             return plan, list(ps.secrets)
 
-        name = project_name(self.cfg, phase)
-        async with self._attempt(phase, prepare) as wanted:
+        name = project_name(cfg, phase)
+        async with self._attempt(phase, source, prepare) as wanted:
             try:
-                project = await self.backend.push(name, self.cfg.workspace / phase.value)
+                project = await self.backend.push(
+                    name, self.cfg.workspace / project_folder(cfg, phase)
+                )
             except ProjectRejectedError as e:
                 where = f" ({e.file}:{e.line})" if e.file else ""
                 raise StepFailed(f"the project was rejected{where}: {e}") from None
             missing = await missing_secrets(self.backend, name, wanted)
         async with self._locked_state() as state:
-            ps = state.phase(phase)
+            ps = state.phase(phase, source)
             step = ps.step("deploy")
             budget.finish(step, True, None, now())
             step.details["missing_secrets"] = missing
             ps.project_id, ps.revision = project.id, project.revision
             # A new revision means the workflows run anew.
-            for wf in workflows(self.cfg, phase):
+            for wf in workflows(cfg, phase):
                 ex = ps.steps.get(execute_step(wf))
                 if ex is not None and ex.details.get("revision") != project.revision:
                     ps.steps[execute_step(wf)] = StepState(name=execute_step(wf))
@@ -499,20 +637,23 @@ class Pipeline:
         )
 
     @_one_step(ToolName.SET_SECRETS)
-    async def set_secrets(self, phase_name: str, names: list[str]) -> SecretsResult:
+    async def set_secrets(
+        self, phase_name: str, names: list[str], source: str | None = None
+    ) -> SecretsResult:
         """Upload project secrets from the server's environment (values never pass here)."""
-        phase = self._phase(phase_name)
+        phase, source = self._target(phase_name, source)
         async with self._locked_state() as state:
-            self._gate(state, phase)
-            ps = state.phase(phase)
+            ps = self._stage(state, phase, source)
+            self._gate(state, ps)
             require(steps.not_pushed(ps, "push", " (secrets belong to the pushed project)"))
             require(steps.unknown_secrets(ps, names))
             wanted = ps.secrets
-        project = project_name(self.cfg, phase)
-        done, missing_env = await upload_secrets(self.cfg, self.backend, project, names)
+        cfg = stage_config(self.cfg, phase, source)
+        project = project_name(cfg, phase)
+        done, missing_env = await upload_secrets(cfg, self.backend, project, names)
         still = await missing_secrets(self.backend, project, wanted)
         async with self._locked_state() as state:
-            state.phase(phase).step("deploy").details["missing_secrets"] = still
+            state.phase(phase, source).step("deploy").details["missing_secrets"] = still
             action = next_action(self.cfg, state)
         return SecretsResult(
             phase=phase.value,
@@ -526,7 +667,8 @@ class Pipeline:
     # -- execute / monitor -------------------------------------------------------------
     async def _startable(self, ps: PhaseState, workflow: str | None) -> str:
         """The workflow a start runs, once every precondition of starting it holds."""
-        names = workflows(self.cfg, ps.phase)
+        cfg = stage_config(self.cfg, ps.phase, ps.source)
+        names = workflows(cfg, ps.phase)
         require(steps.not_generated(ps, ", then push_project"))
         require(steps.not_pushed(ps))
         wf = workflow or steps.next_workflow(ps, names)
@@ -536,15 +678,17 @@ class Pipeline:
         recorded = steps.recorded_missing_secrets(ps)
         if recorded:
             # Set since (e.g. with `td wf secrets`)? Ask the backend before refusing.
-            project = project_name(self.cfg, ps.phase)
+            project = project_name(cfg, ps.phase)
             still = await missing_secrets(self.backend, project, recorded)
             ps.step("deploy").details["missing_secrets"] = still
             require(steps.lacks_secrets(ps, wf, still))
         return wf
 
     @_one_step(ToolName.START_WORKFLOW)
-    async def start_workflow(self, phase_name: str, workflow: str | None = None) -> StartResult:
-        phase = self._phase(phase_name)
+    async def start_workflow(
+        self, phase_name: str, workflow: str | None = None, source: str | None = None
+    ) -> StartResult:
+        phase, source = self._target(phase_name, source)
 
         async def prepare(state: PipelineState, ps: PhaseState) -> tuple[StepPlan, _Start]:
             wf = await self._startable(ps, workflow)
@@ -552,6 +696,7 @@ class Pipeline:
             step.starting = steps.start_request(step, now())
             plan = StepPlan(
                 phase,
+                source,
                 step.name,
                 what=f"running {wf}",
                 failed=f"starting {wf} failed",
@@ -559,13 +704,17 @@ class Pipeline:
             )
             return plan, _Start(wf, ps.revision, dict(step.starting))
 
-        async with self._attempt(phase, prepare) as start:
+        async with self._attempt(phase, source, prepare) as start:
             wf, resume_from = start.workflow, start.starting["resume_from"]
             uploads, attempt = await starting.start_attempt(
-                self.cfg, self.backend, phase, wf, start.starting
+                stage_config(self.cfg, phase, source),
+                self.backend,
+                phase,
+                wf,
+                start.starting,
             )
         async with self._locked_state() as state:
-            step = state.phase(phase).step(execute_step(wf))
+            step = state.phase(phase, source).step(execute_step(wf))
             step.session_id, step.attempt_id = attempt.session_id, attempt.id
             step.starting = None
             interruptions = step.details.get("interruptions", 0)
@@ -596,14 +745,14 @@ class Pipeline:
         watch: WatchFn | None = None,
     ) -> SessionResult:
         async with self.store.alocked():
-            phase, step = sessions.find_step(self._load(), session_id)
+            stage, step = sessions.find_step(self._load(), session_id)
         assert step.attempt_id is not None and step.session_id is not None
         wait_seconds = max(0.0, min(float(wait_seconds), MAX_WAIT_SECONDS))
         deadline = anyio.current_time() + wait_seconds
         started = step.started_at or now()
         pause, reported = 0.05, -1.0
         while True:
-            attempt, tasks = await self._attempt_and_tasks(step.attempt_id, phase, step.name)
+            attempt, tasks = await self._attempt_and_tasks(step.attempt_id, stage, step.name)
             elapsed = (now() - started).total_seconds()
             done = sum(1 for t in tasks if t.state in DONE_TASK_STATES)
             # MCP progress must increase with every notification: report each new task done.
@@ -615,7 +764,7 @@ class Pipeline:
                     f"{attempt.workflow}: {done}/{len(tasks)} tasks, {elapsed:.0f}s",
                 )
             if watch is not None:  # every poll: the tasks running now, for a live display
-                await watch(sessions.progress_view(step, phase, attempt, tasks, elapsed))
+                await watch(sessions.progress_view(step, stage, attempt, tasks, elapsed))
             if attempt.done or anyio.current_time() >= deadline:
                 break
             if step.status is StepStatus.RUNNING and elapsed > self.monitor_deadline:
@@ -623,24 +772,24 @@ class Pipeline:
             # Poll often at first (short tasks end fast), then once a second.
             await anyio.sleep(min(pause, max(0.0, deadline - anyio.current_time())))
             pause = min(pause * 1.5, 1.0)
-        return await self._record_session(phase, step.name, attempt, tasks)
+        return await self._record_session(stage, step.name, attempt, tasks)
 
     async def _attempt_and_tasks(
-        self, attempt_id: str, phase: Phase, step_name: str
+        self, attempt_id: str, stage: PhaseState, step_name: str
     ) -> tuple[Attempt, list[Task]]:
         try:
             return await self.backend.attempt(attempt_id), await self.backend.tasks(attempt_id)
         except NotFoundError as e:
-            await self._mark_lost(phase, step_name, attempt_id, str(e))
+            await self._mark_lost(stage, step_name, attempt_id, str(e))
         except BackendError as e:
             raise PipelineError(f"reading attempt {attempt_id} failed: {e}") from None
 
     async def _mark_lost(
-        self, phase: Phase, step_name: str, attempt_id: str, error: str
+        self, stage: PhaseState, step_name: str, attempt_id: str, error: str
     ) -> NoReturn:
         """The backend does not know the step's attempt: waiting for it would never end."""
         async with self._locked_state() as state:
-            step = state.phase(phase).step(step_name)
+            step = state.phase(stage.phase, stage.source).step(step_name)
             budget.mark_lost(step, attempt_id, error, now())
             message = step.last_error or error
             action = next_action(self.cfg, state)
@@ -648,17 +797,18 @@ class Pipeline:
         raise PipelineError(f"{message}. A person decides:\n{choices}")
 
     async def _record_session(
-        self, phase: Phase, step_name: str, attempt: Attempt, tasks: list[Task]
+        self, stage: PhaseState, step_name: str, attempt: Attempt, tasks: list[Task]
     ) -> SessionResult:
-        await write_run_log(self.cfg.workspace, phase.value, attempt, tasks, self.backend)
+        label = stage.phase.value if stage.source is None else f"{stage.source}_{stage.phase.value}"
+        await write_run_log(self.cfg.workspace, label, attempt, tasks, self.backend)
         errors = sessions.task_errors(tasks)
         async with self._locked_state() as state:
-            step = state.phase(phase).step(step_name)
+            step = state.phase(stage.phase, stage.source).step(step_name)
             timed_out = budget.settle_attempt(step, attempt, errors, self.monitor_deadline, now())
             action = next_action(self.cfg, state)
         started = step.started_at or attempt.created_at
         return await sessions.session_result(
-            self.backend, phase, started, attempt, tasks, timed_out, action, now()
+            self.backend, stage, started, attempt, tasks, timed_out, action, now()
         )
 
     async def get_logs(
@@ -676,37 +826,44 @@ class Pipeline:
     # -- validate ----------------------------------------------------------------------
     @_one_step(ToolName.VALIDATE_TABLES)
     async def validate_tables(
-        self, phase_name: str, accept_warnings: bool = False
+        self, phase_name: str, accept_warnings: bool = False, source: str | None = None
     ) -> ValidationResult:
-        phase = self._phase(phase_name)
+        phase, source = self._target(phase_name, source)
+        label = stage_key(phase, source)
         plan = StepPlan(
             phase,
+            source,
             "validate",
-            what=f"validating {phase.value}",
-            failed=f"validating {phase.value} failed",
-            doing=f"validating {phase.value}",
+            what=f"validating {label}",
+            failed=f"validating {label} failed",
+            doing=f"validating {label}",
             expected=(BackendError, ConfigError, PipelineError),
             bare_record=True,
         )
+        names = workflows(stage_config(self.cfg, phase, source), phase)
         async with self._locked_state() as state:
-            self._gate(state, phase)
-            ps = state.phase(phase)
-            require(steps.not_validatable(ps, workflows(self.cfg, phase)))
+            ps = self._stage(state, phase, source)
+            self._gate(state, ps)
+            require(steps.not_validatable(ps, names))
+            left = [] if per_source(phase) else stages.left_out(state)
             if steps.accepts_warnings(ps, accept_warnings):
                 ps.status = PhaseStatus.ACCEPTED
                 ps.step("validate").details["accepted_warnings"] = True
                 return views.validation_result(ps, True, next_action(self.cfg, state))
+            cfg = self._view(state, ps)
 
         async def prepare(state: PipelineState, ps: PhaseState) -> tuple[StepPlan, None]:
-            require(steps.not_validatable(ps, workflows(self.cfg, phase)))
+            require(steps.not_validatable(ps, names))
             return plan, None
 
-        async with self._attempt(phase, prepare):
-            schemas = await phase_schemas(self.cfg, self.backend, phase, for_validation=True)
-            findings = await validate_phase(self.cfg, phase, self.backend, schemas)
+        async with self._attempt(phase, source, prepare):
+            schemas = await phase_schemas(cfg, self.backend, phase, for_validation=True)
+            findings = await validate_phase(cfg, phase, self.backend, schemas)
         async with self._locked_state() as state:
-            ps = state.phase(phase)
+            ps = state.phase(phase, source)
             budget.record_verdict(ps, findings.verdict, findings.failures, accept_warnings, now())
+            if left:  # unification's metrics say which sources it left out
+                findings.metrics["left_out_sources"] = left
             ps.validation = findings.model_dump(mode="json")
             accepted = accept_warnings and findings.verdict == "WARN"
             return views.validation_result(ps, accepted, next_action(self.cfg, state))
@@ -718,7 +875,9 @@ class Pipeline:
         limit = max(1, min(int(limit), MAX_QUERY_ROWS))
         offset = max(0, min(int(offset), MAX_QUERY_OFFSET))
         try:
-            result = await self.backend.read_query(sql, self.cfg.src_db, limit=offset + limit)
+            # unqualified names resolve in the first source's database
+            default_db = self.cfg.src_db_of(self.cfg.sources[0])
+            result = await self.backend.read_query(sql, default_db, limit=offset + limit)
         except ReadOnlyError as e:
             raise PipelineError(str(e)) from None
         except BackendError as e:
@@ -765,22 +924,30 @@ class Pipeline:
 
     # -- decisions ---------------------------------------------------------------------
     @_one_step(ToolName.SKIP_PHASE)
-    async def skip_phase(self, phase_name: str, confirm: bool) -> DecisionResult:
-        phase = self._phase(phase_name)
+    async def skip_phase(
+        self, phase_name: str, confirm: bool, source: str | None = None
+    ) -> DecisionResult:
+        phase, source = self._target(phase_name, source)
+        label = stage_key(phase, source)
+        later = (
+            f"{source}'s later phases will run on whatever {label} left behind (possibly "
+            "nothing); a skipped staging leaves the source out of unification"
+            if source is not None and len(self.cfg.source_names) > 1
+            else f"later phases will run on whatever {label} left behind (possibly nothing)"
+        )
         if not confirm:
             raise PipelineError(
-                f"skipping {phase.value} needs confirm=true: later phases will run on whatever "
-                f"{phase.value} left behind (possibly nothing). Ask the person first."
+                f"skipping {label} needs confirm=true: {later}. Ask the person first."
             )
         async with self._locked_state() as state:
             self._check_runnable(state)
-            ps = state.phase(phase)
+            ps = self._stage(state, phase, source)
             ps.status = PhaseStatus.SKIPPED
             action = next_action(self.cfg, state)
         return DecisionResult(
             phase=phase.value,
             status="skipped",
-            message=f"{phase.value} skipped",
+            message=f"{label} skipped",
             next_action=action,
         )
 

@@ -13,6 +13,7 @@ from cdp_mcp.backends.base import Backend, BackendError
 from cdp_mcp.core import connectors
 from cdp_mcp.core.config import ConfigError, PipelineConfig
 from cdp_mcp.core.file_source import SourceError, find_object_file, select_sql
+from cdp_mcp.core.schema import SchemaMap
 from cdp_mcp.generate import GenerationError
 from cdp_mcp.generate.ingestion import check_incremental_field, load_mode
 from cdp_mcp.generate.schemas import predicted_schemas
@@ -23,11 +24,30 @@ from cdp_mcp.pipeline.models import PipelineError
 
 
 async def preflight(cfg: PipelineConfig, backend: Callable[[], Backend]) -> list[str]:
-    """`backend` makes the backend when a check needs it (only Treasure Data's do)."""
-    if cfg.ingestion.connector == "file" and cfg.source_dir is not None:
-        notes = await _file_preflight(cfg)
-    else:
-        notes = _connector_preflight(cfg)
+    """`backend` makes the backend when a check needs it (only Treasure Data's do). Each
+    source is checked on its own (its notes and problems name it when there are several);
+    the config's column references are checked against every source's columns."""
+    notes: list[str] = []
+    schemas: SchemaMap = {}
+    several = len(cfg.sources) > 1
+    for i, name in enumerate(cfg.source_names):
+        view = cfg.for_source(name)
+        try:
+            if view.ingestion.connector == "file" and view.source_dir is not None:
+                found, said = await _file_preflight(view)
+                schemas.update(found)
+            else:
+                said = _connector_preflight(view)
+        except PipelineError as e:
+            if not several:
+                raise
+            # One source's problem holds up that source alone: its phases refuse (and
+            # wait for the person) while the other sources go on.
+            where = cfg.source_path_of(i)
+            said = [f"PROBLEM: {str(e).replace('ingestion.', f'{where}.')}; {WAITS}"]
+        notes += [f"{name}: {n}" if several else n for n in said]
+    if schemas:
+        notes += _check_column_refs(cfg, schemas, several)
     if cfg.global_.backend == "treasuredata":
         notes.extend(await _td_preflight(cfg, backend()))
     else:
@@ -35,13 +55,32 @@ async def preflight(cfg: PipelineConfig, backend: Callable[[], Backend]) -> list
     return notes
 
 
-async def _file_preflight(cfg: PipelineConfig) -> list[str]:
+WAITS = "its phases wait until it is fixed; the other sources go on"
+
+
+def _check_column_refs(cfg: PipelineConfig, schemas: SchemaMap, several: bool) -> list[str]:
+    """Refuses a name the config gives that no table has; with several sources, a source's
+    own primary key is that source's problem (a note: its later phases refuse it)."""
+    refs = column_ref_problems(cfg, schemas)
+    own = [p for p in refs if several and p.path.startswith("sources[")]
+    refs = [p for p in refs if p not in own]
+    if refs:
+        raise PipelineError(
+            f"{ConfigError('pipeline config', refs)}\nFix the config file, then call "
+            "init_pipeline again."
+        )
+    name_at = {cfg.source_path_of(i): n for i, n in enumerate(cfg.source_names)}
+    return [
+        f"{name_at.get(p.path.split('.')[0], '?')}: PROBLEM: {p.path}: {p.message}; {WAITS}"
+        for p in own
+    ]
+
+
+async def _file_preflight(cfg: PipelineConfig) -> tuple[SchemaMap, list[str]]:
+    """One source's files (`cfg`: its view): readable, with the incremental field."""
     try:
         schemas = await anyio.to_thread.run_sync(predicted_schemas, cfg)
         check_incremental_field(cfg, schemas)
-        refs = column_ref_problems(cfg, schemas)
-        if refs:
-            raise GenerationError(str(ConfigError("pipeline config", refs)))
     except SourceError as e:
         raise PipelineError(f"ingestion.source_path: {e}") from None
     except GenerationError as e:
@@ -59,7 +98,7 @@ async def _file_preflight(cfg: PipelineConfig) -> list[str]:
             "range of them with TD's bulk import into a landing table "
             f"({cfg.src_db}.<table>_landing), which the workflow appends from"
         )
-    return notes
+    return schemas, notes
 
 
 def _connector_preflight(cfg: PipelineConfig) -> list[str]:

@@ -21,6 +21,13 @@ from cdp_mcp.pipeline.models import PipelineError
 async def phase_schemas(
     cfg: PipelineConfig, backend: Backend, phase: Phase, for_validation: bool = False
 ) -> SchemaMap:
+    """`cfg`: a one-source view for a per-source phase; for unification, the schemas of
+    every source's tables."""
+    if len(cfg.sources) > 1:
+        out: SchemaMap = {}
+        for name in cfg.source_names:
+            out.update(await phase_schemas(cfg.for_source(name), backend, phase, for_validation))
+        return out
     if cfg.ingestion.connector == "file":
         try:  # reads the source files: off the event loop
             return await anyio.to_thread.run_sync(predicted_schemas, cfg)

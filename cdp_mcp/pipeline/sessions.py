@@ -9,7 +9,6 @@ from urllib.parse import unquote
 from pydantic_core import to_json
 
 from cdp_mcp.backends.base import DONE_TASK_STATES, Attempt, Backend, BackendError, Task
-from cdp_mcp.core.phases import ORDER, Phase
 from cdp_mcp.pipeline.models import (
     FailedTask,
     LogsPage,
@@ -18,7 +17,7 @@ from cdp_mcp.pipeline.models import (
     SessionProgress,
     SessionResult,
 )
-from cdp_mcp.pipeline.state import PipelineState, StepState, StepStatus
+from cdp_mcp.pipeline.state import PhaseState, PipelineState, StepState, StepStatus
 
 # A page's text as JSON (escapes counted): with the rest of the result, under ~20 KB.
 LOG_PAGE_BYTES = 16_000
@@ -26,12 +25,13 @@ LOG_TAIL_LINES = 15
 FAILED_TASKS_SHOWN = 5
 
 
-def find_step(state: PipelineState, session_id: str | None) -> tuple[Phase, StepState]:
-    """The execute step of `session_id`; without one, the latest running (or started) one."""
+def find_step(state: PipelineState, session_id: str | None) -> tuple[PhaseState, StepState]:
+    """The stage and execute step of `session_id`; without one, the latest running (or
+    started) one."""
     candidates = [
-        (p, s)
-        for p in ORDER
-        for s in state.phase(p).steps.values()
+        (ps, s)
+        for ps in state.ordered()
+        for s in ps.steps.values()
         if s.name.startswith("execute:") and s.session_id
     ]
     if session_id is not None:
@@ -64,7 +64,7 @@ def task_errors(tasks: list[Task]) -> str:
 
 
 def progress_view(
-    step: StepState, phase: Phase, attempt: Attempt, tasks: list[Task], elapsed: float
+    step: StepState, stage: PhaseState, attempt: Attempt, tasks: list[Task], elapsed: float
 ) -> SessionProgress:
     """The tasks running now, newest first, for a live display."""
     running = [t for t in tasks if t.state == "running" and not t.is_group]
@@ -72,7 +72,8 @@ def progress_view(
     return SessionProgress(
         session_id=str(step.session_id),
         attempt_id=attempt.id,
-        phase=phase.value,
+        phase=stage.phase.value,
+        source=stage.source,
         workflow=attempt.workflow,
         elapsed_seconds=round(elapsed, 1),
         tasks_total=len(tasks),
@@ -137,7 +138,7 @@ async def logs_page(backend: Backend, attempt_id: str, task: str | None, offset:
 
 async def session_result(
     backend: Backend,
-    phase: Phase,
+    stage: PhaseState,
     started: datetime,
     attempt: Attempt,
     tasks: list[Task],
@@ -161,7 +162,7 @@ async def session_result(
     return SessionResult(
         session_id=attempt.session_id,
         attempt_id=attempt.id,
-        phase=phase.value,
+        phase=stage.phase.value,
         workflow=attempt.workflow,
         status=attempt.status,
         elapsed_seconds=round((end - started).total_seconds(), 1),

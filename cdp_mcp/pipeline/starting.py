@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from cdp_mcp.backends.base import Attempt, Backend, BackendError, ConflictError
+from cdp_mcp.backends.local import LocalBackend
 from cdp_mcp.core.config import PipelineConfig
 from cdp_mcp.core.phases import Phase, project_name
 from cdp_mcp.generate.ingestion import load_mode
@@ -29,7 +30,9 @@ async def start_attempt(
     wf: str,
     starting: dict[str, str | None],
 ) -> tuple[list[ObjectUpload], Attempt]:
-    """`starting`: the start request the rules made (rules.steps.start_request)."""
+    """`starting`: the start request the rules made (rules.steps.start_request); `cfg`:
+    the stage's config (a source's view for a per-source phase)."""
+    _point_extracts(cfg, backend, phase)
     uploads: list[ObjectUpload] = []
     resume_from = starting["resume_from"]
     if resume_from is not None:
@@ -52,6 +55,17 @@ async def start_attempt(
         datetime.fromisoformat(str(starting["asked_at"])),
     )
     return uploads, attempt
+
+
+def _point_extracts(cfg: PipelineConfig, backend: Backend, phase: Phase) -> None:
+    """The local dry run of a TD connector reads this source's extracts (the backend is
+    one for the pipeline; each source has its own folder)."""
+    if (
+        phase is Phase.INGESTION
+        and isinstance(backend, LocalBackend)
+        and cfg.ingestion.connector != "file"
+    ):
+        backend.runtime.extracts_dir = cfg.source_dir
 
 
 async def start_new_session(

@@ -5,6 +5,10 @@ stopped. Writes go to a temp file that is fsynced and renamed over the old one, 
 exclusive file lock, so two tool calls at once cannot interleave, and a crash leaves either
 the old state or the new one, never half of each. A file that is not ours, or is corrupt,
 is reported and left untouched.
+
+A stage is one phase of one source (ingestion, hist_union, staging) or unification; the
+state keys each by `stage_key` (`ingestion:shop`, `unification`). A version-1 file (one
+stage per phase, before sources) is migrated on load when the config has one source.
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ from pathlib import Path
 from typing import IO, Any
 
 import anyio
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from cdp_mcp.core import redact
-from cdp_mcp.core.phases import ORDER, Phase
+from cdp_mcp.core.phases import ORDER, PER_SOURCE, Phase, per_source
 from cdp_mcp.pipeline.models import PipelineError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+V1_PHASE_KEYS = tuple(p.value for p in ORDER)
 STATE_KIND = "cdp-mcp/pipeline-state"
 MAX_ATTEMPTS = 3
 # How long a call waits for another call's step on the same pipeline before answering busy.
@@ -89,8 +94,22 @@ class StepState(BaseModel):
     starting: dict[str, Any] | None = None
 
 
+def stage_key(phase: Phase, source: str | None) -> str:
+    """The state's key of a stage: `ingestion:shop`, or `unification`."""
+    return phase.value if source is None else f"{phase.value}:{source}"
+
+
+def stage_label(phase: Phase, source: str | None, several: bool) -> str:
+    """A stage as a person reads it on a board: `ingestion:shop` when the pipeline has
+    several sources, the phase alone when it has one."""
+    return stage_key(phase, source) if several else phase.value
+
+
 class PhaseState(BaseModel):
+    """One stage: a per-source phase of `source`, or unification (`source` None)."""
+
     phase: Phase
+    source: str | None = None
     status: PhaseStatus = PhaseStatus.PENDING
     steps: dict[str, StepState] = Field(default_factory=dict)
     files: list[str] = Field(default_factory=list)
@@ -101,6 +120,10 @@ class PhaseState(BaseModel):
     verdict: str | None = None
     validation: dict[str, Any] | None = None
     config_hash: str | None = None
+
+    @property
+    def key(self) -> str:
+        return stage_key(self.phase, self.source)
 
     def validation_warnings(self) -> list[str]:
         return list((self.validation or {}).get("warnings", []))
@@ -126,16 +149,94 @@ class PipelineState(BaseModel):
     # When this run's report was written once it was finished (or aborted): from then on
     # nothing runs on its own, and the next action is the person's decision.
     reported_at: datetime | None = None
+    # When a version-1 file was migrated on load (see migrate_v1).
+    migrated_from: dict[str, Any] | None = None
     history: list[dict[str, Any]] = Field(default_factory=list)  # summaries of earlier runs
     # Budgets re-opened on the person's word after a fix outside the config (init_pipeline
     # retry_after_fix=true): when, in which run, which steps.
     retries: list[dict[str, Any]] = Field(default_factory=list)
-    phases: dict[Phase, PhaseState] = Field(
-        default_factory=lambda: {p: PhaseState(phase=p) for p in ORDER}
-    )
+    # The config's sources in its order: each has a stage per PER_SOURCE phase.
+    sources: list[str] = Field(default_factory=list)
+    stages: dict[str, PhaseState] = Field(default_factory=dict)
 
-    def phase(self, phase: Phase) -> PhaseState:
-        return self.phases[phase]
+    @model_validator(mode="after")
+    def _every_stage(self) -> PipelineState:
+        self.plan_stages()
+        return self
+
+    def plan_stages(self) -> None:
+        """A stage for each source's phases and unification (pending until they run)."""
+        for source in self.sources:
+            for p in PER_SOURCE:
+                self.stages.setdefault(stage_key(p, source), PhaseState(phase=p, source=source))
+        self.stages.setdefault(Phase.UNIFICATION.value, PhaseState(phase=Phase.UNIFICATION))
+
+    def phase(self, phase: Phase, source: str | None = None) -> PhaseState:
+        """The stage of `phase` (and `source`); a pipeline of one source needs no source."""
+        if per_source(phase) and source is None:
+            if len(self.sources) != 1:
+                raise StateError(
+                    f"{phase.value} is a phase of each source; name one of: "
+                    f"{', '.join(self.sources)}"
+                )
+            source = self.sources[0]
+        ps = self.stages.get(stage_key(phase, source if per_source(phase) else None))
+        if ps is None:
+            raise StateError(
+                f"this pipeline has no source {source!r}; its sources: {', '.join(self.sources)}"
+            )
+        return ps
+
+    def ordered(self) -> list[PhaseState]:
+        """Every stage in run order: each source's phases in config order, then unification."""
+        out = [self.stages[stage_key(p, s)] for s in self.sources for p in PER_SOURCE]
+        return [*out, self.stages[Phase.UNIFICATION.value]]
+
+    def of_phase(self, phase: Phase) -> list[PhaseState]:
+        """The stages of one phase (one per source, or unification's one)."""
+        return [ps for ps in self.ordered() if ps.phase is phase]
+
+
+def _regenerate_renamed(state: PipelineState) -> None:
+    """A migrated stage that is not done renders again: its project now has the source in
+    its name and folder (`{client}_{source}_{phase}`); a finished one is kept as it ran."""
+    done = (PhaseStatus.PASSED, PhaseStatus.ACCEPTED, PhaseStatus.SKIPPED)
+    for ps in state.ordered():
+        gen = ps.steps.get("generate")
+        running = any(s.status is StepStatus.RUNNING for s in ps.steps.values())
+        if ps.source is None or ps.status in done or gen is None or running:
+            continue
+        if gen.status is StepStatus.SUCCEEDED:
+            gen.status = StepStatus.PENDING
+            gen.last_error = (
+                f"projects are per source now ({ps.source}_{ps.phase.value}): generate the "
+                "phase again"
+            )
+        deploy = ps.steps.get("deploy")
+        if deploy is not None and deploy.status is StepStatus.SUCCEEDED:
+            deploy.status = StepStatus.PENDING
+
+
+def migrate_v1(doc: dict[str, Any], sources: list[str]) -> dict[str, Any] | None:
+    """A version-1 state (one stage per phase, keyed by phase) as version 2, for a config
+    of one source; None when it cannot be migrated (several sources: whose were they?)."""
+    phases = doc.get("phases")
+    if len(sources) != 1 or not isinstance(phases, dict):
+        return None
+    if not set(phases) <= set(V1_PHASE_KEYS):
+        return None
+    (source,) = sources
+    stages: dict[str, Any] = {}
+    for name, ps in phases.items():
+        if not isinstance(ps, dict):
+            return None
+        phase = Phase(name)
+        own = source if per_source(phase) else None
+        stages[stage_key(phase, own)] = {**ps, "source": own}
+    out = {k: v for k, v in doc.items() if k != "phases"}
+    out.update(schema_version=SCHEMA_VERSION, sources=[source], stages=stages)
+    out["migrated_from"] = {"schema_version": 1, "at": now().isoformat(timespec="seconds")}
+    return out
 
 
 class StateStore:
@@ -251,7 +352,8 @@ class StateStore:
     def exists(self) -> bool:
         return self.path.is_file()
 
-    def load(self) -> PipelineState:
+    def load(self, sources: list[str] | None = None) -> PipelineState:
+        """The state; `sources`: the config's, which a version-1 file is migrated to."""
         try:
             with self.path.open("rb") as fh:
                 data = fh.read(MAX_STATE_BYTES + 1)
@@ -281,6 +383,8 @@ class StateStore:
                 "global.workspace at another folder or move the file away"
             )
         version = doc.get("schema_version")
+        if version == 1:
+            return self._migrated(doc, sources)
         if version != SCHEMA_VERSION:
             raise StateError(
                 f"state file {self.path} has schema version {str(version)[:20]}, this cdp-mcp reads "
@@ -293,6 +397,29 @@ class StateStore:
                 f"state file {self.path} does not match its schema ({e.error_count()} "
                 "problems); it was left as it is: move it aside and call init_pipeline"
             ) from None
+
+    def _migrated(self, doc: dict[str, Any], sources: list[str] | None) -> PipelineState:
+        """A version-1 file, migrated and written back atomically (the caller holds the lock)."""
+        migrated = migrate_v1(doc, sources or [])
+        if migrated is None:
+            raise StateError(
+                f"state file {self.path} has schema version 1 (one stage per phase, from "
+                f"before pipelines had several sources); the config names "
+                f"{len(sources or [])} sources ({', '.join(sources or []) or 'none'}), so its "
+                "stages cannot be given to one: it was left as it is. Use the config it was "
+                "made with (one source), or move it aside and call init_pipeline"
+            )
+        try:
+            state = PipelineState.model_validate(migrated)
+        except ValidationError as e:
+            raise StateError(
+                f"state file {self.path} (schema version 1) does not match its schema "
+                f"({e.error_count()} problems); it was left as it is: move it aside and call "
+                "init_pipeline"
+            ) from None
+        _regenerate_renamed(state)
+        self.save(state)
+        return state
 
     def _corrupt(self, why: str) -> StateError:
         return StateError(

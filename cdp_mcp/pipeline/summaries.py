@@ -19,6 +19,8 @@ from cdp_mcp.pipeline.models import (
     InitResult,
     LogsResult,
     NextAction,
+    PhasePlan,
+    PhaseView,
     PushResult,
     QueryOutput,
     SecretsResult,
@@ -30,6 +32,11 @@ from cdp_mcp.pipeline.models import (
 from cdp_mcp.pipeline.rules.advice import format_call
 
 SHOWN = 3  # warnings, failures, tasks named in a summary before "and N more"
+
+
+def _stage(p: PhasePlan | PhaseView) -> str:
+    """`ingestion:shop`, or `unification`."""
+    return f"{p.phase}:{p.source}" if p.source else p.phase
 
 
 def _few(items: list[str], shown: int = SHOWN) -> str:
@@ -50,7 +57,7 @@ def next_words(action: NextAction) -> list[str]:
 
 def _init(r: InitResult) -> list[str]:
     how = "finished" if r.finished else "resumed" if r.resumed else "new"
-    phases = ", ".join(f"{p.phase} {p.status}" for p in r.phases)
+    phases = ", ".join(f"{_stage(p)} {p.status}" for p in r.phases)
     lines = [f"pipeline {r.client} on {r.backend}, run {r.run} ({how}); workspace {r.workspace}"]
     lines.append(f"phases: {phases}")
     if r.preflight:
@@ -125,7 +132,7 @@ def _query(r: QueryOutput) -> list[str]:
 
 def _status(r: StatusResult) -> list[str]:
     phases = ", ".join(
-        f"{p.phase} {p.status}" + (f" {p.verdict}" if p.verdict else "") for p in r.phases
+        f"{_stage(p)} {p.status}" + (f" {p.verdict}" if p.verdict else "") for p in r.phases
     )
     aborted = ", aborted" if r.aborted else ""
     return [f"pipeline {r.client} on {r.backend}, run {r.run}{aborted}", f"phases: {phases}"]

@@ -31,6 +31,7 @@ from cdp_mcp.core.sqltext import quote_ident, sql_string
 from cdp_mcp.core.staging_rules import column_kind
 from cdp_mcp.core.time_formats import suggest
 from cdp_mcp.core.unify_plan import UnificationPlan, plan_unification
+from cdp_mcp.pipeline.cross_source import cross_source_metrics
 from cdp_mcp.pipeline.models import TableCheck, Verdict
 from cdp_mcp.pipeline.source_flow import SourceRows, source_rows
 
@@ -495,6 +496,9 @@ async def _unification_metrics(
                 "enrichment must keep every staging row"
             )
     f.metrics["coverage"] = coverage
+    across, warnings = await cross_source_metrics(cfg, backend, plan)
+    f.metrics.update(across)
+    f.warnings.extend(warnings)
     await _key_values(cfg, backend, catalog, plan, f)
     if await catalog.table(cfg.unif_db, f"{idn}_cluster_report") is not None:
         await _cluster_report(cfg, backend, f)  # the local engine's own report

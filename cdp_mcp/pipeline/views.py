@@ -3,6 +3,7 @@ result of a validation."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from pydantic_core import to_json
 
 from cdp_mcp.core.config import ConfigError, PipelineConfig
 from cdp_mcp.core.file_source import SourceError
-from cdp_mcp.core.phases import ORDER, Phase, expected_tables, project_name, workflows
+from cdp_mcp.core.phases import Phase, expected_tables, project_name, workflows
 from cdp_mcp.generate import GenerationError
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.pipeline.models import (
@@ -25,27 +26,30 @@ from cdp_mcp.pipeline.models import (
     ValidationResult,
 )
 from cdp_mcp.pipeline.reports.report import OPS_DOC_NAMES
+from cdp_mcp.pipeline.stages import config_of
 from cdp_mcp.pipeline.state import PhaseState, PipelineState, StepState
 
 
 def phase_plans(cfg: PipelineConfig, state: PipelineState) -> list[PhasePlan]:
     """Each phase's project, workflows and the tables it will write (reads source files)."""
-    try:
-        schemas = predicted_schemas(cfg)
-    except SourceError:
-        schemas = {}
+    schemas: dict[str, Any] = {}
+    for name in cfg.source_names:
+        with contextlib.suppress(SourceError):  # known once that source is ingested
+            schemas.update(predicted_schemas(cfg.for_source(name)))
     plans = []
-    for p in ORDER:
+    for ps in state.ordered():
+        view = config_of(cfg, state, ps)
         try:
-            tables = [t.qualified for t in expected_tables(cfg, p, schemas)]
+            tables = [t.qualified for t in expected_tables(view, ps.phase, schemas)]
         except (ConfigError, GenerationError):
             tables = []  # unification tables are known once staging columns are
         plans.append(
             PhasePlan(
-                phase=p.value,
-                status=state.phase(p).status.value,
-                project=project_name(cfg, p),
-                workflows=workflows(cfg, p),
+                phase=ps.phase.value,
+                source=ps.source,
+                status=ps.status.value,
+                project=project_name(view, ps.phase),
+                workflows=workflows(view, ps.phase),
                 tables=tables,
             )
         )
@@ -68,14 +72,15 @@ def _step_view(s: StepState) -> StepView:
 def status_result(state: PipelineState, action: NextAction) -> StatusResult:
     phases = [
         PhaseView(
-            phase=p.value,
-            status=state.phase(p).status.value,
-            verdict=state.phase(p).verdict,
-            project_id=state.phase(p).project_id,
-            revision=state.phase(p).revision,
-            steps=[_step_view(s) for s in state.phase(p).steps.values()],
+            phase=ps.phase.value,
+            source=ps.source,
+            status=ps.status.value,
+            verdict=ps.verdict,
+            project_id=ps.project_id,
+            revision=ps.revision,
+            steps=[_step_view(s) for s in ps.steps.values()],
         )
-        for p in ORDER
+        for ps in state.ordered()
     ]
     return StatusResult(
         config_path=state.config_path,
@@ -125,7 +130,7 @@ def _headline(ps: PhaseState) -> PhaseHeadline:
     tables = (ps.validation or {}).get("tables") or []
     counted = [t["row_count"] for t in tables if t.get("row_count") is not None]
     return PhaseHeadline(
-        phase=ps.phase.value,
+        phase=ps.key,  # the stage: `ingestion:shop`, `unification`
         status=ps.status.value,
         verdict=ps.verdict,
         tables=len(tables) if tables else None,
@@ -146,7 +151,7 @@ def report_result(
         documents=documents,
         complete=written.complete,
         aborted=state.aborted,
-        phases=[_headline(state.phase(p)) for p in ORDER],
+        phases=[_headline(ps) for ps in state.ordered()],
         profiles=profiles if isinstance(profiles, int) else None,
         next_action=action,
     )

@@ -196,7 +196,8 @@ def listed(schema: Any, output: bool = False) -> Any:
     """`schema` as the tool listing publishes it (the listing is read into every
     conversation, so it says each thing once): without the titles pydantic derives from
     names ("Config Path" for config_path), `anyOf [T, null]` as `type: [T, "null"]`, no
-    `additionalProperties: true` (JSON Schema's default), and in an output schema no
+    `additionalProperties: true` (JSON Schema's default), no `default: null` (what an
+    optional argument left out is anyway), and in an output schema no
     defaults (a result always carries the field) and next_action as a short object
     schema. It accepts exactly what the full schema accepts, bar next_action's fields,
     which the pydantic model still checks on the server."""
@@ -212,8 +213,8 @@ def listed(schema: Any, output: bool = False) -> Any:
             continue
         if key == "additionalProperties" and value is True:
             continue
-        if output and key == "default":
-            continue
+        if key == "default" and (output or value is None):
+            continue  # an optional argument left out is null: saying so costs every call
         if key == "$defs" and isinstance(value, dict):
             kept = {n: listed(sub, output) for n, sub in value.items()}
             if output:

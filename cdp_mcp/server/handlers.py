@@ -169,18 +169,26 @@ async def init_pipeline(
     )
 
 
-async def generate_phase(config_path: str, roots: AllowedRoots, phase: PhaseName) -> GenerateResult:
-    return await _with(config_path, lambda p: p.generate_phase(phase), roots)
+async def generate_phase(
+    config_path: str, roots: AllowedRoots, phase: PhaseName, source: str | None = None
+) -> GenerateResult:
+    return await _with(config_path, lambda p: p.generate_phase(phase, source), roots)
 
 
-async def push_project(config_path: str, roots: AllowedRoots, phase: PhaseName) -> PushResult:
-    return await _with(config_path, lambda p: p.push_project(phase), roots)
+async def push_project(
+    config_path: str, roots: AllowedRoots, phase: PhaseName, source: str | None = None
+) -> PushResult:
+    return await _with(config_path, lambda p: p.push_project(phase, source), roots)
 
 
 async def start_workflow(
-    config_path: str, roots: AllowedRoots, phase: PhaseName, workflow: str | None = None
+    config_path: str,
+    roots: AllowedRoots,
+    phase: PhaseName,
+    source: str | None = None,
+    workflow: str | None = None,
 ) -> StartResult:
-    return await _with(config_path, lambda p: p.start_workflow(phase, workflow), roots)
+    return await _with(config_path, lambda p: p.start_workflow(phase, workflow, source), roots)
 
 
 async def get_session(
@@ -199,15 +207,25 @@ async def get_session(
 
 
 async def validate_tables(
-    config_path: str, roots: AllowedRoots, phase: PhaseName, accept_warnings: bool = False
+    config_path: str,
+    roots: AllowedRoots,
+    phase: PhaseName,
+    source: str | None = None,
+    accept_warnings: bool = False,
 ) -> ValidationResult:
-    return await _with(config_path, lambda p: p.validate_tables(phase, accept_warnings), roots)
+    return await _with(
+        config_path, lambda p: p.validate_tables(phase, accept_warnings, source), roots
+    )
 
 
 async def set_secrets(
-    config_path: str, roots: AllowedRoots, phase: PhaseName, names: list[str]
+    config_path: str,
+    roots: AllowedRoots,
+    phase: PhaseName,
+    names: list[str],
+    source: str | None = None,
 ) -> SecretsResult:
-    return await _with(config_path, lambda p: p.set_secrets(phase, names), roots)
+    return await _with(config_path, lambda p: p.set_secrets(phase, names, source), roots)
 
 
 async def get_logs(
@@ -235,9 +253,13 @@ async def pipeline_status(config_path: str, roots: AllowedRoots) -> StatusResult
 
 
 async def skip_phase(
-    config_path: str, roots: AllowedRoots, phase: PhaseName, confirm: bool = False
+    config_path: str,
+    roots: AllowedRoots,
+    phase: PhaseName,
+    source: str | None = None,
+    confirm: bool = False,
 ) -> DecisionResult:
-    return await _with(config_path, lambda p: p.skip_phase(phase, confirm), roots)
+    return await _with(config_path, lambda p: p.skip_phase(phase, confirm, source), roots)
 
 
 async def abort_pipeline(config_path: str, roots: AllowedRoots) -> DecisionResult:

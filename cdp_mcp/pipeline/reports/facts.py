@@ -7,8 +7,9 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel
 
 from cdp_mcp.core.config import PipelineConfig
-from cdp_mcp.core.phases import INC_LOG, ORDER, STAGING_LOG, Phase
+from cdp_mcp.core.phases import INC_LOG, STAGING_LOG, Phase
 from cdp_mcp.pipeline.nextstep import DONE
+from cdp_mcp.pipeline.reports.stages import source_metrics, stage_label, stage_metrics, stages
 from cdp_mcp.pipeline.state import PhaseState, PipelineState
 
 LOGS = (INC_LOG, STAGING_LOG)  # bookkeeping tables: validation accepts them empty
@@ -39,8 +40,9 @@ def phase_duration(ps: PhaseState) -> str:
 
 
 def progress(state: PipelineState) -> Progress:
-    complete = not state.aborted and all(state.phase(p).status in DONE for p in ORDER)
-    stopped = next((p.value for p in ORDER if state.phase(p).status not in DONE), None)
+    every = stages(state)
+    complete = not state.aborted and all(ps.status in DONE for ps in every)
+    stopped = next((stage_label(ps) for ps in every if ps.status not in DONE), None)
     if state.aborted:
         where = stopped or "after the last phase"
         headline = f"Aborted ({state.abort_reason}); stopped at phase {where}."
@@ -64,18 +66,30 @@ ROW_FLOW_HEADERS = (
 
 
 def phase_metrics(state: PipelineState, phase: Phase) -> dict[str, Any]:
-    """The metrics the phase's last validation kept ({} before it validated)."""
-    return dict((state.phase(phase).validation or {}).get("metrics") or {})
+    """The metrics unification's last validation kept ({} before it validated); for a
+    phase of each source, every source's merged (their tables' names differ)."""
+    if phase is Phase.UNIFICATION:
+        return stage_metrics(state.phase(phase))
+    merged: dict[str, Any] = {}
+    for ps in stages(state):
+        if ps.phase is phase:
+            for key, value in stage_metrics(ps).items():
+                if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                    merged[key] = {**merged[key], **value}
+                else:
+                    merged.setdefault(key, value)
+    return merged
 
 
 def _loaded(cfg: PipelineConfig, state: PipelineState, table: str) -> int | None:
     """Rows ingestion loaded for a hist-union table: its object's backfill + incremental
     rows, or, for a table no ingested object names, the sides hist-union read."""
-    obj = cfg.object_of(table)
-    counts = (phase_metrics(state, Phase.INGESTION).get("rows_loaded") or {}).get(obj)
+    obj, source = cfg.object_of(table), cfg.source_of_table(table)
+    loaded = source_metrics(state, Phase.INGESTION, source).get("rows_loaded") or {}
+    counts = loaded.get(obj)
     if obj and counts is not None:
         return int(counts.get("historical", 0) + counts.get("incremental", 0))
-    flow = (phase_metrics(state, Phase.HIST_UNION).get("row_flow") or {}).get(table)
+    flow = (source_metrics(state, Phase.HIST_UNION, source).get("row_flow") or {}).get(table)
     return int(flow["hist"] + flow["incremental"]) if flow else None
 
 
@@ -86,12 +100,12 @@ def row_flow_rows(cfg: PipelineConfig, state: PipelineState) -> list[list[int | 
     The source columns are known for connector `file` only; a phase not validated yet
     leaves its columns empty.
     """
-    sources = phase_metrics(state, Phase.INGESTION).get("source_rows") or {}
     flows = phase_metrics(state, Phase.HIST_UNION).get("row_flow") or {}
     staged = phase_metrics(state, Phase.STAGING).get("tables") or {}
     rows: list[list[int | str | None]] = []
     for ref in cfg.hist_union_tables():
-        obj = cfg.object_of(ref.table)
+        obj, source = cfg.object_of(ref.table), cfg.source_of_table(ref.table)
+        sources = source_metrics(state, Phase.INGESTION, source).get("source_rows") or {}
         src = (sources.get(obj) if obj else None) or {}
         stg = staged.get(ref.table) or {}
         rows.append(
@@ -186,11 +200,14 @@ def left_out(cfg: PipelineConfig, state: PipelineState) -> dict[str, int]:
         if isinstance(n, int) and n > 0:
             why[reason] = why.get(reason, 0) + n
 
-    for src in (phase_metrics(state, Phase.INGESTION).get("source_rows") or {}).values():
-        start = str(cfg.ingestion.start_date).removesuffix("T00:00:00.000000")
-        add(f"dated before start_date ({start})", src.get("before_start_date"))
-        add("time not parseable", src.get("unparseable_time"))
-        add("not loaded yet", src.get("eligible_not_loaded"))
+    for source in cfg.sources:
+        name = source.source_name
+        start = str(source.start_date).removesuffix("T00:00:00.000000")
+        ingested = source_metrics(state, Phase.INGESTION, name).get("source_rows") or {}
+        for src in ingested.values():
+            add(f"dated before start_date ({start})", src.get("before_start_date"))
+            add("time not parseable", src.get("unparseable_time"))
+            add("not loaded yet", src.get("eligible_not_loaded"))
     for stats in (phase_metrics(state, Phase.STAGING).get("tables") or {}).values():
         add("duplicates removed by staging", stats.get("dropped_by_dedup"))
         add("loaded after staging's last run", stats.get("rows_after_watermark"))
@@ -212,7 +229,7 @@ def headline(cfg: PipelineConfig, state: PipelineState) -> list[Figure]:
         f"{total:,}",
         "; ".join(f"{n:,} {reason}" for reason, n in why.items()) or "none",
     )
-    return [*_unification_figures(state), _dq_figure(state), lost]
+    return [*_unification_figures(state), *_cross_source_figure(state), _dq_figure(state), lost]
 
 
 def table_note(phase: Phase, table: dict[str, Any]) -> str:
@@ -230,3 +247,94 @@ def table_note(phase: Phase, table: dict[str, Any]) -> str:
     if phase is Phase.INGESTION:
         return "empty: no rows in this load mode; the object's rows are in its other table"
     return "empty (see the warnings)"
+
+
+# The unification metrics the "Across sources" section shows (pipeline/cross_source.py);
+# a phase's own metric tables leave them out.
+CROSS_SOURCE_METRICS = (
+    "profiles_in_several_sources",
+    "profiles_by_sources",
+    "profiles_per_source",
+    "source_overlap",
+    "table_coverage",
+)
+OVERLAP_HEADERS = ("source", "and source", "profiles in both")
+COVERAGE_HEADERS = (
+    "table",
+    "source",
+    "rows",
+    "rows with a profile id",
+    "rows with a valid key",
+    "share with an id",
+)
+
+
+class AcrossSources(NamedTuple):
+    summary: str  # one sentence
+    overlap: list[list[int | str | None]]  # OVERLAP_HEADERS
+    coverage: list[list[int | str | None]]  # COVERAGE_HEADERS
+
+
+def across_sources(state: PipelineState) -> AcrossSources | None:
+    """Profiles found in more than one source, the overlap of every pair of sources and
+    coverage per source table, from the unification's validation (None before it). Counts
+    only: no value of any key."""
+    m = phase_metrics(state, Phase.UNIFICATION)
+    if "table_coverage" not in m:
+        return None
+    per_source = m.get("profiles_per_source") or {}
+    profiles = int(m.get("profiles") or 0)
+    multi = int(m.get("profiles_in_several_sources") or 0)
+    counts = ", ".join(f"{s} {int(n):,}" for s, n in per_source.items())
+    if len(per_source) > 1:
+        by = "; ".join(f"{int(n):,} {k}" for k, n in (m.get("profiles_by_sources") or {}).items())
+        summary = (
+            f"{multi:,} of {profiles:,} profiles are found in more than one source ({by}). "
+            f"Profiles per source: {counts}."
+        )
+    else:
+        summary = f"One source ({counts or '-'} profiles): no profile can span sources."
+    overlap: list[list[int | str | None]] = [
+        [o["source"], o["and_source"], int(o["profiles_in_both"])]
+        for o in m.get("source_overlap") or []
+    ]
+    coverage: list[list[int | str | None]] = [
+        [
+            table,
+            c.get("source"),
+            int(c.get("rows") or 0),
+            int(c.get("rows_with_id") or 0),
+            int(c.get("rows_with_valid_key") or 0),
+            _pct(float(c.get("id_share") or 0.0)),
+        ]
+        for table, c in (m.get("table_coverage") or {}).items()
+    ]
+    return AcrossSources(summary, overlap, coverage)
+
+
+def _cross_source_figure(state: PipelineState) -> list[Figure]:
+    m = phase_metrics(state, Phase.UNIFICATION)
+    per_source = m.get("profiles_per_source") or {}
+    if len(per_source) < 2:
+        return []
+    pairs = ", ".join(
+        f"{o['source']} & {o['and_source']} {int(o['profiles_in_both']):,}"
+        for o in m.get("source_overlap") or []
+    )
+    return [
+        Figure(
+            "profiles in several sources",
+            f"{int(m.get('profiles_in_several_sources') or 0):,}",
+            f"of {int(m.get('profiles') or 0):,} profiles; in both of a pair: {pairs}",
+        )
+    ]
+
+
+def load_rule(cfg: PipelineConfig) -> str:
+    """Which rows the loads take, per source, as one sentence."""
+    rules = [
+        f"`{s.incremental_field}` is a time at or after start_date {s.start_date}"
+        + (f" ({s.source_name})" if len(cfg.sources) > 1 else "")
+        for s in cfg.sources
+    ]
+    return f"Loads take rows whose {'; '.join(rules)}; staging keeps one row per key."

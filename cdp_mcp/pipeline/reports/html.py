@@ -15,12 +15,17 @@ from html import escape
 from typing import NamedTuple
 
 from cdp_mcp.core.config import PipelineConfig
-from cdp_mcp.core.phases import ORDER, Phase, project_name, workflows
+from cdp_mcp.core.phases import Phase, project_name, workflows
 from cdp_mcp.pipeline.nextstep import format_call, next_action
 from cdp_mcp.pipeline.reports.facts import (
+    COVERAGE_HEADERS,
+    CROSS_SOURCE_METRICS,
+    OVERLAP_HEADERS,
     ROW_FLOW_HEADERS,
+    across_sources,
     fmt_time,
     headline,
+    load_rule,
     phase_duration,
     phase_metrics,
     progress,
@@ -29,6 +34,13 @@ from cdp_mcp.pipeline.reports.facts import (
 )
 from cdp_mcp.pipeline.reports.metrics import metric_blocks
 from cdp_mcp.pipeline.reports.privacy import known_values, mask_metrics, scrub
+from cdp_mcp.pipeline.reports.stages import (
+    stage_config,
+    stage_label,
+    stage_metrics,
+    stage_source,
+    stages,
+)
 from cdp_mcp.pipeline.reports.timeline import EXPECTED_SOURCE, TIMELINE_HEADERS, timeline_rows
 from cdp_mcp.pipeline.state import PhaseState, PipelineState, StepState
 
@@ -357,7 +369,7 @@ def _charts(cfg: PipelineConfig, state: PipelineState) -> str:
 
 # -- sections ------------------------------------------------------------------------------
 def _config(cfg: PipelineConfig) -> str:
-    ing, u = cfg.ingestion, cfg.unification
+    u = cfg.unification
     rows: list[tuple[str, Cell]] = [
         ("client", cfg.client),
         ("backend", cfg.global_.backend),
@@ -366,13 +378,20 @@ def _config(cfg: PipelineConfig) -> str:
     if cfg.global_.backend != "local":  # a local run never talks to Treasure Data
         key_state = "set (not shown)" if cfg.global_.td_api_key is not None else "not set"
         rows += [("TD endpoint", cfg.global_.td_endpoint), ("TD API key", key_state)]
+    for ing in cfg.sources:
+        rows += [
+            ("source / connector", f"{ing.source_name} via {ing.connector}"),
+            ("objects", ", ".join(ing.objects)),
+            ("ingestion mode", f"{ing.mode}, incremental field {ing.incremental_field}"),
+            ("start date", ing.start_date),
+        ]
+    src_dbs = list(dict.fromkeys(cfg.src_db_of(s) for s in cfg.sources))
     rows += [
-        ("source / connector", f"{cfg.source} via {ing.connector}"),
-        ("objects", ", ".join(ing.objects)),
-        ("ingestion mode", f"{ing.mode}, incremental field {ing.incremental_field}"),
-        ("start date", ing.start_date),
-        ("databases", ", ".join([cfg.src_db, cfg.config_db, cfg.stg_db, cfg.unif_db])),
-        ("hist-union tables", ", ".join(r.qualified(cfg.src_db) for r in cfg.hist_union_tables())),
+        ("databases", ", ".join([*src_dbs, cfg.config_db, cfg.stg_db, cfg.unif_db])),
+        (
+            "hist-union tables",
+            ", ".join(f"{r.database}.{r.table}" for r in cfg.hist_union_tables()),
+        ),
         ("staging engine", cfg.staging.engine),
         (
             "unification",
@@ -385,14 +404,13 @@ def _config(cfg: PipelineConfig) -> str:
 
 def _overview(cfg: PipelineConfig, state: PipelineState) -> str:
     rows = []
-    for p in ORDER:
-        ps = state.phase(p)
+    for ps in stages(state):
         rows.append(
             (
-                p.value,
+                stage_label(ps),
                 ps.status.value,
                 ps.verdict,
-                project_name(cfg, p),
+                project_name(stage_config(cfg, ps), ps.phase),
                 ps.project_id,
                 ps.revision,
                 phase_duration(ps),
@@ -419,12 +437,26 @@ def _timeline(state: PipelineState) -> str:
 def _row_flow(cfg: PipelineConfig, state: PipelineState) -> str:
     return (
         "<h2>Row flow</h2>"
-        + _note(
-            f"Loads take rows whose {cfg.ingestion.incremental_field} is a time at or after "
-            f"start_date ({cfg.ingestion.start_date}); staging keeps one row per key."
-        )
+        + _note(load_rule(cfg).replace("`", ""))
         + _table(ROW_FLOW_HEADERS, row_flow_rows(cfg, state))
     )
+
+
+def across_sources_html(state: PipelineState) -> str:
+    across = across_sources(state)
+    head = '<section id="across-sources"><h2>Across sources</h2>'
+    if across is None:
+        return head + _note("Unification has not validated yet.") + "</section>"
+    out = [head, f"<p>{escape(across.summary)}</p>"]
+    if across.overlap:
+        out.append("<p>Profiles found in both sources of each pair:</p>")
+        out.append(_table(OVERLAP_HEADERS, across.overlap))
+    out.append(
+        "<p>Coverage per source table (a valid key: a value unification takes, in some key "
+        "column):</p>"
+    )
+    out.append(_table(COVERAGE_HEADERS, across.coverage))
+    return "".join([*out, "</section>"])
 
 
 def _step_rows(steps: Iterable[StepState], known: dict[str, str]) -> list[list[Cell]]:
@@ -444,7 +476,12 @@ def _step_rows(steps: Iterable[StepState], known: dict[str, str]) -> list[list[C
 
 
 def _metrics(ps: PhaseState, known: dict[str, str]) -> str:
-    metrics = mask_metrics((ps.validation or {}).get("metrics") or {}, known)
+    kept = {
+        k: m
+        for k, m in ((ps.validation or {}).get("metrics") or {}).items()
+        if k not in CROSS_SOURCE_METRICS  # shown in their own section
+    }
+    metrics = mask_metrics(kept, known)
     out = []
     for block in metric_blocks(metrics):
         out.append(f"<p><b>{escape(block.title.capitalize())}</b></p>")
@@ -476,11 +513,13 @@ def _validation(ps: PhaseState, known: dict[str, str]) -> str:
 
 
 def _phase(cfg: PipelineConfig, ps: PhaseState, known: dict[str, str]) -> str:
-    flows = ", ".join(ps.workflows or workflows(cfg, ps.phase))
+    view = stage_config(cfg, ps)
+    flows = ", ".join(ps.workflows or workflows(view, ps.phase))
+    anchor = ps.phase.value + "".join(f"-{s}" for s in [stage_source(ps)] if s)
     out = [
-        f'<h3 id="phase-{escape(ps.phase.value)}">{escape(ps.phase.value)}</h3>',
+        f'<h3 id="phase-{escape(anchor)}">{escape(stage_label(ps))}</h3>',
         f"<p>Status <b>{escape(ps.status.value)}</b>; project "
-        f"<code>{escape(project_name(cfg, ps.phase))}</code> (id {escape(ps.project_id or '-')}, "
+        f"<code>{escape(project_name(view, ps.phase))}</code> (id {escape(ps.project_id or '-')}, "
         f"revision {escape(ps.revision or '-')}); workflows {escape(flows)}; "
         f"time {escape(phase_duration(ps))}.</p>",
     ]
@@ -524,20 +563,22 @@ def _headline(cfg: PipelineConfig, state: PipelineState) -> str:
 
 def render_html(cfg: PipelineConfig, state: PipelineState) -> str:
     action = next_action(cfg, state)
-    known = known_values([phase_metrics(state, p) for p in ORDER])
+    every = stages(state)
+    known = known_values([stage_metrics(ps) for ps in every])
     body = [
         f"<h1>CDP pipeline report: {escape(cfg.client)}</h1>",
         f"<p>Config <code>{escape(state.config_path)}</code>, run {state.run}, started "
         f"{escape(fmt_time(state.created_at))}, last change {escape(fmt_time(state.updated_at))}.</p>",
         _banner(state),
         _headline(cfg, state),
+        across_sources_html(state),
         _config(cfg),
         _overview(cfg, state),
         _timeline(state),
         _row_flow(cfg, state),
         _charts(cfg, state),
         "<h2>Phase details</h2>",
-        *(_phase(cfg, state.phase(p), known) for p in ORDER),
+        *(_phase(cfg, ps, known) for ps in every),
         "<h2>Next step</h2>",
         f"<p><code>{escape(format_call(action))}</code>: {escape(scrub(action.why, known))}</p>",
     ]

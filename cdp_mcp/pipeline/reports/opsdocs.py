@@ -8,11 +8,12 @@ numbers of the last validation from the state. Never contains a secret's value.
 
 from __future__ import annotations
 
+import contextlib
+
 from cdp_mcp.core.config import ConfigError, PipelineConfig
 from cdp_mcp.core.file_source import SourceError
 from cdp_mcp.core.phases import (
     INGESTION_LOG,
-    ORDER,
     STAGING_LOG,
     Phase,
     expected_tables,
@@ -21,22 +22,32 @@ from cdp_mcp.core.phases import (
     workflows,
 )
 from cdp_mcp.core.schema import SchemaMap
-from cdp_mcp.core.sqltext import quote_ident
+from cdp_mcp.core.sqltext import quote_ident, sql_string
 from cdp_mcp.core.unify_plan import UnificationPlan, plan_unification
 from cdp_mcp.generate.schemas import predicted_schemas
+from cdp_mcp.pipeline.reports.stages import (
+    config_stages,
+    stage_folder,
+    stage_label,
+    stage_of,
+    stages,
+)
 from cdp_mcp.pipeline.state import MAX_ATTEMPTS, PipelineState
 
 RUNBOOK, MONITORING, TROUBLESHOOTING = "runbook.md", "monitoring.md", "troubleshooting.md"
 
 
 def _schemas(cfg: PipelineConfig) -> SchemaMap:
-    if cfg.ingestion.connector != "file":
-        return {}  # the loaded tables' columns are known to the backend only
-
-    try:
-        return predicted_schemas(cfg)
-    except SourceError:
-        return {}
+    """Every source's tables, from its files (a TD connector's columns are known to the
+    backend only)."""
+    out: SchemaMap = {}
+    for name in cfg.source_names:
+        view = cfg.for_source(name)
+        if view.ingestion.connector != "file":
+            continue
+        with contextlib.suppress(SourceError):  # a missing file: that source's tables unknown
+            out.update(predicted_schemas(view))
+    return out
 
 
 def _plan(cfg: PipelineConfig, schemas: SchemaMap) -> UnificationPlan | None:
@@ -71,20 +82,23 @@ def _order_table(cfg: PipelineConfig, schemas: SchemaMap) -> list[str]:
         "| # | phase | project (folder) | workflows, in run order | tables it leaves |",
         "|---|---|---|---|---|",
     ]
-    for i, p in enumerate(ORDER, 1):
-        tables = ", ".join(f"`{t}`" for t in _tables(cfg, p, schemas)) or "-"
-        flows = ", ".join(f"`{w}`" for w in workflows(cfg, p))
+    for i, (p, view) in enumerate(config_stages(cfg), 1):
+        tables = ", ".join(f"`{t}`" for t in _tables(view, p, schemas)) or "-"
+        flows = ", ".join(f"`{w}`" for w in workflows(view, p))
+        label = p.value if p is Phase.UNIFICATION else f"{p.value} ({view.source})"
         lines.append(
-            f"| {i} | {p.value} | `{project_name(cfg, p)}` (`{cfg.workspace / p.value}`) | "
-            f"{flows} | {tables} |"
+            f"| {i} | {label} | `{project_name(view, p)}` "
+            f"(`{cfg.workspace / stage_folder(view, p)}`) | {flows} | {tables} |"
         )
     return [*lines, ""]
 
 
 def _td_phase_commands(cfg: PipelineConfig, state: PipelineState, phase: Phase) -> list[str]:
+    """`cfg`: the stage's config (a source's view, or the whole for unification)."""
     project = project_name(cfg, phase)
-    lines = [f"cd {cfg.workspace / phase.value}", f"td wf push {project}"]
-    for secret in state.phase(phase).secrets:
+    lines = [f"cd {cfg.workspace / stage_folder(cfg, phase)}", f"td wf push {project}"]
+    source = None if phase is Phase.UNIFICATION else cfg.source
+    for secret in stage_of(state, phase, source).secrets:
         lines.append(f"td wf secrets --project {project} --set {secret}   # prompts for the value")
     for wf in workflows(cfg, phase):
         lines.append(f"td wf start {project} {wf} --session now")
@@ -101,8 +115,9 @@ def _runbook_td(cfg: PipelineConfig, state: PipelineState) -> list[str]:
         "`td wf tasks ATTEMPT` and `td wf log ATTEMPT +task`.",
         "",
     ]
-    for p in ORDER:
-        lines += [f"### {p.value}", "", *_sh(*_td_phase_commands(cfg, state, p))]
+    for p, view in config_stages(cfg):
+        label = p.value if p is Phase.UNIFICATION else f"{p.value} ({view.source})"
+        lines += [f"### {label}", "", *_sh(*_td_phase_commands(view, state, p))]
     lines += [
         "On the embedded backend the same commands are `cdp-mcp wf push DIR --project NAME`, "
         "`cdp-mcp wf start PROJECT WORKFLOW --session now`, `cdp-mcp wf session|attempt|tasks|"
@@ -112,18 +127,10 @@ def _runbook_td(cfg: PipelineConfig, state: PipelineState) -> list[str]:
     return lines
 
 
-def _runbook_reruns(cfg: PipelineConfig) -> list[str]:
-    src, u = cfg.source, cfg.unification
+def _source_reruns(cfg: PipelineConfig) -> list[str]:
+    """`cfg`: one source's view."""
+    src = cfg.source
     return [
-        "## Reruns and incremental runs",
-        "",
-        "- A finished or aborted pipeline stays as it is until a person starts it over as "
-        "a new run with `init_pipeline(config_path, new_run=true)` (or `cdp-mcp run CONFIG "
-        "--new-run`); the earlier run is kept in the state's history and its reports in "
-        "`reports/run-N/`.",
-        "- Changing the config and calling `init_pipeline` again reopens the steps that failed "
-        "or ran out of attempts; generation is deterministic, so unchanged phases produce "
-        "byte-identical projects.",
         f"- Ingestion: `{src}_ingest_inc` loads, per object, the rows after the last "
         f"watermark recorded in `{cfg.src_db}.{INGESTION_LOG}` (mode {cfg.ingestion.mode}, "
         f"field `{cfg.ingestion.incremental_field}`); a rerun first clears its range, so it "
@@ -135,11 +142,30 @@ def _runbook_reruns(cfg: PipelineConfig) -> list[str]:
         "insert), so each table equals a full rebuild and a rerun adds nothing twice. The "
         "first run builds each table beside the old one and renames it over it; delete a "
         "table's rows from `staging_log` to rebuild it in full.",
+    ]
+
+
+def _runbook_reruns(cfg: PipelineConfig) -> list[str]:
+    u = cfg.unification
+    per_source = [
+        line for name in cfg.source_names for line in _source_reruns(cfg.for_source(name))
+    ]
+    return [
+        "## Reruns and incremental runs",
+        "",
+        "- A finished or aborted pipeline stays as it is until a person starts it over as "
+        "a new run with `init_pipeline(config_path, new_run=true)` (or `cdp-mcp run CONFIG "
+        "--new-run`); the earlier run is kept in the state's history and its reports in "
+        "`reports/run-N/`.",
+        "- Changing the config and calling `init_pipeline` again reopens the steps that failed "
+        "or ran out of attempts; generation is deterministic, so unchanged phases produce "
+        "byte-identical projects.",
+        *per_source,
         f"- Unification: `unif_runner` runs prep, ID unification ({u.update_strategy}, "
         f"{u.id_method} `{u.id_name}`) and enrichment; its `.dig` carries a commented "
         "`schedule:` to enable for a daily incremental run.",
-        "- A regular incremental run is the four phases in order: ingestion (incremental), "
-        "hist_union, staging, unification.",
+        "- A regular incremental run is each source's ingestion (incremental), hist_union "
+        "and staging in order, then unification over every source.",
         "",
     ]
 
@@ -163,7 +189,7 @@ def _runbook_retry(cfg: PipelineConfig) -> list[str]:
 
 def render_runbook(cfg: PipelineConfig, state: PipelineState, schemas: SchemaMap) -> str:
     lines = [
-        f"# Runbook: {cfg.client} CDP ({cfg.source})",
+        f"# Runbook: {cfg.client} CDP ({', '.join(cfg.source_names)})",
         "",
         f"Backend `{cfg.global_.backend}`, workspace `{cfg.workspace}`, config "
         f"`{state.config_path}`.",
@@ -192,9 +218,10 @@ def render_runbook(cfg: PipelineConfig, state: PipelineState, schemas: SchemaMap
 
 # -- monitoring ----------------------------------------------------------------------------
 def _monitor_ingestion(cfg: PipelineConfig) -> list[str]:
+    """`cfg`: one source's view."""
     log = _q(cfg.src_db, INGESTION_LOG)
     return [
-        "## Ingestion: status and rows per object",
+        f"## Ingestion of {cfg.source}: status and rows per object",
         "",
         "The last load of every object and mode must be `success`:",
         "",
@@ -203,14 +230,14 @@ def _monitor_ingestion(cfg: PipelineConfig) -> list[str]:
             "  SELECT *, row_number() OVER (PARTITION BY object_name, mode",
             "    ORDER BY TRY_CAST(attempt_id AS BIGINT) DESC NULLS LAST, time DESC) AS rn",
             f"  FROM {log}",
-            f"  WHERE source_name = '{cfg.source}'",
+            f"  WHERE source_name = {sql_string(cfg.source)}",
             ") WHERE rn = 1 ORDER BY object_name, mode",
         ),
         "Rows loaded per object and mode over time (a sudden zero is worth a look):",
         "",
         *_sql(
             "SELECT object_name, mode, session_time, sum(rows_loaded) AS rows_loaded",
-            f"FROM {log} WHERE status = 'success'",
+            f"FROM {log} WHERE status = 'success' AND source_name = {sql_string(cfg.source)}",
             "GROUP BY 1, 2, 3 ORDER BY 3 DESC, 1, 2",
         ),
     ]
@@ -246,8 +273,9 @@ def _monitor_watermarks(cfg: PipelineConfig) -> list[str]:
 
 
 def _row_flow_sql(cfg: PipelineConfig, db: str, table: str) -> list[str]:
-    obj = cfg.object_of(table)
-    key = quote_ident(cfg.primary_key(obj) if obj else "id")
+    obj, source = cfg.object_of(table), cfg.source_of_table(table)
+    keys = cfg.source_config(source).primary_keys if source else {}
+    key = quote_ident(keys.get(obj, "id") if obj else "id")
     staged = _q(cfg.stg_db, table)
     return [
         f"### {table}",
@@ -319,25 +347,24 @@ def _monitor_unification(cfg: PipelineConfig, plan: UnificationPlan | None) -> l
 def _baseline(state: PipelineState) -> list[str]:
     lines = ["## Baseline from the last validation", "", "| phase | verdict | table | rows |"]
     lines.append("|---|---|---|---|")
-    for p in ORDER:
-        ps = state.phase(p)
+    for ps in stages(state):
         for t in (ps.validation or {}).get("tables") or []:
             rows = "-" if t.get("row_count") is None else str(t["row_count"])
             lines.append(
-                f"| {p.value} | {ps.verdict or '-'} | {t['database']}.{t['table']} | {rows} |"
+                f"| {stage_label(ps)} | {ps.verdict or '-'} | {t['database']}.{t['table']} | {rows} |"
             )
     return [*lines, ""]
 
 
 def render_monitoring(cfg: PipelineConfig, state: PipelineState, schemas: SchemaMap) -> str:
     lines = [
-        f"# Monitoring: {cfg.client} CDP ({cfg.source})",
+        f"# Monitoring: {cfg.client} CDP ({', '.join(cfg.source_names)})",
         "",
         'Run these with `td query -d DB -T presto "SQL"`, the `query` tool, or locally '
         f'`cdp-mcp query --workspace {cfg.workspace} -d DB "SQL"`. `validate_tables` runs '
         "the same checks after every phase.",
         "",
-        *_monitor_ingestion(cfg),
+        *(line for name in cfg.source_names for line in _monitor_ingestion(cfg.for_source(name))),
         *_monitor_watermarks(cfg),
         *_monitor_row_flow(cfg),
         *_monitor_unification(cfg, _plan(cfg, schemas)),
@@ -352,11 +379,21 @@ def _entry(symptom: str, cause: str, fix: str) -> list[str]:
 
 
 def render_troubleshooting(cfg: PipelineConfig, state: PipelineState) -> str:
-    src, u = cfg.source, cfg.unification
+    u = cfg.unification
+    views = [cfg.for_source(name) for name in cfg.source_names]
+    folders = "; ".join(
+        f"`{v.source_dir}` ({', '.join(v.ingestion.objects)})" for v in views if v.source_dir
+    )
+    starts = ", ".join(
+        f"{v.source}: {v.ingestion.start_date}" if len(views) > 1 else v.ingestion.start_date
+        for v in views
+    )
+    reruns = ", ".join(f"`{v.source}_hist_union` / `transform_{v.source}`" for v in views)
+    src_dbs = ", ".join(f"`{d}`" for d in dict.fromkeys(v.src_db for v in views))
     unif = project_name(cfg, Phase.UNIFICATION)
     keys = ", ".join(f"`{k.name}`" for k in u.keys or []) or "the key"
     lines = [
-        f"# Troubleshooting: {cfg.client} CDP ({cfg.source})",
+        f"# Troubleshooting: {cfg.client} CDP ({', '.join(cfg.source_names)})",
         "",
         "Symptom, cause, fix. Task errors and log tails come from `get_session` / "
         "`get_logs` (or `td wf log ATTEMPT +task`).",
@@ -364,7 +401,7 @@ def render_troubleshooting(cfg: PipelineConfig, state: PipelineState) -> str:
         *_entry(
             "`generate_phase` fails: source file missing ('ingestion.source_path: ...')",
             f"connector `file` needs one `{{object}}.csv|.parquet|.jsonl` per object in "
-            f"`{cfg.source_dir}` ({', '.join(cfg.ingestion.objects)}); a file is missing, "
+            f"{folders or 'the source folder'}; a file is missing, "
             "unreadable, or there are two for one object.",
             "put exactly one file per object there (or fix `ingestion.source_path`), then "
             "`generate_phase` again.",
@@ -390,7 +427,7 @@ def render_troubleshooting(cfg: PipelineConfig, state: PipelineState) -> str:
         *_entry(
             "Validation WARN: '... is empty'",
             f"a table after ingestion has no rows: nothing newer than `start_date` "
-            f"({cfg.ingestion.start_date}), an empty source file, or hist-union / staging "
+            f"({starts}), an empty source file, or hist-union / staging "
             "ran before rows arrived.",
             f"check `{INGESTION_LOG}` (monitoring.md); if it is expected, accept with "
             "`validate_tables(..., accept_warnings=true)` after the person agrees; otherwise "
@@ -413,10 +450,10 @@ def render_troubleshooting(cfg: PipelineConfig, state: PipelineState) -> str:
         ),
         *_entry(
             "Validation FAIL: rows lost between phases, or duplicate keys after dedup",
-            f"`{cfg.src_db}.{{table}}_hist_union` has fewer rows than its sources, or a "
+            f"`{{table}}_hist_union` (in {src_dbs}) has fewer rows than its sources, or a "
             f"staging table in `{cfg.stg_db}` repeats its primary key.",
             "check the row-flow queries in monitoring.md; fix `ingestion.primary_keys` if the "
-            f"key is wrong; rerun `{src}_hist_union` / `transform_{src}`.",
+            f"key is wrong; rerun {reruns}.",
         ),
         *_entry(
             f"`ask_person`: a step failed {MAX_ATTEMPTS} times (out of attempts)",

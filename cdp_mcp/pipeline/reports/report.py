@@ -11,13 +11,18 @@ from pathlib import Path
 
 from cdp_mcp.core.config import PipelineConfig
 from cdp_mcp.core.manifest import write_owned
-from cdp_mcp.core.phases import ORDER, project_name
+from cdp_mcp.core.phases import project_name
 from cdp_mcp.pipeline.models import ReportResult
 from cdp_mcp.pipeline.nextstep import DONE, format_call, next_action
 from cdp_mcp.pipeline.reports.facts import (
+    COVERAGE_HEADERS,
+    CROSS_SOURCE_METRICS,
+    OVERLAP_HEADERS,
     ROW_FLOW_HEADERS,
+    across_sources,
     fmt_time,
     headline,
+    load_rule,
     phase_duration,
     row_flow_rows,
     table_note,
@@ -26,6 +31,7 @@ from cdp_mcp.pipeline.reports.html import render_html
 from cdp_mcp.pipeline.reports.metrics import Block, metric_blocks
 from cdp_mcp.pipeline.reports.opsdocs import MONITORING, RUNBOOK, TROUBLESHOOTING, render_ops_docs
 from cdp_mcp.pipeline.reports.privacy import known_values, mask_metrics, scrub
+from cdp_mcp.pipeline.reports.stages import stage_config, stage_label, stage_metrics, stages
 from cdp_mcp.pipeline.reports.timeline import EXPECTED_SOURCE, TIMELINE_HEADERS, timeline_rows
 from cdp_mcp.pipeline.state import PhaseState, PipelineState
 
@@ -40,14 +46,18 @@ def report_path(cfg: PipelineConfig) -> Path:
 
 def _config_section(cfg: PipelineConfig) -> list[str]:
     u = cfg.unification
+    dbs = [*dict.fromkeys(cfg.src_db_of(s) for s in cfg.sources), cfg.stg_db, cfg.config_db]
     return [
         "## Configuration",
         "",
         f"- client `{cfg.client}`, backend `{cfg.global_.backend}`, workspace `{cfg.workspace}`",
-        f"- source `{cfg.source}` via connector `{cfg.ingestion.connector}`: "
-        f"{', '.join(cfg.ingestion.objects)} (mode {cfg.ingestion.mode}, incremental field "
-        f"`{cfg.ingestion.incremental_field}`, from {cfg.ingestion.start_date})",
-        f"- databases: `{cfg.src_db}`, `{cfg.stg_db}`, `{cfg.config_db}`, `{cfg.unif_db}`",
+        *(
+            f"- source `{s.source_name}` via connector `{s.connector}`: "
+            f"{', '.join(s.objects)} (mode {s.mode}, incremental field "
+            f"`{s.incremental_field}`, from {s.start_date})"
+            for s in cfg.sources
+        ),
+        f"- databases: {', '.join(f'`{d}`' for d in [*dbs, cfg.unif_db])}",
         f"- staging engine {cfg.staging.engine}; unification `{u.name}` with {u.id_method} "
         f"`{u.id_name}`, {u.update_strategy}, merge_iterations {u.merge_iterations}",
         "",
@@ -81,10 +91,10 @@ def _headline_section(cfg: PipelineConfig, state: PipelineState) -> list[str]:
 
 def _phase_section(cfg: PipelineConfig, ps: PhaseState, known: dict[str, str]) -> list[str]:
     lines = [
-        f"### {ps.phase.value}",
+        f"### {stage_label(ps)}",
         "",
         f"Status **{ps.status.value}**, verdict {ps.verdict or '-'}, project "
-        f"`{project_name(cfg, ps.phase)}` (id {ps.project_id or '-'}, revision {ps.revision or '-'}), "
+        f"`{project_name(stage_config(cfg, ps), ps.phase)}` (id {ps.project_id or '-'}, revision {ps.revision or '-'}), "
         f"time {phase_duration(ps)}.",
         "",
     ]
@@ -112,9 +122,32 @@ def _phase_section(cfg: PipelineConfig, ps: PhaseState, known: dict[str, str]) -
         items = v.get(key) or []
         if items:
             lines += [f"{title}:", "", *[f"- {scrub(str(i), known)}" for i in items], ""]
-    for block in metric_blocks(mask_metrics(v.get("metrics") or {}, known)):
+    metrics = {k: m for k, m in (v.get("metrics") or {}).items() if k not in CROSS_SOURCE_METRICS}
+    for block in metric_blocks(mask_metrics(metrics, known)):
         lines += _metric_section(block)
     return lines
+
+
+def across_sources_markdown(state: PipelineState) -> list[str]:
+    across = across_sources(state)
+    lines = ["## Across sources", ""]
+    if across is None:
+        return [*lines, "Unification has not validated yet.", ""]
+    lines += [across.summary, ""]
+    if across.overlap:
+        lines += ["Profiles found in both sources of each pair:", ""]
+        lines += _md_table(OVERLAP_HEADERS, [[_cell(c) for c in r] for r in across.overlap])
+    lines += [
+        "Coverage per source table (a valid key: a value unification takes, in some key column):",
+        "",
+    ]
+    return lines + _md_table(COVERAGE_HEADERS, [[_cell(c) for c in r] for r in across.coverage])
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def _timeline_section(state: PipelineState) -> list[str]:
@@ -137,9 +170,7 @@ def _row_flow_section(cfg: PipelineConfig, state: PipelineState) -> list[str]:
     lines = [
         "## Row flow",
         "",
-        "Rows per table from the source to staging. Loads take rows whose "
-        f"`{cfg.ingestion.incremental_field}` is a time at or after start_date "
-        f"({cfg.ingestion.start_date}); staging keeps one row per key.",
+        f"Rows per table from the source to staging. {load_rule(cfg)}",
         "",
         "| " + " | ".join(ROW_FLOW_HEADERS) + " |",
         "|---|" + "---:|" * (len(ROW_FLOW_HEADERS) - 1),
@@ -151,7 +182,8 @@ def _row_flow_section(cfg: PipelineConfig, state: PipelineState) -> list[str]:
 
 
 def render_markdown(cfg: PipelineConfig, state: PipelineState) -> tuple[str, bool]:
-    complete = not state.aborted and all(state.phase(p).status in DONE for p in ORDER)
+    every = stages(state)
+    complete = not state.aborted and all(ps.status in DONE for ps in every)
     lines = [
         f"# CDP pipeline report: {cfg.client}",
         "",
@@ -161,24 +193,23 @@ def render_markdown(cfg: PipelineConfig, state: PipelineState) -> tuple[str, boo
     ]
     if state.aborted:
         stopped = next(
-            (p.value for p in ORDER if state.phase(p).status not in DONE), "after the last phase"
+            (stage_label(ps) for ps in every if ps.status not in DONE), "after the last phase"
         )
         lines += [f"**Aborted** ({state.abort_reason}); stopped at phase **{stopped}**.", ""]
     elif not complete:
-        stopped = next(p.value for p in ORDER if state.phase(p).status not in DONE)
+        stopped = next(stage_label(ps) for ps in every if ps.status not in DONE)
         lines += [f"**Partial report**: the pipeline is at phase **{stopped}**.", ""]
     else:
         lines += ["**Complete**: every phase validated (or was skipped by decision).", ""]
     lines += _headline_section(cfg, state)
+    lines += across_sources_markdown(state)
     lines += _config_section(cfg)
     lines += _timeline_section(state)
     lines += _row_flow_section(cfg, state)
     lines += ["## Phases", ""]
-    known = known_values(
-        [dict((state.phase(p).validation or {}).get("metrics") or {}) for p in ORDER]
-    )
-    for p in ORDER:
-        lines += _phase_section(cfg, state.phase(p), known)
+    known = known_values([stage_metrics(ps) for ps in every])
+    for ps in every:
+        lines += _phase_section(cfg, ps, known)
     action = next_action(cfg, state)
     lines += ["## Next step", "", f"`{format_call(action)}`: {scrub(action.why, known)}", ""]
     return "\n".join(lines), complete

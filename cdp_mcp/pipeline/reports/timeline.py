@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from cdp_mcp.core.phases import ORDER, Phase
+from cdp_mcp.core.phases import Phase
 from cdp_mcp.pipeline.nextstep import execute_step
 from cdp_mcp.pipeline.reports.facts import phase_seconds
+from cdp_mcp.pipeline.reports.stages import stage_label, stage_source, stages
 from cdp_mcp.pipeline.state import PhaseState, PipelineState
 
 EXPECTED_SOURCE = "TD's cdp-orchestrator README (Estimated Timeline, Phase Details)"
@@ -65,7 +66,7 @@ def phase_timing(ps: PhaseState) -> PhaseTiming:
     seconds = phase_seconds(ps)
     workflows = _workflow_seconds(ps)
     return PhaseTiming(
-        phase=ps.phase.value,
+        phase=stage_label(ps),
         seconds=seconds,
         workflow_seconds=workflows,
         estimate_minutes=expected.estimate_minutes,
@@ -76,7 +77,7 @@ def phase_timing(ps: PhaseState) -> PhaseTiming:
 
 
 def timeline(state: PipelineState) -> list[PhaseTiming]:
-    return [phase_timing(state.phase(p)) for p in ORDER]
+    return [phase_timing(ps) for ps in stages(state)]
 
 
 def total_seconds(timings: list[PhaseTiming]) -> float | None:
@@ -105,6 +106,8 @@ def fmt_share(share: float | None) -> str:
 def timeline_rows(state: PipelineState) -> tuple[list[list[str]], list[str]]:
     """Rows for a table (Markdown or HTML), and the total row."""
     timings = timeline(state)
+    # TD's total is for a pipeline of one source; the phases of several each take theirs
+    one_source = len({stage_source(ps) for ps in stages(state)} - {None}) <= 1
     rows = [
         [
             t.phase,
@@ -123,7 +126,7 @@ def timeline_rows(state: PipelineState) -> tuple[list[list[str]], list[str]]:
         "total",
         fmt_seconds(total),
         fmt_seconds(sum(t.workflow_seconds or 0.0 for t in timings) or None),
-        f"~{fmt_seconds(estimate)} ({EXPECTED_TOTAL})",
+        f"~{fmt_seconds(estimate)}" + (f" ({EXPECTED_TOTAL})" if one_source else ""),
         "",
         "",
         fmt_share(None if total is None else total / estimate),

@@ -11,11 +11,11 @@ import json
 from collections.abc import Mapping
 
 from cdp_mcp.core.config import PipelineConfig
-from cdp_mcp.core.phases import ORDER, Phase, workflows
+from cdp_mcp.core.phases import Phase, stage_config, workflows
 from cdp_mcp.core.tools import ASK_PERSON, ToolName
 from cdp_mcp.pipeline.models import NextAction
 from cdp_mcp.pipeline.rules import steps
-from cdp_mcp.pipeline.rules.budget import DONE
+from cdp_mcp.pipeline.rules.budget import DONE, all_done
 from cdp_mcp.pipeline.state import (
     MAX_ATTEMPTS,
     PhaseState,
@@ -46,18 +46,36 @@ def next_call_words(action: NextAction) -> str:
     return f"Next call: {format_call(action)}"
 
 
+def stage_arguments(cp: str, ps: PhaseState) -> Args:
+    """A stage's tool arguments: the phase, and the source of a per-source phase."""
+    args: Args = {"config_path": cp, "phase": ps.phase.value}
+    if ps.source is not None:
+        args["source"] = ps.source
+    return args
+
+
 def decision_choices(
-    cp: str, phase: Phase, retry: NextAction | None = None, retry_label: str = "retry"
+    cp: str,
+    phase: Phase,
+    retry: NextAction | None = None,
+    retry_label: str = "retry",
+    source: str | None = None,
 ) -> list[str]:
     """The person's options at a failure, each with the exact call that carries it out."""
     choices = []
     if retry is not None:
         choices.append(f"{retry_label}: {format_call(retry)}")
+    own = f", source={source!r}" if source is not None else ""
+    later = (
+        f"{source}'s later phases run on whatever this phase left behind (its staging "
+        "skipped: unification leaves the source out)"
+        if source is not None
+        else "later phases run on whatever this phase left behind"
+    )
     choices += [
         f"fix: change the config file, call init_pipeline(config_path={cp!r}), then "
-        f"generate_phase(config_path={cp!r}, phase={phase.value!r}) and go on from there",
-        f"skip: skip_phase(config_path={cp!r}, phase={phase.value!r}, confirm=true) - later "
-        "phases run on whatever this phase left behind",
+        f"generate_phase(config_path={cp!r}, phase={phase.value!r}{own}) and go on from there",
+        f"skip: skip_phase(config_path={cp!r}, phase={phase.value!r}{own}, confirm=true) - {later}",
         f"abort: abort_pipeline(config_path={cp!r}) - stops here and writes a partial report",
     ]
     return choices
@@ -67,25 +85,32 @@ def _decision(
     tool: str, args: Mapping[str, object], why: str, retry_label: str = "retry"
 ) -> NextAction:
     action = NextAction(tool=tool, arguments=dict(args), why=why)
-    cp, phase = str(args["config_path"]), Phase(str(args["phase"]))
-    action.choices = decision_choices(cp, phase, action, retry_label)
+    action.choices = decision_choices(*_stage_of(args), action, retry_label, _source_of(args))
     return action
 
 
+def _stage_of(args: Mapping[str, object]) -> tuple[str, Phase]:
+    return str(args["config_path"]), Phase(str(args["phase"]))
+
+
+def _source_of(args: Mapping[str, object]) -> str | None:
+    source = args.get("source")
+    return None if source is None else str(source)
+
+
 def _ask_person(args: Args, why: str, retry: NextAction | None, label: str) -> NextAction:
-    cp, phase = str(args["config_path"]), Phase(str(args["phase"]))
     return NextAction(
         tool=ASK_PERSON,
         arguments=dict(args),
         why=why,
-        choices=decision_choices(cp, phase, retry, label),
+        choices=decision_choices(*_stage_of(args), retry, label, _source_of(args)),
     )
 
 
-def _exhausted(phase: Phase, step: StepState, cp: str) -> NextAction:
+def _exhausted(ps: PhaseState, step: StepState, cp: str) -> NextAction:
     action = _ask_person(
-        {"config_path": cp, "phase": phase.value},
-        f"{phase.value}: step {step.name} failed {step.attempts} times (the limit is "
+        stage_arguments(cp, ps),
+        f"{ps.key}: step {step.name} failed {step.attempts} times (the limit is "
         f"{MAX_ATTEMPTS}); last error: {step.last_error or 'unknown'}. A person decides.",
         None,
         "",
@@ -111,7 +136,16 @@ def _just_interrupted(step: StepState) -> bool:
 
 def _project_action(ps: PhaseState, args: Args) -> NextAction | None:
     """Generate, push and secrets: what the project needs before any workflow runs."""
-    phase = ps.phase.value
+    phase = ps.key
+    gen = ps.steps.get("generate")
+    if gen is not None and gen.status is StepStatus.FAILED:
+        again = NextAction(tool=ToolName.GENERATE_PHASE, arguments=args, why="")
+        return _ask_person(
+            args,
+            f"generating {phase} failed: {gen.last_error}. Fix the cause; a person decides.",
+            again,
+            "once it is fixed, generate it again",
+        )
     if steps.not_generated(ps):
         return NextAction(
             tool=ToolName.GENERATE_PHASE, arguments=args, why=f"render the {phase} project"
@@ -213,7 +247,7 @@ def _workflow_action(wf: str, ex: StepState | None, cp: str, args: Args) -> Next
 
 
 def _validate_action(ps: PhaseState, args: Args) -> NextAction:
-    phase = ps.phase.value
+    phase = ps.key
     if ps.status is PhaseStatus.WARNED:
         # Not the accepting call itself: a literal agent must not accept on its own.
         accept = NextAction(
@@ -238,13 +272,14 @@ def _validate_action(ps: PhaseState, args: Args) -> NextAction:
 
 
 def next_for_phase(cfg: PipelineConfig, state: PipelineState, ps: PhaseState) -> NextAction:
-    cp, phase = state.config_path, ps.phase
-    args: Args = {"config_path": cp, "phase": phase.value}
+    """What one stage needs next (`cfg`: the whole config)."""
+    cp = state.config_path
+    args = stage_arguments(cp, ps)
     exhausted = steps.exhausted_step(ps)
     if exhausted is not None:
-        return _exhausted(phase, exhausted, cp)
+        return _exhausted(ps, exhausted, cp)
     action = _project_action(ps, args)
-    for wf in workflows(cfg, phase):
+    for wf in workflows(stage_config(cfg, ps.phase, ps.source), ps.phase):
         if action is not None:
             break
         action = _workflow_action(wf, ps.steps.get(steps.execute_step(wf)), cp, args)
@@ -275,11 +310,28 @@ def _reported(state: PipelineState) -> NextAction:
     )
 
 
+def needs_person(action: NextAction) -> bool:
+    """Only a person can move the stage on: a decision, or a validation that failed
+    (validating the same tables again would fail the same way)."""
+    if action.tool == ASK_PERSON:
+        return True
+    return (
+        action.tool == ToolName.VALIDATE_TABLES
+        and bool(action.choices)
+        and not action.arguments.get("accept_warnings")
+    )
+
+
+def _waiting_words(waiting: list[tuple[PhaseState, NextAction]]) -> str:
+    return "; ".join(f"{ps.key} waits for a person's decision" for ps, _ in waiting)
+
+
 def next_action(cfg: PipelineConfig, state: PipelineState) -> NextAction:
+    """Each source in config order through its phases, then unification. A stage that
+    waits for a person's decision holds up only its own source's later phases: the other
+    sources go on, and the person is asked once nothing else can run."""
     cp = state.config_path
-    if state.reported_at is not None and (
-        state.aborted or all(state.phase(p).status in DONE for p in ORDER)
-    ):
+    if state.reported_at is not None and (state.aborted or all_done(state)):
         return _reported(state)
     if state.aborted:
         return NextAction(
@@ -287,10 +339,37 @@ def next_action(cfg: PipelineConfig, state: PipelineState) -> NextAction:
             arguments={"config_path": cp},
             why=f"the pipeline was aborted ({state.abort_reason or 'by request'}); the report says where it stopped",
         )
-    for phase in ORDER:
-        ps = state.phase(phase)
-        if ps.status not in DONE:
-            return next_for_phase(cfg, state, ps)
+    if state.sources != cfg.source_names:
+        return NextAction(
+            tool=ToolName.INIT_PIPELINE,
+            arguments={"config_path": cp},
+            why=(
+                f"the config's sources ({', '.join(cfg.source_names)}) are not the state's "
+                f"({', '.join(state.sources)}): init_pipeline plans the stages of the new "
+                "config"
+            ),
+        )
+    waiting: list[tuple[PhaseState, NextAction]] = []
+    for source in state.sources:
+        ps = next((s for s in state.ordered() if s.source == source and s.status not in DONE), None)
+        if ps is None:
+            continue
+        action = next_for_phase(cfg, state, ps)
+        if not needs_person(action):
+            if waiting:
+                action.why += f" (meanwhile {_waiting_words(waiting)})"
+            return action
+        waiting.append((ps, action))
+    if waiting:
+        ps, action = waiting[0]
+        if len(waiting) > 1:
+            action.why += f" (also: {_waiting_words(waiting[1:])})"
+        if state.sources and len(state.sources) > 1:
+            action.why += "; unification waits for every source's staging"
+        return action
+    unification = state.phase(Phase.UNIFICATION)
+    if unification.status not in DONE:
+        return next_for_phase(cfg, state, unification)
     return NextAction(
         tool=ToolName.FINAL_REPORT,
         arguments={"config_path": cp},
@@ -334,7 +413,7 @@ def after_report(cp: str, state: PipelineState, pipeline_next: NextAction) -> Ne
     """After final_report: tell the person, or go on with a pipeline that is not done."""
     if state.aborted:
         why = "the pipeline was aborted; show the person the report's path and where it stopped"
-    elif all(state.phase(p).status in DONE for p in ORDER):
+    elif all_done(state):
         why = (
             "the pipeline is finished; give the person the report's path and the headline "
             f"figures. Only the person may start it over: init_pipeline(config_path={cp!r}, "

@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 
 from cdp_mcp.backends.base import Attempt
-from cdp_mcp.core.phases import ORDER, Phase
+from cdp_mcp.core.phases import ORDER
 from cdp_mcp.pipeline.models import PipelineError
 from cdp_mcp.pipeline.state import (
     MAX_ATTEMPTS,
@@ -53,7 +53,13 @@ def out_of_attempts(step: StepState) -> bool:
     )
 
 
-def exhausted_refusal(step: StepState, what: str, phase: Phase) -> str | None:
+def stage_args(ps: PhaseState) -> str:
+    """A stage's arguments as a call names them: `'staging', source='shop'`."""
+    own = f", source={ps.source!r}" if ps.source is not None else ""
+    return f"{ps.phase.value!r}{own}"
+
+
+def exhausted_refusal(step: StepState, what: str, ps: PhaseState) -> str | None:
     """The refusal of the attempt past the budget, with the person's choices."""
     if not out_of_attempts(step):
         return None
@@ -62,14 +68,14 @@ def exhausted_refusal(step: StepState, what: str, phase: Phase) -> str | None:
         f"last error: {step.last_error or 'unknown'}. A person chooses: fix the cause "
         "in the config and call init_pipeline(config_path) (then generate_phase "
         f"again); or, once the cause is fixed outside the config (a source file restored), "
-        f"{RETRY_AFTER_FIX}; skip_phase(config_path, '{phase.value}', confirm=true); or "
+        f"{RETRY_AFTER_FIX}; skip_phase(config_path, {stage_args(ps)}, confirm=true); or "
         "abort_pipeline(config_path)."
     )
 
 
-def begin_attempt(step: StepState, what: str, phase: Phase, now: datetime) -> StepStatus:
+def begin_attempt(step: StepState, what: str, ps: PhaseState, now: datetime) -> StepStatus:
     """Count an attempt, refusing the one past the budget; returns the status before."""
-    require(exhausted_refusal(step, what, phase))
+    require(exhausted_refusal(step, what, ps))
     prior = step.status
     step.attempts += 1
     step.status = StepStatus.RUNNING
@@ -174,8 +180,8 @@ def recover_interrupted(state: PipelineState, now: datetime) -> bool:
     Returns whether anything changed.
     """
     changed = False
-    for p in ORDER:
-        for step in state.phase(p).steps.values():
+    for ps in state.ordered():
+        for step in ps.steps.values():
             if step.status is StepStatus.RUNNING and (
                 step.starting is not None
                 or step.attempt_id is None
@@ -207,21 +213,20 @@ def reopen_budgets(state: PipelineState) -> list[str]:
     """A fixed config re-opens the budgets of the steps that ran out or failed; the project
     of an unfinished phase must be generated again. Returns the steps reset."""
     reset = []
-    for p in ORDER:
-        ps = state.phase(p)
+    for ps in state.ordered():
         if ps.status is PhaseStatus.FAILED:
             ps.status = PhaseStatus.IN_PROGRESS
         for step in ps.steps.values():
             if step.status in (StepStatus.FAILED, StepStatus.TIMED_OUT) or out_of_attempts(step):
                 step.attempts, step.status = 0, StepStatus.PENDING
-                reset.append(f"{p.value}.{step.name}")
+                reset.append(f"{ps.key}.{step.name}")
         # The project was rendered from the old file (an unchanged render keeps the steps).
         gen = ps.steps.get("generate")
         running = any(s.status is StepStatus.RUNNING for s in ps.steps.values())
         if ps.status not in DONE and gen is not None and not running:
             gen.status = StepStatus.PENDING
             gen.last_error = "the config changed: generate the phase again"
-            reset.append(f"{p.value}.generate")
+            reset.append(f"{ps.key}.generate")
     return reset
 
 
@@ -230,8 +235,7 @@ def retry_after_fix(state: PipelineState, now: datetime) -> list[str]:
     the failed steps get their budget back, as they are (a failed workflow's next start
     resumes its failed tasks), and the decision is recorded with when and which steps."""
     reset = []
-    for p in ORDER:
-        ps = state.phase(p)
+    for ps in state.ordered():
         failed = [
             s for s in ps.steps.values() if s.status in (StepStatus.FAILED, StepStatus.TIMED_OUT)
         ]
@@ -239,7 +243,7 @@ def retry_after_fix(state: PipelineState, now: datetime) -> list[str]:
             step.attempts = 0
             step.details.pop("data_problem", None)
             step.details["retry_after_fix"] = now.isoformat()
-            reset.append(f"{p.value}.{step.name}")
+            reset.append(f"{ps.key}.{step.name}")
         if failed and ps.status is PhaseStatus.FAILED:
             ps.status = PhaseStatus.IN_PROGRESS
     if reset:
@@ -247,26 +251,33 @@ def retry_after_fix(state: PipelineState, now: datetime) -> list[str]:
     return reset
 
 
-def reset_from(state: PipelineState, phase: Phase) -> list[str]:
-    """Forget `phase` and every later phase (a new project invalidates what follows)."""
+def reset_from(state: PipelineState, stage: PhaseState) -> list[str]:
+    """Forget `stage` and every stage after it: its source's later phases, then
+    unification (a new project invalidates what follows; other sources' stages stay)."""
     reset = []
-    for p in ORDER[ORDER.index(phase) :]:
-        ps = state.phase(p)
+    later = ORDER[ORDER.index(stage.phase) :]
+    for ps in state.ordered():
+        if ps.phase not in later or ps.source not in (stage.source, None):
+            continue
         if ps.steps or ps.status is not PhaseStatus.PENDING:
-            reset.append(p.value)
-        state.phases[p] = PhaseState(phase=p)
+            reset.append(ps.key)
+        state.stages[ps.key] = PhaseState(phase=ps.phase, source=ps.source)
     return reset
 
 
 def finished(state: PipelineState) -> bool:
-    return state.aborted or all(state.phase(p).status in DONE for p in ORDER)
+    return state.aborted or all_done(state)
+
+
+def all_done(state: PipelineState) -> bool:
+    return all(ps.status in DONE for ps in state.ordered())
 
 
 def running_steps(state: PipelineState) -> list[str]:
     return [
-        f"{p.value}.{s.name}"
-        for p in ORDER
-        for s in state.phase(p).steps.values()
+        f"{ps.key}.{s.name}"
+        for ps in state.ordered()
+        for s in ps.steps.values()
         if s.status is StepStatus.RUNNING
     ]
 
@@ -290,15 +301,18 @@ def record_verdict(
         ps.status = PhaseStatus.FAILED if out_of_attempts(step) else PhaseStatus.IN_PROGRESS
 
 
-def new_run(old: PipelineState, chash: str, client: str, backend: str) -> PipelineState:
+def new_run(
+    old: PipelineState, chash: str, client: str, backend: str, sources: list[str]
+) -> PipelineState:
     """A finished run started over (the person agreed): fresh budgets, the old run summed up."""
     summary = {
         "run": old.run,
         "aborted": old.aborted,
         "finished_at": old.updated_at.isoformat(),
-        "phases": {p.value: old.phase(p).status.value for p in ORDER},
+        "phases": {ps.key: ps.status.value for ps in old.ordered()},
     }
     return PipelineState(
+        sources=sources,
         config_path=old.config_path,
         config_hash=chash,
         client=client,
@@ -313,14 +327,14 @@ def running_attempts(state: PipelineState) -> list[str]:
     """The backend attempts of the steps running now (what an abort kills)."""
     return [
         s.attempt_id
-        for p in ORDER
-        for s in state.phase(p).steps.values()
+        for ps in state.ordered()
+        for s in ps.steps.values()
         if s.status is StepStatus.RUNNING and s.attempt_id
     ]
 
 
 def record_killed(state: PipelineState, killed: list[str], why: str, now: datetime) -> None:
-    for p in ORDER:
-        for s in state.phase(p).steps.values():
+    for ps in state.ordered():
+        for s in ps.steps.values():
             if s.status is StepStatus.RUNNING and s.attempt_id in killed:
                 finish(s, False, why, now)

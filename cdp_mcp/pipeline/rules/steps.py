@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cdp_mcp.core.phases import Phase
-from cdp_mcp.pipeline.rules.budget import DONE, out_of_attempts
+from cdp_mcp.core.phases import Phase, per_source
+from cdp_mcp.pipeline.rules.budget import DONE, out_of_attempts, stage_args
 from cdp_mcp.pipeline.state import PhaseState, PhaseStatus, PipelineState, StepState, StepStatus
 
 
@@ -50,7 +50,7 @@ def not_regenerable(ps: PhaseState) -> str | None:
     if step is None:
         return None
     return (
-        f"{ps.phase.value}: step {step.name} is out of attempts; regenerating the "
+        f"{ps.key}: step {step.name} is out of attempts; regenerating the "
         "same config would not change that. Fix the config and call "
         "init_pipeline; or, once the cause is fixed outside the config, "
         "init_pipeline(config_path, retry_after_fix=true); or skip_phase / abort_pipeline."
@@ -64,16 +64,14 @@ def not_generated(ps: PhaseState, then: str = "") -> str | None:
         return None
     gen = ps.steps.get("generate")
     reason = f" ({gen.last_error})" if gen is not None and gen.last_error else ""
-    phase = ps.phase.value
-    return f"generate {phase} first{reason}: generate_phase(config_path, '{phase}'){then}"
+    return f"generate {ps.key} first{reason}: generate_phase(config_path, {stage_args(ps)}){then}"
 
 
 def not_pushed(ps: PhaseState, verb: str = "deploy", why: str = "") -> str | None:
     """set_secrets and start_workflow: the generated project was pushed."""
     if succeeded(ps, "deploy"):
         return None
-    phase = ps.phase.value
-    return f"{verb} {phase} first{why}: push_project(config_path, '{phase}')"
+    return f"{verb} {ps.key} first{why}: push_project(config_path, {stage_args(ps)})"
 
 
 def recorded_missing_secrets(ps: PhaseState) -> list[str]:
@@ -88,7 +86,7 @@ def unknown_secrets(ps: PhaseState, names: list[str]) -> str | None:
     if not unknown:
         return None
     return (
-        f"the {ps.phase.value} project does not reference {', '.join(unknown)}; it uses: "
+        f"the {ps.key} project does not reference {', '.join(unknown)}; it uses: "
         f"{', '.join(ps.secrets) or 'no secrets'}"
     )
 
@@ -101,7 +99,7 @@ def lacks_secrets(ps: PhaseState, workflow: str, missing: list[str]) -> str | No
     return (
         f"{workflow} would fail: the project lacks secrets {', '.join(missing)}. Set "
         "them from the server's environment with set_secrets(config_path, "
-        f"'{ps.phase.value}', names={missing}) (see README: secrets)"
+        f"{stage_args(ps)}, names={missing}) (see README: secrets)"
     )
 
 
@@ -111,17 +109,16 @@ def next_workflow(ps: PhaseState, names: list[str]) -> str | None:
 
 
 def all_workflows_ran(ps: PhaseState) -> str:
-    phase = ps.phase.value
     return (
-        f"every workflow of {phase} already succeeded; next: "
-        f"validate_tables(config_path, '{phase}')"
+        f"every workflow of {ps.key} already succeeded; next: "
+        f"validate_tables(config_path, {stage_args(ps)})"
     )
 
 
 def not_startable(ps: PhaseState, names: list[str], wf: str) -> str | None:
     """start_workflow of `wf`: a workflow of the phase, the ones before it succeeded, and
     not running or succeeded itself."""
-    phase = ps.phase.value
+    phase = ps.key
     if wf not in names:
         return f"{phase} has no workflow {wf!r}; its workflows, in run order: {', '.join(names)}"
     pending = [w for w in names[: names.index(wf)] if not succeeded(ps, execute_step(w))]
@@ -136,7 +133,7 @@ def not_startable(ps: PhaseState, names: list[str], wf: str) -> str | None:
     if step is not None and step.status is StepStatus.SUCCEEDED:
         return (
             f"{wf} already succeeded in this run; to run the phase again, call "
-            f"generate_phase(config_path, '{phase}') after changing the config, or "
+            f"generate_phase(config_path, {stage_args(ps)}) after changing the config, or "
             "init_pipeline once the pipeline is finished to start a new run"
         )
     return None
@@ -152,10 +149,9 @@ def not_validatable(ps: PhaseState, names: list[str]) -> str | None:
     not_run = [wf for wf in names if not succeeded(ps, execute_step(wf))]
     if not not_run:
         return None
-    phase = ps.phase.value
     return (
-        f"{phase} cannot be validated before its workflows succeed; not yet: "
-        f"{', '.join(not_run)}. Next: start_workflow(config_path, '{phase}')"
+        f"{ps.key} cannot be validated before its workflows succeed; not yet: "
+        f"{', '.join(not_run)}. Next: start_workflow(config_path, {stage_args(ps)})"
     )
 
 
@@ -164,22 +160,31 @@ def accepts_warnings(ps: PhaseState, accept_warnings: bool) -> bool:
     return accept_warnings and ps.status is PhaseStatus.WARNED
 
 
-def phase_locked_by(state: PipelineState, phase: Phase, previous: Phase | None) -> str | None:
-    """The phase-order gate's reason: the phase before is not done (PASS, accepted, skipped)."""
+def phase_locked_by(state: PipelineState, stage: PhaseState, previous: Phase | None) -> str | None:
+    """The phase-order gate's reason: the stage before is not done (PASS, accepted,
+    skipped): the same source's previous phase, or, for unification, every source's staging."""
     if previous is None:
         return None
-    ps = state.phase(previous)
-    if ps.status in DONE:
+    if per_source(stage.phase):
+        before = [state.phase(previous, stage.source)]
+    else:
+        before = state.of_phase(previous)
+    waiting = [ps for ps in before if ps.status not in DONE]
+    if not waiting:
         return None
+    ps = waiting[0]
     hint = {
         PhaseStatus.WARNED: "a person accepts the warnings, or fixes the cause",
-        PhaseStatus.FAILED: f"fix {previous.value}, or skip_phase(config_path, "
-        f"'{previous.value}', confirm=true)",
-    }.get(ps.status, f"finish {previous.value}: generate, push, run, then validate_tables")
-    return (
-        f"{phase.value} is locked: {previous.value} has not validated PASS "
-        f"(status: {ps.status.value}); {hint}"
-    )
+        PhaseStatus.FAILED: f"fix {ps.key}, or skip_phase(config_path, {stage_args(ps)}, "
+        "confirm=true)",
+    }.get(ps.status, f"finish {ps.key}: generate, push, run, then validate_tables")
+    if len(waiting) == 1:
+        return (
+            f"{stage.key} is locked: {ps.key} has not validated PASS "
+            f"(status: {ps.status.value}); {hint}"
+        )
+    listed = ", ".join(f"{w.key} (status: {w.status.value})" for w in waiting)
+    return f"{stage.key} is locked: not every source's staging validated PASS: {listed}; {hint}"
 
 
 def start_request(step: StepState, now: datetime) -> dict[str, str | None]:
