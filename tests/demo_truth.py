@@ -73,17 +73,24 @@ def _phone(value: str | None) -> str | None:
     return f"phone:{digits}" if len(digits) == 10 else None
 
 
-def _latest(con: duckdb.DuckDBPyConnection, select: str, pk: str, ts: str) -> list[tuple]:
-    """The latest version of each primary key of `select`, from START on."""
+def _latest(
+    con: duckdb.DuckDBPyConnection, select: str, pk: str, ts: str, start: str
+) -> list[tuple]:
+    """The latest version of each primary key of `select`, from `start` on."""
     return con.execute(
         f"SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (PARTITION BY {pk} "
-        f"ORDER BY {ts} DESC) AS rn FROM ({select}) s WHERE {ts} >= TIMESTAMPTZ '{START}') "
-        "WHERE rn = 1"
+        f"ORDER BY {ts} DESC) AS rn FROM ({select}) s WHERE {ts} >= "
+        f"CAST({sql_string(start)} AS TIMESTAMPTZ)) WHERE rn = 1"
     ).fetchall()
 
 
-def ground_truth(demo: Path, customers: int) -> list[Record]:
-    """Every record of the demo written by `write_demo(demo, customers)`."""
+def ground_truth(demo: Path, customers: int, starts: dict[str, str] | None = None) -> list[Record]:
+    """Every record of the demo written by `write_demo(demo, customers)`, loaded from each
+    source's start date (`starts`: source -> start_date, default START)."""
+
+    def start(source: str) -> str:
+        return (starts or {}).get(source, START)
+
     out: list[Record] = []
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
@@ -92,14 +99,14 @@ def ground_truth(demo: Path, customers: int) -> list[Record]:
             f"SELECT id, email, phone, TRY_CAST(updated_at AS TIMESTAMPTZ) AS ts FROM "
             f"read_csv({sql_string(str(shop / 'customers.csv'))}, header=true, all_varchar=true)"
         )
-        for pk, email, phone, _ in _latest(con, cust, "id", "ts"):
+        for pk, email, phone, _ in _latest(con, cust, "id", "ts", start("shopify")):
             evidence = {e for e in (_email(email), _phone(phone)) if e}
             out.append(Record("shopify_customers", str(pk), int(pk), frozenset(evidence)))
         orders = (
             "SELECT id, customer_id, customer_email, TRY_CAST(updated_at AS TIMESTAMPTZ) AS ts "
             f"FROM read_json({sql_string(str(shop / 'orders.jsonl'))}, format='newline_delimited')"
         )
-        for pk, person, email, _ in _latest(con, orders, "id", "ts"):
+        for pk, person, email, _ in _latest(con, orders, "id", "ts", start("shopify")):
             evidence = {e for e in (_email(email),) if e}
             out.append(Record("shopify_orders", str(pk), int(person), frozenset(evidence)))
         prepare(con)
@@ -108,14 +115,14 @@ def ground_truth(demo: Path, customers: int) -> list[Record]:
             "json_extract_string(\"Extra\", '$.work_email') AS work, "
             f"make_timestamptz(ts * 1000000) AS t FROM ({crm_select(customers)}) c"
         )
-        for pk, person, email, phone, work, _ in _latest(con, crm, "pk", "t"):
+        for pk, person, email, phone, work, _ in _latest(con, crm, "pk", "t", start("crm")):
             evidence = {e for e in (_email(email), _email(work), _phone(phone)) if e}
             out.append(Record("crm_contacts", str(pk), int(person), frozenset(evidence)))
         mailer = (
             'SELECT "Subscriber ID" AS pk, person, "Primary Contact E-mail" AS email, '
             f"make_timestamptz(ts * 1000000) AS t FROM ({mailer_select(customers)}) m"
         )
-        for pk, person, email, _ in _latest(con, mailer, "pk", "t"):
+        for pk, person, email, _ in _latest(con, mailer, "pk", "t", start("mailer")):
             evidence = {e for e in (_email(email),) if e}
             out.append(Record("mailer_subscribers", str(pk), int(person), frozenset(evidence)))
     return out

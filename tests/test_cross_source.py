@@ -17,7 +17,7 @@ import pytest
 
 from cdp_mcp.backends.local import LocalBackend
 from cdp_mcp.cli.demo_sources import demo_config, write_demo
-from cdp_mcp.core.config import PipelineConfig, parse_config
+from cdp_mcp.core.config import PipelineConfig, load_config, parse_config
 from cdp_mcp.core.phases import Phase, project_name, workflows
 from cdp_mcp.core.schema import Column, SchemaMap, snake_case
 from cdp_mcp.core.staging_rules import column_kind
@@ -25,6 +25,7 @@ from cdp_mcp.core.unify_plan import plan_unification
 from cdp_mcp.generate import generate
 from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.pipeline.cross_source import source_label
+from cdp_mcp.pipeline.drafting.draft import draft_config
 from cdp_mcp.pipeline.reports.html import across_sources_html
 from cdp_mcp.pipeline.reports.report import across_sources_markdown
 from cdp_mcp.pipeline.state import PipelineState
@@ -251,3 +252,38 @@ def test_a_source_linking_nobody_and_a_key_column_without_valid_values_warn(demo
     assert len(dead) == 1 and f"(of {rows} rows) passes" in dead[0]
     assert "valid_regexp '.+@.+'" in dead[0] and "unification.tables" in dead[0]
     assert "@" not in " ".join(findings.warnings).replace("'.+@.+'", "")  # no address shown
+
+
+def _drafted(demo: Path, monkeypatch: pytest.MonkeyPatch) -> PipelineConfig:
+    """draft_config over the demo's three folders, as written (a workspace of its own)."""
+    monkeypatch.chdir(demo)
+    out = demo / "drafted.yml"
+    anyio.run(lambda: draft_config(out, ["shopify", "crm", "mailer"], client="acme"))
+    return load_config(out)
+
+
+def test_the_draft_of_the_three_demo_sources_maps_every_identity_column(
+    demo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _drafted(demo, monkeypatch)
+    assert cfg.source_names == ["shopify", "crm", "mailer"]
+    plan = plan_unification(cfg, staged_schemas(cfg))
+    assert {t.table: {kc.column: kc.key for kc in t.key_columns} for t in plan.tables} == (
+        IDENTITY_COLUMNS
+    )
+
+
+@pytest.mark.slow
+def test_the_draft_of_the_three_demo_sources_unifies_as_the_truth_says(
+    demo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _drafted(demo, monkeypatch)
+    findings = run_three_sources(cfg)
+    assert findings.failures == []
+    # the draft starts each source at its data's first day: the truth loads the same rows
+    starts = {s.source_name: s.start_date for s in cfg.sources}
+    assert starts["shopify"] < "2023-09-01"
+    truth = ground_truth(demo, CUSTOMERS, starts)
+    enriched = _enriched_ids(LocalBackend(cfg.workspace), cfg)
+    score = pair_score(linked_clusters(truth), enriched)
+    assert score.precision >= 0.999 and score.recall >= 0.999, score
