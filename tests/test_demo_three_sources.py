@@ -1,8 +1,5 @@
 """`cdp-mcp demo` end to end: three sources (shop, CRM, email tool) through every phase on
 the local backend, the cross-source figures printed last, scored against the ground truth.
-
-Each source's phases run through the orchestrator's per-source stages (core/phases.py
-PER_SOURCE): the test skips on a tree without them.
 """
 
 from __future__ import annotations
@@ -26,12 +23,7 @@ from tests.demo_truth import (
     pair_score,
 )
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not hasattr(phases, "PER_SOURCE"), reason="needs the orchestrator's per-source phases"
-    ),
-]
+pytestmark = pytest.mark.slow
 ROWS = 300
 
 

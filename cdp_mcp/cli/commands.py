@@ -95,11 +95,14 @@ def _run_and_show(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    several = len(load_config(args.config).sources) > 1
     return _run_and_show(
         args.config,
         accept_warnings=args.accept_warnings,
         new_run=args.new_run,
         retry_after_fix=args.retry_after_fix,
+        # a pipeline of several sources ends with what unification found across them
+        closing=(lambda: across_sources_lines(args.config)) if several else None,
     )
 
 
@@ -182,6 +185,8 @@ def across_sources_lines(config: Path) -> list[str]:
     if across is None:
         return []
     lines = [f"across sources: {across.summary}"]
+    if across.added:
+        lines.append(f"  {across.added}")
     lines += [f"  {a} & {b}: {n:,} profiles in both" for a, b, n in across.overlap]
     for table, source, rows, with_id, with_key, share in across.coverage:
         lines.append(

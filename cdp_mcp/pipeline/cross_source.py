@@ -43,10 +43,13 @@ def source_label(cfg: PipelineConfig, table: str) -> str:
 
 async def cross_source_metrics(
     cfg: PipelineConfig, backend: Backend, plan: UnificationPlan
-) -> tuple[dict[str, Any], list[str]]:
-    """(metrics, warnings) of the unification across sources."""
+) -> tuple[dict[str, Any], list[str], dict[str, list[str]]]:
+    """(metrics, warnings, dead columns) of the unification across sources. The dead
+    columns' warnings (a key column none of whose values passes) are by key: the caller
+    keeps them for a key that links on other columns, and says it once, for the key, when
+    no column of it passes."""
     idn = plan.id_name
-    coverage, warnings = await _coverage(cfg, backend, plan)
+    coverage, warnings, dead = await _coverage(cfg, backend, plan)
     sources = list(dict.fromkeys(source_label(cfg, t.table) for t in plan.tables))
     counts = await _profile_sets(
         cfg, backend, plan, [source_label(cfg, t.table) for t in plan.tables]
@@ -76,7 +79,7 @@ async def cross_source_metrics(
             if per_source.get(s, 0) and not linked:
                 tables = [t for t in plan.tables if source_label(cfg, t.table) == s]
                 warnings.append(_isolated_source(s, per_source[s], sources, tables, idn))
-    return metrics, warnings
+    return metrics, warnings, dead
 
 
 def _isolated_source(
@@ -98,12 +101,13 @@ def _isolated_source(
 
 async def _coverage(
     cfg: PipelineConfig, backend: Backend, plan: UnificationPlan
-) -> tuple[dict[str, Any], list[str]]:
+) -> tuple[dict[str, Any], list[str], dict[str, list[str]]]:
     """Per table: rows, rows with an id, rows with a valid key; a key column with no valid
     value, and rows with a valid key but no id, are warnings."""
     idn = quote_ident(plan.id_name)
     out: dict[str, Any] = {}
     warnings: list[str] = []
+    dead: dict[str, list[str]] = {}
     for t in plan.tables:
         valid = [valid_key_sql(kc, plan.key(kc.key)) for kc in t.key_columns]
         exprs = ["count(*)", f"count({idn})", f"count_if({' OR '.join(valid)})"]
@@ -126,14 +130,16 @@ async def _coverage(
         for i, kc in enumerate(t.key_columns):
             non_null, n_valid = per_column[2 * i], per_column[2 * i + 1]
             if rows and n_valid == 0:
-                warnings.append(_dead_column(t, kc, plan.key(kc.key), rows, non_null))
+                dead.setdefault(kc.key, []).append(
+                    _dead_column(t, kc, plan.key(kc.key), rows, non_null)
+                )
         if key_no_id:
             warnings.append(
                 f"{plan.unif_db}.enriched_{t.table}: {key_no_id} of {rows} rows have a valid "
                 f"key value but no {plan.id_name}: the enrichment did not find their values "
                 "in the lookup; run the unification phase again (a full run if it persists)"
             )
-    return out, warnings
+    return out, warnings, dead
 
 
 def _dead_column(t: PlanTable, kc: PlanKeyColumn, key: PlanKey, rows: int, non_null: int) -> str:
@@ -185,4 +191,46 @@ async def _profile_sets(
             out["source"][str(a)] = int(c)
         else:
             out["pair"][(str(a), str(b))] = int(c)
+    return out
+
+
+async def added_source_metrics(
+    cfg: PipelineConfig, backend: Backend, plan: UnificationPlan, before: dict[str, Any]
+) -> dict[str, Any]:
+    """What the sources added since the last unification brought: profiles only they hold
+    (new people), profiles they share with the earlier sources (people found again), and
+    the earlier sources' profiles before and now (fewer now: the added records joined
+    earlier profiles into one). Counts only."""
+    earlier = [str(s) for s in before.get("sources") or []]
+    labels = [source_label(cfg, t.table) for t in plan.tables]
+    added = [s for s in dict.fromkeys(labels) if s not in earlier]
+    out: dict[str, Any] = {
+        "sources": added,
+        "earlier_sources": earlier,
+        "earlier_profiles_before": int(before.get("profiles") or 0),
+    }
+    if not added:
+        return out
+    idn = quote_ident(plan.id_name)
+    parts = [
+        f"SELECT DISTINCT {sql_string(label)} AS src, {idn} AS pid "
+        f"FROM {quote_ident(plan.unif_db)}.{quote_ident(f'enriched_{t.table}')} "
+        f"WHERE {idn} IS NOT NULL"
+        for t, label in zip(plan.tables, labels, strict=True)
+    ]
+    old = ", ".join(sql_string(s) for s in earlier) or "NULL"
+    sql = (
+        f"WITH per AS ({' UNION '.join(parts)}), "
+        f"p AS (SELECT pid, max(CASE WHEN src IN ({old}) THEN 1 ELSE 0 END) AS has_old, "
+        f"max(CASE WHEN src IN ({old}) THEN 0 ELSE 1 END) AS has_new FROM per GROUP BY pid) "
+        "SELECT count_if(has_new = 1 AND has_old = 0), count_if(has_new = 1 AND has_old = 1), "
+        "count_if(has_old = 1) FROM p"
+    )
+    row = (await backend.query(sql, plan.unif_db)).rows[0]
+    new_only, shared, earlier_now = (int(v or 0) for v in row)
+    out.update(
+        new_profiles=new_only,
+        earlier_profiles_found_again=shared,
+        earlier_profiles_now=earlier_now,
+    )
     return out

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Concatenate, NoReturn, ParamSpec, TypeVar
+from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
 import anyio
 
@@ -113,6 +113,17 @@ def config_hash(path: Path) -> str:
 
 def _files_hash(directory: Path, files: list[str]) -> str:
     return _rendered_hash({rel: (directory / rel).read_bytes() for rel in files})
+
+
+def _unified_before(unif: PhaseState, kept_sources: list[str]) -> dict[str, Any] | None:
+    """What a validated unification had found (its sources and profiles), kept when
+    sources are added so the next validation reports what they brought; an earlier
+    record stays when unification had not validated again since."""
+    metrics = (unif.validation or {}).get("metrics") or {}
+    if unif.status in DONE and "profiles" in metrics:
+        sources = list(metrics.get("profiles_per_source") or kept_sources)
+        return {"sources": sources, "profiles": int(metrics["profiles"])}
+    return unif.before_added
 
 
 def _rendered_hash(files: dict[str, bytes]) -> str:
@@ -441,8 +452,11 @@ class Pipeline:
                 reset += budget.reset_from(state, ps)
                 break
         unif = state.phase(Phase.UNIFICATION)
+        before = _unified_before(unif, [n for n in names if n not in added])
         if (added or removed) and (unif.steps or unif.status is not PhaseStatus.PENDING):
             reset += budget.reset_from(state, unif)  # (sources only reordered: kept)
+        if added and before is not None:
+            state.phase(Phase.UNIFICATION).before_added = before
         if not budget.all_done(state):
             state.reported_at = None  # the run goes on with the new stages
         notes.append(
@@ -851,6 +865,7 @@ class Pipeline:
                 ps.step("validate").details["accepted_warnings"] = True
                 return views.validation_result(ps, True, next_action(self.cfg, state))
             cfg = self._view(state, ps)
+            before_added = ps.before_added
 
         async def prepare(state: PipelineState, ps: PhaseState) -> tuple[StepPlan, None]:
             require(steps.not_validatable(ps, names))
@@ -858,7 +873,7 @@ class Pipeline:
 
         async with self._attempt(phase, source, prepare):
             schemas = await phase_schemas(cfg, self.backend, phase, for_validation=True)
-            findings = await validate_phase(cfg, phase, self.backend, schemas)
+            findings = await validate_phase(cfg, phase, self.backend, schemas, before_added)
         async with self._locked_state() as state:
             ps = state.phase(phase, source)
             budget.record_verdict(ps, findings.verdict, findings.failures, accept_warnings, now())

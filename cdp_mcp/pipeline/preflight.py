@@ -139,23 +139,27 @@ async def _td_preflight(cfg: PipelineConfig, backend: Backend) -> list[str]:
     try:
         await backend.check_auth()  # the key works on the API and the workflow host
         dbs = set(await backend.databases())
-        try:
-            known = predicted_schemas(cfg)
-        except SourceError:
-            known = {}
-        written = table_check.written_tables(cfg, known)
-        on_td = {w.database for w in written} & dbs
+        written: dict[str, table_check.Written] = {}  # by db.table: the logs are shared
+        for name in cfg.source_names:
+            view = cfg.for_source(name)
+            try:
+                known = predicted_schemas(view)
+            except SourceError:
+                known = {}
+            for w in table_check.written_tables(view, known):
+                written.setdefault(w.qualified, w)
+        on_td = {w.database for w in written.values()} & dbs
         existing = await table_check.existing_tables(backend, on_td)
     except BackendError as e:
         raise PipelineError(f"Treasure Data preflight failed: {e}") from None
-    tables = table_check.check(cfg, written, existing)
+    tables = table_check.check(cfg, list(written.values()), existing)
     if tables.problems:
         listing = "\n".join(f"- {p}" for p in tables.problems)
         raise PipelineError(
             "tables already in the account do not take what the pipeline writes into "
             f"them; nothing was created or run:\n{listing}"
         )
-    wanted = [cfg.src_db, cfg.stg_db, cfg.config_db]
+    wanted = [*dict.fromkeys(cfg.src_db_of(s) for s in cfg.sources), cfg.stg_db, cfg.config_db]
     missing = [d for d in wanted if d not in dbs]
     notes = [f"API key accepted by {cfg.global_.td_endpoint}"]
     if missing:

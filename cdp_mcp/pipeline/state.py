@@ -120,6 +120,9 @@ class PhaseState(BaseModel):
     verdict: str | None = None
     validation: dict[str, Any] | None = None
     config_hash: str | None = None
+    # Unification re-opened because sources were added: the sources it had unified and the
+    # profiles it had found then, so its next validation says what the added ones brought.
+    before_added: dict[str, Any] | None = None
 
     @property
     def key(self) -> str:

@@ -31,7 +31,7 @@ from cdp_mcp.core.sqltext import quote_ident, sql_string
 from cdp_mcp.core.staging_rules import column_kind
 from cdp_mcp.core.time_formats import suggest
 from cdp_mcp.core.unify_plan import UnificationPlan, plan_unification
-from cdp_mcp.pipeline.cross_source import cross_source_metrics
+from cdp_mcp.pipeline.cross_source import added_source_metrics, cross_source_metrics
 from cdp_mcp.pipeline.models import TableCheck, Verdict
 from cdp_mcp.pipeline.source_flow import SourceRows, source_rows
 
@@ -103,10 +103,22 @@ async def check_tables(catalog: _Catalog, expected: list[ExpectedTable]) -> list
 
 
 async def validate_phase(
-    cfg: PipelineConfig, phase: Phase, backend: Backend, schemas: SchemaMap
+    cfg: PipelineConfig,
+    phase: Phase,
+    backend: Backend,
+    schemas: SchemaMap,
+    before_added: dict[str, Any] | None = None,
 ) -> Findings:
+    """`before_added`: what unification had found before sources were added
+    (PhaseState.before_added), for its metrics to say what the added sources brought."""
     async with backend.held():
-        return await _validate_phase(cfg, phase, backend, schemas)
+        findings = await _validate_phase(cfg, phase, backend, schemas)
+        if phase is Phase.UNIFICATION and before_added and not findings.failures:
+            plan = plan_unification(cfg, schemas)
+            findings.metrics["added_sources"] = await added_source_metrics(
+                cfg, backend, plan, before_added
+            )
+        return findings
 
 
 async def _validate_phase(
@@ -496,10 +508,14 @@ async def _unification_metrics(
                 "enrichment must keep every staging row"
             )
     f.metrics["coverage"] = coverage
-    across, warnings = await cross_source_metrics(cfg, backend, plan)
+    across, warnings, dead_columns = await cross_source_metrics(cfg, backend, plan)
     f.metrics.update(across)
     f.warnings.extend(warnings)
     await _key_values(cfg, backend, catalog, plan, f)
+    taken = f.metrics.get("key_values")
+    for key, column_warnings in dead_columns.items():
+        if taken is None or taken.get(key, 0) > 0:  # else the key's own warning says it
+            f.warnings.extend(column_warnings)
     if await catalog.table(cfg.unif_db, f"{idn}_cluster_report") is not None:
         await _cluster_report(cfg, backend, f)  # the local engine's own report
     else:

@@ -257,6 +257,7 @@ CROSS_SOURCE_METRICS = (
     "profiles_per_source",
     "source_overlap",
     "table_coverage",
+    "added_sources",
 )
 OVERLAP_HEADERS = ("source", "and source", "profiles in both")
 COVERAGE_HEADERS = (
@@ -273,6 +274,29 @@ class AcrossSources(NamedTuple):
     summary: str  # one sentence
     overlap: list[list[int | str | None]]  # OVERLAP_HEADERS
     coverage: list[list[int | str | None]]  # COVERAGE_HEADERS
+    added: str | None = None  # what sources added since the last unification brought
+
+
+def added_sources_sentence(m: dict[str, Any]) -> str | None:
+    """What the sources added to a unified pipeline brought, in words (counts only)."""
+    a = m.get("added_sources") or {}
+    if not a.get("sources") or "new_profiles" not in a:
+        return None
+    before, now = int(a["earlier_profiles_before"]), int(a["earlier_profiles_now"])
+    if now < before:
+        change = f"{before - now:,} fewer: profiles the added records joined into one"
+    elif now > before:
+        change = f"{now - before:,} more: new rows of the earlier sources"
+    else:
+        change = "none joined"
+    return (
+        f"Sources added after unification had run over "
+        f"{', '.join(a.get('earlier_sources') or [])}: {', '.join(a['sources'])}. They brought "
+        f"{int(a['new_profiles']):,} new profiles (found in no earlier source) and found "
+        f"{int(a['earlier_profiles_found_again']):,} profiles of the earlier sources "
+        "again; the earlier sources' profiles "
+        f"went from {before:,} to {now:,} ({change})."
+    )
 
 
 def across_sources(state: PipelineState) -> AcrossSources | None:
@@ -309,7 +333,7 @@ def across_sources(state: PipelineState) -> AcrossSources | None:
         ]
         for table, c in (m.get("table_coverage") or {}).items()
     ]
-    return AcrossSources(summary, overlap, coverage)
+    return AcrossSources(summary, overlap, coverage, added_sources_sentence(m))
 
 
 def _cross_source_figure(state: PipelineState) -> list[Figure]:

@@ -448,6 +448,8 @@ def across_sources_html(state: PipelineState) -> str:
     if across is None:
         return head + _note("Unification has not validated yet.") + "</section>"
     out = [head, f"<p>{escape(across.summary)}</p>"]
+    if across.added:
+        out.append(f"<p>{escape(across.added)}</p>")
     if across.overlap:
         out.append("<p>Profiles found in both sources of each pair:</p>")
         out.append(_table(OVERLAP_HEADERS, across.overlap))

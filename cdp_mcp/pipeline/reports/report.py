@@ -134,6 +134,8 @@ def across_sources_markdown(state: PipelineState) -> list[str]:
     if across is None:
         return [*lines, "Unification has not validated yet.", ""]
     lines += [across.summary, ""]
+    if across.added:
+        lines += [across.added, ""]
     if across.overlap:
         lines += ["Profiles found in both sources of each pair:", ""]
         lines += _md_table(OVERLAP_HEADERS, [[_cell(c) for c in r] for r in across.overlap])

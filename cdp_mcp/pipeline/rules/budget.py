@@ -261,7 +261,11 @@ def reset_from(state: PipelineState, stage: PhaseState) -> list[str]:
             continue
         if ps.steps or ps.status is not PhaseStatus.PENDING:
             reset.append(ps.key)
-        state.stages[ps.key] = PhaseState(phase=ps.phase, source=ps.source)
+        # What unification had found before sources were added stays until it validates
+        # over them: a re-rendered project does not change what they brought.
+        state.stages[ps.key] = PhaseState(
+            phase=ps.phase, source=ps.source, before_added=ps.before_added
+        )
     return reset
 
 
