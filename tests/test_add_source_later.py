@@ -1,11 +1,12 @@
-"""A fourth source (a support desk) added to the finished three-source demo: only its
-stages run, then unification again; the profiles it does not merge keep their persistent
-ids, and the validation and the report say what it brought (new profiles, profiles found
-again, profiles it joined)."""
+"""A fourth source (a support desk) added to the finished three-source demo, on the local
+backend and on the TD emulator: only its stages run, then unification again; the profiles
+it does not merge keep their persistent ids, and the validation and the report say what it
+brought (new profiles, profiles found again, profiles it joined)."""
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,15 @@ import anyio
 import pytest
 import yaml
 
-from cdp_mcp.backends.local import LocalBackend
 from cdp_mcp.cli.demo_sources import write_demo, write_demo_config
 from cdp_mcp.cli.run import EXIT_PASS, run_pipeline
 from cdp_mcp.core.config import PipelineConfig, load_config
 from cdp_mcp.core.phases import Phase
+from cdp_mcp.emulator.app import create_app
+from cdp_mcp.emulator.server import BackgroundServer
 from cdp_mcp.pipeline.state import StateStore
+from tests.conftest import SENTINEL_KEY
+from tests.query_pages import all_rows
 
 pytestmark = pytest.mark.slow
 ROWS = 150
@@ -33,23 +37,20 @@ def run(config: Path) -> list[str]:
     return lines
 
 
-def lookup(cfg: PipelineConfig) -> dict[tuple[str, int], str]:
-    """(value, key type) -> persistent id."""
-    with LocalBackend(cfg.workspace).runtime.warehouse.cursor() as cur:
-        rows = cur.execute(
-            f"SELECT id, id_key_type, persistent_id FROM {cfg.unif_db}.unified_id_lookup"
-        ).fetchall()
-    return {(str(v), int(k)): str(p) for v, k, p in rows}
+def lookup(config: Path, cfg: PipelineConfig) -> dict[tuple[str, int], str]:
+    """(value, key type) -> persistent id, read through the query tool."""
+    sql = f"SELECT id, id_key_type, persistent_id FROM {cfg.unif_db}.unified_id_lookup"
+    return {(str(v), int(k)): str(p) for v, k, p in all_rows(config, sql)}
 
 
-def customers(cfg: PipelineConfig) -> list[tuple[str, str | None, str]]:
+def customers(config: Path, cfg: PipelineConfig) -> list[tuple[str, str | None, str]]:
     """(email, phone, profile) of the shop's customers with a valid email and an id."""
-    with LocalBackend(cfg.workspace).runtime.warehouse.cursor() as cur:
-        return cur.execute(
-            f"SELECT email, CASE WHEN phone_valid THEN phone END, unified_id "
-            f"FROM {cfg.unif_db}.enriched_shopify_customers "
-            "WHERE email_valid AND unified_id IS NOT NULL ORDER BY email"
-        ).fetchall()
+    sql = (
+        "SELECT email, CASE WHEN phone_valid THEN phone END, unified_id "
+        f"FROM {cfg.unif_db}.enriched_shopify_customers "
+        "WHERE email_valid AND unified_id IS NOT NULL ORDER BY email"
+    )
+    return [(str(e), p, str(u)) for e, p, u in all_rows(config, sql)]
 
 
 def write_support(folder: Path, known: list[tuple[str, str | None, str]]) -> dict[str, Any]:
@@ -75,15 +76,34 @@ def write_support(folder: Path, known: list[tuple[str, str | None, str]]) -> dic
     return {"again": {pid for pid, _ in again}, "joined": {x_pid, y_pid}}
 
 
-def test_a_fourth_source_added_later_keeps_the_ids_it_does_not_merge(tmp_path: Path) -> None:
+@pytest.fixture(params=["local", "treasuredata"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    """The TD emulator's URL for `treasuredata`, None for the local backend."""
+    if request.param == "local":
+        yield None
+        return
+    with BackgroundServer(create_app(tmp_path / "td_site", SENTINEL_KEY)) as server:
+        yield server.url
+
+
+def test_a_fourth_source_added_later_keeps_the_ids_it_does_not_merge(
+    tmp_path: Path, backend: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "demo"
     write_demo(root, rows=ROWS)
     config = write_demo_config(root)
+    if backend is not None:
+        monkeypatch.setenv("TD_API_KEY", SENTINEL_KEY)
+        raw = yaml.safe_load(config.read_text())
+        raw["global"].update(
+            backend="treasuredata", td_endpoint=backend, td_api_key="${TD_API_KEY}"
+        )
+        config.write_text(yaml.safe_dump(raw, sort_keys=False))
     run(config)
     cfg = load_config(config)
-    before = lookup(cfg)
+    before = lookup(config, cfg)
     profiles_before = len(set(before.values()))
-    truth = write_support(root / "support", customers(cfg))
+    truth = write_support(root / "support", customers(config, cfg))
 
     raw = yaml.safe_load(config.read_text())
     raw["sources"].append(
@@ -111,7 +131,7 @@ def test_a_fourth_source_added_later_keeps_the_ids_it_does_not_merge(tmp_path: P
     assert ran == {"ingestion:support", "hist_union:support", "staging:support", "unification"}
 
     cfg = load_config(config)
-    after = lookup(cfg)
+    after = lookup(config, cfg)
     # Every value of a profile the new source did not join keeps its persistent id.
     joined = truth["joined"]
     kept = {k: v for k, v in before.items() if v not in joined}

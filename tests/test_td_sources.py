@@ -17,7 +17,6 @@ from cdp_mcp.core.config import load_config
 from cdp_mcp.core.phases import Phase
 from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.server import BackgroundServer
-from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.state import StateStore
 from tests.conftest import SENTINEL_KEY
 from tests.demo_truth import (
@@ -27,6 +26,7 @@ from tests.demo_truth import (
     linked_clusters,
     pair_score,
 )
+from tests.query_pages import all_rows
 
 pytestmark = pytest.mark.slow
 ROWS = 150
@@ -69,23 +69,11 @@ def test_three_sources_run_on_td_and_link_the_same_people(
         }
         assert overlap == pairs
 
-        async def enriched_ids() -> dict[tuple[str, str], str | None]:
-            p = Pipeline(config)
-            out: dict[tuple[str, str], str | None] = {}
-            try:
-                for table, pk in PRIMARY_KEYS.items():
-                    got = await p.query(
-                        f'SELECT CAST("{pk}" AS varchar), unified_id '
-                        f"FROM {cfg.unif_db}.enriched_{table}",
-                        limit=10_000,
-                    )
-                    assert not got.truncated
-                    out.update({(table, str(k)): v for k, v in got.rows})
-            finally:
-                await p.aclose()
-            return out
-
-        score = pair_score(linked_clusters(truth), anyio.run(enriched_ids))
+        enriched: dict[tuple[str, str], str | None] = {}
+        for table, pk in PRIMARY_KEYS.items():
+            sql = f'SELECT CAST("{pk}" AS varchar), unified_id FROM {cfg.unif_db}.enriched_{table}'
+            enriched.update({(table, str(k)): v for k, v in all_rows(config, sql)})
+        score = pair_score(linked_clusters(truth), enriched)
         assert score.precision >= 0.999 and score.recall >= 0.999, score
     for path in [*cfg.workspace.rglob("*"), *site.rglob("*")]:
         if path.is_file() and path.suffix not in (".duckdb", ".gz", ".sqlite", ".wal"):

@@ -31,6 +31,15 @@ from cdp_mcp.core.schema import Column, SchemaMap
 from cdp_mcp.generate.hist_union import side_roles, union_columns
 
 How = Literal["insert", "append", "replace"]
+# The type a column of the pipeline's is stored as on TD, where it differs: TD's schemas
+# name no boolean (td-client-java reads int, long, double, float, string, array only), and
+# TD's loads write booleans as long (embulk-output-td's default_boolean_type_convert_to).
+# The pipeline's own tables from an earlier run hold `long` there.
+_STORED_AS = {"boolean": "long"}
+
+
+def _stored(type_: str) -> str:
+    return _STORED_AS.get(type_, type_)
 
 
 @dataclass(frozen=True)
@@ -100,9 +109,9 @@ def check(
         if w.how == "replace":
             rebuilt.append(f"{w.qualified} ({found.count:,} rows)")
             continue
-        have = {c.name: c.type for c in found.columns}
+        have = {c.name: _stored(c.type) for c in found.columns}
         missing = [c for c in w.columns if c.name not in have]
-        differ = [c for c in w.columns if c.name in have and have[c.name] != c.type]
+        differ = [c for c in w.columns if c.name in have and have[c.name] != _stored(c.type)]
         if w.how == "append":
             missing = []  # schema on write adds them
         if not missing and not differ:
