@@ -55,12 +55,18 @@ CONTRACT: dict[str, tuple[list[str], list[str]]] = {
     "final_report": (["config_path"], ["config_path"]),
     # issue 6: secrets come from the server's environment, never from the conversation
     "set_secrets": (["config_path", "phase", "names"], ["config_path", "phase", "names"]),
+    # issue 17: from the client's data to a config the person reviews
+    "inspect_source": (["source", "sample_rows", "td_endpoint"], ["source"]),
+    "draft_config": (
+        ["output_path", "sources", "client", "config_path"],
+        ["output_path", "sources"],
+    ),
 }
 # What each tool does to the workspace and the backend (orchestrator.py): get_session records
 # the outcome it reads and validate_tables records its verdict, so neither is read-only;
 # start_workflow runs workflows that rebuild their tables over the old ones, and set_secrets
 # replaces a secret's value.
-READ_ONLY = {"pipeline_status", "query", "get_logs"}
+READ_ONLY = {"pipeline_status", "query", "get_logs", "inspect_source"}
 DESTRUCTIVE = {"push_project", "abort_pipeline", "start_workflow", "set_secrets"}
 # Again with the same arguments changes nothing more; the others use an attempt, start a run
 # or a new revision, or (init_pipeline new_run=true) a new run.
@@ -74,9 +80,11 @@ IDEMPOTENT = {
     "skip_phase",
     "abort_pipeline",
     "final_report",
+    "inspect_source",
 }
-# Only these never reach the backend: they read or write the workspace's state and report.
-CLOSED_WORLD = {"pipeline_status", "skip_phase", "final_report"}
+# Only these never reach the backend: they read or write the workspace's state and report
+# (draft_config reads local folders and writes one new file).
+CLOSED_WORLD = {"pipeline_status", "skip_phase", "final_report", "draft_config"}
 DEFAULTS = {
     ("init_pipeline", "new_run"): False,
     ("init_pipeline", "retry_after_fix"): False,
@@ -442,3 +450,25 @@ def test_the_server_also_speaks_streamable_http(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# -- issue 17: from the client's data to a config ------------------------------------------
+def test_inspect_then_draft_over_the_protocol(server: Server) -> None:
+    from tests.test_drafting import write_crm
+
+    folder = server.root / "draft" / "crm"
+    write_crm(folder, "jsonl")
+    found = server.ok("inspect_source", source=str(folder), sample_rows=100)
+    (obj,) = found["objects"]
+    assert (obj["name"], obj["rows"], obj["sampled"]) == ("contacts", 220, 100)
+    assert obj["primary_key"]["column"] == "contact_id"
+    assert found["incremental_field"]["column"] == "updated_at"
+    assert found["next_action"]["tool"] == "draft_config"
+    out = server.root / "draft" / "acme.yml"
+    drafted = server.ok("draft_config", output_path=str(out), sources=[str(folder)], client="acme")
+    assert drafted["path"] == str(out) and drafted["keys"] == ["email", "phone"]
+    assert drafted["tables"] == ["crm_contacts"] and out.is_file()
+    again = server.error("draft_config", output_path=str(out), sources=[str(folder)], client="acme")
+    assert f"{out} exists: draft_config writes a new file only" in again
+    outside = server.error("inspect_source", source="/etc")
+    assert "outside the folders this server may use" in outside

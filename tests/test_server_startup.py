@@ -63,7 +63,7 @@ def _serve(cwd: Path, calls: list[tuple[str, dict[str, Any]]]) -> tuple[set[str]
     async def session() -> list[Any]:
         with log.open("w") as err:
             async with Client(stdio_client(params, errlog=err), read_timeout_seconds=120) as c:
-                assert len((await c.list_tools()).tools) == 13
+                assert len((await c.list_tools()).tools) == 15
                 return [await c.call_tool(name, arguments) for name, arguments in calls]
 
     results = anyio.run(session)

@@ -31,6 +31,35 @@ def _pipeline_command(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _drafting_command(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from cdp_mcp.cli import drafting  # at the command's run: DuckDB is startup cost
+
+        code: int = getattr(drafting, name)(args)
+        return code
+
+    return run
+
+
+def _add_drafting_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from cdp_mcp.pipeline.drafting.bounds import DEFAULT_SAMPLE_ROWS
+
+    rows = {"type": int, "default": DEFAULT_SAMPLE_ROWS, "help": "rows profiled per object"}
+    ins = sub.add_parser("inspect", help="profile a source: keys, times, identifiers, PII")
+    ins.add_argument("source", help="a folder of extracts, or td:DATABASE (key: TD_API_KEY)")
+    ins.add_argument("--sample-rows", **rows)  # type: ignore[arg-type]
+    ins.add_argument("--td-endpoint", default=None, help="TD's API for td:DATABASE")
+    ins.add_argument("--json", action="store_true", help="the whole profile as JSON")
+    ins.set_defaults(func=_drafting_command("cmd_inspect"))
+    draft = sub.add_parser("draft", help="write a commented config from the sources' data")
+    draft.add_argument("output", help="the new config file (an existing one is never replaced)")
+    draft.add_argument("sources", nargs="+", help="folders of extracts: FOLDER or NAME=FOLDER")
+    draft.add_argument("--client", help="the client's name, for a new pipeline")
+    draft.add_argument("--add-to", metavar="CONFIG", help="an existing pipeline's config")
+    draft.add_argument("--sample-rows", **rows)  # type: ignore[arg-type]
+    draft.set_defaults(func=_drafting_command("cmd_draft"))
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from cdp_mcp.core.roots import explicit_roots
     from cdp_mcp.server.app import build_server
@@ -126,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("dir", nargs="?", default="demo", help="where to write it (default ./demo)")
     demo.add_argument("--rows", type=int, default=500, help="customers in the sample")
     demo.set_defaults(func=_pipeline_command("cmd_demo"))
+
+    _add_drafting_commands(sub)
 
     serve = sub.add_parser(
         "serve",

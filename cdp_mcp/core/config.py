@@ -61,6 +61,8 @@ def shown(value: object) -> str:
 
 # A TD load lands in `{table}_landing` first; the workflow copies the exact range from there.
 LANDING_SUFFIX = "_landing"
+# The tables of a source's object besides `{source}_{object}` itself: the backfill and the union.
+_SOURCE_TABLE_SUFFIXES = ("", "_hist", "_hist_union")
 
 
 # A value holding the key outside td_api_key (`td_endpoint: ${TD_API_KEY}`) is named, never shown.
@@ -398,6 +400,23 @@ class IngestionConfig(_Strict):
         return parse_timestamp(self.start_date)
 
 
+class SourceConfig(IngestionConfig):
+    """One entry of `sources:`: the fields of the one-source `ingestion:` block, the source's
+    name given as `name`."""
+
+    source_name: Ident = Field(alias="name")
+
+
+# A pipeline's sources: each gets three projects and its tables; a consultant's engagement
+# has a handful, and far more would be several pipelines.
+MAX_SOURCES = 50
+
+
+class SourceAmbiguityError(CdpError):
+    """A one-source name (`cfg.ingestion`, `cfg.source`) was asked of a config of several
+    sources: a programming error, the caller must pick a source (`cfg.for_source`)."""
+
+
 class HistUnionConfig(_Strict):
     tables: list[str] | None = None
 
@@ -656,7 +675,12 @@ def _reachable(start: str, merges: dict[str, set[str]]) -> set[str]:
 
 class PipelineConfig(_Strict):
     global_: GlobalConfig = Field(alias="global")
-    ingestion: IngestionConfig
+    # The sources, in the one-source form (`ingestion:`) or as a list (`sources:`); read them
+    # through `sources`, and a one-source view's through `ingestion`.
+    ingestion_: IngestionConfig | None = Field(default=None, alias="ingestion")
+    sources_: list[SourceConfig] | None = Field(
+        default=None, alias="sources", min_length=1, max_length=MAX_SOURCES
+    )
     hist_union: HistUnionConfig = Field(default_factory=HistUnionConfig)
     staging: StagingConfig = Field(default_factory=StagingConfig)
     unification: UnificationConfig = Field(default_factory=UnificationConfig)
@@ -669,12 +693,75 @@ class PipelineConfig(_Strict):
         return self.global_.client
 
     @property
+    def sources(self) -> list[IngestionConfig]:
+        """Every source, in config order (the one-source form is a list of one)."""
+        if self.sources_ is not None:
+            return list(self.sources_)
+        return [self.ingestion_] if self.ingestion_ is not None else []
+
+    @property
+    def source_names(self) -> list[str]:
+        return [s.source_name for s in self.sources]
+
+    @property
+    def ingestion(self) -> IngestionConfig:
+        """The source of a one-source config or view (`for_source`)."""
+        sources = self.sources
+        if len(sources) != 1:
+            raise SourceAmbiguityError(
+                f"this pipeline has {len(sources)} sources ({', '.join(self.source_names)}): "
+                "name the source"
+            )
+        return sources[0]
+
+    def source_config(self, name: str) -> IngestionConfig:
+        for s in self.sources:
+            if s.source_name == name:
+                return s
+        raise KeyError(f"no source {name!r}; sources: {', '.join(self.source_names)}")
+
+    def for_source(self, name: str) -> PipelineConfig:
+        """A view of the pipeline holding only source `name` (and its hist-union tables):
+        what a per-source phase is generated, run and validated with."""
+        source = self.source_config(name)
+        tables = self.hist_union.tables
+        if tables is not None:
+            own = set(self.src_names_of(name))
+            tables = [t for t in tables if TableRef.parse(t).table in own]
+        return self.model_copy(
+            update={
+                "ingestion_": source,
+                "sources_": None,
+                "hist_union": self.hist_union.model_copy(update={"tables": tables}),
+            }
+        )
+
+    @property
     def source(self) -> str:
         return self.ingestion.source_name
 
     @property
     def src_db(self) -> str:
-        return self.ingestion.target_database or f"{self.client}_src"
+        return self.src_db_of(self.ingestion)
+
+    def src_db_of(self, source: IngestionConfig) -> str:
+        return source.target_database or f"{self.client}_src"
+
+    def src_names_of(self, name: str) -> list[str]:
+        """The `{source}_{object}` tables of source `name` (ingested and staged names)."""
+        return [f"{name}_{o}" for o in self.source_config(name).objects]
+
+    def source_of_table(self, table: str) -> str | None:
+        """The source a `{source}_{object}` table (or its `_hist`/`_hist_union`) is from."""
+        return self._table_sources().get(table)
+
+    def _table_sources(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for s in self.sources:
+            for o in s.objects:
+                for suffix in _SOURCE_TABLE_SUFFIXES:
+                    out.setdefault(f"{s.source_name}_{o}{suffix}", s.source_name)
+        return out
 
     @property
     def stg_db(self) -> str:
@@ -695,28 +782,47 @@ class PipelineConfig(_Strict):
 
     @property
     def source_dir(self) -> Path | None:
-        p = self.ingestion.source_path
+        return self.source_dir_of(self.ingestion)
+
+    def source_dir_of(self, source: IngestionConfig) -> Path | None:
+        p = source.source_path
         if p is None:
             return None
         return (p if p.is_absolute() else self.config_dir / p).resolve()
 
     def ingested_tables(self) -> list[str]:
-        return [f"{self.source}_{o}" for o in self.ingestion.objects]
+        """Every source's `{source}_{object}` tables, in config order."""
+        return [t for s in self.sources for t in self.src_names_of(s.source_name)]
 
     def hist_union_tables(self) -> list[TableRef]:
+        """The tables hist-union builds (every source's), each with its source's database."""
         if self.hist_union.tables is None:
-            return [TableRef(database=self.src_db, table=t) for t in self.ingested_tables()]
+            return [
+                TableRef(database=self.src_db_of(s), table=t)
+                for s in self.sources
+                for t in self.src_names_of(s.source_name)
+            ]
         refs = [TableRef.parse(t) for t in self.hist_union.tables]
-        return [TableRef(database=r.database or self.src_db, table=r.table) for r in refs]
+        return [
+            TableRef(database=r.database or self._src_db_of_table(r.table), table=r.table)
+            for r in refs
+        ]
+
+    def _src_db_of_table(self, table: str) -> str:
+        name = self.source_of_table(table)
+        source = self.source_config(name) if name is not None else self.sources[0]
+        return self.src_db_of(source)
 
     def primary_key(self, obj: str) -> str:
         return self.ingestion.primary_keys.get(obj, "id")
 
     def object_of(self, table: str) -> str | None:
         """The ingestion object a `{source}_{object}` table came from."""
-        prefix = f"{self.source}_"
-        obj = table[len(prefix) :] if table.startswith(prefix) else None
-        return obj if obj in self.ingestion.objects else None
+        name = self.source_of_table(table)
+        if name is None:
+            return None
+        obj = table[len(name) + 1 :]
+        return obj if obj in self.source_config(name).objects else None
 
     @model_validator(mode="after")
     def _key_only_in_its_field(self) -> PipelineConfig:
@@ -729,7 +835,9 @@ class PipelineConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross(self) -> PipelineConfig:
-        problems = []
+        problems = self._source_problems()
+        if problems:
+            raise ValueError("\n".join(problems))
         if self.hist_union.tables is not None:
             known = set(self.ingested_tables())
             for i, t in enumerate(self.hist_union.tables):
@@ -744,6 +852,59 @@ class PipelineConfig(_Strict):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def source_path_of(self, index: int) -> str:
+        """The field path of the source at `index` (for messages): `sources[1]` or `ingestion`."""
+        return "ingestion" if self.sources_ is None else f"sources[{index}]"
+
+    def _source_problems(self) -> list[str]:
+        """One form of sources; names, and the tables they make, unique across sources."""
+        if self.ingestion_ is not None and self.sources_ is not None:
+            return [
+                "@sources: give either `ingestion` (one source) or `sources` (a list of "
+                "sources), not both: move the ingestion block into `sources` as its first "
+                "entry, with `source_name` renamed `name`"
+            ]
+        if self.ingestion_ is None and self.sources_ is None:
+            return [
+                "@sources: required: the sources to ingest, as `sources:` (a list, each "
+                "with `name`, `connector`, `objects`, ...) or, for one source, `ingestion:`"
+            ]
+        problems: list[str] = []
+        first_of: dict[str, int] = {}
+        owner: dict[str, tuple[str, str]] = {}  # table -> (source, object) making it
+        for i, src in enumerate(self.sources):
+            name = src.source_name
+            if name in first_of:
+                problems.append(
+                    f"@{self.source_path_of(i)}.name: source {name!r} is also {self.source_path_of(first_of[name])}: "
+                    "every source needs a name of its own (it names its tables and projects)"
+                )
+                continue
+            first_of[name] = i
+            for j, obj in enumerate(src.objects):
+                for suffix in _SOURCE_TABLE_SUFFIXES:
+                    table = f"{name}_{obj}{suffix}"
+                    if table in owner and owner[table] != (name, obj):
+                        other_source, other_obj = owner[table]
+                        problems.append(
+                            f"@{self.source_path_of(i)}.objects[{j}]: table {table} would be made by both "
+                            f"source {name}'s object {obj} and source {other_source}'s object "
+                            f"{other_obj}; rename the object or the source"
+                        )
+                        break
+                    owner.setdefault(table, (name, obj))
+        if problems or self.hist_union.tables is None or len(self.sources) == 1:
+            return problems
+        listed = {self.source_of_table(TableRef.parse(t).table) for t in self.hist_union.tables}
+        for i, name in enumerate(self.source_names):
+            if name not in listed:
+                problems.append(
+                    f"@hist_union.tables: lists no table of source {name} "
+                    f"({self.source_path_of(i)}): add its tables ({', '.join(self.src_names_of(name))}) "
+                    "or leave hist_union.tables out to union every ingested table"
+                )
+        return problems
 
 
 def _strings(node: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -803,7 +964,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-_TOP_LEVEL = ("global", "ingestion", "hist_union", "staging", "unification")
+_TOP_LEVEL = ("global", "sources", "ingestion", "hist_union", "staging", "unification")
 MAX_UNKNOWN = 10  # unknown keys named one by one; the rest are counted
 MESSAGE_MAX = 400
 
@@ -883,7 +1044,7 @@ def _not_a_config(raw: Any) -> str | None:
         held = f"a single YAML value ({type(raw).__name__})"
     return (
         f"not a cdp-mcp pipeline config: it holds {held}; a config is a YAML mapping "
-        "with a global and an ingestion section"
+        "with a global section and a sources (or, for one source, an ingestion) section"
     )
 
 

@@ -24,6 +24,8 @@ class ToolName(StrEnum):
     SKIP_PHASE = "skip_phase"
     ABORT_PIPELINE = "abort_pipeline"
     FINAL_REPORT = "final_report"
+    INSPECT_SOURCE = "inspect_source"
+    DRAFT_CONFIG = "draft_config"
 
 
 # next_action's answer when only a person can decide (out of attempts, a run to resume).

@@ -18,8 +18,8 @@ from cdp_mcp import __version__
 from cdp_mcp.core import redact
 from cdp_mcp.core.roots import Roots, ask_client
 from cdp_mcp.core.tools import ToolName
+from cdp_mcp.pipeline.drafting.words import drafting_summary
 from cdp_mcp.pipeline.models import NextAction, PipelineError
-from cdp_mcp.pipeline.summaries import summary
 from cdp_mcp.server import contract
 from cdp_mcp.server.handlers import HANDLERS, CdpServer, explicit_roots, open_pipeline
 
@@ -93,7 +93,7 @@ def build_server(roots: Roots | None = None) -> MCPServer:
     for name, handler in HANDLERS.items():
         text = contract.load_tool(name)
         server.add_tool(
-            contract.described(handler, text, summary),
+            contract.described(handler, text, drafting_summary),
             name=name.value,
             title=text.title,
             description=text.description,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
@@ -25,9 +26,12 @@ from mcp.types import ListRootsResult, Tool
 from pydantic import BaseModel, Field
 
 from cdp_mcp.core import redact
+from cdp_mcp.core.errors import CdpError
 from cdp_mcp.core.phases import ORDER
 from cdp_mcp.core.roots import Roots, roots_for, wants_client_roots
 from cdp_mcp.core.tools import ToolName
+from cdp_mcp.pipeline.drafting.bounds import DEFAULT_SAMPLE_ROWS, MAX_SAMPLE_ROWS
+from cdp_mcp.pipeline.drafting.models import DraftResult, InspectResult
 from cdp_mcp.pipeline.limits import MAX_QUERY_ROWS, MAX_WAIT_SECONDS
 from cdp_mcp.pipeline.models import (
     DecisionResult,
@@ -64,6 +68,9 @@ PhaseName = Annotated[str, _schema(enum=[p.value for p in ORDER])]
 WaitSeconds = Annotated[float, _schema(minimum=0, maximum=MAX_WAIT_SECONDS)]
 RowLimit = Annotated[int, _schema(minimum=1, maximum=MAX_QUERY_ROWS)]
 Offset = Annotated[int, _schema(minimum=0)]
+SampleRows = Annotated[int, _schema(minimum=1, maximum=MAX_SAMPLE_ROWS)]
+# inspect_source's structured content at most (a result stays under ~20 KB with its text)
+INSPECT_RESULT_BYTES = 16_000
 
 
 async def _call(make: Callable[[], Awaitable[T]]) -> T:
@@ -241,8 +248,69 @@ async def final_report(config_path: str, roots: AllowedRoots) -> FinalReportResu
     return await _with(config_path, lambda p: p.final_report(), roots)
 
 
+async def _drafting(make: Callable[[], Awaitable[T]]) -> T:
+    """The drafting tools' refusals (a folder, a file, an argument) in their own words."""
+
+    async def run() -> T:
+        try:
+            return await make()
+        except CdpError as e:
+            raise ToolError(str(e)) from None
+
+    return await _call(run)
+
+
+def _inside(roots: Roots | None, path: str, what: str) -> Path:
+    """`path` resolved, once it is inside the roots (None: a caller with no roots)."""
+    real = Path(path).expanduser().resolve()
+    if roots is not None:
+        roots.check(real, what)
+    return real
+
+
+async def inspect_source(
+    roots: AllowedRoots,
+    source: str,
+    sample_rows: SampleRows = DEFAULT_SAMPLE_ROWS,
+    td_endpoint: str | None = None,
+) -> InspectResult:
+    # imported at the first call: DuckDB and the backends are startup cost
+    from cdp_mcp.pipeline.drafting import inspection
+
+    async def run() -> InspectResult:
+        if inspection.td_database(source) is None:
+            _inside(roots, source, "the source folder")
+        return await inspection.inspect_source(
+            source, sample_rows, td_endpoint, max_bytes=INSPECT_RESULT_BYTES
+        )
+
+    return await _drafting(run)
+
+
+async def draft_config(
+    roots: AllowedRoots,
+    output_path: str,
+    sources: list[str],
+    client: str | None = None,
+    config_path: str | None = None,
+) -> DraftResult:
+    from cdp_mcp.pipeline.drafting import draft
+
+    async def run() -> DraftResult:
+        out = _inside(roots, output_path, "output_path")
+        existing = _inside(roots, config_path, "the config file") if config_path else None
+        for spec in sources:
+            _inside(roots, draft.parse_spec(spec).source, "the source folder")
+        # the default sample (the CLI's --sample-rows sets another): a shorter tools/list
+        return await draft.draft_config(out, sources, client, existing)
+
+    return await _drafting(run)
+
+
 # Each tool's function, registered under its name in this order (the order tools/list shows).
 HANDLERS: dict[ToolName, Callable[..., Awaitable[BaseModel]]] = {
+    ToolName.INSPECT_SOURCE: inspect_source,
+    ToolName.DRAFT_CONFIG: draft_config,
     ToolName.INIT_PIPELINE: init_pipeline,
     ToolName.GENERATE_PHASE: generate_phase,
     ToolName.PUSH_PROJECT: push_project,
