@@ -122,8 +122,10 @@ def _restaged(
     staged = schemas.get(f"{cfg.stg_db}.{t.table}") or []
     if STAGED_AT in {c.name for c in union} or STAGED_AT not in {c.name for c in staged}:
         return None  # the source's own load_timestamp would win over staging's
-    obj = cfg.object_of(t.table)
-    key = cfg.primary_key(obj) if obj else "id"
+    source = cfg.source_of_table(t.table)
+    view = cfg.for_source(source) if source else cfg  # a config of several sources: its own
+    obj = view.object_of(t.table)
+    key = view.primary_key(obj) if obj else "id"
     return Restaged(dedup_key=key if key in {c.name for c in staged} else None)
 
 
