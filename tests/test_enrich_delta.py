@@ -27,7 +27,9 @@ from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, append_rows, write_sample, writ
 from tests.test_incremental_equivalence import UNIF, WAREHOUSE, cdp_run
 
 ENRICHED = ("shopify_customers", "shopify_orders")
-LOG_LINE = re.compile(r"\((\+enrich_runner\+enrich\+(\w+)\+[^)]*)\): (\d+) rows written")
+LOG_LINE = re.compile(
+    r"\((\+(?:enrich_runner\+enrich|dynmic_prep_creation\+prep)\+(\w+)\+[^)]*)\): (\d+) rows written"
+)
 
 
 def enriched_rows(folder: Path, table: str) -> Counter[tuple[Any, ...]]:
@@ -91,6 +93,59 @@ def merging_customer(folder: Path) -> dict[str, str]:
     }
 
 
+def new_logs(folder: Path, after: set[Path]) -> str:
+    paths = set((folder / "acme_cdp/.cdp_local/logs").rglob("*.gz")) - after
+    return "".join(gzip.open(p, "rt").read() for p in sorted(paths))
+
+
+def moved_customer(folder: Path) -> tuple[dict[str, str], tuple[str, str]]:
+    """A newer version of a customer whose (email, phone) no other staged row holds, with
+    another email: the run after it must drop that combination from the prep and
+    unif_input. Returns the row and the combination."""
+    with duckdb.connect(str(folder / WAREHOUSE), read_only=True) as con:
+        row = con.execute(
+            """SELECT c.id, p.email, p.phone FROM acme_stg.shopify_customers c
+               JOIN acme_stg.shopify_customers_prep p ON p.email = c.email AND p.phone = c.phone
+               WHERE (SELECT count(*) FROM acme_stg.shopify_customers o
+                      WHERE o.email = c.email AND o.phone = c.phone) = 1
+               ORDER BY c.id LIMIT 1"""
+        ).fetchone()
+    assert row is not None
+    return {
+        "id": str(row[0]),
+        "firstName": "Moved",
+        "lastName": "Probe",
+        "email": f"moved{row[0]}@example.com",
+        "phone": row[2],
+        "acceptsMarketing": "",
+        "city": "Miami",
+        "createdAt": "2024-01-01T00:00:00Z",
+        "updated_at": "2030-01-01T00:00:00Z",
+    }, (row[1], row[2])
+
+
+def prep_tables(folder: Path) -> dict[str, Counter[tuple[Any, ...]]]:
+    """Each prep table and unif_input as they are, and as the project's own full builds
+    (`queries/prep_{table}.sql`, then `queries/unif_input.sql` over those) give them."""
+    queries = folder / "acme_cdp/unification/queries"
+    out = {}
+    with duckdb.connect(str(folder / WAREHOUSE), read_only=True) as con:
+        td_udfs.register(con)
+        for table in ENRICHED:
+            sql = translate((queries / f"prep_{table}.sql").read_text()).sql
+            out[f"{table}_prep"] = Counter(con.execute(sql).fetchall())
+            out[f"{table}_prep (kept)"] = rows_of(con, f"acme_stg.{table}_prep")
+        out["unif_input"] = Counter(
+            con.execute(translate((queries / "unif_input.sql").read_text()).sql).fetchall()
+        )
+        out["unif_input (kept)"] = rows_of(con, "acme_stg.unif_input")
+    return out
+
+
+def rows_of(con: duckdb.DuckDBPyConnection, table: str) -> Counter[tuple[Any, ...]]:
+    return Counter(con.execute(f"SELECT * FROM {table}").fetchall())
+
+
 def append_csv_row(path: Path, row: dict[str, str]) -> None:
     with path.open(newline="") as f:
         header = next(csv.reader(f))
@@ -108,6 +163,8 @@ def test_a_rerun_enriches_only_changed_rows_and_equals_a_full_enrichment(tmp_pat
     for obj, n in (("customers", 20), ("orders", 20), ("products", 2)):
         append_rows(tmp_path / SAMPLE_FOLDER, obj, n)
     append_csv_row(tmp_path / SAMPLE_FOLDER / "customers.csv", merging_customer(tmp_path))
+    moved, gone = moved_customer(tmp_path)
+    append_csv_row(tmp_path / SAMPLE_FOLDER / "customers.csv", moved)
     cdp_run(config, "--new-run")
 
     written = rows_written(tmp_path, first_logs)
@@ -117,6 +174,17 @@ def test_a_rerun_enriches_only_changed_rows_and_equals_a_full_enrichment(tmp_pat
         assert (table, "build") not in written, f"{table} was rebuilt in full"
         redone = written[(table, "insert_changes")]
         assert 0 < redone < sum(got.values()) / 10, (table, redone)
+    # The prep and unif_input were kept up to date, not rebuilt, and hold what a rebuild
+    # over the same staged rows would: a replaced row's combination is gone.
+    preps = prep_tables(tmp_path)
+    for name in (*(f"{t}_prep" for t in ENRICHED), "unif_input"):
+        assert preps[f"{name} (kept)"] == preps[name], name
+    assert gone not in {r[:2] for r in preps["shopify_customers_prep"]}
+    assert not [task for task in written if task[1] in ("rows", "prep")], "a prep was rebuilt"
+    assert "unif_input+build^sub): " not in new_logs(tmp_path, first_logs), "unif_input rebuilt"
+    for table in ENRICHED:  # it read the rows staged since, and computed few combinations
+        staged_since, redone = written[(table, "changes")], written[(table, "affected")]
+        assert 0 < redone <= 2 * staged_since < len(preps[f"{table}_prep"]) / 10, table
     # Orders staging did not restage whose id changed: the merge reached them, not only the
     # rows staged since (else the equality above would not hold for them either).
     after = ids_by_row(tmp_path, "shopify_orders")

@@ -25,7 +25,7 @@ from cdp_mcp.core.unify_plan import EMAIL_INVALID_TEXTS, PHONE_INVALID_TEXTS, pl
 from cdp_mcp.generate import generate
 from cdp_mcp.generate.check import check_project, sql_problems
 from cdp_mcp.generate.schemas import predicted_schemas
-from cdp_mcp.generate.unification import render, unification_api_url
+from cdp_mcp.generate.unification import PREP_DELTA_STEPS, render, unification_api_url
 from tests.conftest import SENTINEL_KEY, SENTINEL_SECRET
 
 STG = "acme_stg"
@@ -246,9 +246,13 @@ def test_acme_project_has_exactly_these_files_and_is_deterministic(acme_config: 
             for t in ("shopify_customers", "shopify_orders")
             for step in ("", "_bounds", "_changes", "_delete", "_insert", "_log")
         ),
-        "queries/prep_shopify_customers.sql",
-        "queries/prep_shopify_orders.sql",
+        *(
+            f"queries/prep_{t}{step}.sql"
+            for t in ("shopify_customers", "shopify_orders")
+            for step in ("", *(f"_{s}" for s in sorted(PREP_DELTA_STEPS)))
+        ),
         "queries/unif_input.sql",
+        "queries/unif_input_bounds.sql",
         "unif_runner.dig",
     ]
     assert render(cfg, dict(reversed(list(schemas.items())))) == files
@@ -376,8 +380,9 @@ def test_the_api_key_is_in_no_file(tmp_path: Path) -> None:
 def test_every_sql_file_parses_as_presto(tmp_path: Path) -> None:
     files = render(make_config(tmp_path), staging_schemas())
     sql = {name: text for name, text in files.items() if name.endswith(".sql")}
-    # prep and enrich per table, unif_input; the incremental enrichment: 5 per table, its log
-    assert len(sql) == 16
+    # prep and enrich per table, unif_input; the incremental enrichment: 5 per table, its log;
+    # the incremental prep: its steps per table, unif_input's bounds
+    assert len(sql) == 16 + 2 * len(PREP_DELTA_STEPS) + 1
     for name, text in sql.items():
         assert sql_problems(text, "presto") == [], name
 

@@ -22,12 +22,13 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-from mcp import types
-
 from cdp_mcp.core.errors import CdpError
+
+if TYPE_CHECKING:  # importing mcp costs ~0.5 s; the CLI's commands never need it
+    from mcp import types
 
 ROOTS_ENV = "CDP_MCP_ROOTS"
 LIST_ROOTS_TIMEOUT_SECONDS = 10.0
@@ -119,6 +120,8 @@ async def ask_client(explicit: Roots | None, session: Any) -> Roots:
         session, "can_send_request", False
     ):
         return roots_for(explicit, None)
+    from mcp import types
+
     try:
         offered = await session.send_request(
             types.ListRootsRequest(),

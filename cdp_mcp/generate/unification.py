@@ -3,7 +3,11 @@
 Files (folder-relative):
 - `unif_runner.dig`: runs the three workflows below in order with `require>`.
 - `dynmic_prep_creation.dig`: `queries/prep_{table}.sql` -> `{stg}.{table}_prep` per table,
-  then `queries/unif_input.sql` -> `{stg}.unif_input`.
+  then `queries/unif_input.sql` -> `{stg}.unif_input`. When the enrichment of every table
+  is a delta (below), so is the prep: the first run also writes `{stg}.{table}_prep_rows`
+  (each staged row's key values and staging key); later runs compute again only the value
+  combinations of the rows staged since and of the rows those replaced, in the prep and in
+  unif_input, with the watermarks in `{client}_config.enrich_log`.
 - `id_unification.dig`: `http_call>` to `<api-cdp host>/unifications/workflow_call` with
   `config/unify.yml`; the local backend serves that call with its own engine.
 - `enrich_runner.dig`: `queries/enrich_{table}.sql` -> `{unif_db}.enriched_{table}`; with
@@ -90,16 +94,25 @@ class EnrichDelta:
     dedup_key: str | None  # staging's primary key, when the table is deduplicated on it
 
 
-def _enrich_delta(
-    cfg: PipelineConfig, schemas: SchemaMap, plan: UnificationPlan, t: PlanTable, text: str
-) -> EnrichDelta | None:
-    """None (rebuilt every run) unless staging of this pipeline writes the table with its
-    own `load_timestamp` and TD's `time` (what tells which rows a restage replaced)."""
+@dataclass(frozen=True)
+class Restaged:
+    """A staged table of this pipeline that staging keeps up to date by restaging rows."""
+
+    dedup_key: str | None  # staging's primary key, when the table is deduplicated on it
+
+
+def _restaged(
+    cfg: PipelineConfig, schemas: SchemaMap, plan: UnificationPlan, t: PlanTable
+) -> Restaged | None:
+    """None unless staging of this pipeline writes the table with its own `load_timestamp`
+    and TD's `time` (what tells which rows a restage replaced), and the project keeps
+    derived tables up to date incrementally (update_strategy incremental, the local backend)."""
     if plan.update_strategy != "incremental" or t.database != cfg.stg_db or not t.has_time:
         return None
-    # The delta finds rows whose id changed by `{id}_lookup.id_last_processed_at`. The local
-    # engine moves it for every value of a profile that merged or changed leader; TD's
-    # documents do not say it does, so a project for Treasure Data keeps the full rebuild.
+    # The enrichment's delta finds rows whose id changed by `{id}_lookup.id_last_processed_at`.
+    # The local engine moves it for every value of a profile that merged or changed leader;
+    # TD's documents do not say it does, so a project for Treasure Data keeps the full
+    # rebuilds (the prep's delta with them: it is checked against the local runner only).
     if cfg.global_.backend != "local":
         return None
     ref = next((r for r in cfg.hist_union_tables() if r.table == t.table), None)
@@ -109,11 +122,59 @@ def _enrich_delta(
     staged = schemas.get(f"{cfg.stg_db}.{t.table}") or []
     if STAGED_AT in {c.name for c in union} or STAGED_AT not in {c.name for c in staged}:
         return None  # the source's own load_timestamp would win over staging's
-    obj, source = cfg.object_of(t.table), cfg.source_of_table(t.table)
-    key = cfg.source_config(source).primary_keys.get(obj, "id") if obj and source else "id"
-    dedup = key if key in {c.name for c in staged} else None
+    source = cfg.source_of_table(t.table)
+    view = cfg.for_source(source) if source else cfg  # a config of several sources: its own
+    obj = view.object_of(t.table)
+    key = view.primary_key(obj) if obj else "id"
+    return Restaged(dedup_key=key if key in {c.name for c in staged} else None)
+
+
+def _enrich_delta(
+    cfg: PipelineConfig, schemas: SchemaMap, plan: UnificationPlan, t: PlanTable, text: str
+) -> EnrichDelta | None:
+    """None (rebuilt every run) unless the table is restaged (see `_restaged`)."""
+    restaged = _restaged(cfg, schemas, plan, t)
+    if restaged is None:
+        return None
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return EnrichDelta(log_key=f"{plan.unif_db}.enriched_{t.table}#{digest}", dedup_key=dedup)
+    return EnrichDelta(
+        log_key=f"{plan.unif_db}.enriched_{t.table}#{digest}", dedup_key=restaged.dedup_key
+    )
+
+
+@dataclass(frozen=True)
+class PrepDelta:
+    """How a prep table is kept up to date between full builds: `{table}_prep_rows` holds
+    each staged row's key values (and its staging key), so the values a restage replaced
+    are known after staging deleted their rows; the prep's and unif_input's rows of every
+    value combination a restage touched are computed again from it."""
+
+    log_key: str  # its rows in enrich_log: the prep and a digest of what builds it
+    dedup_key: str | None
+    rows_table: str
+    changes_table: str
+    affected_table: str
+
+
+def _prep_deltas(
+    cfg: PipelineConfig, schemas: SchemaMap, plan: UnificationPlan, texts: dict[str, str]
+) -> dict[str, PrepDelta]:
+    """Every table's prep delta, or none: unif_input is kept up to date only when each of
+    its tables is (a table rebuilt every run would rebuild unif_input every run anyway)."""
+    out: dict[str, PrepDelta] = {}
+    for t in plan.tables:
+        restaged = None if t.per_row else _restaged(cfg, schemas, plan, t)
+        if restaged is None:
+            return {}
+        digest = hashlib.sha256(texts[t.table].encode()).hexdigest()[:12]
+        out[t.table] = PrepDelta(
+            log_key=f"{plan.stg_db}.{t.prep_table}#{digest}",
+            dedup_key=restaged.dedup_key,
+            rows_table=f"{t.prep_table}_rows",
+            changes_table=f"{t.prep_table}_changes",
+            affected_table=f"{t.prep_table}_affected",
+        )
+    return out
 
 
 def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
@@ -137,6 +198,9 @@ def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
         if delta:
             deltas[t.table] = delta
     ctx["deltas"] = deltas
+    prep_sql = {t.table: _render("queries/prep.sql", {**ctx, "t": t}) for t in plan.tables}
+    preps = _prep_deltas(cfg, schemas, plan, {n: unify_yml + text for n, text in prep_sql.items()})
+    ctx["preps"] = preps
     files = {
         dig_file(UNIFICATION_WORKFLOW): _render("unif_runner.dig", ctx),
         "dynmic_prep_creation.dig": _render("dynmic_prep_creation.dig", ctx),
@@ -151,7 +215,9 @@ def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
         "queries/unif_input.sql": _render("queries/unif_input.sql", ctx),
     }
     for t in plan.tables:
-        files[f"queries/prep_{t.table}.sql"] = _render("queries/prep.sql", {**ctx, "t": t})
+        files[f"queries/prep_{t.table}.sql"] = prep_sql[t.table]
+        if t.table in preps:
+            files.update(_prep_delta_files(ctx, t, preps[t.table]))
         files[f"queries/enrich_{t.table}.sql"] = enrich_sql[t.table]
         if t.table in deltas:
             tctx = {**ctx, "t": t, "d": deltas[t.table]}
@@ -162,9 +228,36 @@ def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
                 files[f"queries/enrich_{t.table}_{step}.sql"] = _render(
                     f"queries/enrich_{step}.sql", tctx
                 )
-    if deltas:
+    if preps:
+        files["queries/unif_input_bounds.sql"] = _render("queries/unif_input_bounds.sql", ctx)
+    if deltas or preps:
         files["queries/create_enrich_log.sql"] = _render("queries/create_enrich_log.sql", ctx)
     return dict(sorted(files.items()))
+
+
+PREP_DELTA_STEPS = (
+    "bounds",
+    "rows",
+    "changes",
+    "affected",
+    "delete",
+    "insert",
+    "unif_delete",
+    "unif_insert",
+    "rows_delete",
+    "rows_insert",
+    "log",
+)
+
+
+def _prep_delta_files(ctx: dict[str, Any], t: PlanTable, d: PrepDelta) -> dict[str, str]:
+    """The steps that keep a table's prep up to date (dynmic_prep_creation.dig): a rebuild
+    writes `{prep}_rows` beside the prep (queries/prep_{table}.sql), a delta run the rest."""
+    tctx = {**ctx, "t": t, "d": d}
+    return {
+        f"queries/prep_{t.table}_{step}.sql": _render(f"queries/prep_{step}.sql", tctx)
+        for step in PREP_DELTA_STEPS
+    }
 
 
 def _render(name: str, ctx: dict[str, Any]) -> str:

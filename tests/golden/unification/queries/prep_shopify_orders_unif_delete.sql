@@ -1,0 +1,7 @@
+-- Remove shopify_orders's rows of the combinations shopify_orders_prep_affected lists from unif_input.
+DELETE FROM "acme_stg"."unif_input"
+WHERE "source_table" = 'shopify_orders'
+  AND EXISTS (
+    SELECT 1 FROM "acme_stg"."shopify_orders_prep_affected" a
+    WHERE a."email" IS NOT DISTINCT FROM "acme_stg"."unif_input"."email"
+  )
