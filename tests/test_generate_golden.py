@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from cdp_mcp.core.config import load_config
-from cdp_mcp.core.phases import ORDER, Phase
+from cdp_mcp.core.phases import ORDER, Phase, project_folder
 from cdp_mcp.generate import GenerationError, generate, render_phase
 from cdp_mcp.generate.check import check_project
 from cdp_mcp.generate.schemas import predicted_schemas
@@ -136,7 +136,8 @@ def test_regeneration_replaces_stale_files(acme_config: Path) -> None:
     # is not: tests/test_workspace_safety.py).
     cfg = load_config(acme_config)
     files = render_phase(cfg, Phase.HIST_UNION, predicted_schemas(cfg))
-    directory = write_project(cfg.workspace, "hist_union", {**files, "queries/old.sql": "1"})
+    folder = project_folder(cfg, Phase.HIST_UNION)
+    directory = write_project(cfg.workspace, folder, {**files, "queries/old.sql": "1"})
     generate(cfg, Phase.HIST_UNION, predicted_schemas(cfg))
     assert sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*.*")) == sorted(
         files
