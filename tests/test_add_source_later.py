@@ -132,6 +132,9 @@ def test_a_fourth_source_added_later_keeps_the_ids_it_does_not_merge(
 
     cfg = load_config(config)
     after = lookup(config, cfg)
+    if backend is None:  # the local engine continued its graph: an incremental run
+        runs = all_rows(config, f"SELECT mode FROM {cfg.unif_db}.unified_id_runs ORDER BY time")
+        assert [m for (m,) in runs] == ["full", "incremental"]
     # Every value of a profile the new source did not join keeps its persistent id.
     joined = truth["joined"]
     kept = {k: v for k, v in before.items() if v not in joined}
