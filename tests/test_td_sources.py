@@ -12,11 +12,13 @@ import pytest
 import yaml
 
 from cdp_mcp.cli.demo_sources import write_demo, write_demo_config
-from cdp_mcp.cli.run import EXIT_PASS, run_pipeline
+from cdp_mcp.cli.run import EXIT_FAILED, EXIT_PASS, run_pipeline
 from cdp_mcp.core.config import load_config
 from cdp_mcp.core.phases import Phase
+from cdp_mcp.core.tools import ASK_PERSON
 from cdp_mcp.emulator.app import create_app
 from cdp_mcp.emulator.server import BackgroundServer
+from cdp_mcp.pipeline.orchestrator import Pipeline
 from cdp_mcp.pipeline.state import StateStore
 from tests.conftest import SENTINEL_KEY
 from tests.demo_truth import (
@@ -26,6 +28,7 @@ from tests.demo_truth import (
     linked_clusters,
     pair_score,
 )
+from tests.multi_source_data import write_pipeline
 from tests.query_pages import all_rows
 
 pytestmark = pytest.mark.slow
@@ -78,3 +81,34 @@ def test_three_sources_run_on_td_and_link_the_same_people(
     for path in [*cfg.workspace.rglob("*"), *site.rglob("*")]:
         if path.is_file() and path.suffix not in (".duckdb", ".gz", ".sqlite", ".wal"):
             assert SENTINEL_KEY not in path.read_text(errors="replace"), path
+
+
+def test_a_failing_source_holds_up_only_itself_on_td(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CRM's extract is not UTF-8: on TD the shop still goes through staging (its
+    projects pushed and run on TD Workflow), and unification waits for the person's word
+    on the CRM."""
+    config = write_pipeline(tmp_path, ["crm", "shop"])  # the failing source first
+    (tmp_path / "crm" / "contacts.csv").write_bytes(
+        b"contact_id,email_address,updated_at\nc1,\xff\xfe bad,2024-01-01\n"
+    )
+    monkeypatch.setenv("TD_API_KEY", SENTINEL_KEY)
+    with BackgroundServer(create_app(tmp_path / "td_site", SENTINEL_KEY)) as server:
+        raw = yaml.safe_load(config.read_text())
+        raw["global"].update(
+            backend="treasuredata", td_endpoint=server.url, td_api_key="${TD_API_KEY}"
+        )
+        config.write_text(yaml.safe_dump(raw, sort_keys=False))
+        lines: list[str] = []
+        outcome = anyio.run(lambda: run_pipeline(config, echo=lines.append))
+        assert outcome.exit_code == EXIT_FAILED, outcome.message
+        assert outcome.failed_phase == "ingestion:crm"
+        assert any(line.startswith("staging:shop: validation PASS") for line in lines), lines
+        assert any(line.startswith("staging:shop: pushed multi_shop_staging ") for line in lines)
+        state = StateStore(load_config(config).workspace).load()
+        assert state.phase(Phase.UNIFICATION).status.value == "pending"
+        assert state.phase(Phase.HIST_UNION, "crm").status.value == "pending"
+        now = Pipeline(config).status().next_action
+        assert now.tool == ASK_PERSON and now.arguments["source"] == "crm"
+        assert "contacts.csv is not UTF-8" in now.why
