@@ -161,17 +161,22 @@ def _dead_column(t: PlanTable, kc: PlanKeyColumn, key: PlanKey, rows: int, non_n
     )
 
 
-async def _profile_sets(
-    cfg: PipelineConfig, backend: Backend, plan: UnificationPlan, labels: list[str]
-) -> dict[str, Any]:
-    """Profiles by how many sources hold them, per source, and per pair of sources."""
+def _source_profiles(plan: UnificationPlan, labels: list[str]) -> list[str]:
+    """Per table, a SELECT of (src, pid): its source's label and each profile it holds."""
     idn = quote_ident(plan.id_name)
-    parts = [
+    return [
         f"SELECT DISTINCT {sql_string(label)} AS src, {idn} AS pid "
         f"FROM {quote_ident(plan.unif_db)}.{quote_ident(f'enriched_{t.table}')} "
         f"WHERE {idn} IS NOT NULL"
         for t, label in zip(plan.tables, labels, strict=True)
     ]
+
+
+async def _profile_sets(
+    cfg: PipelineConfig, backend: Backend, plan: UnificationPlan, labels: list[str]
+) -> dict[str, Any]:
+    """Profiles by how many sources hold them, per source, and per pair of sources."""
+    parts = _source_profiles(plan, labels)
     per = " UNION ".join(parts)
     sql = (
         f"WITH per AS ({per}), n AS (SELECT pid, count(*) AS k FROM per GROUP BY pid) "
@@ -211,16 +216,9 @@ async def added_source_metrics(
     }
     if not added:
         return out
-    idn = quote_ident(plan.id_name)
-    parts = [
-        f"SELECT DISTINCT {sql_string(label)} AS src, {idn} AS pid "
-        f"FROM {quote_ident(plan.unif_db)}.{quote_ident(f'enriched_{t.table}')} "
-        f"WHERE {idn} IS NOT NULL"
-        for t, label in zip(plan.tables, labels, strict=True)
-    ]
     old = ", ".join(sql_string(s) for s in earlier) or "NULL"
     sql = (
-        f"WITH per AS ({' UNION '.join(parts)}), "
+        f"WITH per AS ({' UNION '.join(_source_profiles(plan, labels))}), "
         f"p AS (SELECT pid, max(CASE WHEN src IN ({old}) THEN 1 ELSE 0 END) AS has_old, "
         f"max(CASE WHEN src IN ({old}) THEN 0 ELSE 1 END) AS has_new FROM per GROUP BY pid) "
         "SELECT count_if(has_new = 1 AND has_old = 0), count_if(has_new = 1 AND has_old = 1), "
