@@ -1,6 +1,6 @@
 """The HTML report in a real browser: Debian's chromium, headless, renders the three charts.
 
-The report comes from a real `cdp-mcp demo` run (the sample extract, 200 customers). Chromium
+The report comes from a real `cdp-mcp demo` run (three sources, the shop's 200 customers). Chromium
 dumps the DOM it built and takes a screenshot; the bars the DOM holds (from the run's
 validation metrics) must be the bars on the screen, found by their colours in the PNG.
 Without chromium (`apt-get install chromium`) the tests skip, except under CI (env `CI` set),
@@ -44,7 +44,7 @@ CHART_TITLES = (
     "Profiles by number of ids (cluster size)",
     "Share of rows with a profile id, per table",
 )
-WIDTH, HEIGHT = 1280, 3000  # tall enough that all three charts are above the fold
+WIDTH, HEIGHT = 1280, 6000  # tall enough that all three charts are above the fold (three sources)
 # a closed network: no first-run, sync, component updates or other calls home
 CHROMIUM_FLAGS = (
     "--headless",
@@ -74,6 +74,7 @@ class Rendered:
     cluster_sizes: int  # bars the run's metrics call for
     coverage_tables: int
     profiles: int
+    ingested_tables: int  # every source's objects: a row-flow bar of each colour per table
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +133,7 @@ def rendered(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Rendere
         sum(1 for n in metrics["ids_per_profile"].values() if n > 0),
         sum(1 for share in metrics["coverage"].values() if share > 0),
         int(metrics["profiles"]),
+        len(cfg.ingested_tables()),
     )
 
 
@@ -268,7 +270,8 @@ def test_chromium_builds_the_three_charts_from_the_run(rendered: Rendered) -> No
     charts = _charts(rendered.dom)
     assert [c.label for c in charts] == list(CHART_TITLES)
     assert [c.title for c in charts] == list(CHART_TITLES)
-    tables = 3  # the sample's orders, customers and products
+    tables = rendered.ingested_tables
+    assert tables == 5  # the shop's orders, customers and products, crm's and mailer's one each
     flow, clusters, coverage = (c.bars for c in charts)
     assert flow == {
         c: tables for c in (COLORS[SOURCE], COLORS[INGESTED], COLORS[UNION], COLORS[STAGED])
