@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import os
 import shutil
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +78,27 @@ def with_extras(config: Path) -> None:
     raw = yaml.safe_load(config.read_text())
     raw["unification"].update(ACME_EXTRAS)
     config.write_text(yaml.safe_dump(raw))
+
+
+# -- ending the session -------------------------------------------------------------------
+# Threads still alive when pytest is done (an emulator's server, anyio's worker threads,
+# DuckDB's) are killed by the interpreter's finalization; native code in one of them can
+# abort the process then ("FATAL: exception not rethrown", exit 134) after every test passed.
+# So the session ends here, once its report is written, with pytest's own exit status.
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not _EXIT_STATUS:
+        return
+    alive = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    if alive:
+        print(f"threads alive at the end of the session: {', '.join(alive)}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_EXIT_STATUS[-1])
