@@ -23,6 +23,7 @@ from cdp_mcp.emulator.server import BackgroundServer
 from cdp_mcp.pipeline.state import StateStore
 from tests.conftest import SENTINEL_KEY
 from tests.query_pages import all_rows
+from tests.test_td_pipeline import on_td
 
 pytestmark = pytest.mark.slow
 ROWS = 150
@@ -94,11 +95,7 @@ def test_a_fourth_source_added_later_keeps_the_ids_it_does_not_merge(
     config = write_demo_config(root)
     if backend is not None:
         monkeypatch.setenv("TD_API_KEY", SENTINEL_KEY)
-        raw = yaml.safe_load(config.read_text())
-        raw["global"].update(
-            backend="treasuredata", td_endpoint=backend, td_api_key="${TD_API_KEY}"
-        )
-        config.write_text(yaml.safe_dump(raw, sort_keys=False))
+        on_td(config, backend)
     run(config)
     cfg = load_config(config)
     before = lookup(config, cfg)

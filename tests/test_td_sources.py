@@ -9,7 +9,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-import yaml
 
 from cdp_mcp.cli.demo_sources import write_demo, write_demo_config
 from cdp_mcp.cli.run import EXIT_FAILED, EXIT_PASS, run_pipeline
@@ -30,6 +29,7 @@ from tests.demo_truth import (
 )
 from tests.multi_source_data import write_pipeline
 from tests.query_pages import all_rows
+from tests.test_td_pipeline import on_td
 
 pytestmark = pytest.mark.slow
 ROWS = 150
@@ -44,11 +44,7 @@ def test_three_sources_run_on_td_and_link_the_same_people(
     site = tmp_path / "td_site"
     monkeypatch.setenv("TD_API_KEY", SENTINEL_KEY)
     with BackgroundServer(create_app(site, SENTINEL_KEY)) as server:
-        raw = yaml.safe_load(config.read_text())
-        raw["global"].update(
-            backend="treasuredata", td_endpoint=server.url, td_api_key="${TD_API_KEY}"
-        )
-        config.write_text(yaml.safe_dump(raw, sort_keys=False))
+        on_td(config, server.url)
         lines: list[str] = []
         outcome = anyio.run(lambda: run_pipeline(config, echo=lines.append))
         log = "\n".join(lines)
@@ -95,11 +91,7 @@ def test_a_failing_source_holds_up_only_itself_on_td(
     )
     monkeypatch.setenv("TD_API_KEY", SENTINEL_KEY)
     with BackgroundServer(create_app(tmp_path / "td_site", SENTINEL_KEY)) as server:
-        raw = yaml.safe_load(config.read_text())
-        raw["global"].update(
-            backend="treasuredata", td_endpoint=server.url, td_api_key="${TD_API_KEY}"
-        )
-        config.write_text(yaml.safe_dump(raw, sort_keys=False))
+        on_td(config, server.url)
         lines: list[str] = []
         outcome = anyio.run(lambda: run_pipeline(config, echo=lines.append))
         assert outcome.exit_code == EXIT_FAILED, outcome.message
