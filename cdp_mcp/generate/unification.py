@@ -185,6 +185,8 @@ def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
         "plan": plan,
         "client": cfg.client,
         "parallel_limit": PARALLEL_LIMIT,
+        # TD runs each query on its own cluster; the local backend's share one DuckDB
+        "enrich_side_by_side": cfg.global_.backend != "local",
         "config_db": cfg.config_db,
         "log_table": ENRICH_LOG,
         "log_columns": ENRICH_LOG_COLUMNS,
