@@ -26,7 +26,12 @@ import duckdb
 import numpy as np
 
 from cdp_mcp.backends.local.unification.delta import delta_ready, run_delta
-from cdp_mcp.backends.local.unification.enrich import IdChanges, enrich_table
+from cdp_mcp.backends.local.unification.enrich import (
+    IdChanges,
+    enrich_records,
+    enrich_table,
+    record_enrichable,
+)
 from cdp_mcp.backends.local.unification.extract import (
     Extracted,
     extract_values,
@@ -54,7 +59,7 @@ from cdp_mcp.backends.local.unification.sql import (
 from cdp_mcp.backends.local.unification.td_loop import (
     id_dtype,
     none_of,
-    record_rows,
+    record_leads,
     run_loop,
 )
 from cdp_mcp.core.sqltext import quote_ident
@@ -77,6 +82,7 @@ class RunSummary:
     # new ones; None otherwise.
     merged: list[tuple[str, str]] | None = None
     skipped_mark: bool = False  # the rows at the previous watermark were not read again
+    enriched: dict[str, int] = field(default_factory=dict)  # tables it enriched -> rows
 
     def line(self) -> str:
         r = self.record
@@ -112,9 +118,11 @@ def unify(
             log=log,
             cancelled=cancelled,
             keep_debug_tables=request.keep_debug_tables,
+            enrich=request.run_enrichments,
         )
         for id_spec in request.spec.ids
     ]
+    enriched = {name: rows for s in summaries for name, rows in s.enriched.items()}
     modes = {s.id_name: s.record.mode for s in summaries}
     since = {s.id_name: s.since for s in summaries}
     changes = {s.id_name: IdChanges(s.merged, s.skipped_mark) for s in summaries}
@@ -122,7 +130,9 @@ def unify(
         for t in request.spec.tables:
             if cancelled():
                 raise UnificationCancelled("ID unification was cancelled")
-            rows = enrich_table(con, request.spec, t, modes, since, changes)
+            rows = enriched.get(t.name)
+            if rows is None:
+                rows = enrich_table(con, request.spec, t, modes, since, changes)
             if rows is not None:
                 log(f"{request.spec.database}.{t.enriched}: {rows} rows")
     for m in request.spec.masters:
@@ -152,6 +162,7 @@ def run_id(
     log: Callable[[str], None] = lambda _: None,
     cancelled: Callable[[], bool] = lambda: False,
     keep_debug_tables: bool = False,
+    enrich: bool = False,  # run_enrichments: a full run may enrich its table itself
 ) -> RunSummary:
     clock = _Clock(id_spec.name, log, cancelled)
     # DuckDB draws progress bars on stdout, which would corrupt an MCP stdio stream.
@@ -217,8 +228,13 @@ def run_id(
             ids,
         )
         scratch.drop(ext.values)  # the largest temp table (a row per value of a record)
-        follower, leader = record_rows(got["rid"], got["node"], ext.n_records)
+        lead = record_leads(got["rid"], got["node"], ext.n_records)  # per record
+        follower, leader = got["node"], lead[got["rid"]]
         del got
+        # Enriched from the arrays: a record's id is its smallest value's profile's.
+        enrich_from = record_enrichable(con, spec, id_spec) if enrich and not priors else None
+        if enrich_from is None:
+            del lead
         prev_leader = np.full(nodes.count, -1, dtype=ids)
         for prior in priors:
             prev = _prior_rows(con, prior.graph, nodes.table, ids)
@@ -267,8 +283,17 @@ def run_id(
             started=clock.started,
             debug=debug,
         )
-        report = write_run(con, scratch, run)
-        clock.lap("write", "written")
+        report, people = write_run(con, scratch, run)
+        clock.lap("write", "written" + (f"; enriching {enrich_from.table}" if enrich_from else ""))
+        enriched: dict[str, int] = {}
+        if enrich_from is not None:
+            has = lead != none_of(lead)
+            rid = np.flatnonzero(has).astype(ids)
+            enriched[enrich_from.name] = enrich_records(
+                con, spec, enrich_from, id_spec, rid, loop.leader[lead[has]], people
+            )
+            del lead, has, rid
+            clock.lap("enrich", f"{enrich_from.enriched}: {enriched[enrich_from.name]} rows")
         return RunSummary(
             spec.database,
             id_spec.name,
@@ -277,6 +302,7 @@ def run_id(
             clock.timings,
             previous.watermarks if previous else {},
             skipped_mark=ext.skipped_mark,
+            enriched=enriched,
         )
     finally:
         scratch.close()

@@ -155,6 +155,56 @@ def enrich_table(
     return int(scalar(con, f"SELECT count(*) FROM {target}") or 0)
 
 
+def record_enrichable(
+    con: duckdb.DuckDBPyConnection, spec: UnifySpec, id_spec: IdSpec
+) -> TableSpec | None:
+    """The table a full run of `id_spec` can enrich from its own arrays (`enrich_records`),
+    or None. A record's id is its first valid key value's (in merge priority) profile: with
+    canonical_id's node order (key priority first) and one column per key, that value is
+    the record's smallest node, which the run has; and the record is the row (rowid) of
+    the id's only table, which no other id enriches."""
+    if id_spec.method != "canonical_id" or id_spec.merge_by_ids:
+        return None
+    tables = spec.tables_for(id_spec)
+    if len(tables) != 1 or spec.ids_for(tables[0]) != (id_spec,):
+        return None
+    t = tables[0]
+    keys = [kc.key for kc in t.key_columns if kc.key in id_spec.rank_keys]
+    if len(keys) != len(set(keys)) or exists(con, t.database, t.table) != "BASE TABLE":
+        return None  # two columns of a key: the first, not the smallest, is the record's
+    return t
+
+
+def enrich_records(
+    con: duckdb.DuckDBPyConnection,
+    spec: UnifySpec,
+    t: TableSpec,
+    id_spec: IdSpec,
+    rid: np.ndarray,
+    leader: np.ndarray,
+    people: str,
+) -> int:
+    """Write `enriched_{t}` of a full run from its arrays: per record (`rid`, the table's
+    rowid) its profile's leader node, whose id `people` (node, uid) holds; what
+    enrich_table writes, without evaluating the keys again and joining every row to the
+    lookup on its value."""
+    check_id_columns(con, t, (id_spec,))
+    target = table(spec.database, t.enriched)
+
+    def write() -> None:
+        with arrays(con, rid=rid, leader=leader) as recs, transaction(con):
+            con.execute(
+                f"""CREATE OR REPLACE TABLE {target} AS
+                    SELECT s.*, u.uid AS {quote_ident(id_spec.name)}
+                    FROM {table(t.database, t.table)} s LEFT JOIN (
+                      SELECT r.rid, p.uid FROM {recs} r JOIN {people} p ON p.node = r.leader
+                    ) u ON u.rid = s.rowid"""
+            )
+
+    retry_on_conflict(write)
+    return int(scalar(con, f"SELECT count(*) FROM {target}") or 0)
+
+
 def _give_new_ids(
     con: duckdb.DuckDBPyConnection, target: str, id_name: str, merged: list[tuple[str, str]]
 ) -> None:

@@ -62,8 +62,11 @@ class RunInput:
     debug: DebugGraphs | None = None  # keep_debug_tables: the graph per iteration
 
 
-def write_run(con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput) -> ClusterReport:
-    """Write every output table of the run in one transaction; returns the cluster report."""
+def write_run(
+    con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput
+) -> tuple[ClusterReport, str]:
+    """Write every output table of the run in one transaction; returns the cluster report
+    and the run's temp table of profiles (leader node, kt, v, uid; in the scratch)."""
     nodes, loop, record = run.nodes, run.loop, run.record
     n = nodes.count
     ids = id_dtype(n)
@@ -160,7 +163,7 @@ def write_run(con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput) -
         ],
         run.debug,
     )
-    return box["report"]
+    return box["report"], people
 
 
 def _create_people(
