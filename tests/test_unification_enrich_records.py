@@ -51,19 +51,20 @@ RECORDS = [
 ]
 
 
+@pytest.mark.parametrize("method", ["canonical_id", "persistent_id"])
 @pytest.mark.parametrize("iterations", [1, 15])
 def test_the_run_enriches_as_the_sql_enrichment_does(
-    con: duckdb.DuckDBPyConnection, iterations: int
+    con: duckdb.DuckDBPyConnection, iterations: int, method: str
 ) -> None:
     load(con, RECORDS)
-    doc = body(iterations=iterations, full_refresh=True, run_enrichments=True)
+    doc = body(method, iterations=iterations, full_refresh=True, run_enrichments=True)
     written, by_sql, enriched = enriched_both_ways(con, doc)
     assert enriched == {"unif_input": len(RECORDS)}  # the run wrote it, not enrich_table
     assert written == by_sql
     by_time = {r[2]: r[3] for r in written}
     assert by_time[18] is None and by_time[19] is None
     assert by_time[16] == uid("phone", "4") and by_time[17] == uid("email", "e@x.com")
-    if iterations == 15:  # one profile led by the smallest email
+    if iterations == 15:  # one profile led by the first-seen (and smallest) email
         assert {by_time[t] for t in range(10, 16)} == {uid("email", "a@x.com")}
     else:  # left split: the chain's records do not all share an id
         assert len({by_time[t] for t in range(10, 16)}) > 1

@@ -30,6 +30,7 @@ from cdp_mcp.backends.local.unification.enrich import (
     IdChanges,
     enrich_records,
     enrich_table,
+    first_keys,
     record_enrichable,
 )
 from cdp_mcp.backends.local.unification.extract import (
@@ -221,20 +222,25 @@ def run_id(
         # Ids as int32 while they fit: half the memory, and fetched without a copy.
         ids = id_dtype(max(nodes.count, ext.n_records))
         cast = sql_int_type(ids)
+        # Enriched from the arrays: a record's id is its first valid key's profile's.
+        enrich_from = record_enrichable(con, spec, id_spec) if enrich and not priors else None
+        by_key = enrich_from is not None and id_spec.method != "canonical_id"
         got = fetch_ints(
             con,
             f"SELECT v.rid::{cast} AS rid, n.rowid::{cast} AS node"
-            f" FROM {ext.values} v JOIN {nodes.table} n USING (kt, v)",
+            + (f", n.p::{cast} AS p" if by_key else "")
+            + f" FROM {ext.values} v JOIN {nodes.table} n USING (kt, v)",
             ids,
         )
         scratch.drop(ext.values)  # the largest temp table (a row per value of a record)
         lead = record_leads(got["rid"], got["node"], ext.n_records)  # per record
         follower, leader = got["node"], lead[got["rid"]]
-        del got
-        # Enriched from the arrays: a record's id is its smallest value's profile's.
-        enrich_from = record_enrichable(con, spec, id_spec) if enrich and not priors else None
-        if enrich_from is None:
-            del lead
+        picked = None
+        if by_key:  # persistent_id: nodes are not in key order
+            picked = first_keys(got["rid"], got["node"], got["p"], ext.n_records, nodes.count)
+        elif enrich_from is not None:  # canonical_id: key priority first, the smallest node
+            picked = lead
+        del got, lead
         prev_leader = np.full(nodes.count, -1, dtype=ids)
         for prior in priors:
             prev = _prior_rows(con, prior.graph, nodes.table, ids)
@@ -286,13 +292,13 @@ def run_id(
         report, people = write_run(con, scratch, run)
         clock.lap("write", "written" + (f"; enriching {enrich_from.table}" if enrich_from else ""))
         enriched: dict[str, int] = {}
-        if enrich_from is not None:
-            has = lead != none_of(lead)
+        if enrich_from is not None and picked is not None:
+            has = picked != none_of(picked)
             rid = np.flatnonzero(has).astype(ids)
             enriched[enrich_from.name] = enrich_records(
-                con, spec, enrich_from, id_spec, rid, loop.leader[lead[has]], people
+                con, spec, enrich_from, id_spec, rid, loop.leader[picked[has]], people
             )
-            del lead, has, rid
+            del picked, has, rid
             clock.lap("enrich", f"{enrich_from.enriched}: {enriched[enrich_from.name]} rows")
         return RunSummary(
             spec.database,

@@ -160,10 +160,10 @@ def record_enrichable(
 ) -> TableSpec | None:
     """The table a full run of `id_spec` can enrich from its own arrays (`enrich_records`),
     or None. A record's id is its first valid key value's (in merge priority) profile: with
-    canonical_id's node order (key priority first) and one column per key, that value is
-    the record's smallest node, which the run has; and the record is the row (rowid) of
-    the id's only table, which no other id enriches."""
-    if id_spec.method != "canonical_id" or id_spec.merge_by_ids:
+    one column per key, that is the record's value of the smallest key priority, which the
+    run has (first_keys); and the record is the row (rowid) of the id's only table, which
+    no other id enriches."""
+    if id_spec.merge_by_ids:
         return None
     tables = spec.tables_for(id_spec)
     if len(tables) != 1 or spec.ids_for(tables[0]) != (id_spec,):
@@ -173,6 +173,21 @@ def record_enrichable(
     if len(keys) != len(set(keys)) or exists(con, t.database, t.table) != "BASE TABLE":
         return None  # two columns of a key: the first, not the smallest, is the record's
     return t
+
+
+def first_keys(
+    record: np.ndarray, node: np.ndarray, priority: np.ndarray, n_records: int, n_nodes: int
+) -> np.ndarray:
+    """Per record: the node of its value of the smallest key priority (a record has one
+    value per key here), or the id type's largest value when it has none."""
+    none = np.iinfo(node.dtype).max
+    key = priority.astype(np.int64) * max(n_nodes, 1) + node
+    best = np.full(n_records, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(best, record, key)
+    out = np.full(n_records, none, dtype=node.dtype)
+    has = best != np.iinfo(np.int64).max
+    out[has] = best[has] % max(n_nodes, 1)
+    return out
 
 
 def enrich_records(
