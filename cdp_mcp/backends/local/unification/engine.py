@@ -294,11 +294,13 @@ def run_id(
         enriched: dict[str, int] = {}
         if enrich_from is not None and picked is not None:
             has = picked != none_of(picked)
-            rid = np.flatnonzero(has).astype(ids)
+            record_leader = np.full(len(picked), -1, dtype=ids)  # per record (rowid)
+            record_leader[has] = loop.leader[picked[has]]
+            del picked, has
             enriched[enrich_from.name] = enrich_records(
-                con, spec, enrich_from, id_spec, rid, loop.leader[picked[has]], people
+                con, spec, enrich_from, id_spec, record_leader, people
             )
-            del picked, has, rid
+            del record_leader
             clock.lap("enrich", f"{enrich_from.enriched}: {enriched[enrich_from.name]} rows")
         return RunSummary(
             spec.database,

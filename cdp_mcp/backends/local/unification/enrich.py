@@ -195,29 +195,34 @@ def enrich_records(
     spec: UnifySpec,
     t: TableSpec,
     id_spec: IdSpec,
-    rid: np.ndarray,
     leader: np.ndarray,
     people: str,
 ) -> int:
-    """Write `enriched_{t}` of a full run from its arrays: per record (`rid`, the table's
-    rowid) its profile's leader node, whose id `people` (node, uid) holds; what
+    """Write `enriched_{t}` of a full run from its arrays: per record (the table's rowid)
+    its profile's leader node (-1: none), whose id `people` (node, uid) holds; what
     enrich_table writes, without evaluating the keys again and joining every row to the
     lookup on its value."""
     check_id_columns(con, t, (id_spec,))
-    target = table(spec.database, t.enriched)
+    target, source = table(spec.database, t.enriched), table(t.database, t.table)
+    rows = int(scalar(con, f"SELECT count(*) FROM {source}") or 0)
+    # Rowids without gaps are the scan's positions: the arrays line up with the rows.
+    dense = rows == len(leader)
+    uid = f"p.uid AS {quote_ident(id_spec.name)}"
 
     def write() -> None:
-        with arrays(con, rid=rid, leader=leader) as recs, transaction(con):
-            con.execute(
-                f"""CREATE OR REPLACE TABLE {target} AS
-                    SELECT s.*, u.uid AS {quote_ident(id_spec.name)}
-                    FROM {table(t.database, t.table)} s LEFT JOIN (
-                      SELECT r.rid, p.uid FROM {recs} r JOIN {people} p ON p.node = r.leader
-                    ) u ON u.rid = s.rowid"""
-            )
+        with arrays(con, leader=leader) as arr, transaction(con):
+            if dense:
+                body = f"""SELECT s.*, {uid} FROM {source} s POSITIONAL JOIN {arr} r
+                           LEFT JOIN {people} p ON p.node = r.leader"""
+            else:  # rows deleted since they were written: by rowid
+                body = f"""SELECT s.*, {uid} FROM {source} s
+                           LEFT JOIN (SELECT range AS rid, leader FROM range({len(leader)})
+                                      POSITIONAL JOIN {arr}) r ON r.rid = s.rowid
+                           LEFT JOIN {people} p ON p.node = r.leader"""
+            con.execute(f"CREATE OR REPLACE TABLE {target} AS {body}")
 
     retry_on_conflict(write)
-    return int(scalar(con, f"SELECT count(*) FROM {target}") or 0)
+    return rows
 
 
 def _give_new_ids(
