@@ -4,32 +4,56 @@
 --   2. phone (key phone)
 -- The lookup has one row per (id, id_key_type), so no staging row is repeated; it holds
 -- the id in TD's column persistent_id; a key name's id_key_type is in unified_id_keys.
+WITH changed AS (
+  -- Only the rows this run redoes (enrich_runner.dig): staged since the last run, or holding
+  -- a value whose lookup row was written since; picked before the joins.
+  -- Picked by id on a scan of the key columns only, then read whole: filtering a
+  -- scan of every column would cost most of a full build. (All rows of a picked
+  -- id are redone: enrich_shopify_customers_delete.sql removes them all.)
+  SELECT * FROM "acme_stg"."shopify_customers" s
+  WHERE s."id" IN (
+    SELECT r."id" FROM "acme_stg"."shopify_customers" r
+    WHERE r."id" IS NOT NULL AND (r."load_timestamp" > ${td.last_results.stg_from}
+        OR CAST(r."email" AS varchar) IN (
+          SELECT l."id"
+          FROM "cdp_unification_customer_360"."unified_id_lookup" l
+          JOIN "cdp_unification_customer_360"."unified_id_keys" kt ON l."id_key_type" = kt."key_type"
+          WHERE kt."key_name" = 'email' AND l."id_last_processed_at" > ${td.last_results.id_from_1}
+        )
+        OR CAST(r."phone" AS varchar) IN (
+          SELECT l."id"
+          FROM "cdp_unification_customer_360"."unified_id_lookup" l
+          JOIN "cdp_unification_customer_360"."unified_id_keys" kt ON l."id_key_type" = kt."key_type"
+          WHERE kt."key_name" = 'phone' AND l."id_last_processed_at" > ${td.last_results.id_from_1}
+        ))
+  )
+  UNION ALL
+  SELECT * FROM "acme_stg"."shopify_customers" s
+  WHERE s."id" IS NULL AND (s."load_timestamp" > ${td.last_results.stg_from}
+      OR CAST(s."email" AS varchar) IN (
+        SELECT l."id"
+        FROM "cdp_unification_customer_360"."unified_id_lookup" l
+        JOIN "cdp_unification_customer_360"."unified_id_keys" kt ON l."id_key_type" = kt."key_type"
+        WHERE kt."key_name" = 'email' AND l."id_last_processed_at" > ${td.last_results.id_from_1}
+      )
+      OR CAST(s."phone" AS varchar) IN (
+        SELECT l."id"
+        FROM "cdp_unification_customer_360"."unified_id_lookup" l
+        JOIN "cdp_unification_customer_360"."unified_id_keys" kt ON l."id_key_type" = kt."key_type"
+        WHERE kt."key_name" = 'phone' AND l."id_last_processed_at" > ${td.last_results.id_from_1}
+      ))
+)
 SELECT
   s.*,
   COALESCE(k1."unified_id", k2."unified_id") AS "unified_id"
-FROM (
-  -- Only the rows this run redoes (enrich_runner.dig): staged since the last run, or holding
-  -- a value whose lookup row was written since; picked before the joins.
-  SELECT * FROM "acme_stg"."shopify_customers" s
-  WHERE s."load_timestamp" > ${td.last_results.stg_from}
-    OR CAST(s."email" AS varchar) IN (
-      SELECT l."id"
-      FROM "cdp_unification_customer_360"."unified_id_lookup" l
-      JOIN "cdp_unification_customer_360"."unified_id_keys" kt ON l."id_key_type" = kt."key_type"
-      WHERE kt."key_name" = 'email' AND l."id_last_processed_at" > ${td.last_results.id_from_1}
-    )
-    OR CAST(s."phone" AS varchar) IN (
-      SELECT l."id"
-      FROM "cdp_unification_customer_360"."unified_id_lookup" l
-      JOIN "cdp_unification_customer_360"."unified_id_keys" kt ON l."id_key_type" = kt."key_type"
-      WHERE kt."key_name" = 'phone' AND l."id_last_processed_at" > ${td.last_results.id_from_1}
-    )
-) s
+FROM changed s
 LEFT JOIN (
   SELECT l."id", l."persistent_id" AS "unified_id"
   FROM "cdp_unification_customer_360"."unified_id_lookup" l
   JOIN "cdp_unification_customer_360"."unified_id_keys" kt ON l."id_key_type" = kt."key_type"
   WHERE kt."key_name" = 'email'
+    -- only the values of the rows redone: the join then holds a few lookup rows, not all
+    AND l."id" IN (SELECT CAST(c."email" AS varchar) FROM changed c)
 ) k1
   ON k1."id" = CASE WHEN NULLIF(CAST(s."email" AS varchar), '') NOT IN ('test@test.com') AND regexp_like(NULLIF(CAST(s."email" AS varchar), ''), '.+@.+') AND COALESCE(s."email_valid", false) THEN NULLIF(CAST(s."email" AS varchar), '') END
 LEFT JOIN (
@@ -37,5 +61,7 @@ LEFT JOIN (
   FROM "cdp_unification_customer_360"."unified_id_lookup" l
   JOIN "cdp_unification_customer_360"."unified_id_keys" kt ON l."id_key_type" = kt."key_type"
   WHERE kt."key_name" = 'phone'
+    -- only the values of the rows redone: the join then holds a few lookup rows, not all
+    AND l."id" IN (SELECT CAST(c."phone" AS varchar) FROM changed c)
 ) k2
   ON k2."id" = CASE WHEN COALESCE(s."phone_valid", false) THEN NULLIF(CAST(s."phone" AS varchar), '') END
