@@ -85,6 +85,8 @@ def with_extras(config: Path) -> None:
 # DuckDB's) are killed by the interpreter's finalization; native code in one of them can
 # abort the process then ("FATAL: exception not rethrown", exit 134) after every test passed.
 # So the session ends here, once its report is written, with pytest's own exit status.
+# Under pytest-xdist each worker ends so too, after its last report (and "workerfinished")
+# went to the controller, which then ends with the status of the whole run.
 _EXIT_STATUS: list[int] = []
 
 
