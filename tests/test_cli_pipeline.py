@@ -45,7 +45,7 @@ class Ran:
 def cdp(*args: str, cwd: Path | None = None) -> Ran:
     env = {**os.environ, "TD_API_KEY": SENTINEL_KEY}
     done = subprocess.run(
-        [*cli(), *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=env
+        [*cli(), *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env
     )
     assert "Traceback" not in done.stderr, done.stderr
     assert SENTINEL_KEY not in done.stdout + done.stderr

@@ -242,7 +242,7 @@ def _run_in_a_terminal(args: list[str], cwd: Path, columns: int = 120) -> tuple[
     )
     os.close(slave)
     chunks: list[bytes] = []
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # a guard against a hung run, not a speed check
     while time.monotonic() < deadline:
         try:
             data = os.read(master, 65536)

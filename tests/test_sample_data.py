@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import duckdb
@@ -132,15 +131,8 @@ def test_sample_config_drives_generation(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_scale_is_fast(tmp_path: Path) -> None:
-    started = time.perf_counter()
+def test_scale_gives_the_rows_asked_for(tmp_path: Path) -> None:
+    # How fast the sample is written is bench_e2e's business (it writes 1M-30M rows and
+    # prints the time); a test asserts no clock.
     files = write_sample(tmp_path, rows=200_000)
-    assert time.perf_counter() - started < 10
     assert sum(1 for _ in files["customers"].open()) > 200_000
-
-
-@pytest.mark.slow
-def test_a_million_rows_under_30_seconds(tmp_path: Path) -> None:
-    started = time.perf_counter()
-    write_sample(tmp_path, rows=1_000_000)
-    assert time.perf_counter() - started < 30

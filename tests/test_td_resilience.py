@@ -158,15 +158,16 @@ def test_429_waits_what_retry_after_asks(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_every_call_has_a_timeout(tmp_path: Path) -> None:
-    _, served = faulty(tmp_path, FaultPlan(rate=1.0, kinds=("slow",), slow_seconds=0.6))
+    # Each answer comes after 2 s; without a timeout the call would wait and succeed, so
+    # the ReadTimeout itself shows the limit applied (no clock is asserted: a loaded
+    # machine stretches every wait).
+    _, served = faulty(tmp_path, FaultPlan(rate=1.0, kinds=("slow",), slow_seconds=2.0))
 
     async def scenario(url: str) -> None:
         retry = RetryPolicy(max_tries=2, base_delay=0.01, max_total=5)
         async with backend(url, retry, timeout=0.15) as td:
-            started = time.monotonic()
             with pytest.raises(TransientError, match="ReadTimeout"):
                 await td.attempt("1")
-            assert time.monotonic() - started < 0.6
 
     with BackgroundServer(served) as server:
         anyio.run(scenario, server.url)
