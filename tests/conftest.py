@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
@@ -101,6 +102,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     alive = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     if alive:
         print(f"threads alive at the end of the session: {', '.join(alive)}", file=sys.stderr)
+    # os._exit skips atexit: run its handlers first (they remove temp folders, such as the
+    # appended tails of source files, which hold the sample's personal data)
+    atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_EXIT_STATUS[-1])
