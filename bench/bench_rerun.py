@@ -25,7 +25,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_e2e import append_one_percent, parse_size, source_counts, step_times, write_config
+from bench_e2e import (
+    WAREHOUSE,
+    append_one_percent,
+    compare_warehouses,
+    parse_size,
+    source_counts,
+    step_times,
+    write_config,
+)
 from bench_pipeline import customers_for
 
 from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, write_sample
@@ -57,12 +65,29 @@ def run_cli(config: Path, tree: str | None, new_run: bool, log: Path) -> tuple[f
     return usage.ru_utime + usage.ru_stime, wall
 
 
+def restore(work: Path, kept: Path, data: Path) -> None:
+    """The workspace and kept facts as after the full run; each file at its size and mtime
+    then (its inode unchanged, so the kept facts know it)."""
+    for name in ("acme_cdp", "cache"):
+        shutil.rmtree(work / name, ignore_errors=True)
+        shutil.copytree(kept / name, work / name, symlinks=True)
+    for line in (kept / "files").read_text().splitlines():
+        fname, size, mtime = line.split()
+        if (kept / fname).is_file():
+            shutil.copy2(kept / fname, data / fname)
+        os.truncate(data / fname, int(size))
+        os.utime(data / fname, ns=(int(mtime), int(mtime)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", default="1M")
     ap.add_argument("--dir", required=True, type=Path)
     ap.add_argument("--trees", default="", help="comma-separated source trees ('' = installed)")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument(
+        "--compare", action="store_true", help="compare the first two trees' warehouses"
+    )
     ns = ap.parse_args()
     work: Path = ns.dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -86,15 +111,7 @@ def main() -> None:
     counts = source_counts({p.stem: p for p in data.iterdir() if p.is_file()})
     for i in range(ns.repeat):
         for tree in trees:
-            for name in ("acme_cdp", "cache"):
-                shutil.rmtree(work / name, ignore_errors=True)
-                shutil.copytree(kept / name, work / name, symlinks=True)
-            for line in (kept / "files").read_text().splitlines():
-                fname, size, mtime = line.split()
-                if (kept / fname).is_file():
-                    shutil.copy2(kept / fname, data / fname)
-                os.truncate(data / fname, int(size))
-                os.utime(data / fname, ns=(int(mtime), int(mtime)))
+            restore(work, kept, data)
             append_one_percent(data, counts)
             launched = datetime.now(UTC)
             cpu, wall = run_cli(config, tree or None, True, work / f"rerun{i}.log")
@@ -110,6 +127,14 @@ def main() -> None:
                 f"load {load:.1f}; rest {rest:.2f}"
             )
             print("    " + ", ".join(f"{k} {v:.2f}" for k, v in phases.items()), flush=True)
+            if ns.compare and i == 0:
+                shutil.copy2(
+                    work / "acme_cdp" / WAREHOUSE, work / f"warehouse-{trees.index(tree)}.duckdb"
+                )
+    if ns.compare and len(trees) > 1:
+        a, b = work / "warehouse-0.duckdb", work / "warehouse-1.duckdb"
+        for diff in compare_warehouses(a, b):
+            print("  " + diff.describe())
 
 
 if __name__ == "__main__":
