@@ -93,6 +93,7 @@ class RunMeasure:
     disk: int = 0  # bytes of the warehouse file after the run
     engine: float = 0.0  # the unification engine's own seconds (`{id}_runs`)
     unif_tasks: dict[str, float] = field(default_factory=dict)  # unif_runner's tasks, s
+    failed: list[str] = field(default_factory=list)  # attempts that did not succeed
     load: float = 0.0  # the machine's 1-minute load average as the run ended (shared VM)
 
     @property
@@ -140,28 +141,28 @@ def run_cli(config: Path, log: Path, new_run: bool = False) -> RunMeasure:
     m = RunMeasure(wall, peak, int(proc.returncode), disk=file_size(cfg.workspace / WAREHOUSE))
     m.load = os.getloadavg()[0]
     if m.exit_code in (0, 3):
-        m.steps, attempt = step_times(cfg.workspace, launched)
+        m.steps = step_times(cfg.workspace, launched)
         m.engine = engine_seconds(cfg)
-        m.unif_tasks = task_times(cfg.workspace, attempt)
+        attempts = run_attempts(cfg.workspace, launched)
+        m.unif_tasks = task_times(attempts)
+        m.failed = failed_attempts(attempts)
     return m
 
 
-def step_times(workspace: Path, launched: datetime) -> tuple[list[tuple[str, str, float]], str]:
-    """The run's steps as RunMeasure.steps has them; and unification's execute attempt id."""
+def step_times(workspace: Path, launched: datetime) -> list[tuple[str, str, float]]:
+    """The run's steps as RunMeasure.steps has them."""
     state = StateStore(workspace).load()
     ended = sorted(
-        (s.finished_at, p.value, name, s.attempt_id)
+        (s.finished_at, p.value, name)
         for p in ORDER
         for name, s in state.phase(p).steps.items()
         if s.finished_at
     )
-    out, before, attempt = [], launched, ""
-    for finished, phase, name, attempt_id in ended:
+    out, before = [], launched
+    for finished, phase, name in ended:
         out.append((phase, name, (finished - before).total_seconds()))
         before = finished
-        if phase == ORDER[-1].value and name.startswith("execute:"):
-            attempt = attempt_id or ""
-    return out, attempt
+    return out
 
 
 def engine_seconds(cfg: PipelineConfig) -> float:
@@ -174,16 +175,48 @@ def engine_seconds(cfg: PipelineConfig) -> float:
 
 
 _TASK_DONE = re.compile(r"\((\+[^)]+)\): require> finished in ([0-9.]+)s")
+_LOG_FIELD = re.compile(r"^(started|status|workflow):\s*(.*)$", re.MULTILINE)
 
 
-def task_times(workspace: Path, attempt: str) -> dict[str, float]:
-    """unif_runner's tasks (prep, id_unification, enrichment) from the run's deployment
-    record (`pipeline_logs/`)."""
-    logs = list((workspace / "pipeline_logs").glob(f"*/unification_*_attempt{attempt}.log"))
-    if not attempt or not logs:
-        return {}
-    text = logs[0].read_text(encoding="utf-8", errors="replace")
-    return {m[1].rsplit("+", 1)[-1]: float(m[2]) for m in _TASK_DONE.finditer(text)}
+def run_attempts(workspace: Path, launched: datetime) -> list[tuple[str, str, str]]:
+    """(workflow, status, log text) of every attempt this run started, in start order, from
+    the run's deployment record (`pipeline_logs/`)."""
+    found = []
+    for log in (workspace / "pipeline_logs").glob("*/*_attempt*.log"):
+        text = log.read_text(encoding="utf-8", errors="replace")
+        fields = dict(_LOG_FIELD.findall(text[:2000]))
+        try:
+            started = datetime.fromisoformat(fields.get("started", ""))
+        except ValueError:
+            continue
+        if started >= launched:
+            found.append(
+                (started, fields.get("workflow", log.stem), fields.get("status", ""), text)
+            )
+    return [(w, st, t) for _, w, st, t in sorted(found, key=lambda f: f[0])]
+
+
+def task_times(attempts: list[tuple[str, str, str]]) -> dict[str, float]:
+    """unif_runner's tasks (prep, id_unification, enrichment), summed over its attempts: a
+    retry runs only the tasks that failed, so one attempt's record may lack the others."""
+    out: dict[str, float] = {}
+    for workflow, _, text in attempts:
+        if workflow == "unif_runner":
+            for m in _TASK_DONE.finditer(text):
+                name = m[1].rsplit("+", 1)[-1]
+                out[name] = out.get(name, 0.0) + float(m[2])
+    return out
+
+
+def failed_attempts(attempts: list[tuple[str, str, str]]) -> list[str]:
+    """Each attempt of the run that did not succeed, with its first error line: a retry
+    the run needed is part of its time, and a defect to name, not a detail to hide."""
+    out = []
+    for workflow, status, text in attempts:
+        if status != "success":
+            error = next((ln for ln in text.splitlines() if ln.lstrip().startswith("error ")), "")
+            out.append(f"{workflow} ({status}): {error.strip()[:300]}")
+    return out
 
 
 def file_size(path: Path) -> int:
@@ -450,6 +483,41 @@ def check_persistent_ids(snapshot: Path, warehouse: Path, cfg: PipelineConfig) -
     return IdCheck(int(row[0]), int(row[1]), int(row[2]))
 
 
+@dataclass
+class PartitionCheck:
+    values: int  # (value, key type) pairs both lookups hold
+    profiles_a: int  # profiles over those values, each side
+    profiles_b: int
+    moved: int  # of those values, how many share a profile with another set of values
+
+
+def compare_partitions(a: Path, b: Path, cfg: PipelineConfig) -> PartitionCheck:
+    """Which values share a profile, in both lookups, ids aside: a persistent id comes from
+    the profile's first-seen value, and a rebuild sees every value at its own load's time,
+    so its ids may name the same profiles otherwise. Over the values both sides hold (the
+    incremental lookup keeps superseded versions' values); each profile is named by its
+    smallest value there, and a value counts as moved when that name differs."""
+    uid = quote_ident(cfg.unification.id_method)
+    table = lookup_table(cfg)
+    with duckdb.connect(config={"memory_limit": COMPARE_MEMORY}) as con:
+        con.execute("SET enable_progress_bar = false")
+        con.execute(f"ATTACH {sql_string(str(a))} AS a (READ_ONLY)")
+        con.execute(f"ATTACH {sql_string(str(b))} AS b (READ_ONLY)")
+        row = con.execute(
+            f"""WITH
+            la AS (SELECT id, id_key_type, {uid} AS pid FROM a.{table}),
+            lb AS (SELECT id, id_key_type, {uid} AS pid FROM b.{table}),
+            both_ AS (SELECT la.id, la.id_key_type, la.pid AS pa, lb.pid AS pb
+                      FROM la JOIN lb USING (id, id_key_type)),
+            named AS (SELECT *, min(id_key_type || ':' || id) OVER (PARTITION BY pa) AS na,
+                             min(id_key_type || ':' || id) OVER (PARTITION BY pb) AS nb
+                      FROM both_)
+            SELECT count(*), count(DISTINCT pa), count(DISTINCT pb),
+                   count(*) FILTER (WHERE na <> nb) FROM named"""
+        ).fetchall()[0]
+    return PartitionCheck(*(int(x) for x in row))
+
+
 # -- one size -----------------------------------------------------------------------------
 
 
@@ -464,6 +532,7 @@ class SizeResult:
     rebuild: RunMeasure | None = None
     diffs: list[TableDiff] = field(default_factory=list)
     ids: IdCheck | None = None
+    partition: PartitionCheck | None = None
 
 
 def write_config(work: Path, name: str, workspace: str) -> Path:
@@ -522,9 +591,9 @@ def measure_size(rows: int, work: Path, incremental: bool) -> SizeResult:
     rebuild_config = write_config(work, "acme_rebuild", "rebuild_cdp")
     result.rebuild = run_cli(rebuild_config, work / "rebuild.log")
     check_run(result.rebuild, "the rebuild's cdp-mcp run", work / "rebuild.log")
-    result.diffs = compare_warehouses(
-        warehouse, load_config(rebuild_config).workspace / WAREHOUSE, rebuilt_tables(cfg)
-    )
+    rebuilt = load_config(rebuild_config).workspace / WAREHOUSE
+    result.diffs = compare_warehouses(warehouse, rebuilt, rebuilt_tables(cfg))
+    result.partition = compare_partitions(warehouse, rebuilt, cfg)
     return result
 
 
@@ -567,6 +636,8 @@ def print_steps(what: str, m: RunMeasure) -> None:
     tasks = ", ".join(f"{n} {t:.1f}" for n, t in m.unif_tasks.items())
     print(f"    unification tasks: {tasks}; the engine itself {m.engine:.1f}")
     print(f"    rest (final report, exit) {m.rest:.1f}")
+    for failure in m.failed:
+        print(f"    RETRIED: an attempt failed and was retried: {failure}")
 
 
 def print_growth(results: list[SizeResult]) -> None:
@@ -606,6 +677,13 @@ def print_incremental(r: SizeResult) -> None:
         print(f"    {d.table}: {d.describe()}")
         for sample in d.samples:
             print(f"      {sample}")
+    if r.partition:
+        pc = r.partition
+        print(
+            f"  profiles as sets of values, ids aside (lookup, over the {pc.values:,} values "
+            f"both hold): {pc.profiles_a:,} vs {pc.profiles_b:,} profiles; {pc.moved:,} "
+            "values in a profile of other values"
+        )
     if r.ids:
         i = r.ids
         print(

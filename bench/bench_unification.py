@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import queue as queue_module
 import resource
 import sys
@@ -155,7 +156,13 @@ class PhaseMemory:
             time.sleep(0.05)
 
     def log(self, line: str) -> None:
-        for phase in ("numbering", "building the graph", "running the loop", "writing"):
+        for phase in (
+            "numbering",
+            "building the graph",
+            "running the loop",
+            "writing",
+            "enriching",
+        ):
             if phase in line:
                 self.phase = phase
 
@@ -393,11 +400,17 @@ CONTENDERS: dict[str, Callable[[str], dict[str, Any]]] = {
 def _child(name: str, db: str, queue: Any, memory: str) -> None:
     global DUCKDB_MEMORY
     DUCKDB_MEMORY = memory
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     result = CONTENDERS[name](db)
     result["seconds"] = time.perf_counter() - start
+    result["cpu_seconds"] = _cpu_seconds() - cpu  # every thread's, DuckDB's included
     result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     queue.put(result)
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measure(name: str, db: Path, memory: str) -> dict[str, Any]:
@@ -444,18 +457,22 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = measure(name, db, args.duckdb_memory)
             print(f"{name}: {results[name]}", flush=True)
     floor = results.get("floor", {}).get("seconds")
+    floor_cpu = results.get("floor", {}).get("cpu_seconds")
     print(
         f"\n{args.records:,} records, {sum(counts[k] for k in KEYS):,} key values,"
-        f" DuckDB memory_limit {args.duckdb_memory or 'default'} (floor and engine)"
+        f" DuckDB memory_limit {args.duckdb_memory or 'default'} (floor and engine),"
+        f" load average {os.getloadavg()[0]:.1f}"
     )
     print(
-        f"{'contender':<12}{'seconds':>9}{'x floor':>9}{'cc step s':>11}{'iterations':>12}"
-        f"{'profiles':>12}{'peak GB':>9}"
+        f"{'contender':<12}{'seconds':>9}{'x floor':>9}{'cpu s':>8}{'x floor':>9}{'cc step s':>11}"
+        f"{'iterations':>12}{'profiles':>12}{'peak GB':>9}"
     )
     for name, r in results.items():
         ratio = f"{r['seconds'] / floor:.2f}" if floor else "-"
+        cpu_ratio = f"{r['cpu_seconds'] / floor_cpu:.2f}" if floor_cpu else "-"
         print(
-            f"{name:<12}{r['seconds']:>9.1f}{ratio:>9}{r['cc_seconds']:>11.1f}"
+            f"{name:<12}{r['seconds']:>9.1f}{ratio:>9}{r['cpu_seconds']:>8.1f}{cpu_ratio:>9}"
+            f"{r['cc_seconds']:>11.1f}"
             f"{r.get('iterations', '-'):>12}{r['profiles']:>12,}{r['peak_rss_gb']:>9.2f}"
         )
     if "engine" in results:

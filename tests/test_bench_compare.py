@@ -62,3 +62,43 @@ def test_a_lost_duplicate_and_a_missing_table_are_differences(base: Path, tmp_pa
     got = diffs(base, other)
     assert got["stg.customers"].startswith("DIFFER: 4 vs 3 rows; 1 only in a, 0 only in b")
     assert got["stg.keys"] == "only in a"
+
+
+def lookup_warehouse(path: Path, rows: list[tuple[str, str, int]]) -> Path:
+    """A unification database's lookup: (persistent_id, value, key type)."""
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE SCHEMA cdp_unification_customer_360")
+        con.execute(
+            "CREATE TABLE cdp_unification_customer_360.unified_id_lookup"
+            " (persistent_id VARCHAR, id VARCHAR, id_key_type INT)"
+        )
+        con.executemany(
+            "INSERT INTO cdp_unification_customer_360.unified_id_lookup VALUES (?, ?, ?)", rows
+        )
+    return path
+
+
+def test_profiles_are_compared_as_sets_of_values_whatever_their_ids(tmp_path: Path) -> None:
+    import yaml
+    from bench_e2e import compare_partitions
+
+    from cdp_mcp.cli.demo_data import SAMPLE_CONFIG
+    from cdp_mcp.core.config import PipelineConfig
+
+    cfg = PipelineConfig.model_validate(yaml.safe_load(SAMPLE_CONFIG))
+    a = lookup_warehouse(
+        tmp_path / "a.duckdb",
+        [("P1", "a@x.com", 1), ("P1", "555", 2), ("P2", "b@x.com", 1), ("P3", "old@x.com", 1)],
+    )
+    renamed = lookup_warehouse(
+        tmp_path / "b.duckdb", [("Q9", "a@x.com", 1), ("Q9", "555", 2), ("Q8", "b@x.com", 1)]
+    )
+    same = compare_partitions(a, renamed, cfg)
+    # old@x.com is only in a (a superseded value), so it is left out; the ids differ
+    assert (same.values, same.profiles_a, same.profiles_b, same.moved) == (3, 2, 2, 0)
+
+    split = lookup_warehouse(
+        tmp_path / "c.duckdb", [("Q9", "a@x.com", 1), ("Q7", "555", 2), ("Q8", "b@x.com", 1)]
+    )
+    moved = compare_partitions(a, split, cfg)
+    assert (moved.profiles_a, moved.profiles_b, moved.moved) == (2, 3, 1)

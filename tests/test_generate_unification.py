@@ -344,6 +344,21 @@ def test_unif_runner_requires_the_three_workflows_in_order(tmp_path: Path) -> No
     ]
 
 
+def test_enrichments_run_side_by_side_on_td_and_one_after_another_locally(
+    tmp_path: Path,
+) -> None:
+    """On the local backend they share one DuckDB's memory_limit (each join holds a key's
+    lookup); on TD each query has its own cluster."""
+    local = _dig(render(make_config(tmp_path), staging_schemas()), "enrich_runner.dig")
+    td = render(make_config(tmp_path, backend="treasuredata"), staging_schemas())
+    on_td = _dig(td, "enrich_runner.dig")
+    tables = ["+shopify_customers", "+shopify_orders"]
+    for enrich in (local["+enrich"], on_td["+enrich"]):
+        assert [k for k in enrich if k.startswith("+")] == tables
+    assert "_parallel" not in local["+enrich"]
+    assert on_td["+enrich"]["_parallel"] == {"limit": 3}
+
+
 @pytest.mark.parametrize(
     ("endpoint", "url"),
     [

@@ -44,7 +44,7 @@ def test_defaults_come_from_the_machine_and_are_honoured(tmp_path: Path) -> None
     runtime = LocalRuntime(tmp_path)
     memory, threads, spill = settings(runtime)
     machine = resources.machine_memory()
-    expected = min(machine // 4, 1024 * MIB)
+    expected = min(machine // 4, 2048 * MIB)
     assert memory == mib_text(expected)  # not DuckDB's 80% of RAM
     assert threads == len(os.sched_getaffinity(0))
     assert Path(spill) == runtime.home / "duckdb_spill"

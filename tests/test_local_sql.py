@@ -137,6 +137,31 @@ def test_a_short_in_list_is_comparisons_with_the_same_answers() -> None:
 
 
 @pytest.mark.parametrize("engine", ["presto", "hive"])
+def test_the_null_text_check_skips_long_values_with_the_same_answers(engine: str) -> None:
+    # staging's check of every text value: NULL stays NULL and a miss FALSE (not NULL), in a
+    # projection as in a CASE; values as long as the longest text still match ('NONE')
+    values = ["' NA '", "'NULL'", "'None'", "'nulls'", "'N/A'", "'n/a '", "''", "'İ'", "NULL"]
+    values += [
+        "chr(65326) || 'ULL'",
+        "chr(8490) || 'elvin'",
+        "'naïve'",
+        "'x'",
+    ]  # fullwidth N, Kelvin sign
+    rows = " UNION ALL ".join(f"SELECT {v} AS x" for v in values)
+    texts = "('', 'null', 'none', 'n/a', 'na')"
+    query = (
+        f"SELECT x, lower(trim(x)) IN {texts} AS hit, lower(x) NOT IN {texts} AS kept,"
+        f" CASE WHEN lower(trim(x)) IN {texts} THEN NULL ELSE trim(x) END AS v FROM ({rows}) s"
+    )
+    sql = translate(query, engine).sql
+    assert "LIST_CONTAINS" in sql.upper() and "LENGTH(" in sql.upper()
+    key = lambda r: (r[0] is None, r[0] or "")  # noqa: E731
+    got = sorted(duckdb.sql(sql).fetchall(), key=key)
+    assert got == sorted(duckdb.sql(query).fetchall(), key=key)
+    assert [r[1] for r in got if r[0] in (" NA ", "NULL", "None", "N/A", "")] == [True] * 5
+
+
+@pytest.mark.parametrize("engine", ["presto", "hive"])
 def test_trim_of_a_column_skips_unpadded_values_with_the_same_answers(engine: str) -> None:
     values = ["' a '", "'b '", "' c'", "'d'", "'   '", "''", "NULL", "chr(9) || ' e' || chr(10)"]
     rows = " UNION ALL ".join(f"SELECT {v} AS x" for v in values)

@@ -66,8 +66,8 @@ class Prep:
                     self.con.execute(f"DROP TABLE IF EXISTS {STG}.unif_input")
                 elif step == "rows":
                     self.sql(f"{q}_rows.sql", b, create=f"{t}_prep_rows")
-                elif step == "prep":
-                    self.sql(f"{q}.sql", b, create=f"{t}_prep")
+                elif step == "prep":  # from the rows just written, as the workflow does
+                    self.sql(f"{q}_from_rows.sql", b, create=f"{t}_prep")
                 elif step in ("changes", "affected"):
                     self.sql(f"{q}_{step}.sql", b, create=f"{t}_prep_{step}")
                 elif step == "drop":
@@ -177,6 +177,9 @@ def test_the_workflow_runs_the_steps_in_this_order(prep: Prep, tmp_path: Path) -
     assert [k for k in table["+rebuild"]["_do"] if k.startswith("+")] == [
         "+forget_unif_input", "+rows", "+prep",
     ]  # fmt: skip
+    rebuild = table["+rebuild"]["_do"]
+    assert rebuild["+rows"]["td>"] == "queries/prep_shopify_customers_rows.sql"
+    assert rebuild["+prep"]["td>"] == "queries/prep_shopify_customers_from_rows.sql"
     delta = [k for k in table["+redo_changes"]["_do"] if k.startswith("+")]
     assert delta == [
         "+changes", "+affected", "+delete_prep", "+insert_prep", "+unif_input",

@@ -4,8 +4,9 @@ Files (folder-relative):
 - `unif_runner.dig`: runs the three workflows below in order with `require>`.
 - `dynmic_prep_creation.dig`: `queries/prep_{table}.sql` -> `{stg}.{table}_prep` per table,
   then `queries/unif_input.sql` -> `{stg}.unif_input`. When the enrichment of every table
-  is a delta (below), so is the prep: the first run also writes `{stg}.{table}_prep_rows`
-  (each staged row's key values and staging key); later runs compute again only the value
+  is a delta (below), so is the prep: the first run writes `{stg}.{table}_prep_rows`
+  (each staged row's key values and staging key) and the prep from it
+  (`queries/prep_{table}_from_rows.sql`, the same rows); later runs compute again only the value
   combinations of the rows staged since and of the rows those replaced, in the prep and in
   unif_input, with the watermarks in `{client}_config.enrich_log`.
 - `id_unification.dig`: `http_call>` to `<api-cdp host>/unifications/workflow_call` with
@@ -184,6 +185,8 @@ def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
         "plan": plan,
         "client": cfg.client,
         "parallel_limit": PARALLEL_LIMIT,
+        # TD runs each query on its own cluster; the local backend's share one DuckDB
+        "enrich_side_by_side": cfg.global_.backend != "local",
         "config_db": cfg.config_db,
         "log_table": ENRICH_LOG,
         "log_columns": ENRICH_LOG_COLUMNS,
@@ -238,6 +241,7 @@ def render(cfg: PipelineConfig, schemas: SchemaMap) -> dict[str, str]:
 PREP_DELTA_STEPS = (
     "bounds",
     "rows",
+    "from_rows",
     "changes",
     "affected",
     "delete",
@@ -252,7 +256,8 @@ PREP_DELTA_STEPS = (
 
 def _prep_delta_files(ctx: dict[str, Any], t: PlanTable, d: PrepDelta) -> dict[str, str]:
     """The steps that keep a table's prep up to date (dynmic_prep_creation.dig): a rebuild
-    writes `{prep}_rows` beside the prep (queries/prep_{table}.sql), a delta run the rest."""
+    writes `{prep}_rows`, then the prep from it (the rows queries/prep_{table}.sql gives,
+    without a second scan of staging), a delta run the rest."""
     tctx = {**ctx, "t": t, "d": d}
     return {
         f"queries/prep_{t.table}_{step}.sql": _render(f"queries/prep_{step}.sql", tctx)

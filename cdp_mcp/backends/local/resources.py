@@ -25,12 +25,13 @@ MEMORY_ENV = "CDP_MCP_LOCAL_MEMORY_LIMIT"
 THREADS_ENV = "CDP_MCP_LOCAL_THREADS"
 _MIB = 1024**2
 _GIB = 1024**3
-# DuckDB's share by default: a quarter of the machine, at most 1 GiB. Phases 1-3 at 3M source
-# rows then peak at 1.2 GiB of RSS (1.6 GiB at DuckDB's defaults; Python and DuckDB's own
-# structures come on top of the limit), leaving the unification engine's arrays (~2.5 GB at
-# 10M records) room under 4 GB; what does not fit spills (bench/bench_pipeline.py).
+# DuckDB's share by default: a quarter of the machine, at most 2 GiB. At 1 GiB a 10M-row run
+# spilled in staging and unification (up to 0.7 GB in the spill folder) and an incremental
+# enrichment failed to pin a block (bench/bench_e2e.py); at 2.5 GiB its peak RSS was 3.2 GB.
+# Python and DuckDB's own structures come on top of the limit, and the unification engine's
+# arrays (numpy, in the same process) beside it, under the 4 GB a 10M-row run may take.
 _DEFAULT_SHARE = 0.25
-_DEFAULT_CAP = 1024 * _MIB
+_DEFAULT_CAP = 2048 * _MIB
 _MINIMUM = 128 * _MIB  # below this DuckDB fails ordinary statements
 _UNITS = {
     "": 1,

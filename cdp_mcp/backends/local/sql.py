@@ -175,11 +175,37 @@ def _short_in_list(node: exp.Expression) -> exp.Expression:
     if not isinstance(node, exp.In) or node.args.get("query") or node.args.get("field"):
         return node
     values = node.expressions
+    guarded = _lower_in_short_texts(node)
+    if guarded is not None:
+        return guarded
     if len(values) not in _SHORT_IN_LIST or not all(
         isinstance(v, exp.Literal | exp.Null) for v in values
     ):
         return node
     return exp.paren(exp.or_(*(exp.EQ(this=node.this.copy(), expression=v) for v in values)))
+
+
+def _lower_in_short_texts(node: exp.In) -> exp.Expression | None:
+    """`lower(x) IN ('', 'null', ...)` as `length(x) <= n AND list_contains([...], lower(x))`,
+    n the longest text's length: staging's NULL-text check of every text value.
+
+    DuckDB's lower() maps each code point to one code point (checked over all of Unicode),
+    so a value longer than every text cannot match, and most values are: they skip the
+    lowered copy. NULL stays NULL and a miss FALSE, as with IN. list_contains rather than
+    comparisons, which DuckDB would lower once for every row, or IN, which it may plan as
+    a join. None when the IN is not of that shape.
+    """
+    values = node.expressions
+    if not isinstance(node.this, exp.Lower) or len(values) < 2:
+        return None
+    if not all(isinstance(v, exp.Literal) and v.is_string for v in values):
+        return None
+    text = node.this.this
+    longest = max(len(v.this) for v in values)
+    short = exp.LTE(this=exp.Length(this=text.copy()), expression=exp.Literal.number(longest))
+    texts = exp.Array(expressions=[v.copy() for v in values])
+    found = exp.Anonymous(this="list_contains", expressions=[texts, node.this.copy()])
+    return exp.paren(exp.and_(short, found))
 
 
 def _trim_when_padded(node: exp.Expression) -> exp.Expression:

@@ -26,7 +26,13 @@ import duckdb
 import numpy as np
 
 from cdp_mcp.backends.local.unification.delta import delta_ready, run_delta
-from cdp_mcp.backends.local.unification.enrich import IdChanges, enrich_table
+from cdp_mcp.backends.local.unification.enrich import (
+    IdChanges,
+    enrich_records,
+    enrich_table,
+    first_keys,
+    record_enrichable,
+)
 from cdp_mcp.backends.local.unification.extract import (
     Extracted,
     extract_values,
@@ -54,7 +60,7 @@ from cdp_mcp.backends.local.unification.sql import (
 from cdp_mcp.backends.local.unification.td_loop import (
     id_dtype,
     none_of,
-    record_rows,
+    record_leads,
     run_loop,
 )
 from cdp_mcp.core.sqltext import quote_ident
@@ -77,6 +83,7 @@ class RunSummary:
     # new ones; None otherwise.
     merged: list[tuple[str, str]] | None = None
     skipped_mark: bool = False  # the rows at the previous watermark were not read again
+    enriched: dict[str, int] = field(default_factory=dict)  # tables it enriched -> rows
 
     def line(self) -> str:
         r = self.record
@@ -112,9 +119,11 @@ def unify(
             log=log,
             cancelled=cancelled,
             keep_debug_tables=request.keep_debug_tables,
+            enrich=request.run_enrichments,
         )
         for id_spec in request.spec.ids
     ]
+    enriched = {name: rows for s in summaries for name, rows in s.enriched.items()}
     modes = {s.id_name: s.record.mode for s in summaries}
     since = {s.id_name: s.since for s in summaries}
     changes = {s.id_name: IdChanges(s.merged, s.skipped_mark) for s in summaries}
@@ -122,7 +131,9 @@ def unify(
         for t in request.spec.tables:
             if cancelled():
                 raise UnificationCancelled("ID unification was cancelled")
-            rows = enrich_table(con, request.spec, t, modes, since, changes)
+            rows = enriched.get(t.name)
+            if rows is None:
+                rows = enrich_table(con, request.spec, t, modes, since, changes)
             if rows is not None:
                 log(f"{request.spec.database}.{t.enriched}: {rows} rows")
     for m in request.spec.masters:
@@ -152,6 +163,7 @@ def run_id(
     log: Callable[[str], None] = lambda _: None,
     cancelled: Callable[[], bool] = lambda: False,
     keep_debug_tables: bool = False,
+    enrich: bool = False,  # run_enrichments: a full run may enrich its table itself
 ) -> RunSummary:
     clock = _Clock(id_spec.name, log, cancelled)
     # DuckDB draws progress bars on stdout, which would corrupt an MCP stdio stream.
@@ -210,15 +222,25 @@ def run_id(
         # Ids as int32 while they fit: half the memory, and fetched without a copy.
         ids = id_dtype(max(nodes.count, ext.n_records))
         cast = sql_int_type(ids)
+        # Enriched from the arrays: a record's id is its first valid key's profile's.
+        enrich_from = record_enrichable(con, spec, id_spec) if enrich and not priors else None
+        by_key = enrich_from is not None and id_spec.method != "canonical_id"
         got = fetch_ints(
             con,
             f"SELECT v.rid::{cast} AS rid, n.rowid::{cast} AS node"
-            f" FROM {ext.values} v JOIN {nodes.table} n USING (kt, v)",
+            + (f", n.p::{cast} AS p" if by_key else "")
+            + f" FROM {ext.values} v JOIN {nodes.table} n USING (kt, v)",
             ids,
         )
         scratch.drop(ext.values)  # the largest temp table (a row per value of a record)
-        follower, leader = record_rows(got["rid"], got["node"], ext.n_records)
-        del got
+        lead = record_leads(got["rid"], got["node"], ext.n_records)  # per record
+        follower, leader = got["node"], lead[got["rid"]]
+        picked = None
+        if by_key:  # persistent_id: nodes are not in key order
+            picked = first_keys(got["rid"], got["node"], got["p"], ext.n_records, nodes.count)
+        elif enrich_from is not None:  # canonical_id: key priority first, the smallest node
+            picked = lead
+        del got, lead
         prev_leader = np.full(nodes.count, -1, dtype=ids)
         for prior in priors:
             prev = _prior_rows(con, prior.graph, nodes.table, ids)
@@ -267,8 +289,19 @@ def run_id(
             started=clock.started,
             debug=debug,
         )
-        report = write_run(con, scratch, run)
-        clock.lap("write", "written")
+        report, people = write_run(con, scratch, run)
+        clock.lap("write", "written" + (f"; enriching {enrich_from.table}" if enrich_from else ""))
+        enriched: dict[str, int] = {}
+        if enrich_from is not None and picked is not None:
+            has = picked != none_of(picked)
+            record_leader = np.full(len(picked), -1, dtype=ids)  # per record (rowid)
+            record_leader[has] = loop.leader[picked[has]]
+            del picked, has
+            enriched[enrich_from.name] = enrich_records(
+                con, spec, enrich_from, id_spec, record_leader, people
+            )
+            del record_leader
+            clock.lap("enrich", f"{enrich_from.enriched}: {enriched[enrich_from.name]} rows")
         return RunSummary(
             spec.database,
             id_spec.name,
@@ -277,6 +310,7 @@ def run_id(
             clock.timings,
             previous.watermarks if previous else {},
             skipped_mark=ext.skipped_mark,
+            enriched=enriched,
         )
     finally:
         scratch.close()

@@ -155,6 +155,76 @@ def enrich_table(
     return int(scalar(con, f"SELECT count(*) FROM {target}") or 0)
 
 
+def record_enrichable(
+    con: duckdb.DuckDBPyConnection, spec: UnifySpec, id_spec: IdSpec
+) -> TableSpec | None:
+    """The table a full run of `id_spec` can enrich from its own arrays (`enrich_records`),
+    or None. A record's id is its first valid key value's (in merge priority) profile: with
+    one column per key, that is the record's value of the smallest key priority, which the
+    run has (first_keys); and the record is the row (rowid) of the id's only table, which
+    no other id enriches."""
+    if id_spec.merge_by_ids:
+        return None
+    tables = spec.tables_for(id_spec)
+    if len(tables) != 1 or spec.ids_for(tables[0]) != (id_spec,):
+        return None
+    t = tables[0]
+    keys = [kc.key for kc in t.key_columns if kc.key in id_spec.rank_keys]
+    if len(keys) != len(set(keys)) or exists(con, t.database, t.table) != "BASE TABLE":
+        return None  # two columns of a key: the first, not the smallest, is the record's
+    return t
+
+
+def first_keys(
+    record: np.ndarray, node: np.ndarray, priority: np.ndarray, n_records: int, n_nodes: int
+) -> np.ndarray:
+    """Per record: the node of its value of the smallest key priority (a record has one
+    value per key here), or the id type's largest value when it has none."""
+    none = np.iinfo(node.dtype).max
+    key = priority.astype(np.int64) * max(n_nodes, 1) + node
+    best = np.full(n_records, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(best, record, key)
+    out = np.full(n_records, none, dtype=node.dtype)
+    has = best != np.iinfo(np.int64).max
+    out[has] = best[has] % max(n_nodes, 1)
+    return out
+
+
+def enrich_records(
+    con: duckdb.DuckDBPyConnection,
+    spec: UnifySpec,
+    t: TableSpec,
+    id_spec: IdSpec,
+    leader: np.ndarray,
+    people: str,
+) -> int:
+    """Write `enriched_{t}` of a full run from its arrays: per record (the table's rowid)
+    its profile's leader node (-1: none), whose id `people` (node, uid) holds; what
+    enrich_table writes, without evaluating the keys again and joining every row to the
+    lookup on its value."""
+    check_id_columns(con, t, (id_spec,))
+    target, source = table(spec.database, t.enriched), table(t.database, t.table)
+    rows = int(scalar(con, f"SELECT count(*) FROM {source}") or 0)
+    # Rowids without gaps are the scan's positions: the arrays line up with the rows.
+    dense = rows == len(leader)
+    uid = f"p.uid AS {quote_ident(id_spec.name)}"
+
+    def write() -> None:
+        with arrays(con, leader=leader) as arr, transaction(con):
+            if dense:
+                body = f"""SELECT s.*, {uid} FROM {source} s POSITIONAL JOIN {arr} r
+                           LEFT JOIN {people} p ON p.node = r.leader"""
+            else:  # rows deleted since they were written: by rowid
+                body = f"""SELECT s.*, {uid} FROM {source} s
+                           LEFT JOIN (SELECT range AS rid, leader FROM range({len(leader)})
+                                      POSITIONAL JOIN {arr}) r ON r.rid = s.rowid
+                           LEFT JOIN {people} p ON p.node = r.leader"""
+            con.execute(f"CREATE OR REPLACE TABLE {target} AS {body}")
+
+    retry_on_conflict(write)
+    return rows
+
+
 def _give_new_ids(
     con: duckdb.DuckDBPyConnection, target: str, id_name: str, merged: list[tuple[str, str]]
 ) -> None:

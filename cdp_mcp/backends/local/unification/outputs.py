@@ -132,31 +132,39 @@ class Sources:
     nodes: Nodes
     assign: str  # positional to nodes: node, leader, touched, unsettled
     people: str
-    kept_rows: str  # (f, l) rows of clusters whose values keep several leaders
+    # (f, l) rows of clusters whose values keep several leaders (None: there are none), and
+    # the assigned rows of the nodes they name
+    kept_rows: str | None
     run_time: int
     mark: str = "{}"  # JSON of the run's watermarks (RunRecord.row's), for the state
+    kept_nodes: str | None = None
 
 
-def create_assigned(con: duckdb.DuckDBPyConnection, scratch: Scratch, src: Sources) -> str:
-    """Temp table: every node with its profile, the one source of the lookup and the graph."""
+def assigned_relation(con: duckdb.DuckDBPyConnection, scratch: Scratch, src: Sources) -> str:
+    """Every node with its profile (the lookup's and the graph's source), as a relation
+    read by each write rather than a table: materializing it wrote every value and both of
+    its ids once more (and spilled at 10M records under the warehouse's memory limit)."""
     tablists = scratch.name("tablists")  # a handful of distinct table sets
     con.execute(
         f"CREATE TEMP TABLE {tablists} AS SELECT tabs, {tables_list_sql('tabs')} AS ids"
         f" FROM (SELECT DISTINCT tabs FROM {src.nodes.table})"
     )
-    assigned = scratch.name("assigned")
     run = src.run_time
-    con.execute(
-        f"""CREATE TEMP TABLE {assigned} AS
-            SELECT a.node, n.kt, n.v, n.fs, n.ls, n.recs, n.settled, tl.ids, a.unsettled,
-                   a.leader, n.tabs,
-                   CASE WHEN a.touched THEN {run} ELSE coalesce(n.prev_processed, {run}) END
-                       AS processed,
-                   p.uid, p.kt AS lkt, p.v AS lv, p.fs AS pfs, p.ls AS pls
-            FROM {src.nodes.table} n POSITIONAL JOIN {src.assign} a
-            JOIN {src.people} p ON p.node = a.leader JOIN {tablists} tl ON tl.tabs = n.tabs"""
-    )
-    return assigned
+    return f"""(
+        SELECT a.node, n.kt, n.v, n.fs, n.ls, n.recs, n.settled, tl.ids, a.unsettled,
+               a.leader, n.tabs,
+               CASE WHEN a.touched THEN {run} ELSE coalesce(n.prev_processed, {run}) END
+                   AS processed,
+               p.uid, p.kt AS lkt, p.v AS lv, p.fs AS pfs, p.ls AS pls
+        FROM {src.nodes.table} n POSITIONAL JOIN {src.assign} a
+        JOIN {src.people} p ON p.node = a.leader JOIN {tablists} tl ON tl.tabs = n.tabs)"""
+
+
+def state_relation(src: Sources) -> str:
+    """The columns `state_select` reads, without the profile join the lookup needs."""
+    return f"""(
+        SELECT n.kt, n.v, n.recs, n.settled, a.node, a.leader, n.tabs
+        FROM {src.nodes.table} n POSITIONAL JOIN {src.assign} a)"""
 
 
 def _follower(leader: str, run: str) -> str:
@@ -178,16 +186,22 @@ def lookup_sql(id_spec: IdSpec, assigned: str, run: str) -> str:
         FROM {assigned}"""
 
 
-def graph_sql(assigned: str, kept_rows: str, run: str) -> str:
+def graph_sql(assigned: str, kept_rows: str | None, run: str, kept_nodes: str | None = None) -> str:
     """`{id}_graph`'s rows: each settled node to its leader, plus the rows the loop kept
-    for clusters not converged or held apart (`kept_rows`: follower and leader nodes)."""
-    return f"""
+    for clusters not converged or held apart (`kept_rows`: follower and leader nodes; None
+    when there are none). `kept_nodes`: the rows of `assigned` those rows name, when
+    `assigned` is a relation too large to read twice more."""
+    settled = f"""
         SELECT {_follower("a.lv AS leader_id, a.lkt AS leader_ns", run)}
-        FROM {assigned} a WHERE NOT a.unsettled
+        FROM {assigned} a WHERE NOT a.unsettled"""
+    if kept_rows is None:
+        return settled
+    named = kept_nodes or assigned
+    return f"""{settled}
         UNION ALL
         SELECT {_follower("l.v AS leader_id, l.kt AS leader_ns", run)}
-        FROM {kept_rows} s JOIN {assigned} a ON a.node = s.f
-        JOIN {assigned} l ON l.node = s.l"""
+        FROM {kept_rows} s JOIN {named} a ON a.node = s.f
+        JOIN {named} l ON l.node = s.l"""
 
 
 def keys_sql(spec: UnifySpec, run: str) -> str:
@@ -224,12 +238,13 @@ def write_outputs(
     debug: DebugGraphs | None,
 ) -> None:
     """Replace the lookup, graph, keys and tables, then write `row_tables` in order, all in
-    one transaction (so a row function can read the new tables, e.g. the report)."""
+    one transaction (so a row function can read the new tables, e.g. the report).
+    `assigned`: assigned_relation's rows (each write reads them)."""
     out = OutputNames(spec.database, id_spec.name)
     run = f"{src.run_time}::BIGINT"  # every output column is BIGINT or VARCHAR (TD's long/string)
     lookup = lookup_sql(id_spec, assigned, run)
-    state = f"SELECT {state_select(src.mark)} FROM {assigned}"
-    graph = graph_sql(assigned, src.kept_rows, run)
+    state = f"SELECT {state_select(src.mark)} FROM {state_relation(src)}"
+    graph = graph_sql(assigned, src.kept_rows, run, src.kept_nodes)
     keys, tables = keys_sql(spec, run), tables_sql(spec, run)
     stale = [
         name

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cdp_mcp.backends.local.unification import stats
+from cdp_mcp.backends.local.unification.delta_report import report_from_arrays
 from cdp_mcp.backends.local.unification.nodes import Nodes
 from cdp_mcp.backends.local.unification.outputs import (
     RUN_COLUMNS,
@@ -22,7 +23,7 @@ from cdp_mcp.backends.local.unification.outputs import (
     RowTable,
     RunRecord,
     Sources,
-    create_assigned,
+    assigned_relation,
     uid_sql,
     write_outputs,
 )
@@ -30,7 +31,6 @@ from cdp_mcp.backends.local.unification.report import (
     REPORT_COLUMNS,
     ClusterReport,
     SplitCluster,
-    compute_report,
     report_rows,
 )
 from cdp_mcp.backends.local.unification.spec import IdSpec, UnifySpec
@@ -62,8 +62,11 @@ class RunInput:
     debug: DebugGraphs | None = None  # keep_debug_tables: the graph per iteration
 
 
-def write_run(con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput) -> ClusterReport:
-    """Write every output table of the run in one transaction; returns the cluster report."""
+def write_run(
+    con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput
+) -> tuple[ClusterReport, str]:
+    """Write every output table of the run in one transaction; returns the cluster report
+    and the run's temp table of profiles (leader node, kt, v, uid; in the scratch)."""
     nodes, loop, record = run.nodes, run.loop, run.record
     n = nodes.count
     ids = id_dtype(n)
@@ -93,12 +96,14 @@ def write_run(con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput) -
     ) as arr:
         con.execute(f"CREATE TEMP TABLE {assign} AS SELECT * FROM {arr}")
     del unsettled
-    kept_rows = scratch.name("kept_rows")
     kf, kl = loop.kept_rows
-    with arrays(con, f=kf, l=kl, touched=touched[kf]) as arr:
-        con.execute(f"CREATE TEMP TABLE {kept_rows} AS SELECT * FROM {arr}")
+    kept_rows: str | None = None
+    if len(kf):
+        kept_rows = scratch.name("kept_rows")
+        with arrays(con, f=kf, l=kl, touched=touched[kf]) as arr:
+            con.execute(f"CREATE TEMP TABLE {kept_rows} AS SELECT * FROM {arr}")
     del touched
-    cols = fetch_ints(con, f"SELECT kt, tabs, fs, ls FROM {nodes.table}")
+    cols = fetch_ints(con, f"SELECT kt, tabs, fs, ls, recs FROM {nodes.table}")
     people = _create_people(con, scratch, run, is_leader, cols["fs"], cols["ls"])
     del is_leader
     record.profiles = int(scalar(con, f"SELECT count(*) FROM {people}") or 0)
@@ -107,18 +112,22 @@ def write_run(con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput) -
     per_node = stats.NodeArrays(cols["kt"], cols["tabs"], loop.leader, run.initial_leader)
     result_rows = stats.result_key_stats(run.spec, run.id_spec, per_node, record.time)
     source_rows = stats.source_key_stats(run.spec, run.id_spec, per_node, record.time)
+    records = cols["recs"]
     del cols, per_node
     box: dict[str, ClusterReport] = {}
 
     def report() -> list[tuple[Any, ...]]:
-        sizes = f"(SELECT uid, n_values AS n FROM {people})"
-        rep = compute_report(
+        # From the arrays (as an incremental run reports), not a join of the new lookup and
+        # state on their strings: node order is the node number in a full-graph run.
+        rep = report_from_arrays(
             con,
-            run.spec.database,
+            scratch,
+            run.spec,
             run.id_spec.name,
             run.threshold,
-            sizes=sizes,
-            id_column=run.id_spec.id_column,
+            np.arange(n, dtype=ids),
+            loop.leader,
+            records,
         )
         rep.split_clusters = splits
         box["report"] = rep
@@ -129,7 +138,17 @@ def write_run(con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput) -
         record.seconds = round(time.monotonic() - run.started, 3)
         return [record.row()]
 
-    assigned = create_assigned(con, scratch, src)
+    assigned = assigned_relation(con, scratch, src)
+    if run.debug is not None:  # the debug graphs join it once per iteration: a table
+        materialized = scratch.name("assigned")
+        con.execute(f"CREATE TEMP TABLE {materialized} AS SELECT * FROM {assigned}")
+        assigned = materialized
+    elif kept_rows is not None:  # the few nodes the kept rows name, read once
+        src.kept_nodes = scratch.name("kept_nodes")
+        con.execute(
+            f"""CREATE TEMP TABLE {src.kept_nodes} AS SELECT * FROM {assigned}
+                WHERE node IN (SELECT f FROM {kept_rows} UNION SELECT l FROM {kept_rows})"""
+        )
     write_outputs(
         con,
         run.spec,
@@ -144,7 +163,7 @@ def write_run(con: duckdb.DuckDBPyConnection, scratch: Scratch, run: RunInput) -
         ],
         run.debug,
     )
-    return box["report"]
+    return box["report"], people
 
 
 def _create_people(

@@ -79,9 +79,14 @@ class Snapshot:
 def record_rows(record: Ids, node: Ids, n_records: int) -> tuple[Ids, Ids]:
     """TD's initial rows: each value of a record follows the record's smallest value
     (in `node`'s id type)."""
+    return node, record_leads(record, node, n_records)[record]
+
+
+def record_leads(record: Ids, node: Ids, n_records: int) -> Ids:
+    """Per record: its smallest value (none_of(node) for a record without one)."""
     lead = np.full(n_records, none_of(node), dtype=node.dtype)
     np.minimum.at(lead, record, node)
-    return node, lead[record]
+    return lead
 
 
 def run_loop(
