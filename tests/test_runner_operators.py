@@ -341,6 +341,48 @@ def test_td_load_file_connector_filters_by_incremental_field(
 
 
 @pytest.mark.slow
+def test_td_load_reads_nothing_of_a_file_version_whose_latest_time_precedes_the_range(
+    rt: LocalRuntime, tmp_path: Path
+) -> None:
+    from cdp_mcp.core.file_source import read_schema
+    from cdp_mcp.core.source_counts import Rule
+
+    path = tmp_path / "orders.csv"
+    path.write_text("Order ID,updated_at,amount\n1,2025-12-30T00:00:00Z,1.5\n2,2025-12-31,2\n")
+    # generation learns the columns, and on the way the latest updated_at (2025-12-31)
+    read_schema(path, counting=Rule("updated_at", "2020-01-01"))
+    files = _load_files(tmp_path, incremental_field="updated_at", **{"from": '"2025-12-31"'})
+    files["config/orders_load.yml"] = files["config/orders_load.yml"].replace(
+        "  from:", "  from_inclusive: false\n  from:"
+    )
+    a = run(rt, files)
+    assert a.status == "success", rt.tasks(a.id)
+    assert "precedes the range; nothing to read" in log(rt, a, "+wf+load")
+    assert rows(rt, "SELECT count(*) FROM orders", "src") == [[0]]
+    (info,) = rt.tables("src")  # the table has the file's columns all the same
+    assert [c.name for c in info.columns] == ["order_id", "updated_at", "amount", "time"]
+    # a row appended after the watermark is a new version of the file: it is read
+    with path.open("a") as f:
+        f.write("3,2026-01-02 08:00:00,3\n")
+    a = run(rt, files, session=datetime(2026, 1, 2, tzinfo=UTC))
+    assert a.status == "success", rt.tasks(a.id)
+    assert rows(rt, "SELECT order_id, amount FROM orders", "src") == [[3, 3.0]]
+    assert "nothing to read" not in log(rt, a, "+wf+load")
+
+
+@pytest.mark.slow
+def test_td_load_of_an_empty_range_reads_nothing(rt: LocalRuntime, tmp_path: Path) -> None:
+    (tmp_path / "orders.csv").write_text("id,updated_at\n1,2026-01-01\n")
+    files = _load_files(
+        tmp_path, incremental_field="updated_at", **{"from": '"2026-01-01"', "to": '"2026-01-01"'}
+    )
+    a = run(rt, files)
+    assert a.status == "success", rt.tasks(a.id)
+    assert "is empty; nothing to read" in log(rt, a, "+wf+load")
+    assert rows(rt, "SELECT count(*) FROM orders", "src") == [[0]]
+
+
+@pytest.mark.slow
 def test_td_load_without_bounds_loads_every_row_and_replace_mode(
     rt: LocalRuntime, tmp_path: Path
 ) -> None:

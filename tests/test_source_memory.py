@@ -11,7 +11,9 @@ from cdp_mcp.cli.demo_data import append_rows, write_sample, write_sample_config
 from cdp_mcp.core import source_memory
 from cdp_mcp.core.config import load_config
 from cdp_mcp.core.file_source import _cached_description, _cached_json_keys, read_schema
+from cdp_mcp.core.source_counts import Counting, rule_of
 from cdp_mcp.core.text_source import readable
+from cdp_mcp.generate.schemas import predicted_schemas
 from cdp_mcp.pipeline.source_flow import source_rows
 
 ROWS = 30_000  # beyond DuckDB's sniff sample (20,480 rows)
@@ -151,3 +153,44 @@ def test_an_incremental_load_reads_the_appended_rows_only_when_no_older_row_is_i
         assert (
             rows_after_only(con, path, columns, "updated_at", "2024-01-01", inclusive=True) is None
         )
+
+
+def test_generation_counts_the_rows_on_its_way_and_the_validation_reports_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read proving the types counts each file's rows for the config; the validation's
+    counts are then those of a count from scratch, for the file as written, appended to,
+    and appended to with an unparseable time (whose sample only a read finds)."""
+    write_sample(tmp_path / "shopify", rows=3000)
+    cfg = load_config(write_sample_config(tmp_path))
+
+    def kept_after_generation(name: str) -> bool:
+        path = tmp_path / "shopify" / name
+        counting = Counting.of(rule_of(cfg), read_schema(path))
+        assert counting is not None
+        return counting.recall(path, source_memory.Version.of(path)) is not None
+
+    def validation_equals_a_count_from_scratch(run: int) -> None:
+        counted = source_rows(cfg)
+        _new_process(monkeypatch, tmp_path / f"from-scratch-{run}")
+        assert counted == source_rows(cfg)
+        monkeypatch.setenv(source_memory.CACHE_ENV, str(tmp_path / "kept"))
+
+    monkeypatch.setenv(source_memory.CACHE_ENV, str(tmp_path / "kept"))
+    predicted_schemas(cfg)  # generation
+    assert kept_after_generation("customers.csv") and kept_after_generation("orders.jsonl")
+    validation_equals_a_count_from_scratch(1)
+
+    _new_process(monkeypatch)
+    for obj in ("customers", "orders"):
+        append_rows(tmp_path / "shopify", obj, 40)
+    predicted_schemas(cfg)  # the new rows prove the types, and are counted
+    assert kept_after_generation("customers.csv") and kept_after_generation("orders.jsonl")
+    validation_equals_a_count_from_scratch(2)
+
+    _new_process(monkeypatch)
+    _append(tmp_path / "shopify" / "customers.csv", "999999,A,B,a@b.c,,true,X,,not a time\n")
+    predicted_schemas(cfg)
+    assert not kept_after_generation("customers.csv")  # the sample needs the validation's read
+    assert "not a time" in source_rows(cfg)["customers"].unparseable_samples
+    validation_equals_a_count_from_scratch(3)

@@ -11,6 +11,7 @@ import functools
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 
@@ -18,6 +19,7 @@ from cdp_mcp.core import source_memory
 from cdp_mcp.core.errors import CdpError
 from cdp_mcp.core.json_keys import json_keys
 from cdp_mcp.core.schema import Column, snake_case, td_type, unique_names
+from cdp_mcp.core.source_counts import Counting, Counts, Rule, added, from_row
 from cdp_mcp.core.sqltext import quote_ident, sql_string
 from cdp_mcp.core.text_source import TextSourceError, explain, readable
 from cdp_mcp.core.timeparse import parse_bound, parsed_timestamp_sql
@@ -97,22 +99,45 @@ def _reader(path: Path, types: Types | None = None, whole_file: bool = False) ->
     )
 
 
-def _described(path: Path, encoding: str | None = None) -> Types:
-    """(column, DuckDB type) of a source file, true of every row, cached per file version."""
+def _described(path: Path, encoding: str | None = None, counting: Rule | None = None) -> Types:
+    """(column, DuckDB type) of a source file, true of every row, cached per file version.
+    With `counting`, the read that proves the types also counts the file's rows for that
+    rule (source_counts), when it reads the file at all."""
     stat = path.stat()
-    return list(_cached_description(path.resolve(), stat.st_size, stat.st_mtime_ns, encoding))
+    aside = _Aside(counting)
+    return list(
+        _cached_description(path.resolve(), stat.st_size, stat.st_mtime_ns, encoding, aside)
+    )
+
+
+class _Aside:
+    """What a call may do on its way, not part of what it answers: equal to every other, so
+    lru_cache keys the answer by the file version alone."""
+
+    def __init__(self, rule: Rule | None = None) -> None:
+        self.rule = rule
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Aside)
+
+    def __hash__(self) -> int:
+        return 0
+
+
+_NOTHING_ASIDE = _Aside()
 
 
 @functools.lru_cache(maxsize=256)
 def _cached_description(
-    path: Path, size: int, mtime_ns: int, encoding: str | None
+    path: Path, size: int, mtime_ns: int, encoding: str | None, aside: _Aside = _NOTHING_ASIDE
 ) -> tuple[tuple[str, str], ...]:
     """Types a sample of the first rows proposes, proven by one typed read of the whole file.
 
     Only when a later value breaks them (a late 'N/A' in a number column) does the slower
     whole-file inference decide. Keyed by size and mtime: an appended or replaced file is
     described anew; kept across runs (source_memory), where an appended file's proven
-    types need proving on its new rows only.
+    types need proving on its new rows only. The proving read counts the rows for
+    `aside.rule` too (kept with the version: the validation and the loads use them).
     """
     version = source_memory.Version.of(path)
     src = _text(path, encoding)
@@ -122,16 +147,23 @@ def _cached_description(
         return tuple((str(n), str(t)) for n, t in kept["types"])
     with duckdb.connect() as con:
         con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
+        con.execute("SET TimeZone = 'UTC'")  # (the counts are in UTC, as the validation's)
         try:
             sampled = _describe(con, _reader(src))
             types = sampled
-            proven = not text or _holds_since_kept(con, path, src, sampled)
-            if not proven and not _holds(con, src, types):
-                # A JSON field of mixed kinds is inferred as JSON: its values read as text.
-                types = [
-                    (n, "VARCHAR" if t == "JSON" else t)
-                    for n, t in _describe(con, _reader(src, whole_file=True))
-                ]
+            counting = _counting(aside.rule, sampled) if text and src == path else None
+            proven = not text or _holds_since_kept(con, path, src, sampled, counting, version)
+            if not proven:
+                proof = _proof(con, src, types, counting)
+                if proof.holds and proof.counts is not None and counting is not None:
+                    samples_known = not proof.counts.unparsed
+                    _keep_counts(path, version, counting, proof.counts, samples_known)
+                if not proof.holds:
+                    # A JSON field of mixed kinds is inferred as JSON: its values read as text.
+                    types = [
+                        (n, "VARCHAR" if t == "JSON" else t)
+                        for n, t in _describe(con, _reader(src, whole_file=True))
+                    ]
         except duckdb.Error as e:
             raise _cannot_read(path, e) from None
     if text and src == path:  # (a staged copy is a version of its own)
@@ -140,14 +172,44 @@ def _cached_description(
     return tuple(types)
 
 
+def _counting(rule: Rule | None, described: Types) -> Counting | None:
+    if rule is None:
+        return None
+    return Counting.of(rule, [c for c, _ in _select_items(described, "snake")])
+
+
+def _keep_counts(
+    path: Path,
+    version: source_memory.Version,
+    counting: Counting,
+    counts: Counts,
+    samples_known: bool,
+) -> None:
+    """Keep counts a proving read made; when their unparseable samples are not known (the
+    validation's read finds them), only the latest time, which the loads need."""
+    if samples_known:
+        counting.remember(path, version, counts)
+    else:
+        latest = {"max_us": counts.latest_us}
+        source_memory.remember(
+            path, source_memory.latest_time_facet(counting.parsed), latest, version
+        )
+
+
 _TYPES_FACET = "types"  # source_memory's fact: the described types, and whether sampled
 
 
 def _holds_since_kept(
-    con: duckdb.DuckDBPyConnection, path: Path, src: Path, sampled: Types
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    src: Path,
+    sampled: Types,
+    counting: Counting | None = None,
+    version: source_memory.Version | None = None,
 ) -> bool:
     """The file appends to a version whose sampled types were proven on every row, the
-    sample still proposes them, and its new rows hold them too: so every row does."""
+    sample still proposes them, and its new rows hold them too: so every row does. With
+    `counting`, the counts kept for that version plus the new rows' are kept for this one."""
     if src != path:
         return False
     tail = source_memory.appended(path)
@@ -156,7 +218,15 @@ def _holds_since_kept(
         return False
     if [tuple(t) for t in kept["types"]] != sampled:
         return False
-    return _holds(con, tail.readable(), sampled)
+    before = counting.recall_before(tail) if counting is not None else None
+    proof = _proof(con, tail.readable(), sampled, counting if before is not None else None)
+    if proof.holds and before is not None and proof.counts is not None and version is not None:
+        assert counting is not None
+        # the samples are known when the new rows have none to add
+        _keep_counts(
+            path, version, counting, added(before, proof.counts), not proof.counts.unparsed
+        )
+    return proof.holds
 
 
 @functools.lru_cache(maxsize=256)
@@ -199,25 +269,54 @@ def _describe(con: duckdb.DuckDBPyConnection, reader: str) -> Types:
     ]
 
 
-def _holds(con: duckdb.DuckDBPyConnection, path: Path, types: Types) -> bool:
-    """Every row of the file converts to `types` (text columns always do), and, for JSONL,
-    no row has a field the sample did not see (an API adding a field mid-extract)."""
+class _Proof(NamedTuple):
+    holds: bool  # every row converts to the types
+    counts: Counts | None  # the rows counted on the way (when asked and the types held)
+
+
+def _proof(
+    con: duckdb.DuckDBPyConnection, path: Path, types: Types, counting: Counting | None = None
+) -> _Proof:
+    """Whether every row of the file converts to `types` (text columns always do) and,
+    for JSONL, no row has a field the sample did not see (an API adding a field
+    mid-extract); with `counting`, the same read counts the rows (no samples)."""
     if FORMATS.get(path.suffix.lower()) == "jsonl":
         keys = con.execute(
             "SELECT DISTINCT unnest(json_keys(json)) FROM "
             f"read_json_objects({sql_string(str(path))}, format='newline_delimited')"
         ).fetchall()
         if {str(k[0]) for k in keys} - {n for n, _ in types}:
-            return False
-    typed = [quote_ident(n) for n, t in types if t != "VARCHAR"]
-    if not typed:
-        return True
-    counts = ", ".join(f"count({c})" for c in typed)  # count(col) converts every value
+            return _Proof(False, None)
+    items = _select_items(types, "snake")
+    typed = [
+        quote_ident(c.name) for (c, _), (_, t) in zip(items, types, strict=True) if t != "VARCHAR"
+    ]
+    if not typed and counting is None:
+        return _Proof(True, None)
+    checks = [f"count({c})" for c in typed]  # count(col) converts every value
+    select = f"SELECT {', '.join(e for _, e in items)} FROM {_reader(path, types)}"
+    if counting is not None:
+        ts = _unused_name("ts", {c.name for c, _ in items})
+        query = (
+            f"SELECT {', '.join([*checks, counting.aggregates(ts)])} "
+            f"FROM (SELECT *, {counting.parsed} AS {ts} FROM ({select}))"
+        )
+    else:
+        query = f"SELECT {', '.join(checks)} FROM ({select})"
     try:
-        con.execute(f"SELECT {counts} FROM {_reader(path, types)}").fetchall()
+        row = con.execute(query).fetchone()
     except (duckdb.ConversionException, duckdb.InvalidInputException):
-        return False
-    return True
+        return _Proof(False, None)
+    if counting is None or row is None:
+        return _Proof(True, None)
+    return _Proof(True, from_row(tuple(row[len(checks) :])))
+
+
+def _unused_name(base: str, taken: set[str]) -> str:
+    name = base
+    while name in taken:
+        name += "_"
+    return quote_ident(name)
 
 
 def _nested(dtype: str) -> bool:
@@ -245,22 +344,39 @@ def select_sql(
     (`ingestion.object_settings.<object>.encoding`); `read_from`: a file of the same form
     to read instead (the rows appended to `path`, source_memory.Tail.readable)."""
     described = _described(path, encoding)
+    items = _select_items(described, names_as)
+    if "time" in {c.name for c, _ in items}:
+        raise SourceError(f"{path}: column `time` is reserved for TD's load time; rename it")
+    fixed = described if FORMATS.get(path.suffix.lower()) != "parquet" else None
+    src = read_from if read_from is not None else _text(path, encoding)
+    exprs = ", ".join(e for _, e in items)
+    return f"SELECT {exprs} FROM {_reader(src, fixed)}", [c for c, _ in items]
+
+
+_TARGETS = {"long": "BIGINT", "double": "DOUBLE", "boolean": "BOOLEAN"}  # else VARCHAR
+
+
+def _select_items(described: Types, names_as: str) -> list[tuple[Column, str]]:
+    """Each column as a load produces it (TD name and type), with its SELECT item."""
     rename = lower_name if names_as == "lower" else snake_case
     names = unique_names([rename(n) for n, _ in described])
-    if "time" in names:
-        raise SourceError(f"{path}: column `time` is reserved for TD's load time; rename it")
-    cols, exprs = [], []
+    out = []
     for (orig, dtype), name in zip(described, names, strict=True):
         ttype = td_type(dtype)
-        target = {"long": "BIGINT", "double": "DOUBLE", "boolean": "BOOLEAN"}.get(ttype, "VARCHAR")
         value = quote_ident(orig)
         if _nested(dtype):
             value = f"to_json({value})"  # TD keeps a nested value as its JSON text
-        exprs.append(f"CAST({value} AS {target}) AS {quote_ident(name)}")
-        cols.append(Column(name=name, type=ttype))
-    fixed = described if FORMATS.get(path.suffix.lower()) != "parquet" else None
-    src = read_from if read_from is not None else _text(path, encoding)
-    return f"SELECT {', '.join(exprs)} FROM {_reader(src, fixed)}", cols
+        expr = f"CAST({value} AS {_TARGETS.get(ttype, 'VARCHAR')}) AS {quote_ident(name)}"
+        out.append((Column(name=name, type=ttype), expr))
+    return out
+
+
+def empty_select(columns: list[Column]) -> str:
+    """A SELECT of no rows with the columns (and types) a load of the file produces."""
+    items = (
+        f"CAST(NULL AS {_TARGETS.get(c.type, 'VARCHAR')}) AS {quote_ident(c.name)}" for c in columns
+    )
+    return f"SELECT {', '.join(items)} LIMIT 0"
 
 
 def rows_after_only(
@@ -288,17 +404,61 @@ def rows_after_only(
         return None
     if kept["max_us"] is None:
         return tail  # no row before the append has a time at all: none is in the range
-    row = con.execute(f"SELECT epoch_us({parse_bound(lower)})").fetchone()
-    bound = int(row[0]) if row and row[0] is not None else None
+    bound = _epoch_us(con, lower)
     if bound is None:
         return None
     latest = int(kept["max_us"])
     return tail if (latest < bound if inclusive else latest <= bound) else None
 
 
-def read_schema(path: Path, encoding: str | None = None) -> list[Column]:
+def none_in_range(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    columns: list[Column],
+    field: str,
+    lower: str,
+    upper: str,
+    inclusive: bool,
+    formats: Sequence[str] = (),
+) -> str | None:
+    """Why no row of `path` can have its `field` in the range (from `lower`, inclusive if
+    `inclusive`, to `upper`, exclusive; '' = no bound), or None when some row may: the range
+    is empty, or the latest time kept for this version of the file (source_counts) is
+    before it. `con` is in UTC, as the counts were."""
+    by_name = {c.name: c for c in columns}
+    if not lower or field not in by_name:
+        return None
+    lo = _epoch_us(con, lower)
+    if lo is None:
+        return None
+    if upper and (hi := _epoch_us(con, upper)) is not None and lo >= hi:
+        return f"the range from {lower} to {upper} is empty"
+    parsed = parsed_timestamp_sql(quote_ident(field), by_name[field].type, formats)
+    version = source_memory.Version.of(path)
+    kept = source_memory.recall(path, source_memory.latest_time_facet(parsed), version)
+    if not isinstance(kept, dict) or "max_us" not in kept:
+        return None
+    if kept["max_us"] is None:
+        return f"no row's {field} is a time"
+    latest = int(kept["max_us"])
+    if latest < lo if inclusive else latest <= lo:
+        when = con.execute(f"SELECT make_timestamp({latest})::VARCHAR").fetchone()
+        return f"its latest {field} ({when[0] if when else latest}) precedes the range"
+    return None
+
+
+def _epoch_us(con: duckdb.DuckDBPyConnection, bound: str) -> int | None:
+    row = con.execute(f"SELECT epoch_us({parse_bound(bound)})").fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def read_schema(
+    path: Path, encoding: str | None = None, counting: Rule | None = None
+) -> list[Column]:
     """The columns a load of `path` produces, with the JSON keys of its JSON columns (what
-    staging extracts; a load does not need them, so `select_sql` leaves them out)."""
+    staging extracts; a load does not need them, so `select_sql` leaves them out). With
+    `counting`, a read of the file to learn them counts its rows too (source_counts)."""
+    _described(path, encoding, counting)
     columns = select_sql(path, encoding=encoding)[1]
     keys = _json_keys_of(path, encoding)
     originals = [name for name, _ in _described(path, encoding)]

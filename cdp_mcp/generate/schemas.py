@@ -11,6 +11,7 @@ from cdp_mcp.core.config import PipelineConfig
 from cdp_mcp.core.file_source import SourceError, find_object_file, read_schema, select_sql
 from cdp_mcp.core.phases import derive_schemas
 from cdp_mcp.core.schema import Column, SchemaMap
+from cdp_mcp.core.source_counts import rule_of
 from cdp_mcp.core.value_shapes import Shape, sample_shapes
 
 
@@ -23,13 +24,15 @@ def source_columns(cfg: PipelineConfig) -> dict[str, list[Column]]:
             "run ingestion first so the columns come from the loaded tables"
         )
     out = {}
+    rule = rule_of(cfg)  # the read proving the types counts the rows for the validation
     for obj in cfg.ingestion.objects:
         path = find_object_file(source_dir, obj)
         encoding = cfg.ingestion.encoding_of(obj)
+        columns = read_schema(path, encoding, counting=rule)
         shapes = _shapes_of(path, encoding)
         out[obj] = [
             c.model_copy(update={"shape": shapes[c.name]}) if c.name in shapes else c
-            for c in read_schema(path, encoding)
+            for c in columns
         ]
     return out
 

@@ -52,6 +52,8 @@ class Projects:
         """Check the archive's workflows compile, then keep it and its files; its path."""
         folder = self.folder(project)
         archive_path = folder / "archives" / f"{revision}.tar.gz"
+        if archive_path.is_file() and (folder / "revisions" / revision).is_dir():
+            return archive_path  # this very content passed the check when it was first kept
         tmp_root = self.home / "tmp"
         tmp_root.mkdir(exist_ok=True)
         with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:

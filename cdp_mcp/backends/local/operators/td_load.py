@@ -34,7 +34,14 @@ from cdp_mcp.backends.local.operators.base import (
 )
 from cdp_mcp.core.connectors import Connector
 from cdp_mcp.core.connectors import get as catalog_connector
-from cdp_mcp.core.file_source import SourceError, find_object_file, rows_after_only, select_sql
+from cdp_mcp.core.file_source import (
+    SourceError,
+    empty_select,
+    find_object_file,
+    none_in_range,
+    rows_after_only,
+    select_sql,
+)
 from cdp_mcp.core.schema import Column
 from cdp_mcp.core.text_source import explain
 from cdp_mcp.core.timeparse import range_where
@@ -147,8 +154,23 @@ class TdLoadOperator:
         formats = source.get("time_formats") or []
         if not isinstance(formats, list) or not all(isinstance(f, str) for f in formats):
             raise TaskFailure("td_load>: in.time_formats must be a list of texts")
-        field, lower = source.get("incremental_field"), source.get("from")
-        where = _range_where(path, columns, field, lower, source.get("to"), inclusive, formats)
+        field, lower, upper = source.get("incremental_field"), source.get("from"), source.get("to")
+        where = _range_where(path, columns, field, lower, upper, inclusive, formats)
+        if where:
+            # what the file's kept facts say of the range: no row of it can be there
+            why = none_in_range(
+                cur,
+                path,
+                columns,
+                str(field),
+                str(lower or ""),
+                str(upper or ""),
+                inclusive,
+                formats,
+            )
+            if why is not None:
+                ctx.log.info(f"td_load>: {path.name}: {why}; nothing to read")
+                return empty_select(columns), ""
         if where and not encoding:
             # an appended file whose older rows are all before the range: read the new rows
             tail = rows_after_only(
