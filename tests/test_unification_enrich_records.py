@@ -104,11 +104,12 @@ def test_an_incremental_run_leaves_the_enrichment_to_sql(con: duckdb.DuckDBPyCon
 
 
 def test_rows_deleted_before_the_run_keep_their_own_ids(con: duckdb.DuckDBPyConnection) -> None:
-    """Rowids with gaps are not the rows' positions: the records are matched by rowid."""
+    """Rowids with gaps are not the rows' positions, and a checkpoint may renumber them
+    during the run: such a table is left to the SQL enrichment."""
     load(con, RECORDS)
     con.execute("DELETE FROM stg.unif_input WHERE time IN (10, 13)")
     doc = body(full_refresh=True, run_enrichments=True)
     written, by_sql, enriched = enriched_both_ways(con, doc)
-    assert enriched == {"unif_input": len(RECORDS) - 2}
+    assert enriched == {}
     assert written == by_sql
     assert {r[2]: r[3] for r in written}[17] == uid("email", "e@x.com")

@@ -297,11 +297,11 @@ def run_id(
             record_leader = np.full(len(picked), -1, dtype=ids)  # per record (rowid)
             record_leader[has] = loop.leader[picked[has]]
             del picked, has
-            enriched[enrich_from.name] = enrich_records(
-                con, spec, enrich_from, id_spec, record_leader, people
-            )
+            wrote = enrich_records(con, spec, enrich_from, id_spec, record_leader, people)
             del record_leader
-            clock.lap("enrich", f"{enrich_from.enriched}: {enriched[enrich_from.name]} rows")
+            if wrote is not None:  # else enrich_table, with the other tables
+                enriched[enrich_from.name] = wrote
+                clock.lap("enrich", f"{enrich_from.enriched}: {wrote} rows")
         return RunSummary(
             spec.database,
             id_spec.name,

@@ -172,7 +172,16 @@ def record_enrichable(
     keys = [kc.key for kc in t.key_columns if kc.key in id_spec.rank_keys]
     if len(keys) != len(set(keys)) or exists(con, t.database, t.table) != "BASE TABLE":
         return None  # two columns of a key: the first, not the smallest, is the record's
+    if not _dense_rowids(con, table(t.database, t.table)):
+        # Rows deleted since it was written (the prep's delta): a checkpoint during the run
+        # may compact them away and renumber the rowids the records were read by.
+        return None
     return t
+
+
+def _dense_rowids(con: duckdb.DuckDBPyConnection, source: str) -> bool:
+    count, top = con.execute(f"SELECT count(*), max(rowid) + 1 FROM {source}").fetchall()[0]
+    return int(count or 0) == int(top or 0)
 
 
 def first_keys(
@@ -197,28 +206,24 @@ def enrich_records(
     id_spec: IdSpec,
     leader: np.ndarray,
     people: str,
-) -> int:
+) -> int | None:
     """Write `enriched_{t}` of a full run from its arrays: per record (the table's rowid)
     its profile's leader node (-1: none), whose id `people` (node, uid) holds; what
     enrich_table writes, without evaluating the keys again and joining every row to the
-    lookup on its value."""
+    lookup on its value. None (nothing written) when the rows no longer line up."""
     check_id_columns(con, t, (id_spec,))
     target, source = table(spec.database, t.enriched), table(t.database, t.table)
     rows = int(scalar(con, f"SELECT count(*) FROM {source}") or 0)
-    # Rowids without gaps are the scan's positions: the arrays line up with the rows.
-    dense = rows == len(leader)
+    # Rowids without gaps (record_enrichable) are the scan's positions: the arrays line up
+    # with the rows. Should the table have changed since it was read, SQL enriches it.
+    if rows != len(leader) or not _dense_rowids(con, source):
+        return None
     uid = f"p.uid AS {quote_ident(id_spec.name)}"
 
     def write() -> None:
         with arrays(con, leader=leader) as arr, transaction(con):
-            if dense:
-                body = f"""SELECT s.*, {uid} FROM {source} s POSITIONAL JOIN {arr} r
-                           LEFT JOIN {people} p ON p.node = r.leader"""
-            else:  # rows deleted since they were written: by rowid
-                body = f"""SELECT s.*, {uid} FROM {source} s
-                           LEFT JOIN (SELECT range AS rid, leader FROM range({len(leader)})
-                                      POSITIONAL JOIN {arr}) r ON r.rid = s.rowid
-                           LEFT JOIN {people} p ON p.node = r.leader"""
+            body = f"""SELECT s.*, {uid} FROM {source} s POSITIONAL JOIN {arr} r
+                       LEFT JOIN {people} p ON p.node = r.leader"""
             con.execute(f"CREATE OR REPLACE TABLE {target} AS {body}")
 
     retry_on_conflict(write)
