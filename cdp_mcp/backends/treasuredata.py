@@ -157,6 +157,9 @@ class TreasureDataBackend:
             await anyio.sleep(min(pause, max(0.0, deadline - anyio.current_time())))
             pause = min(pause * self.poll.factor, self.poll.longest)
 
+    async def pause(self, attempt_id: str, seconds: float) -> None:
+        await anyio.sleep(seconds)  # only a poll of the API would tell: the caller's next
+
     # project secrets
 
     async def list_secrets(self, project: str) -> list[str]:

@@ -783,14 +783,10 @@ class Pipeline:
                 break
             if step.status is StepStatus.RUNNING and elapsed > self.monitor_deadline:
                 break  # past the monitor deadline: the person decides, not the wait
-            # Poll often at first (short tasks end fast), then once a second. The local
-            # backend's wait returns as the attempt ends, so its end is seen at once (up
-            # to a second later, it was); TD's would poll the API once more per pause.
+            # Poll often at first (short tasks end fast), then once a second; the local
+            # backend's pause ends as the attempt does, so its end is seen at once.
             left = min(pause, max(0.0, deadline - anyio.current_time()))
-            if self.cfg.global_.backend == "local":
-                await self.backend.wait(step.attempt_id, left)
-            else:
-                await anyio.sleep(left)
+            await self.backend.pause(step.attempt_id, left)
             pause = min(pause * 1.5, 1.0)
         return await self._record_session(stage, step.name, attempt, tasks)
 

@@ -124,6 +124,9 @@ class LocalBackend:
             if current.done or anyio.current_time() >= deadline:
                 return current
 
+    async def pause(self, attempt_id: str, seconds: float) -> None:
+        await self.wait(attempt_id, seconds)  # the runner says when the attempt ends
+
     async def databases(self) -> list[str]:
         return await self._call(self.runtime.databases)
 
