@@ -172,16 +172,17 @@ def record_enrichable(
     keys = [kc.key for kc in t.key_columns if kc.key in id_spec.rank_keys]
     if len(keys) != len(set(keys)) or exists(con, t.database, t.table) != "BASE TABLE":
         return None  # two columns of a key: the first, not the smallest, is the record's
-    if not _dense_rowids(con, table(t.database, t.table)):
+    if _dense_rows(con, table(t.database, t.table)) is None:
         # Rows deleted since it was written (the prep's delta): a checkpoint during the run
         # may compact them away and renumber the rowids the records were read by.
         return None
     return t
 
 
-def _dense_rowids(con: duckdb.DuckDBPyConnection, source: str) -> bool:
+def _dense_rows(con: duckdb.DuckDBPyConnection, source: str) -> int | None:
+    """The table's rows when its rowids have no gaps (0..rows-1), else None."""
     count, top = con.execute(f"SELECT count(*), max(rowid) + 1 FROM {source}").fetchall()[0]
-    return int(count or 0) == int(top or 0)
+    return int(count or 0) if int(count or 0) == int(top or 0) else None
 
 
 def first_keys(
@@ -213,10 +214,10 @@ def enrich_records(
     lookup on its value. None (nothing written) when the rows no longer line up."""
     check_id_columns(con, t, (id_spec,))
     target, source = table(spec.database, t.enriched), table(t.database, t.table)
-    rows = int(scalar(con, f"SELECT count(*) FROM {source}") or 0)
     # Rowids without gaps (record_enrichable) are the scan's positions: the arrays line up
     # with the rows. Should the table have changed since it was read, SQL enriches it.
-    if rows != len(leader) or not _dense_rowids(con, source):
+    rows = _dense_rows(con, source)
+    if rows is None or rows != len(leader):
         return None
     uid = f"p.uid AS {quote_ident(id_spec.name)}"
 
