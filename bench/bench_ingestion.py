@@ -42,7 +42,7 @@ from cdp_mcp.pipeline.orchestrator import Pipeline
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_e2e import append_one_percent, parse_size, source_counts
-from bench_pipeline import customers_for
+from bench_pipeline import customers_for, in_spawned_process
 
 Step = dict[str, Any]
 
@@ -113,15 +113,7 @@ def _child(config: Path, new_run: bool, out: multiprocessing.Queue) -> None:  # 
 
 
 def in_fresh_process(config: Path, new_run: bool) -> list[Step]:
-    ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
-    child = ctx.Process(target=_child, args=(config, new_run, out))
-    child.start()
-    steps = out.get()
-    child.join()
-    if child.exitcode != 0:
-        raise SystemExit(f"the measured process ended with exit code {child.exitcode}")
-    return steps  # type: ignore[no-any-return]
+    return in_spawned_process(_child, config, new_run)  # type: ignore[no-any-return]
 
 
 def print_steps(what: str, steps: list[Step]) -> None:

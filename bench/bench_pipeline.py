@@ -22,8 +22,10 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 import duckdb
@@ -105,18 +107,24 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # not Linux
 
 
-def measured_pipeline(config: Path, storage: Storage) -> tuple[dict[str, float], int]:
-    """The pipeline's phase times and peak RSS (bytes), run in a fresh process so neither the
-    sample writer nor the floor's DuckDB (at its defaults) counts in the peak."""
+def in_spawned_process(target: Callable[..., None], *args: Any) -> Any:
+    """What `target(*args, queue)` puts on the queue, run in a fresh (spawned) process, so
+    this process's memory and imports count in none of its measures."""
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    child = ctx.Process(target=_measured_child, args=(config, storage, out))
+    child = ctx.Process(target=target, args=(*args, out))
     child.start()
     result = out.get()
     child.join()
     if child.exitcode != 0:
-        raise SystemExit(f"the pipeline's process ended with exit code {child.exitcode}")
-    return result  # type: ignore[no-any-return]
+        raise SystemExit(f"the measured process ended with exit code {child.exitcode}")
+    return result
+
+
+def measured_pipeline(config: Path, storage: Storage) -> tuple[dict[str, float], int]:
+    """The pipeline's phase times and peak RSS (bytes), run in a fresh process so neither the
+    sample writer nor the floor's DuckDB (at its defaults) counts in the peak."""
+    return in_spawned_process(_measured_child, config, storage)  # type: ignore[no-any-return]
 
 
 def main() -> None:

@@ -115,7 +115,7 @@ def main() -> None:
             append_one_percent(data, counts)
             launched = datetime.now(UTC)
             cpu, wall = run_cli(config, tree or None, True, work / f"rerun{i}.log")
-            steps, _ = step_times(work / "acme_cdp", launched)
+            steps = step_times(work / "acme_cdp", launched)
             phases: dict[str, float] = {}
             for phase, step, seconds in steps:
                 key = f"{phase} {step.split(':')[0]}"
