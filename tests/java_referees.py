@@ -100,6 +100,19 @@ def digdag_check(cp: str, projects: list[Path]) -> list[dict[str, Any]]:
     return json_lines(done.stdout)
 
 
+# -- Presto's and Trino's SQL parsers --------------------------------------------------------
+
+PARSERS = {"presto": "PrestoParse", "trino": "TrinoParse"}  # referee folder -> driver class
+
+
+def sql_parse(cp: str, referee: str, files: list[Path]) -> list[dict[str, Any]]:
+    """The parser's verdict on each file, parsed as one statement, in the order given."""
+    done = run_java(cp, PARSERS[referee], [str(f) for f in files])
+    if done.returncode != 0:
+        raise AssertionError(f"{PARSERS[referee]} failed:\n{done.stderr[-3000:]}")
+    return json_lines(done.stdout)
+
+
 def _tasks(tree: TaskNode) -> list[dict[str, Any]]:
     """A task tree in DigdagCheck's form: pre-order, parent and upstreams by full name."""
     out: list[dict[str, Any]] = []

@@ -73,6 +73,14 @@ def check_project(
     return checker.problems
 
 
+def sql_files(directory: Path) -> dict[str, set[str]]:
+    """Each SQL file of the project in `directory` (relative path) -> the engines its td>
+    tasks run it on, as the check walks the workflows."""
+    checker = _ProjectChecker(directory.resolve(), {})
+    checker.run()
+    return checker.sql_files()
+
+
 # -- `${...}` substitution --------------------------------------------------------------
 
 
@@ -244,17 +252,22 @@ class _ProjectChecker:
     def use_sql(self, rel: str, engine: str) -> None:
         self.sql_engines.setdefault(rel, set()).add(engine)
 
-    def _check_sql_files(self) -> None:
-        # Every .sql file, and any other file a td> task names.
+    def sql_files(self) -> dict[str, set[str]]:
+        """Every .sql file, and any other file a td> task names, with the engines that run it
+        (presto for a file no task names: td>'s default)."""
         files = {self.rel(p) for p in self.root.rglob("*.sql")} | set(self.sql_engines)
-        for rel in sorted(files):
-            path = self.root / rel
-            engines = (
+        return {
+            rel: (
                 {self.engine_by_file[rel]}
                 if rel in self.engine_by_file
                 else self.sql_engines.get(rel, {"presto"})
             )
-            text = path.read_text(encoding="utf-8")
+            for rel in sorted(files)
+        }
+
+    def _check_sql_files(self) -> None:
+        for rel, engines in self.sql_files().items():
+            text = (self.root / rel).read_text(encoding="utf-8")
             for engine in sorted(engines):
                 for line, message in sql_problems(text, engine):
                     self.add(rel, message, line)
