@@ -1,8 +1,8 @@
 """Digdag's own loader and compiler judge the projects we generate, not only a corpus.
 
-tests/golden/ holds what the generators write for every phase (test_generate_golden.py
-proves the generators still write exactly that), so judging it judges generation. The
-referee is the one of test_digdag_java_check.py: DigdagCheck on io.digdag:digdag-core
+The projects are tests/generated_projects.py's: every phase of tests/golden (which
+test_generate_golden.py proves the generators still write) and of two variants of its config.
+The referee is the one of test_digdag_java_check.py: DigdagCheck on io.digdag:digdag-core
 0.9.42, the newest Maven Central serves here, running what `digdag push` runs.
 
 One version gap: a group's `_parallel: {limit: N}` came in Digdag 0.10 (TD Workflow runs
@@ -22,17 +22,15 @@ from typing import Any
 import pytest
 
 from cdp_mcp.digdag.tasks import TaskNode, load_workflow_file, parse_parallel
+from tests.generated_projects import PROJECT_NAMES, write_generated
 from tests.java_referees import classpath, differences, digdag_check, our_check
 
 pytestmark = pytest.mark.slow  # a JVM: the full suite, not the fast lane
 
-GOLDEN = Path(__file__).parent / "golden"
-PROJECTS = sorted(p.name for p in GOLDEN.iterdir() if any(p.glob("*.dig")))
-FILES = [(proj, dig.name) for proj in PROJECTS for dig in sorted((GOLDEN / proj).glob("*.dig"))]
+LIMIT = re.compile(r"^(\s*)_parallel:\s*\n\s+limit:\s*\d+\s*$", re.M)
 # Not generated: three children under a limit of 2, where 0.10's chunks change the upstreams
 # (the generated groups have no more children than their limit).
 CHUNKED = Path(__file__).parent / "fixtures" / "digdag_check" / "parallel_limit.dig"
-LIMIT = re.compile(r"^(\s*)_parallel:\s*\n\s+limit:\s*\d+\s*$", re.M)
 
 
 def limited_groups(tree: TaskNode) -> dict[str, int]:
@@ -60,22 +58,35 @@ def with_limits(tasks: list[dict[str, Any]], limits: dict[str, int]) -> list[dic
     return out
 
 
+def shape(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: t[k] for k in ("name", "group", "parent", "upstreams") if k in t} for t in tasks]
+
+
 Judged = dict[tuple[str, str], dict[str, Any]]
 
 
+class Verdicts:
+    def __init__(self, as_generated: Path, for_09: Path, original: Judged, copies: Judged):
+        self.as_generated, self.for_09 = as_generated, for_09
+        self.original, self.copies = original, copies
+
+    def files(self, project: str) -> list[str]:
+        return sorted(f for p, f in self.original if p == project)
+
+
 @pytest.fixture(scope="module")
-def judged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Judged, Judged]:
+def judged(tmp_path_factory: pytest.TempPathFactory) -> Verdicts:
     cp = classpath("core", tmp_path_factory)
     root = tmp_path_factory.mktemp("generated")
     as_generated, for_09 = root / "as_generated", root / "for_0.9"
-    for proj in PROJECTS:
-        shutil.copytree(GOLDEN / proj, as_generated / proj)
+    as_generated.mkdir()
+    write_generated(as_generated)
     (as_generated / "chunked").mkdir()
     shutil.copy(CHUNKED, as_generated / "chunked")
     shutil.copytree(as_generated, for_09)
     for dig in for_09.glob("*/*.dig"):
         dig.write_text(LIMIT.sub(r"\1_parallel: true", dig.read_text()))
-    projects = sorted(p.name for p in as_generated.iterdir())
+    projects = sorted(p.name for p in as_generated.iterdir() if not p.name.startswith("."))
     verdicts = digdag_check(
         cp, [as_generated / p for p in projects] + [for_09 / p for p in projects]
     )
@@ -87,48 +98,40 @@ def judged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Judged
             if Path(v["project"]).parent == base.resolve()
         }
 
-    return as_generated, for_09, of(as_generated), of(for_09)
+    return Verdicts(as_generated, for_09, of(as_generated), of(for_09))
 
 
-def test_digdag_judged_every_generated_workflow_file(
-    judged: tuple[Path, Path, Judged, Judged],
-) -> None:
-    _, _, original, copies = judged
-    assert len(FILES) >= 10  # every phase's workflows, three ingestion connectors
-    assert set(original) == set(copies) == {*FILES, ("chunked", CHUNKED.name)}
+def test_digdag_judged_every_generated_workflow_file(judged: Verdicts) -> None:
+    assert set(judged.original) == set(judged.copies)
+    for project in PROJECT_NAMES:
+        digs = sorted(p.name for p in (judged.as_generated / project).glob("*.dig"))
+        assert digs and judged.files(project) == digs, project
+    assert len(judged.original) >= 28  # golden's 12 files, both variants' four phases
 
 
-@pytest.mark.parametrize(("project", "file"), FILES)
+@pytest.mark.parametrize("project", PROJECT_NAMES)
 def test_digdag_refuses_a_generated_file_only_for_the_0_10_parallel_limit(
-    judged: tuple[Path, Path, Judged, Judged], project: str, file: str
+    judged: Verdicts, project: str
 ) -> None:
-    _, _, original, copies = judged
-    assert copies[(project, file)]["ok"], copies[(project, file)].get("error")
-    theirs = original[(project, file)]
-    if not theirs["ok"]:
-        assert "for key '_parallel'" in theirs["error"], theirs["error"]
-        assert LIMIT.search((GOLDEN / project / file).read_text())
+    for file in judged.files(project):
+        assert judged.copies[(project, file)]["ok"], judged.copies[(project, file)].get("error")
+        theirs = judged.original[(project, file)]
+        if not theirs["ok"]:
+            assert "for key '_parallel'" in theirs["error"], (file, theirs["error"])
+            assert LIMIT.search((judged.as_generated / project / file).read_text()), file
 
 
-@pytest.mark.parametrize(("project", "file"), [*FILES, ("chunked", CHUNKED.name)])
-def test_we_compile_each_generated_file_as_digdag_does(
-    judged: tuple[Path, Path, Judged, Judged], project: str, file: str
-) -> None:
-    as_generated, for_09, _, copies = judged
-    theirs = copies[(project, file)]
-    # the config as Digdag read it (of the copy), and our push's checks (files td> names exist)
-    assert differences(theirs, our_check(for_09 / project, file, references=True)) == []
-    ours = our_check(as_generated / project, file, references=True)
-    assert ours["ok"], ours.get("error")
-    tree = load_workflow_file(as_generated / project, as_generated / project / file)
-    limits = limited_groups(tree)
-
-    def shape(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [
-            {k: t[k] for k in ("name", "group", "parent", "upstreams") if k in t} for t in tasks
-        ]
-
-    expected = shape(with_limits(theirs["tasks"], limits))
-    assert ours["tasks"] == expected
-    if project == "chunked":  # the chunk rule was applied, not passed over
-        assert limits and expected != shape(theirs["tasks"])
+@pytest.mark.parametrize("project", [*PROJECT_NAMES, "chunked"])
+def test_we_compile_each_generated_file_as_digdag_does(judged: Verdicts, project: str) -> None:
+    for file in judged.files(project):
+        theirs = judged.copies[(project, file)]
+        # the config as Digdag read it (of the copy), and our push's checks (files td> names)
+        assert differences(theirs, our_check(judged.for_09 / project, file, True)) == [], file
+        folder = judged.as_generated / project
+        ours = our_check(folder, file, references=True)
+        assert ours["ok"], (file, ours.get("error"))
+        limits = limited_groups(load_workflow_file(folder, folder / file))
+        expected = shape(with_limits(theirs["tasks"], limits))
+        assert ours["tasks"] == expected, file
+        if project == "chunked":  # the chunk rule was applied, not passed over
+            assert limits and expected != shape(theirs["tasks"])
