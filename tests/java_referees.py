@@ -102,7 +102,7 @@ def digdag_check(cp: str, projects: list[Path]) -> list[dict[str, Any]]:
 
 # -- Presto's and Trino's SQL parsers --------------------------------------------------------
 
-PARSERS = {"presto": "PrestoParse", "trino": "TrinoParse"}  # referee folder -> driver class
+PARSERS = {"presto": "PrestoParse", "trino": "TrinoParse", "hive": "HiveParse"}  # folder -> class
 
 
 def sql_parse(cp: str, referee: str, files: list[Path]) -> list[dict[str, Any]]:

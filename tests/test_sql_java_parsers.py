@@ -1,17 +1,21 @@
-"""Presto's and Trino's own SQL parsers judge every SQL file we generate for td>.
+"""The SQL parsers of TD's engines judge every statement our generated td> tasks send.
 
-Until now "valid Presto" meant sqlglot's Presto dialect, written by neither. The referees
-are ci/java-referees/presto/PrestoParse.java on io.prestosql:presto-parser 350 (TD's presto
-engine is Presto 350) and ci/java-referees/trino/TrinoParse.java on io.trino:trino-parser
-423 (TD's trino engine): the parser each server runs first on a query, before it resolves a
-table or a function. So a pass says the file is one statement of that grammar; the names it
-calls (TD_TIME_RANGE and the other TD UDFs) are not judged here.
+Until now "valid Presto" meant sqlglot's Presto dialect, written by neither side. The
+referees, from Maven Central: io.prestosql:presto-parser 350 (TD's presto engine),
+io.trino:trino-parser 423 (TD's trino engine) and hive-exec 2.3.9's ParseDriver (TD's hive
+engine, Hive 2.3), each run by its driver under ci/java-referees/{presto,trino,hive}/: the
+parser each server runs first on a query, before it resolves a table or a function. So a
+pass says the text is one statement of that grammar; the names it calls (TD_TIME_RANGE and
+TD's other UDFs) and the tables are not judged here.
 
 The projects are tests/generated_projects.py's: every phase of tests/golden (which
-test_generate_golden.py proves the generators still write) and of two variants of its config.
-Each file runs on the engines its td> tasks name
-(`generate.check.sql_files`), with Digdag's `${...}` replaced by values that parse, as
-`generate.check` does for its own parse (td> expands them before it sends the query).
+test_generate_golden.py proves the generators still write) and of two variants of its config
+(one with Hive staging). What is judged is the text Digdag's td> sends, not the file alone:
+the file with the command td> pastes into it for `create_table` / `insert_into`
+(backends/local/td_text.py, ported from digdag-standards; Presto's `DROP TABLE IF EXISTS t;`
+is judged as its own statement), under td>'s comment header, with Digdag's `${...}` replaced
+by values that parse (`generate.check.neutralize_params`). A Presto file is judged by both
+the Presto and the Trino parser, a Hive file by Hive's.
 """
 
 from __future__ import annotations
@@ -21,75 +25,109 @@ from typing import Any
 
 import pytest
 
-from cdp_mcp.generate.check import neutralize_params, sql_files
+from cdp_mcp.backends.local.td_text import job_statement, table_name, with_comment
+from cdp_mcp.generate.check import SqlUse, neutralize_params, sql_files, sql_uses
 from tests.generated_projects import PROJECT_NAMES, write_generated
 from tests.java_referees import classpath, sql_parse
 
-pytestmark = pytest.mark.slow  # a JVM: the full suite, not the fast lane
+pytestmark = pytest.mark.slow  # JVMs: the full suite, not the fast lane
+
+PARSERS = {"presto": ("presto", "trino"), "hive": ("hive",)}  # td> engine -> referees
+
+
+def sent(query: str, use: SqlUse) -> list[str]:
+    """The statements td> sends for one task running `query`."""
+    statement = job_statement(query, use.engine, use.create_table, use.insert_into)
+    if use.engine != "hive" and use.create_table:
+        drop = f"DROP TABLE IF EXISTS {table_name(use.create_table, use.engine)};\n"
+        assert drop in statement
+        return [drop.rstrip(";\n"), with_comment({}, statement.replace(drop, "", 1))]
+    return [with_comment({}, statement)]
+
+
+Texts = dict[str, dict[str, Path]]  # referee -> judged name -> neutral text's file
 
 
 @pytest.fixture(scope="module")
-def neutral(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Each generated file td> runs on Presto or Trino, with its `${...}` replaced, by
-    `<project>/<path>`."""
+def texts(tmp_path_factory: pytest.TempPathFactory) -> Texts:
     projects = tmp_path_factory.mktemp("projects")
     root = tmp_path_factory.mktemp("sql")
-    out = {}
+    out: Texts = {referee: {} for referees in PARSERS.values() for referee in referees}
     for folder in write_generated(projects):
+        uses = sql_uses(folder)
         for rel, engines in sql_files(folder).items():
-            if "presto" in engines or "trino" in engines:
-                name = f"{folder.name}/{rel}"
-                path = root / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(neutralize_params((folder / rel).read_text(encoding="utf-8")))
-                out[name] = path
+            query = (folder / rel).read_text(encoding="utf-8")
+            # a file no task names runs on td>'s default, presto, as it is
+            for use in sorted(uses.get(rel) or {SqlUse(e, None, None) for e in engines}):
+                engine = "hive" if use.engine == "hive" else "presto"
+                into = use.create_table and f"create_table {use.create_table}"
+                into = into or (use.insert_into and f"insert_into {use.insert_into}") or "query"
+                for i, text in enumerate(sent(query, use)):
+                    name = f"{folder.name}/{rel} [{use.engine}, {into}, statement {i + 1}]"
+                    path = root / f"{len(list(root.iterdir()))}.sql"
+                    path.write_text(neutralize_params(text), encoding="utf-8")
+                    for referee in PARSERS[engine]:
+                        out[referee][name] = path
     return out
 
 
-@pytest.fixture(scope="module", params=["presto", "trino"])
-def verdicts(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    neutral: dict[str, Path],
-) -> dict[str, dict[str, Any]]:
-    cp = classpath(request.param, tmp_path_factory)
-    found = sql_parse(cp, request.param, list(neutral.values()))
-    return {name: v for name, v in zip(neutral, found, strict=True)}
+@pytest.fixture(scope="module")
+def verdicts(tmp_path_factory: pytest.TempPathFactory, texts: Texts) -> dict[str, Any]:
+    """referee -> judged name -> its verdict."""
+    out = {}
+    for referee, judged in texts.items():
+        found = sql_parse(classpath(referee, tmp_path_factory), referee, list(judged.values()))
+        out[referee] = dict(zip(judged, found, strict=True))
+    return out
 
 
-def test_every_generated_project_has_sql_judged(neutral: dict[str, Path]) -> None:
-    judged = {name.split("/")[0] for name in neutral}
-    assert judged == set(PROJECT_NAMES)
-    # on Hive staging only the transforms and their changes run on Hive: not judged here
-    assert not [n for n in neutral if n.startswith("hive_staging-staging/") and "_transform" in n]
-    assert len(neutral) > 150
+def test_every_generated_project_has_its_sql_judged(texts: Texts) -> None:
+    projects = {name.split("/")[0] for judged in texts.values() for name in judged}
+    assert projects == set(PROJECT_NAMES)
+    hive = list(texts["hive"])
+    assert hive and all(n.startswith("hive_staging-staging/") for n in hive)
+    assert any("_transform.sql [hive, create_table" in n for n in hive)
+    assert len(texts["presto"]) > 150 and texts["presto"].keys() == texts["trino"].keys()
 
 
 @pytest.mark.parametrize("project", PROJECT_NAMES)
-def test_the_engines_parser_reads_each_generated_file_as_one_statement(
+def test_each_engines_parser_reads_what_td_sends_as_one_statement(
     verdicts: dict[str, dict[str, Any]], project: str
 ) -> None:
-    bad = {
-        name: v.get("error")
-        for name, v in verdicts.items()
+    refused = {
+        f"{referee}: {name}": v.get("error")
+        for referee, found in verdicts.items()
+        for name, v in found.items()
         if name.startswith(project + "/") and not v["ok"]
     }
-    assert bad == {}
+    assert refused == {}
 
 
 def test_the_parsers_refuse_what_is_not_one_statement_of_their_grammar(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """The referee can fail: two statements in one file, DuckDB's `::` cast."""
+    """The referees can fail: two statements in one text, DuckDB's `::` cast; and Hive's
+    refuses what td> makes of a Hive file starting with WITH (docs: "Hive wants the CTE
+    first")."""
     root = tmp_path_factory.mktemp("bad")
-    bad = {
-        "two.sql": "SELECT 1; SELECT 2",
-        "duckdb_cast.sql": "SELECT x::bigint FROM t",
-        "good.sql": "SELECT CAST(x AS bigint) FROM t WHERE TD_TIME_RANGE(time, 1, NULL)",
+    cte = "WITH c AS (SELECT 1 AS x) SELECT x FROM c"
+    cases = {
+        "presto": [
+            "SELECT 1; SELECT 2",
+            "SELECT x::bigint FROM t",
+            "SELECT CAST(x AS bigint) FROM t",
+        ],
+        "hive": [
+            job_statement(cte, "hive", "db.t", None),
+            "SELECT x::int FROM t",
+            "WITH c AS (SELECT 1 AS x) INSERT OVERWRITE TABLE `db`.`t` SELECT x FROM c",
+        ],
     }
-    for name, sql in bad.items():
-        (root / name).write_text(sql)
-    for referee in ("presto", "trino"):
-        cp = classpath(referee, tmp_path_factory)
-        found = sql_parse(cp, referee, [root / n for n in bad])
+    cases["trino"] = cases["presto"]
+    for referee, sqls in cases.items():
+        files = []
+        for i, sql in enumerate(sqls):
+            files.append(root / f"{referee}_{i}.sql")
+            files[-1].write_text(sql)
+        found = sql_parse(classpath(referee, tmp_path_factory), referee, files)
         assert [v["ok"] for v in found] == [False, False, True], (referee, found)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlglot
 import yaml
@@ -71,6 +71,21 @@ def check_project(
     checker = _ProjectChecker(directory.resolve(), dict(engine_by_file or {}))
     checker.run()
     return checker.problems
+
+
+class SqlUse(NamedTuple):
+    """How one td> task runs a SQL file: its engine and the table it writes, if any."""
+
+    engine: str
+    create_table: str | None
+    insert_into: str | None
+
+
+def sql_uses(directory: Path) -> dict[str, set[SqlUse]]:
+    """Each SQL file a td> task of the project in `directory` names -> how each runs it."""
+    checker = _ProjectChecker(directory.resolve(), {})
+    checker.run()
+    return checker.sql_uses
 
 
 def sql_files(directory: Path) -> dict[str, set[str]]:
@@ -201,6 +216,7 @@ class _ProjectChecker:
         self._seen: set[tuple[str, int | None, str]] = set()
         self.workflows = sorted(p.stem for p in root.glob("*.dig"))
         self.sql_engines: dict[str, set[str]] = {}
+        self.sql_uses: dict[str, set[SqlUse]] = {}
         self._queue = sorted(root.glob("*.dig"))
         self._visited: set[Path] = set()
 
@@ -249,8 +265,16 @@ class _ProjectChecker:
     def enqueue(self, dig: Path) -> None:
         self._queue.append(dig)
 
-    def use_sql(self, rel: str, engine: str) -> None:
+    def use_sql(self, rel: str, engine: str, node: dict[str, Any]) -> None:
         self.sql_engines.setdefault(rel, set()).add(engine)
+        into = {k: node.get(k) for k in ("create_table", "insert_into")}
+        self.sql_uses.setdefault(rel, set()).add(
+            SqlUse(
+                engine,
+                str(into["create_table"]) if into["create_table"] else None,
+                str(into["insert_into"]) if into["insert_into"] else None,
+            )
+        )
 
     def sql_files(self) -> dict[str, set[str]]:
         """Every .sql file, and any other file a td> task names, with the engines that run it
@@ -375,7 +399,7 @@ class _Workflow:
         if isinstance(value, str) and value.strip():
             path = self._file(op, value, names)
             if path is not None:
-                self.project.use_sql(self.project.rel(path), engine)
+                self.project.use_sql(self.project.rel(path), engine, node)
             return
         query = node.get("query")
         if not isinstance(query, str) or not query.strip():

@@ -6,7 +6,7 @@
 # where they fail.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-for referee in client core tdclient presto trino; do
+for referee in client core tdclient presto trino hive; do
   rm -rf "$here/$referee/lib"
   mvn -q -B -f "$here/$referee/pom.xml" dependency:copy-dependencies \
     -DoutputDirectory="$here/$referee/lib" -DincludeScope=runtime
