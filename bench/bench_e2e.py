@@ -95,6 +95,21 @@ class RunMeasure:
     unif_tasks: dict[str, float] = field(default_factory=dict)  # unif_runner's tasks, s
     failed: list[str] = field(default_factory=list)  # attempts that did not succeed
     load: float = 0.0  # the machine's 1-minute load average as the run ended (shared VM)
+    # (seconds since launch, CPU seconds of the process tree so far): how many of the
+    # machine's cores each step kept busy (a step near 1 core runs one thread at a time)
+    cpu: list[tuple[float, float]] = field(default_factory=list)
+
+    def cpu_seconds(self, start: float, end: float) -> float:
+        """The tree's CPU seconds between two moments (s since launch), from the samples."""
+        return max(0.0, _cpu_at(self.cpu, end) - _cpu_at(self.cpu, start))
+
+    def step_cores(self) -> list[float]:
+        """Per step (as in `steps`), its CPU seconds over its wall seconds."""
+        out, t = [], 0.0
+        for _, _, seconds in self.steps:
+            out.append(self.cpu_seconds(t, t + seconds) / seconds if seconds > 0 else 0.0)
+            t += seconds
+        return out
 
     @property
     def phases(self) -> dict[str, float]:
@@ -107,6 +122,32 @@ class RunMeasure:
     def rest(self) -> float:
         """After the last step: the final report and the process's exit."""
         return self.wall - sum(s for _, _, s in self.steps)
+
+
+def _cpu_at(samples: list[tuple[float, float]], t: float) -> float:
+    """CPU seconds at moment t, linear between the samples around it."""
+    if not samples:
+        return 0.0
+    before = [x for x in samples if x[0] <= t]
+    after = [x for x in samples if x[0] >= t]
+    if not before:
+        return samples[0][1]
+    if not after:
+        return samples[-1][1]
+    (t0, c0), (t1, c1) = before[-1], after[0]
+    return c0 if t1 == t0 else c0 + (c1 - c0) * (t - t0) / (t1 - t0)
+
+
+def tree_cpu(proc: psutil.Process) -> float:
+    """User+system CPU seconds of the process, its live children and those it waited for."""
+    import psutil
+
+    total = 0.0
+    for i, p in enumerate((proc, *proc.children(recursive=True))):
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system + (t.children_user + t.children_system if i == 0 else 0)
+    return total
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -128,6 +169,7 @@ def run_cli(config: Path, log: Path, new_run: bool = False) -> RunMeasure:
         cmd.append("--new-run")
     os.sync()  # no dirty pages of the previous measurement still being written
     peak = 0
+    cpu: list[tuple[float, float]] = [(0.0, 0.0)]
     launched = datetime.now(UTC)
     start = time.perf_counter()
     with log.open("w") as out:
@@ -135,10 +177,12 @@ def run_cli(config: Path, log: Path, new_run: bool = False) -> RunMeasure:
         while proc.poll() is None:
             with contextlib.suppress(psutil.Error):
                 peak = max(peak, tree_rss(proc))
+                cpu.append((time.perf_counter() - start, tree_cpu(proc)))
             time.sleep(SAMPLE_EVERY)
     wall = time.perf_counter() - start
     cfg = load_config(config)
     m = RunMeasure(wall, peak, int(proc.returncode), disk=file_size(cfg.workspace / WAREHOUSE))
+    m.cpu = cpu
     m.load = os.getloadavg()[0]
     if m.exit_code in (0, 3):
         m.steps = step_times(cfg.workspace, launched)
@@ -629,9 +673,18 @@ def print_table(results: list[SizeResult]) -> None:
 
 def print_steps(what: str, m: RunMeasure) -> None:
     """Where a run's time went: each phase's steps, unification's tasks."""
-    print(f"  {what} ({m.wall:.1f}s, peak RSS {m.peak_rss / 1e9:.2f} GB, load {m.load:.1f}):")
+    total_cpu = m.cpu[-1][1] if m.cpu else 0.0
+    print(
+        f"  {what} ({m.wall:.1f}s, {total_cpu:.1f} CPU s, peak RSS {m.peak_rss / 1e9:.2f} GB, "
+        f"load {m.load:.1f}); per step: seconds (cores busy):"
+    )
+    cores = m.step_cores()
     for p in ORDER:
-        steps = ", ".join(f"{n} {t:.1f}" for ph, n, t in m.steps if ph == p.value)
+        steps = ", ".join(
+            f"{n} {t:.1f} ({c:.1f})"
+            for (ph, n, t), c in zip(m.steps, cores, strict=True)
+            if ph == p.value
+        )
         print(f"    {p.value} {m.phases[p.value]:.1f}s: {steps}")
     tasks = ", ".join(f"{n} {t:.1f}" for n, t in m.unif_tasks.items())
     print(f"    unification tasks: {tasks}; the engine itself {m.engine:.1f}")

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from bench_e2e import compare_warehouses
+from bench_e2e import RunMeasure, compare_warehouses, tree_cpu
 
 ROWS = [(1, "a@x.com", 10), (2, "b@x.com", 20), (2, "b@x.com", 20), (3, None, 30)]
 
@@ -102,3 +102,22 @@ def test_profiles_are_compared_as_sets_of_values_whatever_their_ids(tmp_path: Pa
     )
     moved = compare_partitions(a, split, cfg)
     assert (moved.profiles_a, moved.profiles_b, moved.moved) == (2, 3, 1)
+
+
+def test_cores_per_step_come_from_the_cpu_samples_between_its_ends() -> None:
+    m = RunMeasure(3.0, 0, 0, steps=[("ingestion", "a", 1.0), ("ingestion", "b", 2.0)])
+    m.cpu = [(0.0, 0.0), (1.0, 2.0), (2.0, 2.5), (3.0, 3.0)]  # two cores, then half of one
+    assert m.step_cores() == [2.0, 0.5]
+    assert m.cpu_seconds(0.5, 1.5) == pytest.approx(1.25)  # between samples: interpolated
+
+
+def test_a_measured_process_tree_counts_the_cpu_its_child_burnt() -> None:
+    """run_cli samples the tree's CPU: a child busy for 1 s adds about a core-second, once it
+    has ended too (the caller waited for it: its children_* times)."""
+    import psutil
+
+    me = psutil.Process()
+    busy = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass\n"
+    before = tree_cpu(me)
+    psutil.Popen([sys.executable, "-c", busy]).wait()
+    assert 0.9 <= tree_cpu(me) - before < 3.0
