@@ -109,15 +109,21 @@ async def _coverage(
     warnings: list[str] = []
     dead: dict[str, list[str]] = {}
     for t in plan.tables:
-        valid = [valid_key_sql(kc, plan.key(kc.key)) for kc in t.key_columns]
-        exprs = ["count(*)", f"count({idn})", f"count_if({' OR '.join(valid)})"]
-        exprs.append(f"count_if(({' OR '.join(valid)}) AND {idn} IS NULL)")
-        for kc, v in zip(t.key_columns, valid, strict=True):
-            exprs += [f"count({quote_ident(kc.column)})", f"count_if({v})"]
+        # Each column's rule once per row, as flags of a subquery the counts read (its
+        # names are ours: no column of the table can shadow them).
+        n = len(t.key_columns)
+        flags = [f"{idn} IS NOT NULL AS has_id"]
+        for i, kc in enumerate(t.key_columns):
+            flags.append(f"{quote_ident(kc.column)} IS NOT NULL AS n{i}")
+            flags.append(f"{valid_key_sql(kc, plan.key(kc.key))} AS v{i}")
+        any_valid = " OR ".join(f"v{i}" for i in range(n))
+        exprs = ["count(*)", "count_if(has_id)", f"count_if({any_valid})"]
+        exprs.append(f"count_if(({any_valid}) AND NOT has_id)")
+        for i in range(n):
+            exprs += [f"count_if(n{i})", f"count_if(v{i})"]
         enriched = f"{quote_ident(plan.unif_db)}.{quote_ident(f'enriched_{t.table}')}"
-        row = (
-            await backend.query(f"SELECT {', '.join(exprs)} FROM {enriched}", plan.unif_db)
-        ).rows[0]
+        sql = f"SELECT {', '.join(exprs)} FROM (SELECT {', '.join(flags)} FROM {enriched}) t"
+        row = (await backend.query(sql, plan.unif_db)).rows[0]
         rows, with_id, with_key, key_no_id, *per_column = (int(v or 0) for v in row)
         out[t.table] = {
             "source": source_label(cfg, t.table),
@@ -175,27 +181,47 @@ def _source_profiles(plan: UnificationPlan, labels: list[str]) -> list[str]:
 async def _profile_sets(
     cfg: PipelineConfig, backend: Backend, plan: UnificationPlan, labels: list[str]
 ) -> dict[str, Any]:
-    """Profiles by how many sources hold them, per source, and per pair of sources."""
-    parts = _source_profiles(plan, labels)
-    per = " UNION ".join(parts)
-    sql = (
-        f"WITH per AS ({per}), n AS (SELECT pid, count(*) AS k FROM per GROUP BY pid) "
-        "SELECT 'by_count' AS part, CAST(k AS varchar) AS a, CAST(NULL AS varchar) AS b, "
-        "count(*) AS c FROM n GROUP BY k "
-        "UNION ALL SELECT 'source', src, CAST(NULL AS varchar), count(*) FROM per GROUP BY src "
-        "UNION ALL SELECT 'pair', x.src, y.src, count(*) FROM per x JOIN per y "
-        "ON x.pid = y.pid AND x.src < y.src GROUP BY x.src, y.src"
-    )
+    """Profiles by how many sources hold them, per source, and per pair of sources.
+
+    One grouping of every table's ids by profile, with a 0/1 column per source saying
+    whether some row of that source holds the profile; every count is then a count_if over
+    those flags (a DISTINCT per table, their UNION and a self-join of it cost several times
+    as much, and counted the same)."""
     out: dict[str, Any] = {"by_count": {}, "source": {}, "pair": {}}
-    if not parts:
+    if not plan.tables:
         return out
-    for part, a, b, c in (await backend.query(sql, plan.unif_db)).rows:
-        if part == "by_count":
-            out["by_count"][str(a)] = int(c)
-        elif part == "source":
-            out["source"][str(a)] = int(c)
-        else:
-            out["pair"][(str(a), str(b))] = int(c)
+    sources = sorted(set(labels))
+    idn = quote_ident(plan.id_name)
+    flag = [f"s{i}" for i in range(len(sources))]
+    rows = " UNION ALL ".join(
+        f"SELECT {idn} AS pid, "
+        + ", ".join(f"{int(s == label)} AS {f}" for s, f in zip(sources, flag, strict=True))
+        + f" FROM {quote_ident(plan.unif_db)}.{quote_ident(f'enriched_{t.table}')} "
+        f"WHERE {idn} IS NOT NULL"
+        for t, label in zip(plan.tables, labels, strict=True)
+    )
+    held = ", ".join(f"max({f}) AS {f}" for f in flag)
+    held_by = " + ".join(flag)
+    pairs = list(combinations(range(len(sources)), 2))
+    counts = [f"count_if({held_by} = {k})" for k in range(1, len(sources) + 1)]
+    counts += [f"count_if({f} = 1)" for f in flag]
+    counts += [f"count_if({flag[a]} = 1 AND {flag[b]} = 1)" for a, b in pairs]
+    sql = (
+        f"WITH p AS (SELECT pid, {held} FROM ({rows}) r GROUP BY pid) "
+        f"SELECT {', '.join(counts)} FROM p"
+    )
+    values = [int(v or 0) for v in (await backend.query(sql, plan.unif_db)).rows[0]]
+    by_count, per_source, per_pair = (
+        values[: len(sources)],
+        values[len(sources) : 2 * len(sources)],
+        values[2 * len(sources) :],
+    )
+    # Only the counts above zero, as a GROUP BY would have listed them.
+    out["by_count"] = {str(k): n for k, n in enumerate(by_count, start=1) if n}
+    out["source"] = {s: n for s, n in zip(sources, per_source, strict=True) if n}
+    out["pair"] = {
+        (sources[a], sources[b]): n for (a, b), n in zip(pairs, per_pair, strict=True) if n
+    }
     return out
 
 
