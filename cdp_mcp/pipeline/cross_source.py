@@ -167,49 +167,42 @@ def _dead_column(t: PlanTable, kc: PlanKeyColumn, key: PlanKey, rows: int, non_n
     )
 
 
-def _source_profiles(plan: UnificationPlan, labels: list[str]) -> list[str]:
-    """Per table, a SELECT of (src, pid): its source's label and each profile it holds."""
+def _held(plan: UnificationPlan, flags: list[list[int]]) -> str:
+    """A SELECT of (pid, s0, s1, ...): each profile of the enriched tables, once, and per
+    flag whether some row of a table flagged 1 for it holds the profile (`flags`: per
+    table, one 0/1 per flag). One grouping of every table's ids: cheaper than a DISTINCT
+    per table, their UNION and a grouping of that, and the same counts."""
     idn = quote_ident(plan.id_name)
-    return [
-        f"SELECT DISTINCT {sql_string(label)} AS src, {idn} AS pid "
-        f"FROM {quote_ident(plan.unif_db)}.{quote_ident(f'enriched_{t.table}')} "
+    names = [f"s{i}" for i in range(len(flags[0]))]
+    rows = " UNION ALL ".join(
+        f"SELECT {idn} AS pid, "
+        + ", ".join(f"{int(v)} AS {n}" for v, n in zip(table_flags, names, strict=True))
+        + f" FROM {quote_ident(plan.unif_db)}.{quote_ident(f'enriched_{t.table}')} "
         f"WHERE {idn} IS NOT NULL"
-        for t, label in zip(plan.tables, labels, strict=True)
-    ]
+        for t, table_flags in zip(plan.tables, flags, strict=True)
+    )
+    held = ", ".join(f"max({n}) AS {n}" for n in names)
+    return f"SELECT pid, {held} FROM ({rows}) r GROUP BY pid"
 
 
 async def _profile_sets(
     cfg: PipelineConfig, backend: Backend, plan: UnificationPlan, labels: list[str]
 ) -> dict[str, Any]:
-    """Profiles by how many sources hold them, per source, and per pair of sources.
-
-    One grouping of every table's ids by profile, with a 0/1 column per source saying
-    whether some row of that source holds the profile; every count is then a count_if over
-    those flags (a DISTINCT per table, their UNION and a self-join of it cost several times
-    as much, and counted the same)."""
+    """Profiles by how many sources hold them, per source, and per pair of sources: count_ifs
+    over a flag per source (`_held`), where a self-join of the profiles per source cost
+    several times as much for the same counts."""
     out: dict[str, Any] = {"by_count": {}, "source": {}, "pair": {}}
     if not plan.tables:
         return out
     sources = sorted(set(labels))
-    idn = quote_ident(plan.id_name)
     flag = [f"s{i}" for i in range(len(sources))]
-    rows = " UNION ALL ".join(
-        f"SELECT {idn} AS pid, "
-        + ", ".join(f"{int(s == label)} AS {f}" for s, f in zip(sources, flag, strict=True))
-        + f" FROM {quote_ident(plan.unif_db)}.{quote_ident(f'enriched_{t.table}')} "
-        f"WHERE {idn} IS NOT NULL"
-        for t, label in zip(plan.tables, labels, strict=True)
-    )
-    held = ", ".join(f"max({f}) AS {f}" for f in flag)
     held_by = " + ".join(flag)
     pairs = list(combinations(range(len(sources)), 2))
     counts = [f"count_if({held_by} = {k})" for k in range(1, len(sources) + 1)]
     counts += [f"count_if({f} = 1)" for f in flag]
     counts += [f"count_if({flag[a]} = 1 AND {flag[b]} = 1)" for a, b in pairs]
-    sql = (
-        f"WITH p AS (SELECT pid, {held} FROM ({rows}) r GROUP BY pid) "
-        f"SELECT {', '.join(counts)} FROM p"
-    )
+    one_hot = [[int(s == label) for s in sources] for label in labels]
+    sql = f"WITH p AS ({_held(plan, one_hot)}) SELECT {', '.join(counts)} FROM p"
     values = [int(v or 0) for v in (await backend.query(sql, plan.unif_db)).rows[0]]
     by_count, per_source, per_pair = (
         values[: len(sources)],
@@ -242,13 +235,12 @@ async def added_source_metrics(
     }
     if not added:
         return out
-    old = ", ".join(sql_string(s) for s in earlier) or "NULL"
+    # s0: held by an earlier source, s1: by an added one
+    flags = [[int(label in earlier), int(label not in earlier)] for label in labels]
     sql = (
-        f"WITH per AS ({' UNION '.join(_source_profiles(plan, labels))}), "
-        f"p AS (SELECT pid, max(CASE WHEN src IN ({old}) THEN 1 ELSE 0 END) AS has_old, "
-        f"max(CASE WHEN src IN ({old}) THEN 0 ELSE 1 END) AS has_new FROM per GROUP BY pid) "
-        "SELECT count_if(has_new = 1 AND has_old = 0), count_if(has_new = 1 AND has_old = 1), "
-        "count_if(has_old = 1) FROM p"
+        f"WITH p AS ({_held(plan, flags)}) "
+        "SELECT count_if(s1 = 1 AND s0 = 0), count_if(s1 = 1 AND s0 = 1), "
+        "count_if(s0 = 1) FROM p"
     )
     row = (await backend.query(sql, plan.unif_db)).rows[0]
     new_only, shared, earlier_now = (int(v or 0) for v in row)
