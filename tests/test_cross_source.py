@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -252,6 +253,88 @@ def test_a_source_linking_nobody_and_a_key_column_without_valid_values_warn(demo
     assert len(dead) == 1 and f"(of {rows} rows) passes" in dead[0]
     assert "valid_regexp '.+@.+'" in dead[0] and "unification.tables" in dead[0]
     assert "@" not in " ".join(findings.warnings).replace("'.+@.+'", "")  # no address shown
+
+
+def _profile_sets_of(backend: LocalBackend, cfg: PipelineConfig) -> dict[str, Any]:
+    """The cross-source figures computed here, in Python, from each enriched table's ids."""
+    held: dict[str, set[str]] = {}  # profile -> the sources holding it
+    with backend.runtime.warehouse.cursor() as cur:
+        for table in PRIMARY_KEYS:
+            ids = cur.execute(
+                f"SELECT DISTINCT unified_id FROM {cfg.unif_db}.enriched_{table} "
+                "WHERE unified_id IS NOT NULL"
+            ).fetchall()
+            for (pid,) in ids:
+                held.setdefault(pid, set()).add(source_label(cfg, table))
+    sources = sorted({source_label(cfg, t) for t in PRIMARY_KEYS})
+    by_count: dict[int, int] = {}
+    for labels in held.values():
+        by_count[len(labels)] = by_count.get(len(labels), 0) + 1
+    return {
+        "profiles_in_several_sources": sum(1 for labels in held.values() if len(labels) > 1),
+        "profiles_by_sources": {
+            f"in {k} source{'s' if k > 1 else ''}": n for k, n in sorted(by_count.items())
+        },
+        "profiles_per_source": {s: sum(1 for v in held.values() if s in v) for s in sources},
+        "source_overlap": sorted(
+            (a, b, sum(1 for v in held.values() if {a, b} <= v))
+            for i, a in enumerate(sources)
+            for b in sources[i + 1 :]
+        ),
+    }
+
+
+@pytest.mark.slow
+def test_ids_lost_or_moved_after_enrichment_change_the_coverage_and_overlap(demo: Path) -> None:
+    """Ids cleared from rows with a valid key, and a source's ids all replaced by one
+    profile of another source: the validation's coverage, its warning with the count, and
+    the cross-source figures follow the tables as they are (counted here from the rows)."""
+    cfg = demo_cfg(demo)
+    backend = LocalBackend(cfg.workspace)
+    before = run_three_sources(cfg)
+    assert not [w for w in before.warnings if "valid key value but no" in w]
+    crm = before.metrics["table_coverage"]["crm_contacts"]
+    table = f"{cfg.unif_db}.enriched_crm_contacts"
+    with backend.runtime.warehouse.cursor() as cur:
+        cur.execute(
+            f"UPDATE {table} SET unified_id = NULL WHERE rowid IN "
+            f"(SELECT rowid FROM {table} WHERE unified_id IS NOT NULL ORDER BY rowid LIMIT 3)"
+        )
+        one = cur.execute(
+            f"SELECT min(unified_id) FROM {cfg.unif_db}.enriched_crm_contacts"
+        ).fetchone()[0]
+        cur.execute(
+            f"UPDATE {cfg.unif_db}.enriched_mailer_subscribers SET unified_id = ? "
+            "WHERE unified_id IS NOT NULL",
+            [one],
+        )
+    schemas = staged_schemas(cfg)
+    after = anyio.run(validate_phase, cfg, Phase.UNIFICATION, backend, schemas)
+
+    assert after.failures == []
+    cov = after.metrics["table_coverage"]["crm_contacts"]
+    assert cov["rows_with_id"] == crm["rows_with_id"] - 3
+    assert after.metrics["coverage"]["crm_contacts"] == round(
+        (crm["rows_with_id"] - 3) / crm["rows"], 4
+    )
+    lost = [w for w in after.warnings if "valid key value but no unified_id" in w]
+    assert len(lost) == 1 and lost[0].startswith(
+        f"{cfg.unif_db}.enriched_crm_contacts: 3 of {crm['rows']} rows "
+    )
+    want = _profile_sets_of(backend, cfg)
+    assert _cross_source_figures(after) == want
+    assert want["profiles_per_source"][source_label(cfg, "mailer_subscribers")] == 1
+    assert _cross_source_figures(before) != want  # the figures did move
+
+
+def _cross_source_figures(findings: Findings) -> dict[str, Any]:
+    m = findings.metrics
+    got = {k: m[k] for k in ("profiles_in_several_sources", "profiles_by_sources")}
+    got["profiles_per_source"] = m["profiles_per_source"]
+    got["source_overlap"] = sorted(
+        (o["source"], o["and_source"], o["profiles_in_both"]) for o in m["source_overlap"]
+    )
+    return got
 
 
 def _drafted(demo: Path, monkeypatch: pytest.MonkeyPatch) -> PipelineConfig:

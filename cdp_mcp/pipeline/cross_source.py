@@ -109,15 +109,21 @@ async def _coverage(
     warnings: list[str] = []
     dead: dict[str, list[str]] = {}
     for t in plan.tables:
-        valid = [valid_key_sql(kc, plan.key(kc.key)) for kc in t.key_columns]
-        exprs = ["count(*)", f"count({idn})", f"count_if({' OR '.join(valid)})"]
-        exprs.append(f"count_if(({' OR '.join(valid)}) AND {idn} IS NULL)")
-        for kc, v in zip(t.key_columns, valid, strict=True):
-            exprs += [f"count({quote_ident(kc.column)})", f"count_if({v})"]
+        # Each column's rule once per row, as flags of a subquery the counts read (its
+        # names are ours: no column of the table can shadow them).
+        n = len(t.key_columns)
+        flags = [f"{idn} IS NOT NULL AS has_id"]
+        for i, kc in enumerate(t.key_columns):
+            flags.append(f"{quote_ident(kc.column)} IS NOT NULL AS n{i}")
+            flags.append(f"{valid_key_sql(kc, plan.key(kc.key))} AS v{i}")
+        any_valid = " OR ".join(f"v{i}" for i in range(n))
+        exprs = ["count(*)", "count_if(has_id)", f"count_if({any_valid})"]
+        exprs.append(f"count_if(({any_valid}) AND NOT has_id)")
+        for i in range(n):
+            exprs += [f"count_if(n{i})", f"count_if(v{i})"]
         enriched = f"{quote_ident(plan.unif_db)}.{quote_ident(f'enriched_{t.table}')}"
-        row = (
-            await backend.query(f"SELECT {', '.join(exprs)} FROM {enriched}", plan.unif_db)
-        ).rows[0]
+        sql = f"SELECT {', '.join(exprs)} FROM (SELECT {', '.join(flags)} FROM {enriched}) t"
+        row = (await backend.query(sql, plan.unif_db)).rows[0]
         rows, with_id, with_key, key_no_id, *per_column = (int(v or 0) for v in row)
         out[t.table] = {
             "source": source_label(cfg, t.table),
@@ -161,41 +167,54 @@ def _dead_column(t: PlanTable, kc: PlanKeyColumn, key: PlanKey, rows: int, non_n
     )
 
 
-def _source_profiles(plan: UnificationPlan, labels: list[str]) -> list[str]:
-    """Per table, a SELECT of (src, pid): its source's label and each profile it holds."""
+def _held(plan: UnificationPlan, flags: list[list[int]]) -> str:
+    """A SELECT of (pid, s0, s1, ...): each profile of the enriched tables, once, and per
+    flag whether some row of a table flagged 1 for it holds the profile (`flags`: per
+    table, one 0/1 per flag). One grouping of every table's ids: cheaper than a DISTINCT
+    per table, their UNION and a grouping of that, and the same counts."""
     idn = quote_ident(plan.id_name)
-    return [
-        f"SELECT DISTINCT {sql_string(label)} AS src, {idn} AS pid "
-        f"FROM {quote_ident(plan.unif_db)}.{quote_ident(f'enriched_{t.table}')} "
+    names = [f"s{i}" for i in range(len(flags[0]))]
+    rows = " UNION ALL ".join(
+        f"SELECT {idn} AS pid, "
+        + ", ".join(f"{int(v)} AS {n}" for v, n in zip(table_flags, names, strict=True))
+        + f" FROM {quote_ident(plan.unif_db)}.{quote_ident(f'enriched_{t.table}')} "
         f"WHERE {idn} IS NOT NULL"
-        for t, label in zip(plan.tables, labels, strict=True)
-    ]
+        for t, table_flags in zip(plan.tables, flags, strict=True)
+    )
+    held = ", ".join(f"max({n}) AS {n}" for n in names)
+    return f"SELECT pid, {held} FROM ({rows}) r GROUP BY pid"
 
 
 async def _profile_sets(
     cfg: PipelineConfig, backend: Backend, plan: UnificationPlan, labels: list[str]
 ) -> dict[str, Any]:
-    """Profiles by how many sources hold them, per source, and per pair of sources."""
-    parts = _source_profiles(plan, labels)
-    per = " UNION ".join(parts)
-    sql = (
-        f"WITH per AS ({per}), n AS (SELECT pid, count(*) AS k FROM per GROUP BY pid) "
-        "SELECT 'by_count' AS part, CAST(k AS varchar) AS a, CAST(NULL AS varchar) AS b, "
-        "count(*) AS c FROM n GROUP BY k "
-        "UNION ALL SELECT 'source', src, CAST(NULL AS varchar), count(*) FROM per GROUP BY src "
-        "UNION ALL SELECT 'pair', x.src, y.src, count(*) FROM per x JOIN per y "
-        "ON x.pid = y.pid AND x.src < y.src GROUP BY x.src, y.src"
-    )
+    """Profiles by how many sources hold them, per source, and per pair of sources: count_ifs
+    over a flag per source (`_held`), where a self-join of the profiles per source cost
+    several times as much for the same counts."""
     out: dict[str, Any] = {"by_count": {}, "source": {}, "pair": {}}
-    if not parts:
+    if not plan.tables:
         return out
-    for part, a, b, c in (await backend.query(sql, plan.unif_db)).rows:
-        if part == "by_count":
-            out["by_count"][str(a)] = int(c)
-        elif part == "source":
-            out["source"][str(a)] = int(c)
-        else:
-            out["pair"][(str(a), str(b))] = int(c)
+    sources = sorted(set(labels))
+    flag = [f"s{i}" for i in range(len(sources))]
+    held_by = " + ".join(flag)
+    pairs = list(combinations(range(len(sources)), 2))
+    counts = [f"count_if({held_by} = {k})" for k in range(1, len(sources) + 1)]
+    counts += [f"count_if({f} = 1)" for f in flag]
+    counts += [f"count_if({flag[a]} = 1 AND {flag[b]} = 1)" for a, b in pairs]
+    one_hot = [[int(s == label) for s in sources] for label in labels]
+    sql = f"WITH p AS ({_held(plan, one_hot)}) SELECT {', '.join(counts)} FROM p"
+    values = [int(v or 0) for v in (await backend.query(sql, plan.unif_db)).rows[0]]
+    by_count, per_source, per_pair = (
+        values[: len(sources)],
+        values[len(sources) : 2 * len(sources)],
+        values[2 * len(sources) :],
+    )
+    # Only the counts above zero, as a GROUP BY would have listed them.
+    out["by_count"] = {str(k): n for k, n in enumerate(by_count, start=1) if n}
+    out["source"] = {s: n for s, n in zip(sources, per_source, strict=True) if n}
+    out["pair"] = {
+        (sources[a], sources[b]): n for (a, b), n in zip(pairs, per_pair, strict=True) if n
+    }
     return out
 
 
@@ -216,13 +235,12 @@ async def added_source_metrics(
     }
     if not added:
         return out
-    old = ", ".join(sql_string(s) for s in earlier) or "NULL"
+    # s0: held by an earlier source, s1: by an added one
+    flags = [[int(label in earlier), int(label not in earlier)] for label in labels]
     sql = (
-        f"WITH per AS ({' UNION '.join(_source_profiles(plan, labels))}), "
-        f"p AS (SELECT pid, max(CASE WHEN src IN ({old}) THEN 1 ELSE 0 END) AS has_old, "
-        f"max(CASE WHEN src IN ({old}) THEN 0 ELSE 1 END) AS has_new FROM per GROUP BY pid) "
-        "SELECT count_if(has_new = 1 AND has_old = 0), count_if(has_new = 1 AND has_old = 1), "
-        "count_if(has_old = 1) FROM p"
+        f"WITH p AS ({_held(plan, flags)}) "
+        "SELECT count_if(s1 = 1 AND s0 = 0), count_if(s1 = 1 AND s0 = 1), "
+        "count_if(s0 = 1) FROM p"
     )
     row = (await backend.query(sql, plan.unif_db)).rows[0]
     new_only, shared, earlier_now = (int(v or 0) for v in row)

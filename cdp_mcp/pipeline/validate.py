@@ -493,22 +493,21 @@ async def _unification_metrics(
     f.metrics["profiles"] = sum(int(c) for part, _, c, _ in sizes.rows if part == "profiles")
     f.metrics["ids_per_profile"] = {str(n): c for n, c in per_size}
     f.metrics["largest_clusters"] = [{"id": str(i), "values": n} for n, i in largest]
+    across, warnings, dead_columns = await cross_source_metrics(cfg, backend, plan)
     coverage = {}
     for t in plan.tables:
-        enriched = _q(cfg.unif_db, f"enriched_{t.table}")
         total = await _count(catalog, cfg.unif_db, f"enriched_{t.table}")
         staged = await _count(catalog, t.database, t.table)
-        with_id = await _scalar(
-            backend, f"SELECT count({quote_ident(idn)}) FROM {enriched}", cfg.unif_db
-        )
-        coverage[t.table] = round(int(with_id or 0) / total, 4) if total else 0.0
+        # The rows with an id: count(id) of enriched_{table}, which the cross-source
+        # coverage has just counted in its own scan of that table.
+        with_id = across["table_coverage"][t.table]["rows_with_id"]
+        coverage[t.table] = round(with_id / total, 4) if total else 0.0
         if total != staged:
             f.failures.append(
                 f"enriched_{t.table} has {total} rows but {t.database}.{t.table} has {staged}: "
                 "enrichment must keep every staging row"
             )
     f.metrics["coverage"] = coverage
-    across, warnings, dead_columns = await cross_source_metrics(cfg, backend, plan)
     f.metrics.update(across)
     f.warnings.extend(warnings)
     await _key_values(cfg, backend, catalog, plan, f)
