@@ -331,9 +331,9 @@ def _replace_rows(
 
 @dataclass
 class _AllNodes:
-    nodes: stats.NodeArrays  # indexed by rank of node order
+    nodes: stats.NodeArrays  # per state row; leaders as node orders
     profiles: int
-    orders: np.ndarray  # every node order, sorted
+    orders: np.ndarray  # per state row: its node order
     records: np.ndarray
 
 
@@ -341,35 +341,33 @@ def _node_arrays(
     con: duckdb.DuckDBPyConnection, state: str, assigned: str, initial_local: np.ndarray
 ) -> _AllNodes:
     """Every value's key, tables, leader and leader before the loop, from the state's
-    integer columns, indexed by node order (dense: a full run numbers 0..n-1 and every later
-    run adds the next numbers, values are never removed): what the key stats are computed
-    over. A value this run did not touch had its leader before the loop too."""
+    integer columns: what the key stats and the report are computed over. Node orders are
+    dense (a full run numbers 0..n-1 and every later run adds the next numbers, values are
+    never removed), so a leader's node order indexes the per-profile counts as it is and the
+    rows stay in the state's order (reordering them cost four scatters of every value). A
+    value this run did not touch had its leader before the loop too."""
     got = fetch_ints(con, f"SELECT kt, tabs, node_order, leader_order, records FROM {state}")
     n = len(got["node_order"])
     where = got["node_order"]
     seen = np.zeros(n, dtype=bool)
     inside = (where >= 0) & (where < n)
     seen[where[inside]] = True
-    leaders = got["leader_order"]
-    if not inside.all() or not seen.all() or np.any((leaders < 0) | (leaders >= n)):
+    leader = got["leader_order"]
+    if not inside.all() or not seen.all() or np.any((leader < 0) | (leader >= n)):
         raise UnificationError(
             "the unification state is out of step (its node orders have gaps): run it again"
             " with full_refresh: true"
         )
-
-    def by_order(values: np.ndarray) -> np.ndarray:
-        out = np.empty(n, dtype=np.int64)
-        out[where] = values
-        return out
-
-    leader = by_order(leaders)
-    initial = leader.copy()
     mine = fetch_ints(con, f"SELECT node_order FROM {assigned} ORDER BY node")["node_order"]
-    initial[mine] = mine[initial_local]
+    before = np.full(n, -1, dtype=np.int64)  # by node order: this run's values' initial
+    before[mine] = mine[initial_local]
+    at = before[where]
+    initial = np.where(at >= 0, at, leader)
+    del before, at
     profiles = int(np.count_nonzero(np.bincount(leader, minlength=n))) if n else 0
     return _AllNodes(
-        nodes=stats.NodeArrays(by_order(got["kt"]), by_order(got["tabs"]), leader, initial),
+        nodes=stats.NodeArrays(got["kt"], got["tabs"], leader, initial),
         profiles=profiles,
-        orders=np.arange(n, dtype=np.int64),
-        records=by_order(got["records"]),
+        orders=where,
+        records=got["records"],
     )

@@ -10,8 +10,6 @@ sizes, the size histogram and the median are numpy; only the few values the repo
 
 from __future__ import annotations
 
-from collections import Counter
-
 import duckdb
 import numpy as np
 import numpy.typing as npt
@@ -39,17 +37,19 @@ def report_from_arrays(
     spec: UnifySpec,
     id_name: str,
     threshold: int | None,
-    orders: Ints,  # every value's node order, sorted
-    leader: Ints,  # per value (same order): index of its leader in `orders`
+    orders: Ints,  # per value: its node order (dense: 0..n-1, in any order)
+    leader: Ints,  # per value (same order): its leader's node order
     records: Ints,  # per value: records carrying it
 ) -> ClusterReport:
     db = spec.database
     state = table(db, f"{id_name}_{STATE_SUFFIX}")
     keys = _key_names(con, db, id_name)
     size = np.bincount(leader, minlength=len(orders)) if len(orders) else np.zeros(0, np.int64)
-    profiles = np.flatnonzero(size)
+    profiles = np.flatnonzero(size)  # their leaders' node orders
     n = size[profiles]
-    histogram = sorted(Counter(n.tolist()).items())
+    # Profiles per size, counted in numpy: a Counter over millions of Python ints is not.
+    per_size = np.bincount(n) if len(n) else np.zeros(0, np.int64)
+    histogram = [(int(k), int(c)) for k, c in enumerate(per_size.tolist()) if c]
     # The largest: every profile as large as the TOP-th largest, then ordered by id as
     # compute_report orders them (size, then id).
     top_rows: list[tuple[str, int]] = []
@@ -57,7 +57,7 @@ def report_from_arrays(
     if len(n):
         cut = np.sort(n)[::-1][min(TOP_CLUSTERS, len(n)) - 1]
         big = profiles[n >= cut]
-        for uid, k, order in _people(con, spec, state, orders[big], size[big])[:TOP_CLUSTERS]:
+        for uid, k, order in _people(con, spec, state, big, size[big])[:TOP_CLUSTERS]:
             top_rows.append((uid, k))
             top_leaders.append(order)
     if threshold is None:
@@ -66,9 +66,9 @@ def report_from_arrays(
     else:
         rule = "over_merge_threshold as set"
     # The values the report names: the largest clusters' and those over the threshold.
-    named = (records > threshold) | np.isin(leader, np.searchsorted(orders, top_leaders))
+    named = (records > threshold) | np.isin(leader, top_leaders)
     values = scratch.name("report_values")
-    with arrays(con, node_order=orders[named], leader_order=orders[leader[named]]) as arr:
+    with arrays(con, node_order=orders[named], leader_order=leader[named]) as arr:
         con.execute(
             f"""CREATE TEMP TABLE {values} AS
                 SELECT {uid_sql(spec, "l.kt", "l.id")} AS uid, s.kt, s.id AS v, s.records,
@@ -77,7 +77,7 @@ def report_from_arrays(
                 JOIN {state} l ON l.node_order = a.leader_order"""
         )
     sizes = scratch.name("report_sizes")
-    with arrays(con, leader_order=orders[profiles], n=n) as arr:
+    with arrays(con, leader_order=profiles, n=n) as arr:
         con.execute(
             f"""CREATE TEMP TABLE {sizes} AS
                 SELECT DISTINCT v.uid, a.n FROM {values} v JOIN {arr} a USING (leader_order)"""

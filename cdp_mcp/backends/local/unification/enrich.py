@@ -236,20 +236,24 @@ def _give_new_ids(
 ) -> None:
     """Rows holding an id that changed get the new one (a profile's values all move
     together, so the old id names the rows exactly). Deleted and inserted again, not
-    updated: an update of a column rewrites it in every row group the rows are spread over."""
+    updated: an update of a column rewrites it in every row group the rows are spread over.
+    The rows are found by one scan of the id column and deleted by rowid (stable inside the
+    caller's transaction), not looked up by id a second time."""
     if not merged:
         return
     before = np.array([a for a, _ in merged], dtype=object)
     after = np.array([b for _, b in merged], dtype=object)
     col = quote_ident(id_name)
     moved = quote_ident(f"__enrich_moved_{id_name}")
+    row = quote_ident(f"__enrich_row_{id_name}")
     with arrays(con, before=before, after=after) as changed:
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {moved} AS SELECT t.* REPLACE (c.after AS {col})"
-            f" FROM {target} t JOIN {changed} c ON c.before = t.{col}"
+            f"CREATE OR REPLACE TEMP TABLE {moved} AS SELECT t.rowid AS {row},"
+            f" t.* REPLACE (c.after AS {col}) FROM {target} t JOIN {changed} c"
+            f" ON c.before = t.{col}"
         )
-        con.execute(f"DELETE FROM {target} WHERE {col} IN (SELECT before FROM {changed})")
-    con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {moved}")
+    con.execute(f"DELETE FROM {target} WHERE rowid IN (SELECT {row} FROM {moved})")
+    con.execute(f"INSERT INTO {target} BY NAME SELECT * EXCLUDE ({row}) FROM {moved}")
     con.execute(f"DROP TABLE temp.{moved}")
 
 
