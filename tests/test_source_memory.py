@@ -13,7 +13,7 @@ from cdp_mcp.core.config import load_config
 from cdp_mcp.core.file_source import _cached_description, _cached_json_keys, read_schema
 from cdp_mcp.core.source_counts import Counting, rule_of
 from cdp_mcp.core.text_source import readable
-from cdp_mcp.generate.schemas import predicted_schemas
+from cdp_mcp.generate.schemas import _cached_shapes, predicted_schemas, source_columns
 from cdp_mcp.pipeline.source_flow import source_rows
 
 ROWS = 30_000  # beyond DuckDB's sniff sample (20,480 rows)
@@ -24,6 +24,7 @@ def _new_process(monkeypatch: pytest.MonkeyPatch, memory: Path | None = None) ->
     `memory`, another folder of kept facts: a reading from scratch)."""
     _cached_description.cache_clear()
     _cached_json_keys.cache_clear()
+    _cached_shapes.cache_clear()
     source_memory._appended.cache_clear()
     if memory is not None:
         monkeypatch.setenv(source_memory.CACHE_ENV, str(memory))
@@ -194,3 +195,113 @@ def test_generation_counts_the_rows_on_its_way_and_the_validation_reports_them(
     assert not kept_after_generation("customers.csv")  # the sample needs the validation's read
     assert "not a time" in source_rows(cfg)["customers"].unparseable_samples
     validation_equals_a_count_from_scratch(3)
+
+
+def _config_over(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A one-source config over `files` (object -> its file's text) in tmp_path/src."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, text in files.items():
+        (src / name).write_text(text, encoding="utf-8")
+    objects = ", ".join(Path(n).stem for n in files)
+    config = tmp_path / "p.yml"
+    config.write_text(
+        "global: {client: acme, backend: local}\n"
+        f"ingestion: {{source_name: s, connector: file, source_path: ./src, objects: [{objects}],"
+        " incremental_field: updated_at, start_date: '2020-01-01T00:00:00Z'}\n",
+        encoding="utf-8",
+    )
+    return config
+
+
+def _columns(cfg_path: Path, monkeypatch: pytest.MonkeyPatch, memory: Path | None = None) -> dict:
+    """source_columns as a new process with the kept facts of `memory` (None: the current
+    ones) sees them, as plain data."""
+    _new_process(monkeypatch, memory)
+    cfg = load_config(cfg_path)
+    return {o: [c.model_dump() for c in cols] for o, cols in source_columns(cfg).items()}
+
+
+def test_the_shapes_and_json_keys_of_an_appended_file_equal_a_reading_from_scratch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A short file's first rows are not all its sample: rows appended to it change a
+    column's shape (emails, then phones) and make a column JSON (empty, then objects)."""
+    lines = [f"{i},e{i}@mail.com,,2024-01-01" for i in range(5)]
+    config = _config_over(
+        tmp_path, {"t.csv": "id,contact,attrs,updated_at\n" + "\n".join(lines) + "\n"}
+    )
+    monkeypatch.setenv(source_memory.CACHE_ENV, str(tmp_path / "kept"))
+    first = {c["name"]: c for c in _columns(config, monkeypatch)["t"]}
+    assert first["contact"]["shape"] == "email" and not first["attrs"]["json_keys"]
+    more = [f'{i},+1 555 010 {i:04d},"{{""tier"": ""gold""}}",2024-01-02' for i in range(5, 60)]
+    _append(tmp_path / "src" / "t.csv", "\n".join(more) + "\n")
+    assert source_memory.appended(tmp_path / "src" / "t.csv") is not None
+    again = _columns(config, monkeypatch)
+    assert again == _columns(config, monkeypatch, tmp_path / "from-scratch")
+    by_name = {c["name"]: c for c in again["t"]}
+    assert by_name["contact"]["shape"] == "phone"
+    assert list(by_name["attrs"]["json_keys"]) == ["tier"]
+
+
+def test_a_changed_first_row_is_seen_though_the_file_only_grew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full sample's shapes are kept over an append only while its rows are the file's
+    first: a rewrite of them (same length, then rows appended) is read anew."""
+    n = 1500  # more than the shapes' and JSON keys' samples
+    lines = [f"{i},e{i:05d}@mail.com,2024-01-01" for i in range(n)]
+    config = _config_over(tmp_path, {"t.csv": "id,contact,updated_at\n" + "\n".join(lines) + "\n"})
+    monkeypatch.setenv(source_memory.CACHE_ENV, str(tmp_path / "kept"))
+    assert {c["name"]: c for c in _columns(config, monkeypatch)["t"]}["contact"]["shape"] == "email"
+    path = tmp_path / "src" / "t.csv"
+    # the first 1000 contacts become phone numbers of the same length, and a row is appended
+    text = path.read_text(encoding="utf-8")
+    for i in range(1000):
+        text = text.replace(f"\n{i},e{i:05d}@mail.com,", f"\n{i},+1555{i:010d},", 1)
+    path.write_text(text + f"{n},e{n:05d}@mail.com,2024-01-02\n", encoding="utf-8")
+    assert source_memory.appended(path) is None
+    again = _columns(config, monkeypatch)
+    assert {c["name"]: c for c in again["t"]}["contact"]["shape"] == "phone"
+    assert again == _columns(config, monkeypatch, tmp_path / "from-scratch")
+
+
+def test_a_bad_value_or_a_new_field_in_rows_appended_to_a_jsonl_file_is_not_missed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [f'{{"id": {i}, "amount": {i}.5, "updated_at": "2024-01-01"}}' for i in range(ROWS)]
+    path = tmp_path / "grows.jsonl"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert _types(path) == {"id": "long", "amount": "double", "updated_at": "string"}
+    _new_process(monkeypatch)
+    _append(path, f'{{"id": {ROWS}, "amount": "n/a", "updated_at": "2024-01-02"}}\n')
+    assert source_memory.appended(path) is not None
+    assert _types(path)["amount"] == "string"
+    _new_process(monkeypatch)
+    _append(path, f'{{"id": {ROWS + 1}, "amount": 1.5, "updated_at": "x", "coupon": "A"}}\n')
+    assert source_memory.appended(path) is not None
+    assert _types(path) == {
+        "id": "long",
+        "amount": "string",
+        "updated_at": "string",
+        "coupon": "string",
+    }
+    _new_process(monkeypatch, tmp_path / "from-scratch")
+    assert _types(path)["coupon"] == "string"
+
+
+def test_the_sample_s_schemas_after_an_append_equal_a_reading_from_scratch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every column, type, shape and JSON key generation predicts, over the sample (more
+    rows than the shapes' sample) as written and appended to, as a new process sees it."""
+    write_sample(tmp_path / "shopify", rows=3000)
+    config = write_sample_config(tmp_path)
+    monkeypatch.setenv(source_memory.CACHE_ENV, str(tmp_path / "kept"))
+    first = _columns(config, monkeypatch)
+    assert first == _columns(config, monkeypatch)  # the same version: all kept
+    for obj in ("customers", "orders", "products"):
+        append_rows(tmp_path / "shopify", obj, 60)
+    again = _columns(config, monkeypatch)
+    assert again == _columns(config, monkeypatch, tmp_path / "from-scratch")
+    assert any(c.get("shape") for cols in again.values() for c in cols)

@@ -17,7 +17,9 @@ import duckdb
 
 from cdp_mcp.core import source_memory
 from cdp_mcp.core.errors import CdpError
-from cdp_mcp.core.json_keys import json_keys
+from cdp_mcp.core.json_keys import SAMPLE_ROWS as JSON_SAMPLE_ROWS
+from cdp_mcp.core.json_keys import candidates as json_candidates
+from cdp_mcp.core.json_keys import keys_of as json_keys_of
 from cdp_mcp.core.schema import Column, snake_case, td_type, unique_names
 from cdp_mcp.core.source_counts import Counting, Counts, Rule, added, from_row
 from cdp_mcp.core.sqltext import quote_ident, sql_string
@@ -234,28 +236,57 @@ def _cached_json_keys(
     path: Path, size: int, mtime_ns: int, encoding: str | None
 ) -> dict[str, tuple[str, ...]]:
     """The JSON keys of the file's JSON columns (json_keys.py), cached per file version
-    (and kept across runs: finding them reads every value of a JSON column)."""
+    (and kept across runs: finding them reads every value of a JSON column). A file that
+    appends to a version whose first rows held no JSON column, with the same types, has
+    none either: its first rows are that version's (`_no_json_before`)."""
     described = _cached_description(path, size, mtime_ns, encoding)
     version = source_memory.Version.of(path)
     fixed = list(described) if FORMATS.get(path.suffix.lower()) != "parquet" else None
     src = _text(path, encoding)
-    kept = source_memory.recall(path, _JSON_KEYS_FACET, version) if src == path else None
-    if isinstance(kept, dict) and (version.size, version.mtime_ns) == (size, mtime_ns):
+    # (a staged copy is a version of its own; a file changed since `size` is read anew)
+    keeps = (
+        fixed is not None and src == path and (version.size, version.mtime_ns) == (size, mtime_ns)
+    )
+    kept = source_memory.recall(path, _JSON_KEYS_FACET, version) if keeps else None
+    if isinstance(kept, dict):
         return {str(k): tuple(str(x) for x in v) for k, v in kept.items()}
-    with duckdb.connect() as con:
-        con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
-        try:
-            found = json_keys(con, _reader(src, fixed), list(described))
-        except duckdb.Error as e:
-            raise _cannot_read(path, e) from None
-    if fixed is not None and src == path:
-        source_memory.remember(
-            path, _JSON_KEYS_FACET, {k: list(v) for k, v in found.items()}, version
-        )
+    types = [list(t) for t in described]
+    sample: dict[str, object] = {"types": types}
+    if keeps and (before := _no_json_before(path, types)) is not None:
+        found: dict[str, tuple[str, ...]] = {}
+        sample = before
+    else:
+        with duckdb.connect() as con:
+            con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
+            reader = _reader(src, fixed)
+            try:
+                columns, rows = json_candidates(con, reader, list(described))
+                found = json_keys_of(con, reader, columns)
+            except duckdb.Error as e:
+                raise _cannot_read(path, e) from None
+        sample.update(candidates=[list(c) for c in columns], rows=rows)
+    if keeps:
+        keys = {k: list(v) for k, v in found.items()}
+        source_memory.remember(path, _JSON_KEYS_FACET, keys, version)
+        source_memory.remember(path, _JSON_SAMPLE_FACET, sample, version)
     return found
 
 
 _JSON_KEYS_FACET = "json_keys"
+_JSON_SAMPLE_FACET = "json_candidates"  # the types, the candidate columns, the rows sampled
+
+
+def _no_json_before(path: Path, types: list[list[str]]) -> dict[str, object] | None:
+    """The kept sample of the version `path` appends to, when it found no JSON column in
+    rows that are still this file's first (a full sample, or no text column to check) for
+    the same types; else None (the keys are found anew)."""
+    tail = source_memory.appended(path)
+    sample = tail.facts.get(_JSON_SAMPLE_FACET) if tail is not None else None
+    if not isinstance(sample, dict) or sample.get("types") != types:
+        return None
+    if sample.get("candidates") != [] or sample.get("rows") not in (None, JSON_SAMPLE_ROWS):
+        return None
+    return sample
 
 
 def _json_keys_of(path: Path, encoding: str | None) -> dict[str, tuple[str, ...]]:

@@ -13,7 +13,7 @@ import duckdb
 
 from cdp_mcp.core.staging_rules import NULL_TEXTS
 
-_SAMPLE_ROWS = 1000  # rows a text column is first checked on, before a whole-file read
+SAMPLE_ROWS = 1000  # rows a text column is first checked on, before a whole-file read
 _NESTED_PREFIXES = ("STRUCT", "MAP")
 
 
@@ -43,24 +43,28 @@ def _present(text: str) -> str:
     return f"{text} IS NOT NULL AND lower(trim({text})) NOT IN ({_NULLS})"
 
 
-def _candidates(
+def candidates(
     con: duckdb.DuckDBPyConnection, reader: str, types: list[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    """Columns whose first rows hold JSON objects only (and at least one)."""
+) -> tuple[list[tuple[str, str]], int | None]:
+    """Columns whose first SAMPLE_ROWS rows hold JSON objects only (and at least one), and
+    how many rows those were (None: no text column, nothing read). So a file of at least
+    SAMPLE_ROWS rows has the candidates of any file it appends to."""
     texts = [(n, t) for n, t in types if t.upper() == "VARCHAR" or _nested(t)]
     if not texts:
-        return []
-    checks = []
+        return [], None
+    checks = ["count(*)"]
     for name, dtype in texts:
         text = _text_of(name, dtype)
         obj = f"starts_with(ltrim({text}), '{{')"
         checks.append(f"count(*) FILTER (WHERE {_present(text)} AND {obj})")
         checks.append(f"count(*) FILTER (WHERE {_present(text)} AND NOT {obj})")
     row = con.execute(
-        f"SELECT {', '.join(checks)} FROM (SELECT * FROM {reader} LIMIT {_SAMPLE_ROWS})"
+        f"SELECT {', '.join(checks)} FROM (SELECT * FROM {reader} LIMIT {SAMPLE_ROWS})"
     ).fetchone()
     assert row is not None
-    return [col for i, col in enumerate(texts) if row[2 * i] > 0 and row[2 * i + 1] == 0]
+    rows, *counts = row
+    found = [col for i, col in enumerate(texts) if counts[2 * i] > 0 and counts[2 * i + 1] == 0]
+    return found, int(rows)
 
 
 def _keys(con: duckdb.DuckDBPyConnection, reader: str, name: str, dtype: str) -> tuple[str, ...]:
@@ -88,8 +92,15 @@ def json_keys(
     con: duckdb.DuckDBPyConnection, reader: str, types: list[tuple[str, str]]
 ) -> dict[str, tuple[str, ...]]:
     """Column (as named in the file) -> its JSON keys, for the columns that hold JSON."""
+    return keys_of(con, reader, candidates(con, reader, types)[0])
+
+
+def keys_of(
+    con: duckdb.DuckDBPyConnection, reader: str, columns: list[tuple[str, str]]
+) -> dict[str, tuple[str, ...]]:
+    """`json_keys` of the `candidates` found (each read in full)."""
     out = {}
-    for name, dtype in _candidates(con, reader, types):
+    for name, dtype in columns:
         keys = _keys(con, reader, name, dtype)
         if keys:
             out[name] = keys

@@ -38,11 +38,21 @@ def sample_shapes(
     con: duckdb.DuckDBPyConnection, select: str, columns: list[Column]
 ) -> dict[str, Shape]:
     """The shape of each text column of `select` (a SELECT giving `columns`) that has one."""
+    return sampled_shapes(con, select, columns)[0]
+
+
+def sampled_shapes(
+    con: duckdb.DuckDBPyConnection, select: str, columns: list[Column]
+) -> tuple[dict[str, Shape], int | None]:
+    """`sample_shapes`, and how many rows the sample held (None: no text column, nothing
+    read). A file of at least SAMPLE_ROWS rows has the shapes of its first rows: a file
+    that appends to it has the same."""
     texts = [c.name for c in columns if c.type == "string"]
     if not texts:
-        return {}
+        return {}, None
     exprs = ", ".join(_shape_exprs(n) for n in texts)
-    row = con.execute(f"SELECT {exprs} FROM ({select} LIMIT {SAMPLE_ROWS})").fetchone() or ()
+    query = f"SELECT count(*), {exprs} FROM ({select} LIMIT {SAMPLE_ROWS})"
+    rows, *row = con.execute(query).fetchone() or (0,)
     out: dict[str, Shape] = {}
     for i, name in enumerate(texts):
         values, emails, phones = (int(v or 0) for v in row[3 * i : 3 * i + 3])
@@ -54,4 +64,4 @@ def sample_shapes(
             out[name] = "phone"
         else:
             out[name] = "other"
-    return out
+    return out, int(rows)

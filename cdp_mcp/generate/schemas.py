@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 from pathlib import Path
+from typing import get_args
 
 import duckdb
 
+from cdp_mcp.core import source_memory
 from cdp_mcp.core.config import PipelineConfig
-from cdp_mcp.core.file_source import SourceError, find_object_file, read_schema, select_sql
+from cdp_mcp.core.file_source import (
+    FORMATS,
+    SourceError,
+    find_object_file,
+    read_schema,
+    reads_directly,
+    select_sql,
+)
 from cdp_mcp.core.phases import derive_schemas
 from cdp_mcp.core.schema import Column, SchemaMap
 from cdp_mcp.core.source_counts import rule_of
-from cdp_mcp.core.value_shapes import Shape, sample_shapes
+from cdp_mcp.core.value_shapes import SAMPLE_ROWS, Shape, sampled_shapes
 
 
 def source_columns(cfg: PipelineConfig) -> dict[str, list[Column]]:
@@ -44,11 +54,44 @@ def _shapes_of(path: Path, encoding: str | None) -> dict[str, Shape]:
 
 @lru_cache(maxsize=64)
 def _cached_shapes(path: Path, size: int, mtime_ns: int, encoding: str | None) -> dict[str, Shape]:
-    """The value shapes of the file's text columns, cached per file version."""
+    """The value shapes of the file's text columns, cached per file version and kept across
+    runs (source_memory). The sample is the file's first rows: a file that appends to a
+    version whose sample was full, read by the same SELECT, has that version's shapes."""
     select, columns = select_sql(path, encoding=encoding)
-    with duckdb.connect() as con:
-        con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
-        return sample_shapes(con, select, columns)
+    version = source_memory.Version.of(path)
+    keeps = (
+        FORMATS.get(path.suffix.lower()) != "parquet"
+        and reads_directly(path, encoding)  # (a staged copy is a version of its own)
+        and (version.size, version.mtime_ns) == (size, mtime_ns)
+    )
+    facet = "value_shapes:" + hashlib.sha256(f"{SAMPLE_ROWS}\0{select}".encode()).hexdigest()[:16]
+    kept = _kept_shapes(path, facet, version) if keeps else None
+    if kept is not None:
+        shapes, rows = kept
+    else:
+        with duckdb.connect() as con:
+            con.execute("SET enable_progress_bar = false")  # stdout may be an MCP stream
+            shapes, rows = sampled_shapes(con, select, columns)
+    if keeps:
+        source_memory.remember(path, facet, {"shapes": shapes, "rows": rows}, version)
+    return shapes
+
+
+def _kept_shapes(
+    path: Path, facet: str, version: source_memory.Version
+) -> tuple[dict[str, Shape], int | None] | None:
+    """The shapes kept for this version, or for the version it appends to when that one's
+    sample held SAMPLE_ROWS rows (so they are still the file's first) or no text column."""
+    kept = source_memory.recall(path, facet, version)
+    if kept is None and (tail := source_memory.appended(path)) is not None:
+        kept = tail.facts.get(facet)
+        if isinstance(kept, dict) and kept.get("rows") not in (None, SAMPLE_ROWS):
+            kept = None
+    if not isinstance(kept, dict) or not isinstance(kept.get("shapes"), dict):
+        return None
+    shapes = {str(k): v for k, v in kept["shapes"].items() if v in get_args(Shape)}
+    rows = kept.get("rows")
+    return shapes, int(rows) if rows is not None else None
 
 
 def predicted_schemas(cfg: PipelineConfig) -> SchemaMap:
