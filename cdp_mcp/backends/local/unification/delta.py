@@ -264,10 +264,18 @@ def run_delta(
             now = _node_arrays(con, state, assigned, initial)
             record.values_total = len(now.nodes.leader)
             record.profiles = now.profiles
-            result_rows = stats.result_key_stats(spec, id_spec, now.nodes, run)
+            result_rows = stats.result_key_stats(spec, id_spec, now.nodes, run, now.sizes)
             source_rows = stats.source_key_stats(spec, id_spec, now.nodes, run)
             rep = report_from_arrays(
-                con, scratch, spec, name, threshold, now.orders, now.nodes.leader, now.records
+                con,
+                scratch,
+                spec,
+                name,
+                threshold,
+                now.orders,
+                now.nodes.leader,
+                now.records,
+                now.sizes,
             )
             del now
             rep.split_clusters = splits
@@ -335,6 +343,7 @@ class _AllNodes:
     profiles: int
     orders: np.ndarray  # per state row: its node order
     records: np.ndarray
+    sizes: np.ndarray  # per node order: the values it leads (stats.profile_sizes)
 
 
 def _node_arrays(
@@ -346,14 +355,24 @@ def _node_arrays(
     never removed), so a leader's node order indexes the per-profile counts as it is and the
     rows stay in the state's order (reordering them cost four scatters of every value). A
     value this run did not touch had its leader before the loop too."""
-    got = fetch_ints(con, f"SELECT kt, tabs, node_order, leader_order, records FROM {state}")
+    # As the state holds them (node orders INTEGER): a copy to int64 of every value is not
+    # needed to index with them.
+    got = {
+        k: np.asarray(v)
+        for k, v in con.execute(f"SELECT kt, tabs, node_order, leader_order, records FROM {state}")
+        .fetchnumpy()
+        .items()
+    }
     n = len(got["node_order"])
     where = got["node_order"]
-    seen = np.zeros(n, dtype=bool)
-    inside = (where >= 0) & (where < n)
-    seen[where[inside]] = True
     leader = got["leader_order"]
-    if not inside.all() or not seen.all() or np.any((leader < 0) | (leader >= n)):
+    inside = n == 0 or (where.min() >= 0 and where.max() < n)
+    if inside:
+        seen = np.zeros(n, dtype=bool)
+        seen[where] = True
+        inside = bool(seen.all())
+        del seen
+    if not inside or (n and (leader.min() < 0 or leader.max() >= n)):
         raise UnificationError(
             "the unification state is out of step (its node orders have gaps): run it again"
             " with full_refresh: true"
@@ -364,10 +383,11 @@ def _node_arrays(
     at = before[where]
     initial = np.where(at >= 0, at, leader)
     del before, at
-    profiles = int(np.count_nonzero(np.bincount(leader, minlength=n))) if n else 0
+    sizes = stats.profile_sizes(leader)
     return _AllNodes(
         nodes=stats.NodeArrays(got["kt"], got["tabs"], leader, initial),
-        profiles=profiles,
+        profiles=int(np.count_nonzero(sizes)),
         orders=where,
         records=got["records"],
+        sizes=sizes,
     )

@@ -27,6 +27,7 @@ from cdp_mcp.backends.local.unification.report import (
 )
 from cdp_mcp.backends.local.unification.spec import UnifySpec
 from cdp_mcp.backends.local.unification.sql import Scratch, arrays, table
+from cdp_mcp.backends.local.unification.stats import profile_sizes
 
 Ints = npt.NDArray[np.int64]
 
@@ -40,11 +41,12 @@ def report_from_arrays(
     orders: Ints,  # per value: its node order (dense: 0..n-1, in any order)
     leader: Ints,  # per value (same order): its leader's node order
     records: Ints,  # per value: records carrying it
+    led: Ints | None = None,  # per node order: values it leads (stats.profile_sizes)
 ) -> ClusterReport:
     db = spec.database
     state = table(db, f"{id_name}_{STATE_SUFFIX}")
     keys = _key_names(con, db, id_name)
-    size = np.bincount(leader, minlength=len(orders)) if len(orders) else np.zeros(0, np.int64)
+    size = profile_sizes(leader) if led is None else led
     profiles = np.flatnonzero(size)  # their leaders' node orders
     n = size[profiles]
     # Profiles per size, counted in numpy: a Counter over millions of Python ints is not.

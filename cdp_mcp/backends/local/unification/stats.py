@@ -48,19 +48,19 @@ def source_columns(id_spec: IdSpec) -> Columns:
 
 
 def result_key_stats(
-    spec: UnifySpec, id_spec: IdSpec, a: NodeArrays, run_time: int
+    spec: UnifySpec, id_spec: IdSpec, a: NodeArrays, run_time: int, sizes: Ints | None = None
 ) -> list[tuple[Any, ...]]:
+    """`sizes`: values per leader (`profile_sizes(a.leader)`), when the caller has them."""
     n = len(a.leader)
-    profiles = np.flatnonzero(np.bincount(a.leader, minlength=n))
-    profile_tables = np.zeros(n, dtype=np.int64)
-    np.bitwise_or.at(profile_tables, a.leader, a.tables)
+    profiles = np.flatnonzero(profile_sizes(a.leader) if sizes is None else sizes)
+    profile_tables = _profile_tables(a, profiles)
     per_key = [
         np.bincount(a.leader[a.key_code == spec.key(k).code], minlength=n)[profiles]
         for k in id_spec.rank_keys
     ]
     rows = []
     for name, bit in _from_tables(spec, id_spec):
-        chosen = _member(profile_tables[profiles], bit)
+        chosen = _member(profile_tables, bit)
         with_key, hist = [], []
         for counts in per_key:
             values = counts[chosen] if chosen is not None else counts
@@ -71,6 +71,22 @@ def result_key_stats(
         total = len(profiles) if chosen is None else int(np.count_nonzero(chosen))
         rows.append((name, total, *with_key, *hist, run_time))
     return rows
+
+
+def profile_sizes(leader: Ints) -> Ints:
+    """Values per node as a leader (0: not a leader)."""
+    return np.bincount(leader, minlength=len(leader)) if len(leader) else np.zeros(0, np.int64)
+
+
+def _profile_tables(a: NodeArrays, profiles: Ints) -> Ints:
+    """Per profile (in `profiles`' order): the bit set of the tables its values came from.
+    Every value from the same tables (one source table, as a profile-by-profile run has) is
+    the same bit set for every profile, without a scatter of every value."""
+    if len(a.tables) and a.tables.min() == a.tables.max():
+        return np.full(len(profiles), a.tables[0], dtype=np.int64)
+    every = np.zeros(len(a.leader), dtype=np.int64)
+    np.bitwise_or.at(every, a.leader, a.tables)
+    return every[profiles]
 
 
 def source_key_stats(
