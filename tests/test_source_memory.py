@@ -10,7 +10,12 @@ import pytest
 from cdp_mcp.cli.demo_data import append_rows, write_sample, write_sample_config
 from cdp_mcp.core import source_memory
 from cdp_mcp.core.config import load_config
-from cdp_mcp.core.file_source import _cached_description, _cached_json_keys, read_schema
+from cdp_mcp.core.file_source import (
+    SourceError,
+    _cached_description,
+    _cached_json_keys,
+    read_schema,
+)
 from cdp_mcp.core.source_counts import Counting, rule_of
 from cdp_mcp.core.text_source import readable
 from cdp_mcp.generate.schemas import _cached_shapes, predicted_schemas, source_columns
@@ -305,3 +310,37 @@ def test_the_sample_s_schemas_after_an_append_equal_a_reading_from_scratch(
     again = _columns(config, monkeypatch)
     assert again == _columns(config, monkeypatch, tmp_path / "from-scratch")
     assert any(c.get("shape") for cols in again.values() for c in cols)
+
+
+@pytest.mark.parametrize(
+    ("objects", "error"),
+    [
+        ("orders, customers, products", r"cannot read .*orders\.jsonl"),
+        ("customers, orders, products", r"customers\.csv is not UTF-8"),
+        ("products, customers, orders", r"no file for object 'products'"),
+        ("customers, products, orders", r"customers\.csv is not UTF-8"),
+    ],
+)
+def test_of_several_files_with_problems_the_first_object_s_error_is_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, objects: str, error: str
+) -> None:
+    """The files are learned side by side, yet the error is the one a reading in the
+    config's order meets first: orders.jsonl breaks after DuckDB's sniff sample (found
+    late), customers.csv in its first row (found at once), products.parquet is missing."""
+    write_sample(tmp_path / "shopify", rows=ROWS)
+    folder = tmp_path / "shopify"
+    with (folder / "orders.jsonl").open("a", encoding="utf-8") as f:
+        f.write('{"id": 1, "customer_email": \n')
+    customers = folder / "customers.csv"
+    lines = customers.read_bytes().split(b"\n")
+    customers.write_bytes(b"\n".join([lines[0], lines[1] + b"\xff", *lines[2:]]))
+    (folder / "products.parquet").unlink()
+    config = write_sample_config(tmp_path)
+    config.write_text(
+        config.read_text().replace(
+            "objects: [orders, customers, products]", f"objects: [{objects}]"
+        )
+    )
+    _new_process(monkeypatch)
+    with pytest.raises(SourceError, match=error):
+        source_columns(load_config(config))

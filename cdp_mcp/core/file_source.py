@@ -239,7 +239,8 @@ def _cached_json_keys(
     (and kept across runs: finding them reads every value of a JSON column). A file that
     appends to a version whose first rows held no JSON column, with the same types, has
     none either: its first rows are that version's (`_no_json_before`)."""
-    described = _cached_description(path, size, mtime_ns, encoding)
+    # (with the aside passed, as every other caller does: the same lru_cache key)
+    described = _cached_description(path, size, mtime_ns, encoding, _NOTHING_ASIDE)
     version = source_memory.Version.of(path)
     fixed = list(described) if FORMATS.get(path.suffix.lower()) != "parquet" else None
     src = _text(path, encoding)

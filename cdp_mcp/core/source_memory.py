@@ -97,6 +97,11 @@ def remember(
     """Keep `value` as `facet` of `version` of `path` (the version read before learning it:
     a file that changed meanwhile keeps nothing). `digest` (SHA-256 of its bytes) lets a
     later, appended version be recognised; without it the entry's own is kept."""
+    with lock(path):  # (a read, a change and a write of the file's one entry)
+        _remember(path, facet, value, version, digest)
+
+
+def _remember(path: Path, facet: str, value: Any, version: Version, digest: str | None) -> None:
     if Version.of(path) != version:
         return
     entry = _load(path)
@@ -148,7 +153,7 @@ class Tail:
         if self.path.suffix.lower() != ".csv":
             return self.raw  # (named with the source's suffix: the readers go by it)
         framed = self.raw.with_suffix(".csv")
-        with _writing:
+        with lock(self.path):
             if framed.exists():
                 return framed
             with self.path.open("rb") as src:
@@ -163,11 +168,20 @@ class Tail:
 def appended(path: Path) -> Tail | None:
     """The tail `path` gained since the version whose facts are kept, when that version is
     exactly its first bytes; else None (nothing kept, or the file is not an append)."""
-    with _writing:  # parallel loads: one thread writes a tail file, the others wait for it
+    with lock(path):  # one thread writes a file's tail, the others wait for it
         return _appended(path.resolve(), Version.of(path))
 
 
-_writing = threading.RLock()
+_locks: dict[Path, threading.RLock] = {}
+_locks_guard = threading.Lock()
+
+
+def lock(path: Path) -> threading.RLock:
+    """The lock of what is kept about one source file (its entry, its tail files): threads
+    learning or loading different files hash and write side by side."""
+    key = path.resolve()
+    with _locks_guard:
+        return _locks.setdefault(key, threading.RLock())
 
 
 @functools.lru_cache(maxsize=64)

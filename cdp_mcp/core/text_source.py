@@ -305,7 +305,7 @@ _FACET = "utf8_line_ends"  # source_memory's fact: a clean scan's line-end count
 def explain(message: str) -> str:
     """A DuckDB error about a source file in the words of this project: the source's name
     (not its staged copy's) and none of DuckDB's advice for options the config lacks."""
-    for staged, original in _originals.items():
+    for staged, original in list(_originals.items()):  # (other threads may add some)
         message = message.replace(staged, f"{original} ({_STAGED_NOTE})")
     kept = [ln for ln in message.splitlines() if not ln.startswith("Possible Solution:")]
     return "\n".join(kept).strip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import get_args
@@ -33,18 +34,37 @@ def source_columns(cfg: PipelineConfig) -> dict[str, list[Column]]:
             f"connector {cfg.ingestion.connector!r} has no local files to read columns from; "
             "run ingestion first so the columns come from the loaded tables"
         )
-    out = {}
     rule = rule_of(cfg)  # the read proving the types counts the rows for the validation
+    paths: dict[str, Path] = {}
+    missing: SourceError | None = None
     for obj in cfg.ingestion.objects:
-        path = find_object_file(source_dir, obj)
-        encoding = cfg.ingestion.encoding_of(obj)
-        columns = read_schema(path, encoding, counting=rule)
-        shapes = _shapes_of(path, encoding)
-        out[obj] = [
+        try:
+            paths[obj] = find_object_file(source_dir, obj)
+        except SourceError as e:
+            missing = e  # raised unless an object before it fails to read
+            break
+
+    def learn(obj: str) -> list[Column]:
+        path, encoding = paths[obj], cfg.ingestion.encoding_of(obj)
+        with source_memory.lock(path):  # (two objects of one file: learned in turn)
+            columns = read_schema(path, encoding, counting=rule)
+            shapes = _shapes_of(path, encoding)
+        return [
             c.model_copy(update={"shape": shapes[c.name]}) if c.name in shapes else c
             for c in columns
         ]
+
+    # The files are learned side by side: a rerun's work is mostly hashing the bytes a
+    # file had (hashlib lets go of the GIL) and DuckDB reading another, not one core's.
+    with ThreadPoolExecutor(max_workers=max(1, min(len(paths), _WORKERS))) as pool:
+        learned = {obj: pool.submit(learn, obj) for obj in paths}
+    out = {obj: future.result() for obj, future in learned.items()}  # the first error, in order
+    if missing is not None:
+        raise missing
     return out
+
+
+_WORKERS = 4  # files learned at once (DuckDB's reads use every core already)
 
 
 def _shapes_of(path: Path, encoding: str | None) -> dict[str, Shape]:
