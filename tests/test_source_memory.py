@@ -344,3 +344,33 @@ def test_of_several_files_with_problems_the_first_object_s_error_is_raised(
     _new_process(monkeypatch)
     with pytest.raises(SourceError, match=error):
         source_columns(load_config(config))
+
+
+def test_tails_a_signalled_process_left_are_removed_by_the_next_one(tmp_path: Path) -> None:
+    """A process ended by SIGTERM runs no atexit, so its copies of appended rows stay; the
+    next process to make a tails folder removes them, and never a running process's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from cdp_mcp.core.source_memory import TAILS_PREFIX, sweep_tails
+
+    child = (
+        "import os, signal\n"
+        "from cdp_mcp.core import source_memory\n"
+        "d = source_memory._tail_dir(); (d / 'rows.csv').write_text('a@x.com\\n')\n"
+        "print(d, flush=True); os.kill(os.getpid(), signal.SIGTERM)\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True)
+    assert done.returncode == -signal.SIGTERM
+    left = Path(done.stdout.strip())
+    assert left.parent == tmp_path and (left / "rows.csv").is_file()  # atexit did not run
+
+    mine = tmp_path / f"{TAILS_PREFIX}{os.getpid()}-live"  # a running process's: kept
+    mine.mkdir()
+    other = tmp_path / f"{TAILS_PREFIX}old_format"  # not ours to judge: kept
+    other.mkdir()
+    assert sweep_tails(tmp_path) == [left]
+    assert not left.exists() and mine.is_dir() and other.is_dir()

@@ -230,11 +230,42 @@ def _appended(path: Path, version: Version) -> Tail | None:
     return Tail(path, old_size, dict(entry["facts"]), raw, h.hexdigest())
 
 
+TAILS_PREFIX = "cdp-mcp-tails-"
+
+
 @functools.cache
 def _tail_dir() -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="cdp-mcp-tails-"))  # 0700: the person's data
+    """This process's folder of appended rows (0700: the person's data), removed at exit.
+    A process ended by a signal runs no atexit: the next one removes what such processes
+    left (their pid is in the name), so copies of source rows do not pile up in /tmp."""
+    sweep_tails(Path(tempfile.gettempdir()))
+    folder = Path(tempfile.mkdtemp(prefix=f"{TAILS_PREFIX}{os.getpid()}-"))
     atexit.register(shutil.rmtree, folder, True)
     return folder
+
+
+def sweep_tails(root: Path) -> list[Path]:
+    """Remove the tails folders under `root` of this user's processes that have ended;
+    the ones removed. A folder whose pid runs (its own, or a reused pid) is left."""
+    removed = []
+    for folder in root.glob(f"{TAILS_PREFIX}*-*"):
+        pid = folder.name[len(TAILS_PREFIX) :].split("-", 1)[0]
+        with contextlib.suppress(OSError):
+            if not pid.isdigit() or folder.stat().st_uid != os.getuid() or _alive(int(pid)):
+                continue
+            shutil.rmtree(folder)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def latest_time_facet(parsed: str) -> str:
