@@ -53,7 +53,8 @@ def build(referee: str, out_dir: Path) -> str:
         raise Unavailable(
             f"the jars of ci/java-referees/{referee} are not resolved: {RESOLVE} (needs Maven)"
         )
-    sources = sorted(str(p) for p in (REFEREES / referee).glob("*.java"))
+    folders = [REFEREES / referee] + ([REFEREES / "common"] if referee in PARSERS else [])
+    sources = sorted(str(p) for folder in folders for p in folder.glob("*.java"))
     done = subprocess.run(
         [javac, "-nowarn", "-encoding", "UTF-8", "-cp", f"{lib}/*", "-d", str(out_dir), *sources],
         capture_output=True,
@@ -100,9 +101,11 @@ def digdag_check(cp: str, projects: list[Path]) -> list[dict[str, Any]]:
     return json_lines(done.stdout)
 
 
-# -- Presto's and Trino's SQL parsers --------------------------------------------------------
+# -- The SQL parsers of TD's engines (drivers sharing common/ParseVerdicts.java) -------------
 
 PARSERS = {"presto": "PrestoParse", "trino": "TrinoParse", "hive": "HiveParse"}  # folder -> class
+# td>'s engine -> the parsers that judge its SQL: a presto file must read on Trino too
+ENGINE_PARSERS = {"presto": ("presto", "trino"), "hive": ("hive",)}
 
 
 def sql_parse(cp: str, referee: str, files: list[Path]) -> list[dict[str, Any]]:
