@@ -19,11 +19,9 @@ import pytest
 from cdp_mcp.backends.local.backend import LocalBackend
 from cdp_mcp.cli.demo_data import SAMPLE_FOLDER, append_rows, write_sample, write_sample_config
 from cdp_mcp.cli.run import run_pipeline
-from tests.java_referees import classpath, sql_parse
+from tests.java_referees import ENGINE_PARSERS, classpath, sql_parse
 
 pytestmark = pytest.mark.slow  # whole runs and JVMs: the full suite, not the fast lane
-
-PARSERS = {"presto": ("presto", "trino"), "hive": ("hive",)}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +53,7 @@ def test_the_runs_sent_the_validations_queries(sent: dict[str, set[str]]) -> Non
     # staging's checks, the lookup's profiles, the cross-source figures, the cluster report
     for part in ("staging_log", "unified_id_lookup", "count_if(has_id)", "cluster_report"):
         assert part in texts, part
-    assert set(sent) <= set(PARSERS)
+    assert set(sent) <= set(ENGINE_PARSERS)
 
 
 def test_each_engines_parser_reads_every_query_the_package_sends(
@@ -68,7 +66,7 @@ def test_each_engines_parser_reads_every_query_the_package_sends(
         for i, text in enumerate(sorted(texts)):
             files.append(root / f"{engine}_{i}.sql")
             files[-1].write_text(text, encoding="utf-8")
-        for referee in PARSERS[engine]:
+        for referee in ENGINE_PARSERS[engine]:
             found = sql_parse(classpath(referee, tmp_path_factory), referee, files)
             for f, v in zip(files, found, strict=True):
                 if not v["ok"]:

@@ -20,19 +20,18 @@ the Presto and the Trino parser, a Hive file by Hive's.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cdp_mcp.backends.local.td_text import job_statement, table_name, with_comment
-from cdp_mcp.generate.check import SqlUse, neutralize_params, sql_files, sql_uses
+from cdp_mcp.generate.check import SqlUse, neutralize_params, sql_uses
 from tests.generated_projects import PROJECT_NAMES, write_generated
-from tests.java_referees import classpath, sql_parse
+from tests.java_referees import ENGINE_PARSERS, classpath, sql_parse
 
 pytestmark = pytest.mark.slow  # JVMs: the full suite, not the fast lane
-
-PARSERS = {"presto": ("presto", "trino"), "hive": ("hive",)}  # td> engine -> referees
 
 
 def sent(query: str, use: SqlUse) -> list[str]:
@@ -52,21 +51,20 @@ Texts = dict[str, dict[str, Path]]  # referee -> judged name -> neutral text's f
 def texts(tmp_path_factory: pytest.TempPathFactory) -> Texts:
     projects = tmp_path_factory.mktemp("projects")
     root = tmp_path_factory.mktemp("sql")
-    out: Texts = {referee: {} for referees in PARSERS.values() for referee in referees}
+    out: Texts = {r: {} for referees in ENGINE_PARSERS.values() for r in referees}
+    numbers = itertools.count()
     for folder in write_generated(projects):
-        uses = sql_uses(folder)
-        for rel, engines in sql_files(folder).items():
+        for rel, uses in sql_uses(folder).items():
             query = (folder / rel).read_text(encoding="utf-8")
-            # a file no task names runs on td>'s default, presto, as it is
-            for use in sorted(uses.get(rel) or {SqlUse(e, None, None) for e in engines}):
+            for use in sorted(uses):
                 engine = "hive" if use.engine == "hive" else "presto"
                 into = use.create_table and f"create_table {use.create_table}"
                 into = into or (use.insert_into and f"insert_into {use.insert_into}") or "query"
                 for i, text in enumerate(sent(query, use)):
                     name = f"{folder.name}/{rel} [{use.engine}, {into}, statement {i + 1}]"
-                    path = root / f"{len(list(root.iterdir()))}.sql"
+                    path = root / f"{next(numbers)}.sql"
                     path.write_text(neutralize_params(text), encoding="utf-8")
-                    for referee in PARSERS[engine]:
+                    for referee in ENGINE_PARSERS[engine]:
                         out[referee][name] = path
     return out
 

@@ -82,18 +82,15 @@ class SqlUse(NamedTuple):
 
 
 def sql_uses(directory: Path) -> dict[str, set[SqlUse]]:
-    """Each SQL file a td> task of the project in `directory` names -> how each runs it."""
+    """Each SQL file of the project in `directory` (relative path) -> how its td> tasks run
+    it, as the check walks the workflows (a file no task names: as a query on presto,
+    td>'s default)."""
     checker = _ProjectChecker(directory.resolve(), {})
     checker.run()
-    return checker.sql_uses
-
-
-def sql_files(directory: Path) -> dict[str, set[str]]:
-    """Each SQL file of the project in `directory` (relative path) -> the engines its td>
-    tasks run it on, as the check walks the workflows."""
-    checker = _ProjectChecker(directory.resolve(), {})
-    checker.run()
-    return checker.sql_files()
+    return {
+        rel: checker.sql_uses.get(rel) or {SqlUse(engine, None, None) for engine in engines}
+        for rel, engines in checker.sql_files().items()
+    }
 
 
 # -- `${...}` substitution --------------------------------------------------------------
@@ -215,8 +212,7 @@ class _ProjectChecker:
         self.problems: list[CheckProblem] = []
         self._seen: set[tuple[str, int | None, str]] = set()
         self.workflows = sorted(p.stem for p in root.glob("*.dig"))
-        self.sql_engines: dict[str, set[str]] = {}
-        self.sql_uses: dict[str, set[SqlUse]] = {}
+        self.sql_uses: dict[str, set[SqlUse]] = {}  # file -> the td> tasks' ways of running it
         self._queue = sorted(root.glob("*.dig"))
         self._visited: set[Path] = set()
 
@@ -266,7 +262,6 @@ class _ProjectChecker:
         self._queue.append(dig)
 
     def use_sql(self, rel: str, engine: str, node: dict[str, Any]) -> None:
-        self.sql_engines.setdefault(rel, set()).add(engine)
         into = {k: node.get(k) for k in ("create_table", "insert_into")}
         self.sql_uses.setdefault(rel, set()).add(
             SqlUse(
@@ -279,12 +274,12 @@ class _ProjectChecker:
     def sql_files(self) -> dict[str, set[str]]:
         """Every .sql file, and any other file a td> task names, with the engines that run it
         (presto for a file no task names: td>'s default)."""
-        files = {self.rel(p) for p in self.root.rglob("*.sql")} | set(self.sql_engines)
+        files = {self.rel(p) for p in self.root.rglob("*.sql")} | set(self.sql_uses)
         return {
             rel: (
                 {self.engine_by_file[rel]}
                 if rel in self.engine_by_file
-                else self.sql_engines.get(rel, {"presto"})
+                else {u.engine for u in self.sql_uses.get(rel, ())} or {"presto"}
             )
             for rel in sorted(files)
         }
