@@ -281,11 +281,8 @@ def _no_json_before(path: Path, types: list[list[str]]) -> dict[str, object] | N
     """The kept sample of the version `path` appends to, when it found no JSON column in
     rows that are still this file's first (a full sample, or no text column to check) for
     the same types; else None (the keys are found anew)."""
-    tail = source_memory.appended(path)
-    sample = tail.facts.get(_JSON_SAMPLE_FACET) if tail is not None else None
-    if not isinstance(sample, dict) or sample.get("types") != types:
-        return None
-    if sample.get("candidates") != [] or sample.get("rows") not in (None, JSON_SAMPLE_ROWS):
+    sample = source_memory.carried_sample(path, _JSON_SAMPLE_FACET, JSON_SAMPLE_ROWS)
+    if sample is None or sample.get("types") != types or sample.get("candidates") != []:
         return None
     return sample
 

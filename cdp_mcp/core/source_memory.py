@@ -172,6 +172,18 @@ def appended(path: Path) -> Tail | None:
         return _appended(path.resolve(), Version.of(path))
 
 
+def carried_sample(path: Path, facet: str, full: int) -> dict[str, Any] | None:
+    """The fact `facet` (a sample of the file's first rows, with the `rows` it held) of the
+    version `path` appends to, when that sample is still of this file's first rows: it held
+    `full` rows, so the appended ones are not in it, or none (`rows` None: nothing to read).
+    None otherwise, or when `path` is not an append of a kept version."""
+    tail = appended(path)
+    kept = tail.facts.get(facet) if tail is not None else None
+    if not isinstance(kept, dict) or kept.get("rows") not in (None, full):
+        return None
+    return kept
+
+
 _locks: dict[Path, threading.RLock] = {}
 _locks_guard = threading.Lock()
 

@@ -103,10 +103,8 @@ def _kept_shapes(
     """The shapes kept for this version, or for the version it appends to when that one's
     sample held SAMPLE_ROWS rows (so they are still the file's first) or no text column."""
     kept = source_memory.recall(path, facet, version)
-    if kept is None and (tail := source_memory.appended(path)) is not None:
-        kept = tail.facts.get(facet)
-        if isinstance(kept, dict) and kept.get("rows") not in (None, SAMPLE_ROWS):
-            kept = None
+    if kept is None:
+        kept = source_memory.carried_sample(path, facet, SAMPLE_ROWS)
     if not isinstance(kept, dict) or not isinstance(kept.get("shapes"), dict):
         return None
     shapes = {str(k): v for k, v in kept["shapes"].items() if v in get_args(Shape)}
