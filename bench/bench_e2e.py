@@ -19,8 +19,13 @@ a fresh workspace over the same data is built with a full run, and both warehous
 compared table by table (order-insensitive), and persistent ids of profiles whose values
 did not change are checked.
 
+With `--output-floor`, each phase's finished tables are then copied once from the
+warehouse into a fresh file with the warehouse's storage: the cost of writing what the
+pipeline must produce, a floor for any design that materializes the same tables.
+
     python bench/bench_e2e.py --sizes 1M,3M --incremental
     flock /tmp/cdp-big.lock python bench/bench_e2e.py --sizes 10M --incremental --dir /tmp/x
+    flock /tmp/cdp-big.lock python bench/bench_e2e.py --sizes 10M --output-floor
 """
 
 from __future__ import annotations
@@ -322,6 +327,38 @@ def unification_floor(cfg: PipelineConfig, warehouse: Path, db: Path) -> tuple[f
     return time.perf_counter() - start, count
 
 
+def output_phase(cfg: PipelineConfig, name: str) -> str:
+    """The phase whose workflow writes a table (schema.table) of the warehouse."""
+    schema, table = name.split(".", 1)
+    if schema == cfg.src_db:
+        return "hist_union" if table.endswith("_hist_union") else "ingestion"
+    if schema == cfg.stg_db and not (table == "unif_input" or re.search(r"_prep(_rows)?$", table)):
+        return "staging"
+    return "unification"  # its prep tables (in the staging database) and its own database
+
+
+def output_floor(warehouse: Path, db: Path, cfg: PipelineConfig) -> dict[str, float]:
+    """Per phase, the seconds DuckDB takes to write that phase's tables once, copying each
+    from the finished warehouse with the warehouse's `fast` storage: what any run that
+    materializes those tables pays for their writing alone, whatever computes them."""
+    db.unlink(missing_ok=True)
+    out = {p.value: 0.0 for p in ORDER}
+    with duckdb.connect(str(db)) as con:
+        con.execute("SET enable_progress_bar = false")
+        con.execute("SET disabled_compression_methods = 'dict_fsst'")
+        con.execute(f"ATTACH {sql_string(str(warehouse))} AS w (READ_ONLY)")
+        for n, name in enumerate(user_tables(con, "w")):
+            schema, table = name.split(".", 1)
+            os.sync()
+            start = time.perf_counter()
+            con.execute(
+                f"CREATE TABLE copy_{n} AS SELECT * FROM w.{quote_ident(schema)}.{quote_ident(table)}"
+            )
+            out[output_phase(cfg, name)] += time.perf_counter() - start
+    db.unlink()
+    return out
+
+
 # -- comparing two warehouses -------------------------------------------------------------
 
 # Columns that record when a run processed a row (TD's `time`, staging's load_timestamp, the
@@ -577,6 +614,7 @@ class SizeResult:
     diffs: list[TableDiff] = field(default_factory=list)
     ids: IdCheck | None = None
     partition: PartitionCheck | None = None
+    outputs: dict[str, float] | None = None  # --output-floor: per phase, writing its tables
 
 
 def write_config(work: Path, name: str, workspace: str) -> Path:
@@ -604,7 +642,7 @@ def check_run(m: RunMeasure, what: str, log: Path) -> None:
         raise SystemExit(f"{what} exited {m.exit_code}; see {log}")
 
 
-def measure_size(rows: int, work: Path, incremental: bool) -> SizeResult:
+def measure_size(rows: int, work: Path, incremental: bool, outputs: bool = False) -> SizeResult:
     work.mkdir(parents=True, exist_ok=True)
     note(f"{label(rows)}: writing the sample into {work}")
     files = write_sample(work / SAMPLE_FOLDER, rows=customers_for(rows))
@@ -622,6 +660,9 @@ def measure_size(rows: int, work: Path, incremental: bool) -> SizeResult:
     unif, _ = unification_floor(cfg, warehouse, work / "unif_floor.duckdb")
     (work / "unif_floor.duckdb").unlink()
     result = SizeResult(rows, floor, plain, unif, full)
+    if outputs:
+        note(f"{label(rows)}: the output floor (writing each phase's tables once)")
+        result.outputs = output_floor(warehouse, work / "outputs.duckdb", cfg)
     if not incremental:
         return result
     snapshot = work / "run1_ids.duckdb"
@@ -693,6 +734,18 @@ def print_steps(what: str, m: RunMeasure) -> None:
         print(f"    RETRIED: an attempt failed and was retried: {failure}")
 
 
+def print_outputs(r: SizeResult) -> None:
+    if r.outputs is None:
+        return
+    total = sum(r.outputs.values())
+    parts = ", ".join(f"{p} {s:.1f}" for p, s in r.outputs.items())
+    print(
+        f"  output floor (writing each phase's tables once, copied from the warehouse, s): "
+        f"{parts}; {total:.1f} in all = {total / r.plain_floor:.2f}x the plain floor; "
+        f"the full run is {r.full.wall / total:.2f}x it"
+    )
+
+
 def print_growth(results: list[SizeResult]) -> None:
     base = next((r for r in results if r.rows == GROWTH_BASE), results[0])
     per_row = {r.rows: r.full.wall / r.rows for r in results}
@@ -755,6 +808,11 @@ def main() -> None:
         help="source rows in all, comma-separated (default 1M; e.g. 1M,3M,10M,30M)",
     )
     parser.add_argument("--incremental", action="store_true", help="append 1%% and run again")
+    parser.add_argument(
+        "--output-floor",
+        action="store_true",
+        help="also time writing each phase's finished tables once (a floor of any design)",
+    )
     parser.add_argument("--dir", type=Path, help="work folder (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep each size's data and workspaces")
     args = parser.parse_args()
@@ -764,13 +822,14 @@ def main() -> None:
         work = root / f"e2e-{label(rows)}"
         shutil.rmtree(work, ignore_errors=True)
         try:
-            r = measure_size(rows, work, args.incremental)
+            r = measure_size(rows, work, args.incremental, args.output_floor)
         finally:
             if not args.keep:
                 shutil.rmtree(work, ignore_errors=True)
         results.append(r)
         print(f"\n{label(r.rows)} full run, where the time goes (s):", flush=True)
         print_steps("full run", r.full)
+        print_outputs(r)
         print_incremental(r)
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     print(f"\n{os.cpu_count()} cores, {memory:.0f} GiB, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")

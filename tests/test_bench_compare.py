@@ -10,7 +10,16 @@ import duckdb
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from bench_e2e import RunMeasure, compare_warehouses, tree_cpu
+from bench_e2e import (
+    RunMeasure,
+    compare_warehouses,
+    output_floor,
+    output_phase,
+    tree_cpu,
+    write_config,
+)
+
+from cdp_mcp.core.config import load_config
 
 ROWS = [(1, "a@x.com", 10), (2, "b@x.com", 20), (2, "b@x.com", 20), (3, None, 30)]
 
@@ -121,3 +130,29 @@ def test_a_measured_process_tree_counts_the_cpu_its_child_burnt() -> None:
     before = tree_cpu(me)
     psutil.Popen([sys.executable, "-c", busy]).wait()
     assert 0.9 <= tree_cpu(me) - before < 3.0
+
+
+def test_the_output_floor_times_each_phase_s_tables_and_only_its_own(tmp_path: Path) -> None:
+    cfg = load_config(write_config(tmp_path, "acme", "acme_cdp"))
+    written = {
+        f"{cfg.src_db}.shopify_orders": "ingestion",
+        f"{cfg.src_db}.shopify_orders_hist_union": "hist_union",
+        f"{cfg.stg_db}.shopify_orders": "staging",
+        f"{cfg.stg_db}.shopify_orders_prep": "unification",
+        f"{cfg.stg_db}.shopify_orders_prep_rows": "unification",
+        f"{cfg.stg_db}.unif_input": "unification",
+        f"{cfg.unif_db}.unified_id_lookup": "unification",
+    }
+    assert {name: output_phase(cfg, name) for name in written} == written
+    path = tmp_path / "w.duckdb"
+    with duckdb.connect(str(path)) as con:
+        for schema in (cfg.src_db, cfg.stg_db):
+            con.execute(f'CREATE SCHEMA "{schema}"')
+        con.execute(
+            f'CREATE TABLE "{cfg.src_db}".shopify_orders AS SELECT range AS id FROM range(300000)'
+        )
+        con.execute(f'CREATE TABLE "{cfg.stg_db}".unif_input AS SELECT range AS id FROM range(10)')
+    seconds = output_floor(path, tmp_path / "copy.duckdb", cfg)
+    assert seconds["ingestion"] > 0 and seconds["unification"] > 0
+    assert seconds["hist_union"] == 0 and seconds["staging"] == 0  # no table of theirs
+    assert not (tmp_path / "copy.duckdb").exists()
